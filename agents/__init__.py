@@ -1,0 +1,1 @@
+"""The agents that tap the topics: batch consumers folded in plain Python."""

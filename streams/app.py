@@ -1,0 +1,61 @@
+"""The Faust app: hosts the sidecar's services, its web routes and the `faust` command line.
+
+Faust's own Kafka consumer is switched off: the tap agent owns the input consumer so that it can
+read in batches and keep offsets with the tables (see agents/tap.py for the measured reason).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+import mode
+from faust.app.base import BootStrategy
+
+from streams.settings import Settings
+from streams.sidecar import Sidecar
+from streams.web import install_routes
+
+log = logging.getLogger(__name__)
+
+
+class _Boot(BootStrategy):
+    enable_kafka = False
+
+
+class StreamsApp(faust.App):
+    BootStrategy = _Boot
+    streams_settings: Settings | None = None
+    sidecar: Sidecar | None = None
+
+
+def create_app(settings: Settings | None = None) -> StreamsApp:
+    app = StreamsApp("ecomind-streams", autodiscover=False, web_enabled=True)
+
+    @app.on_configured.connect
+    def _configure(sender: Any, conf: Any, **kwargs: Any) -> None:
+        chosen = settings if settings is not None else Settings.from_env()
+        app.streams_settings = chosen
+        conf.id = chosen.app_id
+        conf.broker = f"kafka://{chosen.bootstrap_servers.split(',')[0]}"
+        conf.web_port = chosen.web_port
+        conf.web_bind = chosen.web_bind
+        conf.web_host = chosen.web_bind if chosen.web_bind != "0.0.0.0" else "localhost"
+
+    @app.service
+    class SidecarService(mode.Service):
+        async def on_start(self) -> None:
+            web_port = app.conf.web_port  # reading conf runs _configure, which loads the settings
+            chosen = app.streams_settings
+            assert chosen is not None
+            app.sidecar = Sidecar(chosen)
+            await app.sidecar.start()
+            log.info("metrics at http://%s:%s/metrics", app.conf.web_host, web_port)
+
+        async def on_stop(self) -> None:
+            if app.sidecar is not None:
+                await app.sidecar.stop()
+
+    install_routes(app, lambda: app.sidecar)
+    return app

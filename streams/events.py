@@ -1,0 +1,182 @@
+"""Event contracts: turn a record's bytes into a valid event or a rejection reason.
+
+Pure functions, no Faust import: the hot path calls them once per record.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import NamedTuple
+
+import orjson
+
+# The fixed set of rejection reasons: the `reason` label of ecomind_streams_events_invalid_total.
+NOT_UTF8 = "not_utf8"
+NOT_JSON = "not_json"
+NOT_OBJECT = "not_object"
+MISSING_FIELD = "missing_field"
+WRONG_TYPE = "wrong_type"
+NEGATIVE_VALUE = "negative_value"
+NON_FINITE = "non_finite"
+OUT_OF_RANGE = "out_of_range"
+BAD_TIMESTAMP = "bad_timestamp"
+TOO_LARGE = "too_large"
+REASONS = (
+    NOT_UTF8, NOT_JSON, NOT_OBJECT, MISSING_FIELD, WRONG_TYPE,
+    NEGATIVE_VALUE, NON_FINITE, OUT_OF_RANGE, BAD_TIMESTAMP, TOO_LARGE,
+)
+
+MAX_LABEL_CHARS = 256
+MAX_TOKENS = 10_000_000_000
+MAX_KWH = 1_000.0
+MAX_CO2_KG = 1_000.0
+# Epoch numbers at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
+EPOCH_MS_THRESHOLD = 100_000_000_000
+MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+
+
+class Invalid(Exception):
+    """A record that breaks the contract; `reason` is one of REASONS."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RawEvent(NamedTuple):
+    org_id: str
+    user_id: str
+    provider: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    ts_ms: int
+
+
+class EnrichedEvent(NamedTuple):
+    raw: RawEvent
+    kwh: float
+    co2_kg: float
+
+
+def decode_object(payload: bytes | None, max_payload_bytes: int) -> dict[str, object]:
+    if payload is None:
+        raise Invalid(NOT_JSON)
+    if len(payload) > max_payload_bytes:
+        raise Invalid(TOO_LARGE)
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(_decode_reason(payload, str(exc))) from None
+    if not isinstance(value, dict):
+        raise Invalid(NOT_OBJECT)
+    return value
+
+
+def _decode_reason(payload: bytes, message: str) -> str:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return NOT_UTF8
+    if "infinity" in message or b"NaN" in payload or b"Infinity" in payload:
+        return NON_FINITE
+    return NOT_JSON
+
+
+def parse_raw(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> RawEvent:
+    obj = decode_object(payload, max_payload_bytes)
+    return _raw_from(obj, now_ms, max_future_ms)
+
+
+def parse_enriched(
+    payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int
+) -> EnrichedEvent:
+    obj = decode_object(payload, max_payload_bytes)
+    raw = _raw_from(obj, now_ms, max_future_ms)
+    return EnrichedEvent(raw, _amount(obj, "kwh", MAX_KWH), _amount(obj, "co2_kg", MAX_CO2_KG))
+
+
+def _raw_from(obj: dict[str, object], now_ms: int, max_future_ms: int) -> RawEvent:
+    return RawEvent(
+        org_id=_label(obj, "org_id"),
+        user_id=_label(obj, "user_id"),
+        provider=_label(obj, "provider"),
+        model=_label(obj, "model"),
+        tokens_in=_tokens(obj, "tokens_in"),
+        tokens_out=_tokens(obj, "tokens_out"),
+        ts_ms=parse_ts_ms(_field(obj, "ts"), now_ms, max_future_ms),
+    )
+
+
+def _field(obj: dict[str, object], name: str) -> object:
+    value = obj.get(name)
+    if value is None:
+        raise Invalid(MISSING_FIELD)
+    return value
+
+
+def _label(obj: dict[str, object], name: str) -> str:
+    value = _field(obj, name)
+    if not isinstance(value, str):
+        raise Invalid(WRONG_TYPE)
+    if not value:
+        raise Invalid(MISSING_FIELD)
+    if len(value) > MAX_LABEL_CHARS:
+        raise Invalid(OUT_OF_RANGE)
+    return value
+
+
+def _tokens(obj: dict[str, object], name: str) -> int:
+    value = _field(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(WRONG_TYPE)
+    if value < 0:
+        raise Invalid(NEGATIVE_VALUE)
+    if value > MAX_TOKENS:
+        raise Invalid(OUT_OF_RANGE)
+    return value
+
+
+def _amount(obj: dict[str, object], name: str, maximum: float) -> float:
+    value = _field(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Invalid(WRONG_TYPE)
+    number = float(value)
+    if not math.isfinite(number):
+        raise Invalid(NON_FINITE)
+    if number < 0:
+        raise Invalid(NEGATIVE_VALUE)
+    if number > maximum:
+        raise Invalid(OUT_OF_RANGE)
+    return number
+
+
+def parse_ts_ms(value: object, now_ms: int, max_future_ms: int) -> int:
+    """Event time in epoch milliseconds from ISO-8601 text or epoch seconds/milliseconds."""
+    if isinstance(value, bool):
+        raise Invalid(WRONG_TYPE)
+    if isinstance(value, str):
+        ts_ms = _iso_ms(value)
+    elif isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise Invalid(NON_FINITE)
+        ts_ms = int(value) if abs(value) >= EPOCH_MS_THRESHOLD else int(round(value * 1000))
+    else:
+        raise Invalid(WRONG_TYPE)
+    if ts_ms < MIN_TS_MS or ts_ms > now_ms + max_future_ms:
+        raise Invalid(BAD_TIMESTAMP)
+    return ts_ms
+
+
+def _iso_ms(text: str) -> int:
+    if len(text) > 64:
+        raise Invalid(BAD_TIMESTAMP)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise Invalid(BAD_TIMESTAMP) from None
+    if moment.tzinfo is None:
+        # The gateway writes UTC; a time without an offset is read as UTC rather than rejected.
+        moment = moment.replace(tzinfo=timezone.utc)
+    return round(moment.timestamp() * 1000)

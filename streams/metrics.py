@@ -1,0 +1,194 @@
+"""Collectors that build metric families at scrape time from state handed to them.
+
+Business and lag families come from the shared tables and are exported by the one replica that
+holds the exporter lease, so `sum()` over replicas is the fleet total. Replica families describe
+the process that answers the scrape.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from typing import Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streams.fold import DELAY_BUCKETS_SECONDS
+from streams.lag import LagSnapshot
+from streams.status import Status
+from tables.store import Snapshot
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class BusinessCollector(Collector):
+    def __init__(self, snap: Snapshot, topics: Iterable[str]) -> None:
+        self.snap = snap
+        self.topics = list(topics)
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.snap
+        yield _labelled_counter(
+            "ecomind_events_ingested", "Valid raw events ingested.", ("org_id", "provider"), s.ingested
+        )
+        yield _labelled_counter(
+            "ecomind_api_calls", "LLM API calls seen in valid raw events.", ("org_id", "model"), s.calls
+        )
+        yield GaugeMetricFamily(
+            "ecomind_daily_active_orgs", "Distinct orgs with a raw event today.", value=s.active_orgs
+        )
+        yield GaugeMetricFamily(
+            "ecomind_daily_active_users",
+            "Distinct (org_id, user_id) pairs with a raw event today.",
+            value=s.active_users,
+        )
+        yield _labelled_gauge("ecomind_total_kwh_today", "Energy of today's enriched events, kWh.", s.kwh)
+        yield _labelled_gauge(
+            "ecomind_total_co2_kg_today", "CO2 of today's enriched events, kg.", s.co2_kg
+        )
+        yield from self._pipeline()
+
+    def _pipeline(self) -> Iterator[Metric]:
+        s = self.snap
+        processed = CounterMetricFamily(
+            "ecomind_streams_events_processed", "Valid events folded into the tables.", labels=["topic"]
+        )
+        late = CounterMetricFamily(
+            "ecomind_streams_events_dropped_late",
+            "Valid events older than the days kept: counted, but in no daily window.",
+            labels=["topic"],
+        )
+        last = GaugeMetricFamily(
+            "ecomind_streams_last_event_timestamp_seconds",
+            "Broker timestamp of the newest record folded, per topic.",
+            labels=["topic"],
+        )
+        for topic in self.topics:
+            processed.add_metric([topic], s.processed.get(topic, 0))
+            late.add_metric([topic], s.dropped_late.get(topic, 0))
+            if topic in s.last_ts_ms:
+                last.add_metric([topic], s.last_ts_ms[topic] / 1000)
+        yield processed
+        yield late
+        yield last
+        invalid = CounterMetricFamily(
+            "ecomind_streams_events_invalid", "Records rejected, by reason.", labels=["topic", "reason"]
+        )
+        for (topic, reason), n in sorted(s.invalid.items()):
+            invalid.add_metric([topic, reason], n)
+        yield invalid
+        yield _delay_histogram(s.delay_buckets, s.delay_sum_ms)
+
+
+class LagCollector(Collector):
+    def __init__(self, lag: LagSnapshot | None, group: str) -> None:
+        self.lag = lag
+        self.group = group
+
+    def collect(self) -> Iterator[Metric]:
+        messages = GaugeMetricFamily(
+            "ecomind_worker_kafka_lag",
+            f"Messages between consumer group {self.group}'s committed offset and the partition end.",
+            labels=["topic", "partition"],
+        )
+        seconds = GaugeMetricFamily(
+            "ecomind_worker_kafka_lag_seconds",
+            "Age of the oldest record the watched group has not consumed; 0 when caught up.",
+            labels=["topic", "partition"],
+        )
+        committed = GaugeMetricFamily(
+            "ecomind_streams_watch_group_committed",
+            "1 when the watched group has a committed offset on the partition, 0 when it has none.",
+            labels=["topic", "partition"],
+        )
+        taken = GaugeMetricFamily(
+            "ecomind_streams_lag_probe_timestamp_seconds", "When the lag figures were measured."
+        )
+        if self.lag is not None:
+            for p in self.lag.partitions:
+                labels = [p.topic, str(p.partition)]
+                messages.add_metric(labels, p.lag_messages)
+                seconds.add_metric(labels, p.lag_seconds)
+                committed.add_metric(labels, 1 if p.committed else 0)
+            taken.add_metric([], self.lag.taken_at_s)
+        yield messages
+        yield seconds
+        yield committed
+        yield taken
+
+
+class ReplicaCollector(Collector):
+    def __init__(self, status: Status) -> None:
+        self.status = status
+
+    def collect(self) -> Iterator[Metric]:
+        st = self.status
+        info = GaugeMetricFamily(
+            "ecomind_streams_build_info", "Build of this replica; always 1.",
+            labels=["version", "python_version", "faust_version", "aiokafka_version"],
+        )
+        info.add_metric(
+            [_version("ecomind-streams"), platform.python_version(), _version("faust-streaming"),
+             _version("aiokafka")],
+            1,
+        )
+        yield info
+        for name, doc, value in (
+            ("ecomind_streams_ready", "1 when tables are recovered and broker and Redis answer.", st.ready),
+            ("ecomind_streams_tables_recovering", "1 while the replica positions its partitions.", st.recovering),
+            ("ecomind_streams_broker_up", "1 when the last broker request succeeded.", st.broker_ok),
+            ("ecomind_streams_redis_up", "1 when the last Redis request succeeded.", st.redis_ok),
+            ("ecomind_streams_exporter_leader", "1 on the replica exporting the fleet's values.", st.leader),
+        ):
+            yield GaugeMetricFamily(name, doc, value=1 if value else 0)
+        assigned = GaugeMetricFamily(
+            "ecomind_streams_assigned_partitions", "Input partitions held by this replica.", labels=["topic"]
+        )
+        for topic, n in sorted(st.assigned.items()):
+            assigned.add_metric([topic], n)
+        yield assigned
+        yield CounterMetricFamily("ecomind_streams_batches", "Batches written to the tables.", value=st.batches)
+        yield CounterMetricFamily(
+            "ecomind_streams_batch_conflicts",
+            "Batches refused because their partition's stored offset had moved.",
+            value=st.batch_conflicts,
+        )
+        yield CounterMetricFamily(
+            "ecomind_streams_redis_errors", "Failed Redis writes (retried).", value=st.redis_errors
+        )
+
+
+def _labelled_counter(
+    name: str, doc: str, labels: tuple[str, str], values: dict[tuple[str, str], int]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=list(labels))
+    for key, n in sorted(values.items()):
+        family.add_metric(list(key), n)
+    return family
+
+
+def _labelled_gauge(name: str, doc: str, values: dict[str, float]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=["org_id"])
+    for org, amount in sorted(values.items()):
+        family.add_metric([org], amount)
+    return family
+
+
+def _delay_histogram(buckets: list[int], sum_ms: int) -> HistogramMetricFamily:
+    cumulative = []
+    running = 0
+    for bound, n in zip([*DELAY_BUCKETS_SECONDS, float("inf")], buckets):
+        running += n
+        cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
+    return HistogramMetricFamily(
+        "ecomind_streams_enrichment_delay_seconds",
+        "Enriched record's broker time minus the raw event's ts: the worker-lag SLO's indicator.",
+        buckets=cumulative,
+        sum_value=sum_ms / 1000,
+    )

@@ -1,0 +1,194 @@
+"""Settings read from the environment when the worker starts, validated with clear errors."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+T = TypeVar("T")
+
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the sidecar cannot run with; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+
+    def client_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for every aiokafka client the sidecar opens."""
+        kwargs: dict[str, object] = {"security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
+        return kwargs
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "localhost:9092"
+    app_id: str = "ecomind-streams"
+    raw_topic: str = "events.raw"
+    enriched_topic: str = "events.enriched"
+    watch_group: str = "ecomind-worker"
+    timezone: str = "UTC"
+    web_port: int = 6066
+    web_bind: str = "0.0.0.0"
+    redis_url: str = "redis://localhost:6379/0"
+    days_kept: int = 2
+    max_future_seconds: int = 86_400
+    max_payload_bytes: int = 65_536
+    batch_max_records: int = 20_000
+    batch_timeout_ms: int = 100
+    lag_interval_seconds: float = 5.0
+    leader_lease_seconds: float = 10.0
+    session_timeout_ms: int = 10_000
+    kafka: KafkaSecurity = field(default_factory=KafkaSecurity)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        r = _Reader(env)
+        settings = cls(
+            bootstrap_servers=r.text("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers, _check_servers),
+            app_id=r.text("STREAMS_APP_ID", cls.app_id, _check_name),
+            raw_topic=r.text("STREAMS_RAW_TOPIC", cls.raw_topic, _check_topic),
+            enriched_topic=r.text("STREAMS_ENRICHED_TOPIC", cls.enriched_topic, _check_topic),
+            watch_group=r.text("STREAMS_WATCH_GROUP", cls.watch_group, _check_name),
+            timezone=r.text("STREAMS_TIMEZONE", cls.timezone, _check_zone),
+            web_port=r.integer("STREAMS_WEB_PORT", cls.web_port, 1, 65535),
+            web_bind=r.text("STREAMS_WEB_BIND", cls.web_bind, _check_nonempty),
+            redis_url=r.text("REDIS_URL", cls.redis_url, _check_redis_url),
+            days_kept=r.integer("STREAMS_DAYS_KEPT", cls.days_kept, 1, 366),
+            max_future_seconds=r.integer("STREAMS_MAX_FUTURE_SECONDS", cls.max_future_seconds, 0, 31 * 86_400),
+            max_payload_bytes=r.integer("STREAMS_MAX_PAYLOAD_BYTES", cls.max_payload_bytes, 256, 16 * 1024 * 1024),
+            batch_max_records=r.integer("STREAMS_BATCH_MAX_RECORDS", cls.batch_max_records, 1, 1_000_000),
+            batch_timeout_ms=r.integer("STREAMS_BATCH_TIMEOUT_MS", cls.batch_timeout_ms, 1, 60_000),
+            lag_interval_seconds=r.number("STREAMS_LAG_INTERVAL_SECONDS", cls.lag_interval_seconds, 0.1, 3600),
+            leader_lease_seconds=r.number("STREAMS_LEADER_LEASE_SECONDS", cls.leader_lease_seconds, 1, 600),
+            session_timeout_ms=r.integer("STREAMS_SESSION_TIMEOUT_MS", cls.session_timeout_ms, 1000, 300_000),
+            kafka=KafkaSecurity(
+                security_protocol=r.choice(
+                    "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+                ),
+                sasl_mechanism=r.optional_choice(
+                    "KAFKA_SASL_MECHANISM", ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+                ),
+                sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
+                sasl_password=env.get("KAFKA_SASL_PASSWORD") or None,
+                ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
+            ),
+        )
+        if settings.raw_topic == settings.enriched_topic:
+            raise SettingsError("STREAMS_RAW_TOPIC and STREAMS_ENRICHED_TOPIC must name different topics")
+        if settings.kafka.sasl_mechanism and not settings.kafka.sasl_username:
+            raise SettingsError("KAFKA_SASL_USERNAME is required when KAFKA_SASL_MECHANISM is set")
+        return settings
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def text(self, name: str, default: str, check: Callable[[str], str | None]) -> str:
+        value = self._raw(name)
+        if value is None:
+            return default
+        problem = check(value)
+        if problem:
+            raise SettingsError(f"{name}={value!r}: expected {problem}")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(f"{name}={value!r}: expected an integer from {low} to {high}") from None
+        if not low <= number <= high:
+            raise SettingsError(f"{name}={value!r}: expected an integer from {low} to {high}")
+        return number
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(f"{name}={value!r}: expected a number from {low:g} to {high:g}") from None
+        if not low <= number <= high:
+            raise SettingsError(f"{name}={value!r}: expected a number from {low:g} to {high:g}")
+        return number
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self._raw(name)
+        if value is None:
+            return default
+        if value.upper() not in choices:
+            raise SettingsError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+        return value.upper()
+
+    def optional_choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        value = self._raw(name)
+        return None if value is None else self.choice(name, value, choices)
+
+
+def _check_nonempty(value: str) -> str | None:
+    return None if value else "a non-empty value"
+
+
+def _check_servers(value: str) -> str | None:
+    for server in value.split(","):
+        host, sep, port = server.strip().removeprefix("kafka://").rpartition(":")
+        if not sep or not host or not port.isdigit():
+            return "a comma-separated list of host:port"
+    return None
+
+
+def _check_name(value: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9._-]{1,200}", value) else "letters, digits, '.', '_' or '-'"
+
+
+def _check_topic(value: str) -> str | None:
+    return None if _TOPIC_RE.match(value) else "a Kafka topic name (letters, digits, '.', '_', '-')"
+
+
+def _check_zone(value: str) -> str | None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "an IANA time zone name such as UTC or Europe/Paris"
+    return None
+
+
+def _check_redis_url(value: str) -> str | None:
+    ok = value.startswith(("redis://", "rediss://", "unix://"))
+    return None if ok else "a redis://, rediss:// or unix:// URL"

@@ -1,0 +1,64 @@
+"""HTTP routes: /metrics, /health and /ready on Faust's web server."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, ProcessCollector, generate_latest
+from redis.exceptions import RedisError
+
+from streams.metrics import BusinessCollector, LagCollector, ReplicaCollector
+
+if TYPE_CHECKING:
+    from streams.sidecar import Sidecar
+
+log = logging.getLogger(__name__)
+
+
+async def render_metrics(sidecar: "Sidecar") -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ReplicaCollector(sidecar.status))
+    ProcessCollector(registry=registry)
+    try:
+        snap = await sidecar.exporting_snapshot()
+        sidecar.status.redis_ok = True
+    except (RedisError, OSError) as exc:
+        sidecar.status.redis_ok = False
+        log.warning("scrape could not read the tables: %s", exc)
+        snap = None
+    if snap is not None:
+        s = sidecar.settings
+        registry.register(BusinessCollector(snap, (s.raw_topic, s.enriched_topic)))
+        registry.register(LagCollector(sidecar.status.lag, s.watch_group))
+    return generate_latest(registry)
+
+
+def install_routes(app: Any, get_sidecar: Any) -> None:
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        sidecar = get_sidecar()
+        if sidecar is None:
+            return web.bytes(b"# starting\n", content_type="text/plain", status=503)
+        body = await render_metrics(sidecar)
+        return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        sidecar = get_sidecar()
+        if sidecar is None:
+            return web.json({"ready": False, "reason": "starting"}, status=503)
+        st = sidecar.status
+        body = {
+            "ready": st.ready,
+            "tables_recovered": not st.recovering,
+            "broker_reachable": st.broker_ok,
+            "redis_reachable": st.redis_ok,
+            "exporter_leader": st.leader,
+            "replica_id": st.replica_id,
+        }
+        return web.json(body, status=200 if st.ready else 503)

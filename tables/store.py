@@ -1,0 +1,196 @@
+"""The Redis-backed tables: one atomic write per batch, state and input offsets together.
+
+Each write carries, per input partition, the offset the batch started from; Redis applies the
+batch only if that is still the stored offset. A replayed or stale batch (a zombie after a
+rebalance, a retry after a lost reply) is refused as a whole, so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import orjson
+import redis.asyncio as aioredis
+
+from streams.fold import DELAY_BUCKETS_SECONDS, NANO, Delta, unpair
+from tables.keys import Keys, offset_field
+
+_APPLY_LUA = """
+local p = cjson.decode(ARGV[1])
+for _, o in ipairs(p.off) do
+  local cur = redis.call('HGET', p.offkey, o[1])
+  if o[2] == '' then
+    if cur then return {0, o[1]} end
+  elseif cur ~= o[2] then
+    return {0, o[1]}
+  end
+end
+for _, o in ipairs(p.off) do redis.call('HSET', p.offkey, o[1], o[3]) end
+for _, h in ipairs(p.hincr) do redis.call('HINCRBY', h[1], h[2], h[3]) end
+for _, s in ipairs(p.sadd) do
+  local members = s[2]
+  for i = 1, #members, 4000 do
+    redis.call('SADD', s[1], unpack(members, i, math.min(i + 3999, #members)))
+  end
+end
+for _, m in ipairs(p.hmax) do
+  local cur = redis.call('HGET', m[1], m[2])
+  if (not cur) or tonumber(cur) < tonumber(m[3]) then redis.call('HSET', m[1], m[2], m[3]) end
+end
+for _, e in ipairs(p.expire) do redis.call('EXPIRE', e[1], e[2]) end
+return {1, ''}
+"""
+
+_LEASE_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0
+"""
+
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class OffsetMove:
+    """A batch moves a partition from `expected` (None: never written) to `next_offset`."""
+
+    topic: str
+    partition: int
+    expected: int | None
+    next_offset: int
+
+
+@dataclass
+class Snapshot:
+    ingested: dict[tuple[str, str], int]
+    calls: dict[tuple[str, str], int]
+    processed: dict[str, int]
+    invalid: dict[tuple[str, str], int]
+    dropped_late: dict[str, int]
+    last_ts_ms: dict[str, int]
+    delay_buckets: list[int]
+    delay_sum_ms: int
+    active_orgs: int
+    active_users: int
+    kwh: dict[str, float]
+    co2_kg: dict[str, float]
+
+
+class Conflict(Exception):
+    """The stored offset of a partition is not the one the batch started from."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+class RedisStore:
+    def __init__(self, client: aioredis.Redis, app_id: str, days_kept: int) -> None:
+        self.client = client
+        self.keys = Keys(app_id)
+        self.day_ttl_seconds = (days_kept + 1) * 86_400
+        self._apply = client.register_script(_APPLY_LUA)
+        self._lease = client.register_script(_LEASE_LUA)
+        self._release = client.register_script(_RELEASE_LUA)
+
+    @classmethod
+    def from_url(cls, url: str, app_id: str, days_kept: int) -> "RedisStore":
+        client = aioredis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+        return cls(client, app_id, days_kept)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def load_offsets(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+        wanted = list(partitions)
+        if not wanted:
+            return {}
+        values = await self.client.hmget(self.keys.offsets, [offset_field(t, p) for t, p in wanted])
+        return {tp: (int(v) if v is not None else None) for tp, v in zip(wanted, values)}
+
+    async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
+        """Write the batch and its offsets atomically, or raise Conflict and write nothing."""
+        payload = orjson.dumps(self.build_payload(delta, moves))
+        ok, field = await self._apply(keys=[self.keys.offsets], args=[payload])
+        if not int(ok):
+            raise Conflict(str(field))
+
+    def build_payload(self, delta: Delta, moves: list[OffsetMove]) -> dict[str, object]:
+        k = self.keys
+        hincr: list[list[str]] = []
+        for name, counter in (
+            ("ingested", delta.ingested), ("calls", delta.calls), ("processed", delta.processed),
+            ("invalid", delta.invalid), ("dropped_late", delta.dropped_late),
+        ):
+            hincr.extend([k.key(name), f, str(n)] for f, n in counter.items())
+        for index, n in enumerate(delta.delay_buckets):
+            if n:
+                hincr.append([k.key("delay"), f"b{index}", str(n)])
+        if delta.delay_sum_ms:
+            hincr.append([k.key("delay"), "sum_ms", str(delta.delay_sum_ms)])
+        expire: list[list[str]] = []
+        for name, per_day in (("kwh", delta.kwh_nano), ("co2", delta.co2_nano)):
+            for day, amounts in per_day.items():
+                hincr.extend([k.day(day, name), org, str(n)] for org, n in amounts.items())
+                expire.append([k.day(day, name), str(self.day_ttl_seconds)])
+        sadd: list[list[object]] = []
+        for name, per_day_set in (("orgs", delta.orgs), ("users", delta.users)):
+            for day, members in per_day_set.items():
+                sadd.append([k.day(day, name), sorted(members)])
+                expire.append([k.day(day, name), str(self.day_ttl_seconds)])
+        return {
+            "offkey": k.offsets,
+            "off": [
+                [offset_field(m.topic, m.partition), "" if m.expected is None else str(m.expected),
+                 str(m.next_offset)]
+                for m in moves
+            ],
+            "hincr": hincr,
+            "sadd": sadd,
+            "hmax": [[k.key("last_ts"), t, str(ts)] for t, ts in delta.last_ts_ms.items()],
+            "expire": expire,
+        }
+
+    async def snapshot(self, today: str) -> Snapshot:
+        k = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        for name in ("ingested", "calls", "processed", "invalid", "dropped_late", "last_ts", "delay"):
+            pipe.hgetall(k.key(name))
+        pipe.scard(k.day(today, "orgs"))
+        pipe.scard(k.day(today, "users"))
+        pipe.hgetall(k.day(today, "kwh"))
+        pipe.hgetall(k.day(today, "co2"))
+        ingested, calls, processed, invalid, late, last_ts, delay, orgs, users, kwh, co2 = await pipe.execute()
+        buckets = [int(delay.get(f"b{i}", 0)) for i in range(len(DELAY_BUCKETS_SECONDS) + 1)]
+        return Snapshot(
+            ingested={unpair(f): int(v) for f, v in ingested.items()},
+            calls={unpair(f): int(v) for f, v in calls.items()},
+            processed={t: int(v) for t, v in processed.items()},
+            invalid={unpair(f): int(v) for f, v in invalid.items()},
+            dropped_late={t: int(v) for t, v in late.items()},
+            last_ts_ms={t: int(float(v)) for t, v in last_ts.items()},
+            delay_buckets=buckets,
+            delay_sum_ms=int(delay.get("sum_ms", 0)),
+            active_orgs=int(orgs),
+            active_users=int(users),
+            kwh={org: int(v) / NANO for org, v in kwh.items()},
+            co2_kg={org: int(v) / NANO for org, v in co2.items()},
+        )
+
+    async def hold_lease(self, replica_id: str, ttl_ms: int) -> bool:
+        return bool(int(await self._lease(keys=[self.keys.leader], args=[replica_id, str(ttl_ms)])))
+
+    async def lease_holder(self) -> str | None:
+        value = await self.client.get(self.keys.leader)
+        return None if value is None else str(value)
+
+    async def release_lease(self, replica_id: str) -> None:
+        await self._release(keys=[self.keys.leader], args=[replica_id])
