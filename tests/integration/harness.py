@@ -1,0 +1,102 @@
+"""Test harness: start sidecar replicas as real `faust -A streams worker` processes and scrape them."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.local.proc import Server, free_port
+
+T = TypeVar("T")
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+FAUST = str(Path(sys.executable).parent / "faust")
+
+
+def wait_until(check: Callable[[], T], timeout_s: float = 60.0, interval_s: float = 0.2, what: str = "") -> T:
+    """Poll `check` until it returns a truthy value; fail with its last answer after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+            last = value
+        except (AssertionError, OSError, urllib.error.URLError) as exc:
+            last = exc
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what or check}: last={last!r}")
+
+
+class SidecarProc:
+    def __init__(self, workdir: Path, env: dict[str, str], name: str = "sidecar") -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.env = {**os.environ, **env, "STREAMS_WEB_PORT": str(self.port), "STREAMS_WEB_BIND": "127.0.0.1"}
+        self.server: Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "SidecarProc":
+        argv = [FAUST, "-A", "streams", "--datadir", str(self.workdir / "faust"), "worker", "-l", "info"]
+        self.server = Server(self.name, argv, self.workdir / f"{self.name}.log", env=self.env).start()
+        return self
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        wait_until(lambda: self.get("/ready")[0] == 200, timeout_s, what=f"{self.name} ready")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def scrape(self) -> Samples:
+        status, body = self.get("/metrics")
+        assert status == 200, body
+        return parse(body.decode())
+
+    def kill(self) -> None:
+        assert self.server is not None
+        self.server.kill()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        path = self.workdir / f"{self.name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+def parse(text: str) -> Samples:
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def series(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], float]:
+    return {labels: v for (n, labels), v in samples.items() if n == name}
+
+
+def summed(scrapes: list[Samples], name: str, **labels: str) -> float:
+    """What Prometheus' sum() over the replicas gives for one series."""
+    return sum(value(s, name, **labels) or 0.0 for s in scrapes)

@@ -1,0 +1,51 @@
+"""Small synchronous helpers that talk to the broker the way the gateway and the worker would."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from tests.integration.conftest import create_topics
+
+
+@dataclass
+class Out:
+    value: bytes
+    partition: int | None = None
+    timestamp_ms: int | None = None
+
+
+def make_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
+    asyncio.run(create_topics(bootstrap, topics, partitions))
+
+
+async def produce_async(bootstrap: str, topic: str, records: list[Out]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, r.value, partition=r.partition, timestamp_ms=r.timestamp_ms) for r in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def produce(bootstrap: str, topic: str, records: list[Out]) -> None:
+    asyncio.run(produce_async(bootstrap, topic, records))
+
+
+def commit_group(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    async def run() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = {TopicPartition(topic, p): o for p, o in offsets.items()}
+            consumer.assign(list(tps))
+            await consumer.commit(tps)
+        finally:
+            await consumer.stop()
+
+    asyncio.run(run())

@@ -1,0 +1,131 @@
+"""Known events in, exact metrics out: every business, pipeline and lag metric on a real broker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.integration.conftest import Names, sidecar_env
+from tests.integration.harness import SidecarProc, series, value, wait_until
+from tests.integration.kafka_io import Out, commit_group, make_topics, produce
+
+pytestmark = pytest.mark.integration
+DAY_MS = 86_400_000
+
+
+def raw(org: str, user: str, provider: str, model: str, ts_ms: int) -> dict[str, object]:
+    return {"org_id": org, "user_id": user, "provider": provider, "model": model,
+            "tokens_in": 100, "tokens_out": 50, "ts": ts_ms}
+
+
+def test_every_metric_has_its_exact_value(broker, redis_server, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=2)
+    now = int(time.time() * 1000)
+    old = now - 120_000  # record time of the first records on partition 0: their age is the lag
+    a1 = raw("org_a", "u1", "openai", "gpt-4o", now - 1000)
+    raws = [
+        Out(orjson.dumps(a1), 0, old),
+        Out(orjson.dumps(raw("org_a", "u2", "openai", "gpt-4o", now - 900)), 0, old),
+        Out(orjson.dumps(raw("org_a", "u1", "openai", "gpt-4o-mini", now - 800)), 0, old + 1),
+        Out(orjson.dumps(raw("org_b", "u1", "anthropic", "claude", now - 700)), 0, now - 500),
+        Out(orjson.dumps(raw("org_b", "u1", "anthropic", "claude", now - 600)), 1, now - 400),
+        Out(orjson.dumps(raw("org_c", "u9", "openai", "gpt-4o", now - 3 * DAY_MS)), 1, now - 300),
+        Out(b"{not json", 1, now - 200),
+        Out(orjson.dumps({**a1, "user_id": None}), 1, now - 200),
+        Out(orjson.dumps({**a1, "tokens_in": -3}), 1, now - 200),
+        Out(orjson.dumps({**a1, "ts": "never"}), 1, now - 100),
+    ]
+    produce(broker.bootstrap, names.raw, raws)
+    enriched = [
+        Out(orjson.dumps({**a1, "kwh": 0.1, "co2_kg": 0.05}), 0, a1["ts"] + 200),  # type: ignore[operator]
+        Out(orjson.dumps({**a1, "kwh": 0.2, "co2_kg": 0.1, "event_id": "e2"}), 0, a1["ts"] + 3000),  # type: ignore[operator]
+        Out(orjson.dumps({**raw("org_b", "u1", "anthropic", "claude", now - 600), "kwh": 1.5, "co2_kg": 0.6}),
+            1, now - 600 + 20_000),
+        Out(orjson.dumps({**a1, "kwh": "lots", "co2_kg": 1}), 1, now),
+    ]
+    produce(broker.bootstrap, names.enriched, enriched)
+    commit_group(broker.bootstrap, names.watch_group, names.raw, {0: 2})
+
+    proc = SidecarProc(workdir / names.app_id, sidecar_env(broker, redis_server, names)).start()
+    try:
+        proc.wait_ready()
+        m = wait_until(lambda: _caught_up(proc), 60, what="all records folded")
+        assert series(m, "ecomind_events_ingested_total") == {
+            frozenset({("org_id", "org_a"), ("provider", "openai")}): 3.0,
+            frozenset({("org_id", "org_b"), ("provider", "anthropic")}): 2.0,
+            frozenset({("org_id", "org_c"), ("provider", "openai")}): 1.0,
+        }
+        assert series(m, "ecomind_api_calls_total") == {
+            frozenset({("org_id", "org_a"), ("model", "gpt-4o")}): 2.0,
+            frozenset({("org_id", "org_a"), ("model", "gpt-4o-mini")}): 1.0,
+            frozenset({("org_id", "org_b"), ("model", "claude")}): 2.0,
+            frozenset({("org_id", "org_c"), ("model", "gpt-4o")}): 1.0,
+        }
+        assert value(m, "ecomind_daily_active_orgs") == 2.0
+        assert value(m, "ecomind_daily_active_users") == 3.0
+        assert value(m, "ecomind_total_kwh_today", org_id="org_a") == pytest.approx(0.3, abs=1e-12)
+        assert value(m, "ecomind_total_kwh_today", org_id="org_b") == pytest.approx(1.5, abs=1e-12)
+        assert value(m, "ecomind_total_co2_kg_today", org_id="org_a") == pytest.approx(0.15, abs=1e-12)
+        assert value(m, "ecomind_total_co2_kg_today", org_id="org_b") == pytest.approx(0.6, abs=1e-12)
+        assert series(m, "ecomind_streams_events_invalid_total") == {
+            frozenset({("topic", names.raw), ("reason", "not_json")}): 1.0,
+            frozenset({("topic", names.raw), ("reason", "missing_field")}): 1.0,
+            frozenset({("topic", names.raw), ("reason", "negative_value")}): 1.0,
+            frozenset({("topic", names.raw), ("reason", "bad_timestamp")}): 1.0,
+            frozenset({("topic", names.enriched), ("reason", "wrong_type")}): 1.0,
+        }
+        assert value(m, "ecomind_streams_events_processed_total", topic=names.raw) == 6.0
+        assert value(m, "ecomind_streams_events_processed_total", topic=names.enriched) == 3.0
+        assert value(m, "ecomind_streams_events_dropped_late_total", topic=names.raw) == 1.0
+        assert value(m, "ecomind_streams_last_event_timestamp_seconds", topic=names.raw) == (now - 100) / 1000
+        delay = "ecomind_streams_enrichment_delay_seconds"
+        assert value(m, f"{delay}_count") == 3.0
+        assert value(m, f"{delay}_sum") == pytest.approx(23.2)
+        assert value(m, f"{delay}_bucket", le="0.1") == 0.0
+        assert value(m, f"{delay}_bucket", le="0.25") == 1.0
+        assert value(m, f"{delay}_bucket", le="5.0") == 2.0
+        assert value(m, f"{delay}_bucket", le="10.0") == 2.0
+        assert value(m, f"{delay}_bucket", le="30.0") == 3.0
+        assert value(m, "ecomind_streams_tables_recovering") == 0.0
+        assert value(m, "ecomind_streams_ready") == 1.0
+
+        # Lag: partition 0 committed at 2 of 4, its first unconsumed record is 120 s old;
+        # partition 1 has no commit at all and is reported as such, with all 6 records unread.
+        lag = wait_until(lambda: _lag(proc, names.raw), 30, what="lag figures")
+        assert lag["0"][:2] == (2.0, 1.0)
+        assert 119.0 <= lag["0"][2] <= 180.0
+        assert lag["1"][:2] == (6.0, 0.0)
+        assert 0.0 < lag["1"][2] <= 60.0
+
+        commit_group(broker.bootstrap, names.watch_group, names.raw, {0: 4, 1: 6})
+        wait_until(lambda: _lag(proc, names.raw) == {"0": (0.0, 1.0, 0.0), "1": (0.0, 1.0, 0.0)}, 30,
+                   what="lag back to zero once the worker caught up")
+
+        assert proc.get("/health")[0] == 200
+        status, body = proc.get("/ready")
+        assert status == 200 and orjson.loads(body)["tables_recovered"] is True
+    finally:
+        proc.stop()
+
+
+def _caught_up(proc: SidecarProc) -> dict | None:  # type: ignore[type-arg]
+    m = proc.scrape()
+    raw_done = sum(v for (n, _), v in m.items() if n == "ecomind_streams_events_processed_total") == 9.0
+    invalid = sum(v for (n, _), v in m.items() if n == "ecomind_streams_events_invalid_total") == 5.0
+    return m if raw_done and invalid else None
+
+
+def _lag(proc: SidecarProc, topic: str) -> dict[str, tuple[float, float, float]] | None:
+    m = proc.scrape()
+    out = {}
+    for labels, lag in series(m, "ecomind_worker_kafka_lag").items():
+        d = dict(labels)
+        assert d["topic"] == topic
+        p = d["partition"]
+        committed = value(m, "ecomind_streams_watch_group_committed", topic=topic, partition=p)
+        seconds = value(m, "ecomind_worker_kafka_lag_seconds", topic=topic, partition=p)
+        out[p] = (lag, committed, seconds)
+    return out or None

@@ -1,0 +1,111 @@
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from streams.calendar import DayCalendar
+from streams.fold import NANO, Delta, FoldContext, delay_bucket, fold_enriched, fold_raw, pair, unpair
+
+H = 3_600_000
+NOV27_UTC = 1_795_737_600_000  # 2026-11-27T00:00:00Z
+
+
+class Rec(NamedTuple):
+    value: bytes | None
+    timestamp: int
+    offset: int = 0
+
+
+def ev(org: str, user: str, ts_ms: int, **extra: object) -> bytes:
+    body = {"org_id": org, "user_id": user, "provider": "openai", "model": "gpt-4o",
+            "tokens_in": 1, "tokens_out": 1, "ts": ts_ms, **extra}
+    return orjson.dumps(body)
+
+
+def ctx(now_ms: int, zone: str = "UTC", days_kept: int = 2) -> FoldContext:
+    return FoldContext(DayCalendar(ZoneInfo(zone)), now_ms, days_kept, 86_400_000, 65536)
+
+
+@pytest.mark.parametrize(
+    ("zone", "ts_ms", "day"),
+    [
+        ("UTC", NOV27_UTC - 1, "2026-11-26"),
+        ("UTC", NOV27_UTC, "2026-11-27"),
+        ("Europe/Paris", NOV27_UTC - H - 1, "2026-11-26"),  # 23:59:59.999 in Paris (UTC+1)
+        ("Europe/Paris", NOV27_UTC - H, "2026-11-27"),
+        ("America/New_York", NOV27_UTC + 4 * H, "2026-11-26"),  # 23:00 the day before (UTC-5)
+        ("America/New_York", NOV27_UTC + 5 * H, "2026-11-27"),
+        ("Asia/Kolkata", NOV27_UTC - 5 * H - 30 * 60_000, "2026-11-27"),  # UTC+5:30
+    ],
+)
+def test_day_of_follows_the_time_zone(zone: str, ts_ms: int, day: str) -> None:
+    assert DayCalendar(ZoneInfo(zone)).day_of(ts_ms) == day
+
+
+def test_dst_day_has_23_hours() -> None:
+    cal = DayCalendar(ZoneInfo("Europe/Paris"))
+    import datetime as dt
+
+    start, end = cal.bounds(dt.date(2026, 3, 29))
+    assert end - start == 23 * H
+
+
+def test_midnight_rollover_splits_distinct_sets_by_day() -> None:
+    delta = Delta()
+    records = [Rec(ev("a", "u1", NOV27_UTC - 1000), 1), Rec(ev("a", "u1", NOV27_UTC + 1000), 2),
+               Rec(ev("b", "u2", NOV27_UTC + 2000), 3)]
+    fold_raw(delta, "raw", records, ctx(NOV27_UTC + H))
+    assert delta.orgs == {"2026-11-26": {"a"}, "2026-11-27": {"a", "b"}}
+    assert delta.users["2026-11-27"] == {pair("a", "u1"), pair("b", "u2")}
+    assert delta.ingested[pair("a", "openai")] == 2
+    assert delta.processed["raw"] == 3
+    assert delta.last_ts_ms["raw"] == 3
+
+
+@pytest.mark.parametrize(
+    ("days_kept", "age_hours", "late"),
+    [(1, 1, 0), (1, 13, 1), (2, 13, 0), (2, 36, 0), (2, 37, 1)],
+)
+def test_late_events_count_in_their_day_or_as_dropped(days_kept: int, age_hours: int, late: int) -> None:
+    now = NOV27_UTC + 12 * H
+    delta = Delta()
+    fold_raw(delta, "raw", [Rec(ev("a", "u", now - age_hours * H), 0)], ctx(now, days_kept=days_kept))
+    assert delta.dropped_late.get("raw", 0) == late
+    assert delta.processed["raw"] == 1
+    assert sum(len(s) for s in delta.orgs.values()) == 1 - late
+
+
+def test_invalid_records_are_counted_by_reason_and_do_not_disturb_valid_ones() -> None:
+    now = NOV27_UTC + H
+    records = [Rec(b"{bad", 0, 10), Rec(ev("a", "u", now), 0, 11), Rec(b"[1]", 0, 12), Rec(b"{bad", 0, 13)]
+    delta = Delta()
+    fold_raw(delta, "raw", records, ctx(now))
+    assert delta.invalid == {pair("raw", "not_json"): 2, pair("raw", "not_object"): 1}
+    assert delta.processed["raw"] == 1 and delta.orgs["2026-11-27"] == {"a"}
+    assert [r.offset for r in delta.rejections] == [10, 12, 13]
+
+
+def test_enriched_amounts_sum_exactly_in_nano_units() -> None:
+    now = NOV27_UTC + H
+    values = [0.1, 0.2, 0.3]
+    records = [Rec(ev("a", "u", now - 5000, kwh=v, co2_kg=v / 2), now) for v in values]
+    delta = Delta()
+    fold_enriched(delta, "enriched", records, ctx(now))
+    assert delta.kwh_nano["2026-11-27"]["a"] == 600_000_000
+    assert delta.co2_nano["2026-11-27"]["a"] == 300_000_000
+    assert delta.kwh_nano["2026-11-27"]["a"] / NANO == 0.6
+    assert delta.delay_sum_ms == 15_000
+    assert delta.delay_buckets[delay_bucket(5000)] == 3
+
+
+@pytest.mark.parametrize(
+    ("delay_ms", "bucket"), [(0, 0), (50, 0), (51, 1), (1000, 4), (10_000, 7), (10_001, 8), (400_000, 11)]
+)
+def test_delay_buckets(delay_ms: int, bucket: int) -> None:
+    assert delay_bucket(delay_ms) == bucket
+
+
+@pytest.mark.parametrize(("a", "b"), [("org", "user"), ("a:b", "c"), ("", ""), ("\n\"", "1:x"), ("5:", ":5")])
+def test_pair_round_trips_any_strings(a: str, b: str) -> None:
+    assert unpair(pair(a, b)) == (a, b)

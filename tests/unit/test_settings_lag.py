@@ -1,0 +1,57 @@
+import pytest
+
+from streams.lag import partition_lag
+from streams.settings import Settings, SettingsError
+
+
+def test_defaults_match_the_documentation() -> None:
+    s = Settings.from_env({})
+    assert (s.bootstrap_servers, s.app_id, s.raw_topic, s.enriched_topic) == (
+        "localhost:9092", "ecomind-streams", "events.raw", "events.enriched")
+    assert (s.watch_group, s.timezone, s.web_port) == ("ecomind-worker", "UTC", 6066)
+
+
+def test_values_are_read_from_the_environment() -> None:
+    s = Settings.from_env({"STREAMS_TIMEZONE": "Europe/Paris", "STREAMS_WEB_PORT": "7000",
+                           "KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2", "KAFKA_SECURITY_PROTOCOL": "sasl_plaintext",
+                           "KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u"})
+    assert (s.timezone, s.web_port, s.bootstrap_servers) == ("Europe/Paris", 7000, "a:1,b:2")
+    assert s.kafka.client_kwargs()["sasl_plain_username"] == "u"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STREAMS_TIMEZONE": "Mars/Olympus"}, "STREAMS_TIMEZONE='Mars/Olympus': expected an IANA time zone"),
+        ({"STREAMS_WEB_PORT": "http"}, "STREAMS_WEB_PORT='http': expected an integer from 1 to 65535"),
+        ({"STREAMS_WEB_PORT": "70000"}, "STREAMS_WEB_PORT='70000': expected an integer"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "nohost"}, "KAFKA_BOOTSTRAP_SERVERS='nohost': expected a comma-separated"),
+        ({"STREAMS_RAW_TOPIC": "bad topic"}, "STREAMS_RAW_TOPIC='bad topic': expected a Kafka topic name"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL='localhost:6379': expected a redis://"),
+        ({"STREAMS_RAW_TOPIC": "x", "STREAMS_ENRICHED_TOPIC": "x"}, "must name different topics"),
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL='TLS': expected one of PLAINTEXT"),
+        ({"KAFKA_SASL_MECHANISM": "PLAIN"}, "KAFKA_SASL_USERNAME is required"),
+        ({"STREAMS_DAYS_KEPT": "0"}, "STREAMS_DAYS_KEPT='0': expected an integer from 1 to 366"),
+    ],
+)
+def test_bad_values_name_the_variable_and_what_is_expected(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("committed", "log_start", "end", "first_ts", "now", "lag", "seconds", "has_commit"),
+    [
+        (10, 0, 10, None, 5000, 0, 0.0, True),  # caught up
+        (7, 0, 10, 2000, 5000, 3, 3.0, True),
+        (7, 0, 10, 6000, 5000, 3, 0.0, True),  # clock skew never gives a negative age
+        (None, 0, 10, 1000, 5000, 10, 4.0, False),  # no commit: everything is unread
+        (None, 4, 4, None, 5000, 0, 0.0, False),
+        (2, 5, 10, 1000, 5000, 5, 4.0, True),  # committed before the log start
+    ],
+)
+def test_partition_lag(committed: int | None, log_start: int, end: int, first_ts: int | None, now: int,
+                       lag: int, seconds: float, has_commit: bool) -> None:
+    p = partition_lag("t", 0, committed, log_start, end, first_ts, now)
+    assert (p.lag_messages, p.lag_seconds, p.committed) == (lag, seconds, has_commit)
