@@ -1,0 +1,124 @@
+"""Counting stays exact across kill -9 restarts, several replicas, rebalances and leader loss."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Names, sidecar_env
+from tests.integration.harness import SidecarProc, Samples, summed, value, wait_until
+from tests.integration.kafka_io import make_topics
+from tests.integration.workload import BackgroundProducer, build
+
+pytestmark = pytest.mark.integration
+
+
+def _processed(m: Samples, names: Names) -> float:
+    return (value(m, "ecomind_streams_events_processed_total", topic=names.raw) or 0.0) + (
+        value(m, "ecomind_streams_events_processed_total", topic=names.enriched) or 0.0)
+
+
+def test_kill_9_mid_stream_keeps_exact_totals(broker, redis_server, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=4)
+    raws, enriched, truth = build(seed=11, raw_events=30_000, enriched_every=3)
+    total = truth.raw_count + truth.enriched_count
+    env = sidecar_env(broker, redis_server, names, STREAMS_BATCH_MAX_RECORDS="500")
+    producer = BackgroundProducer(broker.bootstrap, [(names.raw, raws), (names.enriched, enriched)], 2_500)
+    proc = SidecarProc(workdir / names.app_id, env).start()
+    try:
+        proc.wait_ready()
+        producer.start()
+        rng = random.Random(3)
+        kills_at: list[float] = []
+        for kill in range(3):
+            floor = (kill + 1) * total // 5 + rng.randrange(0, 2000)
+            at_kill = wait_until(lambda f=floor: _at_least(proc, names, f), 90, what=f"progress past {floor}")
+            proc.kill()
+            assert at_kill < total, "the kill must land mid-stream"
+            kills_at.append(at_kill)
+            proc.start()
+            proc.wait_ready()
+        producer.join(120)
+        assert producer.error is None and producer.sent == total
+        final = wait_until(lambda: _done(proc, names, total), 120, what="all events folded after the kills")
+        assert truth.mismatches(final, names.raw, names.enriched) == []
+        assert value(final, "ecomind_streams_batch_conflicts_total") == 0.0
+    finally:
+        proc.stop()
+
+
+def _at_least(proc: SidecarProc, names: Names, floor: int) -> float | None:
+    done = _processed(proc.scrape(), names)
+    return done if done >= floor else None
+
+
+def _done(proc: SidecarProc, names: Names, total: int) -> Samples | None:
+    m = proc.scrape()
+    return m if _processed(m, names) >= total else None
+
+
+def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  # type: ignore[no-untyped-def]
+        broker, redis_server, names: Names, workdir: Path) -> None:
+    make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=4)
+    raws, enriched, truth = build(seed=12, raw_events=24_000, enriched_every=4)
+    total = truth.raw_count + truth.enriched_count
+    env = sidecar_env(broker, redis_server, names, STREAMS_BATCH_MAX_RECORDS="500")
+    a = SidecarProc(workdir / names.app_id, env, name="a").start()
+    b = SidecarProc(workdir / names.app_id, env, name="b").start()
+    replicas = [a, b]
+    exporters_seen: list[int] = []
+
+    def scrape_all() -> list[Samples]:
+        scrapes = [r.scrape() for r in replicas if r.server and r.server.proc and r.server.proc.poll() is None]
+        exporters_seen.append(sum(1 for s in scrapes if value(s, "ecomind_daily_active_users") is not None))
+        return scrapes
+
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        wait_until(lambda: summed(scrape_all(), "ecomind_streams_assigned_partitions", topic=names.raw) == 4
+                   and all((value(s, "ecomind_streams_assigned_partitions", topic=names.raw) or 0) > 0
+                           for s in scrape_all()), 60, what="both replicas hold partitions")
+        producer = BackgroundProducer(broker.bootstrap, [(names.raw, raws), (names.enriched, enriched)], 2_000)
+        producer.start()
+        wait_until(lambda: _summed_processed(scrape_all(), names) >= total // 4, 90, what="a quarter folded")
+
+        leader = next(r for r in replicas if value(r.scrape(), "ecomind_streams_exporter_leader") == 1.0)
+        follower = b if leader is a else a
+        at_kill = _summed_processed(scrape_all(), names)
+        leader.kill()
+        assert at_kill < total, "the leader must die mid-stream"
+        replicas = [follower]
+        wait_until(lambda: value(follower.scrape(), "ecomind_streams_exporter_leader") == 1.0, 30,
+                   what="the survivor takes the exporter lease")
+        wait_until(lambda: _summed_processed(scrape_all(), names) >= total // 2, 90, what="half folded")
+
+        leader.start()  # rejoins: a second rebalance while events flow
+        replicas = [a, b]
+        leader.wait_ready()
+        producer.join(120)
+        assert producer.error is None and producer.sent == total
+        wait_until(lambda: _summed_processed(scrape_all(), names) >= total, 120, what="all folded")
+        exporters_seen.clear()
+        scrapes = wait_until(lambda: _settled(scrape_all(), names), 60, what="both replicas hold partitions")
+        assert sum(value(s, "ecomind_streams_exporter_leader") or 0.0 for s in scrapes) == 1.0
+        exporting = [s for s in scrapes if value(s, "ecomind_daily_active_users") is not None]
+        assert len(exporting) == 1
+        assert truth.mismatches(exporting[0], names.raw, names.enriched) == []
+        assert summed(scrapes, "ecomind_daily_active_users") == float(len(truth.users))
+        assert max(exporters_seen) == 1, "two replicas exported the same value at once"
+    finally:
+        for r in (a, b):
+            r.stop()
+
+
+def _summed_processed(scrapes: list[Samples], names: Names) -> float:
+    return summed(scrapes, "ecomind_streams_events_processed_total", topic=names.raw) + summed(
+        scrapes, "ecomind_streams_events_processed_total", topic=names.enriched)
+
+
+def _settled(scrapes: list[Samples], names: Names) -> list[Samples] | None:
+    held = [value(s, "ecomind_streams_assigned_partitions", topic=names.raw) or 0 for s in scrapes]
+    return scrapes if len(scrapes) == 2 and sum(held) == 4 and all(held) else None

@@ -1,0 +1,118 @@
+"""A seeded workload with its truth, produced from a background thread while the test injects faults."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from streams.fold import NANO
+from tests.integration.harness import Samples, series, value
+
+PROVIDERS = (("openai", "gpt-4o"), ("anthropic", "claude"), ("google", "gemini"))
+
+
+@dataclass
+class Truth:
+    ingested: Counter[tuple[str, str]] = field(default_factory=Counter)
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    users: set[tuple[str, str]] = field(default_factory=set)
+    kwh_nano: Counter[str] = field(default_factory=Counter)
+    raw_count: int = 0
+    enriched_count: int = 0
+
+    def mismatches(self, m: Samples, raw_topic: str, enriched_topic: str) -> list[str]:
+        """Every way the scraped values differ from the truth; empty when they are exact."""
+        problems = []
+        got_ingested = {tuple(sorted(dict(k).items())): v for k, v in series(m, "ecomind_events_ingested_total").items()}
+        want_ingested = {(("org_id", o), ("provider", p)): float(n) for (o, p), n in self.ingested.items()}
+        if got_ingested != want_ingested:
+            problems.append(f"ingested differs: {_diff(got_ingested, want_ingested)}")
+        got_calls = {tuple(sorted(dict(k).items())): v for k, v in series(m, "ecomind_api_calls_total").items()}
+        want_calls = {(("model", md), ("org_id", o)): float(n) for (o, md), n in self.calls.items()}
+        if got_calls != want_calls:
+            problems.append(f"calls differ: {_diff(got_calls, want_calls)}")
+        checks = [
+            ("daily_active_users", value(m, "ecomind_daily_active_users"), float(len(self.users))),
+            ("daily_active_orgs", value(m, "ecomind_daily_active_orgs"), float(len({o for o, _ in self.users}))),
+            ("processed raw", value(m, "ecomind_streams_events_processed_total", topic=raw_topic),
+             float(self.raw_count)),
+            ("processed enriched", value(m, "ecomind_streams_events_processed_total", topic=enriched_topic),
+             float(self.enriched_count)),
+        ]
+        problems += [f"{name}: got {got} want {want}" for name, got, want in checks if got != want]
+        for org, nano in self.kwh_nano.items():
+            got = value(m, "ecomind_total_kwh_today", org_id=org)
+            if got is None or round(got * NANO) != nano:
+                problems.append(f"kwh {org}: got {got} want {nano / NANO}")
+        return problems
+
+
+def _diff(got: dict, want: dict) -> str:  # type: ignore[type-arg]
+    keys = set(got) | set(want)
+    bad = sorted(((k, got.get(k), want.get(k)) for k in keys if got.get(k) != want.get(k)), key=str)
+    return f"{len(bad)} series, e.g. {bad[:3]}"
+
+
+def build(seed: int, raw_events: int, enriched_every: int, orgs: int = 40, users: int = 3000) -> tuple[
+        list[bytes], list[bytes], Truth]:
+    rng = random.Random(seed)
+    now_ms = int(time.time() * 1000)
+    truth = Truth()
+    raws, enriched = [], []
+    for i in range(raw_events):
+        provider, model = PROVIDERS[rng.randrange(len(PROVIDERS))]
+        ev = {"org_id": f"org_{rng.randrange(orgs)}", "user_id": f"u{rng.randrange(users)}", "provider": provider,
+              "model": model, "tokens_in": rng.randrange(1, 500), "tokens_out": rng.randrange(1, 500),
+              "ts": now_ms - rng.randrange(0, 60_000)}
+        raws.append(orjson.dumps(ev))
+        truth.raw_count += 1
+        truth.ingested[(ev["org_id"], provider)] += 1  # type: ignore[index]
+        truth.calls[(ev["org_id"], model)] += 1  # type: ignore[index]
+        truth.users.add((ev["org_id"], ev["user_id"]))  # type: ignore[arg-type]
+        if i % enriched_every == 0:
+            kwh = rng.randrange(1, 10_000) / 1e6
+            enriched.append(orjson.dumps({**ev, "kwh": kwh, "co2_kg": kwh / 2}))
+            truth.enriched_count += 1
+            truth.kwh_nano[ev["org_id"]] += round(kwh * NANO)  # type: ignore[index]
+    return raws, enriched, truth
+
+
+class BackgroundProducer(threading.Thread):
+    """Produces the workload at a steady rate, so faults land mid-stream."""
+
+    def __init__(self, bootstrap: str, plan: list[tuple[str, list[bytes]]], rate_per_s: float) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap = bootstrap
+        self.plan = plan
+        self.rate_per_s = rate_per_s
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test through .error
+            self.error = exc
+
+    async def _run(self) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=10, acks="all")
+        await producer.start()
+        started = time.monotonic()
+        try:
+            for topic, values in self.plan:
+                for value_bytes in values:
+                    await producer.send(topic, value_bytes)
+                    self.sent += 1
+                    ahead = self.sent / self.rate_per_s - (time.monotonic() - started)
+                    if ahead > 0.02:
+                        await asyncio.sleep(ahead)
+            await producer.flush()
+        finally:
+            await producer.stop()
