@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -71,7 +71,7 @@ class TapAgent:
                 self.status.broker_ok = True
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end the tap
+            except Exception as exc:
                 self.status.broker_ok = False
                 log.warning("fetch failed: %s", exc)
                 await asyncio.sleep(1.0)
@@ -104,8 +104,11 @@ class TapAgent:
     def _fold(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> tuple[Delta, list[OffsetMove]]:
         s = self.settings
         ctx = FoldContext(
-            calendar=self.calendar, now_ms=int(time.time() * 1000), days_kept=s.days_kept,
-            max_future_ms=s.max_future_seconds * 1000, max_payload_bytes=s.max_payload_bytes,
+            calendar=self.calendar,
+            now_ms=int(time.time() * 1000),
+            days_kept=s.days_kept,
+            max_future_ms=s.max_future_seconds * 1000,
+            max_payload_bytes=s.max_payload_bytes,
         )
         delta = Delta()
         moves = []
@@ -116,8 +119,11 @@ class TapAgent:
             self.status.records_seen += len(records)
         for r in delta.rejections:
             self.rejections.warning(
-                f"{r.topic}/{r.reason}", "invalid event skipped: topic=%s offset=%d reason=%s",
-                r.topic, r.offset, r.reason,
+                f"{r.topic}/{r.reason}",
+                "invalid event skipped: topic=%s offset=%d reason=%s",
+                r.topic,
+                r.offset,
+                r.reason,
             )
         return delta, moves
 
@@ -199,11 +205,11 @@ class TapAgent:
             return
         try:
             await self.consumer.commit(offsets)
-        except Exception as exc:  # noqa: BLE001 - informational commit; the tables hold the truth
+        except Exception as exc:
             log.debug("offset mirror commit skipped: %s", exc)
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
     def __init__(self, agent: TapAgent) -> None:
         self.agent = agent
 

@@ -7,13 +7,14 @@ read in batches and keep offsets with the tables (see agents/tap.py for the meas
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import faust
 import mode
 from faust.app.base import BootStrategy
 
-from streams.settings import Settings
+from streams.settings import Settings, SettingsError
 from streams.sidecar import Sidecar
 from streams.web import install_routes
 
@@ -34,8 +35,14 @@ def create_app(settings: Settings | None = None) -> StreamsApp:
     app = StreamsApp("ecomind-streams", autodiscover=False, web_enabled=True)
 
     @app.on_configured.connect
-    def _configure(sender: Any, conf: Any, **kwargs: Any) -> None:
-        chosen = settings if settings is not None else Settings.from_env()
+    def _configure(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        conf = args[0]
+        try:
+            chosen = settings if settings is not None else Settings.from_env()
+        except SettingsError as exc:
+            # A bad setting is an operator's typo, not a crash: say which one, without a traceback.
+            print(f"ecomind-streams: invalid setting: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         app.streams_settings = chosen
         conf.id = chosen.app_id
         conf.broker = f"kafka://{chosen.bootstrap_servers.split(',')[0]}"

@@ -6,7 +6,7 @@ Pure functions, no Faust import: the hot path calls them once per record.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import orjson
@@ -23,8 +23,16 @@ OUT_OF_RANGE = "out_of_range"
 BAD_TIMESTAMP = "bad_timestamp"
 TOO_LARGE = "too_large"
 REASONS = (
-    NOT_UTF8, NOT_JSON, NOT_OBJECT, MISSING_FIELD, WRONG_TYPE,
-    NEGATIVE_VALUE, NON_FINITE, OUT_OF_RANGE, BAD_TIMESTAMP, TOO_LARGE,
+    NOT_UTF8,
+    NOT_JSON,
+    NOT_OBJECT,
+    MISSING_FIELD,
+    WRONG_TYPE,
+    NEGATIVE_VALUE,
+    NON_FINITE,
+    OUT_OF_RANGE,
+    BAD_TIMESTAMP,
+    TOO_LARGE,
 )
 
 MAX_LABEL_CHARS = 256
@@ -89,9 +97,7 @@ def parse_raw(payload: bytes | None, now_ms: int, max_future_ms: int, max_payloa
     return _raw_from(obj, now_ms, max_future_ms)
 
 
-def parse_enriched(
-    payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int
-) -> EnrichedEvent:
+def parse_enriched(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> EnrichedEvent:
     obj = decode_object(payload, max_payload_bytes)
     raw = _raw_from(obj, now_ms, max_future_ms)
     return EnrichedEvent(raw, _amount(obj, "kwh", MAX_KWH), _amount(obj, "co2_kg", MAX_CO2_KG))
@@ -161,7 +167,7 @@ def parse_ts_ms(value: object, now_ms: int, max_future_ms: int) -> int:
     elif isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise Invalid(NON_FINITE)
-        ts_ms = int(value) if abs(value) >= EPOCH_MS_THRESHOLD else int(round(value * 1000))
+        ts_ms = int(value) if abs(value) >= EPOCH_MS_THRESHOLD else round(value * 1000)
     else:
         raise Invalid(WRONG_TYPE)
     if ts_ms < MIN_TS_MS or ts_ms > now_ms + max_future_ms:
@@ -178,5 +184,5 @@ def _iso_ms(text: str) -> int:
         raise Invalid(BAD_TIMESTAMP) from None
     if moment.tzinfo is None:
         # The gateway writes UTC; a time without an offset is read as UTC rather than rejected.
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return round(moment.timestamp() * 1000)

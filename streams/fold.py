@@ -7,8 +7,9 @@ with the input offsets it covers.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from streams.calendar import DayCalendar
 from streams.events import Invalid, parse_enriched, parse_raw

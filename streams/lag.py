@@ -76,7 +76,7 @@ class LagProbe:
     async def measure(self, fetch_timeout_ms: int = 1000) -> LagSnapshot:
         partitions = self._consumer.partitions_for_topic(self.topic)
         if partitions is None:
-            await self._consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
+            await self._consumer._client.force_metadata_update()
             partitions = self._consumer.partitions_for_topic(self.topic) or set()
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         if not tps:
@@ -92,9 +92,7 @@ class LagProbe:
         ends = await self._ends(tps, first_ts)
         now_ms = int(time.time() * 1000)
         result = [
-            partition_lag(
-                tp.topic, tp.partition, committed.get(tp), starts[tp], ends[tp], first_ts.get(tp), now_ms
-            )
+            partition_lag(tp.topic, tp.partition, committed.get(tp), starts[tp], ends[tp], first_ts.get(tp), now_ms)
             for tp in tps
         ]
         return LagSnapshot(result, now_ms / 1000)
@@ -131,7 +129,7 @@ class LagProbe:
         return ends
 
 
-async def measure_forever(probe: LagProbe, interval_s: float, sink: "LagSink") -> None:
+async def measure_forever(probe: LagProbe, interval_s: float, sink: LagSink) -> None:
     while True:
         if sink.wants_lag():
             try:
@@ -139,7 +137,7 @@ async def measure_forever(probe: LagProbe, interval_s: float, sink: "LagSink") -
                 sink.broker_ok = True
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a failed probe must not end the loop
+            except Exception as exc:
                 sink.broker_ok = False
                 log.warning("lag probe failed: %s", exc)
         await asyncio.sleep(interval_s)

@@ -8,8 +8,8 @@ the process that answers the scrape.
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
-from typing import Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -49,9 +49,7 @@ class BusinessCollector(Collector):
             value=s.active_users,
         )
         yield _labelled_gauge("ecomind_total_kwh_today", "Energy of today's enriched events, kWh.", s.kwh)
-        yield _labelled_gauge(
-            "ecomind_total_co2_kg_today", "CO2 of today's enriched events, kg.", s.co2_kg
-        )
+        yield _labelled_gauge("ecomind_total_co2_kg_today", "CO2 of today's enriched events, kg.", s.co2_kg)
         yield from self._pipeline()
 
     def _pipeline(self) -> Iterator[Metric]:
@@ -107,9 +105,7 @@ class LagCollector(Collector):
             "1 when the watched group has a committed offset on the partition, 0 when it has none.",
             labels=["topic", "partition"],
         )
-        taken = GaugeMetricFamily(
-            "ecomind_streams_lag_probe_timestamp_seconds", "When the lag figures were measured."
-        )
+        taken = GaugeMetricFamily("ecomind_streams_lag_probe_timestamp_seconds", "When the lag figures were measured.")
         if self.lag is not None:
             for p in self.lag.partitions:
                 labels = [p.topic, str(p.partition)]
@@ -130,12 +126,12 @@ class ReplicaCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         st = self.status
         info = GaugeMetricFamily(
-            "ecomind_streams_build_info", "Build of this replica; always 1.",
+            "ecomind_streams_build_info",
+            "Build of this replica; always 1.",
             labels=["version", "python_version", "faust_version", "aiokafka_version"],
         )
         info.add_metric(
-            [_version("ecomind-streams"), platform.python_version(), _version("faust-streaming"),
-             _version("aiokafka")],
+            [_version("ecomind-streams"), platform.python_version(), _version("faust-streaming"), _version("aiokafka")],
             1,
         )
         yield info
@@ -183,7 +179,7 @@ def _labelled_gauge(name: str, doc: str, values: dict[str, float]) -> GaugeMetri
 def _delay_histogram(buckets: list[int], sum_ms: int) -> HistogramMetricFamily:
     cumulative = []
     running = 0
-    for bound, n in zip([*DELAY_BUCKETS_SECONDS, float("inf")], buckets):
+    for bound, n in zip([*DELAY_BUCKETS_SECONDS, float("inf")], buckets, strict=True):
         running += n
         cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
     return HistogramMetricFamily(

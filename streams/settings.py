@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, TypeVar
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
@@ -65,7 +66,7 @@ class Settings:
         return ZoneInfo(self.timezone)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         r = _Reader(env)
         settings = cls(
@@ -90,9 +91,7 @@ class Settings:
                 security_protocol=r.choice(
                     "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
                 ),
-                sasl_mechanism=r.optional_choice(
-                    "KAFKA_SASL_MECHANISM", ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-                ),
+                sasl_mechanism=r.optional_choice("KAFKA_SASL_MECHANISM", ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
                 sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
                 sasl_password=env.get("KAFKA_SASL_PASSWORD") or None,
                 ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,

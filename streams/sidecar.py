@@ -8,7 +8,7 @@ import os
 import secrets
 import socket
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
@@ -50,12 +50,13 @@ class Sidecar:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for name, closing in (
-            ("tap", self.agent.stop()), ("lag probe", self.probe.stop()),
+            ("tap", self.agent.stop()),
+            ("lag probe", self.probe.stop()),
             ("lease", self.store.release_lease(self.status.replica_id)),
         ):
             try:
                 await closing
-            except Exception as exc:  # noqa: BLE001 - finish closing the rest
+            except Exception as exc:
                 log.warning("closing %s failed: %s", name, exc)
         await self.store.close()
 
@@ -67,7 +68,7 @@ class Sidecar:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - keep serving the last values and retry
+            except Exception as exc:
                 log.warning("%s failed, retrying in %.0fs: %s", name, backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -96,7 +97,7 @@ class Sidecar:
             if self.status.leader:
                 try:
                     self.status.lag = await self.probe.measure()
-                except Exception as exc:  # noqa: BLE001 - keep the last figures and try again
+                except Exception as exc:
                     log.warning("lag probe failed: %s", exc)
             await asyncio.sleep(self.settings.lag_interval_seconds)
 

@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 log = logging.getLogger("ecomind.traffic")
 
-PROVIDERS = {"openai": ("gpt-4o", "gpt-4o-mini"), "anthropic": ("claude-sonnet", "claude-haiku"),
-             "google": ("gemini-pro",)}
-KWH_PER_1K_TOKENS = {"gpt-4o": 0.0009, "gpt-4o-mini": 0.0002, "claude-sonnet": 0.0008,
-                     "claude-haiku": 0.00015, "gemini-pro": 0.0006}
+PROVIDERS = {
+    "openai": ("gpt-4o", "gpt-4o-mini"),
+    "anthropic": ("claude-sonnet", "claude-haiku"),
+    "google": ("gemini-pro",),
+}
+KWH_PER_1K_TOKENS = {
+    "gpt-4o": 0.0009,
+    "gpt-4o-mini": 0.0002,
+    "claude-sonnet": 0.0008,
+    "claude-haiku": 0.00015,
+    "gemini-pro": 0.0006,
+}
 GRID_KG_CO2_PER_KWH = 0.4
 
 
@@ -35,7 +44,7 @@ def raw_event(rng: random.Random, orgs: int, users: int, now_s: float) -> dict[s
         "model": rng.choice(PROVIDERS[provider]),
         "tokens_in": rng.randrange(10, 4000),
         "tokens_out": rng.randrange(10, 2000),
-        "ts": datetime.fromtimestamp(now_s, timezone.utc).isoformat().replace("+00:00", "Z"),
+        "ts": datetime.fromtimestamp(now_s, UTC).isoformat().replace("+00:00", "Z"),
     }
 
 
@@ -45,8 +54,9 @@ def enrich(event: dict[str, object]) -> dict[str, object]:
     return {**event, "kwh": kwh, "co2_kg": round(kwh * GRID_KG_CO2_PER_KWH, 9)}
 
 
-async def gateway(bootstrap: str, topic: str, rate: float, orgs: int, users: int, seed: int,
-                  invalid_ratio: float, stop: asyncio.Event) -> None:
+async def gateway(
+    bootstrap: str, topic: str, rate: float, orgs: int, users: int, seed: int, invalid_ratio: float, stop: asyncio.Event
+) -> None:
     rng = random.Random(seed)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
     await producer.start()
@@ -67,10 +77,12 @@ async def gateway(bootstrap: str, topic: str, rate: float, orgs: int, users: int
         await producer.stop()
 
 
-async def worker(bootstrap: str, raw_topic: str, enriched_topic: str, group: str, commit_delay_s: float,
-                 stop: asyncio.Event) -> None:
-    consumer = AIOKafkaConsumer(raw_topic, bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+async def worker(
+    bootstrap: str, raw_topic: str, enriched_topic: str, group: str, commit_delay_s: float, stop: asyncio.Event
+) -> None:
+    consumer = AIOKafkaConsumer(
+        raw_topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
     await consumer.start()
     await producer.start()
@@ -102,11 +114,19 @@ async def worker(bootstrap: str, raw_topic: str, enriched_topic: str, group: str
 
 async def run(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(gateway(args.bootstrap, args.raw_topic, args.rate, args.orgs, args.users,
-                                         args.seed, args.invalid_ratio, stop))]
+    tasks = [
+        asyncio.create_task(
+            gateway(
+                args.bootstrap, args.raw_topic, args.rate, args.orgs, args.users, args.seed, args.invalid_ratio, stop
+            )
+        )
+    ]
     if not args.no_worker:
-        tasks.append(asyncio.create_task(worker(args.bootstrap, args.raw_topic, args.enriched_topic,
-                                                args.group, args.commit_delay, stop)))
+        tasks.append(
+            asyncio.create_task(
+                worker(args.bootstrap, args.raw_topic, args.enriched_topic, args.group, args.commit_delay, stop)
+            )
+        )
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -128,10 +148,8 @@ def main() -> None:
     parser.add_argument("--no-worker", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(args))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def render_metrics(sidecar: "Sidecar") -> bytes:
+async def render_metrics(sidecar: Sidecar) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ReplicaCollector(sidecar.status))
     ProcessCollector(registry=registry)
@@ -35,7 +35,6 @@ async def render_metrics(sidecar: "Sidecar") -> bytes:
 
 
 def install_routes(app: Any, get_sidecar: Any) -> None:
-    @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         sidecar = get_sidecar()
         if sidecar is None:
@@ -43,11 +42,9 @@ def install_routes(app: Any, get_sidecar: Any) -> None:
         body = await render_metrics(sidecar)
         return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
-    @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         return web.json({"status": "ok"})
 
-    @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
         sidecar = get_sidecar()
         if sidecar is None:
@@ -62,3 +59,7 @@ def install_routes(app: Any, get_sidecar: Any) -> None:
             "replica_id": st.replica_id,
         }
         return web.json(body, status=200 if st.ready else 503)
+
+    app.page("/metrics")(metrics)
+    app.page("/health")(health)
+    app.page("/ready")(ready)

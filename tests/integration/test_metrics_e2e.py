@@ -17,8 +17,15 @@ DAY_MS = 86_400_000
 
 
 def raw(org: str, user: str, provider: str, model: str, ts_ms: int) -> dict[str, object]:
-    return {"org_id": org, "user_id": user, "provider": provider, "model": model,
-            "tokens_in": 100, "tokens_out": 50, "ts": ts_ms}
+    return {
+        "org_id": org,
+        "user_id": user,
+        "provider": provider,
+        "model": model,
+        "tokens_in": 100,
+        "tokens_out": 50,
+        "ts": ts_ms,
+    }
 
 
 def test_every_metric_has_its_exact_value(broker, redis_server, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -42,8 +49,11 @@ def test_every_metric_has_its_exact_value(broker, redis_server, names: Names, wo
     enriched = [
         Out(orjson.dumps({**a1, "kwh": 0.1, "co2_kg": 0.05}), 0, a1["ts"] + 200),  # type: ignore[operator]
         Out(orjson.dumps({**a1, "kwh": 0.2, "co2_kg": 0.1, "event_id": "e2"}), 0, a1["ts"] + 3000),  # type: ignore[operator]
-        Out(orjson.dumps({**raw("org_b", "u1", "anthropic", "claude", now - 600), "kwh": 1.5, "co2_kg": 0.6}),
-            1, now - 600 + 20_000),
+        Out(
+            orjson.dumps({**raw("org_b", "u1", "anthropic", "claude", now - 600), "kwh": 1.5, "co2_kg": 0.6}),
+            1,
+            now - 600 + 20_000,
+        ),
         Out(orjson.dumps({**a1, "kwh": "lots", "co2_kg": 1}), 1, now),
     ]
     produce(broker.bootstrap, names.enriched, enriched)
@@ -101,8 +111,11 @@ def test_every_metric_has_its_exact_value(broker, redis_server, names: Names, wo
         assert 0.0 < lag["1"][2] <= 60.0
 
         commit_group(broker.bootstrap, names.watch_group, names.raw, {0: 4, 1: 6})
-        wait_until(lambda: _lag(proc, names.raw) == {"0": (0.0, 1.0, 0.0), "1": (0.0, 1.0, 0.0)}, 30,
-                   what="lag back to zero once the worker caught up")
+        wait_until(
+            lambda: _lag(proc, names.raw) == {"0": (0.0, 1.0, 0.0), "1": (0.0, 1.0, 0.0)},
+            30,
+            what="lag back to zero once the worker caught up",
+        )
 
         assert proc.get("/health")[0] == 200
         status, body = proc.get("/ready")

@@ -30,7 +30,9 @@ class Truth:
     def mismatches(self, m: Samples, raw_topic: str, enriched_topic: str) -> list[str]:
         """Every way the scraped values differ from the truth; empty when they are exact."""
         problems = []
-        got_ingested = {tuple(sorted(dict(k).items())): v for k, v in series(m, "ecomind_events_ingested_total").items()}
+        got_ingested = {
+            tuple(sorted(dict(k).items())): v for k, v in series(m, "ecomind_events_ingested_total").items()
+        }
         want_ingested = {(("org_id", o), ("provider", p)): float(n) for (o, p), n in self.ingested.items()}
         if got_ingested != want_ingested:
             problems.append(f"ingested differs: {_diff(got_ingested, want_ingested)}")
@@ -41,10 +43,16 @@ class Truth:
         checks = [
             ("daily_active_users", value(m, "ecomind_daily_active_users"), float(len(self.users))),
             ("daily_active_orgs", value(m, "ecomind_daily_active_orgs"), float(len({o for o, _ in self.users}))),
-            ("processed raw", value(m, "ecomind_streams_events_processed_total", topic=raw_topic),
-             float(self.raw_count)),
-            ("processed enriched", value(m, "ecomind_streams_events_processed_total", topic=enriched_topic),
-             float(self.enriched_count)),
+            (
+                "processed raw",
+                value(m, "ecomind_streams_events_processed_total", topic=raw_topic),
+                float(self.raw_count),
+            ),
+            (
+                "processed enriched",
+                value(m, "ecomind_streams_events_processed_total", topic=enriched_topic),
+                float(self.enriched_count),
+            ),
         ]
         problems += [f"{name}: got {got} want {want}" for name, got, want in checks if got != want]
         for org, nano in self.kwh_nano.items():
@@ -60,17 +68,24 @@ def _diff(got: dict, want: dict) -> str:  # type: ignore[type-arg]
     return f"{len(bad)} series, e.g. {bad[:3]}"
 
 
-def build(seed: int, raw_events: int, enriched_every: int, orgs: int = 40, users: int = 3000) -> tuple[
-        list[bytes], list[bytes], Truth]:
+def build(
+    seed: int, raw_events: int, enriched_every: int, orgs: int = 40, users: int = 3000
+) -> tuple[list[bytes], list[bytes], Truth]:
     rng = random.Random(seed)
     now_ms = int(time.time() * 1000)
     truth = Truth()
     raws, enriched = [], []
     for i in range(raw_events):
         provider, model = PROVIDERS[rng.randrange(len(PROVIDERS))]
-        ev = {"org_id": f"org_{rng.randrange(orgs)}", "user_id": f"u{rng.randrange(users)}", "provider": provider,
-              "model": model, "tokens_in": rng.randrange(1, 500), "tokens_out": rng.randrange(1, 500),
-              "ts": now_ms - rng.randrange(0, 60_000)}
+        ev = {
+            "org_id": f"org_{rng.randrange(orgs)}",
+            "user_id": f"u{rng.randrange(users)}",
+            "provider": provider,
+            "model": model,
+            "tokens_in": rng.randrange(1, 500),
+            "tokens_out": rng.randrange(1, 500),
+            "ts": now_ms - rng.randrange(0, 60_000),
+        }
         raws.append(orjson.dumps(ev))
         truth.raw_count += 1
         truth.ingested[(ev["org_id"], provider)] += 1  # type: ignore[index]
@@ -98,7 +113,7 @@ class BackgroundProducer(threading.Thread):
     def run(self) -> None:
         try:
             asyncio.run(self._run())
-        except BaseException as exc:  # noqa: BLE001 - reported by the test through .error
+        except BaseException as exc:
             self.error = exc
 
     async def _run(self) -> None:

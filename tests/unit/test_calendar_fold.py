@@ -18,8 +18,16 @@ class Rec(NamedTuple):
 
 
 def ev(org: str, user: str, ts_ms: int, **extra: object) -> bytes:
-    body = {"org_id": org, "user_id": user, "provider": "openai", "model": "gpt-4o",
-            "tokens_in": 1, "tokens_out": 1, "ts": ts_ms, **extra}
+    body = {
+        "org_id": org,
+        "user_id": user,
+        "provider": "openai",
+        "model": "gpt-4o",
+        "tokens_in": 1,
+        "tokens_out": 1,
+        "ts": ts_ms,
+        **extra,
+    }
     return orjson.dumps(body)
 
 
@@ -53,8 +61,11 @@ def test_dst_day_has_23_hours() -> None:
 
 def test_midnight_rollover_splits_distinct_sets_by_day() -> None:
     delta = Delta()
-    records = [Rec(ev("a", "u1", NOV27_UTC - 1000), 1), Rec(ev("a", "u1", NOV27_UTC + 1000), 2),
-               Rec(ev("b", "u2", NOV27_UTC + 2000), 3)]
+    records = [
+        Rec(ev("a", "u1", NOV27_UTC - 1000), 1),
+        Rec(ev("a", "u1", NOV27_UTC + 1000), 2),
+        Rec(ev("b", "u2", NOV27_UTC + 2000), 3),
+    ]
     fold_raw(delta, "raw", records, ctx(NOV27_UTC + H))
     assert delta.orgs == {"2026-11-26": {"a"}, "2026-11-27": {"a", "b"}}
     assert delta.users["2026-11-27"] == {pair("a", "u1"), pair("b", "u2")}
@@ -106,6 +117,6 @@ def test_delay_buckets(delay_ms: int, bucket: int) -> None:
     assert delay_bucket(delay_ms) == bucket
 
 
-@pytest.mark.parametrize(("a", "b"), [("org", "user"), ("a:b", "c"), ("", ""), ("\n\"", "1:x"), ("5:", ":5")])
+@pytest.mark.parametrize(("a", "b"), [("org", "user"), ("a:b", "c"), ("", ""), ('\n"', "1:x"), ("5:", ":5")])
 def test_pair_round_trips_any_strings(a: str, b: str) -> None:
     assert unpair(pair(a, b)) == (a, b)

@@ -1,8 +1,21 @@
 import pytest
 
 from streams.events import (
-    BAD_TIMESTAMP, MISSING_FIELD, NEGATIVE_VALUE, NON_FINITE, NOT_JSON, NOT_OBJECT, NOT_UTF8, OUT_OF_RANGE,
-    REASONS, TOO_LARGE, WRONG_TYPE, Invalid, parse_enriched, parse_raw, parse_ts_ms,
+    BAD_TIMESTAMP,
+    MISSING_FIELD,
+    NEGATIVE_VALUE,
+    NON_FINITE,
+    NOT_JSON,
+    NOT_OBJECT,
+    NOT_UTF8,
+    OUT_OF_RANGE,
+    REASONS,
+    TOO_LARGE,
+    WRONG_TYPE,
+    Invalid,
+    parse_enriched,
+    parse_raw,
+    parse_ts_ms,
 )
 
 NOW_MS = 1_795_780_800_000  # 2026-11-27T12:00:00Z
@@ -17,8 +30,13 @@ def raw(**fields: object) -> bytes:
     import orjson
 
     base: dict[str, object] = {
-        "org_id": "org_a", "user_id": "u1", "provider": "openai", "model": "gpt-4o",
-        "tokens_in": 10, "tokens_out": 5, "ts": "2026-11-27T11:00:00Z",
+        "org_id": "org_a",
+        "user_id": "u1",
+        "provider": "openai",
+        "model": "gpt-4o",
+        "tokens_in": 10,
+        "tokens_out": 5,
+        "ts": "2026-11-27T11:00:00Z",
     }
     base.update(fields)
     return orjson.dumps({k: v for k, v in base.items() if v is not ...})

