@@ -11,12 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from streams.local.proc import Server, free_port
+from streams.local.scrape import Samples, parse
 
 T = TypeVar("T")
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 FAUST = str(Path(sys.executable).parent / "faust")
 
 
@@ -80,24 +78,3 @@ class SidecarProc:
     def log_tail(self, chars: int = 4000) -> str:
         path = self.workdir / f"{self.name}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-
-def parse(text: str) -> Samples:
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return out
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
-
-
-def series(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], float]:
-    return {labels: v for (n, labels), v in samples.items() if n == name}
-
-
-def summed(scrapes: list[Samples], name: str, **labels: str) -> float:
-    """What Prometheus' sum() over the replicas gives for one series."""
-    return sum(value(s, name, **labels) or 0.0 for s in scrapes)

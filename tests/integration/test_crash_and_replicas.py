@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from streams.local.workload import BackgroundProducer, build
 from tests.integration.conftest import Names, sidecar_env
 from tests.integration.harness import Samples, SidecarProc, summed, value, wait_until
 from tests.integration.kafka_io import make_topics
-from tests.integration.workload import BackgroundProducer, build
 
 pytestmark = pytest.mark.integration
 

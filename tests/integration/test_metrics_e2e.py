@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streams.local.scrape import series, value
 from tests.integration.conftest import Names, sidecar_env
-from tests.integration.harness import SidecarProc, series, value, wait_until
+from tests.integration.harness import SidecarProc, wait_until
 from tests.integration.kafka_io import Out, commit_group, make_topics, produce
 
 pytestmark = pytest.mark.integration

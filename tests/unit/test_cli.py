@@ -32,8 +32,13 @@ def test_faust_web_port_flag_wins_and_ready_says_why_not(tmp_path: Path) -> None
     from streams.local.proc import Server, free_port
 
     flag_port, env_port, dead_port = free_port(), free_port(), free_port()
-    env = {**os.environ, "STREAMS_WEB_PORT": str(env_port), "STREAMS_WEB_BIND": "127.0.0.1",
-           "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{dead_port}", "REDIS_URL": f"redis://127.0.0.1:{dead_port}/0"}
+    env = {
+        **os.environ,
+        "STREAMS_WEB_PORT": str(env_port),
+        "STREAMS_WEB_BIND": "127.0.0.1",
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{dead_port}",
+        "REDIS_URL": f"redis://127.0.0.1:{dead_port}/0",
+    }
     argv = [FAUST, "-A", "streams", "--datadir", str(tmp_path), "worker", "--web-port", str(flag_port)]
     server = Server("sidecar", argv, tmp_path / "log", env=env).start()
     try:

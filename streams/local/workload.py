@@ -13,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams.fold import NANO
-from tests.integration.harness import Samples, series, value
+from streams.local.scrape import Samples, series, value
 
 PROVIDERS = (("openai", "gpt-4o"), ("anthropic", "claude"), ("google", "gemini"))
 
