@@ -12,20 +12,12 @@ import signal
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.proc import Server, free_port, port_open
 from streams.local.redis_server import LocalRedis
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
+from streams.local.sidecar_proc import SidecarProc
 
 
 def main() -> None:
@@ -38,7 +30,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ecomind-streams-demo-"))
     bin_dir = Path(sys.executable).parent
 
-    started: list[LocalTansu | LocalKafka | LocalRedis | Server] = []
+    started: list[LocalTansu | LocalKafka | LocalRedis | Server | SidecarProc] = []
     try:
         broker = (LocalKafka(workdir / "kafka") if args.broker == "kafka" else LocalTansu(workdir / "tansu")).start()
         started.append(broker)
@@ -51,33 +43,24 @@ def main() -> None:
         ).start()
         started.append(traffic)
         env = {
-            **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
             "REDIS_URL": redis.url,
-            "STREAMS_WEB_PORT": str(port),
-            "STREAMS_WEB_BIND": "127.0.0.1",
             "STREAMS_SESSION_TIMEOUT_MS": "6000",
             "STREAMS_LAG_INTERVAL_SECONDS": "2",
         }
-        sidecar = Server(
-            "sidecar",
-            [str(bin_dir / "faust"), "-A", "streams", "--datadir", str(workdir / "faust"), "worker", "-l", "info"],
-            workdir / "sidecar.log",
-            env=env,
-        ).start()
+        sidecar = SidecarProc(workdir, env, port=port).start()
         started.append(sidecar)
-        deadline = time.monotonic() + 90
-        while not _ready(f"http://127.0.0.1:{port}/ready"):
-            if time.monotonic() > deadline or (sidecar.proc and sidecar.proc.poll() is not None):
-                raise SystemExit(f"the sidecar did not become ready; see {workdir / 'sidecar.log'}")
-            time.sleep(0.3)
+        try:
+            sidecar.wait_ready(90)
+        except AssertionError:
+            raise SystemExit(f"the sidecar did not become ready; see {workdir / 'sidecar.log'}") from None
         print(f"\nEcoMind Streams is running on a local {args.broker} broker ({broker.bootstrap}).")
         print(f"  metrics: http://127.0.0.1:{port}/metrics")
         print(f"  ready:   http://127.0.0.1:{port}/ready")
         print(f"  logs:    {workdir}")
         print("Press Ctrl-C to stop.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while all(s.proc is None or s.proc.poll() is None for s in (traffic, sidecar)):
+        while traffic.running() and sidecar.running():
             time.sleep(0.5)
         print("a demo process ended on its own; stopping", file=sys.stderr)
     except KeyboardInterrupt:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import random
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from streams.local.scrape import Samples, summed, value
+from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.workload import BackgroundProducer, build
 from tests.integration.conftest import Names, sidecar_env
-from tests.integration.harness import Samples, SidecarProc, summed, value, wait_until
 from tests.integration.kafka_io import make_topics
 
 pytestmark = pytest.mark.integration
@@ -35,7 +37,7 @@ def test_kill_9_mid_stream_keeps_exact_totals(broker, redis_server, names: Names
         kills_at: list[float] = []
         for kill in range(3):
             floor = (kill + 1) * total // 5 + rng.randrange(0, 2000)
-            at_kill = wait_until(lambda f=floor: _at_least(proc, names, f), 90, what=f"progress past {floor}")
+            at_kill = wait_until(partial(_at_least, proc, names, floor), 90, what=f"progress past {floor}")
             proc.kill()
             assert at_kill < total, "the kill must land mid-stream"
             kills_at.append(at_kill)
@@ -73,7 +75,7 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
     exporters_seen: list[int] = []
 
     def scrape_all() -> list[Samples]:
-        scrapes = [r.scrape() for r in replicas if r.server and r.server.proc and r.server.proc.poll() is None]
+        scrapes = [r.scrape() for r in replicas if r.running()]
         exporters_seen.append(sum(1 for s in scrapes if value(s, "ecomind_daily_active_users") is not None))
         return scrapes
 

@@ -1,4 +1,4 @@
-"""Test harness: start sidecar replicas as real `faust -A streams worker` processes and scrape them."""
+"""Sidecar replicas as real `faust -A streams worker` processes, for tests, benchmarks and the demo."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ T = TypeVar("T")
 FAUST = str(Path(sys.executable).parent / "faust")
 
 
-def wait_until(check: Callable[[], T], timeout_s: float = 60.0, interval_s: float = 0.2, what: str = "") -> T:
+def wait_until(check: Callable[[], T | None], timeout_s: float = 60.0, interval_s: float = 0.2, what: str = "") -> T:
     """Poll `check` until it returns a truthy value; fail with its last answer after the deadline."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
@@ -35,8 +35,8 @@ def wait_until(check: Callable[[], T], timeout_s: float = 60.0, interval_s: floa
 
 
 class SidecarProc:
-    def __init__(self, workdir: Path, env: dict[str, str], name: str = "sidecar") -> None:
-        self.port = free_port()
+    def __init__(self, workdir: Path, env: dict[str, str], name: str = "sidecar", port: int | None = None) -> None:
+        self.port = port or free_port()
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -66,6 +66,9 @@ class SidecarProc:
         status, body = self.get("/metrics")
         assert status == 200, body
         return parse(body.decode())
+
+    def running(self) -> bool:
+        return self.server is not None and self.server.running()
 
     def kill(self) -> None:
         assert self.server is not None

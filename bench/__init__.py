@@ -1,0 +1,1 @@
+"""Benchmarks of EcoMind Streams against the raw consumer, a naive Faust app and Quix Streams."""
