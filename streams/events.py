@@ -92,15 +92,71 @@ def _decode_reason(payload: bytes, message: str) -> str:
     return NOT_JSON
 
 
+# The hot path works on plain tuples: building a NamedTuple per record cost 8 % of the fold (py-spy).
+RawTuple = tuple[str, str, str, str, int, int, int]
+EnrichedTuple = tuple[RawTuple, float, float]
+
+
 def parse_raw(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> RawEvent:
-    obj = decode_object(payload, max_payload_bytes)
-    return _raw_from(obj, now_ms, max_future_ms)
+    return RawEvent._make(raw_tuple(payload, now_ms, max_future_ms, max_payload_bytes))
 
 
 def parse_enriched(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> EnrichedEvent:
+    raw, kwh, co2 = enriched_tuple(payload, now_ms, max_future_ms, max_payload_bytes)
+    return EnrichedEvent(RawEvent._make(raw), kwh, co2)
+
+
+def raw_tuple(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> RawTuple:
+    """(org_id, user_id, provider, model, tokens_in, tokens_out, ts_ms), or Invalid with its reason."""
     obj = decode_object(payload, max_payload_bytes)
-    raw = _raw_from(obj, now_ms, max_future_ms)
-    return EnrichedEvent(raw, _amount(obj, "kwh", MAX_KWH), _amount(obj, "co2_kg", MAX_CO2_KG))
+    return _fast_raw(obj, now_ms, max_future_ms) or tuple(_raw_from(obj, now_ms, max_future_ms))  # type: ignore[return-value]
+
+
+def enriched_tuple(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> EnrichedTuple:
+    """(raw tuple, kwh, co2_kg), or Invalid with its reason."""
+    obj = decode_object(payload, max_payload_bytes)
+    raw = _fast_raw(obj, now_ms, max_future_ms)
+    kwh, co2 = obj.get("kwh"), obj.get("co2_kg")
+    if (
+        raw is not None
+        and (type(kwh) is float or type(kwh) is int)
+        and (type(co2) is float or type(co2) is int)
+        and 0 <= kwh <= MAX_KWH
+        and 0 <= co2 <= MAX_CO2_KG
+    ):
+        return raw, float(kwh), float(co2)
+    checked = _raw_from(obj, now_ms, max_future_ms)
+    return tuple(checked), _amount(obj, "kwh", MAX_KWH), _amount(obj, "co2_kg", MAX_CO2_KG)  # type: ignore[return-value]
+
+
+def _fast_raw(obj: dict[str, object], now_ms: int, max_future_ms: int) -> RawTuple | None:
+    """The common, valid event in one pass (the hot path); None sends it to the checks that name a reason.
+
+    `type(x) is ...` rather than isinstance: it is faster, and it keeps bool out of the integers.
+    """
+    org, user, provider, model = obj.get("org_id"), obj.get("user_id"), obj.get("provider"), obj.get("model")
+    t_in, t_out, ts = obj.get("tokens_in"), obj.get("tokens_out"), obj.get("ts")
+    if not (
+        type(org) is str
+        and type(user) is str
+        and type(provider) is str
+        and type(model) is str
+        and 0 < len(org) <= MAX_LABEL_CHARS
+        and 0 < len(user) <= MAX_LABEL_CHARS
+        and 0 < len(provider) <= MAX_LABEL_CHARS
+        and 0 < len(model) <= MAX_LABEL_CHARS
+        and type(t_in) is int
+        and type(t_out) is int
+        and 0 <= t_in <= MAX_TOKENS
+        and 0 <= t_out <= MAX_TOKENS
+        and ts is not None
+    ):
+        return None
+    if type(ts) is int and EPOCH_MS_THRESHOLD <= ts <= now_ms + max_future_ms:
+        ts_ms = ts
+    else:
+        ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
+    return (org, user, provider, model, t_in, t_out, ts_ms)
 
 
 def _raw_from(obj: dict[str, object], now_ms: int, max_future_ms: int) -> RawEvent:

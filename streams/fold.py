@@ -6,16 +6,19 @@ with the input offsets it covers.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from streams.calendar import DayCalendar
-from streams.events import Invalid, parse_enriched, parse_raw
+from streams.events import Invalid, enriched_tuple, raw_tuple
 
 # Upper bounds (seconds) of the enrichment-delay histogram; the last bucket is +Inf.
 DELAY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# The same bounds in integer milliseconds: a delay of exactly a bound falls in that bucket (le).
+DELAY_BOUNDS_MS = tuple(round(b * 1000) for b in DELAY_BUCKETS_SECONDS)
 # Amounts are summed as integers in units of 1e-9 so that totals do not depend on order.
 NANO = 1_000_000_000
 
@@ -87,58 +90,73 @@ def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldConte
     ingested, calls = delta.ingested, delta.calls
     valid = late = 0
     newest = delta.last_ts_ms.get(topic, -1)
+    day, orgs, users = "", set[str](), set[str]()
     for rec in records:
         if rec.timestamp > newest:
             newest = rec.timestamp
         try:
-            ev = parse_raw(rec.value, ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes)
+            org, user, provider, model, _, _, ts_ms = raw_tuple(
+                rec.value, ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
+            )
         except Invalid as exc:
             _reject(delta, topic, exc.reason, rec.offset)
             continue
         valid += 1
-        ingested[pair(ev.org_id, ev.provider)] += 1
-        calls[pair(ev.org_id, ev.model)] += 1
-        if ev.ts_ms < ctx.oldest_kept_ms:
+        org_key = f"{len(org)}:{org}"  # pair(org, x) == org_key + x, built once per event
+        ingested[org_key + provider] += 1
+        calls[org_key + model] += 1
+        if ts_ms < ctx.oldest_kept_ms:
             late += 1
             continue
-        day = day_of(ev.ts_ms)
-        delta.orgs.setdefault(day, set()).add(ev.org_id)
-        delta.users.setdefault(day, set()).add(pair(ev.org_id, ev.user_id))
+        event_day = day_of(ts_ms)
+        if event_day != day:
+            day = event_day
+            orgs = delta.orgs.setdefault(day, set())
+            users = delta.users.setdefault(day, set())
+        orgs.add(org)
+        users.add(org_key + user)
     _close(delta, topic, valid, late, newest)
 
 
 def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldContext) -> None:
     day_of = ctx.calendar.day_of
     buckets = delta.delay_buckets
-    valid = late = 0
+    valid = late = delay_sum_ms = 0
     newest = delta.last_ts_ms.get(topic, -1)
+    day, kwh, co2 = "", Counter[str](), Counter[str]()
     for rec in records:
         if rec.timestamp > newest:
             newest = rec.timestamp
         try:
-            ev = parse_enriched(rec.value, ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes)
+            raw, kwh_amount, co2_amount = enriched_tuple(
+                rec.value, ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
+            )
         except Invalid as exc:
             _reject(delta, topic, exc.reason, rec.offset)
             continue
         valid += 1
-        delay_ms = max(0, rec.timestamp - ev.raw.ts_ms)
-        buckets[delay_bucket(delay_ms)] += 1
-        delta.delay_sum_ms += delay_ms
-        if ev.raw.ts_ms < ctx.oldest_kept_ms:
+        org, ts_ms = raw[0], raw[6]
+        delay_ms = rec.timestamp - ts_ms
+        if delay_ms < 0:
+            delay_ms = 0
+        buckets[bisect_left(DELAY_BOUNDS_MS, delay_ms)] += 1
+        delay_sum_ms += delay_ms
+        if ts_ms < ctx.oldest_kept_ms:
             late += 1
             continue
-        day = day_of(ev.raw.ts_ms)
-        delta.kwh_nano.setdefault(day, Counter())[ev.raw.org_id] += round(ev.kwh * NANO)
-        delta.co2_nano.setdefault(day, Counter())[ev.raw.org_id] += round(ev.co2_kg * NANO)
+        event_day = day_of(ts_ms)
+        if event_day != day:
+            day = event_day
+            kwh = delta.kwh_nano.setdefault(day, Counter())
+            co2 = delta.co2_nano.setdefault(day, Counter())
+        kwh[org] += round(kwh_amount * NANO)
+        co2[org] += round(co2_amount * NANO)
+    delta.delay_sum_ms += delay_sum_ms
     _close(delta, topic, valid, late, newest)
 
 
 def delay_bucket(delay_ms: int) -> int:
-    seconds = delay_ms / 1000
-    for index, bound in enumerate(DELAY_BUCKETS_SECONDS):
-        if seconds <= bound:
-            return index
-    return len(DELAY_BUCKETS_SECONDS)
+    return bisect_left(DELAY_BOUNDS_MS, delay_ms)
 
 
 def _reject(delta: Delta, topic: str, reason: str, offset: int) -> None:

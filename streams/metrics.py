@@ -50,6 +50,14 @@ class BusinessCollector(Collector):
         )
         yield _labelled_gauge("ecomind_total_kwh_today", "Energy of today's enriched events, kWh.", s.kwh)
         yield _labelled_gauge("ecomind_total_co2_kg_today", "CO2 of today's enriched events, kg.", s.co2_kg)
+        folded = GaugeMetricFamily(
+            "ecomind_streams_label_values_folded",
+            'Distinct label values beyond the series cap, exported as "__other__".',
+            labels=["label"],
+        )
+        for label, n in sorted(s.folded.items()):
+            folded.add_metric([label], n)
+        yield folded
         yield from self._pipeline()
 
     def _pipeline(self) -> Iterator[Metric]:

@@ -58,7 +58,9 @@ class Settings:
     batch_timeout_ms: int = 100
     lag_interval_seconds: float = 5.0
     leader_lease_seconds: float = 10.0
-    session_timeout_ms: int = 10_000
+    session_timeout_ms: int = 6_000
+    max_org_series: int = 500
+    max_label_values: int = 100
     kafka: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @property
@@ -87,6 +89,8 @@ class Settings:
             lag_interval_seconds=r.number("STREAMS_LAG_INTERVAL_SECONDS", cls.lag_interval_seconds, 0.1, 3600),
             leader_lease_seconds=r.number("STREAMS_LEADER_LEASE_SECONDS", cls.leader_lease_seconds, 1, 600),
             session_timeout_ms=r.integer("STREAMS_SESSION_TIMEOUT_MS", cls.session_timeout_ms, 1000, 300_000),
+            max_org_series=r.integer("STREAMS_MAX_ORG_SERIES", cls.max_org_series, 1, 100_000),
+            max_label_values=r.integer("STREAMS_MAX_LABEL_VALUES", cls.max_label_values, 1, 10_000),
             kafka=KafkaSecurity(
                 security_protocol=r.choice(
                     "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

@@ -8,7 +8,7 @@ rebalance, a retry after a lost reply) is refused as a whole, so nothing is coun
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 import redis.asyncio as aioredis
@@ -79,6 +79,7 @@ class Snapshot:
     active_users: int
     kwh: dict[str, float]
     co2_kg: dict[str, float]
+    folded: dict[str, int] = field(default_factory=dict)  # label -> values folded into "__other__"
 
 
 class Conflict(Exception):
@@ -147,7 +148,7 @@ class RedisStore:
         sadd: list[list[object]] = []
         for name, per_day_set in (("orgs", delta.orgs), ("users", delta.users)):
             for day, members in per_day_set.items():
-                sadd.append([k.day(day, name), sorted(members)])
+                sadd.append([k.day(day, name), list(members)])
                 expire.append([k.day(day, name), str(self.day_ttl_seconds)])
         return {
             "offkey": k.offsets,
@@ -186,6 +187,16 @@ class RedisStore:
             kwh={org: int(v) / NANO for org, v in kwh.items()},
             co2_kg={org: int(v) / NANO for org, v in co2.items()},
         )
+
+    async def label_members(self, labels: tuple[str, ...]) -> dict[str, set[str]]:
+        pipe = self.client.pipeline(transaction=False)
+        for label in labels:
+            pipe.smembers(self.keys.key(f"labels:{label}"))
+        return {label: set(found) for label, found in zip(labels, await pipe.execute(), strict=True)}
+
+    async def add_label_members(self, label: str, values: list[str]) -> None:
+        if values:
+            await self.client.sadd(self.keys.key(f"labels:{label}"), *values)
 
     async def hold_lease(self, replica_id: str, ttl_ms: int) -> bool:
         return bool(int(await self._lease(keys=[self.keys.leader], args=[replica_id, str(ttl_ms)])))

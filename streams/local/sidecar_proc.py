@@ -52,8 +52,8 @@ class SidecarProc:
         self.server = Server(self.name, argv, self.workdir / f"{self.name}.log", env=self.env).start()
         return self
 
-    def wait_ready(self, timeout_s: float = 90.0) -> None:
-        wait_until(lambda: self.get("/ready")[0] == 200, timeout_s, what=f"{self.name} ready")
+    def wait_ready(self, timeout_s: float = 90.0, interval_s: float = 0.2) -> None:
+        wait_until(lambda: self.get("/ready")[0] == 200, timeout_s, interval_s, what=f"{self.name} ready")
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:

@@ -5,14 +5,12 @@ STREAMS_TEST_BROKER=tansu runs the same suite against the embedded Tansu broker.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.redis_server import LocalRedis
@@ -55,16 +53,6 @@ class Names:
 @pytest.fixture
 def names() -> Names:
     return Names()
-
-
-async def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
-    finally:
-        await admin.close()
-    await asyncio.sleep(0)
 
 
 def sidecar_env(broker: LocalKafka | LocalTansu, redis: LocalRedis, names: Names, **extra: str) -> dict[str, str]:

@@ -7,18 +7,12 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from tests.integration.conftest import create_topics
-
 
 @dataclass
 class Out:
     value: bytes
     partition: int | None = None
     timestamp_ms: int | None = None
-
-
-def make_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
-    asyncio.run(create_topics(bootstrap, topics, partitions))
 
 
 async def produce_async(bootstrap: str, topic: str, records: list[Out]) -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from streams.local.scrape import Samples, summed, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
+from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
 from tests.integration.conftest import Names, sidecar_env
-from tests.integration.kafka_io import make_topics
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,9 @@ import pytest
 
 from streams.local.scrape import series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
+from streams.local.topics import make_topics
 from tests.integration.conftest import Names, sidecar_env
-from tests.integration.kafka_io import Out, commit_group, make_topics, produce
+from tests.integration.kafka_io import Out, commit_group, produce
 
 pytestmark = pytest.mark.integration
 DAY_MS = 86_400_000

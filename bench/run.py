@@ -1,0 +1,131 @@
+"""The benchmark command: one broker, one seeded workload, every contender in turn, one table.
+
+python -m bench.run                 # Apache Kafka, 1,000,000 raw + 1,000,000 enriched events, 3 runs
+python -m bench.run --broker tansu  # the embedded broker
+python -m bench.run --smoke         # 20,000 events, one run: what CI runs so that this cannot rot
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+from bench import runners, targets
+from bench.runners import Row, Topics
+from streams.local.brokers import LocalKafka, LocalTansu
+from streams.local.redis_server import LocalRedis
+from streams.local.topics import make_topics
+from streams.local.workload import BackgroundProducer, build
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def median_row(rows: list[Row]) -> Row:
+    best = sorted(rows, key=lambda r: r.events_per_s)[len(rows) // 2]
+    return Row(
+        best.name,
+        best.events,
+        best.seconds,
+        statistics.median(r.cpu_s for r in rows),
+        max(r.rss_mb for r in rows),
+        best.note,
+    )
+
+
+def table(rows: list[Row], ceiling: Row) -> str:
+    lines = [
+        "| run | events | events/s | CPU s per 1M events | peak RSS MB | vs ceiling | note |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ratio = r.events_per_s / ceiling.events_per_s if ceiling.events_per_s else 0.0
+        lines.append(
+            f"| {r.name} | {r.events:,} | {r.events_per_s:,.0f} | {r.cpu_s_per_million:.1f} | "
+            f"{r.rss_mb:.0f} | {ratio:.0%} | {r.note} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
+    p.add_argument("--events", type=int, default=1_000_000, help="raw events (as many enriched)")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--naive-events", type=int, default=60_000, help="the naive app is timed on this prefix")
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--write-readme", action="store_true", help="put the table in README.md's performance section")
+    args = p.parse_args()
+    if args.smoke:
+        args.events, args.runs, args.naive_events = 10_000, 1, 4_000
+    workdir = Path(tempfile.mkdtemp(prefix="ecomind-bench-"))
+    broker = (LocalKafka(workdir / "kafka") if args.broker == "kafka" else LocalTansu(workdir / "tansu")).start()
+    redis = LocalRedis(workdir / "redis").start(keep_data=False)
+    assert redis.server is not None and redis.server.proc is not None
+    try:
+        report = run(args, workdir, broker, redis, redis.server.proc.pid)
+    finally:
+        redis.stop()
+        broker.stop()
+    print(report)
+    if args.write_readme:
+        text = README.read_text()
+        head, _, rest = text.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        README.write_text(f"{head}{BEGIN}\n{report}\n{END}{tail}")
+
+
+def run(
+    args: argparse.Namespace, workdir: Path, broker: LocalKafka | LocalTansu, redis: LocalRedis, redis_pid: int
+) -> str:
+    uid = uuid.uuid4().hex[:6]
+    t = Topics(broker.bootstrap, f"bench.raw.{uid}", f"bench.enriched.{uid}", 2 * args.events)
+    make_topics(broker.bootstrap, [t.raw, t.enriched], partitions=8)
+    raws, enriched, truth = build(seed=42, raw_events=args.events, enriched_every=1, orgs=200, users=50_000)
+    started = time.monotonic()
+    producer = BackgroundProducer(broker.bootstrap, [(t.raw, raws), (t.enriched, enriched)], 1e9)
+    producer.run()
+    assert producer.error is None, producer.error
+    produce_s = time.monotonic() - started
+    del raws, enriched
+
+    ceilings, naives, ours = [], [], []
+    app_id = ""
+    for _ in range(args.runs):
+        ceilings.append(runners.ceiling(t))
+        naives.append(runners.naive_faust(t, workdir, args.naive_events))
+        row, app_id = runners.ecomind(t, workdir, redis, truth, redis_pid)
+        ours.append(row)
+    ceiling = median_row(ceilings)
+    rows = [ceiling, median_row(naives), targets.quix_row(), median_row(ours)]
+    extra = targets.all_targets(args, workdir, broker, redis, t, truth, app_id)
+    versions = ", ".join(f"{pkg} {version(pkg)}" for pkg in ("faust-streaming", "aiokafka", "orjson", "redis"))
+    return "\n".join(
+        [
+            f"Benchmark of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+            f"{_cores()} cores, Python {platform.python_version()}, {versions}; broker: {broker.kind}.",
+            f"Workload: {args.events:,} raw + {args.events:,} enriched events (seed 42, 200 orgs, 50,000 users, "
+            f"8 partitions), produced in {produce_s:.0f} s. Medians of {args.runs} run(s); ratios from the same run.",
+            "",
+            table(rows, ceiling),
+            "",
+            extra,
+        ]
+    )
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    main()

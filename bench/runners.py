@@ -1,0 +1,166 @@
+"""One function per contender: each runs on the same broker and data and returns a Row."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from bench.procstat import cpu_seconds, peak_rss_mb
+from streams.local.proc import Server
+from streams.local.redis_server import LocalRedis
+from streams.local.scrape import Samples, value
+from streams.local.sidecar_proc import SidecarProc, wait_until
+from streams.local.workload import Truth
+
+
+@dataclass
+class Row:
+    name: str
+    events: int
+    seconds: float
+    cpu_s: float
+    rss_mb: float
+    note: str = ""
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_s_per_million(self) -> float:
+        return self.cpu_s / self.events * 1e6 if self.events else 0.0
+
+
+@dataclass
+class Topics:
+    bootstrap: str
+    raw: str
+    enriched: str
+    total: int
+
+
+def ceiling(t: Topics) -> Row:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.ceiling",
+            "--bootstrap",
+            t.bootstrap,
+            "--topics",
+            f"{t.raw},{t.enriched}",
+            "--expect",
+            str(t.total),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    r = orjson.loads(out.stdout.strip().splitlines()[-1])
+    return Row("ceiling: bare aiokafka + orjson", int(r["events"]), r["seconds"], r["cpu_s"], r["rss_mb"])
+
+
+def naive_faust(t: Topics, workdir: Path, events: int) -> Row:
+    progress = workdir / f"naive-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": t.bootstrap,
+        "NAIVE_RAW_TOPIC": t.raw,
+        "NAIVE_ENRICHED_TOPIC": t.enriched,
+        "NAIVE_APP_ID": f"naive-{uuid.uuid4().hex[:6]}",
+        "NAIVE_PROGRESS_FILE": str(progress),
+    }
+    faust = str(Path(sys.executable).parent / "faust")
+    argv = [
+        faust,
+        "-A",
+        "bench.naive_faust",
+        "--datadir",
+        str(workdir / f"{progress.name}.data"),
+        "worker",
+        "-l",
+        "warn",
+    ]
+    server = Server("naive", argv, workdir / f"{progress.name}.log", env=env).start()
+    assert server.proc is not None
+    pid = server.proc.pid
+    try:
+
+        def done() -> tuple[int, float] | None:
+            if not server.running():
+                raise RuntimeError(f"the naive app exited; see {server.log_path}")
+            if not progress.exists():
+                return None
+            n, secs = progress.read_text().split()
+            return (int(n), float(secs)) if int(n) >= events else None
+
+        n, secs = wait_until(done, 1800, 0.5, what="naive Faust progress")
+        return Row(
+            "naive Faust app (tables per event)",
+            n,
+            secs,
+            cpu_seconds(pid),
+            peak_rss_mb(pid),
+            note=f"first {n:,} events",
+        )
+    finally:
+        server.stop()
+
+
+def ecomind(t: Topics, workdir: Path, redis: LocalRedis, truth: Truth | None, redis_pid: int) -> tuple[Row, str]:
+    """The sidecar with its real configuration; checks its final /metrics against the truth."""
+    app_id = f"bench-{uuid.uuid4().hex[:6]}"
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": t.bootstrap,
+        "REDIS_URL": redis.url,
+        "STREAMS_APP_ID": app_id,
+        "STREAMS_RAW_TOPIC": t.raw,
+        "STREAMS_ENRICHED_TOPIC": t.enriched,
+    }
+    proc = SidecarProc(workdir / app_id, env).start()
+    redis_cpu_before = cpu_seconds(redis_pid)
+    try:
+        # Timed from readiness (partitions assigned and positioned), as the ceiling is from its start.
+        proc.wait_ready(120, interval_s=0.02)
+        first = time.monotonic()
+        assert proc.server is not None and proc.server.proc is not None
+        pid = proc.server.proc.pid
+        deadline = time.monotonic() + 1800
+        final: Samples = {}
+        while time.monotonic() < deadline:
+            m = proc.scrape()
+            if processed(m, t) >= t.total:
+                final = m
+                break
+            time.sleep(0.1)
+        seconds = time.monotonic() - first
+        verdict = "values equal the truth"
+        if truth is not None:
+            problems = truth.mismatches(final, t.raw, t.enriched)
+            verdict = "values equal the truth" if not problems else "WRONG: " + "; ".join(problems[:3])
+        cpu = cpu_seconds(pid) + cpu_seconds(redis_pid) - redis_cpu_before
+        row = Row(
+            "EcoMind Streams (sidecar + Redis CPU)",
+            int(processed(final, t)),
+            seconds,
+            cpu,
+            peak_rss_mb(pid),
+            note=verdict,
+        )
+        return row, app_id
+    finally:
+        proc.stop()
+
+
+def processed(m: Samples, t: Topics) -> float:
+    return (value(m, "ecomind_streams_events_processed_total", topic=t.raw) or 0.0) + (
+        value(m, "ecomind_streams_events_processed_total", topic=t.enriched) or 0.0
+    )
