@@ -6,12 +6,9 @@ has room, the most active candidates are admitted first. Sums over all series st
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from collections.abc import Mapping
 
 OTHER = "__other__"
-N = TypeVar("N", int, float)
 
 
 def admit(members: set[str], activity: Mapping[str, float], cap: int) -> list[str]:
@@ -24,29 +21,39 @@ def admit(members: set[str], activity: Mapping[str, float], cap: int) -> list[st
     return outsiders[:room]
 
 
-def activity_of(values: Mapping[tuple[str, str], int], position: int) -> dict[str, int]:
-    """Total per label value at `position` (0 or 1) of a two-label family."""
-    totals: Counter[str] = Counter()
-    for key, n in values.items():
-        totals[key[position]] += n
-    return dict(totals)
+def cap_pairs(
+    per_first: Mapping[str, Mapping[str, int]],
+    second_totals: Mapping[str, int],
+    grand_total: int,
+    allowed_second: set[str],
+) -> dict[tuple[str, str], int]:
+    """A two-label family with capped values on both labels, from the labelled part and the totals.
+
+    `per_first` holds the labelled first values only; `second_totals` the totals of the labelled second
+    values; `grand_total` the family's total. Whatever they do not cover goes to "__other__".
+    """
+    out: dict[tuple[str, str], int] = {}
+    labelled_second: dict[str, int] = {}
+    for first, by_second in per_first.items():
+        for second, n in by_second.items():
+            key = (first, second if second in allowed_second else OTHER)
+            out[key] = out.get(key, 0) + n
+            if second in allowed_second:
+                labelled_second[second] = labelled_second.get(second, 0) + n
+    covered = sum(out.values())
+    for second, total in second_totals.items():
+        rest = total - labelled_second.get(second, 0)
+        if rest > 0:
+            out[(OTHER, second)] = rest
+            covered += rest
+    if grand_total > covered:
+        out[(OTHER, OTHER)] = grand_total - covered
+    return out
 
 
-def fold_pairs(values: Mapping[tuple[str, str], N], first: set[str], second: set[str]) -> dict[tuple[str, str], N]:
-    folded: dict[tuple[str, str], N] = {}
-    for (a, b), n in values.items():
-        key = (a if a in first else OTHER, b if b in second else OTHER)
-        folded[key] = folded.get(key, 0) + n
-    return folded
-
-
-def fold_single(values: Mapping[str, N], allowed: set[str]) -> dict[str, N]:
-    folded: dict[str, N] = {}
-    for a, n in values.items():
-        key = a if a in allowed else OTHER
-        folded[key] = folded.get(key, 0) + n
-    return folded
-
-
-def outside(values: Iterable[str], allowed: set[str]) -> int:
-    return len({v for v in values if v not in allowed})
+def cap_amounts(labelled: Mapping[str, int], total: int) -> dict[str, int]:
+    out = dict(labelled)
+    rest = total - sum(labelled.values())
+    if rest > 0:
+        out[OTHER] = rest
+    return out

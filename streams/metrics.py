@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from streams.fold import DELAY_BUCKETS_SECONDS
 from streams.lag import LagSnapshot
 from streams.status import Status
-from tables.store import Snapshot
+from tables.snapshot import Snapshot
 
 
 def _version(package: str) -> str:

@@ -9,17 +9,17 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 from redis.exceptions import RedisError
 
 from agents.tap import TapAgent
 from streams.calendar import DayCalendar
-from streams.labels import activity_of, admit, fold_pairs, fold_single, outside
+from streams.labels import admit
 from streams.lag import LagProbe
 from streams.settings import Settings
 from streams.status import Status
-from tables.store import RedisStore, Snapshot
+from tables.snapshot import Snapshot, add_label_members, label_activity, label_members, read_snapshot
+from tables.store import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -109,28 +109,12 @@ class Sidecar:
         if holder != self.status.replica_id:
             self.status.leader = False
             return None
-        snap = await self.store.snapshot(self.calendar.today(int(time.time() * 1000)))
-        return await self._cap_labels(snap)
-
-    async def _cap_labels(self, snap: Snapshot) -> Snapshot:
-        """Fold label values beyond the caps into "__other__", admitting the most active while there is room."""
-        s = self.settings
-        members = await self.store.label_members(("org_id", "provider", "model"))
-        orgs_active = activity_of(snap.ingested, 0)
-        for org in (*snap.kwh, *snap.co2_kg):
-            orgs_active.setdefault(org, 0)
-        seen = {"org_id": orgs_active, "provider": activity_of(snap.ingested, 1), "model": activity_of(snap.calls, 1)}
-        for label, active in seen.items():
-            cap = s.max_org_series if label == "org_id" else s.max_label_values
-            new = admit(members[label], active, cap)
-            await self.store.add_label_members(label, new)
-            members[label].update(new)
-        orgs = members["org_id"]
-        return replace(
-            snap,
-            ingested=fold_pairs(snap.ingested, orgs, members["provider"]),
-            calls=fold_pairs(snap.calls, orgs, members["model"]),
-            kwh=fold_single(snap.kwh, orgs),
-            co2_kg=fold_single(snap.co2_kg, orgs),
-            folded={label: outside(active, members[label]) for label, active in seen.items()},
-        )
+        members = await label_members(self.store)
+        for label, found in members.items():
+            cap = self.settings.max_org_series if label == "org_id" else self.settings.max_label_values
+            if len(found) < cap:
+                new = admit(found, await label_activity(self.store, label), cap)
+                await add_label_members(self.store, label, new)
+                found.update(new)
+        today = self.calendar.today(int(time.time() * 1000))
+        return await read_snapshot(self.store, today, self.settings.raw_topic, members)

@@ -7,13 +7,14 @@ rebalance, a retry after a lost reply) is refused as a whole, so nothing is coun
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 import redis.asyncio as aioredis
 
-from streams.fold import DELAY_BUCKETS_SECONDS, NANO, Delta, unpair
+from streams.fold import Delta, unpair
 from tables.keys import Keys, offset_field
 
 _APPLY_LUA = """
@@ -38,6 +39,7 @@ for _, m in ipairs(p.hmax) do
   local cur = redis.call('HGET', m[1], m[2])
   if (not cur) or tonumber(cur) < tonumber(m[3]) then redis.call('HSET', m[1], m[2], m[3]) end
 end
+for _, c in ipairs(p.incr) do redis.call('INCRBY', c[1], c[2]) end
 for _, e in ipairs(p.expire) do redis.call('EXPIRE', e[1], e[2]) end
 return {1, ''}
 """
@@ -63,23 +65,6 @@ class OffsetMove:
     partition: int
     expected: int | None
     next_offset: int
-
-
-@dataclass
-class Snapshot:
-    ingested: dict[tuple[str, str], int]
-    calls: dict[tuple[str, str], int]
-    processed: dict[str, int]
-    invalid: dict[tuple[str, str], int]
-    dropped_late: dict[str, int]
-    last_ts_ms: dict[str, int]
-    delay_buckets: list[int]
-    delay_sum_ms: int
-    active_orgs: int
-    active_users: int
-    kwh: dict[str, float]
-    co2_kg: dict[str, float]
-    folded: dict[str, int] = field(default_factory=dict)  # label -> values folded into "__other__"
 
 
 class Conflict(Exception):
@@ -128,28 +113,45 @@ class RedisStore:
         k = self.keys
         hincr: list[list[str]] = []
         for name, counter in (
-            ("ingested", delta.ingested),
-            ("calls", delta.calls),
             ("processed", delta.processed),
             ("invalid", delta.invalid),
             ("dropped_late", delta.dropped_late),
         ):
             hincr.extend([k.key(name), f, str(n)] for f, n in counter.items())
+        activity: Counter[str] = Counter()
+        for family, totals_key, counter in (
+            ("ingested", "by_provider", delta.ingested),
+            ("calls", "by_model", delta.calls),
+        ):
+            totals: Counter[str] = Counter()
+            for field_name, n in counter.items():
+                org, value = unpair(field_name)
+                hincr.append([k.org(org, family), value, str(n)])
+                totals[value] += n
+                if family == "ingested":
+                    activity[org] += n
+            hincr.extend([k.key(totals_key), value, str(n)] for value, n in totals.items())
         for index, n in enumerate(delta.delay_buckets):
             if n:
                 hincr.append([k.key("delay"), f"b{index}", str(n)])
         if delta.delay_sum_ms:
             hincr.append([k.key("delay"), "sum_ms", str(delta.delay_sum_ms)])
         expire: list[list[str]] = []
+        incr: list[list[str]] = []
+        ttl = str(self.day_ttl_seconds)
         for name, per_day in (("kwh", delta.kwh_nano), ("co2", delta.co2_nano)):
             for day, amounts in per_day.items():
                 hincr.extend([k.day(day, name), org, str(n)] for org, n in amounts.items())
-                expire.append([k.day(day, name), str(self.day_ttl_seconds)])
+                incr.append([k.day(day, f"{name}_total"), str(sum(amounts.values()))])
+                expire += [[k.day(day, name), ttl], [k.day(day, f"{name}_total"), ttl]]
+                for org in amounts:
+                    activity[org] += 0  # known to the label caps even without a raw event
+        hincr.extend([k.key("org_activity"), org, str(n)] for org, n in activity.items())
         sadd: list[list[object]] = []
         for name, per_day_set in (("orgs", delta.orgs), ("users", delta.users)):
             for day, members in per_day_set.items():
                 sadd.append([k.day(day, name), list(members)])
-                expire.append([k.day(day, name), str(self.day_ttl_seconds)])
+                expire.append([k.day(day, name), ttl])
         return {
             "offkey": k.offsets,
             "off": [
@@ -159,44 +161,9 @@ class RedisStore:
             "hincr": hincr,
             "sadd": sadd,
             "hmax": [[k.key("last_ts"), t, str(ts)] for t, ts in delta.last_ts_ms.items()],
+            "incr": incr,
             "expire": expire,
         }
-
-    async def snapshot(self, today: str) -> Snapshot:
-        k = self.keys
-        pipe = self.client.pipeline(transaction=False)
-        for name in ("ingested", "calls", "processed", "invalid", "dropped_late", "last_ts", "delay"):
-            pipe.hgetall(k.key(name))
-        pipe.scard(k.day(today, "orgs"))
-        pipe.scard(k.day(today, "users"))
-        pipe.hgetall(k.day(today, "kwh"))
-        pipe.hgetall(k.day(today, "co2"))
-        ingested, calls, processed, invalid, late, last_ts, delay, orgs, users, kwh, co2 = await pipe.execute()
-        buckets = [int(delay.get(f"b{i}", 0)) for i in range(len(DELAY_BUCKETS_SECONDS) + 1)]
-        return Snapshot(
-            ingested={unpair(f): int(v) for f, v in ingested.items()},
-            calls={unpair(f): int(v) for f, v in calls.items()},
-            processed={t: int(v) for t, v in processed.items()},
-            invalid={unpair(f): int(v) for f, v in invalid.items()},
-            dropped_late={t: int(v) for t, v in late.items()},
-            last_ts_ms={t: int(float(v)) for t, v in last_ts.items()},
-            delay_buckets=buckets,
-            delay_sum_ms=int(delay.get("sum_ms", 0)),
-            active_orgs=int(orgs),
-            active_users=int(users),
-            kwh={org: int(v) / NANO for org, v in kwh.items()},
-            co2_kg={org: int(v) / NANO for org, v in co2.items()},
-        )
-
-    async def label_members(self, labels: tuple[str, ...]) -> dict[str, set[str]]:
-        pipe = self.client.pipeline(transaction=False)
-        for label in labels:
-            pipe.smembers(self.keys.key(f"labels:{label}"))
-        return {label: set(found) for label, found in zip(labels, await pipe.execute(), strict=True)}
-
-    async def add_label_members(self, label: str, values: list[str]) -> None:
-        if values:
-            await self.client.sadd(self.keys.key(f"labels:{label}"), *values)
 
     async def hold_lease(self, replica_id: str, ttl_ms: int) -> bool:
         return bool(int(await self._lease(keys=[self.keys.leader], args=[replica_id, str(ttl_ms)])))

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.local.scrape import series, value
+from streams.local.scrape import Samples, series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from tests.integration.conftest import Names, sidecar_env
@@ -120,6 +120,7 @@ def test_every_metric_has_its_exact_value(broker, redis_server, names: Names, wo
             what="lag back to zero once the worker caught up",
         )
 
+        _promtool_accepts(proc.get("/metrics")[1])
         assert proc.get("/health")[0] == 200
         status, body = proc.get("/ready")
         assert status == 200 and orjson.loads(body)["tables_recovered"] is True
@@ -145,3 +146,49 @@ def _lag(proc: SidecarProc, topic: str) -> dict[str, tuple[float, float | None, 
         seconds = value(m, "ecomind_worker_kafka_lag_seconds", topic=topic, partition=p)
         out[p] = (lag, committed, seconds)
     return out or None
+
+
+def test_label_cap_folds_extra_orgs_into_other_and_keeps_sums(
+    broker, redis_server, names: Names, workdir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=2)
+    now = int(time.time() * 1000)
+    # Activity decides who gets a series while there is room: org_0 (5 events) and org_1 (4) do.
+    counts = {"org_0": 5, "org_1": 4, "org_2": 3, "org_3": 2, "org_4": 1}
+    raws = [Out(orjson.dumps(raw(o, f"u{i}", "openai", "gpt-4o", now))) for o, n in counts.items() for i in range(n)]
+    enriched = [Out(orjson.dumps({**raw(o, "u", "openai", "gpt-4o", now), "kwh": 0.5, "co2_kg": 0.25})) for o in counts]
+    produce(broker.bootstrap, names.raw, raws)
+    produce(broker.bootstrap, names.enriched, enriched)
+    env = sidecar_env(broker, redis_server, names, STREAMS_MAX_ORG_SERIES="2")
+    proc = SidecarProc(workdir / names.app_id, env).start()
+    try:
+        proc.wait_ready()
+        m = wait_until(lambda: _when_processed(proc, 20.0), 60, what="all folded")
+        assert series(m, "ecomind_events_ingested_total") == {
+            frozenset({("org_id", "org_0"), ("provider", "openai")}): 5.0,
+            frozenset({("org_id", "org_1"), ("provider", "openai")}): 4.0,
+            frozenset({("org_id", "__other__"), ("provider", "openai")}): 6.0,
+        }
+        kwh = series(m, "ecomind_total_kwh_today")
+        assert kwh == {frozenset({("org_id", o)}): v for o, v in (("org_0", 0.5), ("org_1", 0.5), ("__other__", 1.5))}
+        assert value(m, "ecomind_streams_label_values_folded", label="org_id") == 3.0
+        assert value(m, "ecomind_daily_active_orgs") == 5.0
+        _promtool_accepts(proc.get("/metrics")[1])
+    finally:
+        proc.stop()
+
+
+def _when_processed(proc: SidecarProc, events: float) -> Samples | None:
+    m = proc.scrape()
+    done = sum(v for (n, _), v in m.items() if n == "ecomind_streams_events_processed_total")
+    return m if done == events else None
+
+
+def _promtool_accepts(body: bytes) -> None:
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is installed by scripts/setup (Debian package prometheus)"
+    done = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr

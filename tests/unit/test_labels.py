@@ -1,6 +1,6 @@
 import pytest
 
-from streams.labels import OTHER, activity_of, admit, fold_pairs, fold_single, outside
+from streams.labels import OTHER, admit, cap_amounts, cap_pairs
 
 
 @pytest.mark.parametrize(
@@ -17,12 +17,24 @@ def test_admit(members: set[str], activity: dict[str, int], cap: int, admitted: 
     assert admit(members, activity, cap) == admitted
 
 
-def test_folding_keeps_sums_exact() -> None:
-    values = {("a", "openai"): 3, ("b", "openai"): 4, ("c", "google"): 5, ("c", "openai"): 1}
-    folded = fold_pairs(values, {"a"}, {"openai"})
-    assert folded == {("a", "openai"): 3, (OTHER, "openai"): 5, (OTHER, OTHER): 5}
-    assert sum(folded.values()) == sum(values.values())
-    assert activity_of(values, 0) == {"a": 3, "b": 4, "c": 6}
-    assert activity_of(values, 1) == {"openai": 8, "google": 5}
-    assert fold_single({"a": 0.5, "b": 0.25, "c": 0.25}, {"a"}) == {"a": 0.5, OTHER: 0.5}
-    assert outside(["a", "b", "c", "b"], {"a"}) == 2
+def test_capped_pairs_keep_the_family_total_exact() -> None:
+    # Orgs a and b are labelled, c is not; provider openai is labelled, google is not.
+    per_org = {"a": {"openai": 3, "google": 2}, "b": {"openai": 4}}
+    totals = {"openai": 10}  # 3 from a, 4 from b, 3 from c
+    folded = cap_pairs(per_org, totals, grand_total=16, allowed_second={"openai"})
+    assert folded == {("a", "openai"): 3, ("a", OTHER): 2, ("b", "openai"): 4, (OTHER, "openai"): 3, (OTHER, OTHER): 4}
+    assert sum(folded.values()) == 16
+
+
+def test_capped_pairs_with_everything_labelled_have_no_other() -> None:
+    per_org = {"a": {"openai": 3}, "b": {"google": 1}}
+    folded = cap_pairs(per_org, {"openai": 3, "google": 1}, 4, {"openai", "google"})
+    assert folded == {("a", "openai"): 3, ("b", "google"): 1}
+
+
+@pytest.mark.parametrize(
+    ("labelled", "total", "expected"),
+    [({"a": 5}, 5, {"a": 5}), ({"a": 5}, 8, {"a": 5, OTHER: 3}), ({}, 2, {OTHER: 2})],
+)
+def test_capped_amounts(labelled: dict[str, int], total: int, expected: dict[str, int]) -> None:
+    assert cap_amounts(labelled, total) == expected
