@@ -69,13 +69,12 @@ def ceiling(t: Topics) -> Row:
 
 
 def naive_faust(t: Topics, workdir: Path, events: int) -> Row:
-    progress = workdir / f"naive-{uuid.uuid4().hex[:6]}"
+    uid = uuid.uuid4().hex[:6]
+    progress = workdir / f"naive-{uid}"
     env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": t.bootstrap,
         "NAIVE_RAW_TOPIC": t.raw,
         "NAIVE_ENRICHED_TOPIC": t.enriched,
-        "NAIVE_APP_ID": f"naive-{uuid.uuid4().hex[:6]}",
+        "NAIVE_APP_ID": f"naive-{uid}",
         "NAIVE_PROGRESS_FILE": str(progress),
     }
     faust = str(Path(sys.executable).parent / "faust")
@@ -89,28 +88,41 @@ def naive_faust(t: Topics, workdir: Path, events: int) -> Row:
         "-l",
         "warn",
     ]
-    server = Server("naive", argv, workdir / f"{progress.name}.log", env=env).start()
+    return _progress_run("naive Faust app (tables per event)", argv, env, t, progress, events)
+
+
+def quix(t: Topics, workdir: Path, events: int) -> Row:
+    uid = uuid.uuid4().hex[:6]
+    progress = workdir / f"quix-{uid}"
+    env = {
+        "QUIX_RAW_TOPIC": t.raw,
+        "QUIX_ENRICHED_TOPIC": t.enriched,
+        "QUIX_GROUP": f"quix-{uid}",
+        "QUIX_STATE_DIR": str(workdir / f"{progress.name}.state"),
+        "QUIX_PROGRESS_FILE": str(progress),
+    }
+    argv = [sys.executable, "-m", "bench.quix_app"]
+    return _progress_run("Quix Streams (group_by + daily windows)", argv, env, t, progress, events)
+
+
+def _progress_run(name: str, argv: list[str], extra_env: dict[str, str], t: Topics, progress: Path, events: int) -> Row:
+    """Runs a contender that reports (events, seconds from first to last) in a file, up to `events`."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": t.bootstrap, **extra_env}
+    server = Server(name, argv, progress.with_suffix(".log"), env=env).start()
     assert server.proc is not None
     pid = server.proc.pid
     try:
 
         def done() -> tuple[int, float] | None:
             if not server.running():
-                raise RuntimeError(f"the naive app exited; see {server.log_path}")
+                raise RuntimeError(f"{name} exited; see {server.log_path}")
             if not progress.exists():
                 return None
             n, secs = progress.read_text().split()
             return (int(n), float(secs)) if int(n) >= events else None
 
-        n, secs = wait_until(done, 1800, 0.5, what="naive Faust progress")
-        return Row(
-            "naive Faust app (tables per event)",
-            n,
-            secs,
-            cpu_seconds(pid),
-            peak_rss_mb(pid),
-            note=f"first {n:,} events",
-        )
+        n, secs = wait_until(done, 1800, 0.5, what=f"{name} progress")
+        return Row(name, n, secs, cpu_seconds(pid), peak_rss_mb(pid), note=f"first {n:,} events")
     finally:
         server.stop()
 

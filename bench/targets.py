@@ -18,7 +18,7 @@ import redis as redis_sync
 from aiokafka import AIOKafkaProducer
 
 from bench.procstat import peak_rss_mb
-from bench.runners import Row, Topics, processed
+from bench.runners import Topics, processed
 from streams.fold import Delta, pair
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.redis_server import LocalRedis
@@ -27,10 +27,6 @@ from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import Truth
 from tables.store import RedisStore
-
-
-def quix_row() -> Row:
-    return Row("Quix Streams", 0, 0.0, 0.0, 0.0, note="not run yet: see the performance section")
 
 
 def _pct(values: list[float], q: float) -> float:

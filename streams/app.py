@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> StreamsApp:
             web_port = app.conf.web_port  # reading conf runs _configure, which loads the settings
             chosen = app.streams_settings
             assert chosen is not None
-            app.sidecar = Sidecar(chosen)
+            app.sidecar = Sidecar(chosen, web_port)
             await app.sidecar.start()
             log.info("metrics at http://%s:%s/metrics", app.conf.web_host, web_port)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -24,14 +23,16 @@ from tables.store import RedisStore
 log = logging.getLogger(__name__)
 
 
-def new_replica_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+def replica_id(web_port: int) -> str:
+    """Unique among live replicas (two on one host need two ports) and stable across a restart, so a
+    replica restarted after a crash takes its own exporter lease back at once instead of waiting it out."""
+    return os.environ.get("STREAMS_REPLICA_ID") or f"{socket.gethostname()}:{web_port}"
 
 
 class Sidecar:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, web_port: int) -> None:
         self.settings = settings
-        self.status = Status(replica_id=new_replica_id())
+        self.status = Status(replica_id=replica_id(web_port))
         self.calendar = DayCalendar(settings.zone)
         self.store = RedisStore.from_url(settings.redis_url, settings.app_id, settings.days_kept)
         self.agent = TapAgent(settings, self.store, self.status)

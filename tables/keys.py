@@ -24,8 +24,8 @@ class Keys:
     def leader(self) -> str:
         return self.key("leader")
 
-    def org(self, org: str, family: str) -> str:
-        return self.key(f"org:{org}:{family}")
+    def org(self, org: str) -> str:
+        return self.key(f"org:{org}")
 
     def day(self, day: str, name: str) -> str:
         return self.key(f"day:{day}:{name}")

@@ -62,8 +62,7 @@ async def read_snapshot(store: RedisStore, today: str, raw_topic: str, members: 
     pipe.scard(k.day(today, "orgs"))
     pipe.scard(k.day(today, "users"))
     for org in orgs:
-        pipe.hgetall(k.org(org, "ingested"))
-        pipe.hgetall(k.org(org, "calls"))
+        pipe.hgetall(k.org(org))
     for name in ("kwh", "co2"):
         pipe.hmget(k.day(today, name), orgs) if orgs else pipe.echo("")
         pipe.get(k.day(today, f"{name}_total"))
@@ -74,9 +73,12 @@ async def read_snapshot(store: RedisStore, today: str, raw_topic: str, members: 
     results = list(await pipe.execute())
     processed, invalid, late, last_ts, delay, active_orgs, active_users = results[:7]
     rest = results[7:]
-    per_org_ingested = {o: _ints(rest[2 * i]) for i, o in enumerate(orgs)}
-    per_org_calls = {o: _ints(rest[2 * i + 1]) for i, o in enumerate(orgs)}
-    kwh_vals, kwh_total, co2_vals, co2_total, by_provider, by_model, *sizes = rest[2 * len(orgs) :]
+    per_org_ingested: dict[str, dict[str, int]] = {}
+    per_org_calls: dict[str, dict[str, int]] = {}
+    for org, fields in zip(orgs, rest[: len(orgs)], strict=True):
+        per_org_ingested[org] = {f[2:]: int(v) for f, v in fields.items() if f.startswith("p:")}
+        per_org_calls[org] = {f[2:]: int(v) for f, v in fields.items() if f.startswith("m:")}
+    kwh_vals, kwh_total, co2_vals, co2_total, by_provider, by_model, *sizes = rest[len(orgs) :]
     raw_total = int(processed.get(raw_topic, 0))
     return Snapshot(
         ingested=cap_pairs(per_org_ingested, _zip(providers, by_provider), raw_total, set(providers)),

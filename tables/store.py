@@ -119,16 +119,17 @@ class RedisStore:
         ):
             hincr.extend([k.key(name), f, str(n)] for f, n in counter.items())
         activity: Counter[str] = Counter()
-        for family, totals_key, counter in (
-            ("ingested", "by_provider", delta.ingested),
-            ("calls", "by_model", delta.calls),
+        # One hash per org holds both families ("p:" provider, "m:" model): a scrape reads it in one call.
+        for prefix, totals_key, counter in (
+            ("p:", "by_provider", delta.ingested),
+            ("m:", "by_model", delta.calls),
         ):
             totals: Counter[str] = Counter()
             for field_name, n in counter.items():
                 org, value = unpair(field_name)
-                hincr.append([k.org(org, family), value, str(n)])
+                hincr.append([k.org(org), prefix + value, str(n)])
                 totals[value] += n
-                if family == "ingested":
+                if prefix == "p:":
                     activity[org] += n
             hincr.extend([k.key(totals_key), value, str(n)] for value, n in totals.items())
         for index, n in enumerate(delta.delay_buckets):
