@@ -16,15 +16,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 
-async def run(bootstrap: str, topics: list[str], expect: int) -> dict[str, float]:
+async def run(bootstrap: str, topics: list[str], expect: int, fetch_kwargs: dict[str, int]) -> dict[str, float]:
     consumer = AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        fetch_max_bytes=32 * 1024 * 1024,
+        **fetch_kwargs,
     )
     await consumer.start()
     seen = 0
@@ -39,11 +38,14 @@ async def run(bootstrap: str, topics: list[str], expect: int) -> dict[str, float
     finally:
         await consumer.stop()
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so it would report the parent's peak.
+    with open("/proc/self/status") as status:
+        hwm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     return {
         "events": seen,
         "seconds": time.monotonic() - first,
         "cpu_s": usage.ru_utime + usage.ru_stime,
-        "rss_mb": usage.ru_maxrss / 1024,
+        "rss_mb": hwm_kb / 1024,
     }
 
 
@@ -52,8 +54,15 @@ def main() -> None:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topics", required=True)
     parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--partition-fetch-bytes", type=int, default=0, help="0: aiokafka's default")
+    parser.add_argument("--fetch-max-bytes", type=int, default=0, help="0: aiokafka's default")
     args = parser.parse_args()
-    result = asyncio.run(run(args.bootstrap, args.topics.split(","), args.expect))
+    fetch_kwargs = {}
+    if args.partition_fetch_bytes:
+        fetch_kwargs["max_partition_fetch_bytes"] = args.partition_fetch_bytes
+    if args.fetch_max_bytes:
+        fetch_kwargs["fetch_max_bytes"] = args.fetch_max_bytes
+    result = asyncio.run(run(args.bootstrap, args.topics.split(","), args.expect, fetch_kwargs))
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 
 

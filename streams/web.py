@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, ProcessCollector
+from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
+from streams.exposition import render
 from streams.metrics import BusinessCollector, LagCollector, ReplicaCollector
 
 if TYPE_CHECKING:
@@ -17,9 +19,7 @@ log = logging.getLogger(__name__)
 
 
 async def render_metrics(sidecar: Sidecar) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ReplicaCollector(sidecar.status))
-    ProcessCollector(registry=registry)
+    collectors: list[Collector] = [ReplicaCollector(sidecar.status), ProcessCollector(registry=None)]
     try:
         snap = await sidecar.exporting_snapshot()
         sidecar.status.redis_ok = True
@@ -29,9 +29,9 @@ async def render_metrics(sidecar: Sidecar) -> bytes:
         snap = None
     if snap is not None:
         s = sidecar.settings
-        registry.register(BusinessCollector(snap, (s.raw_topic, s.enriched_topic)))
-        registry.register(LagCollector(sidecar.status.lag, s.watch_group))
-    return generate_latest(registry)
+        collectors.append(BusinessCollector(snap, (s.raw_topic, s.enriched_topic)))
+        collectors.append(LagCollector(sidecar.status.lag, s.watch_group))
+    return render(collectors)
 
 
 def install_routes(app: Any, get_sidecar: Any) -> None:
