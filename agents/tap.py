@@ -36,6 +36,9 @@ class TapAgent:
         self.rejections = RateLimitedLog(log)
         # Next offset to apply per owned partition; None means the tables never saw it.
         self.expected: dict[TopicPartition, int | None] = {}
+        # Next offset whose write Redis has acknowledged, per owned partition: what Kafka is told.
+        self.applied: dict[TopicPartition, int] = {}
+        self._inflight: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
@@ -59,6 +62,7 @@ class TapAgent:
 
     async def stop(self) -> None:
         async with self.lock:
+            await self._drain()
             await self._commit(force=True)
         await self.consumer.stop()
 
@@ -81,12 +85,26 @@ class TapAgent:
             await self._commit()
 
     async def process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Fold this batch while the previous one is written, then send this one.
+
+        Writes stay in order (each batch's stored-offset check needs the previous one written), and
+        `expected` moves ahead optimistically: a write that is refused reloads the stored offsets.
+        """
         async with self.lock:
             fresh = self._fresh(batch)
             if not fresh:
                 return
             delta, moves = self._fold(fresh)
-            await self._apply(delta, moves)
+            for m in moves:
+                self.expected[TopicPartition(m.topic, m.partition)] = m.next_offset
+            await self._drain()
+            self._inflight = asyncio.create_task(self._apply(delta, moves))
+
+    async def _drain(self) -> None:
+        """Wait for the batch write in flight, if any (callers hold the lock)."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
 
     def _fresh(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Only records of owned partitions at or past the stored offset: older ones are counted."""
@@ -149,7 +167,7 @@ class TapAgent:
         for m in moves:
             tp = TopicPartition(m.topic, m.partition)
             if tp in self.expected:
-                self.expected[tp] = m.next_offset
+                self.applied[tp] = m.next_offset
 
     async def _reload(self, partitions: Sequence[TopicPartition]) -> None:
         """Position owned partitions at the offsets stored with the tables (caller holds the lock)."""
@@ -168,6 +186,8 @@ class TapAgent:
         for tp in owned:
             offset = stored[(tp.topic, tp.partition)]
             self.expected[tp] = offset
+            if offset is not None:
+                self.applied[tp] = offset
             if offset is None:
                 await self.consumer.seek_to_beginning(tp)
             else:
@@ -176,6 +196,7 @@ class TapAgent:
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.status.recovering = True
         async with self.lock:
+            await self._drain()
             await self._reload(sorted(assigned))
         self._count_assigned()
         self.status.recovering = False
@@ -183,9 +204,11 @@ class TapAgent:
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
+            await self._drain()
             await self._commit(force=True)
             for tp in revoked:
                 self.expected.pop(tp, None)
+                self.applied.pop(tp, None)
         self._count_assigned()
 
     def _count_assigned(self) -> None:
@@ -200,7 +223,7 @@ class TapAgent:
         if not force and now - self._last_commit < COMMIT_INTERVAL_S:
             return
         self._last_commit = now
-        offsets = {tp: o for tp, o in self.expected.items() if o is not None}
+        offsets = dict(self.applied)
         if not offsets:
             return
         try:

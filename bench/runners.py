@@ -8,9 +8,11 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import orjson
+import redis as redis_sync
 
 from bench.procstat import cpu_seconds, peak_rss_mb
 from streams.local.proc import Server
@@ -18,6 +20,7 @@ from streams.local.redis_server import LocalRedis
 from streams.local.scrape import Samples, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.workload import Truth
+from tables.keys import Keys
 
 
 @dataclass
@@ -145,15 +148,17 @@ def ecomind(t: Topics, workdir: Path, redis: LocalRedis, truth: Truth | None, re
         first = time.monotonic()
         assert proc.server is not None and proc.server.proc is not None
         pid = proc.server.proc.pid
+        # Progress is read from the tables themselves, so that polling does not load the sidecar with
+        # scrapes; the values are then checked on /metrics.
+        tables = redis_sync.Redis.from_url(redis.url, decode_responses=True)
+        processed_key = Keys(app_id).key("processed")
         deadline = time.monotonic() + 1800
-        final: Samples = {}
         while time.monotonic() < deadline:
-            m = proc.scrape()
-            if processed(m, t) >= t.total:
-                final = m
+            if sum(int(v) for v in tables.hgetall(processed_key).values()) >= t.total:
                 break
-            time.sleep(0.1)
+            time.sleep(0.02)
         seconds = time.monotonic() - first
+        final = wait_until(partial(scrape_at, proc, t, t.total), 60)
         verdict = "values equal the truth"
         if truth is not None:
             problems = truth.mismatches(final, t.raw, t.enriched)
@@ -170,6 +175,12 @@ def ecomind(t: Topics, workdir: Path, redis: LocalRedis, truth: Truth | None, re
         return row, app_id
     finally:
         proc.stop()
+
+
+def scrape_at(proc: SidecarProc, t: Topics, floor: int) -> Samples | None:
+    """The scrape, once it shows at least `floor` events processed."""
+    m = proc.scrape()
+    return m if processed(m, t) >= floor else None
 
 
 def processed(m: Samples, t: Topics) -> float:

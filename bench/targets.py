@@ -18,11 +18,10 @@ import redis as redis_sync
 from aiokafka import AIOKafkaProducer
 
 from bench.procstat import peak_rss_mb
-from bench.runners import Topics, processed
+from bench.runners import Topics, processed, scrape_at
 from streams.fold import Delta, pair
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.redis_server import LocalRedis
-from streams.local.scrape import Samples
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import Truth
@@ -155,7 +154,7 @@ def restart_to_ready(workdir: Path, t: Topics, redis: LocalRedis, truth: Truth |
         proc.wait_ready(120)
         ready_s = time.monotonic() - started
         final = wait_until(
-            partial(_scrape_at, proc, t, t.total),
+            partial(scrape_at, proc, t, t.total),
             120,
             interval_s=0.05,
             what="values after restart",
@@ -180,7 +179,7 @@ def memory_users(workdir: Path, bootstrap: str, redis: LocalRedis, users: int) -
     proc = _sidecar(workdir, bootstrap, redis, raw, enriched, f"mem-{uid}")
     try:
         proc.wait_ready(120)
-        m = wait_until(partial(_scrape_at, proc, t, users), 900, 0.5, what="all users folded")
+        m = wait_until(partial(scrape_at, proc, t, users), 900, 0.5, what="all users folded")
         assert proc.server is not None and proc.server.proc is not None
         rss = peak_rss_mb(proc.server.proc.pid)
         dau = m.get(("ecomind_daily_active_users", frozenset()), 0)
@@ -216,11 +215,6 @@ async def _produce_users(bootstrap: str, topic: str, users: int) -> None:
         await producer.flush()
     finally:
         await producer.stop()
-
-
-def _scrape_at(proc: SidecarProc, t: Topics, floor: int) -> Samples | None:
-    m = proc.scrape()
-    return m if processed(m, t) >= floor else None
 
 
 def all_targets(
