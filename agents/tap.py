@@ -134,7 +134,6 @@ class TapAgent:
             fold = fold_raw if tp.topic == s.raw_topic else fold_enriched
             fold(delta, tp.topic, records, ctx)
             moves.append(OffsetMove(tp.topic, tp.partition, self.expected[tp], records[-1].offset + 1))
-            self.status.records_seen += len(records)
         for r in delta.rejections:
             self.rejections.warning(
                 f"{r.topic}/{r.reason}",

@@ -121,8 +121,11 @@ def _progress_run(name: str, argv: list[str], extra_env: dict[str, str], t: Topi
                 raise RuntimeError(f"{name} exited; see {server.log_path}")
             if not progress.exists():
                 return None
-            n, secs = progress.read_text().split()
-            return (int(n), float(secs)) if int(n) >= events else None
+            parts = progress.read_text().split()
+            if len(parts) != 2:  # read while the contender rewrites it
+                return None
+            n, secs = int(parts[0]), float(parts[1])
+            return (n, secs) if n >= events else None
 
         n, secs = wait_until(done, 1800, 0.5, what=f"{name} progress")
         return Row(name, n, secs, cpu_seconds(pid), peak_rss_mb(pid), note=f"first {n:,} events")

@@ -7,15 +7,11 @@ The age comes from the timestamp of the first record the group has not consumed 
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,27 +123,3 @@ class LagProbe:
             listed = await self._consumer.end_offsets(missing)
             ends.update(listed)
         return ends
-
-
-async def measure_forever(probe: LagProbe, interval_s: float, sink: LagSink) -> None:
-    while True:
-        if sink.wants_lag():
-            try:
-                sink.lag = await probe.measure()
-                sink.broker_ok = True
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                sink.broker_ok = False
-                log.warning("lag probe failed: %s", exc)
-        await asyncio.sleep(interval_s)
-
-
-class LagSink:
-    """Where the probe leaves its last snapshot for the scrape to read."""
-
-    lag: LagSnapshot | None = None
-    broker_ok: bool = True
-
-    def wants_lag(self) -> bool:
-        return True

@@ -79,8 +79,17 @@ class Sidecar:
     async def _run_tap(self) -> None:
         await self.store.ping()
         self.status.redis_ok = True
-        await self.agent.start()
-        await self.agent.run()
+        # A fresh agent (and consumer) per attempt: a consumer that failed is not started twice.
+        self.agent = TapAgent(self.settings, self.store, self.status)
+        try:
+            await self.agent.start()
+            await self.agent.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.status.recovering = True
+            await self.agent.stop()
+            raise
 
     async def _run_lease(self) -> None:
         ttl_ms = int(self.settings.leader_lease_seconds * 1000)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from streams.lag import LagSnapshot
@@ -11,7 +10,6 @@ from streams.lag import LagSnapshot
 @dataclass
 class Status:
     replica_id: str
-    started_at_s: float = field(default_factory=time.time)
     assigned: dict[str, int] = field(default_factory=dict)  # topic -> partitions held
     recovering: bool = True
     broker_ok: bool = False
@@ -20,7 +18,6 @@ class Status:
     lag: LagSnapshot | None = None
     batches: int = 0
     batch_conflicts: int = 0
-    records_seen: int = 0
     redis_errors: int = 0
 
     @property
