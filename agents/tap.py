@@ -169,7 +169,10 @@ class TapAgent:
                 self.applied[tp] = m.next_offset
 
     async def _reload(self, partitions: Sequence[TopicPartition]) -> None:
-        """Position owned partitions at the offsets stored with the tables (caller holds the lock)."""
+        """Position owned partitions at the offsets stored with the tables.
+
+        Runs under the lock, or inside the write in flight, which every lock holder drains first.
+        """
         owned = [tp for tp in partitions if tp in self.expected or tp in self.consumer.assignment()]
         backoff = 0.2
         while True:

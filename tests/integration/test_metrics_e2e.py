@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -124,8 +126,11 @@ def test_every_metric_has_its_exact_value(broker, redis_server, names: Names, wo
         assert proc.get("/health")[0] == 200
         status, body = proc.get("/ready")
         assert status == 200 and orjson.loads(body)["tables_recovered"] is True
+        assert _synthetic(proc.url).returncode == 0
     finally:
         proc.stop()
+    stopped = _synthetic(proc.url)
+    assert stopped.returncode == 1 and "unreachable" in stopped.stderr
 
 
 def _caught_up(proc: SidecarProc) -> dict | None:  # type: ignore[type-arg]
@@ -184,9 +189,13 @@ def _when_processed(proc: SidecarProc, events: float) -> Samples | None:
     return m if done == events else None
 
 
+def _synthetic(base_url: str) -> subprocess.CompletedProcess[str]:
+    script = Path(__file__).resolve().parents[2] / "ops" / "synthetic" / "check_sidecar.py"
+    return subprocess.run([sys.executable, str(script), base_url], capture_output=True, text=True, timeout=30)
+
+
 def _promtool_accepts(body: bytes) -> None:
     import shutil
-    import subprocess
 
     promtool = shutil.which("promtool")
     assert promtool, "promtool is installed by scripts/setup (Debian package prometheus)"

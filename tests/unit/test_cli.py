@@ -56,6 +56,14 @@ def test_faust_web_port_flag_wins_and_ready_says_why_not(tmp_path: Path) -> None
         assert body[1]["ready"] is False and body[1]["redis_reachable"] is False
         with urllib.request.urlopen(f"http://127.0.0.1:{flag_port}/health", timeout=2) as resp:
             assert resp.status == 200
+        synthetic = Path(__file__).resolve().parents[2] / "ops" / "synthetic" / "check_sidecar.py"
+        check = subprocess.run(
+            [sys.executable, str(synthetic), f"http://127.0.0.1:{flag_port}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert check.returncode == 1 and "/ready: HTTP 503" in check.stderr
         assert server.proc is not None and server.proc.poll() is None
     finally:
         server.stop()
