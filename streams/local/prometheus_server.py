@@ -14,7 +14,15 @@ from streams.local.proc import Server, free_port, wait_port
 
 
 class LocalPrometheus:
-    def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path], interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[str],
+        rule_files: list[Path],
+        interval_s: float = 1.0,
+        alertmanager_port: int | None = None,
+    ) -> None:
+        self.alertmanager_port = alertmanager_port
         self.workdir = workdir
         self.targets = targets
         self.rule_files = rule_files
@@ -33,6 +41,9 @@ class LocalPrometheus:
             "rule_files": [str(p) for p in self.rule_files],
             "scrape_configs": [{"job_name": "ecomind-streams", "static_configs": [{"targets": self.targets}]}],
         }
+        if self.alertmanager_port:
+            am = {"static_configs": [{"targets": [f"127.0.0.1:{self.alertmanager_port}"]}]}
+            config["alerting"] = {"alertmanagers": [am]}
         path = self.workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(config))
         argv = [

@@ -1,0 +1,197 @@
+"""Faults raise the right alerts, end to end: real Kafka, two sidecar replicas, the traffic generator,
+a real Prometheus with the shipped rules, a real Alertmanager with the shipped routes and inhibitions,
+and a webhook receiver. Every `for:` is shortened to 2 s and scrapes run each second; the test measures
+detection time (fault injected -> alert at the receiver) for each fault."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streams.local.proc import Server, free_port, wait_port
+from streams.local.prometheus_server import LocalPrometheus
+from streams.local.sidecar_proc import SidecarProc, wait_until
+from streams.local.topics import make_topics
+from tests.integration.conftest import Names, sidecar_env
+
+pytestmark = pytest.mark.integration
+OPS = Path(__file__).resolve().parents[2] / "ops"
+TRAFFIC = str(Path(sys.executable).parent / "ecomind-streams-traffic")
+
+
+class Webhook:
+    """Collects what Alertmanager sends: (monotonic time, receiver, alertname, labels)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[float, str, str, dict[str, str]]] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                for alert in body["alerts"]:
+                    if alert["status"] == "firing":
+                        labels = alert["labels"]
+                        hook.received.append((time.monotonic(), self.path.strip("/"), labels["alertname"], labels))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def first(self, alertname: str, since: float, **labels: str) -> tuple[float, str] | None:
+        for at, receiver, name, got in self.received:
+            if name == alertname and at >= since and all(got.get(k) == v for k, v in labels.items()):
+                return at, receiver
+        return None
+
+
+def _alertmanager(workdir: Path, webhook: Webhook) -> tuple[Server, int]:
+    config = yaml.safe_load((OPS / "alertmanager" / "alertmanager.yml").read_text())
+    for receiver in config["receivers"]:  # same routes and inhibitions; deliveries go to the test
+        name = receiver["name"]
+        receiver.clear()
+        receiver.update({"name": name, "webhook_configs": [{"url": f"http://127.0.0.1:{webhook.port}/{name}"}]})
+    route = config["route"]
+    for r in [route, *route["routes"]]:
+        r.update({"group_wait": "1s", "group_interval": "1s"})
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    assert binary, "Alertmanager comes with Debian's prometheus-alertmanager package (scripts/setup installs it)"
+    argv = [
+        binary,
+        f"--config.file={workdir / 'alertmanager.yml'}",
+        f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    server = Server("alertmanager", argv, workdir / "alertmanager.log").start()
+    wait_port(port, server.proc, 30, server.log_path)
+    return server, port
+
+
+def _short_rules(workdir: Path) -> list[Path]:
+    """The shipped rules with every `for:` shortened to 2 s, so faults are detected in seconds."""
+    out = [OPS / "prometheus" / "rules" / "recording.yml"]
+    alerts = yaml.safe_load((OPS / "prometheus" / "rules" / "alerts.yml").read_text())
+    for group in alerts["groups"]:
+        for rule in group["rules"]:
+            rule["for"] = "2s"
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "alerts-short.yml"
+    path.write_text(yaml.safe_dump(alerts))
+    return [*out, path]
+
+
+def _traffic(bootstrap: str, names: Names, workdir: Path, tag: str, *extra: str) -> Server:
+    argv = [
+        TRAFFIC,
+        "--bootstrap",
+        bootstrap,
+        "--raw-topic",
+        names.raw,
+        "--enriched-topic",
+        names.enriched,
+        "--group",
+        names.watch_group,
+        "--commit-delay",
+        "0.5",
+        "--invalid-ratio",
+        "0",
+        *extra,
+    ]
+    return Server(f"traffic-{tag}", argv, workdir / f"traffic-{tag}.log").start()
+
+
+def test_faults_raise_the_right_alerts_and_detection_times(  # type: ignore[no-untyped-def]
+    broker, redis_server, names: Names, workdir: Path
+) -> None:
+    make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=2)
+    home = workdir / f"alerting-{names.app_id}"
+    webhook = Webhook()
+    env = sidecar_env(broker, redis_server, names)
+    a = SidecarProc(home, env, name="a").start()
+    b = SidecarProc(home, env, name="b").start()
+    traffic = _traffic(broker.bootstrap, names, home, "normal", "--rate", "50")
+    alertmanager, alertmanager_port = _alertmanager(home / "am", webhook)
+    prom = LocalPrometheus(
+        home / "prom",
+        [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"],
+        _short_rules(home),
+        alertmanager_port=alertmanager_port,
+    ).start()
+    detection: dict[str, float] = {}
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        wait_until(
+            lambda: prom.query("sum(rate(ecomind_streams_events_processed_total[1m])) > 0"),
+            60,
+            0.5,
+            what="traffic flowing",
+        )
+        time.sleep(3)  # a quiet baseline: nothing below may have fired before its fault
+        assert webhook.first("ServiceDown", 0) is None and webhook.first("WorkerLagAboveSLO", 0) is None
+
+        killed_at = time.monotonic()
+        b.kill()
+        at, receiver = wait_until(
+            lambda: webhook.first("ServiceDown", killed_at, instance=f"127.0.0.1:{b.port}"),
+            60,
+            0.2,
+            what="ServiceDown for the killed replica",
+        )
+        assert receiver == "pagerduty-critical"
+        detection["replica killed -> ServiceDown"] = at - killed_at
+
+        traffic.stop()
+        traffic = _traffic(broker.bootstrap, names, home, "no-worker", "--rate", "50", "--no-worker")
+        stopped_at = time.monotonic()
+        at, receiver = wait_until(
+            lambda: webhook.first("WorkerLagAboveSLO", stopped_at),
+            90,
+            0.2,
+            what="WorkerLagAboveSLO once the worker stops",
+        )
+        assert receiver == "slack-warnings"
+        detection["worker stopped -> WorkerLagAboveSLO"] = at - stopped_at
+
+        traffic.stop()
+        traffic = _traffic(
+            broker.bootstrap, names, home, "invalid", "--rate", "200", "--no-worker", "--invalid-ratio", "1.0"
+        )
+        invalid_at = time.monotonic()
+        at, receiver = wait_until(
+            lambda: webhook.first("InvalidEventsSpike", invalid_at),
+            90,
+            0.2,
+            what="InvalidEventsSpike once only invalid events arrive",
+        )
+        assert receiver == "slack-warnings"
+        detection["only invalid events -> InvalidEventsSpike"] = at - invalid_at
+    finally:
+        print("\ndetection times (for: 2 s, 1 s scrapes):", {k: round(v, 1) for k, v in detection.items()})
+        for part in (traffic, alertmanager):
+            part.stop()
+        prom.stop()
+        a.stop()
+        b.stop()
+    # Bounds for these shortened intervals: the 2 s `for:`, 1 s scrapes and evaluations, 1 s group_wait,
+    # and for the lag alert the 10 s the oldest unconsumed record needs to age past the SLO.
+    assert detection["replica killed -> ServiceDown"] < 15
+    assert detection["worker stopped -> WorkerLagAboveSLO"] < 30
+    assert detection["only invalid events -> InvalidEventsSpike"] < 20
