@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import signal
 import time
 from datetime import UTC, datetime
 
@@ -55,12 +56,22 @@ def enrich(event: dict[str, object]) -> dict[str, object]:
 
 
 async def gateway(
-    bootstrap: str, topic: str, rate: float, orgs: int, users: int, seed: int, invalid_ratio: float, stop: asyncio.Event
+    bootstrap: str,
+    topic: str,
+    rate: float,
+    orgs: int,
+    users: int,
+    seed: int,
+    invalid_ratio: float,
+    stop: asyncio.Event,
+    truth_file: str | None = None,
 ) -> None:
     rng = random.Random(seed)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
     await producer.start()
-    sent = 0
+    sent = invalid = 0
+    by_org_provider: dict[str, int] = {}
+    pairs: set[tuple[str, str]] = set()
     started = time.monotonic()
     try:
         while not stop.is_set():
@@ -68,13 +79,28 @@ async def gateway(
             for _ in range(max(0, min(due, 5000))):
                 if rng.random() < invalid_ratio:
                     value = b'{"org_id": "broken", "tokens_in": -1'
+                    invalid += 1
                 else:
-                    value = orjson.dumps(raw_event(rng, orgs, users, time.time()))
+                    event = raw_event(rng, orgs, users, time.time())
+                    value = orjson.dumps(event)
+                    key = f"{event['org_id']}/{event['provider']}"
+                    by_org_provider[key] = by_org_provider.get(key, 0) + 1
+                    pairs.add((str(event["org_id"]), str(event["user_id"])))
                 await producer.send(topic, value)
                 sent += 1
             await asyncio.sleep(0.05)
     finally:
-        await producer.stop()
+        await producer.stop()  # flushes: everything counted below is on the broker
+        if truth_file:
+            truth = {
+                "valid": sent - invalid,
+                "invalid": invalid,
+                "by_org_provider": by_org_provider,
+                "orgs": len({o for o, _ in pairs}),
+                "users": len(pairs),
+            }
+            with open(truth_file, "wb") as out:
+                out.write(orjson.dumps(truth))
 
 
 async def worker(
@@ -117,7 +143,15 @@ async def run(args: argparse.Namespace) -> None:
     tasks = [
         asyncio.create_task(
             gateway(
-                args.bootstrap, args.raw_topic, args.rate, args.orgs, args.users, args.seed, args.invalid_ratio, stop
+                args.bootstrap,
+                args.raw_topic,
+                args.rate,
+                args.orgs,
+                args.users,
+                args.seed,
+                args.invalid_ratio,
+                stop,
+                args.truth_file,
             )
         )
     ]
@@ -127,6 +161,8 @@ async def run(args: argparse.Namespace) -> None:
                 worker(args.bootstrap, args.raw_topic, args.enriched_topic, args.group, args.commit_delay, stop)
             )
         )
+    # SIGTERM ends the run cleanly, so that the truth file is written after the last send.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -146,6 +182,7 @@ def main() -> None:
     parser.add_argument("--invalid-ratio", type=float, default=0.01)
     parser.add_argument("--commit-delay", type=float, default=3.0, help="seconds the worker commits behind")
     parser.add_argument("--no-worker", action="store_true")
+    parser.add_argument("--truth-file", help="on exit, write what the gateway sent (counts, distinct pairs) as JSON")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     with contextlib.suppress(KeyboardInterrupt):

@@ -5,6 +5,7 @@ STREAMS_TEST_BROKER=tansu runs the same suite against the embedded Tansu broker.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from streams.local.brokers import LocalKafka, LocalTansu
+from streams.local.prometheus_server import LocalPrometheus
 from streams.local.redis_server import LocalRedis
 
 BROKER_KIND = os.environ.get("STREAMS_TEST_BROKER", "kafka")
@@ -69,3 +71,18 @@ def sidecar_env(broker: LocalKafka | LocalTansu, redis: LocalRedis, names: Names
     }
     env.update(extra)
     return env
+
+
+def panel_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every panel the dashboard generator builds."""
+    path = Path(__file__).resolve().parents[2] / "ops" / "grafana" / "generate.py"
+    spec = importlib.util.spec_from_file_location("generate", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [(title, expr) for title, _, _, queries in module.BUSINESS + module.PIPELINE for expr, _ in queries]
+
+
+def prom_equals(prom: LocalPrometheus, expr: str, want: float) -> bool:
+    result = prom.query(expr)
+    return bool(result) and float(result[0]["value"][1]) == want  # type: ignore[index]

@@ -1,6 +1,7 @@
-"""Faults raise the right alerts, end to end: real Kafka, two sidecar replicas, the traffic generator,
-a real Prometheus with the shipped rules, a real Alertmanager with the shipped routes and inhibitions,
-and a webhook receiver. Every `for:` is shortened to 2 s and scrapes run each second; the test measures
+"""End to end: real Kafka, two sidecar replicas, the traffic generator, a real Prometheus with the
+shipped rules, a real Alertmanager with the shipped routes and inhibitions, and a webhook receiver.
+Every dashboard panel returns data, the business values equal what the generator sent, and faults
+raise the right alerts. Every `for:` is shortened to 2 s and scrapes run each second; the test measures
 detection time (fault injected -> alert at the receiver) for each fault."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 
@@ -21,7 +23,7 @@ from streams.local.proc import Server, free_port, wait_port
 from streams.local.prometheus_server import LocalPrometheus
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
-from tests.integration.conftest import Names, sidecar_env
+from tests.integration.conftest import Names, panel_queries, prom_equals, sidecar_env
 
 pytestmark = pytest.mark.integration
 OPS = Path(__file__).resolve().parents[2] / "ops"
@@ -134,7 +136,19 @@ def test_faults_raise_the_right_alerts_and_detection_times(  # type: ignore[no-u
     env = sidecar_env(broker, redis_server, names)
     a = SidecarProc(home, env, name="a").start()
     b = SidecarProc(home, env, name="b").start()
-    traffic = _traffic(broker.bootstrap, names, home, "normal", "--rate", "50")
+    truth_file = home / "truth.json"
+    traffic = _traffic(
+        broker.bootstrap,
+        names,
+        home,
+        "truth",
+        "--rate",
+        "50",
+        "--invalid-ratio",
+        "0.005",
+        "--truth-file",
+        str(truth_file),
+    )
     alertmanager, alertmanager_port = _alertmanager(home / "am", webhook)
     prom = LocalPrometheus(
         home / "prom",
@@ -152,6 +166,22 @@ def test_faults_raise_the_right_alerts_and_detection_times(  # type: ignore[no-u
             0.5,
             what="traffic flowing",
         )
+        for title, expr in panel_queries():
+            wait_until(partial(prom.query, expr), 90, 0.5, what=f"data for panel {title!r}: {expr}")
+        traffic.stop()  # SIGTERM: the generator writes what it sent, then exits
+        truth = orjson.loads(truth_file.read_bytes())
+        for expr, want in (
+            ("sum(ecomind_events_ingested_total)", truth["valid"]),
+            ('sum(ecomind_streams_events_invalid_total{reason="not_json"})', truth["invalid"]),
+            ("sum(ecomind_daily_active_orgs)", truth["orgs"]),
+            ("sum(ecomind_daily_active_users)", truth["users"]),
+        ):
+            wait_until(partial(prom_equals, prom, expr, float(want)), 60, 0.5, what=f"{expr} == {want} (generator)")
+        for key, want in truth["by_org_provider"].items():
+            org, provider = key.split("/")
+            expr = f'sum(ecomind_events_ingested_total{{org_id="{org}",provider="{provider}"}})'
+            assert prom_equals(prom, expr, float(want)), expr
+        traffic = _traffic(broker.bootstrap, names, home, "normal", "--rate", "50")
         time.sleep(3)  # a quiet baseline: nothing below may have fired before its fault
         assert webhook.first("ServiceDown", 0) is None and webhook.first("WorkerLagAboveSLO", 0) is None
 

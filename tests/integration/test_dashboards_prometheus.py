@@ -3,7 +3,6 @@ loads the shipped rules, and the business values in Prometheus equal the events'
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from functools import partial
 from pathlib import Path
@@ -14,19 +13,11 @@ import pytest
 from streams.local.prometheus_server import LocalPrometheus
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
-from tests.integration.conftest import Names, sidecar_env
+from tests.integration.conftest import Names, panel_queries, prom_equals, sidecar_env
 from tests.integration.kafka_io import Out, commit_group, produce
 
 pytestmark = pytest.mark.integration
 OPS = Path(__file__).resolve().parents[2] / "ops"
-
-
-def _panels() -> list[tuple[str, str]]:
-    spec = importlib.util.spec_from_file_location("generate", OPS / "grafana" / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return [(title, expr) for title, _, _, queries in module.BUSINESS + module.PIPELINE for expr, _ in queries]
 
 
 def test_every_panel_query_returns_data_and_business_values_match(  # type: ignore[no-untyped-def]
@@ -62,7 +53,7 @@ def test_every_panel_query_returns_data_and_business_values_match(  # type: igno
             [f"127.0.0.1:{proc.port}"],
             sorted((OPS / "prometheus" / "rules").glob("*.yml")),
         ).start()
-        for title, expr in _panels():
+        for title, expr in panel_queries():
             wait_until(partial(prom.query, expr), 90, 0.5, what=f"data for panel {title!r}: {expr}")
         truth = {
             "sum(ecomind_daily_active_orgs)": 3.0,
@@ -73,13 +64,8 @@ def test_every_panel_query_returns_data_and_business_values_match(  # type: igno
             'sum(ecomind_streams_events_invalid_total{reason="not_json"})': 1.0,
         }
         for expr, want in truth.items():
-            wait_until(partial(_equals, prom, expr, want), 60, 0.5, what=f"{expr} == {want}")
+            wait_until(partial(prom_equals, prom, expr, want), 60, 0.5, what=f"{expr} == {want}")
     finally:
         if prom is not None:
             prom.stop()
         proc.stop()
-
-
-def _equals(prom: LocalPrometheus, expr: str, want: float) -> bool:
-    result = prom.query(expr)
-    return bool(result) and float(result[0]["value"][1]) == want  # type: ignore[index]
