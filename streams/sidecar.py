@@ -8,6 +8,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from redis.exceptions import RedisError
 
@@ -35,10 +36,9 @@ class Sidecar:
         self.status = Status(replica_id=replica_id(web_port))
         self.calendar = DayCalendar(settings.zone)
         self.store = RedisStore.from_url(settings.redis_url, settings.app_id, settings.days_kept)
-        self.agent = TapAgent(settings, self.store, self.status)
-        self.probe = LagProbe(
-            settings.bootstrap_servers, settings.raw_topic, settings.watch_group, settings.kafka.client_kwargs()
-        )
+        # Built per attempt by _run_tap and _run_probe: a Kafka client that failed is never started twice.
+        self.agent: TapAgent | None = None
+        self.probe: LagProbe | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -53,12 +53,14 @@ class Sidecar:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for name, closing in (
-            ("tap", self.agent.stop()),
-            ("lag probe", self.probe.stop()),
-            ("lease", self.store.release_lease(self.status.replica_id)),
+            ("tap", self.agent.stop if self.agent else None),
+            ("lag probe", self.probe.stop if self.probe else None),
+            ("lease", partial(self.store.release_lease, self.status.replica_id)),
         ):
+            if closing is None:
+                continue
             try:
-                await closing
+                await closing()
             except Exception as exc:
                 log.warning("closing %s failed: %s", name, exc)
         await self.store.close()
@@ -79,7 +81,6 @@ class Sidecar:
     async def _run_tap(self) -> None:
         await self.store.ping()
         self.status.redis_ok = True
-        # A fresh agent (and consumer) per attempt: a consumer that failed is not started twice.
         self.agent = TapAgent(self.settings, self.store, self.status)
         try:
             await self.agent.start()
@@ -104,14 +105,20 @@ class Sidecar:
             await asyncio.sleep(self.settings.leader_lease_seconds / 3)
 
     async def _run_probe(self) -> None:
-        await self.probe.start()
+        s = self.settings
+        probe = self.probe = LagProbe(s.bootstrap_servers, s.raw_topic, s.watch_group, s.kafka.client_kwargs())
+        try:
+            await probe.start()
+        except Exception:
+            await probe.stop()
+            raise
         while True:
             if self.status.leader:
                 try:
-                    self.status.lag = await self.probe.measure()
+                    self.status.lag = await probe.measure()
                 except Exception as exc:
                     log.warning("lag probe failed: %s", exc)
-            await asyncio.sleep(self.settings.lag_interval_seconds)
+            await asyncio.sleep(s.lag_interval_seconds)
 
     async def exporting_snapshot(self) -> Snapshot | None:
         """The tables' values when this replica holds the exporter lease, else None."""
