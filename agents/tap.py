@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from redis.exceptions import RedisError
 
+from agents.dead_letters import DeadLetters
 from streams.calendar import DayCalendar
 from streams.fold import Delta, FoldContext, fold_enriched, fold_raw
 from streams.ratelog import RateLimitedLog
@@ -53,18 +54,22 @@ class TapAgent:
             **settings.kafka.client_kwargs(),
         )
         self._last_commit = 0.0
+        self.dead_letters = DeadLetters(settings, status) if settings.dead_letter_topic else None
 
     async def start(self) -> None:
+        if self.dead_letters is not None:
+            await self.dead_letters.start()
         topics = [self.settings.raw_topic, self.settings.enriched_topic]
         self.consumer.subscribe(topics, listener=_Listener(self))
         await self.consumer.start()
-        self.status.broker_ok = True
 
     async def stop(self) -> None:
         async with self.lock:
             await self._drain()
             await self._commit(force=True)
         await self.consumer.stop()
+        if self.dead_letters is not None:
+            await self.dead_letters.stop()
 
     async def run(self) -> None:
         while True:
@@ -72,11 +77,10 @@ class TapAgent:
                 batch = await self.consumer.getmany(
                     timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
                 )
-                self.status.broker_ok = True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.status.broker_ok = False
+                # The lag probe's broker check owns broker_ok: a fetch that returns nothing says nothing.
                 log.warning("fetch failed: %s", exc)
                 await asyncio.sleep(1.0)
                 continue
@@ -137,14 +141,17 @@ class TapAgent:
         for r in delta.rejections:
             self.rejections.warning(
                 f"{r.topic}/{r.reason}",
-                "invalid event skipped: topic=%s offset=%d reason=%s",
+                "invalid event skipped: topic=%s partition=%d offset=%d reason=%s",
                 r.topic,
-                r.offset,
+                r.record.partition,
+                r.record.offset,
                 r.reason,
             )
         return delta, moves
 
     async def _apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
+        if self.dead_letters is not None and delta.rejections:
+            await self.dead_letters.send(delta.rejections)
         backoff = 0.2
         while True:
             try:

@@ -17,6 +17,7 @@ from faust.app.base import BootStrategy
 from streams.settings import Settings, SettingsError
 from streams.sidecar import Sidecar
 from streams.web import install_routes
+from streams.web_config import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class StreamsApp(faust.App):
     BootStrategy = _Boot
     streams_settings: Settings | None = None
     sidecar: Sidecar | None = None
+    web_config: WebConfig = WebConfig()
 
 
 def create_app(settings: Settings | None = None) -> StreamsApp:
@@ -44,6 +46,13 @@ def create_app(settings: Settings | None = None) -> StreamsApp:
             print(f"ecomind-streams: invalid setting: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         app.streams_settings = chosen
+        if chosen.web_config_file:
+            try:
+                app.web_config = load_web_config(chosen.web_config_file)
+            except WebConfigError as exc:
+                print(f"ecomind-streams: invalid STREAMS_WEB_CONFIG_FILE: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
+            conf.web_ssl_context = app.web_config.ssl_context
         conf.id = chosen.app_id
         conf.broker = f"kafka://{chosen.bootstrap_servers.split(',')[0]}"
         conf.web_port = chosen.web_port
@@ -58,11 +67,12 @@ def create_app(settings: Settings | None = None) -> StreamsApp:
             assert chosen is not None
             app.sidecar = Sidecar(chosen, web_port)
             await app.sidecar.start()
-            log.info("metrics at http://%s:%s/metrics", app.conf.web_host, web_port)
+            scheme = "https" if app.web_config.ssl_context else "http"
+            log.info("metrics at %s://%s:%s/metrics", scheme, app.conf.web_host, web_port)
 
         async def on_stop(self) -> None:
             if app.sidecar is not None:
                 await app.sidecar.stop()
 
-    install_routes(app, lambda: app.sidecar)
+    install_routes(app, lambda: app.sidecar, lambda: app.web_config)
     return app

@@ -33,6 +33,9 @@ class Record(Protocol):
     @property
     def offset(self) -> int: ...
 
+    @property
+    def partition(self) -> int: ...
+
 
 def pair(a: str, b: str) -> str:
     """Unambiguous key for two strings, whatever characters they hold."""
@@ -62,7 +65,7 @@ class FoldContext:
 class Rejection:
     topic: str
     reason: str
-    offset: int
+    record: Record
 
 
 @dataclass
@@ -99,7 +102,7 @@ def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldConte
                 rec.value, ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
             )
         except Invalid as exc:
-            _reject(delta, topic, exc.reason, rec.offset)
+            _reject(delta, topic, exc.reason, rec)
             continue
         valid += 1
         org_key = f"{len(org)}:{org}"  # pair(org, x) == org_key + x, built once per event
@@ -132,7 +135,7 @@ def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: Fold
                 rec.value, ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
             )
         except Invalid as exc:
-            _reject(delta, topic, exc.reason, rec.offset)
+            _reject(delta, topic, exc.reason, rec)
             continue
         valid += 1
         org, ts_ms = raw[0], raw[6]
@@ -159,10 +162,10 @@ def delay_bucket(delay_ms: int) -> int:
     return bisect_left(DELAY_BOUNDS_MS, delay_ms)
 
 
-def _reject(delta: Delta, topic: str, reason: str, offset: int) -> None:
+def _reject(delta: Delta, topic: str, reason: str, rec: Record) -> None:
+    # Every rejection is kept with its record: the dead-letter topic gets each one, the log a sample.
     delta.invalid[pair(topic, reason)] += 1
-    if len(delta.rejections) < 16:
-        delta.rejections.append(Rejection(topic, reason, offset))
+    delta.rejections.append(Rejection(topic, reason, rec))
 
 
 def _close(delta: Delta, topic: str, valid: int, late: int, newest: int) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class LagProbe:
             max_partition_fetch_bytes=64 * 1024,
             **client_kwargs,
         )
+
+    @property
+    def client(self) -> AIOKafkaClient:
+        """The probe's own connection to the cluster, also used to check that the brokers answer."""
+        return self._consumer._client
 
     async def start(self) -> None:
         await self._admin.start()

@@ -50,9 +50,9 @@ class BusinessCollector(Collector):
         )
         yield _labelled_gauge("ecomind_total_kwh_today", "Energy of today's enriched events, kWh.", s.kwh)
         yield _labelled_gauge("ecomind_total_co2_kg_today", "CO2 of today's enriched events, kg.", s.co2_kg)
-        folded = GaugeMetricFamily(
+        folded = CounterMetricFamily(
             "ecomind_streams_label_values_folded",
-            'Distinct label values beyond the series cap, exported as "__other__".',
+            'Distinct label values seen beyond the series cap, exported as "__other__".',
             labels=["label"],
         )
         for label, n in sorted(s.folded.items()):
@@ -146,7 +146,11 @@ class ReplicaCollector(Collector):
         for name, doc, value in (
             ("ecomind_streams_ready", "1 when tables are recovered and broker and Redis answer.", st.ready),
             ("ecomind_streams_tables_recovering", "1 while the replica positions its partitions.", st.recovering),
-            ("ecomind_streams_broker_up", "1 when the last broker request succeeded.", st.broker_ok),
+            (
+                "ecomind_streams_broker_up",
+                "1 when Kafka metadata answers and every broker listed accepts a connection.",
+                st.broker_ok,
+            ),
             ("ecomind_streams_redis_up", "1 when the last Redis request succeeded.", st.redis_ok),
             ("ecomind_streams_exporter_leader", "1 on the replica exporting the fleet's values.", st.leader),
         ):
@@ -165,6 +169,19 @@ class ReplicaCollector(Collector):
         )
         yield CounterMetricFamily(
             "ecomind_streams_redis_errors", "Failed Redis writes (retried).", value=st.redis_errors
+        )
+        yield GaugeMetricFamily(
+            "ecomind_streams_brokers_unreachable",
+            "Brokers in the cluster metadata that refused a connection at the last check.",
+            value=st.brokers_unreachable,
+        )
+        yield CounterMetricFamily(
+            "ecomind_streams_dead_letters", "Invalid records forwarded to the dead-letter topic.", value=st.dead_letters
+        )
+        yield CounterMetricFamily(
+            "ecomind_streams_dead_letter_errors",
+            "Failed dead-letter writes (retried before the batch is applied).",
+            value=st.dead_letter_errors,
         )
 
 

@@ -25,6 +25,8 @@ class KafkaSecurity:
     sasl_username: str | None = None
     sasl_password: str | None = None
     ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
 
     def client_kwargs(self) -> dict[str, object]:
         """Keyword arguments for every aiokafka client the sidecar opens."""
@@ -36,7 +38,9 @@ class KafkaSecurity:
         if self.security_protocol in ("SSL", "SASL_SSL"):
             from aiokafka.helpers import create_ssl_context
 
-            kwargs["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
+            )
         return kwargs
 
 
@@ -61,6 +65,8 @@ class Settings:
     session_timeout_ms: int = 6_000
     max_org_series: int = 500
     max_label_values: int = 100
+    dead_letter_topic: str | None = None
+    web_config_file: str | None = None
     kafka: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @property
@@ -91,6 +97,8 @@ class Settings:
             session_timeout_ms=r.integer("STREAMS_SESSION_TIMEOUT_MS", cls.session_timeout_ms, 1000, 300_000),
             max_org_series=r.integer("STREAMS_MAX_ORG_SERIES", cls.max_org_series, 1, 100_000),
             max_label_values=r.integer("STREAMS_MAX_LABEL_VALUES", cls.max_label_values, 1, 10_000),
+            dead_letter_topic=r.optional_text("STREAMS_DEAD_LETTER_TOPIC", _check_topic),
+            web_config_file=r.optional_text("STREAMS_WEB_CONFIG_FILE", _check_file),
             kafka=KafkaSecurity(
                 security_protocol=r.choice(
                     "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -98,11 +106,15 @@ class Settings:
                 sasl_mechanism=r.optional_choice("KAFKA_SASL_MECHANISM", ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
                 sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
                 sasl_password=env.get("KAFKA_SASL_PASSWORD") or None,
-                ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
+                ssl_cafile=r.optional_text("KAFKA_SSL_CAFILE", _check_file),
+                ssl_certfile=r.optional_text("KAFKA_SSL_CERTFILE", _check_file),
+                ssl_keyfile=r.optional_text("KAFKA_SSL_KEYFILE", _check_file),
             ),
         )
         if settings.raw_topic == settings.enriched_topic:
             raise SettingsError("STREAMS_RAW_TOPIC and STREAMS_ENRICHED_TOPIC must name different topics")
+        if settings.dead_letter_topic in (settings.raw_topic, settings.enriched_topic):
+            raise SettingsError("STREAMS_DEAD_LETTER_TOPIC must differ from the input topics")
         if settings.kafka.sasl_mechanism and not settings.kafka.sasl_username:
             raise SettingsError("KAFKA_SASL_USERNAME is required when KAFKA_SASL_MECHANISM is set")
         return settings
@@ -126,6 +138,10 @@ class _Reader:
         if problem:
             raise SettingsError(f"{name}={value!r}: expected {problem}")
         return value
+
+    def optional_text(self, name: str, check: Callable[[str], str | None]) -> str | None:
+        value = self._raw(name)
+        return None if value is None else self.text(name, value, check)
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         value = self._raw(name)
@@ -178,6 +194,10 @@ def _check_servers(value: str) -> str | None:
 
 def _check_name(value: str) -> str | None:
     return None if re.fullmatch(r"[A-Za-z0-9._-]{1,200}", value) else "letters, digits, '.', '_' or '-'"
+
+
+def _check_file(value: str) -> str | None:
+    return None if os.path.isfile(value) else "the path of a readable file"
 
 
 def _check_topic(value: str) -> str | None:

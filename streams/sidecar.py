@@ -13,6 +13,7 @@ from functools import partial
 from redis.exceptions import RedisError
 
 from agents.tap import TapAgent
+from streams.broker_health import check_brokers
 from streams.calendar import DayCalendar
 from streams.labels import admit
 from streams.lag import LagProbe
@@ -113,12 +114,27 @@ class Sidecar:
             await probe.stop()
             raise
         while True:
-            if self.status.leader:
+            await self._check_brokers(probe)
+            if self.status.leader and self.status.broker_ok:
                 try:
                     self.status.lag = await probe.measure()
                 except Exception as exc:
                     log.warning("lag probe failed: %s", exc)
             await asyncio.sleep(s.lag_interval_seconds)
+
+    async def _check_brokers(self, probe: LagProbe) -> None:
+        health = await check_brokers(probe.client)
+        if self.status.broker_ok and not health.ok:
+            log.warning(
+                "Kafka unreachable: metadata %s, %d of %d brokers refuse connections",
+                "answered" if health.metadata_ok else "failed",
+                health.brokers_unreachable,
+                health.brokers_known,
+            )
+        elif health.ok and not self.status.broker_ok:
+            log.info("Kafka reachable: %d brokers answer", health.brokers_known)
+        self.status.broker_ok = health.ok
+        self.status.brokers_unreachable = health.brokers_unreachable
 
     async def exporting_snapshot(self) -> Snapshot | None:
         """The tables' values when this replica holds the exporter lease, else None."""

@@ -13,12 +13,15 @@ class Status:
     assigned: dict[str, int] = field(default_factory=dict)  # topic -> partitions held
     recovering: bool = True
     broker_ok: bool = False
+    brokers_unreachable: int = 0
     redis_ok: bool = False
     leader: bool = False
     lag: LagSnapshot | None = None
     batches: int = 0
     batch_conflicts: int = 0
     redis_errors: int = 0
+    dead_letters: int = 0
+    dead_letter_errors: int = 0
 
     @property
     def ready(self) -> bool:

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 from streams.exposition import render
 from streams.metrics import BusinessCollector, LagCollector, ReplicaCollector
+from streams.web_config import WebConfig
 
 if TYPE_CHECKING:
     from streams.sidecar import Sidecar
@@ -34,8 +35,18 @@ async def render_metrics(sidecar: Sidecar) -> bytes:
     return render(collectors)
 
 
-def install_routes(app: Any, get_sidecar: Any) -> None:
+def install_routes(app: Any, get_sidecar: Any, get_web_config: Any) -> None:
+    # Probes stay open (/health, /ready carry no data and kubelets rarely send credentials); /metrics
+    # carries the business figures and is the route the web-config file guards.
     async def metrics(web: Any, request: Any) -> Any:
+        config: WebConfig = get_web_config()
+        if not config.authorized(request.headers.get("Authorization")):
+            return web.bytes(
+                b"Unauthorized\n",
+                content_type="text/plain",
+                status=401,
+                headers={"WWW-Authenticate": 'Basic realm="ecomind-streams"'},
+            )
         sidecar = get_sidecar()
         if sidecar is None:
             return web.bytes(b"# starting\n", content_type="text/plain", status=503)

@@ -9,14 +9,16 @@ from streams.local.proc import Server, free_port, wait_port
 
 
 class LocalRedis:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, password: str | None = None) -> None:
         self.workdir = workdir
         self.port = port or free_port()
+        self.password = password
         self.server: Server | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, keep_data: bool = True) -> LocalRedis:
         binary = shutil.which("redis-server")
@@ -39,6 +41,7 @@ class LocalRedis:
             "everysec",
             "--protected-mode",
             "yes",
+            *(["--requirepass", self.password] if self.password else []),
         ]
         self.server = Server("redis", argv, self.workdir / "redis.log").start()
         wait_port(self.port, self.server.proc, 15, self.server.log_path)
@@ -47,3 +50,9 @@ class LocalRedis:
     def stop(self) -> None:
         if self.server:
             self.server.stop()
+
+    def wipe(self) -> None:
+        """Delete the data files of a stopped server, as a lost volume would."""
+        for path in self.workdir.iterdir():
+            if path.name != "redis.log":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import ssl
 import sys
 import time
 import urllib.error
@@ -35,8 +37,18 @@ def wait_until(check: Callable[[], T | None], timeout_s: float = 60.0, interval_
 
 
 class SidecarProc:
-    def __init__(self, workdir: Path, env: dict[str, str], name: str = "sidecar", port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        name: str = "sidecar",
+        port: int | None = None,
+        tls: ssl.SSLContext | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.tls = tls  # client context when the sidecar serves HTTPS
+        self.auth = auth  # basic-auth credentials sent with every request
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -45,7 +57,7 @@ class SidecarProc:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> SidecarProc:
         argv = [FAUST, "-A", "streams", "--datadir", str(self.workdir / "faust"), "worker", "-l", "info"]
@@ -55,9 +67,18 @@ class SidecarProc:
     def wait_ready(self, timeout_s: float = 90.0, interval_s: float = 0.2) -> None:
         wait_until(lambda: self.get("/ready")[0] == 200, timeout_s, interval_s, what=f"{self.name} ready")
 
-    def get(self, path: str) -> tuple[int, bytes]:
+    def wait_until_serving(self, timeout_s: float = 90.0) -> None:
+        """Until the web server answers, ready or not."""
+        wait_until(lambda: self.get("/health")[0] == 200, timeout_s, what=f"{self.name} serving")
+
+    def get(self, path: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.url + path)
+        user, password = auth or self.auth or (None, None)
+        if user is not None:
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+            with urllib.request.urlopen(request, timeout=5, context=self.tls) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()

@@ -176,7 +176,7 @@ def test_label_cap_folds_extra_orgs_into_other_and_keeps_sums(
         }
         kwh = series(m, "ecomind_total_kwh_today")
         assert kwh == {frozenset({("org_id", o)}): v for o, v in (("org_0", 0.5), ("org_1", 0.5), ("__other__", 1.5))}
-        assert value(m, "ecomind_streams_label_values_folded", label="org_id") == 3.0
+        assert value(m, "ecomind_streams_label_values_folded_total", label="org_id") == 3.0
         assert value(m, "ecomind_daily_active_orgs") == 5.0
         _promtool_accepts(proc.get("/metrics")[1])
     finally:

@@ -15,6 +15,7 @@ class Rec(NamedTuple):
     value: bytes | None
     timestamp: int
     offset: int = 0
+    partition: int = 0
 
 
 def ev(org: str, user: str, ts_ms: int, **extra: object) -> bytes:
@@ -94,7 +95,11 @@ def test_invalid_records_are_counted_by_reason_and_do_not_disturb_valid_ones() -
     fold_raw(delta, "raw", records, ctx(now))
     assert delta.invalid == {pair("raw", "not_json"): 2, pair("raw", "not_object"): 1}
     assert delta.processed["raw"] == 1 and delta.orgs["2026-11-27"] == {"a"}
-    assert [r.offset for r in delta.rejections] == [10, 12, 13]
+    assert [(r.record.offset, r.reason) for r in delta.rejections] == [
+        (10, "not_json"),
+        (12, "not_object"),
+        (13, "not_json"),
+    ]
 
 
 def test_enriched_amounts_sum_exactly_in_nano_units() -> None:

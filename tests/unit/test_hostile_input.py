@@ -22,6 +22,7 @@ class Rec(NamedTuple):
     value: bytes | None
     timestamp: int
     offset: int
+    partition: int = 0
 
 
 labels = st.text(min_size=1, max_size=40)
