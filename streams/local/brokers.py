@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -95,6 +96,82 @@ class LocalKafka:
     def stop(self) -> None:
         if self.server:
             self.server.stop()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop the broker, stay down `down_s` seconds, start it again on the same ports and log dir."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+
+class KafkaCluster:
+    """Three KRaft nodes (each broker and controller) on loopback, replication factor 3 by default."""
+
+    kind = "kafka"
+
+    def __init__(self, workdir: Path, size: int = 3) -> None:
+        self.workdir = workdir
+        self.ports = [free_port() for _ in range(size)]
+        self.controller_ports = [free_port() for _ in range(size)]
+        self.servers: dict[int, Server] = {}
+        self.cluster_id = _cluster_id()
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def _config(self, node_id: int) -> Path:
+        i = node_id - 1
+        voters = ",".join(f"{n + 1}@127.0.0.1:{p}" for n, p in enumerate(self.controller_ports))
+        size = str(len(self.ports))
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": str(node_id),
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.ports[i]},CONTROLLER://127.0.0.1:{self.controller_ports[i]}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.ports[i]}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.quorum.voters": voters,
+            "log.dirs": str(self.workdir / f"node{node_id}" / "data"),
+            "offsets.topic.replication.factor": size,
+            "offsets.topic.num.partitions": "4",
+            "default.replication.factor": size,
+            "min.insync.replicas": "2",
+            "transaction.state.log.replication.factor": size,
+            "transaction.state.log.min.isr": "2",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.partitions": "4",
+        }
+        path = self.workdir / f"node{node_id}.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        return path
+
+    def start(self) -> KafkaCluster:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for node_id in range(1, len(self.ports) + 1):
+            self.start_node(node_id)
+        for node_id, server in self.servers.items():
+            wait_port(self.ports[node_id - 1], server.proc, 90, server.log_path)
+        return self
+
+    def start_node(self, node_id: int) -> None:
+        libs = kafka_libs()
+        java = shutil.which("java") or "java"
+        classpath = f"{libs}/*"
+        config = self._config(node_id)
+        if not (self.workdir / f"node{node_id}" / "data" / "meta.properties").exists():
+            fmt = [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", self.cluster_id]
+            subprocess.run([*fmt, "-c", str(config)], check=True, capture_output=True)
+        argv = [java, "-Xmx384m", "-Xms128m", "-XX:+UseSerialGC", "-cp", classpath, "kafka.Kafka", str(config)]
+        log_path = self.workdir / f"node{node_id}.log"
+        self.servers[node_id] = Server(f"kafka-{node_id}", argv, log_path).start()
+
+    def kill_node(self, node_id: int) -> None:
+        self.servers[node_id].kill()
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
 
 
 class LocalTansu:

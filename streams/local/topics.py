@@ -7,14 +7,14 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 
-async def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
+async def create_topics(bootstrap: str, topics: list[str], partitions: int, replicas: int = 1) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
+        await admin.create_topics([NewTopic(t, partitions, replicas) for t in topics])
     finally:
         await admin.close()
 
 
-def make_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
-    asyncio.run(create_topics(bootstrap, topics, partitions))
+def make_topics(bootstrap: str, topics: list[str], partitions: int, replicas: int = 1) -> None:
+    asyncio.run(create_topics(bootstrap, topics, partitions, replicas))

@@ -102,8 +102,11 @@ def build(
 class BackgroundProducer(threading.Thread):
     """Produces the workload at a steady rate, so faults land mid-stream."""
 
-    def __init__(self, bootstrap: str, plan: list[tuple[str, list[bytes]]], rate_per_s: float) -> None:
+    def __init__(
+        self, bootstrap: str, plan: list[tuple[str, list[bytes]]], rate_per_s: float, idempotent: bool = False
+    ) -> None:
         super().__init__(daemon=True)
+        self.idempotent = idempotent  # no duplicates when the broker fails mid-send (Kafka, not Tansu)
         self.bootstrap = bootstrap
         self.plan = plan
         self.rate_per_s = rate_per_s
@@ -117,17 +120,26 @@ class BackgroundProducer(threading.Thread):
             self.error = exc
 
     async def _run(self) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=10, acks="all")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            linger_ms=10,
+            acks="all",
+            enable_idempotence=self.idempotent,
+            request_timeout_ms=120_000,
+        )
         await producer.start()
         started = time.monotonic()
+        delivered: list[asyncio.Future[object]] = []
         try:
             for topic, values in self.plan:
                 for value_bytes in values:
-                    await producer.send(topic, value_bytes)
+                    delivered.append(await producer.send(topic, value_bytes))
                     self.sent += 1
                     ahead = self.sent / self.rate_per_s - (time.monotonic() - started)
                     if ahead > 0.02:
                         await asyncio.sleep(ahead)
             await producer.flush()
+            # A record the broker never acknowledged must fail the run, not vanish from the truth.
+            await asyncio.gather(*delivered)
         finally:
             await producer.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from functools import partial
 from pathlib import Path
 
@@ -23,32 +24,42 @@ def _processed(m: Samples, names: Names) -> float:
     )
 
 
-def test_kill_9_mid_stream_keeps_exact_totals(broker, redis_server, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+KILLS = 5
+# A restart after kill -9 takes 6-10 s (the dead member's session must expire before the group
+# rebalances): 2,500 events/s makes production last 80 s, longer than the five kill-restart cycles.
+RATE_PER_S = 2_500
+
+
+def test_kill_9_at_random_moments_keeps_exact_totals(broker, redis_server, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
     make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=4)
-    raws, enriched, truth = build(seed=11, raw_events=30_000, enriched_every=3)
+    raws, enriched, truth = build(seed=11, raw_events=150_000, enriched_every=3)
     total = truth.raw_count + truth.enriched_count
-    env = sidecar_env(broker, redis_server, names, STREAMS_BATCH_MAX_RECORDS="500")
-    # 1,000 events/s: production lasts 40 s, longer than three kill-restart cycles (each waits for a
-    # group join, which takes 3 s on Tansu), so every kill lands mid-stream on both brokers.
-    producer = BackgroundProducer(broker.bootstrap, [(names.raw, raws), (names.enriched, enriched)], 1_000)
+    assert total >= 200_000
+    env = sidecar_env(broker, redis_server, names, STREAMS_BATCH_MAX_RECORDS="2000")
+    # The kill moments are random fractions of the stream plus a random phase within a batch.
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    floors = sorted(int(rng.uniform(0.03, 0.7) * total) for _ in range(KILLS))
+    producer = BackgroundProducer(broker.bootstrap, [(names.raw, raws), (names.enriched, enriched)], RATE_PER_S)
     proc = SidecarProc(workdir / names.app_id, env).start()
     try:
         proc.wait_ready()
         producer.start()
-        rng = random.Random(3)
         kills_at: list[float] = []
-        for kill in range(3):
-            floor = (kill + 1) * total // 8 + rng.randrange(0, 2000)
-            at_kill = wait_until(partial(_at_least, proc, names, floor), 90, what=f"progress past {floor}")
+        for floor in floors:
+            wait_until(partial(_at_least, proc, names, floor), 120, what=f"progress past {floor} (seed {seed})")
+            time.sleep(rng.uniform(0, 0.3))
+            at_kill = _processed(proc.scrape(), names)
             proc.kill()
-            assert at_kill < total, "the kill must land mid-stream"
+            assert at_kill < total, f"the kill must land mid-stream (seed {seed})"
             kills_at.append(at_kill)
             proc.start()
             proc.wait_ready()
-        producer.join(120)
+        producer.join(180)
         assert producer.error is None and producer.sent == total
         final = wait_until(lambda: _done(proc, names, total), 120, what="all events folded after the kills")
-        assert truth.mismatches(final, names.raw, names.enriched) == []
+        assert len(kills_at) == KILLS
+        assert truth.mismatches(final, names.raw, names.enriched) == [], f"seed {seed}, kills at {kills_at}"
         assert value(final, "ecomind_streams_batch_conflicts_total") == 0.0
     finally:
         proc.stop()
@@ -68,9 +79,10 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
     broker, redis_server, names: Names, workdir: Path
 ) -> None:
     make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=4)
-    raws, enriched, truth = build(seed=12, raw_events=24_000, enriched_every=4)
+    raws, enriched, truth = build(seed=12, raw_events=150_000, enriched_every=3)
     total = truth.raw_count + truth.enriched_count
-    env = sidecar_env(broker, redis_server, names, STREAMS_BATCH_MAX_RECORDS="500")
+    assert total >= 200_000
+    env = sidecar_env(broker, redis_server, names, STREAMS_BATCH_MAX_RECORDS="2000")
     a = SidecarProc(workdir / names.app_id, env, name="a").start()
     b = SidecarProc(workdir / names.app_id, env, name="b").start()
     replicas = [a, b]
@@ -94,7 +106,7 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
             60,
             what="both replicas hold partitions",
         )
-        producer = BackgroundProducer(broker.bootstrap, [(names.raw, raws), (names.enriched, enriched)], 2_000)
+        producer = BackgroundProducer(broker.bootstrap, [(names.raw, raws), (names.enriched, enriched)], 4_000)
         producer.start()
         wait_until(lambda: _summed_processed(scrape_all(), names) >= total // 4, 90, what="a quarter folded")
 
@@ -114,7 +126,16 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
         leader.start()  # rejoins: a second rebalance while events flow
         replicas = [a, b]
         leader.wait_ready()
-        producer.join(120)
+        wait_until(lambda: _summed_processed(scrape_all(), names) >= total * 7 // 10, 90, what="70 % folded")
+        at_kill = _summed_processed(scrape_all(), names)
+        follower.kill()  # now the other one, whichever holds the lease
+        assert at_kill < total, "the second kill must land mid-stream"
+        replicas = [leader]
+        wait_until(lambda: _summed_processed(scrape_all(), names) >= total * 8 // 10, 90, what="80 % folded")
+        follower.start()
+        replicas = [a, b]
+        follower.wait_ready()
+        producer.join(180)
         assert producer.error is None and producer.sent == total
         wait_until(lambda: _summed_processed(scrape_all(), names) >= total, 120, what="all folded")
         exporters_seen.clear()
