@@ -77,5 +77,8 @@ class DeadLetters:
             value = r.record.value
             if value is not None and len(value) > MAX_VALUE_BYTES:
                 value = value[:MAX_VALUE_BYTES]
-            pending.append(await self.producer.send(self.topic, value, headers=headers_for(r)))
+            key = getattr(r.record, "key", None)
+            if key is None and value is None:
+                key = b""  # a tombstone still gets its dead letter; Kafka needs a key or a value
+            pending.append(await self.producer.send(self.topic, value, key=key, headers=headers_for(r)))
         await asyncio.gather(*pending)

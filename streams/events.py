@@ -152,7 +152,7 @@ def _fast_raw(obj: dict[str, object], now_ms: int, max_future_ms: int) -> RawTup
         and ts is not None
     ):
         return None
-    if type(ts) is int and EPOCH_MS_THRESHOLD <= ts <= now_ms + max_future_ms:
+    if type(ts) is int and MIN_TS_MS <= ts <= now_ms + max_future_ms:
         ts_ms = ts
     else:
         ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)

@@ -16,7 +16,8 @@ def admit(members: set[str], activity: Mapping[str, float], cap: int) -> list[st
     room = cap - len(members)
     if room <= 0:
         return []
-    outsiders = [v for v in activity if v not in members]
+    # A value spelled like the fold bucket never gets a series of its own: it would merge with it.
+    outsiders = [v for v in activity if v not in members and v != OTHER]
     outsiders.sort(key=lambda v: (-activity[v], v))
     return outsiders[:room]
 

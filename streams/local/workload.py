@@ -27,6 +27,17 @@ class Truth:
     raw_count: int = 0
     enriched_count: int = 0
 
+    def add_raw(self, ev: dict[str, object]) -> None:
+        org, user = str(ev["org_id"]), str(ev["user_id"])
+        self.raw_count += 1
+        self.ingested[(org, str(ev["provider"]))] += 1
+        self.calls[(org, str(ev["model"]))] += 1
+        self.users.add((org, user))
+
+    def add_enriched(self, ev: dict[str, object]) -> None:
+        self.enriched_count += 1
+        self.kwh_nano[str(ev["org_id"])] += round(float(ev["kwh"]) * NANO)  # type: ignore[arg-type]
+
     def mismatches(self, m: Samples, raw_topic: str, enriched_topic: str) -> list[str]:
         """Every way the scraped values differ from the truth; empty when they are exact."""
         problems = []
@@ -87,15 +98,12 @@ def build(
             "ts": now_ms - rng.randrange(0, 60_000),
         }
         raws.append(orjson.dumps(ev))
-        truth.raw_count += 1
-        truth.ingested[(ev["org_id"], provider)] += 1  # type: ignore[index]
-        truth.calls[(ev["org_id"], model)] += 1  # type: ignore[index]
-        truth.users.add((ev["org_id"], ev["user_id"]))  # type: ignore[arg-type]
+        truth.add_raw(ev)
         if i % enriched_every == 0:
             kwh = rng.randrange(1, 10_000) / 1e6
-            enriched.append(orjson.dumps({**ev, "kwh": kwh, "co2_kg": kwh / 2}))
-            truth.enriched_count += 1
-            truth.kwh_nano[ev["org_id"]] += round(kwh * NANO)  # type: ignore[index]
+            enriched_ev = {**ev, "kwh": kwh, "co2_kg": kwh / 2}
+            enriched.append(orjson.dumps(enriched_ev))
+            truth.add_enriched(enriched_ev)
     return raws, enriched, truth
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,3 +88,11 @@ def panel_queries() -> list[tuple[str, str]]:
 def prom_equals(prom: LocalPrometheus, expr: str, want: float) -> bool:
     result = prom.query(expr)
     return bool(result) and float(result[0]["value"][1]) == want  # type: ignore[index]
+
+
+def promtool_accepts(body: bytes) -> None:
+    """`promtool check metrics`: the text format parses and the names follow Prometheus' conventions."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is installed by scripts/setup (Debian package prometheus)"
+    done = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -36,7 +36,7 @@ def _run_with_fault(
     home: Path,
     truth_plan: tuple[list[bytes], list[bytes], Truth],
     fault: Callable[[], None],
-    recover: Callable[[], None],
+    recover: Callable[[], object],
 ) -> None:
     """Stream the workload, inject `fault` at a third, check the outage is reported while the last
     values are served, `recover`, and check exact totals."""

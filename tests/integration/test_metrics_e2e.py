@@ -13,7 +13,7 @@ import pytest
 from streams.local.scrape import Samples, series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
-from tests.integration.conftest import Names, sidecar_env
+from tests.integration.conftest import Names, promtool_accepts, sidecar_env
 from tests.integration.kafka_io import Out, commit_group, produce
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,7 @@ def test_every_metric_has_its_exact_value(broker, redis_server, names: Names, wo
             what="lag back to zero once the worker caught up",
         )
 
-        _promtool_accepts(proc.get("/metrics")[1])
+        promtool_accepts(proc.get("/metrics")[1])
         assert proc.get("/health")[0] == 200
         status, body = proc.get("/ready")
         assert status == 200 and orjson.loads(body)["tables_recovered"] is True
@@ -178,7 +178,7 @@ def test_label_cap_folds_extra_orgs_into_other_and_keeps_sums(
         assert kwh == {frozenset({("org_id", o)}): v for o, v in (("org_0", 0.5), ("org_1", 0.5), ("__other__", 1.5))}
         assert value(m, "ecomind_streams_label_values_folded_total", label="org_id") == 3.0
         assert value(m, "ecomind_daily_active_orgs") == 5.0
-        _promtool_accepts(proc.get("/metrics")[1])
+        promtool_accepts(proc.get("/metrics")[1])
     finally:
         proc.stop()
 
@@ -192,12 +192,3 @@ def _when_processed(proc: SidecarProc, events: float) -> Samples | None:
 def _synthetic(base_url: str) -> subprocess.CompletedProcess[str]:
     script = Path(__file__).resolve().parents[2] / "ops" / "synthetic" / "check_sidecar.py"
     return subprocess.run([sys.executable, str(script), base_url], capture_output=True, text=True, timeout=30)
-
-
-def _promtool_accepts(body: bytes) -> None:
-    import shutil
-
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is installed by scripts/setup (Debian package prometheus)"
-    done = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
-    assert done.returncode == 0, done.stdout + done.stderr

@@ -76,6 +76,8 @@ def test_unknown_fields_are_ignored() -> None:
         (raw(org_id="x" * 300), OUT_OF_RANGE),
         (raw(ts="yesterday"), BAD_TIMESTAMP),
         (raw(ts="1999-12-31T23:59:59Z"), BAD_TIMESTAMP),
+        (raw(ts=946_684_799_999), BAD_TIMESTAMP),  # epoch ms, 1 ms before 2000 (found through the worker)
+        (raw(ts=100_000_000_000), BAD_TIMESTAMP),  # the smallest number read as milliseconds: 1973
         (raw(ts=NOW_MS + 2 * DAY_MS), BAD_TIMESTAMP),
         (raw(ts=[1]), WRONG_TYPE),
         (b'{"pad": "' + b"x" * 70_000 + b'"}', TOO_LARGE),

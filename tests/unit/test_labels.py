@@ -11,6 +11,7 @@ from streams.labels import OTHER, admit, cap_amounts, cap_pairs
         ({"a", "b"}, {"a": 5, "b": 9, "c": 100}, 2, []),
         (set(), {"x": 1, "w": 1}, 5, ["w", "x"]),  # ties break by name, so replicas agree
         (set(), {}, 3, []),
+        (set(), {OTHER: 50, "a": 1}, 5, ["a"]),  # an org named like the fold bucket stays in it
     ],
 )
 def test_admit(members: set[str], activity: dict[str, int], cap: int, admitted: list[str]) -> None:
