@@ -98,6 +98,7 @@ class TapAgent:
             fresh = self._fresh(batch)
             if not fresh:
                 return
+            self.status.records_folded += sum(len(records) for records in fresh.values())
             delta, moves = self._fold(fresh)
             for m in moves:
                 self.expected[TopicPartition(m.topic, m.partition)] = m.next_offset

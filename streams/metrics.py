@@ -163,6 +163,11 @@ class ReplicaCollector(Collector):
         yield assigned
         yield CounterMetricFamily("ecomind_streams_batches", "Batches written to the tables.", value=st.batches)
         yield CounterMetricFamily(
+            "ecomind_streams_records_folded",
+            "Records this process folded, valid or not; a record folded again after a crash counts again.",
+            value=st.records_folded,
+        )
+        yield CounterMetricFamily(
             "ecomind_streams_batch_conflicts",
             "Batches refused because their partition's stored offset had moved.",
             value=st.batch_conflicts,

@@ -18,6 +18,7 @@ class Status:
     leader: bool = False
     lag: LagSnapshot | None = None
     batches: int = 0
+    records_folded: int = 0
     batch_conflicts: int = 0
     redis_errors: int = 0
     dead_letters: int = 0
