@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from streams.local.proc import Server, free_port, wait_port
@@ -39,15 +40,44 @@ def kafka_libs(version: str = KAFKA_VERSION) -> Path:
     return libs
 
 
+@dataclass(frozen=True)
+class SaslSsl:
+    """A SASL_SSL listener: TLS with a PEM key and certificate, SASL/PLAIN users."""
+
+    keystore_pem: Path  # private key (PKCS#8) followed by the certificate
+    ca_pem: Path
+    users: dict[str, str]  # name -> password; the first one is the broker's own
+
+    def broker_props(self, port: int, controller_port: int) -> dict[str, str]:
+        (admin, admin_pw), *_ = self.users.items()
+        users = " ".join(f'user_{u}="{pw}"' for u, pw in self.users.items())
+        jaas = f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{admin}" '
+        jaas += f'password="{admin_pw}" {users};'
+        return {
+            "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "SASL_SSL",
+            "sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": jaas,
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.keystore_pem),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.ca_pem),
+        }
+
+
 class LocalKafka:
     """One KRaft node (broker and controller) with its log dir under `workdir`."""
 
     kind = "kafka"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, sasl_ssl: SaslSsl | None = None) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.controller_port = free_port()
+        self.sasl_ssl = sasl_ssl
         self.server: Server | None = None
 
     @property
@@ -72,6 +102,8 @@ class LocalKafka:
             "num.partitions": "4",
             "auto.create.topics.enable": "true",
         }
+        if self.sasl_ssl is not None:
+            props.update(self.sasl_ssl.broker_props(self.port, self.controller_port))
         path = self.workdir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         return path

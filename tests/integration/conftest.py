@@ -96,3 +96,12 @@ def promtool_accepts(body: bytes) -> None:
     assert promtool, "promtool is installed by scripts/setup (Debian package prometheus)"
     done = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its PKCS#8 key, made with openssl."""
+    cert, key = directory / "server.crt", directory / "server.key"
+    argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"]
+    argv += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(argv, check=True, capture_output=True)
+    return cert, key

@@ -1,39 +1,34 @@
-"""/metrics over TLS with basic auth (exporter-toolkit web-config file); Redis AUTH from the URL."""
+"""Security settings end to end: /metrics over TLS with basic auth (exporter-toolkit web-config file),
+Kafka over SASL_SSL and Redis over TLS with AUTH, all passed through from the environment."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import ssl
-import subprocess
+import time
 from pathlib import Path
 
 import bcrypt
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.helpers import create_ssl_context
 
+from streams.local.brokers import LocalKafka, SaslSsl
 from streams.local.redis_server import LocalRedis
-from streams.local.scrape import value
-from streams.local.sidecar_proc import SidecarProc
-from tests.integration.conftest import Names, sidecar_env
+from streams.local.scrape import Samples, series, value
+from streams.local.sidecar_proc import SidecarProc, wait_until
+from tests.integration.conftest import Names, self_signed, sidecar_env
 
 pytestmark = pytest.mark.integration
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "server.crt", directory / "server.key"
-    argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"]
-    argv += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
-    subprocess.run(
-        argv,
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 def test_metrics_over_tls_with_basic_auth_and_redis_auth(broker, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
     home = workdir / f"secure-{names.app_id}"
     home.mkdir()
-    cert, _ = _self_signed(home)
+    cert, _ = self_signed(home)
     hashed = bcrypt.hashpw(b"s3cret pass", bcrypt.gensalt(rounds=10)).decode()
     config = home / "web-config.yml"
     # Relative paths: read from the config file's directory, as the exporter toolkit does.
@@ -97,3 +92,90 @@ def test_bad_web_config_exits_with_a_clear_message(broker, redis_server, names: 
     assert proc.server is not None and proc.server.proc is not None
     assert proc.server.proc.wait(timeout=60) == 2
     assert "basic_auth_users.prometheus is not a bcrypt hash" in proc.log_tail()
+
+
+def _kafka_security(cert: Path, user: str, password: str) -> dict[str, object]:
+    return {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "PLAIN",
+        "sasl_plain_username": user,
+        "sasl_plain_password": password,
+        "ssl_context": create_ssl_context(cafile=str(cert)),
+    }
+
+
+async def _setup_topics(kafka: LocalKafka, names: Names, dead: str, cert: Path) -> None:
+    security = _kafka_security(cert, "admin", "admin-pw")
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, **security)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, 2, 1) for t in (names.raw, names.enriched, dead)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", **security)
+    await producer.start()
+    try:
+        now_ms = int(time.time() * 1000)
+        for n in range(100):
+            ev = {"org_id": f"o{n % 3}", "user_id": f"u{n}", "provider": "openai", "model": "gpt-4o"}
+            await producer.send(names.raw, orjson.dumps({**ev, "tokens_in": 1, "tokens_out": 2, "ts": now_ms}))
+        await producer.send_and_wait(names.raw, b"{not json")
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.kafka_only
+def test_kafka_sasl_ssl_and_redis_tls_pass_through(names: Names, workdir: Path) -> None:
+    home = workdir / f"sasl-{names.app_id}"
+    home.mkdir()
+    cert, key = self_signed(home)
+    keystore = home / "keystore.pem"
+    keystore.write_bytes(key.read_bytes() + cert.read_bytes())
+    users = {"admin": "admin-pw", "streams": "streams-pw"}
+    kafka = LocalKafka(home / "kafka", sasl_ssl=SaslSsl(keystore, cert, users)).start()
+    redis = LocalRedis(home / "redis", password="redis-pw", tls=(cert, key)).start()
+    dead = f"dead.{names.app_id}"
+    procs: list[SidecarProc] = []
+    try:
+        asyncio.run(_setup_topics(kafka, names, dead, cert))
+        secure = {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "PLAIN",
+            "KAFKA_SASL_USERNAME": "streams",
+            "KAFKA_SASL_PASSWORD": "streams-pw",
+            "KAFKA_SSL_CAFILE": str(cert),
+            "STREAMS_DEAD_LETTER_TOPIC": dead,
+        }
+        assert redis.url.startswith("rediss://:redis-pw@")
+        good = SidecarProc(home / "good", sidecar_env(kafka, redis, names, **secure)).start()
+        procs.append(good)
+        good.wait_ready()
+        m = wait_until(lambda: _counted(good, names, 100), 60, what="events read over SASL_SSL")
+        assert value(m, "ecomind_daily_active_users") == 100.0
+        assert value(m, "ecomind_streams_events_invalid_total", topic=names.raw, reason="not_json") == 1.0
+        assert value(m, "ecomind_streams_dead_letters_total") == 1.0  # the dead-letter producer too
+        assert value(m, "ecomind_streams_broker_up") == 1.0 and value(m, "ecomind_streams_redis_up") == 1.0
+        # The lag probe's admin client and consumer connect too: one committed-offset series per partition.
+        wait_until(
+            lambda: len(series(good.scrape(), "ecomind_streams_watch_group_committed")) == 2, 30, what="lag probe"
+        )
+
+        wrong = {**secure, "KAFKA_SASL_PASSWORD": "not-the-password"}
+        bad = SidecarProc(home / "bad", sidecar_env(kafka, redis, names, **wrong), name="bad").start()
+        procs.append(bad)
+        bad.wait_until_serving()
+        time.sleep(5)
+        status, body = bad.get("/ready")
+        assert status == 503 and b'"broker_reachable":false' in body.replace(b" ", b"")
+        assert value(bad.scrape(), "ecomind_streams_broker_up") == 0.0
+        assert bad.running()
+    finally:
+        for proc in procs:
+            proc.stop()
+        redis.stop()
+        kafka.stop()
+
+
+def _counted(proc: SidecarProc, names: Names, raw: int) -> Samples | None:
+    m = proc.scrape()
+    return m if value(m, "ecomind_streams_events_processed_total", topic=names.raw) == float(raw) else None
