@@ -28,6 +28,7 @@ def test_values_are_read_from_the_environment() -> None:
     )
     assert (s.timezone, s.web_port, s.bootstrap_servers) == ("Europe/Paris", 7000, "a:1,b:2")
     assert s.kafka.client_kwargs()["sasl_plain_username"] == "u"
+    assert s.dead_letter_topic is None and s.web_config_file is None  # both off unless asked for
 
 
 @pytest.mark.parametrize(
@@ -43,6 +44,10 @@ def test_values_are_read_from_the_environment() -> None:
         ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL='TLS': expected one of PLAINTEXT"),
         ({"KAFKA_SASL_MECHANISM": "PLAIN"}, "KAFKA_SASL_USERNAME is required"),
         ({"STREAMS_DAYS_KEPT": "0"}, "STREAMS_DAYS_KEPT='0': expected an integer from 1 to 366"),
+        ({"STREAMS_DEAD_LETTER_TOPIC": "events.raw"}, "STREAMS_DEAD_LETTER_TOPIC must differ from the input topics"),
+        ({"STREAMS_DEAD_LETTER_TOPIC": "dead letters"}, "STREAMS_DEAD_LETTER_TOPIC='dead letters': expected a Kafka"),
+        ({"STREAMS_WEB_CONFIG_FILE": "/nonexistent.yml"}, "STREAMS_WEB_CONFIG_FILE='/nonexistent.yml': expected the"),
+        ({"KAFKA_SSL_CAFILE": "/nonexistent.pem"}, "KAFKA_SSL_CAFILE='/nonexistent.pem': expected the path"),
     ],
 )
 def test_bad_values_name_the_variable_and_what_is_expected(env: dict[str, str], message: str) -> None:
