@@ -27,6 +27,11 @@ class DayCalendar:
         self._last = (start_ms, end_ms, name)
         return name
 
+    def day_span(self, ts_ms: int) -> tuple[int, int, str]:
+        """(start_ms, end_ms, name) of the local day holding `ts_ms`: callers test the bounds inline."""
+        self.day_of(ts_ms)
+        return self._last
+
     def bounds(self, day: date) -> tuple[int, int]:
         name = day.isoformat()
         cached = self._days.get(name)

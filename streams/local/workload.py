@@ -111,15 +111,27 @@ class BackgroundProducer(threading.Thread):
     """Produces the workload at a steady rate, so faults land mid-stream."""
 
     def __init__(
-        self, bootstrap: str, plan: list[tuple[str, list[bytes]]], rate_per_s: float, idempotent: bool = False
+        self,
+        bootstrap: str,
+        plan: list[tuple[str, list[bytes]]],
+        rate_per_s: float,
+        idempotent: bool = False,
+        hold_back: int = 0,
     ) -> None:
         super().__init__(daemon=True)
+        # The last `hold_back` events wait for release(): a test's faults then land mid-stream however
+        # slowly the machine restarts things.
+        self.hold_back = hold_back
+        self.released = threading.Event()
         self.idempotent = idempotent  # no duplicates when the broker fails mid-send (Kafka, not Tansu)
         self.bootstrap = bootstrap
         self.plan = plan
         self.rate_per_s = rate_per_s
         self.sent = 0
         self.error: BaseException | None = None
+
+    def release(self) -> None:
+        self.released.set()
 
     def run(self) -> None:
         try:
@@ -139,8 +151,13 @@ class BackgroundProducer(threading.Thread):
         started = time.monotonic()
         delivered: list[asyncio.Future[object]] = []
         try:
+            total = sum(len(values) for _, values in self.plan)
             for topic, values in self.plan:
                 for value_bytes in values:
+                    if self.sent == total - self.hold_back:
+                        while not self.released.is_set():
+                            await asyncio.sleep(0.05)
+                        started = time.monotonic() - self.sent / self.rate_per_s
                     delivered.append(await producer.send(topic, value_bytes))
                     self.sent += 1
                     ahead = self.sent / self.rate_per_s - (time.monotonic() - started)
