@@ -14,6 +14,7 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
+from streams.runtime import tune_gc
 from streams.settings import Settings, SettingsError
 from streams.sidecar import Sidecar
 from streams.web import install_routes
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> StreamsApp:
     @app.service
     class SidecarService(mode.Service):
         async def on_start(self) -> None:
+            tune_gc()
             web_port = app.conf.web_port  # reading conf runs _configure, which loads the settings
             chosen = app.streams_settings
             assert chosen is not None
