@@ -26,6 +26,7 @@ from tables.store import Conflict, OffsetMove, RedisStore
 
 log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 1.0
+FOLD_CHUNK_RECORDS = 5_000
 
 
 class TapAgent:
@@ -99,7 +100,7 @@ class TapAgent:
             if not fresh:
                 return
             self.status.records_folded += sum(len(records) for records in fresh.values())
-            delta, moves = self._fold(fresh)
+            delta, moves = await self._fold(fresh)
             for m in moves:
                 self.expected[TopicPartition(m.topic, m.partition)] = m.next_offset
             await self._drain()
@@ -124,7 +125,7 @@ class TapAgent:
                 fresh[tp] = records
         return fresh
 
-    def _fold(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> tuple[Delta, list[OffsetMove]]:
+    async def _fold(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> tuple[Delta, list[OffsetMove]]:
         s = self.settings
         ctx = FoldContext(
             calendar=self.calendar,
@@ -137,7 +138,12 @@ class TapAgent:
         moves = []
         for tp, records in batch.items():
             fold = fold_raw if tp.topic == s.raw_topic else fold_enriched
-            fold(delta, tp.topic, records, ctx)
+            for start in range(0, len(records), FOLD_CHUNK_RECORDS):
+                fold(delta, tp.topic, records[start : start + FOLD_CHUNK_RECORDS], ctx)
+                # Let the loop breathe between chunks: the fetcher reads the next response from the
+                # socket meanwhile and a scrape is answered (measured: the process went from 88 % to
+                # 99 % busy, 5-7 % more events/s); a chunk is about 12 ms of folding.
+                await asyncio.sleep(0)
             moves.append(OffsetMove(tp.topic, tp.partition, self.expected[tp], records[-1].offset + 1))
         for r in delta.rejections:
             self.rejections.warning(
