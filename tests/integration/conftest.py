@@ -18,6 +18,8 @@ import pytest
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.prometheus_server import LocalPrometheus
 from streams.local.redis_server import LocalRedis
+from streams.local.scrape import Samples, value
+from streams.local.sidecar_proc import SidecarProc
 
 BROKER_KIND = os.environ.get("STREAMS_TEST_BROKER", "kafka")
 
@@ -105,3 +107,14 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     argv += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
     subprocess.run(argv, check=True, capture_output=True)
     return cert, key
+
+
+def processed(m: Samples, names: Names) -> float:
+    """Valid events folded from both input topics, as one replica's scrape shows them."""
+    return sum(value(m, "ecomind_streams_events_processed_total", topic=t) or 0.0 for t in (names.raw, names.enriched))
+
+
+def all_folded(proc: SidecarProc, names: Names, total: int) -> Samples | None:
+    """The scrape, once it shows `total` events folded (for wait_until)."""
+    m = proc.scrape()
+    return m if processed(m, names) >= total else None

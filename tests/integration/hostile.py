@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import orjson
 from hypothesis import strategies as st
 
+from streams.events import EPOCH_MS_THRESHOLD
 from streams.labels import OTHER
 
 NOW_MS = int(time.time() * 1000)
@@ -69,9 +70,13 @@ def _invalid_variants(ev: dict[str, object]) -> st.SearchStrategy[bytes | None]:
         st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999"]).map(
             lambda lit: good.replace(b'"tokens_in":', b'"tokens_in":' + lit.encode() + b',"x":', 1)
         ),
-        st.one_of(st.integers(-(10**15), MIN_TS_MS - 1), st.integers(NOW_MS + 3 * 86_400_000, 10**17)).map(
-            lambda ts: _dumps({**ev, "ts": ts})  # far past (before 2000) or far future
-        ),
+        st.one_of(
+            # Before 2000 read as epoch seconds (below 1e11) or as epoch milliseconds (from 1e11 on);
+            # numbers in between are seconds after 2000, some of them valid, so they are not drawn here.
+            st.integers(-(10**15), MIN_TS_MS // 1000 - 1),
+            st.integers(EPOCH_MS_THRESHOLD, MIN_TS_MS - 1),
+            st.integers(NOW_MS + 3 * 86_400_000, 10**17),  # far future
+        ).map(lambda ts: _dumps({**ev, "ts": ts})),
         st.sampled_from(["not a date", "9999-99-99", "1970-01-01T00:00:00Z", "x" * 100]).map(
             lambda ts: _dumps({**ev, "ts": ts})
         ),

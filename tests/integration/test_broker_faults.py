@@ -20,13 +20,9 @@ from streams.local.scrape import Samples, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, Truth, build
-from tests.integration.conftest import Names, sidecar_env
+from tests.integration.conftest import Names, all_folded, processed, sidecar_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka_only]
-
-
-def _processed(m: Samples, names: Names) -> float:
-    return sum(value(m, "ecomind_streams_events_processed_total", topic=t) or 0.0 for t in (names.raw, names.enriched))
 
 
 def _run_with_fault(
@@ -49,20 +45,20 @@ def _run_with_fault(
     try:
         proc.wait_ready()
         producer.start()
-        wait_until(lambda: _processed(proc.scrape(), names) >= total // 3, 90, what="a third folded")
+        wait_until(lambda: processed(proc.scrape(), names) >= total // 3, 90, what="a third folded")
         before = proc.scrape()
         fault()
         down = wait_until(lambda: _reported_down(proc), 60, interval_s=0.1, what="broker reported unreachable")
         # Still serving the business values it had, and never fewer than before the fault.
         assert value(down, "ecomind_streams_broker_up") == 0.0
         assert (value(down, "ecomind_daily_active_users") or 0) >= (value(before, "ecomind_daily_active_users") or 0)
-        assert _processed(down, names) >= _processed(before, names)
+        assert processed(down, names) >= processed(before, names)
         assert proc.get("/ready")[0] == 503
         recover()
         wait_until(lambda: proc.get("/ready")[0] == 200, 120, what="ready again after the fault")
         producer.join(240)
         assert producer.error is None and producer.sent == total
-        final = wait_until(lambda: _all_folded(proc, names, total), 180, what="all events folded")
+        final = wait_until(lambda: all_folded(proc, names, total), 180, what="all events folded")
         assert truth.mismatches(final, names.raw, names.enriched) == []
         assert value(final, "ecomind_streams_broker_up") == 1.0
         assert value(final, "ecomind_streams_batch_conflicts_total") == 0.0
@@ -73,11 +69,6 @@ def _run_with_fault(
 def _reported_down(proc: SidecarProc) -> Samples | None:
     m = proc.scrape()
     return m if value(m, "ecomind_streams_broker_up") == 0.0 and value(m, "ecomind_streams_ready") == 0.0 else None
-
-
-def _all_folded(proc: SidecarProc, names: Names, total: int) -> Samples | None:
-    m = proc.scrape()
-    return m if _processed(m, names) >= total else None
 
 
 def test_broker_restart_mid_stream(redis_server, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]

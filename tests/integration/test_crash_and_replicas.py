@@ -13,15 +13,9 @@ from streams.local.scrape import Samples, summed, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
-from tests.integration.conftest import Names, sidecar_env
+from tests.integration.conftest import Names, all_folded, processed, sidecar_env
 
 pytestmark = pytest.mark.integration
-
-
-def _processed(m: Samples, names: Names) -> float:
-    return (value(m, "ecomind_streams_events_processed_total", topic=names.raw) or 0.0) + (
-        value(m, "ecomind_streams_events_processed_total", topic=names.enriched) or 0.0
-    )
 
 
 KILLS = 5
@@ -52,7 +46,7 @@ def test_kill_9_at_random_moments_keeps_exact_totals(broker, redis_server, names
         for floor in floors:
             wait_until(partial(_at_least, proc, names, floor), 120, what=f"progress past {floor} (seed {seed})")
             time.sleep(rng.uniform(0, 0.3))
-            at_kill = _processed(proc.scrape(), names)
+            at_kill = processed(proc.scrape(), names)
             proc.kill()
             assert at_kill < total, f"the kill must land mid-stream (seed {seed})"
             kills_at.append(at_kill)
@@ -61,7 +55,7 @@ def test_kill_9_at_random_moments_keeps_exact_totals(broker, redis_server, names
         producer.release()
         producer.join(180)
         assert producer.error is None and producer.sent == total
-        final = wait_until(lambda: _done(proc, names, total), 120, what="all events folded after the kills")
+        final = wait_until(lambda: all_folded(proc, names, total), 120, what="all events folded after the kills")
         assert len(kills_at) == KILLS
         assert truth.mismatches(final, names.raw, names.enriched) == [], f"seed {seed}, kills at {kills_at}"
         assert value(final, "ecomind_streams_batch_conflicts_total") == 0.0
@@ -70,13 +64,8 @@ def test_kill_9_at_random_moments_keeps_exact_totals(broker, redis_server, names
 
 
 def _at_least(proc: SidecarProc, names: Names, floor: int) -> float | None:
-    done = _processed(proc.scrape(), names)
+    done = processed(proc.scrape(), names)
     return done if done >= floor else None
-
-
-def _done(proc: SidecarProc, names: Names, total: int) -> Samples | None:
-    m = proc.scrape()
-    return m if _processed(m, names) >= total else None
 
 
 def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  # type: ignore[no-untyped-def]

@@ -12,18 +12,14 @@ import redis
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.local.scrape import Samples, value
+from streams.local.scrape import value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
 from tables.keys import Keys
-from tests.integration.conftest import Names, sidecar_env
+from tests.integration.conftest import Names, all_folded, processed, sidecar_env
 
 pytestmark = pytest.mark.integration
-
-
-def _processed(m: Samples, names: Names) -> float:
-    return sum(value(m, "ecomind_streams_events_processed_total", topic=t) or 0.0 for t in (names.raw, names.enriched))
 
 
 async def _committed(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
@@ -54,7 +50,7 @@ def test_sigterm_commits_and_the_restart_refolds_nothing(broker, redis_server, n
     try:
         proc.wait_ready()
         producer.start()
-        wait_until(lambda: _processed(proc.scrape(), names) >= total // 3, 90, what="a third folded")
+        wait_until(lambda: processed(proc.scrape(), names) >= total // 3, 90, what="a third folded")
         assert proc.server is not None and proc.server.proc is not None
         asked = time.monotonic()
         proc.server.proc.send_signal(15)
@@ -66,8 +62,8 @@ def test_sigterm_commits_and_the_restart_refolds_nothing(broker, redis_server, n
         # The Kafka commit mirrors the stored offsets exactly, so lag tools see what the tables hold.
         assert asyncio.run(_committed(broker.bootstrap, names.app_id, [names.raw, names.enriched])) == stored
         # State and offsets agree: every record below the stored offsets is counted (all are valid).
-        processed = {t: int(v) for t, v in store.hgetall(keys.key("processed")).items()}
-        assert sum(processed.values()) == done_at_stop
+        counted = {t: int(v) for t, v in store.hgetall(keys.key("processed")).items()}
+        assert sum(counted.values()) == done_at_stop
         assert store.get(keys.leader) is None, "the exporter lease is released, not left to expire"
         assert shutdown_s < 15, f"shutdown took {shutdown_s:.1f}s"
 
@@ -75,7 +71,7 @@ def test_sigterm_commits_and_the_restart_refolds_nothing(broker, redis_server, n
         proc.wait_ready()
         producer.join(120)
         assert producer.error is None and producer.sent == total
-        final = wait_until(lambda: _all(proc, names, total), 120, what="all events folded after the restart")
+        final = wait_until(lambda: all_folded(proc, names, total), 120, what="all events folded after the restart")
         assert truth.mismatches(final, names.raw, names.enriched) == []
         # The restarted process folded each remaining record once and nothing before the stored offsets.
         assert value(final, "ecomind_streams_records_folded_total") == float(total - done_at_stop)
@@ -83,8 +79,3 @@ def test_sigterm_commits_and_the_restart_refolds_nothing(broker, redis_server, n
     finally:
         store.close()
         proc.stop()
-
-
-def _all(proc: SidecarProc, names: Names, total: int) -> Samples | None:
-    m = proc.scrape()
-    return m if _processed(m, names) >= total else None

@@ -9,19 +9,15 @@ from pathlib import Path
 import pytest
 
 from streams.local.redis_server import LocalRedis
-from streams.local.scrape import Samples, value
+from streams.local.scrape import value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
-from tests.integration.conftest import Names, sidecar_env
+from tests.integration.conftest import Names, all_folded, processed, sidecar_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka_only]
 
 OUTAGE_S = 30.0
-
-
-def _processed(m: Samples, names: Names) -> float:
-    return sum(value(m, "ecomind_streams_events_processed_total", topic=t) or 0.0 for t in (names.raw, names.enriched))
 
 
 @pytest.mark.parametrize("keeps_data", [True, False], ids=["with-data", "data-lost"])
@@ -36,7 +32,7 @@ def test_redis_down_30s_mid_stream(broker, names: Names, workdir: Path, keeps_da
     try:
         proc.wait_ready()
         producer.start()
-        wait_until(lambda: _processed(proc.scrape(), names) >= total // 4, 90, what="a quarter folded")
+        wait_until(lambda: processed(proc.scrape(), names) >= total // 4, 90, what="a quarter folded")
         redis.stop()
         if not keeps_data:
             redis.wipe()
@@ -56,7 +52,7 @@ def test_redis_down_30s_mid_stream(broker, names: Names, workdir: Path, keeps_da
         wait_until(lambda: proc.get("/ready")[0] == 200, 60, what="ready once Redis is back")
         producer.join(180)
         assert producer.error is None and producer.sent == total
-        final = wait_until(lambda: _all(proc, names, total), 180, what="all events folded after the outage")
+        final = wait_until(lambda: all_folded(proc, names, total), 180, what="all events folded after the outage")
         assert truth.mismatches(final, names.raw, names.enriched) == []
         assert value(final, "ecomind_daily_active_users") == float(len(truth.users))
         assert value(final, "ecomind_daily_active_orgs") == float(len({o for o, _ in truth.users}))
@@ -71,8 +67,3 @@ def test_redis_down_30s_mid_stream(broker, names: Names, workdir: Path, keeps_da
     finally:
         proc.stop()
         redis.stop()
-
-
-def _all(proc: SidecarProc, names: Names, total: int) -> Samples | None:
-    m = proc.scrape()
-    return m if _processed(m, names) >= total else None
