@@ -161,33 +161,32 @@ class ReplicaCollector(Collector):
         for topic, n in sorted(st.assigned.items()):
             assigned.add_metric([topic], n)
         yield assigned
-        yield CounterMetricFamily("ecomind_streams_batches", "Batches written to the tables.", value=st.batches)
-        yield CounterMetricFamily(
-            "ecomind_streams_records_folded",
-            "Records this process folded, valid or not; a record folded again after a crash counts again.",
-            value=st.records_folded,
-        )
-        yield CounterMetricFamily(
-            "ecomind_streams_batch_conflicts",
-            "Batches refused because their partition's stored offset had moved.",
-            value=st.batch_conflicts,
-        )
-        yield CounterMetricFamily(
-            "ecomind_streams_redis_errors", "Failed Redis writes (retried).", value=st.redis_errors
-        )
         yield GaugeMetricFamily(
             "ecomind_streams_brokers_unreachable",
             "Brokers in the cluster metadata that refused a connection at the last check.",
             value=st.brokers_unreachable,
         )
-        yield CounterMetricFamily(
-            "ecomind_streams_dead_letters", "Invalid records forwarded to the dead-letter topic.", value=st.dead_letters
-        )
-        yield CounterMetricFamily(
-            "ecomind_streams_dead_letter_errors",
-            "Failed dead-letter writes (retried before the batch is applied).",
-            value=st.dead_letter_errors,
-        )
+        for name, doc, count in (
+            ("ecomind_streams_batches", "Batches written to the tables.", st.batches),
+            (
+                "ecomind_streams_records_folded",
+                "Records this process folded, valid or not; a record folded again after a crash counts again.",
+                st.records_folded,
+            ),
+            (
+                "ecomind_streams_batch_conflicts",
+                "Batches refused because their partition's stored offset had moved.",
+                st.batch_conflicts,
+            ),
+            ("ecomind_streams_redis_errors", "Failed Redis writes (retried).", st.redis_errors),
+            ("ecomind_streams_dead_letters", "Invalid records forwarded to the dead-letter topic.", st.dead_letters),
+            (
+                "ecomind_streams_dead_letter_errors",
+                "Failed dead-letter writes (retried before the batch is applied).",
+                st.dead_letter_errors,
+            ),
+        ):
+            yield CounterMetricFamily(name, doc, value=count)
 
 
 def _labelled_counter(

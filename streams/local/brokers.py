@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,12 +127,6 @@ class LocalKafka:
     def stop(self) -> None:
         if self.server:
             self.server.stop()
-
-    def restart(self, down_s: float = 0.0) -> None:
-        """Stop the broker, stay down `down_s` seconds, start it again on the same ports and log dir."""
-        self.stop()
-        time.sleep(down_s)
-        self.start()
 
 
 class KafkaCluster:

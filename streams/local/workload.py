@@ -79,6 +79,21 @@ def _diff(got: dict, want: dict) -> str:  # type: ignore[type-arg]
     return f"{len(bad)} series, e.g. {bad[:3]}"
 
 
+def raw_event(org: str, user: str, ts_ms: int, **extra: object) -> bytes:
+    """One valid raw event (openai, gpt-4o, one token each way), with fields added or overridden."""
+    body = {
+        "org_id": org,
+        "user_id": user,
+        "provider": "openai",
+        "model": "gpt-4o",
+        "tokens_in": 1,
+        "tokens_out": 1,
+        "ts": ts_ms,
+        **extra,
+    }
+    return orjson.dumps(body)
+
+
 def build(
     seed: int, raw_events: int, enriched_every: int, orgs: int = 40, users: int = 3000
 ) -> tuple[list[bytes], list[bytes], Truth]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.local.brokers import LocalKafka, LocalTansu
+from streams.local.brokers import KafkaCluster, LocalKafka, LocalTansu
 from streams.local.prometheus_server import LocalPrometheus
 from streams.local.redis_server import LocalRedis
 from streams.local.scrape import Samples, value
@@ -61,7 +61,9 @@ def names() -> Names:
     return Names()
 
 
-def sidecar_env(broker: LocalKafka | LocalTansu, redis: LocalRedis, names: Names, **extra: str) -> dict[str, str]:
+def sidecar_env(
+    broker: LocalKafka | LocalTansu | KafkaCluster, redis: LocalRedis, names: Names, **extra: str
+) -> dict[str, str]:
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
         "REDIS_URL": redis.url,

@@ -39,7 +39,7 @@ def _run_with_fault(
     raws, enriched, truth = truth_plan
     total = truth.raw_count + truth.enriched_count
     bootstrap = broker.bootstrap
-    env = sidecar_env(broker, redis, names)  # type: ignore[arg-type]
+    env = sidecar_env(broker, redis, names)
     proc = SidecarProc(home, env).start()
     producer = BackgroundProducer(bootstrap, [(names.raw, raws), (names.enriched, enriched)], 2_000, idempotent=True)
     try:

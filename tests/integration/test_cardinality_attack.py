@@ -13,6 +13,7 @@ from streams.labels import OTHER
 from streams.local.scrape import Samples, series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
+from streams.local.workload import raw_event
 from tests.integration.conftest import Names, promtool_accepts, sidecar_env
 from tests.integration.kafka_io import Out, produce
 
@@ -27,8 +28,8 @@ def test_cardinality_attack_is_capped_and_exact(broker, redis_server, names: Nam
     now_ms = int(time.time() * 1000)
     # A few real customers with steady traffic, then an attacker's flood of one-off org ids.
     real = [f"customer-{n}" for n in range(20)]
-    raw = [_event(org, f"u{n}", now_ms) for n in range(2_000) for org in [real[n % len(real)]]]
-    raw += [_event(f"attack-{n:06d}", "bot", now_ms) for n in range(ORGS)]
+    raw = [raw_event(org, f"u{n}", now_ms) for n in range(2_000) for org in [real[n % len(real)]]]
+    raw += [raw_event(f"attack-{n:06d}", "bot", now_ms) for n in range(ORGS)]
     kwh_nano = 0
     enriched = []
     for n in range(0, ORGS, 10):
@@ -65,20 +66,6 @@ def test_cardinality_attack_is_capped_and_exact(broker, redis_server, names: Nam
         assert 0 < rss < 250 * 2**20, f"sidecar RSS {rss / 2**20:.0f} MiB"
     finally:
         proc.stop()
-
-
-def _event(org: str, user: str, ts_ms: int) -> bytes:
-    return orjson.dumps(
-        {
-            "org_id": org,
-            "user_id": user,
-            "provider": "openai",
-            "model": "gpt-4o",
-            "tokens_in": 1,
-            "tokens_out": 1,
-            "ts": ts_ms,
-        }
-    )
 
 
 def _processed(m: Samples, topic: str) -> float:

@@ -1,11 +1,11 @@
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-import orjson
 import pytest
 
 from streams.calendar import DayCalendar
 from streams.fold import NANO, Delta, FoldContext, delay_bucket, fold_enriched, fold_raw, pair, unpair
+from streams.local.workload import raw_event
 
 H = 3_600_000
 NOV27_UTC = 1_795_737_600_000  # 2026-11-27T00:00:00Z
@@ -18,18 +18,7 @@ class Rec(NamedTuple):
     partition: int = 0
 
 
-def ev(org: str, user: str, ts_ms: int, **extra: object) -> bytes:
-    body = {
-        "org_id": org,
-        "user_id": user,
-        "provider": "openai",
-        "model": "gpt-4o",
-        "tokens_in": 1,
-        "tokens_out": 1,
-        "ts": ts_ms,
-        **extra,
-    }
-    return orjson.dumps(body)
+ev = raw_event
 
 
 def ctx(now_ms: int, zone: str = "UTC", days_kept: int = 2) -> FoldContext:
