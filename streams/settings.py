@@ -67,6 +67,9 @@ class Settings:
     max_label_values: int = 100
     dead_letter_topic: str | None = None
     web_config_file: str | None = None
+    shutdown_timeout_seconds: float = 20.0
+    redis_policy_check: bool = True
+    exporter_handover_seconds: float = 30.0
     kafka: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @property
@@ -99,6 +102,13 @@ class Settings:
             max_label_values=r.integer("STREAMS_MAX_LABEL_VALUES", cls.max_label_values, 1, 10_000),
             dead_letter_topic=r.optional_text("STREAMS_DEAD_LETTER_TOPIC", _check_topic),
             web_config_file=r.optional_text("STREAMS_WEB_CONFIG_FILE", _check_file),
+            shutdown_timeout_seconds=r.number(
+                "STREAMS_SHUTDOWN_TIMEOUT_SECONDS", cls.shutdown_timeout_seconds, 1, 3600
+            ),
+            redis_policy_check=r.flag("STREAMS_REDIS_POLICY_CHECK", cls.redis_policy_check),
+            exporter_handover_seconds=r.number(
+                "STREAMS_EXPORTER_HANDOVER_SECONDS", cls.exporter_handover_seconds, 0, 3600
+            ),
             kafka=KafkaSecurity(
                 security_protocol=r.choice(
                     "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -166,6 +176,16 @@ class _Reader:
         if not low <= number <= high:
             raise SettingsError(f"{name}={value!r}: expected a number from {low:g} to {high:g}")
         return number
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self._raw(name)
+        if value is None:
+            return default
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}={value!r}: expected true or false")
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self._raw(name)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams.fold import NANO
 from streams.local.scrape import Samples, series, value
+from tables.delta import NANO
 
 PROVIDERS = (("openai", "gpt-4o"), ("anthropic", "claude"), ("google", "gemini"))
 

@@ -10,7 +10,7 @@ import orjson
 from hypothesis import strategies as st
 
 from streams.events import EPOCH_MS_THRESHOLD
-from streams.labels import OTHER
+from tables.labels import OTHER
 
 NOW_MS = int(time.time() * 1000)
 MIN_TS_MS = 946_684_800_000  # the contract's floor: 2000-01-01

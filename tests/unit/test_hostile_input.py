@@ -11,8 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.calendar import DayCalendar
 from streams.exposition import render
-from streams.fold import Delta, FoldContext, fold_enriched, fold_raw
+from streams.fold import FoldContext, fold_enriched, fold_raw
 from streams.metrics import BusinessCollector
+from tables.delta import Delta
 from tables.snapshot import Snapshot
 
 NOW_MS = 1_795_780_800_000
