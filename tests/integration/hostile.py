@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import orjson
 from hypothesis import strategies as st
@@ -50,7 +51,7 @@ def with_amounts(ev: dict[str, object], n: int) -> dict[str, object]:
     return {**ev, "kwh": n / 1e9 * 100, "co2_kg": n / 1e9 * 50}
 
 
-valid_enriched = st.builds(with_amounts, valid_raw, st.integers(0, 10**9))
+valid_enriched = valid_raw.flatmap(lambda ev: st.integers(0, 10**9).map(partial(with_amounts, ev)))
 
 FIELDS = ("org_id", "user_id", "provider", "model", "tokens_in", "tokens_out", "ts")
 WRONG_TYPES = ([1], {"a": 1}, True, None, [[[[["deep"]]]]])  # a container, a bool, null, a deep list
@@ -107,17 +108,17 @@ def deeply_nested(depth: int) -> bytes:
 def _invalid_variants(ev: dict[str, object]) -> st.SearchStrategy[bytes | None]:
     this = st.just(ev)
     return st.one_of(
-        st.builds(truncated, this, st.integers(1, len(encoded(ev)) - 1)),
-        st.builds(missing, this, st.sampled_from(FIELDS)),
+        st.integers(1, len(encoded(ev)) - 1).map(partial(truncated, ev)),
+        st.sampled_from(FIELDS).map(partial(missing, ev)),
         st.builds(replaced, this, st.sampled_from(FIELDS), st.sampled_from(WRONG_TYPES)),
         st.builds(replaced, this, st.sampled_from(["tokens_in", "tokens_out"]), _out_of_range_tokens),
-        st.builds(non_finite_tokens, this, st.sampled_from(NON_FINITE)),
-        st.builds(replaced, this, st.just("ts"), _bad_ts_numbers),
-        st.builds(replaced, this, st.just("ts"), st.sampled_from(BAD_TS_TEXT)),
-        st.builds(huge_org_id, this, st.integers(257, 70_000)),
+        st.sampled_from(NON_FINITE).map(partial(non_finite_tokens, ev)),
+        _bad_ts_numbers.map(partial(replaced, ev, "ts")),
+        st.sampled_from(BAD_TS_TEXT).map(partial(replaced, ev, "ts")),
+        st.integers(257, 70_000).map(partial(huge_org_id, ev)),
         st.just(not_utf8(ev)),
         _json.filter(lambda v: not isinstance(v, dict)).map(orjson.dumps),  # valid JSON, not an object
-        st.builds(deeply_nested, st.integers(2, 5_000)),
+        st.integers(2, 5_000).map(deeply_nested),
         st.just(b""),
         st.none(),  # a tombstone
     )
@@ -138,12 +139,12 @@ def invalid_item(enriched: bool, payload: bytes | None) -> Item:
 
 def item() -> st.SearchStrategy[Item]:
     raw = st.one_of(
-        st.builds(valid_item, st.just(False), valid_raw),
-        st.builds(invalid_item, st.just(False), valid_raw.flatmap(_invalid_variants)),
+        valid_raw.map(partial(valid_item, False)),
+        valid_raw.flatmap(_invalid_variants).map(partial(invalid_item, False)),
     )
     enriched = st.one_of(
-        st.builds(valid_item, st.just(True), valid_enriched),
-        st.builds(invalid_item, st.just(True), valid_enriched.flatmap(_invalid_enriched_variants)),
+        valid_enriched.map(partial(valid_item, True)),
+        valid_enriched.flatmap(_invalid_enriched_variants).map(partial(invalid_item, True)),
     )
     return st.one_of(raw, enriched)
 
