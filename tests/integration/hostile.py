@@ -51,7 +51,11 @@ def with_amounts(ev: dict[str, object], n: int) -> dict[str, object]:
     return {**ev, "kwh": n / 1e9 * 100, "co2_kg": n / 1e9 * 50}
 
 
-valid_enriched = valid_raw.flatmap(lambda ev: st.integers(0, 10**9).map(partial(with_amounts, ev)))
+def _enriched_from(ev: dict[str, object]) -> st.SearchStrategy[dict[str, object]]:
+    return st.integers(0, 10**9).map(partial(with_amounts, ev))
+
+
+valid_enriched = valid_raw.flatmap(_enriched_from)
 
 FIELDS = ("org_id", "user_id", "provider", "model", "tokens_in", "tokens_out", "ts")
 WRONG_TYPES = ([1], {"a": 1}, True, None, [[[[["deep"]]]]])  # a container, a bool, null, a deep list
