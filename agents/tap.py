@@ -1,6 +1,7 @@
 """The tap agent: reads events.raw and the enriched topic in batches and folds them into the tables.
 
-Records do not pass through Faust's per-event Stream machinery (docs/design.md says why). Offsets live
+Records do not pass through Faust's per-event Stream machinery, which is far slower than a batch fold
+(docs/design.md says why, docs/performance.md has the figures). Offsets live
 in Redis with the state, so Kafka's committed offsets for this group are informational. The Kafka
 consumer, the store and the dead-letter sink are passed in: the same code runs against real clients
 and against the deterministic simulator's fakes (tests/sim).

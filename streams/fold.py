@@ -33,7 +33,7 @@ def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldConte
     now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
     oldest_kept_ms = ctx.oldest_kept_ms
     # One count per (org, provider, model) in the loop; the two labelled families are derived after it
-    # from far fewer keys (py-spy: two string keys and two counters per event were 15 % of the fold).
+    # from far fewer keys (the profile that showed this: docs/performance.md).
     combos: dict[tuple[str, str, str], int] = {}
     valid = late = 0
     newest = delta.last_ts_ms.get(topic, -1)
