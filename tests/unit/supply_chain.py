@@ -129,14 +129,15 @@ def licence_verdict(dist: Distribution) -> tuple[bool, str]:
     expression = next(iter(metadata.get_all("License-Expression") or []), None)
     free_text = next(iter(metadata.get_all("License") or []), "")
     classifiers = [c for c in metadata.get_all("Classifier") or [] if c.startswith("License ::")]
+    # A person read this version's licence text (which may well mention the GPL, as faust's does).
+    exception = POLICY.get("exceptions", {}).get(name)
+    if exception is not None:
+        return reviewed_exception(dist, exception)
     # An SPDX expression is judged exactly below ("MIT OR GPL-2.0-only" can be met with MIT); free text
     # and classifiers cannot be, so any refused name in them is enough to refuse.
     declared = " ".join([free_text, *classifiers])
     if not expression and re.search(POLICY["refused_pattern"], declared):
         return False, f"declares a refused licence: {declared.strip()[:200]!r}"
-    exception = POLICY.get("exceptions", {}).get(name)
-    if exception is not None:
-        return _reviewed(dist, exception)
     if expression:
         return spdx_acceptable(expression, accepted), f"License-Expression {expression!r}"
     if classifiers:
@@ -148,7 +149,7 @@ def licence_verdict(dist: Distribution) -> tuple[bool, str]:
     return False, f"{name} {version}: no licence metadata this policy can read; review it and add an exception"
 
 
-def _reviewed(dist: Distribution, exception: dict[str, str]) -> tuple[bool, str]:
+def reviewed_exception(dist: Distribution, exception: dict[str, str]) -> tuple[bool, str]:
     version = dist.metadata["Version"]
     if exception["version"] != version:
         return False, f"exception reviewed for {exception['version']}, installed {version}: read the licence again"
