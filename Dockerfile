@@ -4,11 +4,12 @@
 # hash-checked again, and keeps no compiler, pip cache or packaging tool (docs/supply-chain.md).
 # Needs BuildKit (the default builder of Docker 23+ and of `docker compose`) for the RUN --mount below.
 #
-# The base is pinned to a Debian release (bookworm) and a Python minor; to pin it by digest too, pass
-#   --build-arg BASE_IMAGE=python:3.11-slim-bookworm@sha256:<digest>
+# The base is pinned to a Debian release (13, trixie: the stable one, with regular security support)
+# and a Python minor; to pin it by digest too, pass
+#   --build-arg BASE_IMAGE=python:3.11-slim-trixie@sha256:<digest>
 # Label the image with where it came from:
 #   --build-arg SOURCE=<repository URL> --build-arg REVISION=$(git rev-parse HEAD)
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=python:3.11-slim-trixie
 
 FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
