@@ -38,17 +38,17 @@ LABEL org.opencontainers.image.title="ecomind-streams" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
 WORKDIR /app
-COPY requirements/runtime.txt /tmp/runtime.txt
-# The wheels are bind-mounted, not copied, so no layer keeps them. pip, setuptools and wheel go last:
-# the image then holds exactly the packages of the lock (the SBOM's list) and the project.
+# The wheels and the lock are bind-mounted, not copied, so no layer keeps them. pip, setuptools and
+# wheel go last: the image then holds exactly the packages of the lock (the SBOM's list) and the project.
 # The zone check fails the build unless every zone loads (Debian's tzdata in the base, with the locked
 # tzdata wheel as Python's fallback), so any IANA name in STREAMS_TIMEZONE works.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    --mount=type=bind,source=requirements/runtime.txt,target=/tmp/runtime.txt \
     python -m pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /wheels/deps \
       --require-hashes --only-binary=:all: -r /tmp/runtime.txt \
  && python -m pip install --no-cache-dir --disable-pip-version-check --no-index --no-deps /wheels/project/*.whl \
  && python -m pip uninstall --yes --disable-pip-version-check pip setuptools wheel \
- && rm -rf /tmp/runtime.txt /root/.cache \
+ && rm -rf /root/.cache \
  && python -c "import zoneinfo as z; n = z.available_timezones(); assert len(n) > 400, n; [z.ZoneInfo(k) for k in n]" \
  && useradd --system --uid 10001 streams
 USER streams
