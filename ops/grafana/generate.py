@@ -85,7 +85,7 @@ PIPELINE = [
         "stat",
         "short",
         [
-            ('sum(up{job="ecomind-streams"})', "up"),
+            ("count(ecomind_streams_build_info)", "up"),
             ("sum(ecomind_streams_ready)", "ready"),
             ("sum(ecomind_streams_exporter_leader)", "exporting"),
         ],
