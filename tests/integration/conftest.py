@@ -79,14 +79,16 @@ def sidecar_env(
     return env
 
 
-def panel_queries() -> list[tuple[str, str]]:
-    """(panel title, PromQL) of every panel the dashboard generator builds."""
-    path = Path(__file__).resolve().parents[2] / "ops" / "grafana" / "generate.py"
-    spec = importlib.util.spec_from_file_location("generate", path)
+def panel_queries(*boards: str) -> list[tuple[str, str]]:
+    """(panel title, PromQL with the variables at "All") of every panel on the given dashboards (by
+    default the two the sidecar feeds), as ops/grafana/boards.py defines them."""
+    path = Path(__file__).resolve().parents[2] / "ops" / "grafana" / "boards.py"
+    spec = importlib.util.spec_from_file_location("boards", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return [(title, expr) for title, _, _, queries in module.BUSINESS + module.PIPELINE for expr, _ in queries]
+    queries: list[tuple[str, str]] = module.panel_queries(*(boards or ("ecomind-business", "ecomind-pipeline")))
+    return queries
 
 
 def prom_equals(prom: LocalPrometheus, expr: str, want: float) -> bool:

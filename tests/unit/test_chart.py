@@ -161,16 +161,27 @@ def test_rendered_rules_are_ops_rules_with_the_runbook_base_set_once(tmp_path: P
         assert f"SUCCESS: {sum(len(g['rules']) for g in groups)} rules found" in done.stdout
 
 
-def test_dashboards_are_the_ops_json_labelled_for_the_grafana_sidecar() -> None:
-    maps = [d for d in render("default") if d["kind"] == "ConfigMap"]
-    boards = {p.name: json.loads(p.read_text()) for p in (ROOT / "ops" / "grafana" / "dashboards").glob("*.json")}
+@pytest.mark.parametrize("which", VALUES)
+def test_dashboards_are_the_ops_json_labelled_for_the_grafana_sidecar(which: str) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text()) | (
+        yaml.safe_load(ALL_ON.read_text()) if which == "all-options" else {}
+    )
+    maps = [d for d in render(which) if d["kind"] == "ConfigMap"]
+    default_base = "https://github.com/ecomind/ecomind-streams/blob/main/RUNBOOK.md#"
+    boards = {
+        p.name: json.loads(p.read_text().replace(default_base, values["runbookBaseUrl"] + "#"))
+        for p in (ROOT / "ops" / "grafana" / "dashboards").glob("*.json")
+    }
     got = {}
     for cm in maps:
-        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
-        assert cm["metadata"]["annotations"]["grafana_folder"] == "EcoMind"
+        for key, value in values["dashboards"]["labels"].items():
+            assert cm["metadata"]["labels"][key] == value
+        assert cm["metadata"]["annotations"]["grafana_folder"] == values["dashboards"]["folder"]
         ((name, text),) = cm["data"].items()
         got[name] = json.loads(text)
-    assert got == boards
+    assert got == boards and len(got) == 5
+    links = [link["url"] for board in got.values() for p in board["panels"] for link in p.get("links", [])]
+    assert links and all(url.startswith(values["runbookBaseUrl"] + "#") for url in links)
 
 
 # --- the Deployment against the code the sidecar runs --------------------------------------------------
