@@ -133,6 +133,32 @@ def test_operator_check_catches_a_misspelt_field() -> None:
     ), done.stdout
 
 
+def _crdschemas(docs: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    node = shutil.which("node")
+    assert node, "node comes with Debian's nodejs package (scripts/setup installs it)"
+    validator = _tool("install-crdschemas")
+    return subprocess.run([node, validator], input=json.dumps(docs), capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("which", VALUES)
+def test_operator_objects_match_the_crd_schemas(which: str) -> None:
+    # Types, enums, patterns (durations) and required fields, from @kubernetes-models/prometheus-operator.
+    for docs in (render(which), render(which, "--set", "monitor.kind=ServiceMonitor"),
+                 render(which, "--set", "monitor.kind=PodMonitor")):  # fmt: skip
+        done = _crdschemas(docs)
+        assert done.returncode == 0, done.stdout + done.stderr
+        kinds = {d["kind"] for d in docs} & OPERATOR_KINDS
+        assert {line.split()[1].split("/")[0] for line in done.stdout.splitlines()} == kinds
+
+
+def test_crd_schemas_catch_a_bad_duration() -> None:
+    docs = render("all-options")
+    one(docs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["interval"] = "30 seconds"
+    done = _crdschemas(docs)
+    assert done.returncode == 1 and "INVALID PodMonitor/prod-ecomind-streams" in done.stdout, done.stdout
+    assert "interval must match pattern" in done.stdout
+
+
 def _ops_groups(base: str | None = None) -> list[dict[str, Any]]:
     groups: list[dict[str, Any]] = []
     for path in sorted((ROOT / "ops" / "prometheus" / "rules").glob("*.yml")):
