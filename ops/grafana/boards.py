@@ -6,8 +6,6 @@ instance: multi, All). Tables, top-k, pies and stats are instant queries; "today
 sidecar's today-gauges; panels an alert watches link to its runbook section.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 # The documented default; the Helm chart's runbookBaseUrl replaces it in rules and dashboards alike.

@@ -360,3 +360,13 @@ def _no_stray_files() -> Iterator[None]:
     yield
     # Rendering must not write into the chart (helm keeps nothing there, and neither do the tests).
     assert not list(CHART.glob("*.tgz"))
+
+
+def test_the_runbook_base_has_one_default_everywhere() -> None:
+    default = yaml.safe_load((CHART / "values.yaml").read_text())["runbookBaseUrl"]
+    for template in ("prometheusrule.yaml", "dashboards.yaml"):
+        text = (CHART / "templates" / template).read_text()
+        assert f'$default := "{default}#"' in text, template
+    assert f'RUNBOOK_BASE = "{default}"' in (ROOT / "ops" / "grafana" / "boards.py").read_text()
+    urls = [r["annotations"]["runbook_url"] for g in _ops_groups() for r in g["rules"] if "alert" in r]
+    assert urls and all(u == f"{default}#{u.rpartition('#')[2]}" for u in urls)
