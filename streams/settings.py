@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
@@ -89,7 +90,9 @@ class Settings:
             timezone=r.text("STREAMS_TIMEZONE", cls.timezone, _check_zone),
             web_port=r.integer("STREAMS_WEB_PORT", cls.web_port, 1, 65535),
             web_bind=r.text("STREAMS_WEB_BIND", cls.web_bind, _check_nonempty),
-            redis_url=r.text("REDIS_URL", cls.redis_url, _check_redis_url),
+            redis_url=_with_redis_password(
+                r.secret("REDIS_URL", _check_redis_url) or cls.redis_url, r.secret("REDIS_PASSWORD", _check_nonempty)
+            ),
             days_kept=r.integer("STREAMS_DAYS_KEPT", cls.days_kept, 1, 366),
             max_future_seconds=r.integer("STREAMS_MAX_FUTURE_SECONDS", cls.max_future_seconds, 0, 31 * 86_400),
             max_payload_bytes=r.integer("STREAMS_MAX_PAYLOAD_BYTES", cls.max_payload_bytes, 256, 16 * 1024 * 1024),
@@ -115,7 +118,7 @@ class Settings:
                 ),
                 sasl_mechanism=r.optional_choice("KAFKA_SASL_MECHANISM", ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
                 sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
-                sasl_password=env.get("KAFKA_SASL_PASSWORD") or None,
+                sasl_password=r.secret("KAFKA_SASL_PASSWORD", _check_nonempty),
                 ssl_cafile=r.optional_text("KAFKA_SSL_CAFILE", _check_file),
                 ssl_certfile=r.optional_text("KAFKA_SSL_CERTFILE", _check_file),
                 ssl_keyfile=r.optional_text("KAFKA_SSL_KEYFILE", _check_file),
@@ -152,6 +155,32 @@ class _Reader:
     def optional_text(self, name: str, check: Callable[[str], str | None]) -> str | None:
         value = self._raw(name)
         return None if value is None else self.text(name, value, check)
+
+    def secret(self, name: str, check: Callable[[str], str | None]) -> str | None:
+        """A secret from NAME or from the file NAME_FILE names (the Docker/Kubernetes convention); errors
+        name the variable but never echo the secret."""
+        inline, path = self.env.get(name), self._raw(f"{name}_FILE")
+        inline = inline if inline and inline.strip() else None  # blank means unset, as for other settings
+        if inline is not None and path is not None:
+            raise SettingsError(f"{name} and {name}_FILE are both set: set one of them")
+        if path is None:
+            value = inline
+        else:
+            try:
+                with open(path, encoding="utf-8") as file:
+                    value = file.read().rstrip("\r\n")  # editors and `echo` end files with a newline
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SettingsError(f"{name}_FILE={path!r}: cannot read the file ({exc.__class__.__name__})") from None
+            if not value:
+                raise SettingsError(f"{name}_FILE={path!r}: the file is empty")
+        if value is None:
+            return None
+        problem = check(value)
+        if problem:
+            # A URL's password is masked: the message ends up in logs.
+            source = f"{name}_FILE={path!r}" if path is not None else f"{name}={re.sub(r':[^:@/]*@', ':***@', value)!r}"
+            raise SettingsError(f"{source}: expected {problem}")
+        return value
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         value = self._raw(name)
@@ -230,6 +259,19 @@ def _check_zone(value: str) -> str | None:
     except (ZoneInfoNotFoundError, ValueError):
         return "an IANA time zone name such as UTC or Europe/Paris"
     return None
+
+
+def _with_redis_password(url: str, password: str | None) -> str:
+    """REDIS_URL with REDIS_PASSWORD put in, so the password can come from its own Secret."""
+    if password is None:
+        return url
+    parts = urlsplit(url)
+    if parts.password is not None or "password=" in parts.query:
+        raise SettingsError("REDIS_URL already holds a password: drop it there or unset REDIS_PASSWORD")
+    if parts.scheme == "unix":
+        return f"{url}{'&' if parts.query else '?'}password={quote(password, safe='')}"
+    user, _, host = parts.netloc.rpartition("@")  # the user stays as written (already URL-encoded)
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
 
 
 def _check_redis_url(value: str) -> str | None:

@@ -1,7 +1,10 @@
-"""Grafana dashboards as code (grafana-foundation-sdk): writes ops/grafana/dashboards/*.json.
+"""Grafana dashboards as code (grafana-foundation-sdk): writes ops/grafana/dashboards/*.json from boards.py.
 
 python ops/grafana/generate.py          # write the JSON
 python ops/grafana/generate.py --check  # exit 1 if the committed JSON differs from this code
+
+The boards are portable: every panel queries the $datasource variable (provisioning and the Grafana
+sidecar pick the default Prometheus; an import through the UI asks for one through __inputs).
 """
 
 from __future__ import annotations
@@ -10,100 +13,113 @@ import json
 import sys
 from pathlib import Path
 
-from grafana_foundation_sdk.builders import bargauge, dashboard, piechart, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import bargauge, dashboard, piechart, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardLinkType,
+    DataSourceRef,
+    VariableOption,
+    VariableRefresh,
+    VariableSort,
+)
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from boards import BOARDS, Panel, runbook  # a sibling module, found through the path above
 
 OUT = Path(__file__).resolve().parent / "dashboards"
-DATASOURCE = DataSourceRef(type_val="prometheus", uid="prometheus")
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
+# An import through Grafana's UI replaces ${DS_PROMETHEUS} with the data source picked; provisioned
+# boards keep it, find no such data source, and the variable falls back to the default Prometheus.
+INPUTS = [
+    {
+        "name": "DS_PROMETHEUS",
+        "label": "Prometheus",
+        "description": "The Prometheus that scrapes EcoMind",
+        "type": "datasource",
+        "pluginId": "prometheus",
+        "pluginName": "Prometheus",
+    }
+]
+_KINDS = {
+    "stat": stat.Panel,
+    "timeseries": timeseries.Panel,
+    "bargauge": bargauge.Panel,
+    "piechart": piechart.Panel,
+    "table": table.Panel,
+}
 
-# (title, kind, unit, [(expr, legend)]) per panel; the end-to-end test runs every expr on Prometheus.
-BUSINESS = [
-    ("Active orgs today", "stat", "short", [("sum(ecomind_daily_active_orgs)", "orgs")]),
-    ("Active users today", "stat", "short", [("sum(ecomind_daily_active_users)", "users")]),
-    ("Energy today", "stat", "kwatth", [("sum(ecomind_total_kwh_today)", "kWh")]),
-    ("CO2 today", "stat", "masskg", [("sum(ecomind_total_co2_kg_today)", "kg")]),
-    (
-        "Top orgs by events (24 h)",
-        "bargauge",
-        "short",
-        [("topk(10, sum by (org_id) (increase(ecomind_events_ingested_total[24h])))", "{{org_id}}")],
-    ),
-    (
-        "Top orgs by energy today",
-        "bargauge",
-        "kwatth",
-        [("topk(10, sum by (org_id) (ecomind_total_kwh_today))", "{{org_id}}")],
-    ),
-    (
-        "API calls by model",
-        "timeseries",
-        "reqps",
-        [("sum by (model) (rate(ecomind_api_calls_total[5m]))", "{{model}}")],
-    ),
-    (
-        "Provider mix (24 h)",
-        "piechart",
-        "short",
-        [("sum by (provider) (increase(ecomind_events_ingested_total[24h]))", "{{provider}}")],
-    ),
-]
-_DELAY = "sum by (le) (rate(ecomind_streams_enrichment_delay_seconds_bucket[5m]))"
-PIPELINE = [
-    (
-        "Worker lag (messages)",
-        "timeseries",
-        "short",
-        [("sum by (topic, partition) (ecomind_worker_kafka_lag)", "{{topic}}/{{partition}}")],
-    ),
-    (
-        "Worker lag (age of oldest unconsumed record)",
-        "timeseries",
-        "s",
-        [("max by (topic, partition) (ecomind_worker_kafka_lag_seconds)", "{{topic}}/{{partition}}")],
-    ),
-    (
-        "Enrichment delay",
-        "timeseries",
-        "s",
-        [(f"histogram_quantile({q}, {_DELAY})", f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)],
-    ),
-    (
-        "Events/s per topic",
-        "timeseries",
-        "ops",
-        [("sum by (topic) (rate(ecomind_streams_events_processed_total[5m]))", "{{topic}}")],
-    ),
-    (
-        "Invalid events by reason",
-        "timeseries",
-        "ops",
-        [("sum by (topic, reason) (rate(ecomind_streams_events_invalid_total[5m]))", "{{topic}} {{reason}}")],
-    ),
-    (
-        "Replicas, ready, exporting",
-        "stat",
-        "short",
-        [
-            ('sum(up{job="ecomind-streams"})', "up"),
-            ("sum(ecomind_streams_ready)", "ready"),
-            ("sum(ecomind_streams_exporter_leader)", "exporting"),
-        ],
-    ),
-]
-BOARDS = {"ecomind-business": ("EcoMind Business", BUSINESS), "ecomind-pipeline": ("EcoMind Pipeline", PIPELINE)}
-_KINDS = {"stat": stat.Panel, "timeseries": timeseries.Panel, "bargauge": bargauge.Panel, "piechart": piechart.Panel}
+
+def _variables(board: dashboard.Dashboard, names: tuple[str, ...], instance_metric: str) -> dashboard.Dashboard:
+    source = (
+        dashboard.DatasourceVariable("datasource")
+        .label("Data source")
+        .type("prometheus")
+        .current(VariableOption(selected=True, text="${DS_PROMETHEUS}", value="${DS_PROMETHEUS}"))
+    )
+    board = board.with_variable(source)
+    if "org_id" in names:
+        board = board.with_variable(_all_of("org_id", "Org", "label_values(ecomind_events_ingested_total, org_id)"))
+    if "instance" in names:
+        board = board.with_variable(_all_of("instance", "Instance", f"label_values({instance_metric}, instance)"))
+    return board
+
+
+def _all_of(name: str, label: str, query: str) -> dashboard.QueryVariable:
+    return (
+        dashboard.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query(query)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(VariableOption(selected=True, text="All", value="$__all"))
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+    )
+
+
+def _panel(spec: Panel) -> object:
+    width = 6 if spec.kind == "stat" else 12
+    panel = (
+        _KINDS[spec.kind]()
+        .title(spec.title)
+        .description(spec.description + (" Alerts: " + ", ".join(spec.alerts) + "." if spec.alerts else ""))
+        .datasource(DATASOURCE)
+        .unit(spec.unit)
+        .height(8)
+        .span(width)
+    )
+    if spec.alerts:
+        links = [
+            dashboard.DashboardLink(f"Runbook: {alert}")
+            .type(DashboardLinkType.LINK)
+            .url(runbook(alert))
+            .target_blank(True)
+            for alert in spec.alerts
+        ]
+        panel = panel.links(links)
+    for ref, (expr, legend) in zip("ABCDEFGH", spec.queries, strict=False):
+        query = prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref)
+        # Tables, top-k, pies and stats show one value per series: an instant query, not a range.
+        if spec.instant:
+            fmt = PromQueryFormat.TABLE if spec.kind == "table" else PromQueryFormat.TIME_SERIES
+            query = query.instant().format(fmt)
+        else:
+            query = query.range()
+        panel = panel.with_target(query)
+    return panel
 
 
 def build(uid: str) -> dict[str, object]:
-    title, panels = BOARDS[uid]
+    title, panels, variables, instance_metric = BOARDS[uid]
     board = dashboard.Dashboard(title).uid(uid).tags(["ecomind"]).refresh("30s").time("now-6h", "now")
-    for name, kind, unit, queries in panels:
-        panel = _KINDS[kind]().title(name).datasource(DATASOURCE).unit(unit).height(8).span(12 if kind != "stat" else 6)
-        for ref, (expr, legend) in zip("ABCDEFGH", queries, strict=False):
-            panel = panel.with_target(prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref))
-        board = board.with_panel(panel)
-    return json.loads(json.dumps(board.build(), cls=JSONEncoder))
+    board = _variables(board, variables, instance_metric)
+    for spec in panels:
+        board = board.with_panel(_panel(spec))  # type: ignore[arg-type]
+    built: dict[str, object] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
+    return {"__inputs": INPUTS, **built}
 
 
 def render(uid: str) -> str:

@@ -5,7 +5,7 @@ STREAMS_TEST_BROKER=tansu runs the same suite against the embedded Tansu broker.
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -79,12 +79,16 @@ def sidecar_env(
     return env
 
 
-def panel_queries() -> list[tuple[str, str]]:
-    """(panel title, PromQL) of every panel in the committed dashboards, which
-    tests/unit/test_grafana.py holds equal to what ops/grafana/generate.py builds."""
-    boards = sorted((Path(__file__).resolve().parents[2] / "ops" / "grafana" / "dashboards").glob("*.json"))
-    panels = [panel for path in boards for panel in json.loads(path.read_text())["panels"]]
-    return [(panel["title"], target["expr"]) for panel in panels for target in panel["targets"]]
+def panel_queries(*boards: str) -> list[tuple[str, str]]:
+    """(panel title, PromQL with the variables at "All") of every panel on the given dashboards (by
+    default the two the sidecar feeds), as ops/grafana/boards.py defines them."""
+    path = Path(__file__).resolve().parents[2] / "ops" / "grafana" / "boards.py"
+    spec = importlib.util.spec_from_file_location("boards", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    queries: list[tuple[str, str]] = module.panel_queries(*(boards or ("ecomind-business", "ecomind-pipeline")))
+    return queries
 
 
 def prom_equals(prom: LocalPrometheus, expr: str, want: float) -> bool:

@@ -25,7 +25,7 @@ def test_config_passes_amtool_check() -> None:
 @pytest.mark.parametrize(
     ("labels", "receiver"),
     [
-        (["severity=critical", "alertname=ServiceDown", "job=ecomind-streams"], "pagerduty-critical"),
+        (["severity=critical", "alertname=ServiceDown", "ecomind_component=streams"], "pagerduty-critical"),
         (["severity=critical", "alertname=WorkerLagAboveSLA"], "pagerduty-critical"),
         (["severity=warning", "alertname=HighKafkaLag"], "slack-warnings"),
         (["severity=info", "alertname=LabelCapReached"], "slack-info"),
@@ -50,5 +50,7 @@ def test_secrets_come_from_files_not_the_config() -> None:
 def test_a_down_sidecar_silences_its_derived_alerts() -> None:
     rules = yaml.safe_load(CONFIG.read_text())["inhibit_rules"]
     down = next(r for r in rules if 'alertname="ServiceDown"' in r["source_matchers"])
-    assert 'job="ecomind-streams"' in down["source_matchers"] and down["equal"] == ["instance"]
+    # Keyed on the label the static config and the chart both set, never on the job's name.
+    assert 'ecomind_component="streams"' in down["source_matchers"] and down["equal"] == ["instance"]
+    assert not any("job" in m for r in rules for m in r["source_matchers"] + r["target_matchers"])
     assert "EcoMindStreamsNotReady" in down["target_matchers"][0]
