@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from agents.tap import TapAgent
 from streams.broker_health import check_brokers
 from streams.calendar import DayCalendar
+from streams.history import History
 from streams.labels import admit
 from streams.lag import LagProbe
 from streams.settings import Settings
@@ -41,12 +42,14 @@ class Sidecar:
         self.agent: TapAgent | None = None
         self.probe: LagProbe | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.history = History(self.status)  # landing page: uptime, last batch, records/s
 
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._retrying("tap", self._run_tap)),
             asyncio.create_task(self._retrying("lease", self._run_lease)),
             asyncio.create_task(self._retrying("lag probe", self._run_probe)),
+            asyncio.create_task(self.history.run()),  # landing page: samples the status every second
         ]
 
     async def stop(self) -> None:
