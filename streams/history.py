@@ -52,12 +52,12 @@ class History:
             points.append((now_s, self.status.records_folded))
         return points
 
-    def rates(self, now_s: float) -> list[tuple[float, float]]:
-        """(end of interval, records per second) for each interval of the last hour, oldest first."""
+    def rates(self, now_s: float) -> list[tuple[float, float, float]]:
+        """(start, end, records per second) of each interval of the last hour, oldest first."""
         out = []
         for (t0, n0), (t1, n1) in pairwise(self._points(now_s)):
             if t1 > t0:
-                out.append((t1, max(0, n1 - n0) / (t1 - t0)))
+                out.append((t0, t1, max(0, n1 - n0) / (t1 - t0)))
         return out
 
     def records_in_window(self, now_s: float) -> int:

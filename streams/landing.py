@@ -30,16 +30,16 @@ OTHER = "__other__"  # the label value orgs beyond the series cap are folded int
 _STYLE = """
 body{font:16px/1.45 system-ui,sans-serif;margin:0 auto;max-width:64rem;padding:1rem;color:#1a1a1a;background:#fff}
 h1{font-size:1.5rem;margin:.2rem 0}h1 small{font-size:.9rem;color:#555;font-weight:normal}
-h2{font-size:1.15rem;margin:1.2rem 0 .4rem;border-bottom:1px solid #ddd}
+h2{font-size:1.15rem;margin:1.2rem 0 .4rem;border-bottom:1px solid #ddd}h3{font-size:1rem;margin:.6rem 0 .3rem}
 nav a{margin-right:1rem;white-space:nowrap}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(17rem,1fr));gap:0 2rem}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}dt{color:#555}
-dd{margin:0;overflow-wrap:anywhere}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(17rem,1fr));gap:0 2rem;align-items:start}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.6rem 0;align-content:start}
+dt{color:#555}dd{margin:0}dd,.org,.topic{overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eee;overflow-wrap:anywhere}
-.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eee}
+.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.slo{white-space:nowrap}
 .ok{color:#1b7a1b}.bad{color:#b00020;font-weight:600}tr.over{background:#fde8ea}
-.chart{width:100%;height:8rem;color:#2255aa;display:block}
+.chart{width:100%;height:8rem;color:#2255aa;display:block;background:#f6f8fb}
 .axis{display:flex;justify-content:space-between;color:#555;font-size:.85rem}
 footer{margin-top:1.5rem;color:#555;font-size:.85rem}
 @media (max-width:30rem){body{padding:.6rem}th,td{padding:.2rem .3rem}}
@@ -203,15 +203,15 @@ def _lag(view: View) -> str:
         over = p.lag_seconds > LAG_SLO_SECONDS
         rows.append(
             f'<tr class="{"over" if over else ""}" data-topic="{_e(p.topic)}" data-partition="{p.partition}">'
-            f'<td>{_e(p.topic)}</td><td class="n">{p.partition}</td>'
+            f'<td class="topic">{_e(p.topic)}</td><td class="n">{p.partition}</td>'
             f'<td class="n"><data value="{p.lag_messages}">{p.lag_messages:,}</data></td>'
             f'<td class="n"><data value="{p.lag_seconds!r}">{p.lag_seconds:,.1f}</data></td>'
-            f"<td>{_state(not over, 'within SLO', 'above SLO')}</td></tr>"
+            f'<td class="slo">{_state(not over, "within", "above")}</td></tr>'
         )
     body = "".join(rows) or '<tr><td colspan="5">No partitions.</td></tr>'
     age = _duration(view.now_s - lag.taken_at_s)
     return (
-        f'<section id="lag">{head}<table><thead><tr><th>Topic</th><th class="n">Partition</th>'
+        f'<section id="lag">{head}<table><thead><tr><th>Topic</th><th class="n">Part.</th>'
         '<th class="n">Messages</th><th class="n">Seconds</th><th>SLO</th></tr></thead>'
         f"<tbody>{body}</tbody></table><p>Measured {age} ago.</p></section>"
     )
@@ -222,8 +222,8 @@ def _rate(view: View) -> str:
     if hist is None:
         return ""
     rates = hist.rates(view.now_s)
-    now = rates[-1][1] if rates else 0.0
-    peak = max((r for _, r in rates), default=0.0)
+    now = rates[-1][2] if rates else 0.0
+    peak = max((r for _, _, r in rates), default=0.0)
     counted = hist.records_in_window(view.now_s)
     label = f"Records read per second by this replica over the last hour, peak {peak:,.1f}/s"
     return (
@@ -237,7 +237,7 @@ def _rate(view: View) -> str:
 
 def render_live(view: View) -> str:
     """The part of the page that changes: swapped in place by the page's script."""
-    return _replica(view) + _health(view) + _today(view) + _lag(view) + _rate(view)
+    return f'<div class="grid">{_replica(view)}{_health(view)}</div>{_today(view)}{_lag(view)}{_rate(view)}'
 
 
 def render_page(view: View, runbook_url: str | None) -> str:
