@@ -22,6 +22,7 @@ from agents.tap import TapAgent
 from streams import clients
 from streams.broker_health import check_brokers
 from streams.calendar import DayCalendar
+from streams.history import History
 from streams.lag import LagProbe
 from streams.retry import SERVICES, retry
 from streams.settings import Settings
@@ -57,12 +58,14 @@ class Sidecar:
         self.agent: TapAgent | None = None
         self.probe: LagProbe | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.history = History(self.status)  # landing page: uptime, last batch, records/s
 
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._retrying("tap", self._run_tap)),
             asyncio.create_task(self._retrying("lease", self._run_lease)),
             asyncio.create_task(self._retrying("lag probe", self._run_probe)),
+            asyncio.create_task(self.history.run()),  # landing page: samples the status every second
         ]
 
     async def stop(self) -> None:
