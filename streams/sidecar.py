@@ -16,7 +16,7 @@ from agents.tap import TapAgent
 from streams.broker_health import check_brokers
 from streams.calendar import DayCalendar
 from streams.labels import admit
-from streams.lag import LagProbe
+from streams.lag_probe import LagProbe, probe_from_settings
 from streams.settings import Settings
 from streams.status import Status
 from tables.snapshot import Snapshot, add_label_members, label_activity, label_members, read_snapshot
@@ -107,7 +107,7 @@ class Sidecar:
 
     async def _run_probe(self) -> None:
         s = self.settings
-        probe = self.probe = LagProbe(s.bootstrap_servers, s.raw_topic, s.watch_group, s.kafka.client_kwargs())
+        probe = self.probe = probe_from_settings(s)
         try:
             await probe.start()
         except Exception:

@@ -10,7 +10,8 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from streams.exposition import render
-from streams.metrics import BusinessCollector, LagCollector, ReplicaCollector
+from streams.lag_metrics import LagCollector, LagExport
+from streams.metrics import BusinessCollector, ReplicaCollector
 from streams.web_config import WebConfig
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ async def render_metrics(sidecar: Sidecar) -> bytes:
     if snap is not None:
         s = sidecar.settings
         collectors.append(BusinessCollector(snap, (s.raw_topic, s.enriched_topic)))
-        collectors.append(LagCollector(sidecar.status.lag, s.watch_group))
+        collectors.append(LagCollector(sidecar.status.lag, s.watch_group, LagExport.from_settings(s)))
     return render(collectors)
 
 
