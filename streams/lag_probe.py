@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.admin import DescribeGroupsRequest_v3, DescribeGroupsResponse_v3
 
 from streams.lag import FirstRecord, GroupLag, LagSnapshot, partition_lag, resume_position, select_groups
 from streams.lag_fetch import FirstRecordReader, ProbeConsumer
@@ -27,6 +28,11 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# aiokafka 0.14 pairs DescribeGroups v3 requests with the v2 response schema, which lacks v3's
+# authorized_operations, so every answer from Kafka >= 2.3 fails to decode. Pair it with v3's.
+if DescribeGroupsRequest_v3.RESPONSE_TYPE is not DescribeGroupsResponse_v3:
+    DescribeGroupsRequest_v3.RESPONSE_TYPE = DescribeGroupsResponse_v3
 
 
 class ProbeAdmin(Protocol):
@@ -66,7 +72,7 @@ class _Group:
     state: str = "Dead"
     members: int = 0
     assigned_topics: frozenset[str] = frozenset()
-    offsets: dict[TopicPartition, int | None] | None = None  # None: the offsets could not be read
+    offsets: dict[TopicPartition, int] | None = None  # committed offsets; None: they could not be read
 
 
 class LagProbe:
@@ -90,6 +96,7 @@ class LagProbe:
         self.fetch_timeout_ms = fetch_timeout_ms
         self._limit = asyncio.Semaphore(concurrency)
         self._coordinators: dict[str, int] = {}
+        self._offsets_for_all: bool | None = None  # can OffsetFetch list a group's offsets without partitions?
         # (partition, position) -> first record at or after it: a slow fetch does not lose a known age.
         self._first_cache: dict[tuple[TopicPartition, int], FirstRecord] = {}
 
@@ -198,28 +205,46 @@ class LagProbe:
         await asyncio.gather(*(describe(node, names) for node, names in by_node.items()))
 
     async def _read_offsets(self, groups: dict[str, _Group], errors: list[str]) -> None:
+        explicit: list[TopicPartition] | None = None
+        if self._offsets_for_all is None:
+            self._offsets_for_all = await self._answers_offsets_for_all(next(iter(groups)))
+        if not self._offsets_for_all:
+            # The broker cannot list a group's offsets without partitions: name every partition there is.
+            explicit = [tp for tps in (await self._partitions(None)).values() for tp in tps]
+
         async def read(name: str) -> None:
             node = self._coordinators.get(name)
             try:
                 raw = await self._bounded(
-                    lambda: self._admin.list_consumer_group_offsets(name, group_coordinator_id=node)
+                    lambda: self._admin.list_consumer_group_offsets(
+                        name, group_coordinator_id=node, partitions=explicit
+                    )
                 )
             except KafkaError as exc:
                 self._coordinators.pop(name, None)
                 errors.append(f"OffsetFetch {name} failed: {exc!r}")
                 return
-            groups[name].offsets = {
-                tp: (m.offset if m is not None and m.offset >= 0 else None) for tp, m in raw.items()
-            }
+            # -1 (no commit) comes back only for partitions named explicitly; no commit is no entry.
+            groups[name].offsets = {tp: m.offset for tp, m in raw.items() if m is not None and m.offset >= 0}
 
         await asyncio.gather(*(read(name) for name in groups))
 
-    async def _partitions(self, topics: set[str]) -> dict[str, list[TopicPartition]]:
-        if not topics:
+    async def _answers_offsets_for_all(self, group: str) -> bool:
+        """Whether OffsetFetch without partitions works (Kafka >= 0.10.2); Tansu drops the connection."""
+        try:
+            await self._admin.list_consumer_group_offsets(group, group_coordinator_id=self._coordinators.get(group))
+            return True
+        except (KafkaError, ValueError) as exc:
+            log.info("lag probe: OffsetFetch for all partitions refused (%r): naming partitions instead", exc)
+            return False
+
+    async def _partitions(self, topics: set[str] | None) -> dict[str, list[TopicPartition]]:
+        """Partitions of `topics` (None: of every topic but the internal ones), from one Metadata request."""
+        if topics is not None and not topics:
             return {}
         found: dict[str, list[TopicPartition]] = {}
-        for t in await self._admin.describe_topics(sorted(topics)):
-            if t["error_code"] == 0:
+        for t in await self._admin.describe_topics(sorted(topics) if topics is not None else None):
+            if t["error_code"] == 0 and not t["is_internal"]:
                 found[t["topic"]] = sorted(TopicPartition(t["topic"], p["partition"]) for p in t["partitions"])
         return found
 
