@@ -199,13 +199,16 @@ def _lag(view: View) -> str:
     if lag is None:
         return f'<section id="lag">{head}<p>Not measured yet.</p></section>'
     rows = []
-    for p in lag.partitions:
-        over = p.lag_seconds > LAG_SLO_SECONDS
+    watched = lag.watched
+    for p in watched.partitions if watched is not None else ():
+        # An unknown age with messages waiting counts as above the SLO, as the alert does.
+        over = p.lag_seconds is None or p.lag_seconds > LAG_SLO_SECONDS
+        seconds = "unknown" if p.lag_seconds is None else f"{p.lag_seconds:,.1f}"
         rows.append(
             f'<tr class="{"over" if over else ""}" data-topic="{_e(p.topic)}" data-partition="{p.partition}">'
             f'<td class="topic">{_e(p.topic)}</td><td class="n">{p.partition}</td>'
             f'<td class="n"><data value="{p.lag_messages}">{p.lag_messages:,}</data></td>'
-            f'<td class="n"><data value="{p.lag_seconds!r}">{p.lag_seconds:,.1f}</data></td>'
+            f'<td class="n"><data value="{p.lag_seconds!r}">{seconds}</data></td>'
             f'<td class="slo">{_state(not over, "within", "above")}</td></tr>'
         )
     body = "".join(rows) or '<tr><td colspan="5">No partitions.</td></tr>'

@@ -14,7 +14,6 @@ from importlib.metadata import PackageNotFoundError, version
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streams.lag import LagSnapshot
 from streams.status import Status
 from tables.delta import DELAY_BUCKETS_SECONDS
 from tables.snapshot import Snapshot
@@ -90,41 +89,6 @@ class BusinessCollector(Collector):
             invalid.add_metric([topic, reason], n)
         yield invalid
         yield _delay_histogram(s.delay_buckets, s.delay_sum_ms)
-
-
-class LagCollector(Collector):
-    def __init__(self, lag: LagSnapshot | None, group: str) -> None:
-        self.lag = lag
-        self.group = group
-
-    def collect(self) -> Iterator[Metric]:
-        messages = GaugeMetricFamily(
-            "ecomind_worker_kafka_lag",
-            f"Messages between consumer group {self.group}'s committed offset and the partition end.",
-            labels=["topic", "partition"],
-        )
-        seconds = GaugeMetricFamily(
-            "ecomind_worker_kafka_lag_seconds",
-            "Age of the oldest record the watched group has not consumed; 0 when caught up.",
-            labels=["topic", "partition"],
-        )
-        committed = GaugeMetricFamily(
-            "ecomind_streams_watch_group_committed",
-            "1 when the watched group has a committed offset on the partition, 0 when it has none.",
-            labels=["topic", "partition"],
-        )
-        taken = GaugeMetricFamily("ecomind_streams_lag_probe_timestamp_seconds", "When the lag figures were measured.")
-        if self.lag is not None:
-            for p in self.lag.partitions:
-                labels = [p.topic, str(p.partition)]
-                messages.add_metric(labels, p.lag_messages)
-                seconds.add_metric(labels, p.lag_seconds)
-                committed.add_metric(labels, 1 if p.committed else 0)
-            taken.add_metric([], self.lag.taken_at_s)
-        yield messages
-        yield seconds
-        yield committed
-        yield taken
 
 
 class ReplicaCollector(Collector):

@@ -23,7 +23,7 @@ from streams import clients
 from streams.broker_health import check_brokers
 from streams.calendar import DayCalendar
 from streams.history import History
-from streams.lag import LagProbe
+from streams.lag_probe import LagProbe, probe_from_settings
 from streams.retry import SERVICES, retry
 from streams.settings import Settings
 from streams.status import Status
@@ -153,7 +153,7 @@ class Sidecar:
 
     async def _run_probe(self) -> None:
         s = self.settings
-        probe = self.probe = LagProbe(s.bootstrap_servers, s.raw_topic, s.watch_group, s.kafka.client_kwargs())
+        probe = self.probe = probe_from_settings(s)
         try:
             await probe.start()
         except Exception:

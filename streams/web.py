@@ -10,8 +10,9 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, ProcessCollector
 from prometheus_client.registry import Collector
 
 from streams.exposition import render
+from streams.lag_metrics import LagCollector, LagExport
 from streams.landing import PAGE_HEADERS, render_live, render_page, render_starting
-from streams.metrics import BusinessCollector, LagCollector, ReplicaCollector
+from streams.metrics import BusinessCollector, ReplicaCollector
 from streams.view import View, gather_view
 from streams.web_config import WebConfig
 
@@ -27,7 +28,7 @@ def metrics_from(view: View) -> bytes:
     if view.snapshot is not None:
         s = view.settings
         collectors.append(BusinessCollector(view.snapshot, (s.raw_topic, s.enriched_topic)))
-        collectors.append(LagCollector(view.status.lag, s.watch_group))
+        collectors.append(LagCollector(view.status.lag, s.watch_group, LagExport.from_settings(s)))
     return render(collectors)
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 from prometheus_client.registry import Collector
 
 from streams.exposition import render
-from streams.lag import LagSnapshot, PartitionLag
-from streams.metrics import BusinessCollector, LagCollector, ReplicaCollector
+from streams.lag import GroupLag, LagSnapshot, PartitionLag
+from streams.lag_metrics import LagCollector
+from streams.metrics import BusinessCollector, ReplicaCollector
 from streams.status import Status
 from tables.snapshot import Snapshot
 
@@ -52,12 +53,15 @@ def snapshot() -> Snapshot:
 
 
 def lag() -> LagSnapshot:
+    partitions = (
+        PartitionLag("events.raw", 0, True, 120, 3.5),
+        PartitionLag("events.raw", 1, True, 0, 0.0),
+        PartitionLag("events.raw", 2, False, 7, 61.25),
+        PartitionLag("events.raw", 3, True, 5, None),  # messages wait, their age could not be read
+    )
     return LagSnapshot(
-        [
-            PartitionLag("events.raw", 0, True, 120, 3.5),
-            PartitionLag("events.raw", 1, True, 0, 0.0),
-            PartitionLag("events.raw", 2, False, 7, 61.25),
-        ],
+        {"ecomind-worker": GroupLag("ecomind-worker", "Stable", 2, partitions)},
+        watched_group="ecomind-worker",
         taken_at_s=1_795_780_805.5,
     )
 

@@ -12,7 +12,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from streams.history import SAMPLE_EVERY_SECONDS, History
-from streams.lag import LagSnapshot, PartitionLag
+from streams.lag import GroupLag, LagSnapshot, PartitionLag
 from streams.landing import PAGE_HEADERS, render_live, render_page, runbook_url_from_env
 from streams.local.scrape import parse, value
 from streams.settings import Settings, SettingsError
@@ -57,7 +57,8 @@ class Clock:
 
 def make_view(kwh: dict[str, float], lag: list[PartitionLag] | None = None, leader: bool = True) -> View:
     status = Status(replica_id='host:6066<"&>', recovering=False, broker_ok=True, redis_ok=True, leader=leader)
-    status.lag = LagSnapshot(lag or [], 1_000.0)
+    group = GroupLag("ecomind-worker", "Stable", 1, tuple(lag or []))
+    status.lag = LagSnapshot({"ecomind-worker": group}, "ecomind-worker", 1_000.0)
     clock = Clock(1_000.0)
     history = History(status, clock)
     clock.now = 1_030.0
