@@ -109,6 +109,7 @@ class TapAgent:
 
     async def stop(self) -> None:
         """Bounded: a write that cannot finish in time is abandoned; its offsets are never committed."""
+        self.status.recovering = True  # a stopped tap holds no partitions: not ready until one runs again
         deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout_seconds
         try:
             await asyncio.wait_for(self._stop_writes(), timeout=self.settings.shutdown_timeout_seconds)

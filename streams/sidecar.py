@@ -105,7 +105,6 @@ class Sidecar:
         except asyncio.CancelledError:
             raise
         except Exception:
-            self.status.recovering = True
             await self.agent.stop()
             raise
 

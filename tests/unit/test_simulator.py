@@ -15,19 +15,25 @@ import pytest
 from aiokafka import TopicPartition
 
 from tables.store import OffsetMove
-from tests.sim.world import PROFILES, Faults, Violation, simulate
+from tests.sim.world import PROFILES, Violation, simulate
 
-# Seeds that drove the tap into the holes it once had; each must keep passing.
+# Fixed schedules, replayed every run (40 steps, the fault profile PROFILES[seed % 3], as the search runs
+# them). The first two are where the search finds a tap whose batch claims offsets from a reload that
+# happened while it folded; the others each contain the named fault.
 REGRESSIONS = [
-    # A write in flight refused and reloaded while the next batch folded: that batch claimed offsets
-    # from the reloaded position (found 47th with the fix reverted, at the default profile).
-    pytest.param(46, Faults(), id="refused-write-while-folding"),
-    pytest.param(75, Faults(), id="refused-write-first-claim"),
-    pytest.param(3, Faults(), id="sigterm-during-redis-outage-then-rebalance"),
-    pytest.param(87, Faults(), id="redis-older-snapshot-while-quiet"),
-    pytest.param(11, Faults(truncation=True, redis_restarts=False), id="log-truncated-past-stored-offset"),
-    pytest.param(2, Faults(), id="lost-reply-then-retry"),
+    pytest.param(167, id="refused-write-while-folding-1"),
+    pytest.param(290, id="refused-write-while-folding-2"),
+    pytest.param(0, id="aborted-transaction"),
+    pytest.param(1, id="sigterm-during-redis-outage"),
+    pytest.param(2, id="redis-restart-from-older-snapshot"),
+    pytest.param(6, id="zombie-write-after-rebalance"),
+    pytest.param(8, id="write-applied-reply-lost"),
+    pytest.param(14, id="redis-restart-empty"),
+    pytest.param(22, id="log-truncated-and-kill-9-with-write-in-flight"),
 ]
+
+# Schedules the reverted fix must be found within (it is found far sooner; see the note in docs/guarantees.md).
+SEARCH_BUDGET = 1_000
 
 
 @pytest.fixture(autouse=True)
@@ -37,9 +43,9 @@ def _quiet() -> Iterator[None]:
     logging.disable(logging.NOTSET)
 
 
-@pytest.mark.parametrize(("seed", "faults"), REGRESSIONS)
-def test_regression_seed(seed: int, faults: Faults) -> None:
-    world = simulate(seed, steps=60, faults=faults)
+@pytest.mark.parametrize("seed", REGRESSIONS)
+def test_regression_seed(seed: int) -> None:
+    world = simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)])
     assert world.events_made > 0
 
 
@@ -54,7 +60,7 @@ def test_random_schedules_slice() -> None:
 
 def test_simulator_finds_a_batch_that_claims_what_it_does_not_contain(monkeypatch: pytest.MonkeyPatch) -> None:
     """The checker is not blind: a tap that writes its batch under offsets computed after a reload (the
-    hole once there) is caught at the regression seed."""
+    hole once there) is caught by the random search, in the same schedules CI runs."""
     from agents import tap
 
     original = tap.TapAgent.process
@@ -75,6 +81,13 @@ def test_simulator_finds_a_batch_that_claims_what_it_does_not_contain(monkeypatc
             self._inflight = asyncio.create_task(self._apply(delta, moves))
 
     monkeypatch.setattr(tap.TapAgent, "process", claims_from_reloaded_offsets)
-    with pytest.raises(Violation, match="claims"):
-        simulate(46, steps=60, faults=Faults())
+    found = None
+    for seed in range(SEARCH_BUDGET):
+        try:
+            simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)])
+        except Violation as exc:
+            found = (seed, str(exc))
+            break
     monkeypatch.setattr(tap.TapAgent, "process", original)
+    assert found is not None, f"the reverted fix went unnoticed in {SEARCH_BUDGET} schedules"
+    assert "claims" in found[1]
