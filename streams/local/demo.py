@@ -57,9 +57,10 @@ def main() -> None:
         except AssertionError:
             raise SystemExit(f"the sidecar did not become ready; see {workdir / 'sidecar.log'}") from None
         print(f"\nEcoMind Streams is running on a local {args.broker} broker ({broker.bootstrap}).")
-        print(f"  status page: http://127.0.0.1:{port}/")
-        print(f"  metrics:     http://127.0.0.1:{port}/metrics")
-        print(f"  ready:       http://127.0.0.1:{port}/ready")
+        base = f"http://127.0.0.1:{sidecar.port}"  # the port given, or a free one when it was 0 or taken
+        print(f"  status page: {base}/")
+        print(f"  metrics:     {base}/metrics")
+        print(f"  ready:       {base}/ready")
         print(f"  logs:        {workdir}")
         print("Press Ctrl-C to stop.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
