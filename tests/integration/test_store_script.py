@@ -1,0 +1,80 @@
+"""The batch script on a real redis-server: it writes everything or nothing, and no total overflows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_sync
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from streams.local.redis_server import LocalRedis
+from tables.delta import NANO, Delta
+from tables.keys import AMOUNT_BASE, REMAINDER_SUFFIX, Keys
+from tables.store import Conflict, OffsetMove, RedisStore, WrongKeyType
+
+pytestmark = pytest.mark.integration
+DAY = "2026-11-27"
+
+
+def _kwh_delta(org: str, nano: int) -> Delta:
+    delta = Delta()
+    delta.processed["enriched"] += 1
+    delta.kwh_nano[DAY] = Counter({org: nano})
+    return delta
+
+
+def _snapshot(client: redis_sync.Redis) -> dict[str, object]:
+    return {str(key): client.dump(key) for key in sorted(client.keys("*"))}
+
+
+async def _apply(url: str, delta: Delta, moves: list[OffsetMove]) -> None:
+    client = aioredis.from_url(url, decode_responses=True)
+    try:
+        await RedisStore(client, "s", days_kept=2).apply(delta, moves)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def redis_home(tmp_path: Path) -> Iterator[LocalRedis]:
+    server = LocalRedis(tmp_path / "redis").start(keep_data=False)
+    yield server
+    server.stop()
+
+
+def test_remainders_carry_and_totals_stay_exact(redis_home: LocalRedis) -> None:
+    client = redis_sync.Redis.from_url(redis_home.url, decode_responses=True)
+    amounts = [999 * NANO + 999_999_999, 1, 1000 * NANO, 123_456_789] * 25  # carries on most writes
+    for i, n in enumerate(amounts):
+        asyncio.run(_apply(redis_home.url, _kwh_delta("o", n), [OffsetMove("enriched", 0, i or None, i + 1)]))
+    key = Keys("s").day(DAY, "kwh")
+    whole, rest = int(client.hget(key, "o")), int(client.hget(key + REMAINDER_SUFFIX, "o"))  # type: ignore[arg-type]
+    assert 0 <= rest < AMOUNT_BASE
+    assert whole * AMOUNT_BASE + rest == sum(amounts)
+
+
+def test_a_refused_or_failing_write_changes_nothing(redis_home: LocalRedis) -> None:
+    client = redis_sync.Redis.from_url(redis_home.url, decode_responses=True)
+    asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, None, 5)]))
+    before = _snapshot(client)
+    with pytest.raises(Conflict):  # the batch claims to start at 3, the stored offset is 5
+        asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 3, 9)]))
+    assert _snapshot(client) == before
+    activity = Keys("s").activity("org_id")
+    client.set(activity, "not a hash")  # something else wrote one of the batch's keys
+    before = _snapshot(client)
+    with pytest.raises(WrongKeyType):
+        asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)]))
+    assert _snapshot(client) == before, "a refused batch must write nothing, offsets included"
+    client.delete(activity)
+    client.config_set("maxmemory", "1")  # over the limit: Redis refuses the script before it starts
+    before = _snapshot(client)
+    with pytest.raises(ResponseError, match="maxmemory"):
+        asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)]))
+    client.config_set("maxmemory", "0")
+    assert _snapshot(client) == before
