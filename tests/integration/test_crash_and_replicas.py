@@ -166,7 +166,8 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
             r.stop()
     # Checked throughout, kills and restarts included, not only once settled.
     assert watch.failure is None, watch.failure
-    assert watch.doubles == [], f"two replicas exported business series at once: {watch.doubles[:3]}"
+    by_phase = Counter(phase for phase, _ in watch.doubles)
+    assert watch.doubles == [], f"two replicas exported at once, rounds per phase {by_phase}: {watch.doubles[:3]}"
     phases = ("start", "first kill", "first restart", "second kill", "second restart", "settled")
     assert all(watch.rounds[p] >= 5 for p in phases), f"too few rounds to cover each phase: {watch.rounds}"
     assert watch.exporting_rounds >= 20, "the watch must have seen an exporter, or it proves nothing"
@@ -203,7 +204,7 @@ class ExporterWatch(threading.Thread):
         self.phase = "start"  # set by the test, to show that every phase was watched
         self.rounds: Counter[str] = Counter()
         self.exporting_rounds = 0
-        self.doubles: list[str] = []
+        self.doubles: list[tuple[str, str]] = []  # (phase, what was seen)
         self.failure: str | None = None
         self._done = threading.Event()
 
@@ -231,7 +232,7 @@ class ExporterWatch(threading.Thread):
         self.rounds[self.phase] += 1
         self.exporting_rounds += bool(exporters)
         if len(exporters) > 1:
-            self.doubles.append(f"{time.strftime('%H:%M:%S')} {self.phase}: {exporters}, leaders {leaders}")
+            self.doubles.append((self.phase, f"{time.strftime('%H:%M:%S')} {exporters}, leaders {leaders}"))
 
     def stop(self) -> None:
         self._done.set()
