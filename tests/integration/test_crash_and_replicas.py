@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import random
+import threading
 import time
+from collections import Counter
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +42,8 @@ def test_kill_9_at_random_moments_keeps_exact_totals(broker, redis_server, names
         broker.bootstrap, [(names.raw, raws), (names.enriched, enriched)], RATE_PER_S, hold_back=total // 10
     )
     proc = SidecarProc(workdir / names.app_id, env).start()
+    # The conflict counter lives and dies with its process: one entry per process, from its last scrape.
+    conflicts: list[float | None] = []
     try:
         proc.wait_ready()
         producer.start()
@@ -46,19 +51,30 @@ def test_kill_9_at_random_moments_keeps_exact_totals(broker, redis_server, names
         for floor in floors:
             wait_until(partial(_at_least, proc, names, floor), 120, what=f"progress past {floor} (seed {seed})")
             time.sleep(rng.uniform(0, 0.3))
-            at_kill = processed(proc.scrape(), names)
+            last = proc.scrape()
             proc.kill()
+            at_kill = processed(last, names)
             assert at_kill < total, f"the kill must land mid-stream (seed {seed})"
             kills_at.append(at_kill)
+            conflicts.append(value(last, "ecomind_streams_batch_conflicts_total"))
+            assert conflicts[-1] == 0.0, f"process {len(conflicts)} had batches refused (seed {seed})"
             proc.start()
             proc.wait_ready()
         producer.release()
         producer.join(180)
         assert producer.error is None and producer.sent == total
         final = wait_until(lambda: all_folded(proc, names, total), 120, what="all events folded after the kills")
+        conflicts.append(value(final, "ecomind_streams_batch_conflicts_total"))
         assert len(kills_at) == KILLS
         assert truth.mismatches(final, names.raw, names.enriched) == [], f"seed {seed}, kills at {kills_at}"
-        assert value(final, "ecomind_streams_batch_conflicts_total") == 0.0
+        # No batch refused in any of the six processes: their counters as last scraped, and, for what a
+        # process did between its last scrape and its kill, the log that every process appended to.
+        assert conflicts == [0.0] * (KILLS + 1), f"refused batches per process: {conflicts} (seed {seed})"
+        assert proc.server is not None
+        log = proc.server.log_path.read_text(errors="replace")
+        assert log.count("metrics at ") == KILLS + 1, "the log must hold every process's lines"
+        refused = [line for line in log.splitlines() if "batch refused" in line]
+        assert refused == [], f"seed {seed}: {refused[:3]}"
     finally:
         proc.stop()
 
@@ -79,14 +95,13 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
     a = SidecarProc(workdir / names.app_id, env, name="a").start()
     b = SidecarProc(workdir / names.app_id, env, name="b").start()
     replicas = [a, b]
-    exporters_seen: list[int] = []
+    watch = ExporterWatch([a, b])
 
     def scrape_all() -> list[Samples]:
-        scrapes = [r.scrape() for r in replicas if r.running()]
-        exporters_seen.append(sum(1 for s in scrapes if value(s, "ecomind_daily_active_users") is not None))
-        return scrapes
+        return [r.scrape() for r in replicas if r.running()]
 
     try:
+        watch.start()
         a.wait_ready()
         b.wait_ready()
         wait_until(
@@ -104,6 +119,7 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
         producer.start()
         wait_until(lambda: _summed_processed(scrape_all(), names) >= total // 4, 90, what="a quarter folded")
 
+        watch.phase = "first kill"
         leader = next(r for r in replicas if value(r.scrape(), "ecomind_streams_exporter_leader") == 1.0)
         follower = b if leader is a else a
         at_kill = _summed_processed(scrape_all(), names)
@@ -117,15 +133,18 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
         )
         wait_until(lambda: _summed_processed(scrape_all(), names) >= total // 2, 90, what="half folded")
 
+        watch.phase = "first restart"
         leader.start()  # rejoins: a second rebalance while events flow
         replicas = [a, b]
         leader.wait_ready()
         wait_until(lambda: _summed_processed(scrape_all(), names) >= total * 7 // 10, 90, what="70 % folded")
+        watch.phase = "second kill"
         at_kill = _summed_processed(scrape_all(), names)
         follower.kill()  # now the other one, whichever holds the lease
         assert at_kill < total, "the second kill must land mid-stream"
         replicas = [leader]
         wait_until(lambda: _summed_processed(scrape_all(), names) >= total * 8 // 10, 90, what="80 % folded")
+        watch.phase = "second restart"
         follower.start()
         replicas = [a, b]
         follower.wait_ready()
@@ -133,17 +152,91 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
         producer.join(180)
         assert producer.error is None and producer.sent == total
         wait_until(lambda: _summed_processed(scrape_all(), names) >= total, 120, what="all folded")
-        exporters_seen.clear()
+        watch.phase = "settled"
         scrapes = wait_until(lambda: _settled(scrape_all(), names), 60, what="both replicas hold partitions")
         assert sum(value(s, "ecomind_streams_exporter_leader") or 0.0 for s in scrapes) == 1.0
-        exporting = [s for s in scrapes if value(s, "ecomind_daily_active_users") is not None]
+        exporting = [s for s in scrapes if _business(s)]
         assert len(exporting) == 1
         assert truth.mismatches(exporting[0], names.raw, names.enriched) == []
         assert summed(scrapes, "ecomind_daily_active_users") == float(len(truth.users))
-        assert max(exporters_seen) == 1, "two replicas exported the same value at once"
+        wait_until(lambda: watch.rounds["settled"] >= 5, 30, what="a few rounds of the watch once settled")
     finally:
+        watch.stop()
         for r in (a, b):
             r.stop()
+    # Checked throughout, kills and restarts included, not only once settled.
+    assert watch.failure is None, watch.failure
+    by_phase = Counter(phase for phase, _ in watch.doubles)
+    assert watch.doubles == [], f"two replicas exported at once, rounds per phase {by_phase}: {watch.doubles[:3]}"
+    phases = ("start", "first kill", "first restart", "second kill", "second restart", "settled")
+    assert all(watch.rounds[p] >= 5 for p in phases), f"too few rounds to cover each phase: {watch.rounds}"
+    assert watch.exporting_rounds >= 20, "the watch must have seen an exporter, or it proves nothing"
+
+
+# Business series: the shared tables' values, which `sum()` over the replicas would count twice if two
+# replicas exposed them at once. Replica series (leader gauge, readiness...) are per process by design.
+BUSINESS = (
+    "ecomind_daily_active_users",
+    "ecomind_daily_active_orgs",
+    "ecomind_events_ingested_total",
+    "ecomind_api_calls_total",
+    "ecomind_total_kwh_today",
+    "ecomind_streams_events_processed_total",
+)
+
+
+def _business(s: Samples) -> set[str]:
+    return {name for name, _ in s if name in BUSINESS}
+
+
+class ExporterWatch(threading.Thread):
+    """Scrapes every running replica about every 100 ms for the whole test, and records each round in
+    which more than one replica exposed business series.
+
+    A round scrapes the replicas one after the other, a few tens of milliseconds apart. In this test the
+    lease only moves away from a replica that was killed (and can no longer answer), and a replica reads
+    the lease holder at every scrape, so two exporting answers in one round mean two exporters at once.
+    """
+
+    def __init__(self, replicas: list[SidecarProc]) -> None:
+        super().__init__(name="exporter-watch", daemon=True)
+        self.replicas = replicas
+        self.phase = "start"  # set by the test, to show that every phase was watched
+        self.rounds: Counter[str] = Counter()
+        self.exporting_rounds = 0
+        self.doubles: list[tuple[str, str]] = []  # (phase, what was seen)
+        self.failure: str | None = None
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._done.is_set():
+                self._round()
+                self._done.wait(0.1)
+        except Exception as exc:  # surfaced by the test, not lost in the thread
+            self.failure = f"{type(exc).__name__}: {exc}"
+
+    def _round(self) -> None:
+        exporters, leaders = [], []
+        for r in self.replicas:
+            if not r.running():
+                continue
+            try:
+                s = r.scrape()
+            except (OSError, AssertionError, http.client.HTTPException):
+                continue  # starting, stopping or just killed: not answering is not exporting
+            if _business(s):
+                exporters.append(r.name)
+            if value(s, "ecomind_streams_exporter_leader") == 1.0:
+                leaders.append(r.name)
+        self.rounds[self.phase] += 1
+        self.exporting_rounds += bool(exporters)
+        if len(exporters) > 1:
+            self.doubles.append((self.phase, f"{time.strftime('%H:%M:%S')} {exporters}, leaders {leaders}"))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(30)
 
 
 def _summed_processed(scrapes: list[Samples], names: Names) -> float:

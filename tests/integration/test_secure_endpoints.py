@@ -74,6 +74,8 @@ def test_wrong_redis_password_is_not_ready(broker, names: Names, workdir: Path) 
     proc = SidecarProc(home, sidecar_env(broker, wrong, names)).start()
     try:
         proc.wait_until_serving()
+        # Redis answered and refused the password (not merely: nothing connected yet).
+        wait_until(lambda: _log_count(proc, REDIS_REFUSED) >= 2, 60, what="Redis AUTH refused")
         status, body = proc.get("/ready")
         assert status == 503 and b'"redis_reachable":false' in body.replace(b" ", b"")
         assert value(proc.scrape(), "ecomind_streams_redis_up") == 0.0
@@ -160,20 +162,38 @@ def test_kafka_sasl_ssl_and_redis_tls_pass_through(names: Names, workdir: Path) 
             lambda: len(series(good.scrape(), "ecomind_streams_watch_group_committed")) == 2, 30, what="lag probe"
         )
 
+        # The control: the same settings with the right password passed the SASL handshake.
+        assert _log_count(good, SASL_REFUSED) == 0 and _log_count(good, "Authenticated as streams via PLAIN") > 0
+
         wrong = {**secure, "KAFKA_SASL_PASSWORD": "not-the-password"}
         bad = SidecarProc(home / "bad", sidecar_env(kafka, redis, names, **wrong), name="bad").start()
         procs.append(bad)
         bad.wait_until_serving()
-        time.sleep(5)
+        # Not "nothing happened yet": the broker answered the handshake and refused these credentials,
+        # more than once (the clients retry), and through all of it the sidecar never counted the broker up.
+        wait_until(lambda: _log_count(bad, SASL_REFUSED) >= 3, 60, what="SASL handshakes refused by the broker")
         status, body = bad.get("/ready")
         assert status == 503 and b'"broker_reachable":false' in body.replace(b" ", b"")
         assert value(bad.scrape(), "ecomind_streams_broker_up") == 0.0
+        assert _log_count(bad, "Authenticated as streams") == 0
+        assert _log_count(bad, "Kafka reachable") == 0  # logged when broker_up turns 1
         assert bad.running()
     finally:
         for proc in procs:
             proc.stop()
         redis.stop()
         kafka.stop()
+
+
+# What the clients log when the server refuses credentials (aiokafka: Kafka's SASL_AUTHENTICATION_FAILED,
+# error 58; redis-py: Redis's WRONGPASS): only a refused handshake produces these lines.
+SASL_REFUSED = "SaslAuthenticationFailed"
+REDIS_REFUSED = "invalid username-password pair"
+
+
+def _log_count(proc: SidecarProc, text: str) -> int:
+    assert proc.server is not None
+    return proc.server.log_path.read_text(errors="replace").count(text)
 
 
 def _counted(proc: SidecarProc, names: Names, raw: int) -> Samples | None:
