@@ -1,11 +1,56 @@
 # EcoMind Streams sidecar image: `faust -A streams worker`, settings from the environment.
-FROM python:3.11-slim
-WORKDIR /app
-COPY pyproject.toml README.md ./
+# Stage `build` fetches every runtime dependency as a wheel checked against requirements/runtime.txt's
+# hashes and builds the project's own wheel; stage `runtime` installs exactly those wheels, offline and
+# hash-checked again, and keeps no compiler, pip cache or packaging tool (docs/supply-chain.md).
+# Needs BuildKit (the default builder of Docker 23+ and of `docker compose`) for the RUN --mount below.
+#
+# The base is pinned to a Debian release (13, trixie: the stable one, with regular security support)
+# and a Python minor; to pin it by digest too, pass
+#   --build-arg BASE_IMAGE=python:3.11-slim-trixie@sha256:<digest>
+# Label the image with where it came from:
+#   --build-arg SOURCE=<repository URL> --build-arg REVISION=$(git rev-parse HEAD)
+ARG BASE_IMAGE=python:3.11-slim-trixie
+
+FROM ${BASE_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY requirements/build.txt requirements/runtime.txt requirements/
+# Every locked runtime dependency has a CPython 3.11 manylinux wheel, and --only-binary keeps it so:
+# nothing is compiled, so neither stage needs a compiler.
+RUN python -m pip install --require-hashes --only-binary=:all: -r requirements/build.txt \
+ && python -m pip download --require-hashes --only-binary=:all: --dest /wheels/deps -r requirements/runtime.txt
+COPY pyproject.toml README.md LICENSE ./
 COPY streams ./streams
 COPY agents ./agents
 COPY tables ./tables
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 streams
+RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wheels/project .
+
+FROM ${BASE_IMAGE} AS runtime
+ARG BASE_IMAGE
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="ecomind-streams" \
+      org.opencontainers.image.description="Kafka sidecar turning EcoMind's event topics into Prometheus metrics" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+WORKDIR /app
+# The wheels and the lock are bind-mounted, not copied, so no layer keeps them. pip, setuptools and
+# wheel go last: the image then holds exactly the packages of the lock (the SBOM's list) and the project.
+# The zone check fails the build unless every zone loads (Debian's tzdata in the base, with the locked
+# tzdata wheel as Python's fallback), so any IANA name in STREAMS_TIMEZONE works.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    --mount=type=bind,source=requirements/runtime.txt,target=/tmp/runtime.txt \
+    python -m pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /wheels/deps \
+      --require-hashes --only-binary=:all: -r /tmp/runtime.txt \
+ && python -m pip install --no-cache-dir --disable-pip-version-check --no-index --no-deps /wheels/project/*.whl \
+ && python -m pip uninstall --yes --disable-pip-version-check pip setuptools wheel \
+ && rm -rf /root/.cache \
+ && python -c "import zoneinfo as z; n = z.available_timezones(); assert len(n) > 400, n; [z.ZoneInfo(k) for k in n]" \
+ && useradd --system --uid 10001 streams
 USER streams
 ENV STREAMS_WEB_PORT=6066
 EXPOSE 6066

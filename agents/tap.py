@@ -1,8 +1,14 @@
 """The tap agent: reads events.raw and the enriched topic in batches and folds them into the tables.
 
-Records do not pass through Faust's per-event Stream machinery: that path tops out near 5,000
-events/s on this hardware (shared notes), while a batch fold stays near the raw consumer. Offsets
-live in Redis with the state, so Kafka's committed offsets for this group are informational.
+Records do not pass through Faust's per-event Stream machinery, which is far slower than a batch fold
+(docs/design.md says why, docs/performance.md has the figures). Offsets live
+in Redis with the state, so Kafka's committed offsets for this group are informational. The Kafka
+consumer, the store and the dead-letter sink are passed in: the same code runs against real clients
+and against the deterministic simulator's fakes (tests/sim).
+
+Exactness rests on one rule: a batch claims exactly the offsets its records came from. Every seek
+(assignment, a refused write's reload, a rewind, a reset) starts a new epoch, and records fetched in an
+older epoch are dropped and re-read, never written under offsets computed after the seek.
 """
 
 from __future__ import annotations
@@ -10,52 +16,89 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import OffsetOutOfRangeError
 from redis.exceptions import RedisError
 
-from agents.dead_letters import DeadLetters
+from agents.offsets import out_of_range_rule
 from streams.calendar import DayCalendar
-from streams.fold import Delta, FoldContext, fold_enriched, fold_raw
+from streams.fold import FoldContext, fold_enriched, fold_raw
 from streams.ratelog import RateLimitedLog
+from streams.retry import retry
 from streams.settings import Settings
 from streams.status import Status
-from tables.store import Conflict, OffsetMove, RedisStore
+from tables.delta import Delta, Rejection
+from tables.store import Conflict, OffsetMove, WrongKeyType
 
 log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 1.0
 FOLD_CHUNK_RECORDS = 5_000
+REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+Batch = dict[TopicPartition, list[ConsumerRecord]]
+
+
+class TapConsumer(Protocol):
+    """What the tap needs of aiokafka's AIOKafkaConsumer (read_committed, auto_offset_reset="none")."""
+
+    def subscribe(self, topics: list[str], listener: ConsumerRebalanceListener) -> None: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = ..., max_records: int | None = ...
+    ) -> Batch: ...
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> Any: ...
+    def assignment(self) -> set[TopicPartition]: ...
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+    async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+
+class StateStore(Protocol):
+    async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None: ...
+    async def load_offsets(self, partitions: Any) -> dict[tuple[str, int], int | None]: ...
+
+
+class DeadLetterSink(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def send(self, rejections: list[Rejection]) -> None: ...
 
 
 class TapAgent:
-    def __init__(self, settings: Settings, store: RedisStore, status: Status) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        status: Status,
+        consumer: TapConsumer,
+        dead_letters: DeadLetterSink | None = None,
+        clock: Callable[[], float] = time.time,
+        pause: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0),
+    ) -> None:
         self.settings = settings
         self.store = store
         self.status = status
+        self.consumer = consumer
+        self.dead_letters = dead_letters
+        self.clock = clock
+        self.pause = pause
         self.calendar = DayCalendar(settings.zone)
         self.rejections = RateLimitedLog(log)
         # Next offset to apply per owned partition; None means the tables never saw it.
         self.expected: dict[TopicPartition, int | None] = {}
         # Next offset whose write Redis has acknowledged, per owned partition: what Kafka is told.
         self.applied: dict[TopicPartition, int] = {}
+        # Partitions re-reading after Redis went back in time, with the offset they had reached.
+        self.catching_up: dict[TopicPartition, int] = {}
+        self.epoch = 0
         self._inflight: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=settings.app_id,
-            client_id=f"{settings.app_id}-{status.replica_id}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 4),
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_bytes=32 * 1024 * 1024,
-            **settings.kafka.client_kwargs(),
-        )
         self._last_commit = 0.0
-        self.dead_letters = DeadLetters(settings, status) if settings.dead_letter_topic else None
+        self._last_rewind_check = 0.0
 
     async def start(self) -> None:
         if self.dead_letters is not None:
@@ -65,45 +108,79 @@ class TapAgent:
         await self.consumer.start()
 
     async def stop(self) -> None:
+        """Bounded: a write that cannot finish in time is abandoned; its offsets are never committed."""
+        self.status.recovering = True  # a stopped tap holds no partitions: not ready until one runs again
+        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout_seconds
+        try:
+            await asyncio.wait_for(self._stop_writes(), timeout=self.settings.shutdown_timeout_seconds)
+        except TimeoutError:
+            log.warning("shutdown: the batch write in flight did not finish in time; its offsets stay unapplied")
+            if self._inflight is not None:
+                self._inflight.cancel()
+        remaining = max(1.0, deadline - asyncio.get_running_loop().time())
+        for name, closing in (("consumer", self.consumer.stop), ("dead letters", self._stop_dead_letters)):
+            try:
+                await asyncio.wait_for(closing(), timeout=remaining)
+            except Exception as exc:
+                log.warning("shutdown: closing the %s failed: %s", name, exc)
+
+    async def _stop_writes(self) -> None:
         async with self.lock:
             await self._drain()
             await self._commit(force=True)
-        await self.consumer.stop()
+
+    async def _stop_dead_letters(self) -> None:
         if self.dead_letters is not None:
             await self.dead_letters.stop()
 
     async def run(self) -> None:
         while True:
+            epoch = self.epoch
             try:
                 batch = await self.consumer.getmany(
                     timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
                 )
             except asyncio.CancelledError:
                 raise
+            except OffsetOutOfRangeError as exc:
+                await self.out_of_range(exc.args[0] if exc.args else {})
+                continue
             except Exception as exc:
                 # The lag probe's broker check owns broker_ok: a fetch that returns nothing says nothing.
                 log.warning("fetch failed: %s", exc)
                 await asyncio.sleep(1.0)
                 continue
             if batch:
-                await self.process(batch)
+                await self.process(batch, epoch)
             await self._commit()
+            await self._check_rewind()
 
-    async def process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def process(self, batch: Batch, epoch: int) -> None:
         """Fold this batch while the previous one is written, then send this one.
 
         Writes stay in order (each batch's stored-offset check needs the previous one written), and
         `expected` moves ahead optimistically: a write that is refused reloads the stored offsets.
         """
         async with self.lock:
-            fresh = self._fresh(batch)
+            if epoch != self.epoch:
+                await self._resync()
+                return
+            fresh, starts = self._fresh(batch)
             if not fresh:
                 return
             self.status.records_folded += sum(len(records) for records in fresh.values())
-            delta, moves = await self._fold(fresh)
+            delta = await self._fold(fresh)
+            await self._drain()
+            if epoch != self.epoch:
+                # The write before this one was refused and the partitions were sought back meanwhile:
+                # these records were fetched from positions that no longer hold. Read them again.
+                await self._resync()
+                return
+            moves = [
+                OffsetMove(tp.topic, tp.partition, starts[tp], records[-1].offset + 1) for tp, records in fresh.items()
+            ]
             for m in moves:
                 self.expected[TopicPartition(m.topic, m.partition)] = m.next_offset
-            await self._drain()
             self._inflight = asyncio.create_task(self._apply(delta, moves))
 
     async def _drain(self) -> None:
@@ -112,9 +189,9 @@ class TapAgent:
         if task is not None:
             await task
 
-    def _fresh(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Only records of owned partitions at or past the stored offset: older ones are counted."""
-        fresh = {}
+    def _fresh(self, batch: Batch) -> tuple[Batch, dict[TopicPartition, int | None]]:
+        """Records of owned partitions at or past the expected offset, and the offset each batch claims from."""
+        fresh, starts = {}, {}
         for tp, records in batch.items():
             if tp not in self.expected or not records:
                 continue
@@ -122,29 +199,35 @@ class TapAgent:
             if start is not None and records[0].offset < start:
                 records = [r for r in records if r.offset >= start]
             if records:
-                fresh[tp] = records
-        return fresh
+                fresh[tp], starts[tp] = records, start
+        return fresh, starts
 
-    async def _fold(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> tuple[Delta, list[OffsetMove]]:
+    async def _resync(self) -> None:
+        """Seek every owned partition back to where the tables expect it (callers hold the lock)."""
+        self.epoch += 1
+        for tp, offset in self.expected.items():
+            if offset is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, offset)
+
+    async def _fold(self, batch: Batch) -> Delta:
         s = self.settings
         ctx = FoldContext(
             calendar=self.calendar,
-            now_ms=int(time.time() * 1000),
+            now_ms=int(self.clock() * 1000),
             days_kept=s.days_kept,
             max_future_ms=s.max_future_seconds * 1000,
             max_payload_bytes=s.max_payload_bytes,
         )
         delta = Delta()
-        moves = []
         for tp, records in batch.items():
             fold = fold_raw if tp.topic == s.raw_topic else fold_enriched
             for start in range(0, len(records), FOLD_CHUNK_RECORDS):
                 fold(delta, tp.topic, records[start : start + FOLD_CHUNK_RECORDS], ctx)
-                # Let the loop breathe between chunks: the fetcher reads the next response from the
-                # socket meanwhile and a scrape is answered (measured: the process went from 88 % to
-                # 99 % busy, 5-7 % more events/s); a chunk is about 12 ms of folding.
-                await asyncio.sleep(0)
-            moves.append(OffsetMove(tp.topic, tp.partition, self.expected[tp], records[-1].offset + 1))
+                # Let the loop breathe between chunks: the fetcher reads the next response meanwhile
+                # and a scrape is answered (docs/performance.md has the measurement).
+                await self.pause()
         for r in delta.rejections:
             self.rejections.warning(
                 f"{r.topic}/{r.reason}",
@@ -154,60 +237,137 @@ class TapAgent:
                 r.record.offset,
                 r.reason,
             )
-        return delta, moves
+        return delta
 
     async def _apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
         if self.dead_letters is not None and delta.rejections:
             await self.dead_letters.send(delta.rejections)
-        backoff = 0.2
-        while True:
-            try:
-                await self.store.apply(delta, moves)
-                self.status.redis_ok = True
-                break
-            except Conflict as exc:
-                self.status.batch_conflicts += 1
-                log.warning("batch refused, %s moved elsewhere; reloading offsets", exc.field)
-                await self._reload([TopicPartition(m.topic, m.partition) for m in moves])
-                return
-            except (RedisError, OSError) as exc:
-                self.status.redis_ok = False
-                self.status.redis_errors += 1
-                log.warning("state write failed, retrying in %.1fs: %s", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        try:
+            await self._write(delta, moves)
+        except Conflict as exc:
+            self.status.batch_conflicts += 1
+            log.warning("batch refused, %s moved elsewhere; reloading offsets", exc.field)
+            await self._reload([TopicPartition(m.topic, m.partition) for m in moves])
+            return
         self.status.batches += 1
+        self.status.last_batch_at_s = self.clock()
         for m in moves:
             tp = TopicPartition(m.topic, m.partition)
             if tp in self.expected:
                 self.applied[tp] = m.next_offset
+            if tp in self.catching_up and m.next_offset >= self.catching_up[tp]:
+                del self.catching_up[tp]
+        self.status.rewound_partitions = len(self.catching_up)
+
+    async def _write(self, delta: Delta, moves: list[OffsetMove]) -> None:
+        """Retry until Redis answers; a key of the wrong type is retried slowly, as an operator must act."""
+
+        def count(exc: BaseException) -> None:
+            if isinstance(exc, WrongKeyType):
+                self.status.wrong_key_type += 1
+                log.error("state write refused: key %s holds another type; nothing was written", exc)
+            else:
+                self.status.redis_errors += 1
+
+        await retry(
+            lambda: self.store.apply(delta, moves),
+            (*REDIS_ERRORS, WrongKeyType),
+            what="state write",
+            log=log,
+            on_error=count,
+        )
 
     async def _reload(self, partitions: Sequence[TopicPartition]) -> None:
-        """Position owned partitions at the offsets stored with the tables.
+        """Position owned partitions at the offsets stored with the tables, in a new epoch.
 
         Runs under the lock, or inside the write in flight, which every lock holder drains first.
         """
         owned = [tp for tp in partitions if tp in self.expected or tp in self.consumer.assignment()]
-        backoff = 0.2
-        while True:
-            try:
-                stored = await self.store.load_offsets((tp.topic, tp.partition) for tp in owned)
-                self.status.redis_ok = True
-                break
-            except (RedisError, OSError) as exc:
-                self.status.redis_ok = False
-                log.warning("loading offsets failed, retrying in %.1fs: %s", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        stored = await retry(
+            lambda: self.store.load_offsets((tp.topic, tp.partition) for tp in owned),
+            REDIS_ERRORS,
+            what="loading offsets",
+            log=log,
+        )
+        self.epoch += 1
         for tp in owned:
             offset = stored[(tp.topic, tp.partition)]
             self.expected[tp] = offset
-            if offset is not None:
-                self.applied[tp] = offset
             if offset is None:
+                self.applied.pop(tp, None)
                 await self.consumer.seek_to_beginning(tp)
             else:
+                self.applied[tp] = offset
                 self.consumer.seek(tp, offset)
+
+    async def _check_rewind(self, force: bool = False) -> None:
+        """Notice, without waiting for traffic, a Redis that came back empty or from an older snapshot.
+
+        With nothing in flight, the stored offset of a partition this replica owns is what it last
+        applied; anything else means the state moved under it: re-read from what is stored.
+        """
+        now = asyncio.get_running_loop().time()
+        if not force and now - self._last_rewind_check < self.settings.lag_interval_seconds:
+            return
+        self._last_rewind_check = now
+        async with self.lock:
+            await self._drain()
+            owned = list(self.applied)
+            if not owned:
+                return
+            try:
+                stored = await self.store.load_offsets((tp.topic, tp.partition) for tp in owned)
+            except REDIS_ERRORS as exc:
+                log.debug("rewind check skipped: %s", exc)
+                return
+            moved = [tp for tp in owned if stored[(tp.topic, tp.partition)] != self.applied[tp]]
+            if not moved:
+                return
+            for tp in moved:
+                was = self.applied[tp]
+                now_stored = stored[(tp.topic, tp.partition)]
+                if now_stored is None or now_stored < was:
+                    self.catching_up[tp] = max(was, self.catching_up.get(tp, was))
+                log.warning(
+                    "stored offset of %s moved from %d to %s under this replica; re-reading", tp, was, now_stored
+                )
+            self.status.state_rewinds += 1
+            self.status.rewound_partitions = len(self.catching_up)
+            await self._reload(moved)
+
+    async def out_of_range(self, positions: dict[TopicPartition, int]) -> None:
+        """The log no longer holds the stored offset (retention, or the topic was recreated)."""
+        async with self.lock:
+            await self._drain()
+            tps = [tp for tp in positions if tp in self.expected]
+            if not tps:
+                return
+            starts = await self.consumer.beginning_offsets(tps)
+            moves = []
+            for tp in tps:
+                stored = self.expected[tp]
+                if stored is None:
+                    continue
+                reason, resume, skipped = out_of_range_rule(stored, starts[tp])
+                self.status.offset_resets[(tp.topic, reason)] += 1
+                self.status.records_skipped[tp.topic] += skipped
+                log.error(
+                    "%s: stored offset %d is out of the log (start %d): %s; resuming at %d, %d records skipped",
+                    tp,
+                    stored,
+                    starts[tp],
+                    reason,
+                    resume,
+                    skipped,
+                )
+                moves.append(OffsetMove(tp.topic, tp.partition, stored, resume))
+            if not moves:
+                return
+            try:
+                await self._write(Delta(), moves)
+            except Conflict:
+                self.status.batch_conflicts += 1
+            await self._reload(tps)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.status.recovering = True
@@ -225,6 +385,8 @@ class TapAgent:
             for tp in revoked:
                 self.expected.pop(tp, None)
                 self.applied.pop(tp, None)
+                self.catching_up.pop(tp, None)
+            self.status.rewound_partitions = len(self.catching_up)
         self._count_assigned()
 
     def _count_assigned(self) -> None:
@@ -235,7 +397,7 @@ class TapAgent:
 
     async def _commit(self, force: bool = False) -> None:
         """Mirror the stored offsets into Kafka so that standard tools see this group's lag."""
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         if not force and now - self._last_commit < COMMIT_INTERVAL_S:
             return
         self._last_commit = now

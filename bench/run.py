@@ -25,7 +25,7 @@ from streams.local.redis_server import LocalRedis
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PERFORMANCE_DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -63,7 +63,13 @@ def main() -> None:
     p.add_argument("--naive-events", type=int, default=60_000, help="the naive app is timed on this prefix")
     p.add_argument("--quix-events", type=int, default=200_000, help="Quix Streams is timed on this prefix")
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--write-readme", action="store_true", help="put the table in README.md's performance section")
+    p.add_argument(
+        "--write-docs",
+        "--write-readme",  # its former name, when the table lived in README.md
+        dest="write_docs",
+        action="store_true",
+        help="put the table between the bench markers of docs/performance.md",
+    )
     args = p.parse_args()
     if args.smoke:
         args.events, args.runs, args.naive_events, args.quix_events = 10_000, 1, 4_000, 4_000
@@ -78,13 +84,20 @@ def main() -> None:
         broker.stop()
     print(report)
     if "WRONG" in report:
-        # A fast wrong answer does not count: the command fails and the README is left as it was.
+        # A fast wrong answer does not count: the command fails and the docs are left as they were.
         raise SystemExit("EcoMind Streams' /metrics values differ from the workload's truth")
-    if args.write_readme:
-        text = README.read_text()
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        README.write_text(f"{head}{BEGIN}\n{report}\n{END}{tail}")
+    if args.write_docs:
+        write_between_markers(PERFORMANCE_DOC, report)
+
+
+def write_between_markers(path: Path, report: str) -> None:
+    """Replace what lies between BEGIN and END in `path`; refuse a file without both markers."""
+    text = path.read_text()
+    head, found_begin, rest = text.partition(BEGIN)
+    _, found_end, tail = rest.partition(END)
+    if not (found_begin and found_end):
+        raise SystemExit(f"{path} lacks the {BEGIN} ... {END} markers; the table was not written")
+    path.write_text(f"{head}{BEGIN}\n{report}\n{END}{tail}")
 
 
 def run(

@@ -15,16 +15,17 @@ from pathlib import Path
 
 import orjson
 import redis as redis_sync
+import redis.asyncio as redis_async
 from aiokafka import AIOKafkaProducer
 
 from bench.procstat import peak_rss_mb
 from bench.runners import Topics, processed, scrape_at
-from streams.fold import Delta, pair
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.redis_server import LocalRedis
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import Truth
+from tables.delta import Delta, pair
 from tables.store import RedisStore
 
 
@@ -127,7 +128,7 @@ def scrape_time(workdir: Path, bootstrap: str, redis: LocalRedis, orgs: int, scr
 
 
 async def _seed_orgs(url: str, app_id: str, orgs: int) -> None:
-    store = RedisStore.from_url(url, app_id, days_kept=2)
+    store = RedisStore(redis_async.from_url(url, decode_responses=True), app_id, days_kept=2)
     delta = Delta()
     today = time.strftime("%Y-%m-%d", time.gmtime())
     for i in range(orgs):

@@ -14,6 +14,7 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
+from streams.landing import runbook_url_from_env
 from streams.runtime import tune_gc
 from streams.settings import Settings, SettingsError
 from streams.sidecar import Sidecar
@@ -32,6 +33,7 @@ class StreamsApp(faust.App):
     streams_settings: Settings | None = None
     sidecar: Sidecar | None = None
     web_config: WebConfig = WebConfig()
+    runbook_url: str | None = None
 
 
 def create_app(settings: Settings | None = None) -> StreamsApp:
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None) -> StreamsApp:
         conf = args[0]
         try:
             chosen = settings if settings is not None else Settings.from_env()
+            app.runbook_url = runbook_url_from_env()
         except SettingsError as exc:
             # A bad setting is an operator's typo, not a crash: say which one, without a traceback.
             print(f"ecomind-streams: invalid setting: {exc}", file=sys.stderr)
@@ -70,11 +73,12 @@ def create_app(settings: Settings | None = None) -> StreamsApp:
             app.sidecar = Sidecar(chosen, web_port)
             await app.sidecar.start()
             scheme = "https" if app.web_config.ssl_context else "http"
+            log.info("status page at %s://%s:%s/", scheme, app.conf.web_host, web_port)
             log.info("metrics at %s://%s:%s/metrics", scheme, app.conf.web_host, web_port)
 
         async def on_stop(self) -> None:
             if app.sidecar is not None:
                 await app.sidecar.stop()
 
-    install_routes(app, lambda: app.sidecar, lambda: app.web_config)
+    install_routes(app, lambda: app.sidecar, lambda: app.web_config, lambda: app.runbook_url)
     return app

@@ -9,43 +9,11 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 from streams.calendar import DayCalendar
 from streams.events import Invalid, enriched_tuple, raw_tuple
-
-# Upper bounds (seconds) of the enrichment-delay histogram; the last bucket is +Inf.
-DELAY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-# The same bounds in integer milliseconds: a delay of exactly a bound falls in that bucket (le).
-DELAY_BOUNDS_MS = tuple(round(b * 1000) for b in DELAY_BUCKETS_SECONDS)
-# Amounts are summed as integers in units of 1e-9 so that totals do not depend on order.
-NANO = 1_000_000_000
-
-
-class Record(Protocol):
-    @property
-    def value(self) -> bytes | None: ...
-
-    @property
-    def timestamp(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def partition(self) -> int: ...
-
-
-def pair(a: str, b: str) -> str:
-    """Unambiguous key for two strings, whatever characters they hold."""
-    return f"{len(a)}:{a}{b}"
-
-
-def unpair(key: str) -> tuple[str, str]:
-    size, _, rest = key.partition(":")
-    n = int(size)
-    return rest[:n], rest[n:]
+from tables.delta import DELAY_BOUNDS_MS, MAX_DELAY_MS, NANO, Delta, Record, Rejection, pair
 
 
 @dataclass
@@ -61,38 +29,11 @@ class FoldContext:
         self.oldest_kept_ms = self.calendar.oldest_kept_start_ms(self.now_ms, self.days_kept)
 
 
-@dataclass
-class Rejection:
-    topic: str
-    reason: str
-    record: Record
-
-
-@dataclass
-class Delta:
-    ingested: Counter[str] = field(default_factory=Counter)  # pair(org, provider)
-    calls: Counter[str] = field(default_factory=Counter)  # pair(org, model)
-    processed: Counter[str] = field(default_factory=Counter)  # topic
-    invalid: Counter[str] = field(default_factory=Counter)  # pair(topic, reason)
-    dropped_late: Counter[str] = field(default_factory=Counter)  # topic
-    last_ts_ms: dict[str, int] = field(default_factory=dict)  # topic -> newest record time
-    orgs: dict[str, set[str]] = field(default_factory=dict)  # day -> org ids
-    users: dict[str, set[str]] = field(default_factory=dict)  # day -> pair(org, user)
-    kwh_nano: dict[str, Counter[str]] = field(default_factory=dict)  # day -> org -> kWh * 1e9
-    co2_nano: dict[str, Counter[str]] = field(default_factory=dict)  # day -> org -> kg * 1e9
-    delay_buckets: list[int] = field(default_factory=lambda: [0] * (len(DELAY_BUCKETS_SECONDS) + 1))
-    delay_sum_ms: int = 0
-    rejections: list[Rejection] = field(default_factory=list)
-
-    def is_empty(self) -> bool:
-        return not (self.processed or self.invalid or self.dropped_late or self.last_ts_ms)
-
-
 def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldContext) -> None:
     now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
     oldest_kept_ms = ctx.oldest_kept_ms
     # One count per (org, provider, model) in the loop; the two labelled families are derived after it
-    # from far fewer keys (py-spy: two string keys and two counters per event were 15 % of the fold).
+    # from far fewer keys (the profile that showed this: docs/performance.md).
     combos: dict[tuple[str, str, str], int] = {}
     valid = late = 0
     newest = delta.last_ts_ms.get(topic, -1)
@@ -147,6 +88,8 @@ def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: Fold
         delay_ms = rec.timestamp - ts_ms
         if delay_ms < 0:
             delay_ms = 0
+        elif delay_ms > MAX_DELAY_MS:
+            delay_ms = MAX_DELAY_MS
         buckets[bisect_left(DELAY_BOUNDS_MS, delay_ms)] += 1
         delay_sum_ms += delay_ms
         if ts_ms < oldest_kept_ms:

@@ -1,33 +1,94 @@
-"""Consumer lag of the watched group (the enrichment worker), in messages and in seconds.
+"""Consumer-group lag, in messages and in seconds: the pure rules, with no Kafka client in sight.
 
-The end of a partition is read from a Fetch response's high watermark, because ListOffsets(latest)
-is wrong on some Kafka-compatible brokers; ListOffsets is only a fallback when no fetch answered.
-The age comes from the timestamp of the first record the group has not consumed yet.
+The probe (streams/lag_probe.py) gathers, for every (group, partition), the committed offset, the log
+start, the partition's end and what a read_committed fetch from the group's position found first. The
+functions here turn those into lag; they are tested by tables (tests/unit/test_lag_rules.py).
+
+Rules (docs/lag.md says why):
+- The position a group resumes from is its committed offset, or the log start when it has no commit or
+  when retention deleted what it committed.
+- The end is the last stable offset (LSO) when the broker gives one, else the high watermark: records
+  of open transactions are not readable yet, so they are not waiting for the group either.
+- A read_committed fetch from the position skips commit markers and aborted records. If it reaches the
+  end without a record, nothing waits: lag 0 (the classic "lag stuck at 1" is a commit marker). If its
+  first record is at offset F > position, the offsets between are markers or aborted records: the lag
+  counts from F.
+- The age is now minus the first unconsumed record's timestamp. When that record could not be read
+  in time, the age is unknown (None), never 0 while messages wait.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.client import AIOKafkaClient
+
+class Reached(Enum):
+    """What a fetch from a position found when it holds no record."""
+
+    END = "end"  # fetched up to the end: only markers or aborted records (or nothing) after the position
+    UNKNOWN = "unknown"  # no answer before the deadline
+
+
+@dataclass(frozen=True)
+class FirstRecord:
+    offset: int
+    timestamp_ms: int
+
+
+First = FirstRecord | Reached
 
 
 @dataclass(frozen=True)
 class PartitionLag:
     topic: str
-    partition: int
+    partition: int  # -1 for a topic-level aggregate
     committed: bool
     lag_messages: int
-    lag_seconds: float
+    lag_seconds: float | None  # None: unknown (messages wait but their age could not be read)
+
+    @property
+    def seconds_unknown(self) -> bool:
+        return self.lag_seconds is None
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    group: str
+    state: str
+    members: int
+    partitions: tuple[PartitionLag, ...]
+
+    @property
+    def committed_partitions(self) -> int:
+        return sum(1 for p in self.partitions if p.committed)
 
 
 @dataclass
 class LagSnapshot:
-    partitions: list[PartitionLag]
+    groups: dict[str, GroupLag]
+    watched_group: str
     taken_at_s: float
+    duration_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def watched(self) -> GroupLag | None:
+        return self.groups.get(self.watched_group)
+
+
+def resume_position(committed: int | None, log_start: int) -> int:
+    """Where the group would read next: a commit below the log start points at deleted records."""
+    return log_start if committed is None else max(committed, log_start)
+
+
+def partition_end(high_watermark: int, last_stable: int | None) -> int:
+    """The LSO where the broker reports one (read_committed fetch, Kafka >= 0.11), else the HW."""
+    if last_stable is None or last_stable < 0:
+        return high_watermark
+    return min(last_stable, high_watermark)
 
 
 def partition_lag(
@@ -36,96 +97,54 @@ def partition_lag(
     committed: int | None,
     log_start: int,
     end: int,
-    first_unconsumed_ts_ms: int | None,
+    first: First,
     now_ms: int,
 ) -> PartitionLag:
-    """Lag of one partition; a group with no commit has everything from the log start to read."""
-    position = log_start if committed is None else max(committed, log_start)
+    """Lag of one partition for one group; never negative, never 0 seconds with messages waiting."""
+    position = resume_position(committed, log_start)
+    has_commit = committed is not None
+    if first is Reached.END:
+        return PartitionLag(topic, partition, has_commit, 0, 0.0)
+    if isinstance(first, FirstRecord):
+        # A record was read, so at least one message waits even when `end` came from an older answer.
+        messages = max(1, end - max(position, first.offset))
+        return PartitionLag(topic, partition, has_commit, messages, max(0.0, (now_ms - first.timestamp_ms) / 1000))
     messages = max(0, end - position)
-    seconds = 0.0
-    if messages > 0 and first_unconsumed_ts_ms is not None:
-        seconds = max(0.0, (now_ms - first_unconsumed_ts_ms) / 1000)
-    return PartitionLag(topic, partition, committed is not None, messages, seconds)
+    return PartitionLag(topic, partition, has_commit, messages, 0.0 if messages == 0 else None)
 
 
-class LagProbe:
-    """Reads committed offsets, log bounds and first unconsumed records for one topic."""
+def topic_lag(topic: str, parts: Iterable[PartitionLag]) -> PartitionLag:
+    """One series per (group, topic) for clusters with many partitions: summed messages, oldest age.
 
-    def __init__(self, bootstrap_servers: str, topic: str, group: str, client_kwargs: dict[str, object]) -> None:
-        self.topic = topic
-        self.group = group
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_kwargs)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=64 * 1024,
-            **client_kwargs,
-        )
+    The age is unknown when any partition's is: a known maximum over the others could be younger."""
+    parts = list(parts)
+    messages = sum(p.lag_messages for p in parts)
+    committed = any(p.committed for p in parts)
+    if any(p.seconds_unknown for p in parts):
+        return PartitionLag(topic, -1, committed, messages, None)
+    return PartitionLag(topic, -1, committed, messages, max((p.lag_seconds or 0.0 for p in parts), default=0.0))
 
-    @property
-    def client(self) -> AIOKafkaClient:
-        """The probe's own connection to the cluster, also used to check that the brokers answer."""
-        return self._consumer._client
 
-    async def start(self) -> None:
-        await self._admin.start()
-        await self._consumer.start()
+def by_topic(parts: Iterable[PartitionLag]) -> list[PartitionLag]:
+    grouped: dict[str, list[PartitionLag]] = {}
+    for p in parts:
+        grouped.setdefault(p.topic, []).append(p)
+    return [topic_lag(topic, grouped[topic]) for topic in sorted(grouped)]
 
-    async def stop(self) -> None:
-        await self._consumer.stop()
-        await self._admin.close()
 
-    async def measure(self, fetch_timeout_ms: int = 1000) -> LagSnapshot:
-        partitions = self._consumer.partitions_for_topic(self.topic)
-        if partitions is None:
-            await self._consumer._client.force_metadata_update()
-            partitions = self._consumer.partitions_for_topic(self.topic) or set()
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        if not tps:
-            return LagSnapshot([], time.time())
-        # An explicit partition list: some brokers drop the connection without one.
-        committed_meta = await self._admin.list_consumer_group_offsets(self.group, partitions=tps)
-        committed = {tp: m.offset for tp, m in committed_meta.items() if m is not None and m.offset >= 0}
-        starts = await self._consumer.beginning_offsets(tps)
-        self._consumer.assign(tps)
-        for tp in tps:
-            self._consumer.seek(tp, max(committed.get(tp, starts[tp]), starts[tp]))
-        first_ts = await self._first_records(tps, fetch_timeout_ms)
-        ends = await self._ends(tps, first_ts)
-        now_ms = int(time.time() * 1000)
-        result = [
-            partition_lag(tp.topic, tp.partition, committed.get(tp), starts[tp], ends[tp], first_ts.get(tp), now_ms)
-            for tp in tps
-        ]
-        return LagSnapshot(result, now_ms / 1000)
+def select_groups(
+    groups: Iterable[str], include: re.Pattern[str], ignore: re.Pattern[str] | None, watched: str
+) -> list[str]:
+    """Groups to measure: full matches of `include` minus full matches of `ignore`; the watched group
+    always, because the design document's worker series are computed from it."""
+    chosen = {g for g in groups if include.fullmatch(g) and not (ignore and ignore.fullmatch(g))}
+    chosen.add(watched)
+    return sorted(chosen)
 
-    async def _first_records(self, tps: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
-        found: dict[TopicPartition, int] = {}
-        deadline = time.monotonic() + timeout_ms / 1000
-        pending = set(tps)
-        while pending and time.monotonic() < deadline:
-            batch = await self._consumer.getmany(*pending, timeout_ms=100, max_records=len(pending) * 4)
-            for tp, records in batch.items():
-                if records and tp in pending:
-                    found[tp] = records[0].timestamp
-                    pending.discard(tp)
-            # A partition whose fetch came back empty at its high watermark is caught up.
-            for tp in list(pending):
-                hw = self._consumer.highwater(tp)
-                if hw is not None and hw <= await self._consumer.position(tp):
-                    pending.discard(tp)
-        return found
 
-    async def _ends(self, tps: list[TopicPartition], first_ts: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        ends: dict[TopicPartition, int] = {}
-        missing = []
-        for tp in tps:
-            hw = self._consumer.highwater(tp)
-            if hw is None:
-                missing.append(tp)
-            else:
-                ends[tp] = hw
-        if missing:
-            listed = await self._consumer.end_offsets(missing)
-            ends.update(listed)
-        return ends
+def slo_seconds(group: str, rules: Iterable[tuple[re.Pattern[str], float]], default: float) -> float:
+    """The group's lag SLO: the first rule whose pattern fully matches, else the default."""
+    for pattern, seconds in rules:
+        if pattern.fullmatch(group):
+            return seconds
+    return default

@@ -14,9 +14,8 @@ from importlib.metadata import PackageNotFoundError, version
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streams.fold import DELAY_BUCKETS_SECONDS
-from streams.lag import LagSnapshot
 from streams.status import Status
+from tables.delta import DELAY_BUCKETS_SECONDS
 from tables.snapshot import Snapshot
 
 
@@ -92,41 +91,6 @@ class BusinessCollector(Collector):
         yield _delay_histogram(s.delay_buckets, s.delay_sum_ms)
 
 
-class LagCollector(Collector):
-    def __init__(self, lag: LagSnapshot | None, group: str) -> None:
-        self.lag = lag
-        self.group = group
-
-    def collect(self) -> Iterator[Metric]:
-        messages = GaugeMetricFamily(
-            "ecomind_worker_kafka_lag",
-            f"Messages between consumer group {self.group}'s committed offset and the partition end.",
-            labels=["topic", "partition"],
-        )
-        seconds = GaugeMetricFamily(
-            "ecomind_worker_kafka_lag_seconds",
-            "Age of the oldest record the watched group has not consumed; 0 when caught up.",
-            labels=["topic", "partition"],
-        )
-        committed = GaugeMetricFamily(
-            "ecomind_streams_watch_group_committed",
-            "1 when the watched group has a committed offset on the partition, 0 when it has none.",
-            labels=["topic", "partition"],
-        )
-        taken = GaugeMetricFamily("ecomind_streams_lag_probe_timestamp_seconds", "When the lag figures were measured.")
-        if self.lag is not None:
-            for p in self.lag.partitions:
-                labels = [p.topic, str(p.partition)]
-                messages.add_metric(labels, p.lag_messages)
-                seconds.add_metric(labels, p.lag_seconds)
-                committed.add_metric(labels, 1 if p.committed else 0)
-            taken.add_metric([], self.lag.taken_at_s)
-        yield messages
-        yield seconds
-        yield committed
-        yield taken
-
-
 class ReplicaCollector(Collector):
     def __init__(self, status: Status) -> None:
         self.status = status
@@ -152,7 +116,12 @@ class ReplicaCollector(Collector):
                 st.broker_ok,
             ),
             ("ecomind_streams_redis_up", "1 when the last Redis request succeeded.", st.redis_ok),
-            ("ecomind_streams_exporter_leader", "1 on the replica exporting the fleet's values.", st.leader),
+            ("ecomind_streams_exporter_leader", "1 on the replica holding the exporter lease.", st.leader),
+            (
+                "ecomind_streams_redis_eviction_policy_ok",
+                "1 when Redis's maxmemory-policy is noeviction (or the check is off); else not ready.",
+                st.redis_policy_ok,
+            ),
         ):
             yield GaugeMetricFamily(name, doc, value=1 if value else 0)
         assigned = GaugeMetricFamily(
@@ -161,6 +130,29 @@ class ReplicaCollector(Collector):
         for topic, n in sorted(st.assigned.items()):
             assigned.add_metric([topic], n)
         yield assigned
+        yield GaugeMetricFamily(
+            "ecomind_streams_rewound_partitions",
+            "Partitions re-reading records after Redis came back empty or from an older snapshot.",
+            value=st.rewound_partitions,
+        )
+        yield _counter_by(
+            "ecomind_streams_offset_resets",
+            "Partitions whose stored offset the log no longer held, and the rule applied.",
+            ["topic", "reason"],
+            {(t, r): n for (t, r), n in st.offset_resets.items()},
+        )
+        yield _counter_by(
+            "ecomind_streams_offsets_skipped",
+            "Offsets removed from a log (retention) before they were read: records never counted.",
+            ["topic"],
+            {(t,): n for t, n in st.records_skipped.items()},
+        )
+        yield _counter_by(
+            "ecomind_streams_dead_letters_dropped",
+            "Invalid records not forwarded to the dead-letter topic after bounded attempts (still in their topic).",
+            ["reason"],
+            {(r,): n for r, n in st.dead_letters_dropped.items()},
+        )
         yield GaugeMetricFamily(
             "ecomind_streams_brokers_unreachable",
             "Brokers in the cluster metadata that refused a connection at the last check.",
@@ -179,6 +171,16 @@ class ReplicaCollector(Collector):
                 st.batch_conflicts,
             ),
             ("ecomind_streams_redis_errors", "Failed Redis writes (retried).", st.redis_errors),
+            (
+                "ecomind_streams_state_rewinds",
+                "Times the stored offsets moved under this replica (Redis restarted empty or older).",
+                st.state_rewinds,
+            ),
+            (
+                "ecomind_streams_state_writes_refused",
+                "Batch writes refused because a key held another type (nothing written; retried).",
+                st.wrong_key_type,
+            ),
             ("ecomind_streams_dead_letters", "Invalid records forwarded to the dead-letter topic.", st.dead_letters),
             (
                 "ecomind_streams_dead_letter_errors",
@@ -187,6 +189,13 @@ class ReplicaCollector(Collector):
             ),
         ):
             yield CounterMetricFamily(name, doc, value=count)
+
+
+def _counter_by(name: str, doc: str, labels: list[str], values: dict[tuple[str, ...], int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, n in sorted(values.items()):
+        family.add_metric(list(key), n)
+    return family
 
 
 def _labelled_counter(

@@ -3,8 +3,7 @@
 Each batch allocates hundreds of thousands of short-lived containers (a ConsumerRecord and a parsed
 dict per record), which Python's default thresholds (gen0 every 700 allocations) answer with
 thousands of collections per second that also walk the long-lived objects the worker imported.
-Measured on the benchmark workload (1M + 1M events, Apache Kafka, 2 cores): 180-191k events/s with
-the defaults, 226-231k with the settings below, 20-25 % less CPU per event. Those containers are
+The gain on the benchmark workload is in docs/performance.md. Those containers are
 freed by reference counting; the collector only matters for cycles, which the fold does not make.
 """
 

@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -68,7 +68,17 @@ class Settings:
     max_label_values: int = 100
     dead_letter_topic: str | None = None
     web_config_file: str | None = None
+    shutdown_timeout_seconds: float = 20.0
+    redis_policy_check: bool = True
+    exporter_handover_seconds: float = 30.0
     kafka: KafkaSecurity = field(default_factory=KafkaSecurity)
+    # Lag of every consumer group (docs/lag.md): which groups, how fine, how long a fetch may take, SLOs.
+    lag_groups: str | None = None  # regex; None: only the watched group
+    lag_groups_ignore: str | None = None
+    lag_granularity: str = "partition"
+    lag_fetch_timeout_ms: int = 2_000
+    lag_slo_seconds: str = ""  # "regex=seconds,regex=seconds": first full match wins
+    lag_slo_default_seconds: float = 60.0
 
     @property
     def zone(self) -> ZoneInfo:
@@ -102,6 +112,13 @@ class Settings:
             max_label_values=r.integer("STREAMS_MAX_LABEL_VALUES", cls.max_label_values, 1, 10_000),
             dead_letter_topic=r.optional_text("STREAMS_DEAD_LETTER_TOPIC", _check_topic),
             web_config_file=r.optional_text("STREAMS_WEB_CONFIG_FILE", _check_file),
+            shutdown_timeout_seconds=r.number(
+                "STREAMS_SHUTDOWN_TIMEOUT_SECONDS", cls.shutdown_timeout_seconds, 1, 3600
+            ),
+            redis_policy_check=r.flag("STREAMS_REDIS_POLICY_CHECK", cls.redis_policy_check),
+            exporter_handover_seconds=r.number(
+                "STREAMS_EXPORTER_HANDOVER_SECONDS", cls.exporter_handover_seconds, 0, 3600
+            ),
             kafka=KafkaSecurity(
                 security_protocol=r.choice(
                     "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -113,6 +130,7 @@ class Settings:
                 ssl_certfile=r.optional_text("KAFKA_SSL_CERTFILE", _check_file),
                 ssl_keyfile=r.optional_text("KAFKA_SSL_KEYFILE", _check_file),
             ),
+            **_lag_settings(r),
         )
         if settings.raw_topic == settings.enriched_topic:
             raise SettingsError("STREAMS_RAW_TOPIC and STREAMS_ENRICHED_TOPIC must name different topics")
@@ -121,6 +139,48 @@ class Settings:
         if settings.kafka.sasl_mechanism and not settings.kafka.sasl_username:
             raise SettingsError("KAFKA_SASL_USERNAME is required when KAFKA_SASL_MECHANISM is set")
         return settings
+
+
+def _lag_settings(r: _Reader) -> dict[str, Any]:
+    return {
+        "lag_groups": r.optional_text("STREAMS_LAG_GROUPS", _check_regex),
+        "lag_groups_ignore": r.optional_text("STREAMS_LAG_GROUPS_IGNORE", _check_regex),
+        "lag_granularity": r.choice("STREAMS_LAG_GRANULARITY", "PARTITION", ("PARTITION", "TOPIC")).lower(),
+        "lag_fetch_timeout_ms": r.integer("STREAMS_LAG_FETCH_TIMEOUT_MS", Settings.lag_fetch_timeout_ms, 100, 600_000),
+        "lag_slo_seconds": r.text("STREAMS_LAG_SLO_SECONDS", "", _check_slo),
+        "lag_slo_default_seconds": r.number("STREAMS_LAG_SLO_DEFAULT_SECONDS", 60.0, 0.001, 31 * 86_400),
+    }
+
+
+def lag_slo_rules(value: str) -> tuple[tuple[re.Pattern[str], float], ...]:
+    """STREAMS_LAG_SLO_SECONDS parsed: "regex=seconds" pairs, comma-separated (validated at start)."""
+    rules = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        pattern, _, seconds = item.rpartition("=")
+        rules.append((re.compile(pattern), float(seconds)))
+    return tuple(rules)
+
+
+def _check_regex(value: str) -> str | None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"a regular expression ({exc})"
+    return None
+
+
+def _check_slo(value: str) -> str | None:
+    expected = "comma-separated group-regex=seconds pairs, e.g. 'ecomind-worker=10,sink-.*=300'"
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        pattern, sep, seconds = item.rpartition("=")
+        try:
+            ok = bool(sep and pattern) and float(seconds) > 0
+            re.compile(pattern)
+        except (ValueError, re.error):
+            ok = False
+        if not ok:
+            return expected
+    return None
 
 
 class _Reader:
@@ -195,6 +255,16 @@ class _Reader:
         if not low <= number <= high:
             raise SettingsError(f"{name}={value!r}: expected a number from {low:g} to {high:g}")
         return number
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self._raw(name)
+        if value is None:
+            return default
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}={value!r}: expected true or false")
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self._raw(name)

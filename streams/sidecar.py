@@ -1,4 +1,9 @@
-"""The sidecar's long-running parts: tap agent, exporter lease and lag probe, tied to one lifecycle."""
+"""The sidecar's long-running parts: tap agent, exporter lease and lag probe, tied to one lifecycle.
+
+Clients are built here (streams/clients.py) and passed in. Each status field has one writer: the tap
+owns the batch figures and recovery, the lease loop owns Redis's health and the exporter role, the probe
+loop owns the broker's health and the lag. The scrape only reads.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +13,27 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from agents.dead_letters import DeadLetters
 from agents.tap import TapAgent
+from streams import clients
 from streams.broker_health import check_brokers
 from streams.calendar import DayCalendar
-from streams.labels import admit
-from streams.lag import LagProbe
+from streams.history import History
+from streams.lag_probe import LagProbe, probe_from_settings
+from streams.retry import SERVICES, retry
 from streams.settings import Settings
 from streams.status import Status
-from tables.snapshot import Snapshot, add_label_members, label_activity, label_members, read_snapshot
-from tables.store import RedisStore
+from tables.snapshot import Snapshot, decode, label_members, read_tables
+from tables.store import Lease, RedisStore
 
 log = logging.getLogger(__name__)
+REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+# Any other policy lets Redis drop day sets (actives undercounted) or the offsets (everything re-read).
+SAFE_EVICTION_POLICY = "noeviction"
 
 
 def replica_id(web_port: int) -> str:
@@ -32,64 +43,68 @@ def replica_id(web_port: int) -> str:
 
 
 class Sidecar:
-    def __init__(self, settings: Settings, web_port: int) -> None:
+    def __init__(self, settings: Settings, web_port: int, redis: aioredis.Redis | None = None) -> None:
         self.settings = settings
         self.status = Status(replica_id=replica_id(web_port))
         self.calendar = DayCalendar(settings.zone)
-        self.store = RedisStore.from_url(settings.redis_url, settings.app_id, settings.days_kept)
+        self.redis = redis if redis is not None else clients.redis_client(settings)
+        caps = {
+            "org_id": settings.max_org_series,
+            "provider": settings.max_label_values,
+            "model": settings.max_label_values,
+        }
+        self.store = RedisStore(self.redis, settings.app_id, settings.days_kept, caps)
         # Built per attempt by _run_tap and _run_probe: a Kafka client that failed is never started twice.
         self.agent: TapAgent | None = None
         self.probe: LagProbe | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.history = History(self.status)  # landing page: uptime, last batch, records/s
 
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._retrying("tap", self._run_tap)),
             asyncio.create_task(self._retrying("lease", self._run_lease)),
             asyncio.create_task(self._retrying("lag probe", self._run_probe)),
+            asyncio.create_task(self.history.run()),  # landing page: samples the status every second
         ]
 
     async def stop(self) -> None:
+        """Bounded by STREAMS_SHUTDOWN_TIMEOUT_SECONDS, so a dead Redis or broker cannot hang a SIGTERM."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        budget = self.settings.shutdown_timeout_seconds
+        if self.agent is not None:
+            await self.agent.stop()  # bounded by the same setting inside
         for name, closing in (
-            ("tap", self.agent.stop if self.agent else None),
             ("lag probe", self.probe.stop if self.probe else None),
-            ("lease", partial(self.store.release_lease, self.status.replica_id)),
+            ("lease", lambda: self.store.release_lease(self.status.replica_id)),
+            ("redis", self.store.close),
         ):
             if closing is None:
                 continue
             try:
-                await closing()
+                await asyncio.wait_for(closing(), timeout=max(1.0, budget / 4))
             except Exception as exc:
                 log.warning("closing %s failed: %s", name, exc)
-        await self.store.close()
 
     async def _retrying(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
-        backoff = 1.0
-        while True:
-            try:
-                await body()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("%s failed, retrying in %.0fs: %s", name, backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+        await retry(body, (Exception,), what=name, log=log, policy=SERVICES)
 
     async def _run_tap(self) -> None:
+        s = self.settings
         await self.store.ping()
-        self.status.redis_ok = True
-        self.agent = TapAgent(self.settings, self.store, self.status)
+        dead_letters = None
+        if s.dead_letter_topic:
+            dead_letters = DeadLetters(s.dead_letter_topic, clients.dead_letter_producer(s), self.status)
+        consumer = clients.tap_consumer(s, self.status.replica_id)
+        self.agent = TapAgent(s, self.store, self.status, consumer, dead_letters)
         try:
             await self.agent.start()
             await self.agent.run()
         except asyncio.CancelledError:
             raise
         except Exception:
-            self.status.recovering = True
             await self.agent.stop()
             raise
 
@@ -97,17 +112,47 @@ class Sidecar:
         ttl_ms = int(self.settings.leader_lease_seconds * 1000)
         while True:
             try:
-                self.status.leader = await self.store.hold_lease(self.status.replica_id, ttl_ms)
+                await self._lease_round(ttl_ms)
                 self.status.redis_ok = True
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 self.status.leader = False
+                self.status.exporter_since_s = None
                 self.status.redis_ok = False
                 log.warning("exporter lease check failed: %s", exc)
             await asyncio.sleep(self.settings.leader_lease_seconds / 3)
 
+    async def _lease_round(self, ttl_ms: int) -> None:
+        st = self.status
+        await self._check_eviction_policy()
+        lease = await self.store.hold_lease(st.replica_id, ttl_ms)
+        held = lease != Lease.LOST
+        if held and st.exporter_since_s is None:
+            # A lease already in this replica's name was its own before a restart: same Prometheus series,
+            # nothing to hand over. A lease taken from another replica waits out the hand-over time.
+            wait = self.settings.exporter_handover_seconds if lease == Lease.TAKEN else 0.0
+            st.exporter_since_s = time.time() - self.settings.exporter_handover_seconds + wait
+            log.info("holding the exporter lease; exporting in %.0fs", wait)
+        elif not held:
+            st.exporter_since_s = None
+        st.leader = held
+
+    async def _check_eviction_policy(self) -> None:
+        if not self.settings.redis_policy_check:
+            return
+        policy = await self.store.eviction_policy()
+        ok = policy == SAFE_EVICTION_POLICY
+        if not ok and (self.status.redis_policy_ok or policy != self.status.redis_policy):
+            log.error(
+                "Redis maxmemory-policy is %r: it may evict the tables or their offsets; set it to %s "
+                "(or STREAMS_REDIS_POLICY_CHECK=false where CONFIG is hidden and eviction is known to be off)",
+                policy,
+                SAFE_EVICTION_POLICY,
+            )
+        self.status.redis_policy, self.status.redis_policy_ok = policy, ok
+
     async def _run_probe(self) -> None:
         s = self.settings
-        probe = self.probe = LagProbe(s.bootstrap_servers, s.raw_topic, s.watch_group, s.kafka.client_kwargs())
+        probe = self.probe = probe_from_settings(s)
         try:
             await probe.start()
         except Exception:
@@ -136,18 +181,23 @@ class Sidecar:
         self.status.broker_ok = health.ok
         self.status.brokers_unreachable = health.brokers_unreachable
 
+    def exporting(self, holder: str | None, now_s: float) -> bool:
+        """This replica exports when it holds the lease and has held it for the hand-over time.
+
+        The wait lets Prometheus scrape the previous exporter once more (without business series, so they
+        go stale) before this one's appear: `sum()` then shows a short gap, never both replicas' values.
+        """
+        since = self.status.exporter_since_s
+        if holder != self.status.replica_id or since is None:
+            return False
+        return now_s - since >= self.settings.exporter_handover_seconds
+
     async def exporting_snapshot(self) -> Snapshot | None:
-        """The tables' values when this replica holds the exporter lease, else None."""
+        """The tables' values when this replica is the exporter, else None. Reads only."""
         holder = await self.store.lease_holder()
-        if holder != self.status.replica_id:
-            self.status.leader = False
+        if not self.exporting(holder, time.time()):
             return None
-        members = await label_members(self.store)
-        for label, found in members.items():
-            cap = self.settings.max_org_series if label == "org_id" else self.settings.max_label_values
-            if len(found) < cap:
-                new = admit(found, await label_activity(self.store, label), cap)
-                await add_label_members(self.store, label, new)
-                found.update(new)
+        members = await label_members(self.redis, self.store.keys)
         today = self.calendar.today(int(time.time() * 1000))
-        return await read_snapshot(self.store, today, self.settings.raw_topic, members)
+        raw = await read_tables(self.redis, self.store.keys, today, members)
+        return decode(raw, self.settings.raw_topic)

@@ -1,7 +1,12 @@
-"""Process-local health of one replica, written by its services and read by the scrape."""
+"""Process-local health of one replica, read by the scrape.
+
+Each field has one writer, named beside it, so that no two loops fight over a flag (last writer wins
+is a bug that hides outages); the scrape only reads.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from streams.lag import LagSnapshot
@@ -10,20 +15,40 @@ from streams.lag import LagSnapshot
 @dataclass
 class Status:
     replica_id: str
+    # Tap agent.
     assigned: dict[str, int] = field(default_factory=dict)  # topic -> partitions held
     recovering: bool = True
-    broker_ok: bool = False
-    brokers_unreachable: int = 0
-    redis_ok: bool = False
-    leader: bool = False
-    lag: LagSnapshot | None = None
+    rewound_partitions: int = 0  # partitions re-reading what a Redis that went back in time lost
     batches: int = 0
     records_folded: int = 0
     batch_conflicts: int = 0
     redis_errors: int = 0
+    state_rewinds: int = 0
+    wrong_key_type: int = 0
+    offset_resets: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, reason)
+    records_skipped: Counter[str] = field(default_factory=Counter)  # topic -> records lost to the log's start
+    last_batch_at_s: float | None = None
+    # Dead letters (inside the tap's write path).
     dead_letters: int = 0
     dead_letter_errors: int = 0
+    dead_letters_dropped: Counter[str] = field(default_factory=Counter)  # reason -> records not forwarded
+    # Lease loop: the exporter lease and Redis's health.
+    redis_ok: bool = False
+    redis_policy: str = ""  # maxmemory-policy as last read; "" when unknown or the check is off
+    redis_policy_ok: bool = True
+    leader: bool = False
+    exporter_since_s: float | None = None  # when this replica took the lease
+    # Lag probe loop.
+    broker_ok: bool = False
+    brokers_unreachable: int = 0
+    lag: LagSnapshot | None = None
 
     @property
     def ready(self) -> bool:
-        return not self.recovering and self.broker_ok and self.redis_ok
+        return (
+            not self.recovering
+            and self.rewound_partitions == 0
+            and self.broker_ok
+            and self.redis_ok
+            and self.redis_policy_ok
+        )

@@ -1,8 +1,34 @@
-"""Redis key layout. Every key shares one hash tag, so a batch's keys live in one cluster slot."""
+"""Redis key layout and field names: the one definition the writer (store) and the reader (snapshot) share.
+
+Every key shares one hash tag, so a batch's keys live in one cluster slot. The layout version is part
+of the prefix: a sidecar meeting state of an older layout ignores it and re-reads its topics.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+LAYOUT_VERSION = 2
+
+# An org's hash holds both labelled families, told apart by a field prefix: a scrape reads it in one call.
+PROVIDER_FIELD = "p:"
+MODEL_FIELD = "m:"
+# Counters in hashes of their own, one field per topic (or pair(topic, reason)).
+PROCESSED, INVALID, DROPPED_LATE, LAST_TS = "processed", "invalid", "dropped_late", "last_ts"
+# Activity per label value: what the label caps rank candidates by.
+ACTIVITY = {"org_id": "org_activity", "provider": "by_provider", "model": "by_model"}
+# Enrichment-delay histogram: bucket i in field DELAY_BUCKET.format(i), the sum (an amount) in DELAY_SUM.
+DELAY, DELAY_SUM = "delay", "sum_ms"
+DAY_KWH, DAY_CO2, DAY_TOTALS, DAY_ORGS, DAY_USERS = "kwh", "co2", "totals", "orgs", "users"
+TOTAL_KWH, TOTAL_CO2 = "kwh", "co2"
+# Amounts are kept as whole units of 1e9 (in the key itself) plus a remainder below 1e9 (in the key
+# with this suffix), so no total of accepted values can overflow Redis's 64-bit integers.
+AMOUNT_BASE = 1_000_000_000
+REMAINDER_SUFFIX = ":lo"
+
+
+def delay_bucket_field(index: int) -> str:
+    return f"b{index}"
 
 
 @dataclass(frozen=True)
@@ -11,7 +37,7 @@ class Keys:
 
     @property
     def prefix(self) -> str:
-        return "{" + self.app_id + "}"
+        return "{" + self.app_id + "}" + f":v{LAYOUT_VERSION}"
 
     def key(self, name: str) -> str:
         return f"{self.prefix}:{name}"
@@ -30,6 +56,21 @@ class Keys:
     def day(self, day: str, name: str) -> str:
         return self.key(f"day:{day}:{name}")
 
+    def labels(self, label: str) -> str:
+        return self.key(f"labels:{label}")
+
+    def activity(self, label: str) -> str:
+        return self.key(ACTIVITY[label])
+
 
 def offset_field(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
+
+
+def split_amount(n: int) -> tuple[int, int]:
+    """(whole units of AMOUNT_BASE, remainder): the two integers an amount is stored as."""
+    return divmod(n, AMOUNT_BASE)
+
+
+def join_amount(whole: str | int | None, remainder: str | int | None) -> int:
+    return int(whole or 0) * AMOUNT_BASE + int(remainder or 0)

@@ -7,6 +7,7 @@ rebalance, a retry after a lost reply) is refused as a whole, so nothing is coun
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,21 +15,72 @@ from dataclasses import dataclass
 import orjson
 import redis.asyncio as aioredis
 
-from streams.fold import Delta, unpair
-from tables.keys import Keys, offset_field
+from tables.delta import Delta, unpair
+from tables.keys import (
+    AMOUNT_BASE,
+    DAY_CO2,
+    DAY_KWH,
+    DAY_ORGS,
+    DAY_TOTALS,
+    DAY_USERS,
+    DELAY,
+    DELAY_SUM,
+    DROPPED_LATE,
+    INVALID,
+    LAST_TS,
+    MODEL_FIELD,
+    PROCESSED,
+    PROVIDER_FIELD,
+    REMAINDER_SUFFIX,
+    TOTAL_CO2,
+    TOTAL_KWH,
+    Keys,
+    delay_bucket_field,
+    offset_field,
+    split_amount,
+)
+from tables.labels import OTHER
 
-_APPLY_LUA = """
+# The shebang makes Redis (7.0 and later) refuse the script whole when it is over maxmemory, instead of
+# failing at a write halfway. Redis never rolls a script back, so every other check that can fail
+# (offsets, key types) comes before the first write, no stored total can overflow (amounts carry their
+# remainder into whole units), and the offsets are written last.
+_APPLY_LUA = """#!lua
 local p = cjson.decode(ARGV[1])
 for _, o in ipairs(p.off) do
-  local cur = redis.call('HGET', p.offkey, o[1])
+  local cur = redis.call('HGET', KEYS[1], o[1])
   if o[2] == '' then
     if cur then return {0, o[1]} end
   elseif cur ~= o[2] then
     return {0, o[1]}
   end
 end
-for _, o in ipairs(p.off) do redis.call('HSET', p.offkey, o[1], o[3]) end
+local seen = {}
+local function is(key, kind)
+  if seen[key] == nil then
+    local t = redis.call('TYPE', key)['ok']
+    seen[key] = (t == 'none' or t == kind)
+  end
+  return seen[key]
+end
+if not is(KEYS[1], 'hash') then return {2, KEYS[1]} end
+for _, h in ipairs(p.hincr) do if not is(h[1], 'hash') then return {2, h[1]} end end
+for _, a in ipairs(p.amount) do
+  if not (is(a[1], 'hash') and is(a[1] .. p.lo, 'hash')) then return {2, a[1]} end
+end
+for _, s in ipairs(p.sadd) do if not is(s[1], 'set') then return {2, s[1]} end end
+for _, m in ipairs(p.hmax) do if not is(m[1], 'hash') then return {2, m[1]} end end
+for _, e in ipairs(p.expire) do if not is(e[1], e[3]) then return {2, e[1]} end end
+for _, a in ipairs(p.admit) do if not is(a[1], 'set') then return {2, a[1]} end end
 for _, h in ipairs(p.hincr) do redis.call('HINCRBY', h[1], h[2], h[3]) end
+for _, a in ipairs(p.amount) do
+  if a[3] ~= '0' then redis.call('HINCRBY', a[1], a[2], a[3]) end
+  local rest = redis.call('HINCRBY', a[1] .. p.lo, a[2], a[4])
+  if rest >= p.base then
+    redis.call('HINCRBY', a[1], a[2], 1)
+    redis.call('HINCRBY', a[1] .. p.lo, a[2], -p.base)
+  end
+end
 for _, s in ipairs(p.sadd) do
   local members = s[2]
   for i = 1, #members, 4000 do
@@ -39,14 +91,21 @@ for _, m in ipairs(p.hmax) do
   local cur = redis.call('HGET', m[1], m[2])
   if (not cur) or tonumber(cur) < tonumber(m[3]) then redis.call('HSET', m[1], m[2], m[3]) end
 end
-for _, c in ipairs(p.incr) do redis.call('INCRBY', c[1], c[2]) end
 for _, e in ipairs(p.expire) do redis.call('EXPIRE', e[1], e[2]) end
+for _, a in ipairs(p.admit) do
+  local room = tonumber(a[2]) - redis.call('SCARD', a[1])
+  for _, v in ipairs(a[3]) do
+    if room <= 0 then break end
+    if v ~= p.other then room = room - redis.call('SADD', a[1], v) end
+  end
+end
+for _, o in ipairs(p.off) do redis.call('HSET', KEYS[1], o[1], o[3]) end
 return {1, ''}
 """
 
 _LEASE_LUA = """
 local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 2 end
 if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 return 0
 """
@@ -67,6 +126,12 @@ class OffsetMove:
     next_offset: int
 
 
+class Lease(enum.IntEnum):
+    LOST = 0  # another replica holds it
+    TAKEN = 1  # it was free and is now this replica's
+    KEPT = 2  # this replica id already held it (this process, or this replica before a restart)
+
+
 class Conflict(Exception):
     """The stored offset of a partition is not the one the batch started from."""
 
@@ -75,19 +140,24 @@ class Conflict(Exception):
         self.field = field
 
 
+class WrongKeyType(Exception):
+    """A key the batch writes holds another type: something else wrote it. Nothing was written."""
+
+
 class RedisStore:
-    def __init__(self, client: aioredis.Redis, app_id: str, days_kept: int) -> None:
+    def __init__(
+        self, client: aioredis.Redis, app_id: str, days_kept: int, label_caps: dict[str, int] | None = None
+    ) -> None:
         self.client = client
+        # Label values get their own series first come, first served, in the batch that first carries
+        # them: admission is part of the state write, so the scrape only reads and a value never moves
+        # from "__other__" to a series of its own (which would make the "__other__" counter go down).
+        self.label_caps = label_caps or {"org_id": 500, "provider": 100, "model": 100}
         self.keys = Keys(app_id)
         self.day_ttl_seconds = (days_kept + 1) * 86_400
         self._apply = client.register_script(_APPLY_LUA)
         self._lease = client.register_script(_LEASE_LUA)
         self._release = client.register_script(_RELEASE_LUA)
-
-    @classmethod
-    def from_url(cls, url: str, app_id: str, days_kept: int) -> RedisStore:
-        client = aioredis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
-        return cls(client, app_id, days_kept)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -102,72 +172,92 @@ class RedisStore:
         values = await self.client.hmget(self.keys.offsets, [offset_field(t, p) for t, p in wanted])
         return {tp: (int(v) if v is not None else None) for tp, v in zip(wanted, values, strict=True)}
 
+    async def eviction_policy(self) -> str:
+        found = await self.client.config_get("maxmemory-policy")
+        return str(found.get("maxmemory-policy", ""))
+
     async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
-        """Write the batch and its offsets atomically, or raise Conflict and write nothing."""
+        """Write the batch and its offsets atomically, or raise (Conflict, WrongKeyType) having written nothing."""
         payload = orjson.dumps(self.build_payload(delta, moves))
-        ok, field = await self._apply(keys=[self.keys.offsets], args=[payload])
-        if not int(ok):
-            raise Conflict(str(field))
+        status, detail = await self._apply(keys=[self.keys.offsets], args=[payload])
+        if int(status) == 0:
+            raise Conflict(str(detail))
+        if int(status) == 2:
+            raise WrongKeyType(str(detail))
 
     def build_payload(self, delta: Delta, moves: list[OffsetMove]) -> dict[str, object]:
         k = self.keys
         hincr: list[list[str]] = []
+        amount: list[list[str]] = []
+        expire: list[list[str]] = []
+        ttl = str(self.day_ttl_seconds)
+
+        def add_amount(key: str, field: str, n: int) -> None:
+            whole, remainder = split_amount(n)
+            amount.append([key, field, str(whole), str(remainder)])
+
         for name, counter in (
-            ("processed", delta.processed),
-            ("invalid", delta.invalid),
-            ("dropped_late", delta.dropped_late),
+            (PROCESSED, delta.processed),
+            (INVALID, delta.invalid),
+            (DROPPED_LATE, delta.dropped_late),
         ):
             hincr.extend([k.key(name), f, str(n)] for f, n in counter.items())
         activity: Counter[str] = Counter()
-        # One hash per org holds both families ("p:" provider, "m:" model): a scrape reads it in one call.
-        for prefix, totals_key, counter in (
-            ("p:", "by_provider", delta.ingested),
-            ("m:", "by_model", delta.calls),
+        for prefix, label, counter in (
+            (PROVIDER_FIELD, "provider", delta.ingested),
+            (MODEL_FIELD, "model", delta.calls),
         ):
             totals: Counter[str] = Counter()
             for field_name, n in counter.items():
                 org, value = unpair(field_name)
                 hincr.append([k.org(org), prefix + value, str(n)])
                 totals[value] += n
-                if prefix == "p:":
+                if prefix == PROVIDER_FIELD:
                     activity[org] += n
-            hincr.extend([k.key(totals_key), value, str(n)] for value, n in totals.items())
+            hincr.extend([k.activity(label), value, str(n)] for value, n in totals.items())
         for index, n in enumerate(delta.delay_buckets):
             if n:
-                hincr.append([k.key("delay"), f"b{index}", str(n)])
+                hincr.append([k.key(DELAY), delay_bucket_field(index), str(n)])
         if delta.delay_sum_ms:
-            hincr.append([k.key("delay"), "sum_ms", str(delta.delay_sum_ms)])
-        expire: list[list[str]] = []
-        incr: list[list[str]] = []
-        ttl = str(self.day_ttl_seconds)
-        for name, per_day in (("kwh", delta.kwh_nano), ("co2", delta.co2_nano)):
+            add_amount(k.key(DELAY), DELAY_SUM, delta.delay_sum_ms)
+        for name, total_field, per_day in ((DAY_KWH, TOTAL_KWH, delta.kwh_nano), (DAY_CO2, TOTAL_CO2, delta.co2_nano)):
             for day, amounts in per_day.items():
-                hincr.extend([k.day(day, name), org, str(n)] for org, n in amounts.items())
-                incr.append([k.day(day, f"{name}_total"), str(sum(amounts.values()))])
-                expire += [[k.day(day, name), ttl], [k.day(day, f"{name}_total"), ttl]]
-                for org in amounts:
+                for org, n in amounts.items():
+                    add_amount(k.day(day, name), org, n)
                     activity[org] += 0  # known to the label caps even without a raw event
-        hincr.extend([k.key("org_activity"), org, str(n)] for org, n in activity.items())
+                add_amount(k.day(day, DAY_TOTALS), total_field, sum(amounts.values()))
+                for key in (k.day(day, name), k.day(day, DAY_TOTALS)):
+                    expire += [[key, ttl, "hash"], [key + REMAINDER_SUFFIX, ttl, "hash"]]
+        hincr.extend([k.activity("org_id"), org, str(n)] for org, n in activity.items())
+        seen = {
+            "org_id": sorted(activity),
+            "provider": sorted({unpair(f)[1] for f in delta.ingested}),
+            "model": sorted({unpair(f)[1] for f in delta.calls}),
+        }
+        admit = [[k.labels(label), str(self.label_caps[label]), values] for label, values in seen.items() if values]
         sadd: list[list[object]] = []
-        for name, per_day_set in (("orgs", delta.orgs), ("users", delta.users)):
+        for name, per_day_set in ((DAY_ORGS, delta.orgs), (DAY_USERS, delta.users)):
             for day, members in per_day_set.items():
                 sadd.append([k.day(day, name), list(members)])
-                expire.append([k.day(day, name), ttl])
+                expire.append([k.day(day, name), ttl, "set"])
         return {
-            "offkey": k.offsets,
             "off": [
                 [offset_field(m.topic, m.partition), "" if m.expected is None else str(m.expected), str(m.next_offset)]
                 for m in moves
             ],
             "hincr": hincr,
+            "amount": amount,
+            "lo": REMAINDER_SUFFIX,
+            "base": AMOUNT_BASE,
             "sadd": sadd,
-            "hmax": [[k.key("last_ts"), t, str(ts)] for t, ts in delta.last_ts_ms.items()],
-            "incr": incr,
+            "hmax": [[k.key(LAST_TS), t, str(ts)] for t, ts in delta.last_ts_ms.items()],
             "expire": expire,
+            "admit": admit,
+            "other": OTHER,
         }
 
-    async def hold_lease(self, replica_id: str, ttl_ms: int) -> bool:
-        return bool(int(await self._lease(keys=[self.keys.leader], args=[replica_id, str(ttl_ms)])))
+    async def hold_lease(self, replica_id: str, ttl_ms: int) -> Lease:
+        return Lease(int(await self._lease(keys=[self.keys.leader], args=[replica_id, str(ttl_ms)])))
 
     async def lease_holder(self) -> str | None:
         value = await self.client.get(self.keys.leader)

@@ -72,11 +72,14 @@ class LocalKafka:
 
     kind = "kafka"
 
-    def __init__(self, workdir: Path, port: int | None = None, sasl_ssl: SaslSsl | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, sasl_ssl: SaslSsl | None = None, auto_create: bool = True
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.controller_port = free_port()
         self.sasl_ssl = sasl_ssl
+        self.auto_create = auto_create
         self.server: Server | None = None
 
     @property
@@ -99,7 +102,7 @@ class LocalKafka:
             "transaction.state.log.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "num.partitions": "4",
-            "auto.create.topics.enable": "true",
+            "auto.create.topics.enable": "true" if self.auto_create else "false",
         }
         if self.sasl_ssl is not None:
             props.update(self.sasl_ssl.broker_props(self.port, self.controller_port))

@@ -63,6 +63,14 @@ class LocalPrometheus:
         assert body["status"] == "success", body
         return list(body["data"]["result"])
 
+    def query_range(self, expr: str, start_s: float, end_s: float, step_s: float) -> list[dict[str, object]]:
+        params = {"query": expr, "start": f"{start_s:.3f}", "end": f"{end_s:.3f}", "step": f"{step_s:g}"}
+        url = f"http://127.0.0.1:{self.port}/api/v1/query_range?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.loads(resp.read())
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
     def stop(self) -> None:
         if self.server:
             self.server.stop()

@@ -52,7 +52,15 @@ class SidecarProc:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
-        self.env = {**os.environ, **env, "STREAMS_WEB_PORT": str(self.port), "STREAMS_WEB_BIND": "127.0.0.1"}
+        # No hand-over wait unless a test asks for one: most tests want the exporter's values at once.
+        defaults = {"STREAMS_EXPORTER_HANDOVER_SECONDS": "0"}
+        self.env = {
+            **defaults,
+            **os.environ,
+            **env,
+            "STREAMS_WEB_PORT": str(self.port),
+            "STREAMS_WEB_BIND": "127.0.0.1",
+        }
         self.server: Server | None = None
 
     @property

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams.fold import NANO
 from streams.local.scrape import Samples, series, value
+from tables.delta import NANO
 
 PROVIDERS = (("openai", "gpt-4o"), ("anthropic", "claude"), ("google", "gemini"))
 
@@ -80,7 +80,9 @@ def _diff(got: dict, want: dict) -> str:  # type: ignore[type-arg]
 
 
 def raw_event(org: str, user: str, ts_ms: int, **extra: object) -> bytes:
-    """One valid raw event (openai, gpt-4o, one token each way), with fields added or overridden."""
+    """One valid raw event (openai, gpt-4o, one token each way), with fields added or overridden:
+    `raw_event("org_a", "u1", ts, tokens_in=-3)` is invalid, `raw_event(..., kwh=0.1, co2_kg=0.05)` is
+    a valid enriched event. To leave a field out, see `without`."""
     body = {
         "org_id": org,
         "user_id": user,
@@ -91,6 +93,14 @@ def raw_event(org: str, user: str, ts_ms: int, **extra: object) -> bytes:
         "ts": ts_ms,
         **extra,
     }
+    return orjson.dumps(body)
+
+
+def without(event: bytes, *fields: str) -> bytes:
+    """The encoded event with these fields left out, e.g. `without(raw_event(...), "org_id")`."""
+    body = orjson.loads(event)
+    for name in fields:
+        del body[name]
     return orjson.dumps(body)
 
 

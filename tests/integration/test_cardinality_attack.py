@@ -8,12 +8,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.fold import NANO
-from streams.labels import OTHER
 from streams.local.scrape import Samples, series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import raw_event
+from tables.delta import NANO
+from tables.labels import OTHER
 from tests.integration.conftest import Names, promtool_accepts, sidecar_env
 from tests.integration.kafka_io import Out, produce
 

@@ -13,6 +13,7 @@ import pytest
 from streams.local.scrape import Samples, series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
+from streams.local.workload import raw_event
 from tests.integration.conftest import Names, promtool_accepts, sidecar_env
 from tests.integration.kafka_io import Out, commit_group, produce
 
@@ -20,45 +21,30 @@ pytestmark = pytest.mark.integration
 DAY_MS = 86_400_000
 
 
-def raw(org: str, user: str, provider: str, model: str, ts_ms: int) -> dict[str, object]:
-    return {
-        "org_id": org,
-        "user_id": user,
-        "provider": provider,
-        "model": model,
-        "tokens_in": 100,
-        "tokens_out": 50,
-        "ts": ts_ms,
-    }
-
-
 def test_every_metric_has_its_exact_value(broker, redis_server, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
     make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=2)
     now = int(time.time() * 1000)
     old = now - 120_000  # record time of the first records on partition 0: their age is the lag
-    a1 = raw("org_a", "u1", "openai", "gpt-4o", now - 1000)
+    a1_ts = now - 1000  # org_a's first event, which the enriched records below continue
+    claude = {"provider": "anthropic", "model": "claude"}
     raws = [
-        Out(orjson.dumps(a1), 0, old),
-        Out(orjson.dumps(raw("org_a", "u2", "openai", "gpt-4o", now - 900)), 0, old),
-        Out(orjson.dumps(raw("org_a", "u1", "openai", "gpt-4o-mini", now - 800)), 0, old + 1),
-        Out(orjson.dumps(raw("org_b", "u1", "anthropic", "claude", now - 700)), 0, now - 500),
-        Out(orjson.dumps(raw("org_b", "u1", "anthropic", "claude", now - 600)), 1, now - 400),
-        Out(orjson.dumps(raw("org_c", "u9", "openai", "gpt-4o", now - 3 * DAY_MS)), 1, now - 300),
+        Out(raw_event("org_a", "u1", a1_ts), 0, old),
+        Out(raw_event("org_a", "u2", now - 900), 0, old),
+        Out(raw_event("org_a", "u1", now - 800, model="gpt-4o-mini"), 0, old + 1),
+        Out(raw_event("org_b", "u1", now - 700, **claude), 0, now - 500),
+        Out(raw_event("org_b", "u1", now - 600, **claude), 1, now - 400),
+        Out(raw_event("org_c", "u9", now - 3 * DAY_MS), 1, now - 300),
         Out(b"{not json", 1, now - 200),
-        Out(orjson.dumps({**a1, "user_id": None}), 1, now - 200),
-        Out(orjson.dumps({**a1, "tokens_in": -3}), 1, now - 200),
-        Out(orjson.dumps({**a1, "ts": "never"}), 1, now - 100),
+        Out(raw_event("org_a", "u1", a1_ts, user_id=None), 1, now - 200),
+        Out(raw_event("org_a", "u1", a1_ts, tokens_in=-3), 1, now - 200),
+        Out(raw_event("org_a", "u1", a1_ts, ts="never"), 1, now - 100),
     ]
     produce(broker.bootstrap, names.raw, raws)
     enriched = [
-        Out(orjson.dumps({**a1, "kwh": 0.1, "co2_kg": 0.05}), 0, a1["ts"] + 200),  # type: ignore[operator]
-        Out(orjson.dumps({**a1, "kwh": 0.2, "co2_kg": 0.1, "event_id": "e2"}), 0, a1["ts"] + 3000),  # type: ignore[operator]
-        Out(
-            orjson.dumps({**raw("org_b", "u1", "anthropic", "claude", now - 600), "kwh": 1.5, "co2_kg": 0.6}),
-            1,
-            now - 600 + 20_000,
-        ),
-        Out(orjson.dumps({**a1, "kwh": "lots", "co2_kg": 1}), 1, now),
+        Out(raw_event("org_a", "u1", a1_ts, kwh=0.1, co2_kg=0.05), 0, a1_ts + 200),
+        Out(raw_event("org_a", "u1", a1_ts, kwh=0.2, co2_kg=0.1, event_id="e2"), 0, a1_ts + 3000),
+        Out(raw_event("org_b", "u1", now - 600, kwh=1.5, co2_kg=0.6, **claude), 1, now - 600 + 20_000),
+        Out(raw_event("org_a", "u1", a1_ts, kwh="lots", co2_kg=1), 1, now),
     ]
     produce(broker.bootstrap, names.enriched, enriched)
     commit_group(broker.bootstrap, names.watch_group, names.raw, {0: 2})
@@ -160,8 +146,8 @@ def test_label_cap_folds_extra_orgs_into_other_and_keeps_sums(
     now = int(time.time() * 1000)
     # Activity decides who gets a series while there is room: org_0 (5 events) and org_1 (4) do.
     counts = {"org_0": 5, "org_1": 4, "org_2": 3, "org_3": 2, "org_4": 1}
-    raws = [Out(orjson.dumps(raw(o, f"u{i}", "openai", "gpt-4o", now))) for o, n in counts.items() for i in range(n)]
-    enriched = [Out(orjson.dumps({**raw(o, "u", "openai", "gpt-4o", now), "kwh": 0.5, "co2_kg": 0.25})) for o in counts]
+    raws = [Out(raw_event(o, f"u{i}", now)) for o, n in counts.items() for i in range(n)]
+    enriched = [Out(raw_event(o, "u", now, kwh=0.5, co2_kg=0.25)) for o in counts]
     produce(broker.bootstrap, names.raw, raws)
     produce(broker.bootstrap, names.enriched, enriched)
     env = sidecar_env(broker, redis_server, names, STREAMS_MAX_ORG_SERIES="2")

@@ -4,8 +4,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from streams.calendar import DayCalendar
-from streams.fold import NANO, Delta, FoldContext, delay_bucket, fold_enriched, fold_raw, pair, unpair
+from streams.fold import FoldContext, delay_bucket, fold_enriched, fold_raw
 from streams.local.workload import raw_event
+from tables.delta import NANO, Delta, pair, unpair
 
 H = 3_600_000
 NOV27_UTC = 1_795_737_600_000  # 2026-11-27T00:00:00Z

@@ -18,6 +18,7 @@ import yaml
 
 from streams.settings import Settings
 from streams.web import install_routes
+from streams.web_config import WebConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "ecomind-streams"
@@ -244,7 +245,7 @@ def web_routes() -> set[str]:
             paths.add(path)
             return lambda handler: handler
 
-    install_routes(App(), lambda: None, lambda: None)
+    install_routes(App(), lambda: None, WebConfig, lambda: None)
     return paths
 
 

@@ -17,6 +17,7 @@ from streams.events import (
     parse_raw,
     parse_ts_ms,
 )
+from streams.local.workload import raw_event, without
 
 NOW_MS = 1_795_780_800_000  # 2026-11-27T12:00:00Z
 DAY_MS = 86_400_000
@@ -27,19 +28,13 @@ GOOD = (
 
 
 def raw(**fields: object) -> bytes:
-    import orjson
+    """A valid raw event an hour before NOW_MS, with fields added or overridden."""
+    return raw_event("org_a", "u1", NOW_MS - 3_600_000, **fields)
 
-    base: dict[str, object] = {
-        "org_id": "org_a",
-        "user_id": "u1",
-        "provider": "openai",
-        "model": "gpt-4o",
-        "tokens_in": 10,
-        "tokens_out": 5,
-        "ts": "2026-11-27T11:00:00Z",
-    }
-    base.update(fields)
-    return orjson.dumps({k: v for k, v in base.items() if v is not ...})
+
+def enriched(**fields: object) -> bytes:
+    """A valid enriched event, with fields added or overridden."""
+    return raw(**{"kwh": 0.5, "co2_kg": 0.2, **fields})
 
 
 def test_valid_raw_event_parses_every_field() -> None:
@@ -64,7 +59,7 @@ def test_unknown_fields_are_ignored() -> None:
         (b'{"tokens_in": 1e400}', NON_FINITE),
         (b"[1, 2]", NOT_OBJECT),
         (b'"text"', NOT_OBJECT),
-        (raw(org_id=...), MISSING_FIELD),
+        (without(raw(), "org_id"), MISSING_FIELD),
         (raw(org_id=""), MISSING_FIELD),
         (raw(org_id=None), MISSING_FIELD),
         (raw(org_id=5), WRONG_TYPE),
@@ -91,20 +86,18 @@ def test_invalid_raw_records_get_their_reason(payload: bytes | None, reason: str
 
 
 @pytest.mark.parametrize(
-    ("extra", "reason"),
+    ("payload", "reason"),
     [
-        ({"kwh": ...}, MISSING_FIELD),
-        ({"kwh": "0.1"}, WRONG_TYPE),
-        ({"kwh": -0.1}, NEGATIVE_VALUE),
-        ({"co2_kg": 1e9}, OUT_OF_RANGE),
-        ({"co2_kg": False}, WRONG_TYPE),
+        (without(enriched(), "kwh"), MISSING_FIELD),
+        (enriched(kwh="0.1"), WRONG_TYPE),
+        (enriched(kwh=-0.1), NEGATIVE_VALUE),
+        (enriched(co2_kg=1e9), OUT_OF_RANGE),
+        (enriched(co2_kg=False), WRONG_TYPE),
     ],
 )
-def test_invalid_enriched_amounts(extra: dict[str, object], reason: str) -> None:
-    fields: dict[str, object] = {"kwh": 0.5, "co2_kg": 0.2}
-    fields.update(extra)
+def test_invalid_enriched_amounts(payload: bytes, reason: str) -> None:
     with pytest.raises(Invalid) as caught:
-        parse_enriched(raw(**fields), NOW_MS, DAY_MS, 65536)
+        parse_enriched(payload, NOW_MS, DAY_MS, 65536)
     assert caught.value.reason == reason
 
 

@@ -2,8 +2,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.exposition import render
-from streams.lag import LagSnapshot, PartitionLag
-from streams.metrics import BusinessCollector, LagCollector
+from streams.lag import GroupLag, LagSnapshot, PartitionLag
+from streams.lag_metrics import LagCollector
+from streams.metrics import BusinessCollector
 from tables.snapshot import Snapshot
 
 TRICKY = ['org "quoted"', "back\\slash", "new\nline", "ünïcødé", "__other__", "tab\tand\x01control"]
@@ -29,7 +30,8 @@ def snapshot(orgs: list[str]) -> Snapshot:
 
 @pytest.mark.parametrize("orgs", [[], ["org_a"], TRICKY, [f"org_{i}" for i in range(300)]])
 def test_render_is_byte_for_byte_generate_latest(orgs: list[str]) -> None:
-    lag = LagSnapshot([PartitionLag("events.raw", 0, True, 12, 3.5), PartitionLag("events.raw", 1, False, 0, 0.0)], 1.5)
+    parts = (PartitionLag("events.raw", 0, True, 12, 3.5), PartitionLag("events.raw", 1, False, 4, None))
+    lag = LagSnapshot({"g": GroupLag("g", "Stable", 2, parts)}, "g", 1.5)
     collectors = [BusinessCollector(snapshot(orgs), ["events.raw", "events.enriched"]), LagCollector(lag, "g")]
     registry = CollectorRegistry(auto_describe=False)
     for c in collectors:

@@ -1,6 +1,5 @@
 import pytest
 
-from streams.lag import partition_lag
 from streams.settings import Settings, SettingsError
 
 
@@ -54,28 +53,3 @@ def test_bad_values_name_the_variable_and_what_is_expected(env: dict[str, str], 
     with pytest.raises(SettingsError) as caught:
         Settings.from_env(env)
     assert message in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("committed", "log_start", "end", "first_ts", "now", "lag", "seconds", "has_commit"),
-    [
-        (10, 0, 10, None, 5000, 0, 0.0, True),  # caught up
-        (7, 0, 10, 2000, 5000, 3, 3.0, True),
-        (7, 0, 10, 6000, 5000, 3, 0.0, True),  # clock skew never gives a negative age
-        (None, 0, 10, 1000, 5000, 10, 4.0, False),  # no commit: everything is unread
-        (None, 4, 4, None, 5000, 0, 0.0, False),
-        (2, 5, 10, 1000, 5000, 5, 4.0, True),  # committed before the log start
-    ],
-)
-def test_partition_lag(
-    committed: int | None,
-    log_start: int,
-    end: int,
-    first_ts: int | None,
-    now: int,
-    lag: int,
-    seconds: float,
-    has_commit: bool,
-) -> None:
-    p = partition_lag("t", 0, committed, log_start, end, first_ts, now)
-    assert (p.lag_messages, p.lag_seconds, p.committed) == (lag, seconds, has_commit)

@@ -1,7 +1,8 @@
 """Bounded label sets: at most N label values get their own series, the rest fold into "__other__".
 
-Membership is sticky: a value admitted once keeps its series, so counters stay monotonic. While a set
-has room, the most active candidates are admitted first. Sums over all series stay exact.
+Membership is sticky: a value admitted once keeps its series, so counters stay monotonic. Values are
+admitted first come, first served, by the state write that first carries them (tables/store.py), and a
+value spelled like the fold bucket never gets a series of its own. Sums over all series stay exact.
 """
 
 from __future__ import annotations
@@ -9,17 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 OTHER = "__other__"
-
-
-def admit(members: set[str], activity: Mapping[str, float], cap: int) -> list[str]:
-    """Values to add to `members`: the most active outsiders, up to the cap."""
-    room = cap - len(members)
-    if room <= 0:
-        return []
-    # A value spelled like the fold bucket never gets a series of its own: it would merge with it.
-    outsiders = [v for v in activity if v not in members and v != OTHER]
-    outsiders.sort(key=lambda v: (-activity[v], v))
-    return outsiders[:room]
 
 
 def cap_pairs(
@@ -53,8 +43,8 @@ def cap_pairs(
 
 
 def cap_amounts(labelled: Mapping[str, int], total: int) -> dict[str, int]:
+    """Labelled amounts plus "__other__", present even at 0: right after midnight a today-gauge has no
+    labelled series yet, and `sum()` over it must read 0, not "no data"."""
     out = dict(labelled)
-    rest = total - sum(labelled.values())
-    if rest > 0:
-        out[OTHER] = rest
+    out[OTHER] = max(0, total - sum(labelled.values()))
     return out

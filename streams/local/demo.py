@@ -47,6 +47,8 @@ def main() -> None:
             "REDIS_URL": redis.url,
             "STREAMS_SESSION_TIMEOUT_MS": "6000",
             "STREAMS_LAG_INTERVAL_SECONDS": "2",
+            # One replica: no other exporter to hand over from.
+            "STREAMS_EXPORTER_HANDOVER_SECONDS": "0",
         }
         sidecar = SidecarProc(workdir, env, port=port).start()
         started.append(sidecar)
@@ -55,9 +57,10 @@ def main() -> None:
         except AssertionError:
             raise SystemExit(f"the sidecar did not become ready; see {workdir / 'sidecar.log'}") from None
         print(f"\nEcoMind Streams is running on a local {args.broker} broker ({broker.bootstrap}).")
-        print(f"  metrics: http://127.0.0.1:{port}/metrics")
-        print(f"  ready:   http://127.0.0.1:{port}/ready")
-        print(f"  logs:    {workdir}")
+        print(f"  status page: http://127.0.0.1:{port}/")
+        print(f"  metrics:     http://127.0.0.1:{port}/metrics")
+        print(f"  ready:       http://127.0.0.1:{port}/ready")
+        print(f"  logs:        {workdir}")
         print("Press Ctrl-C to stop.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while traffic.running() and sidecar.running():

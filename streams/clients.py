@@ -1,0 +1,68 @@
+"""The one place where the sidecar's Kafka and Redis clients are built from the settings.
+
+Everything else takes its clients as arguments (the tap, the store, the lag probe, the dead-letter
+sink), so the same code runs against in-memory fakes in the deterministic simulator.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.settings import Settings
+
+REDIS_TIMEOUT_S = 5
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    return aioredis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+    )
+
+
+def tap_consumer(settings: Settings, replica_id: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.app_id,
+        client_id=f"{settings.app_id}-{replica_id}",
+        enable_auto_commit=False,
+        # The tap seeks every partition itself; a fetch out of the log must reach it, not be reset quietly.
+        auto_offset_reset="none",
+        # Records of aborted transactions are not events; markers are skipped.
+        isolation_level="read_committed",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 4),
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+        **settings.kafka.client_kwargs(),
+    )
+
+
+def dead_letter_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.app_id}-dead-letters",
+        acks="all",
+        linger_ms=5,
+        max_request_size=2 * 1024 * 1024,
+        request_timeout_ms=5_000,
+        **settings.kafka.client_kwargs(),
+    )
+
+
+def probe_admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **settings.kafka.client_kwargs())
+
+
+def probe_consumer(settings: Settings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=64 * 1024,
+        **settings.kafka.client_kwargs(),
+    )

@@ -1,0 +1,281 @@
+"""One probe cycle over every selected consumer group, on clients the caller builds and passes in.
+
+Per cycle, whatever the number of groups: one ListGroups per broker, one FindCoordinator per group not
+seen before (cached), one DescribeGroups per coordinator for all its groups, one OffsetFetch per group
+sent concurrently (at most `concurrency` in flight) on the admin client's one connection per broker,
+one Metadata request, one ListOffsets(earliest) per broker, and the fetch rounds of lag_fetch.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.admin import DescribeGroupsRequest_v3, DescribeGroupsResponse_v3
+
+from streams.lag import FirstRecord, GroupLag, LagSnapshot, partition_lag, resume_position, select_groups
+from streams.lag_fetch import FirstRecordReader, ProbeConsumer
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# aiokafka 0.14 pairs DescribeGroups v3 requests with the v2 response schema, which lacks v3's
+# authorized_operations, so every answer from Kafka >= 2.3 fails to decode. Pair it with v3's.
+if DescribeGroupsRequest_v3.RESPONSE_TYPE is not DescribeGroupsResponse_v3:
+    DescribeGroupsRequest_v3.RESPONSE_TYPE = DescribeGroupsResponse_v3
+
+
+class ProbeAdmin(Protocol):
+    """The slice of AIOKafkaAdminClient the probe uses."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def list_consumer_groups(self) -> list[tuple[Any, ...]]: ...
+    async def find_coordinator(self, group_id: str) -> int: ...
+    async def describe_consumer_groups(self, group_ids: list[str], group_coordinator_id: int | None = None) -> Any: ...
+    async def list_consumer_group_offsets(
+        self, group_id: str, group_coordinator_id: int | None = None, partitions: list[TopicPartition] | None = None
+    ) -> dict[TopicPartition, Any]: ...
+    async def describe_topics(self, topics: list[str] | None = None) -> list[Any]: ...
+
+
+def build_clients(
+    bootstrap_servers: str, client_kwargs: dict[str, Any]
+) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+    """The real clients: an admin client and a group-less read_committed consumer that fetches small."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_kwargs)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        isolation_level="read_committed",  # skips aborted records and gives the LSO
+        auto_offset_reset="earliest",  # a position below the log start resumes at it, as the group would
+        max_partition_fetch_bytes=64 * 1024,  # only the first record matters; larger batches come alone
+        fetch_max_bytes=16 * 1024 * 1024,
+        fetch_max_wait_ms=50,  # caught-up partitions answer empty quickly
+        **client_kwargs,
+    )
+    return admin, consumer
+
+
+@dataclass
+class _Group:
+    state: str = "Dead"
+    members: int = 0
+    assigned_topics: frozenset[str] = frozenset()
+    offsets: dict[TopicPartition, int] | None = None  # committed offsets; None: they could not be read
+
+
+class LagProbe:
+    def __init__(
+        self,
+        admin: ProbeAdmin,
+        consumer: ProbeConsumer,
+        watched_group: str,
+        watched_topic: str,
+        include: re.Pattern[str] | None = None,
+        ignore: re.Pattern[str] | None = None,
+        fetch_timeout_ms: int = 2000,
+        concurrency: int = 32,
+    ) -> None:
+        self._admin = admin
+        self._consumer = consumer
+        self.watched_group = watched_group
+        self.watched_topic = watched_topic
+        self.include = include or re.compile(re.escape(watched_group))
+        self.ignore = ignore
+        self.fetch_timeout_ms = fetch_timeout_ms
+        self._limit = asyncio.Semaphore(concurrency)
+        self._coordinators: dict[str, int] = {}
+        self._offsets_for_all: bool | None = None  # can OffsetFetch list a group's offsets without partitions?
+        # (partition, position) -> first record at or after it: a slow fetch does not lose a known age.
+        self._first_cache: dict[tuple[TopicPartition, int], FirstRecord] = {}
+
+    @property
+    def client(self) -> Any:
+        """The consumer's connection to the cluster, also used to check that the brokers answer."""
+        return getattr(self._consumer, "_client", None)
+
+    async def start(self) -> None:
+        await self._admin.start()
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+        await self._admin.close()
+
+    async def measure(self) -> LagSnapshot:
+        started = time.monotonic()
+        errors: list[str] = []
+        listed = await self._admin.list_consumer_groups()
+        names = select_groups((str(g[0]) for g in listed), self.include, self.ignore, self.watched_group)
+        groups = {name: _Group() for name in names}
+        await self._coordinate(names, errors)
+        await self._describe(groups, errors)
+        await self._read_offsets(groups, errors)
+        topics_of = {name: self._topics(name, g) for name, g in groups.items()}
+        partitions = await self._partitions(set().union(*topics_of.values()))
+        tps = sorted({tp for ts in topics_of.values() for t in ts for tp in partitions.get(t, [])})
+        starts = await self._consumer.beginning_offsets(tps) if tps else {}
+        positions: dict[TopicPartition, set[int]] = {}
+        for name, g in groups.items():
+            for tp in (tp for t in topics_of[name] for tp in partitions.get(t, [])):
+                positions.setdefault(tp, set()).add(resume_position((g.offsets or {}).get(tp), starts[tp]))
+        known = {k: f for k, f in self._first_cache.items() if k[0] in positions and k[1] in positions[k[0]]}
+        deadline = time.monotonic() + self.fetch_timeout_ms / 1000
+        fetched = await FirstRecordReader(self._consumer).read(positions, known, deadline)
+        now_ms = int(time.time() * 1000)
+        self._first_cache = {
+            k: f
+            for k, f in fetched.first.items()
+            if isinstance(f, FirstRecord) and k[0] in fetched.ends and f.offset < fetched.ends[k[0]]
+        }
+        result: dict[str, GroupLag] = {}
+        for name, g in groups.items():
+            if g.offsets is None:
+                continue  # reported in errors; a guess would be worse than a gap
+            parts = []
+            for tp in (tp for t in sorted(topics_of[name]) for tp in partitions.get(t, [])):
+                if tp not in fetched.ends:
+                    errors.append(f"no end for {tp.topic}/{tp.partition}")
+                    continue
+                committed = g.offsets.get(tp)
+                pos = resume_position(committed, starts[tp])
+                first = fetched.first[(tp, pos)]
+                parts.append(
+                    partition_lag(tp.topic, tp.partition, committed, starts[tp], fetched.ends[tp], first, now_ms)
+                )
+            result[name] = GroupLag(name, g.state, g.members, tuple(parts))
+        for e in errors:
+            log.warning("lag probe: %s", e)
+        return LagSnapshot(result, self.watched_group, now_ms / 1000, time.monotonic() - started, errors)
+
+    def _topics(self, name: str, g: _Group) -> set[str]:
+        topics = {tp.topic for tp in (g.offsets or {})} | set(g.assigned_topics)
+        if name == self.watched_group:
+            topics.add(self.watched_topic)
+        return topics
+
+    async def _bounded(self, work: Callable[[], Awaitable[T]]) -> T:
+        async with self._limit:
+            return await work()
+
+    async def _coordinate(self, names: Iterable[str], errors: list[str]) -> None:
+        missing = [n for n in names if n not in self._coordinators]
+
+        async def find(name: str) -> None:
+            try:
+                self._coordinators[name] = await self._bounded(lambda: self._admin.find_coordinator(name))
+            except KafkaError as exc:
+                errors.append(f"no coordinator for group {name}: {exc!r}")
+
+        await asyncio.gather(*(find(n) for n in missing))
+
+    async def _describe(self, groups: dict[str, _Group], errors: list[str]) -> None:
+        by_node: dict[int, list[str]] = {}
+        for name in groups:
+            if name in self._coordinators:
+                by_node.setdefault(self._coordinators[name], []).append(name)
+
+        async def describe(node: int, names: list[str]) -> None:
+            try:
+                responses = await self._admin.describe_consumer_groups(names, group_coordinator_id=node)
+            except KafkaError as exc:
+                errors.append(f"DescribeGroups on node {node} failed: {exc!r}")
+                return
+            for response in responses:
+                for error_code, name, state, protocol_type, _protocol, members, *_ in response.groups:
+                    if error_code:
+                        self._coordinators.pop(name, None)  # moved, or loading: ask again next cycle
+                        errors.append(f"DescribeGroups {name}: error {error_code}")
+                        continue
+                    g = groups[name]
+                    g.state, g.members = state or "Unknown", len(members)
+                    g.assigned_topics = _assigned_topics(protocol_type, members)
+
+        await asyncio.gather(*(describe(node, names) for node, names in by_node.items()))
+
+    async def _read_offsets(self, groups: dict[str, _Group], errors: list[str]) -> None:
+        explicit: list[TopicPartition] | None = None
+        if self._offsets_for_all is None:
+            self._offsets_for_all = await self._answers_offsets_for_all(next(iter(groups)))
+        if not self._offsets_for_all:
+            # The broker cannot list a group's offsets without partitions: name every partition there is.
+            explicit = [tp for tps in (await self._partitions(None)).values() for tp in tps]
+
+        async def read(name: str) -> None:
+            node = self._coordinators.get(name)
+            try:
+                raw = await self._bounded(
+                    lambda: self._admin.list_consumer_group_offsets(
+                        name, group_coordinator_id=node, partitions=explicit
+                    )
+                )
+            except KafkaError as exc:
+                self._coordinators.pop(name, None)
+                errors.append(f"OffsetFetch {name} failed: {exc!r}")
+                return
+            # -1 (no commit) comes back only for partitions named explicitly; no commit is no entry.
+            groups[name].offsets = {tp: m.offset for tp, m in raw.items() if m is not None and m.offset >= 0}
+
+        await asyncio.gather(*(read(name) for name in groups))
+
+    async def _answers_offsets_for_all(self, group: str) -> bool:
+        """Whether OffsetFetch without partitions works (Kafka >= 0.10.2); Tansu drops the connection."""
+        try:
+            await self._admin.list_consumer_group_offsets(group, group_coordinator_id=self._coordinators.get(group))
+            return True
+        except (KafkaError, ValueError) as exc:
+            log.info("lag probe: OffsetFetch for all partitions refused (%r): naming partitions instead", exc)
+            return False
+
+    async def _partitions(self, topics: set[str] | None) -> dict[str, list[TopicPartition]]:
+        """Partitions of `topics` (None: of every topic but the internal ones), from one Metadata request."""
+        if topics is not None and not topics:
+            return {}
+        found: dict[str, list[TopicPartition]] = {}
+        for t in await self._admin.describe_topics(sorted(topics) if topics is not None else None):
+            if t["error_code"] == 0 and not t["is_internal"]:
+                found[t["topic"]] = sorted(TopicPartition(t["topic"], p["partition"]) for p in t["partitions"])
+        return found
+
+
+def _assigned_topics(protocol_type: str, members: list[Any]) -> frozenset[str]:
+    """Topics the group's members are assigned, so a group with members but no commit is measured."""
+    if protocol_type != "consumer":
+        return frozenset()
+    topics: set[str] = set()
+    for member in members:
+        assignment = member[4]
+        if not assignment:
+            continue
+        try:
+            decoded = ConsumerProtocolMemberAssignment.decode(assignment)
+        except Exception:  # a client's own assignor may encode differently; its commits still count
+            continue
+        topics.update(topic for topic, _ in decoded.assignment)
+    return frozenset(topics)
+
+
+def probe_from_settings(settings: Settings) -> LagProbe:
+    """The sidecar's probe: real clients built here, outside the probe, from the validated settings."""
+    s = settings
+    admin, consumer = build_clients(s.bootstrap_servers, s.kafka.client_kwargs())
+    return LagProbe(
+        admin,
+        consumer,
+        s.watch_group,
+        s.raw_topic,
+        include=re.compile(s.lag_groups) if s.lag_groups else None,
+        ignore=re.compile(s.lag_groups_ignore) if s.lag_groups_ignore else None,
+        fetch_timeout_ms=s.lag_fetch_timeout_ms,
+    )

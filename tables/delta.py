@@ -1,0 +1,73 @@
+"""What one batch adds to the tables: the type the fold fills and the store writes, and its encodings.
+
+It lives here, below both, so that the store never imports the fold: streams depends on tables, never
+the other way round.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# Upper bounds (seconds) of the enrichment-delay histogram; the last bucket is +Inf.
+DELAY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# The same bounds in integer milliseconds: a delay of exactly a bound falls in that bucket (le).
+DELAY_BOUNDS_MS = tuple(round(b * 1000) for b in DELAY_BUCKETS_SECONDS)
+# Amounts are summed as integers in units of 1e-9 so that totals do not depend on order.
+NANO = 1_000_000_000
+# A delay beyond this adds only this much to the histogram's sum (it is in the +Inf bucket anyway):
+# a producer-chosen record timestamp must not be able to push the sum anywhere it likes.
+MAX_DELAY_MS = 86_400_000
+
+
+class Record(Protocol):
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def partition(self) -> int: ...
+
+
+def pair(a: str, b: str) -> str:
+    """Unambiguous key for two strings, whatever characters they hold."""
+    return f"{len(a)}:{a}{b}"
+
+
+def unpair(key: str) -> tuple[str, str]:
+    size, _, rest = key.partition(":")
+    n = int(size)
+    return rest[:n], rest[n:]
+
+
+@dataclass
+class Rejection:
+    topic: str
+    reason: str
+    record: Record
+
+
+@dataclass
+class Delta:
+    ingested: Counter[str] = field(default_factory=Counter)  # pair(org, provider)
+    calls: Counter[str] = field(default_factory=Counter)  # pair(org, model)
+    processed: Counter[str] = field(default_factory=Counter)  # topic
+    invalid: Counter[str] = field(default_factory=Counter)  # pair(topic, reason)
+    dropped_late: Counter[str] = field(default_factory=Counter)  # topic
+    last_ts_ms: dict[str, int] = field(default_factory=dict)  # topic -> newest record time
+    orgs: dict[str, set[str]] = field(default_factory=dict)  # day -> org ids
+    users: dict[str, set[str]] = field(default_factory=dict)  # day -> pair(org, user)
+    kwh_nano: dict[str, Counter[str]] = field(default_factory=dict)  # day -> org -> kWh * 1e9
+    co2_nano: dict[str, Counter[str]] = field(default_factory=dict)  # day -> org -> kg * 1e9
+    delay_buckets: list[int] = field(default_factory=lambda: [0] * (len(DELAY_BUCKETS_SECONDS) + 1))
+    delay_sum_ms: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.processed or self.invalid or self.dropped_late or self.last_ts_ms)

@@ -1,0 +1,183 @@
+"""In-memory Kafka for the simulator: partition logs with transactions, and a lazy group coordinator.
+
+A log keeps every entry it ever had (truncated ones are only marked), so the checker can always tell
+what a range of offsets held. Consumers read committed records only, as the tap's real consumer does.
+Rebalances reach a consumer only when the simulator delivers them: until then it keeps fetching the
+partitions it had (a zombie), as a real consumer does between a rebalance and its next poll.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
+
+if TYPE_CHECKING:
+    from tests.sim.world import World
+
+
+@dataclass
+class Entry:
+    offset: int
+    value: bytes | None  # None for a transaction marker
+    timestamp: int
+    txn: int | None = None  # producer transaction id, if written in one
+    marker: bool = False
+
+
+@dataclass
+class SimRecord:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    timestamp: int
+    key: bytes | None = None
+
+
+@dataclass
+class PartitionLog:
+    tp: TopicPartition
+    entries: list[Entry] = field(default_factory=list)
+    start: int = 0  # log start offset: entries below it were removed by retention
+    open_txns: dict[int, int] = field(default_factory=dict)  # txn id -> first offset
+    aborted: set[int] = field(default_factory=set)
+
+    @property
+    def end(self) -> int:
+        return len(self.entries)
+
+    @property
+    def stable_end(self) -> int:
+        """Last stable offset: nothing at or past the first record of an open transaction is readable."""
+        return min([self.end, *self.open_txns.values()])
+
+    def append(self, value: bytes, timestamp: int, txn: int | None = None) -> None:
+        if txn is not None and txn not in self.open_txns:
+            self.open_txns[txn] = self.end
+        self.entries.append(Entry(self.end, value, timestamp, txn))
+
+    def end_txn(self, txn: int, commit: bool, timestamp: int) -> None:
+        if txn not in self.open_txns:
+            return
+        del self.open_txns[txn]
+        if not commit:
+            self.aborted.add(txn)
+        self.entries.append(Entry(self.end, None, timestamp, txn, marker=True))
+
+    def visible(self, entry: Entry) -> bool:
+        return not entry.marker and (entry.txn is None or entry.txn not in self.aborted)
+
+    def records(self, start: int, end: int) -> list[SimRecord]:
+        """Committed records with offsets in [start, end), from the full history."""
+        return [
+            SimRecord(self.tp.topic, self.tp.partition, e.offset, e.value, e.timestamp)
+            for e in self.entries[start:end]
+            if self.visible(e)
+        ]
+
+
+class Group:
+    """The tap's consumer group: the assignment moves whenever membership changes or the simulator asks."""
+
+    def __init__(self, partitions: list[TopicPartition]) -> None:
+        self.partitions = partitions
+        self.members: list[SimConsumer] = []
+        self.generation = 0
+        self.assignment: dict[int, set[TopicPartition]] = {}  # id(consumer) -> partitions
+
+    def rebalance(self, order: list[int]) -> None:
+        self.generation += 1
+        self.assignment = {id(m): set() for m in self.members}
+        if not self.members:
+            return
+        for i, tp in enumerate(self.partitions):
+            member = self.members[order[i % len(order)] % len(self.members)]
+            self.assignment[id(member)].add(tp)
+
+    def join(self, consumer: SimConsumer, order: list[int]) -> None:
+        self.members.append(consumer)
+        self.rebalance(order)
+
+    def leave(self, consumer: SimConsumer, order: list[int]) -> None:
+        if consumer in self.members:
+            self.members.remove(consumer)
+            self.rebalance(order)
+
+
+class SimConsumer:
+    """The TapConsumer protocol over the simulated logs; every fetch is a point the simulator schedules."""
+
+    def __init__(self, world: World, replica: int) -> None:
+        self.world = world
+        self.replica = replica
+        self.listener: Any = None
+        self.assigned: set[TopicPartition] = set()
+        self.generation = 0
+        self.positions: dict[TopicPartition, int] = {}
+        self.dead = False
+
+    # Lifecycle ---------------------------------------------------------------------------------------
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self.listener = listener
+
+    async def start(self) -> None:
+        self.world.group.join(self, self.world.order())
+
+    async def stop(self) -> None:
+        await self.world.point("kafka.leave", self.replica)
+        self.world.group.leave(self, self.world.order())
+
+    # Fetching ----------------------------------------------------------------------------------------
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        outcome = await self.world.point("kafka.fetch", self.replica)
+        if self.generation != self.world.group.generation and outcome.deliver_rebalance:
+            await self._rebalance()
+            return {}
+        out: dict[TopicPartition, list[SimRecord]] = {}
+        out_of_range = {}
+        for tp in sorted(self.assigned):
+            if tp not in self.positions:
+                continue
+            log = self.world.logs[tp]
+            pos = self.positions[tp]
+            if pos < log.start or pos > log.end:
+                out_of_range[tp] = pos
+                continue
+            limit = min(log.stable_end, pos + outcome.max_records)
+            if limit <= pos:
+                continue
+            records = log.records(pos, limit)
+            self.positions[tp] = limit
+            if records:
+                out[tp] = records
+        if out_of_range and not out:
+            raise OffsetOutOfRangeError(out_of_range)
+        return out
+
+    async def _rebalance(self) -> None:
+        new = set(self.world.group.assignment.get(id(self), set()))
+        old, self.generation = self.assigned, self.world.group.generation
+        await self.listener.on_partitions_revoked(set(old))
+        self.assigned = new
+        self.positions = {tp: p for tp, p in self.positions.items() if tp in new}
+        await self.listener.on_partitions_assigned(set(new))
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.positions[partition] = offset
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        for tp in partitions:
+            self.positions[tp] = self.world.logs[tp].start
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        await self.world.point("kafka.commit", self.replica)
+
+    async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        await self.world.point("kafka.offsets", self.replica)
+        return {tp: self.world.logs[tp].start for tp in partitions}

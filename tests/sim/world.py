@@ -1,0 +1,484 @@
+"""The deterministic simulation: replicas of the real TapAgent over simulated Kafka and Redis, one seed.
+
+Every call the tap makes to Kafka or Redis waits at a point; one seeded scheduler decides, step by step,
+which waiting call proceeds and how (a fetch with how many records, a write that succeeds, fails, or runs
+and loses its reply), or injects an event instead: records appended (in transactions too), a
+rebalance, kill -9, SIGTERM, a replica restarted, Redis restarted empty or from an older snapshot, a
+log truncated by retention. Time is virtual. The same seed replays the same run.
+
+Checked at every write Redis accepts: the batch's offset moves claim exactly the records its changes
+fold (a batch never claims offsets it does not contain); checked at the end, when everything has been
+read: the tables equal the fold of every committed record, each counted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from aiokafka import TopicPartition
+
+from agents.tap import TapAgent
+from streams.calendar import DayCalendar
+from streams.fold import FoldContext, fold_enriched, fold_raw
+from streams.settings import Settings
+from streams.status import Status
+from tables.delta import Delta
+from tables.store import OffsetMove, RedisStore
+from tests.sim.kafka import PartitionLog, SimConsumer, SimRecord
+from tests.sim.loop import VirtualTimeLoop
+from tests.sim.redis import FAIL_BEFORE, LOST_REPLY, OK, SimRedis
+
+RAW, ENRICHED = "raw", "enriched"
+START_S = 1_790_000_000.0  # a fixed noon-ish instant, so day bounds never move during a run
+REPLICA: contextvars.ContextVar[int | None] = contextvars.ContextVar("replica", default=None)
+
+
+class Violation(AssertionError):
+    pass
+
+
+@dataclass
+class Outcome:
+    deliver_rebalance: bool = True
+    max_records: int = 5
+    redis: str = OK
+
+
+@dataclass
+class Point:
+    kind: str
+    replica: int | None
+    future: asyncio.Future[Outcome]
+    write: tuple[str, dict[str, Any]] | None = None  # (offsets key, payload) of a batch write
+
+
+@dataclass
+class Replica:
+    index: int
+    agent: TapAgent
+    consumer: SimConsumer
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    stopping: bool = False
+
+
+@dataclass
+class Faults:
+    """Which kinds of events a run may inject, so that scenarios can be aimed."""
+
+    redis_errors: bool = True
+    lost_replies: bool = True
+    rebalances: bool = True
+    kills: bool = True
+    sigterms: bool = True
+    redis_restarts: bool = True
+    transactions: bool = True
+    truncation: bool = False
+    invalid_records: bool = True
+
+
+# The fault mixes random schedules rotate through. Truncation runs without Redis restarts: with both, what
+# a restarted empty Redis forgets of a truncated log is lost for good, and the checker's ledger would need
+# to follow it (the real-broker truncation test covers the tap's rule).
+PROFILES = (Faults(), Faults(truncation=True, redis_restarts=False), Faults(transactions=False, kills=False))
+
+
+class World:
+    def __init__(self, seed: int, steps: int = 60, faults: Faults | None = None, replicas: int = 2) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.steps = steps
+        self.faults = faults or Faults()
+        self.start_replicas = replicas
+        self.trace: list[str] = []
+        self.points: list[Point] = []
+        self.partitions = [TopicPartition(RAW, 0), TopicPartition(RAW, 1), TopicPartition(ENRICHED, 0)]
+        self.logs = {tp: PartitionLog(tp) for tp in self.partitions}
+        self.truncated: set[TopicPartition] = set()
+        self.settings = Settings(
+            raw_topic=RAW,
+            enriched_topic=ENRICHED,
+            batch_max_records=50,
+            lag_interval_seconds=2.0,
+            shutdown_timeout_seconds=5.0,
+        )
+        self.redis = SimRedis(self)
+        self.store = RedisStore(self.redis, "sim", self.settings.days_kept)  # type: ignore[arg-type]
+        self.replicas: dict[int, Replica] = {}
+        self.next_replica = 0
+        self.next_txn = 0
+        self.open_txns: dict[int, TopicPartition] = {}
+        self.events_made = 0
+        from tests.sim.kafka import Group
+
+        self.group = Group(self.partitions)
+        self.loop: VirtualTimeLoop | None = None
+        self.violation: Violation | None = None
+
+    # Hooks the fakes call ----------------------------------------------------------------------------
+    def order(self) -> list[int]:
+        return [self.rng.randrange(1000) for _ in self.partitions]
+
+    async def point(self, kind: str, replica: int | None, write: tuple[str, dict[str, Any]] | None = None) -> Outcome:
+        owner = REPLICA.get() if replica is None else replica
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.points.append(Point(kind, owner, future, write))
+        return await future
+
+    async def pause(self, replica: int) -> None:
+        await self.point("tap.fold", replica)
+
+    def now_s(self) -> float:
+        assert self.loop is not None
+        return START_S + self.loop.time()
+
+    # The write check ---------------------------------------------------------------------------------
+    def check_write(self, payload: dict[str, Any]) -> None:
+        """Redis is about to apply this batch: its changes must be the fold of exactly what it claims."""
+        delta, moves = Delta(), []
+        ranges = self.redis.data.setdefault("__sim_ranges__", {})
+        for field_name, expected, nxt in payload["off"]:
+            topic, _, part = field_name.rpartition(":")
+            tp = TopicPartition(topic, int(part))
+            log = self.logs[tp]
+            start, end = (int(expected) if expected else log.start), int(nxt)
+            moves.append(OffsetMove(topic, tp.partition, int(expected) if expected else None, end))
+            records = log.records(start, end)
+            skipping = bool(records) and end <= log.start and not payload["hincr"] and not payload["sadd"]
+            if not skipping:
+                self._fold(delta, tp, records)
+            ranges.setdefault(field_name, []).append((start, end, "skipped" if skipping else "counted"))
+        want = normalize(self.store.build_payload(delta, moves))
+        got = normalize(payload)
+        if want != got:
+            # Raised inside the replica's task, which may swallow it: the driver re-raises it after the step.
+            self.violation = Violation(
+                f"a write claims {payload['off']} but its changes are not the fold of those records"
+            )
+            raise self.violation
+
+    def _fold(self, delta: Delta, tp: TopicPartition, records: list[SimRecord]) -> None:
+        ctx = FoldContext(
+            calendar=DayCalendar(ZoneInfo("UTC")),
+            now_ms=int(self.now_s() * 1000),
+            days_kept=self.settings.days_kept,
+            max_future_ms=self.settings.max_future_seconds * 1000,
+            max_payload_bytes=self.settings.max_payload_bytes,
+        )
+        (fold_raw if tp.topic == RAW else fold_enriched)(delta, tp.topic, records, ctx)
+
+    # Replicas ----------------------------------------------------------------------------------------
+    def start_replica(self) -> None:
+        index = self.next_replica
+        self.next_replica += 1
+        consumer = SimConsumer(self, index)
+        status = Status(replica_id=f"r{index}")
+        agent = TapAgent(
+            self.settings,
+            self.store,  # type: ignore[arg-type]
+            status,
+            consumer,  # type: ignore[arg-type]
+            clock=self.now_s,
+            pause=lambda: self.pause(index),
+        )
+        replica = Replica(index, agent, consumer)
+        self.replicas[index] = replica
+        REPLICA.set(index)
+        try:
+            replica.tasks.append(asyncio.ensure_future(self._run(replica)))
+        finally:
+            REPLICA.set(None)
+        self.trace.append(f"start r{index}")
+
+    async def _run(self, replica: Replica) -> None:
+        await replica.agent.start()
+        await replica.agent.run()
+
+    def kill(self, replica: Replica) -> None:
+        """kill -9: a write already sent may or may not have reached Redis; nothing else runs after."""
+        for p in self.pending():
+            if p.replica == replica.index and p.write and not self.redis.down and self.rng.random() < 0.5:
+                self.trace.append(f"r{replica.index}'s write in flight reaches Redis")
+                self.redis.apply_payload(*p.write)
+        replica.consumer.dead = True
+        for task in replica.tasks:
+            task.cancel()
+        self.points = [p for p in self.points if p.replica != replica.index]
+        del self.replicas[replica.index]
+        # The broker notices after its session timeout; the simulator lets that happen at once.
+        self.group.leave(replica.consumer, self.order())
+
+    def sigterm(self, replica: Replica) -> None:
+        replica.stopping = True
+        for task in replica.tasks:
+            task.cancel()
+        REPLICA.set(replica.index)
+        try:
+            replica.tasks = [asyncio.ensure_future(self._stop(replica))]
+        finally:
+            REPLICA.set(None)
+
+    async def _stop(self, replica: Replica) -> None:
+        await asyncio.sleep(0)
+        try:
+            await replica.agent.stop()
+        finally:
+            self.replicas.pop(replica.index, None)
+            # A consumer that could not say goodbye leaves when its session times out.
+            self.group.leave(replica.consumer, self.order())
+
+    # Producers ---------------------------------------------------------------------------------------
+    def produce(self) -> None:
+        tp = self.rng.choice(self.partitions)
+        log = self.logs[tp]
+        ts_ms = int(self.now_s() * 1000)
+        txn = None
+        if self.faults.transactions and self.rng.random() < 0.3:
+            if self.open_txns and self.rng.random() < 0.5:
+                txn = self.rng.choice(sorted(self.open_txns))
+                commit = self.rng.random() < 0.6
+                self.logs[self.open_txns.pop(txn)].end_txn(txn, commit, ts_ms)
+                self.trace.append(f"txn {txn} {'commit' if commit else 'abort'}")
+                return
+            txn = self.next_txn
+            self.next_txn += 1
+            self.open_txns[txn] = tp
+        for _ in range(self.rng.randint(1, 4)):
+            log.append(self.event(tp.topic, ts_ms), ts_ms + self.rng.randint(0, 2000), txn)
+        self.trace.append(f"produce {tp.topic}/{tp.partition} end={log.end} txn={txn}")
+
+    def event(self, topic: str, ts_ms: int) -> bytes:
+        self.events_made += 1
+        if self.faults.invalid_records and self.rng.random() < 0.1:
+            return b'{"org_id": 3, "broken'
+        body: dict[str, Any] = {
+            "org_id": f"org{self.rng.randint(1, 3)}",
+            "user_id": f"u{self.rng.randint(1, 6)}",
+            "provider": self.rng.choice(["openai", "anthropic"]),
+            "model": self.rng.choice(["m1", "m2"]),
+            "tokens_in": self.rng.randint(0, 500),
+            "tokens_out": self.rng.randint(0, 500),
+            "ts": ts_ms - self.rng.randint(0, 5000),
+        }
+        if topic == ENRICHED:
+            body["kwh"] = self.rng.choice([0.0, 0.000123, 1.5, 1000.0])
+            body["co2_kg"] = self.rng.choice([0.0, 0.5, 999.999999999])
+        return orjson.dumps(body)
+
+    # The schedule ------------------------------------------------------------------------------------
+    async def settle(self) -> None:
+        assert self.loop is not None
+        for _ in range(10_000):
+            await asyncio.sleep(0)
+            if self.violation is not None:
+                raise self.violation
+            if self.loop.ready_count() == 0:
+                return
+        raise Violation("the simulated tasks never settle (a busy loop)")
+
+    def pending(self) -> list[Point]:
+        self.points = [p for p in self.points if not p.future.done()]
+        return self.points
+
+    def resolve(self, p: Point, healthy: bool = False) -> None:
+        # Healing reads in big fetches: the interleavings worth searching are the faulty ones before it.
+        outcome = Outcome(max_records=50 if healthy else self.rng.randint(1, 8))
+        if not healthy:
+            outcome.deliver_rebalance = self.rng.random() < 0.7
+            roll = self.rng.random()
+            if p.kind.startswith("redis") and self.faults.redis_errors and roll < 0.08:
+                outcome.redis = FAIL_BEFORE
+            elif p.kind == "redis.write" and self.faults.lost_replies and roll < 0.12:
+                outcome.redis = LOST_REPLY
+        self.trace.append(
+            f"{p.kind} r{p.replica} -> {outcome.redis} rb={outcome.deliver_rebalance} n={outcome.max_records}"
+        )
+        p.future.set_result(outcome)
+
+    async def step(self) -> None:
+        f, roll = self.faults, self.rng.random()
+        live = [r for r in self.replicas.values() if not r.stopping]
+        if roll < 0.45 and self.pending():
+            self.resolve(self.rng.choice(self.pending()))
+        elif roll < 0.62:
+            self.produce()
+        elif roll < 0.72:
+            dt = self.rng.choice([0.05, 0.5, 1.5, 3.0])
+            self.trace.append(f"tick {dt}")
+            await asyncio.sleep(dt)
+        elif roll < 0.76 and f.rebalances:
+            self.trace.append("rebalance")
+            self.group.rebalance(self.order())
+        elif roll < 0.79 and f.kills and live:
+            victim = self.rng.choice(live)
+            self.trace.append(f"kill -9 r{victim.index}")
+            self.kill(victim)
+        elif roll < 0.81 and f.sigterms and len(live) > 1:
+            victim = self.rng.choice(live)
+            self.trace.append(f"SIGTERM r{victim.index}")
+            self.sigterm(victim)
+        elif roll < 0.85 and len(live) < 3:
+            self.start_replica()
+        elif roll < 0.88 and f.redis_restarts:
+            choice = self.rng.random()
+            if choice < 0.4:
+                self.trace.append("redis snapshot")
+                self.redis.take_snapshot()
+            else:
+                older = choice < 0.8
+                self.trace.append(f"redis restart {'from snapshot' if older else 'empty'}")
+                self.redis.restart(from_snapshot=older)
+        elif roll < 0.9 and f.redis_errors:
+            self.redis.down = not self.redis.down
+            self.trace.append(f"redis {'down' if self.redis.down else 'up'}")
+        elif roll < 0.92 and f.truncation:
+            self.truncate()
+
+    def truncate(self) -> None:
+        tp = self.rng.choice(self.partitions)
+        log = self.logs[tp]
+        # Only where something was stored: a first write claims "from the log start", which must not move
+        # under it (the simulator's checker reads the log start when the write lands).
+        stored = self.redis.data.get(self.store.keys.offsets, {})
+        if log.end > log.start and f"{tp.topic}:{tp.partition}" in stored:
+            log.start = self.rng.randint(log.start, log.end)
+            self.truncated.add(tp)
+            self.trace.append(f"truncate {tp.topic}/{tp.partition} start={log.start}")
+
+    async def heal(self) -> None:
+        """No more faults: finish open transactions, keep one replica, let everything be read."""
+        self.redis.down = False
+        for txn, tp in sorted(self.open_txns.items()):
+            self.logs[tp].end_txn(txn, True, int(self.now_s() * 1000))
+        self.open_txns.clear()
+        if not [r for r in self.replicas.values() if not r.stopping]:
+            self.start_replica()
+        self.trace.append("heal")
+        for _ in range(3000):
+            await self.settle()
+            if self.caught_up():
+                return
+            for p in list(self.pending()):
+                self.resolve(p, healthy=True)
+            await asyncio.sleep(0.2)  # lets backoff timers fire
+        raise Violation("no progress after healing: the stream was never fully read")
+
+    def caught_up(self) -> bool:
+        stored = self.redis.data.get(self.store.keys.offsets, {})
+        for tp, log in self.logs.items():
+            last = max((e.offset for e in log.entries[log.start :] if log.visible(e)), default=None)
+            if last is None:
+                continue
+            if int(stored.get(f"{tp.topic}:{tp.partition}", -1)) <= last:
+                return False
+        return not any(p.kind == "redis.write" for p in self.pending())
+
+    def check_truth(self) -> None:
+        """Every committed record is counted exactly once, except records retention removed unread.
+
+        The ranges Redis accepted must tile each partition from its first offset (from the log start only
+        where retention truncated it) with nothing skipped but ranges that were already gone from the log;
+        the tables must equal the fold of the counted ranges.
+        """
+        delta, moves = Delta(), []
+        ranges = self.redis.data.get("__sim_ranges__", {})
+        for tp, log in self.logs.items():
+            name = f"{tp.topic}:{tp.partition}"
+            claimed = ranges.get(name, [])
+            if not claimed:
+                if log.records(log.start, log.end):
+                    raise Violation(f"{name} holds records and none was ever counted")
+                continue
+            if claimed[0][0] != 0 and tp not in self.truncated:
+                raise Violation(f"{name}: counting started at {claimed[0][0]}, not at the log's first offset")
+            for (_, prev_end, _), (start, _, _) in itertools.pairwise(claimed):
+                if start != prev_end:
+                    raise Violation(f"{name}: ranges {claimed} leave a gap or overlap")
+            for start, end, kind in claimed:
+                if kind == "counted":
+                    self._fold(delta, tp, log.records(start, end))
+            moves.append(OffsetMove(tp.topic, tp.partition, None, log.end))
+        want = normalize(self.store.build_payload(delta, moves))
+        have = tables_as_effects(self.redis.data, self.store.keys.prefix)
+        if want != have:
+            missing = {k: v for k, v in want.items() if have.get(k) != v}
+            raise Violation(f"tables differ from the truth, e.g. {list(missing.items())[:3]}")
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()  # type: ignore[assignment]
+        for _ in range(self.start_replicas):
+            self.start_replica()
+        for _ in range(self.steps):
+            await self.settle()
+            await self.step()
+        await self.heal()
+        self.check_truth()
+        for r in list(self.replicas.values()):
+            for task in r.tasks:
+                task.cancel()
+        await asyncio.sleep(0)
+
+
+def normalize(payload: dict[str, Any]) -> dict[tuple[str, ...], Any]:
+    """A batch's effect on the tables as plain data: increments summed, set members joined."""
+    out: dict[tuple[str, ...], Any] = {}
+    counts: Counter[tuple[str, ...]] = Counter()
+    for key, f, n in payload["hincr"]:
+        counts[("n", key, f)] += int(n)
+    for key, f, whole, rest in payload["amount"]:
+        counts[("a", key, f)] += int(whole) * payload["base"] + int(rest)
+    out.update({k: v for k, v in counts.items() if v})
+    for key, members in payload["sadd"]:
+        current = out.setdefault(("s", key), set())
+        current.update(members)
+    return out
+
+
+def tables_as_effects(data: dict[str, Any], prefix: str) -> dict[tuple[str, ...], Any]:
+    """The simulated Redis's tables in the same form as `normalize`, to compare with the truth."""
+    out: dict[tuple[str, ...], Any] = {}
+    amounts = {key[: -len(":lo")] for key in data if key.endswith(":lo")}
+    for key, value in data.items():
+        if not key.startswith(prefix) or key.endswith(":offsets") or key.endswith(":lo"):
+            continue
+        if isinstance(value, set):
+            if value:
+                out[("s", key)] = set(value)
+        else:
+            # A hash may hold counters and amounts side by side (the delay histogram): an amount is a
+            # field with a remainder beside it.
+            lo = data.get(key + ":lo", {}) if key in amounts else {}
+            for f in set(value) | set(lo):
+                if f in lo:
+                    n, kind = int(value.get(f, 0)) * 1_000_000_000 + int(lo[f]), "a"
+                else:
+                    n, kind = int(value[f]), "n"
+                if n:
+                    out[(kind, key, f)] = n
+    return out
+
+
+def simulate(seed: int, steps: int = 60, faults: Faults | None = None, replicas: int = 2) -> World:
+    world = World(seed, steps, faults, replicas)
+    loop = VirtualTimeLoop()
+    try:
+        loop.run_until_complete(world.run())
+    except Violation as exc:
+        raise Violation(
+            f"seed {seed}: {exc}\ntrace (last 40 of {len(world.trace)}):\n  " + "\n  ".join(world.trace[-40:])
+        ) from exc
+    finally:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.wait(tasks))
+        loop.close()
+    return world

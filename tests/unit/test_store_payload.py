@@ -1,0 +1,109 @@
+"""The batch write's payload (pure) and the scrape's decode (pure), on plain data."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tables.delta import NANO, Delta, pair
+from tables.keys import AMOUNT_BASE, REMAINDER_SUFFIX, Keys, join_amount, split_amount
+from tables.labels import OTHER
+from tables.snapshot import RawTables, decode
+from tables.store import OffsetMove, RedisStore
+
+
+class _NoClient:
+    def register_script(self, lua: str) -> None:
+        return None
+
+
+def _store(caps: dict[str, int] | None = None) -> RedisStore:
+    return RedisStore(_NoClient(), "app", days_kept=2, label_caps=caps)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("n", "parts"),
+    [(0, (0, 0)), (1, (0, 1)), (AMOUNT_BASE, (1, 0)), (1000 * NANO * 20_000 + 7, (20_000_000, 7))],
+)
+def test_amounts_split_into_whole_units_and_a_remainder(n: int, parts: tuple[int, int]) -> None:
+    assert split_amount(n) == parts
+    assert join_amount(*parts) == n
+    assert join_amount(str(parts[0]), str(parts[1])) == n
+
+
+def test_payload_claims_its_offsets_and_writes_them_last_in_order() -> None:
+    moves = [OffsetMove("raw", 0, None, 10), OffsetMove("raw", 1, 5, 9)]
+    payload = _store().build_payload(Delta(), moves)
+    assert payload["off"] == [["raw:0", "", "10"], ["raw:1", "5", "9"]]
+    assert payload["hincr"] == [] and payload["amount"] == [] and payload["sadd"] == []
+
+
+def test_payload_of_one_batch() -> None:
+    k = Keys("app")
+    delta = Delta()
+    delta.processed["raw"] += 3
+    delta.ingested[pair("o1", "openai")] += 2
+    delta.ingested[pair(OTHER, "openai")] += 1
+    delta.calls[pair("o1", "m")] += 3
+    delta.kwh_nano["2026-11-27"] = Counter({"o1": 1000 * NANO + 5})
+    delta.users["2026-11-27"] = {pair("o1", "u")}
+    delta.delay_sum_ms = 3 * AMOUNT_BASE + 2
+    payload: dict[str, Any] = _store({"org_id": 1, "provider": 5, "model": 5}).build_payload(delta, [])
+    assert [k.key("processed"), "raw", "3"] in payload["hincr"]
+    assert [k.org("o1"), "p:openai", "2"] in payload["hincr"]
+    assert [k.org("o1"), "m:m", "3"] in payload["hincr"]
+    assert [k.activity("provider"), "openai", "3"] in payload["hincr"]
+    assert [k.day("2026-11-27", "kwh"), "o1", "1000", "5"] in payload["amount"]
+    assert [k.day("2026-11-27", "totals"), "kwh", "1000", "5"] in payload["amount"]
+    assert [k.key("delay"), "sum_ms", "3", "2"] in payload["amount"]
+    assert [k.day("2026-11-27", "kwh") + REMAINDER_SUFFIX, str(3 * 86_400), "hash"] in payload["expire"]
+    assert [k.day("2026-11-27", "users"), [pair("o1", "u")]] in payload["sadd"]
+    # Label admission rides on the write, capped, with the fold bucket's name never admitted.
+    assert [k.labels("org_id"), "1", [OTHER, "o1"]] in payload["admit"]
+    assert payload["other"] == OTHER
+
+
+def _raw(**changes: object) -> RawTables:
+    base: dict[str, object] = dict(
+        members={"org_id": ["a"], "provider": ["openai"], "model": ["m"]},
+        processed={"raw": "10", "enriched": "4"},
+        invalid={pair("raw", "not_json"): "2"},
+        dropped_late={},
+        last_ts={"raw": "1700000000000"},
+        delay={"b0": "3", "b11": "1", "sum_ms": "1"},
+        delay_remainder={"sum_ms": "500"},
+        active_orgs=2,
+        active_users=5,
+        org_fields={"a": {"p:openai": "6", "m:m": "6"}},
+        kwh={"a": ("1", "500000000")},
+        co2={"a": (None, None)},
+        totals={"kwh": "3", "co2": "0"},
+        totals_remainder={"kwh": "0", "co2": "7"},
+        by_provider={"openai": "8"},
+        by_model={"m": "9"},
+        activity_sizes={"org_id": 3, "provider": 2, "model": 1},
+    )
+    base.update(changes)
+    return RawTables(**base)  # type: ignore[arg-type]
+
+
+def test_decode_builds_the_snapshot_with_exact_other_buckets() -> None:
+    snap = decode(_raw(), "raw")
+    assert snap.ingested == {("a", "openai"): 6, (OTHER, "openai"): 2, (OTHER, OTHER): 2}
+    assert snap.calls == {("a", "m"): 6, (OTHER, "m"): 3, (OTHER, OTHER): 1}
+    assert snap.processed == {"raw": 10, "enriched": 4}
+    assert snap.invalid == {("raw", "not_json"): 2}
+    assert snap.delay_buckets[0] == 3 and snap.delay_buckets[11] == 1
+    assert snap.delay_sum_ms == AMOUNT_BASE + 500
+    assert snap.kwh == {"a": 1.5, OTHER: 1.5}
+    assert snap.co2_kg == {OTHER: 7 / NANO}
+    assert snap.folded == {"org_id": 2, "provider": 1, "model": 0}
+    assert (snap.active_orgs, snap.active_users) == (2, 5)
+
+
+def test_decode_right_after_midnight_has_zero_series_not_none() -> None:
+    snap = decode(_raw(kwh={"a": (None, None)}, totals={}, totals_remainder={}), "raw")
+    assert snap.kwh == {OTHER: 0.0}
+    assert sum(snap.kwh.values()) == 0
