@@ -27,10 +27,12 @@ class LagExport:
     granularity: str = "partition"  # or "topic": one series per (group, topic)
     slo_rules: tuple[tuple[re.Pattern[str], float], ...] = ()
     slo_default_seconds: float = 60.0
+    interval_seconds: float = 5.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> LagExport:
-        return cls(s.lag_granularity, lag_slo_rules(s.lag_slo_seconds), s.lag_slo_default_seconds)
+        rules = lag_slo_rules(s.lag_slo_seconds)
+        return cls(s.lag_granularity, rules, s.lag_slo_default_seconds, s.lag_interval_seconds)
 
 
 class LagCollector(Collector):
@@ -54,6 +56,11 @@ class LagCollector(Collector):
             duration.add_metric([], self.lag.duration_s)
         yield taken
         yield duration
+        yield GaugeMetricFamily(
+            "ecomind_streams_lag_probe_interval_seconds",
+            "STREAMS_LAG_INTERVAL_SECONDS: the pause between probe cycles, for the staleness alert.",
+            value=self.export.interval_seconds,
+        )
 
     def _watched(self) -> Iterator[Metric]:
         """The design document's series, for the watched group, always per partition."""
