@@ -16,6 +16,7 @@ from agents.tap import TapAgent
 from streams.broker_health import check_brokers
 from streams.calendar import DayCalendar
 from streams.labels import admit
+from streams.lag_metrics import prerendered
 from streams.lag_probe import LagProbe, probe_from_settings
 from streams.settings import Settings
 from streams.status import Status
@@ -117,7 +118,7 @@ class Sidecar:
             await self._check_brokers(probe)
             if self.status.leader and self.status.broker_ok:
                 try:
-                    self.status.lag = await probe.measure()
+                    self.status.lag = await prerendered(await probe.measure(), s)
                 except Exception as exc:
                     log.warning("lag probe failed: %s", exc)
             await asyncio.sleep(s.lag_interval_seconds)

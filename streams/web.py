@@ -10,7 +10,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from streams.exposition import render
-from streams.lag_metrics import LagCollector, LagExport
+from streams.lag_metrics import lag_exposition
 from streams.metrics import BusinessCollector, ReplicaCollector
 from streams.web_config import WebConfig
 
@@ -29,11 +29,12 @@ async def render_metrics(sidecar: Sidecar) -> bytes:
         sidecar.status.redis_ok = False
         log.warning("scrape could not read the tables: %s", exc)
         snap = None
+    lag = b""
     if snap is not None:
         s = sidecar.settings
         collectors.append(BusinessCollector(snap, (s.raw_topic, s.enriched_topic)))
-        collectors.append(LagCollector(sidecar.status.lag, s.watch_group, LagExport.from_settings(s)))
-    return render(collectors)
+        lag = lag_exposition(sidecar.status.lag, s)  # rendered after the probe cycle, not per scrape
+    return render(collectors) + lag
 
 
 def install_routes(app: Any, get_sidecar: Any, get_web_config: Any) -> None:
