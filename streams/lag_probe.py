@@ -133,6 +133,9 @@ class LagProbe:
         topics_of = {name: self._topics(name, g) for name, g in groups.items()}
         partitions = await self._partitions(set().union(*topics_of.values()))
         tps = sorted({tp for ts in topics_of.values() for t in ts for tp in partitions.get(t, [])})
+        # Assigned first: the consumer then asks metadata for every topic in one request, where
+        # ListOffsets on unknown topics would learn them one retry (100 ms) at a time.
+        self._consumer.assign(tps)
         starts = await self._consumer.beginning_offsets(tps) if tps else {}
         lap("metadata_and_log_starts")
         positions: dict[TopicPartition, set[int]] = {}
