@@ -45,7 +45,12 @@ def _scrape_when(proc: SidecarProc, ok: Callable[[Samples], bool]) -> Samples:
         m = proc.scrape()
         return m if ok(m) else None
 
-    return wait_until(check, 60, what="lag series")
+    try:
+        return wait_until(check, 60, what="lag series")
+    except AssertionError:
+        m = proc.scrape()
+        groups = {dict(k)["group"] for k in series(m, "ecomind_consumergroup_members")}
+        raise AssertionError({g: _group_rows(m, g) for g in groups}) from None
 
 
 def test_own_group_and_others_through_metrics(broker, redis_server, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
