@@ -73,6 +73,8 @@ class LagSnapshot:
     taken_at_s: float
     duration_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+    phases_s: dict[str, float] = field(default_factory=dict)  # time per step of the cycle, for the benchmark
+    exposition: bytes | None = None  # the lag families' text, rendered once per cycle off the scrape path
 
     @property
     def watched(self) -> GroupLag | None:

@@ -77,8 +77,7 @@ class FirstRecordReader:
         deadline_s: float,
     ) -> Fetched:
         c = self.consumer
-        tps = list(positions)
-        c.assign(tps)
+        tps = list(positions)  # assigned to the consumer by the caller
         first: dict[tuple[TopicPartition, int], First] = dict(known)
         ends: dict[TopicPartition, int] = {}
         done = 0

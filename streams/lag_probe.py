@@ -115,17 +115,29 @@ class LagProbe:
 
     async def measure(self) -> LagSnapshot:
         started = time.monotonic()
+        phases: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            phases[name] = time.monotonic() - started - sum(phases.values())
+
         errors: list[str] = []
         listed = await self._admin.list_consumer_groups()
         names = select_groups((str(g[0]) for g in listed), self.include, self.ignore, self.watched_group)
         groups = {name: _Group() for name in names}
         await self._coordinate(names, errors)
+        lap("list_and_coordinators")
         await self._describe(groups, errors)
+        lap("describe")
         await self._read_offsets(groups, errors)
+        lap("offsets")
         topics_of = {name: self._topics(name, g) for name, g in groups.items()}
         partitions = await self._partitions(set().union(*topics_of.values()))
         tps = sorted({tp for ts in topics_of.values() for t in ts for tp in partitions.get(t, [])})
+        # Assigned first: the consumer then asks metadata for every topic in one request, where
+        # ListOffsets on unknown topics would learn them one retry (100 ms) at a time.
+        self._consumer.assign(tps)
         starts = await self._consumer.beginning_offsets(tps) if tps else {}
+        lap("metadata_and_log_starts")
         positions: dict[TopicPartition, set[int]] = {}
         for name, g in groups.items():
             for tp in (tp for t in topics_of[name] for tp in partitions.get(t, [])):
@@ -133,6 +145,7 @@ class LagProbe:
         known = {k: f for k, f in self._first_cache.items() if k[0] in positions and k[1] in positions[k[0]]}
         deadline = time.monotonic() + self.fetch_timeout_ms / 1000
         fetched = await FirstRecordReader(self._consumer).read(positions, known, deadline)
+        lap("fetch")
         now_ms = int(time.time() * 1000)
         self._first_cache = {
             k: f
@@ -157,7 +170,9 @@ class LagProbe:
             result[name] = GroupLag(name, g.state, g.members, tuple(parts))
         for e in errors:
             log.warning("lag probe: %s", e)
-        return LagSnapshot(result, self.watched_group, now_ms / 1000, time.monotonic() - started, errors)
+        lap("compute")
+        phases["fetch_rounds"] = fetched.rounds
+        return LagSnapshot(result, self.watched_group, now_ms / 1000, time.monotonic() - started, errors, phases)
 
     def _topics(self, name: str, g: _Group) -> set[str]:
         topics = {tp.topic for tp in (g.offsets or {})} | set(g.assigned_topics)

@@ -23,6 +23,7 @@ from streams import clients
 from streams.broker_health import check_brokers
 from streams.calendar import DayCalendar
 from streams.history import History
+from streams.lag_metrics import prerendered
 from streams.lag_probe import LagProbe, probe_from_settings
 from streams.retry import SERVICES, retry
 from streams.settings import Settings
@@ -162,7 +163,7 @@ class Sidecar:
             await self._check_brokers(probe)
             if self.status.leader and self.status.broker_ok:
                 try:
-                    self.status.lag = await probe.measure()
+                    self.status.lag = await prerendered(await probe.measure(), s)
                 except Exception as exc:
                     log.warning("lag probe failed: %s", exc)
             await asyncio.sleep(s.lag_interval_seconds)

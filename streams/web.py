@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, ProcessCollector
 from prometheus_client.registry import Collector
 
 from streams.exposition import render
-from streams.lag_metrics import LagCollector, LagExport
+from streams.lag_metrics import lag_exposition
 from streams.landing import PAGE_HEADERS, render_live, render_page, render_starting
 from streams.metrics import BusinessCollector, ReplicaCollector
 from streams.view import View, gather_view
@@ -25,11 +25,12 @@ GZIP_LEVEL = 6
 
 def metrics_from(view: View) -> bytes:
     collectors: list[Collector] = [ReplicaCollector(view.status), ProcessCollector(registry=None)]
+    lag = b""
     if view.snapshot is not None:
         s = view.settings
         collectors.append(BusinessCollector(view.snapshot, (s.raw_topic, s.enriched_topic)))
-        collectors.append(LagCollector(view.status.lag, s.watch_group, LagExport.from_settings(s)))
-    return render(collectors)
+        lag = lag_exposition(view.status.lag, s)  # rendered after the probe cycle, not per scrape
+    return render(collectors) + lag
 
 
 async def render_metrics(sidecar: Sidecar) -> bytes:

@@ -117,7 +117,7 @@ def test_a_healthy_start_of_the_compose_stack_fires_nothing(  # type: ignore[no-
         rules = [r for g in groups for r in g["rules"]]
         assert len(rules) == sum(
             len(g["rules"])
-            for f in ("recording.yml", "alerts.yml")
+            for f in ("recording.yml", "alerts.yml", "lag.yml")
             for g in yaml.safe_load((PROMETHEUS / "rules" / f).read_text())["groups"]
         )
         assert all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]

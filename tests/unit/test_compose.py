@@ -28,7 +28,7 @@ def test_prometheus_config_and_rules_are_what_the_container_reads() -> None:
     mounts = dict(v.split(":")[:2] for v in SERVICES["prometheus"]["volumes"])
     assert mounts["./ops/prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
     assert mounts["./ops/prometheus/rules"] == "/etc/prometheus/rules"
-    assert PROMETHEUS["rule_files"] == ["rules/recording.yml", "rules/alerts.yml"]
+    assert PROMETHEUS["rule_files"] == ["rules/recording.yml", "rules/alerts.yml", "rules/lag.yml"]
 
 
 def test_scrape_targets_are_compose_services_on_their_container_ports() -> None:

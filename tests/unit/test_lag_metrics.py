@@ -54,6 +54,7 @@ def test_watched_group_keeps_the_design_documents_series() -> None:
     assert value(m, "ecomind_streams_watch_group_committed", topic="raw", partition="2") == 0.0
     assert value(m, "ecomind_streams_lag_probe_timestamp_seconds") == 1_800_000_000.0
     assert value(m, "ecomind_streams_lag_probe_duration_seconds") == 0.25
+    assert value(m, "ecomind_streams_lag_probe_interval_seconds") == 5.0
 
 
 def test_every_group_per_partition() -> None:
