@@ -468,6 +468,9 @@ def tables_as_effects(data: dict[str, Any], prefix: str) -> dict[tuple[str, ...]
 def simulate(seed: int, steps: int = 60, faults: Faults | None = None, replicas: int = 2) -> World:
     world = World(seed, steps, faults, replicas)
     loop = VirtualTimeLoop()
+    # A violation raised inside a replica's task is re-raised by the driver; asyncio's report of the same
+    # exception when the dead task is collected would only repeat it.
+    loop.set_exception_handler(lambda _loop, _context: None)
     try:
         loop.run_until_complete(world.run())
     except Violation as exc:
