@@ -25,6 +25,9 @@ def _setup(broker, names: Names) -> str:  # type: ignore[no-untyped-def]
     make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=2)
     now = int(time.time() * 1000)
     produce(broker.bootstrap, names.raw, [Out(b"{}", p, now - 120_000 + i) for p in (0, 1) for i in range(5)])
+    # One record per enriched partition, so the sidecar's own group commits on every partition it reads
+    # (Tansu's DescribeGroups gives no member assignments to learn the topics of a group from).
+    produce(broker.bootstrap, names.enriched, [Out(b"{}", p) for p in (0, 1)])
     outside = f"ext-{names.app_id}-sink"
     commit_group(broker.bootstrap, outside, names.raw, {0: 2, 1: 5})
     commit_group(broker.bootstrap, f"ext-{names.app_id}-skipme", names.raw, {0: 0})
