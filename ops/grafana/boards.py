@@ -156,6 +156,37 @@ PIPELINE = [
         "WorkerLagAboveSLA",
     ),
     P(
+        "Consumer-group lag (messages)",
+        "timeseries",
+        "short",
+        [('sum by (group, topic) (ecomind_consumergroup_lag{group=~"$group"})', "{{group}} {{topic}}")],
+        "Messages each selected group has not consumed, up to the last stable offset, by topic.",
+        "ConsumerGroupLagGrowing",
+    ),
+    P(
+        "Consumer-group lag (age of oldest unconsumed record)",
+        "timeseries",
+        "s",
+        [
+            ('max by (group, topic) (ecomind_consumergroup_lag_seconds{group=~"$group"})', "{{group}} {{topic}}"),
+            ('max by (group) (ecomind_consumergroup_lag_slo_seconds{group=~"$group"})', "{{group}} SLO"),
+        ],
+        "Age of the oldest record each group has not consumed, against the group's SLO.",
+        "ConsumerGroupLagAboveSLO",
+    ),
+    P(
+        "Consumer groups: members and unknown ages",
+        "timeseries",
+        "short",
+        [
+            ('max by (group) (ecomind_consumergroup_members{group=~"$group"})', "{{group}} members"),
+            ('max by (group) (ecomind_consumergroup_lag_seconds_unknown{group=~"$group"})', "{{group}} age unknown"),
+        ],
+        "Members per group, and 1 where records wait but their age could not be read in time.",
+        "ConsumerGroupMembersNoCommits",
+        "LagProbeStale",
+    ),
+    P(
         "Enrichment delay",
         "timeseries",
         "s",
@@ -417,7 +448,7 @@ WORKER = [
 # uid: (title, panels, variables beyond $datasource, the metric whose instances $instance lists)
 BOARDS: dict[str, tuple[str, list[Panel], tuple[str, ...], str]] = {
     "ecomind-business": ("EcoMind Business", BUSINESS, ("org_id",), ""),
-    "ecomind-pipeline": ("EcoMind Pipeline", PIPELINE, ("instance",), "ecomind_streams_build_info"),
+    "ecomind-pipeline": ("EcoMind Pipeline", PIPELINE, ("instance", "group"), "ecomind_streams_build_info"),
     "ecomind-gateway": ("EcoMind Gateway", GATEWAY, ("instance",), 'up{ecomind_component="gateway"}'),
     "ecomind-api": ("EcoMind API", API, ("instance",), 'up{ecomind_component="api"}'),
     "ecomind-worker": ("EcoMind Worker", WORKER, ("instance",), 'up{ecomind_component="worker"}'),
@@ -430,7 +461,9 @@ def runbook(alert: str) -> str:
 
 def expand(expr: str, range_: str = "1h") -> str:
     """A panel's query as Grafana sends it with every variable at "All" and the given time range."""
-    return expr.replace('"$org_id"', '".*"').replace('"$instance"', '".*"').replace("$__range", range_)
+    for variable in ('"$org_id"', '"$instance"', '"$group"'):
+        expr = expr.replace(variable, '".*"')
+    return expr.replace("$__range", range_)
 
 
 def panel_queries(*uids: str) -> list[tuple[str, str]]:

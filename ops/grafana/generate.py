@@ -62,6 +62,10 @@ def _variables(board: dashboard.Dashboard, names: tuple[str, ...], instance_metr
         board = board.with_variable(_all_of("org_id", "Org", "label_values(ecomind_events_ingested_total, org_id)"))
     if "instance" in names:
         board = board.with_variable(_all_of("instance", "Instance", f"label_values({instance_metric}, instance)"))
+    if "group" in names:
+        board = board.with_variable(
+            _all_of("group", "Consumer group", "label_values(ecomind_consumergroup_lag, group)")
+        )
     return board
 
 

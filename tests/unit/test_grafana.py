@@ -18,8 +18,10 @@ GRAFANA = ROOT / "ops" / "grafana"
 BOARDS = {p.stem: json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards").glob("*.json"))}
 ALERTS = {
     rule["alert"]: rule
-    for group in yaml.safe_load((ROOT / "ops" / "prometheus" / "rules" / "alerts.yml").read_text())["groups"]
+    for path in sorted((ROOT / "ops" / "prometheus" / "rules").glob("*.yml"))
+    for group in yaml.safe_load(path.read_text())["groups"]
     for rule in group["rules"]
+    if "alert" in rule
 }
 
 
