@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -54,7 +55,20 @@ class LocalPrometheus:
         ]
         self.server = Server("prometheus", argv, self.workdir / "prometheus.log").start()
         wait_port(self.port, self.server.proc, 30, self.server.log_path)
+        # The port opens before the TSDB is loaded; until /-/ready answers 200 the API answers 503.
+        deadline = time.monotonic() + 60
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Prometheus not ready after 60 s; see {self.server.log_path}")
+            time.sleep(0.2)
         return self
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=5) as resp:
+                return bool(resp.status == 200)
+        except OSError:  # refused, or an HTTP 503 (urllib's HTTPError is an OSError)
+            return False
 
     def query(self, expr: str) -> list[dict[str, object]]:
         url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})

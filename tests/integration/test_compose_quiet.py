@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -54,7 +55,17 @@ def _prometheus(workdir: Path, targets: dict[str, str]) -> tuple[Server, int]:
     ]
     server = Server("prometheus", argv, workdir / "prometheus.log").start()
     wait_port(port, server.proc, 30, server.log_path)
+    # The port opens before the TSDB is loaded; until /-/ready says 200 the API answers 503.
+    wait_until(lambda: _ready(port), 60, what="Prometheus ready")
     return server, port
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as resp:
+            return bool(resp.status == 200)
+    except urllib.error.HTTPError:
+        return False
 
 
 def _api(port: int, path: str, **params: str) -> Any:
