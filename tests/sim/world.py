@@ -94,6 +94,8 @@ class World:
     def __init__(self, seed: int, steps: int = 60, faults: Faults | None = None, replicas: int = 2) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
+        # Event days come from their own stream, so the schedules (and the regression seeds) stay as they were.
+        self.day_rng = random.Random(seed + 1_000_003)
         self.steps = steps
         self.faults = faults or Faults()
         self.start_replicas = replicas
@@ -269,11 +271,11 @@ class World:
         }
         # Some events are days late (some beyond the rolling windows' 30 days) or dated tomorrow, so the
         # windows' per-subject day lists see every order of past, present and future days.
-        shift = self.rng.random()
+        shift = self.day_rng.random()
         if shift < 0.15:
-            body["ts"] -= self.rng.randint(1, 35) * 86_400_000
+            body["ts"] -= self.day_rng.randint(1, 35) * 86_400_000
         elif shift < 0.2:
-            body["ts"] += self.rng.randint(0, 80_000_000)
+            body["ts"] += self.day_rng.randint(0, 80_000_000)
         if topic == ENRICHED:
             body["kwh"] = self.rng.choice([0.0, 0.000123, 1.5, 1000.0])
             body["co2_kg"] = self.rng.choice([0.0, 0.5, 999.999999999])
