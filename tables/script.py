@@ -50,6 +50,7 @@ for _, e in ipairs(p.expire) do if not is(e[1], e[3]) then return {2, e[1]} end 
 for _, a in ipairs(p.admit) do if not is(a[1], 'set') then return {2, a[1]} end end
 -- Rolling windows, computed before any write: new day lists, pair-count changes, the sweep's deletions.
 local w = p.win
+if w == cjson.null then w = nil end  -- a batch without raw records has no windows section
 local lists, pairs_by_key, pair_keys, sweep = {}, {}, {}, {}
 local function bump(key, b, n)
   local h = pairs_by_key[key]
@@ -97,7 +98,8 @@ if w then
       for i = 1, #days do if days[i] <= w.today then keep = i end end
       local out = {}
       for i = keep, #days do out[#out + 1] = days[i] end
-      lists[#lists + 1] = {key, member, table.concat(out, ',')}
+      local value = table.concat(out, ',')
+      if value ~= cur then lists[#lists + 1] = {key, member, value} end
     end
   end
   for _, key in ipairs(pair_keys) do if not is(key, 'hash') then return {2, key} end end
