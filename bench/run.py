@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import runners, targets
+from bench import runners, targets, windows
 from bench.runners import Row, Topics
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.redis_server import LocalRedis
@@ -125,6 +125,8 @@ def run(
     ceiling = median_row(ceilings)
     rows = [ceiling, median_row(naives), median_row(quixes), median_row(ours)]
     extra = targets.all_targets(args, workdir, broker, redis, t, truth, app_id)
+    extra += "\n" + windows.throughput_each_run(ceilings, ours)
+    extra += "\n" + windows.memory_per_window_user(redis, users=20_000 if args.smoke else 1_000_000)
     versions = ", ".join(f"{pkg} {version(pkg)}" for pkg in ("faust-streaming", "aiokafka", "orjson", "redis"))
     return "\n".join(
         [

@@ -10,6 +10,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from datetime import date
 from functools import partial
 from pathlib import Path
 
@@ -140,6 +141,12 @@ async def _seed_orgs(url: str, app_id: str, orgs: int) -> None:
         delta.users.setdefault(today, set()).add(pair(org, "u"))
         delta.kwh_nano.setdefault(today, Counter())[org] += 1000 + i
         delta.co2_nano.setdefault(today, Counter())[org] += 500 + i
+        # The second set's tables too (windows, tokens, energy by model), so the scrape reads them all.
+        delta.tokens_in.setdefault(today, Counter())[org] += i + 1
+        delta.tokens_out.setdefault(today, Counter())[org] += i + 2
+        delta.model_kwh_nano.setdefault(today, Counter())[pair("openai", f"model_{i % 150}")] += 1000 + i
+        delta.model_co2_nano.setdefault(today, Counter())[pair("openai", f"model_{i % 150}")] += 500 + i
+    delta.today_index = date.fromisoformat(today).toordinal()
     await store.apply(delta, [])
     await store.close()
 

@@ -50,5 +50,9 @@ class DayCalendar:
         today = datetime.fromtimestamp(now_ms / 1000, self.zone).date()
         return self.bounds(today - timedelta(days=days_kept - 1))[0]
 
+    def today_index(self, now_ms: int) -> int:
+        """Today's local date as an ordinal: the rolling windows count days by these integers."""
+        return datetime.fromtimestamp(now_ms / 1000, self.zone).date().toordinal()
+
     def today(self, now_ms: int) -> str:
         return datetime.fromtimestamp(now_ms / 1000, self.zone).date().isoformat()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from streams.calendar import DayCalendar
 from streams.events import Invalid, enriched_tuple, raw_tuple
 from tables.delta import DELAY_BOUNDS_MS, MAX_DELAY_MS, NANO, Delta, Record, Rejection, pair
+from tables.keys import WINDOW_DAYS
 
 
 @dataclass
@@ -24,26 +25,34 @@ class FoldContext:
     max_future_ms: int
     max_payload_bytes: int
     oldest_kept_ms: int = 0
+    # The rolling windows reach WINDOW_DAYS local days back whatever the days kept.
+    oldest_window_ms: int = 0
+    today_index: int = 0
 
     def __post_init__(self) -> None:
         self.oldest_kept_ms = self.calendar.oldest_kept_start_ms(self.now_ms, self.days_kept)
+        self.oldest_window_ms = self.calendar.oldest_kept_start_ms(self.now_ms, WINDOW_DAYS)
+        self.today_index = self.calendar.today_index(self.now_ms)
 
 
 def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldContext) -> None:
     now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
-    oldest_kept_ms = ctx.oldest_kept_ms
+    oldest_kept_ms, oldest_window_ms = ctx.oldest_kept_ms, ctx.oldest_window_ms
+    delta.today_index = ctx.today_index
     # One count per (org, provider, model) in the loop; the two labelled families are derived after it
     # from far fewer keys (the profile that showed this: docs/performance.md).
     combos: dict[tuple[str, str, str], int] = {}
-    valid = late = 0
+    valid = late = late_windows = 0
     newest = delta.last_ts_ms.get(topic, -1)
     day_start_ms = day_end_ms = 0
+    kept = False
     orgs, users = set[str](), set[str]()
+    tokens_in, tokens_out = Counter[str](), Counter[str]()
     for rec in records:
         if rec.timestamp > newest:
             newest = rec.timestamp
         try:
-            org, user, provider, model, _, _, ts_ms = raw_tuple(rec.value, now_ms, max_future_ms, max_bytes)
+            org, user, provider, model, t_in, t_out, ts_ms = raw_tuple(rec.value, now_ms, max_future_ms, max_bytes)
         except Invalid as exc:
             _reject(delta, topic, exc.reason, rec)
             continue
@@ -52,18 +61,32 @@ def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldConte
         combos[key] = combos.get(key, 0) + 1
         if ts_ms < oldest_kept_ms:
             late += 1
-            continue
+        if ts_ms < oldest_window_ms:
+            late_windows += 1
+            if ts_ms < oldest_kept_ms:
+                continue
         if not day_start_ms <= ts_ms < day_end_ms:
             day_start_ms, day_end_ms, day = ctx.calendar.day_span(ts_ms)
-            orgs = delta.orgs.setdefault(day, set())
-            users = delta.users.setdefault(day, set())
+            kept = day_start_ms >= oldest_kept_ms
+            # A day the daily tables no longer keep still counts in the rolling windows (and back).
+            sets = (delta.orgs, delta.users) if kept else (delta.window_only_orgs, delta.window_only_users)
+            orgs = sets[0].setdefault(day, set())
+            users = sets[1].setdefault(day, set())
+            if kept:
+                tokens_in = delta.tokens_in.setdefault(day, Counter())
+                tokens_out = delta.tokens_out.setdefault(day, Counter())
         orgs.add(org)
         users.add(f"{len(org)}:{org}{user}")  # pair(org, user), inlined
+        if kept:
+            tokens_in[org] += t_in
+            tokens_out[org] += t_out
     ingested, calls = delta.ingested, delta.calls
     for (org, provider, model), n in combos.items():
         org_key = f"{len(org)}:{org}"  # pair(org, x) == org_key + x
         ingested[org_key + provider] += n
         calls[org_key + model] += n
+    if late_windows:
+        delta.dropped_late_windows[topic] += late_windows
     _close(delta, topic, valid, late, newest)
 
 
@@ -75,6 +98,7 @@ def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: Fold
     newest = delta.last_ts_ms.get(topic, -1)
     day_start_ms = day_end_ms = 0
     kwh, co2 = Counter[str](), Counter[str]()
+    model_kwh, model_co2 = Counter[str](), Counter[str]()
     for rec in records:
         if rec.timestamp > newest:
             newest = rec.timestamp
@@ -84,7 +108,7 @@ def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: Fold
             _reject(delta, topic, exc.reason, rec)
             continue
         valid += 1
-        org, ts_ms = raw[0], raw[6]
+        org, provider, model, ts_ms = raw[0], raw[2], raw[3], raw[6]
         delay_ms = rec.timestamp - ts_ms
         if delay_ms < 0:
             delay_ms = 0
@@ -99,8 +123,14 @@ def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: Fold
             day_start_ms, day_end_ms, day = ctx.calendar.day_span(ts_ms)
             kwh = delta.kwh_nano.setdefault(day, Counter())
             co2 = delta.co2_nano.setdefault(day, Counter())
-        kwh[org] += round(kwh_amount * NANO)
-        co2[org] += round(co2_amount * NANO)
+            model_kwh = delta.model_kwh_nano.setdefault(day, Counter())
+            model_co2 = delta.model_co2_nano.setdefault(day, Counter())
+        kwh_nano, co2_nano = round(kwh_amount * NANO), round(co2_amount * NANO)
+        kwh[org] += kwh_nano
+        co2[org] += co2_nano
+        by_model = f"{len(provider)}:{provider}{model}"  # pair(provider, model), inlined
+        model_kwh[by_model] += kwh_nano
+        model_co2[by_model] += co2_nano
     delta.delay_sum_ms += delay_sum_ms
     _close(delta, topic, valid, late, newest)
 

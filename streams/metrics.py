@@ -8,7 +8,7 @@ the process that answers the scrape.
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -49,6 +49,7 @@ class BusinessCollector(Collector):
         )
         yield _labelled_gauge("ecomind_total_kwh_today", "Energy of today's enriched events, kWh.", s.kwh)
         yield _labelled_gauge("ecomind_total_co2_kg_today", "CO2 of today's enriched events, kg.", s.co2_kg)
+        yield from self._second_set()
         folded = CounterMetricFamily(
             "ecomind_streams_label_values_folded",
             'Distinct label values seen beyond the series cap, exported as "__other__".',
@@ -58,6 +59,50 @@ class BusinessCollector(Collector):
             folded.add_metric([label], n)
         yield folded
         yield from self._pipeline()
+
+    def _second_set(self) -> Iterator[Metric]:
+        """Rolling windows, users per org, tokens and energy by model (docs/business-metrics.md)."""
+        s = self.snap
+        for name, doc, n in (
+            (
+                "ecomind_weekly_active_users",
+                "Distinct (org_id, user_id) with a raw event in the 7 local days to today.",
+                s.weekly_active_users,
+            ),
+            (
+                "ecomind_monthly_active_users",
+                "Distinct (org_id, user_id) with a raw event in the 30 local days to today.",
+                s.monthly_active_users,
+            ),
+            (
+                "ecomind_weekly_active_orgs",
+                "Distinct orgs with a raw event in the 7 local days to today.",
+                s.weekly_active_orgs,
+            ),
+            (
+                "ecomind_monthly_active_orgs",
+                "Distinct orgs with a raw event in the 30 local days to today.",
+                s.monthly_active_orgs,
+            ),
+        ):
+            yield GaugeMetricFamily(name, doc, value=n)
+        yield _labelled_gauge(
+            "ecomind_org_active_users_today", "Distinct users of the org with a raw event today.", s.org_active_users
+        )
+        tokens = GaugeMetricFamily(
+            "ecomind_tokens_today", "Tokens of today's valid raw events.", labels=["org_id", "direction"]
+        )
+        for (org, direction), n in sorted(s.tokens.items()):
+            tokens.add_metric([org, direction], n)
+        yield tokens
+        for name, doc, values in (
+            ("ecomind_model_kwh_today", "Energy of today's enriched events by model, kWh.", s.model_kwh),
+            ("ecomind_model_co2_kg_today", "CO2 of today's enriched events by model, kg.", s.model_co2_kg),
+        ):
+            family = GaugeMetricFamily(name, doc, labels=["provider", "model"])
+            for key, amount in sorted(values.items()):
+                family.add_metric(list(key), amount)
+            yield family
 
     def _pipeline(self) -> Iterator[Metric]:
         s = self.snap
@@ -79,8 +124,16 @@ class BusinessCollector(Collector):
             late.add_metric([topic], s.dropped_late.get(topic, 0))
             if topic in s.last_ts_ms:
                 last.add_metric([topic], s.last_ts_ms[topic] / 1000)
+        late_windows = CounterMetricFamily(
+            "ecomind_streams_events_dropped_late_windows",
+            "Valid raw events older than the 30 local days the rolling windows reach: in no window.",
+            labels=["topic"],
+        )
+        for topic in self.topics:
+            late_windows.add_metric([topic], s.dropped_late_windows.get(topic, 0))
         yield processed
         yield late
+        yield late_windows
         yield last
         invalid = CounterMetricFamily(
             "ecomind_streams_events_invalid", "Records rejected, by reason.", labels=["topic", "reason"]
@@ -207,7 +260,7 @@ def _labelled_counter(
     return family
 
 
-def _labelled_gauge(name: str, doc: str, values: dict[str, float]) -> GaugeMetricFamily:
+def _labelled_gauge(name: str, doc: str, values: Mapping[str, float]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=["org_id"])
     for org, amount in sorted(values.items()):
         family.add_metric([org], amount)

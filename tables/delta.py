@@ -65,6 +65,15 @@ class Delta:
     users: dict[str, set[str]] = field(default_factory=dict)  # day -> pair(org, user)
     kwh_nano: dict[str, Counter[str]] = field(default_factory=dict)  # day -> org -> kWh * 1e9
     co2_nano: dict[str, Counter[str]] = field(default_factory=dict)  # day -> org -> kg * 1e9
+    # The second set of business metrics (docs/business-metrics.md).
+    window_only_users: dict[str, set[str]] = field(default_factory=dict)  # day in the windows, not kept
+    window_only_orgs: dict[str, set[str]] = field(default_factory=dict)
+    dropped_late_windows: Counter[str] = field(default_factory=Counter)  # topic: older than the windows
+    today_index: int = 0  # the fold's local today as a date ordinal: the windows' compaction point
+    tokens_in: dict[str, Counter[str]] = field(default_factory=dict)  # day -> org -> tokens
+    tokens_out: dict[str, Counter[str]] = field(default_factory=dict)
+    model_kwh_nano: dict[str, Counter[str]] = field(default_factory=dict)  # day -> pair(provider, model)
+    model_co2_nano: dict[str, Counter[str]] = field(default_factory=dict)
     delay_buckets: list[int] = field(default_factory=lambda: [0] * (len(DELAY_BUCKETS_SECONDS) + 1))
     delay_sum_ms: int = 0
     rejections: list[Rejection] = field(default_factory=list)

@@ -6,6 +6,7 @@ of the prefix: a sidecar meeting state of an older layout ignores it and re-read
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 LAYOUT_VERSION = 2
@@ -15,12 +16,27 @@ PROVIDER_FIELD = "p:"
 MODEL_FIELD = "m:"
 # Counters in hashes of their own, one field per topic (or pair(topic, reason)).
 PROCESSED, INVALID, DROPPED_LATE, LAST_TS = "processed", "invalid", "dropped_late", "last_ts"
+DROPPED_LATE_WINDOWS = "dropped_late_windows"  # valid raw events older than the rolling windows reach
 # Activity per label value: what the label caps rank candidates by.
 ACTIVITY = {"org_id": "org_activity", "provider": "by_provider", "model": "by_model"}
 # Enrichment-delay histogram: bucket i in field DELAY_BUCKET.format(i), the sum (an amount) in DELAY_SUM.
 DELAY, DELAY_SUM = "delay", "sum_ms"
 DAY_KWH, DAY_CO2, DAY_TOTALS, DAY_ORGS, DAY_USERS = "kwh", "co2", "totals", "orgs", "users"
 TOTAL_KWH, TOTAL_CO2 = "kwh", "co2"
+# Business metrics of the second set (docs/business-metrics.md). Per day: distinct users per org (counted
+# by the write that first adds a user to the day's set), tokens per org and direction, energy per model.
+DAY_ORG_USERS, DAY_TOKENS, DAY_MODEL_ENERGY = "org_users", "tokens", "model_energy"
+TOKENS_IN, TOKENS_OUT = "i:", "o:"  # field prefixes (+ org) in DAY_TOKENS
+TOTAL_TOKENS_IN, TOTAL_TOKENS_OUT = "tokens_in", "tokens_out"  # fields of DAY_TOTALS
+KWH_FIELD, CO2_FIELD = "k:", "c:"  # field prefixes in the per-model energy hashes
+# Rolling windows: a subject's (user's or org's) compacted active days live in one of ACTIVE_BUCKETS small
+# hashes (listpack-encoded, so a few dozen bytes per subject); the count of subjects whose consecutive
+# active days are (a, b) lives in the hash of day a, field b (NO_NEXT_DAY when a is their last day).
+ACTIVE_BUCKETS = 16_384
+WINDOW_DAYS = 30
+NO_NEXT_DAY = 99_999_999
+USERS, ORGS = "u", "o"  # the two subjects of the windows
+SWEEP_CURSOR = "sweep"  # field of the windows' state hash: the next bucket the writes prune
 # Amounts are kept as whole units of 1e9 (in the key itself) plus a remainder below 1e9 (in the key
 # with this suffix), so no total of accepted values can overflow Redis's 64-bit integers.
 AMOUNT_BASE = 1_000_000_000
@@ -61,6 +77,31 @@ class Keys:
 
     def activity(self, label: str) -> str:
         return self.key(ACTIVITY[label])
+
+    def provider_energy(self, day: str, provider: str) -> str:
+        """One provider's energy on a day, fields KWH_FIELD/CO2_FIELD + model: a scrape reads labelled ones."""
+        return self.key(f"day:{day}:pm:{provider}")
+
+    def active_bucket(self, subject: str, bucket: int) -> str:
+        return self.key(f"act:{subject}:{bucket}")
+
+    def active_prefix(self, subject: str) -> str:
+        return self.key(f"act:{subject}:")
+
+    def window_pairs(self, subject: str, day_index: int) -> str:
+        return self.key(f"win:{subject}:{day_index}")
+
+    def window_pairs_prefix(self, subject: str) -> str:
+        return self.key(f"win:{subject}:")
+
+    @property
+    def window_state(self) -> str:
+        return self.key("win:state")
+
+
+def active_bucket_of(member: str) -> int:
+    """The bucket a subject's active days live in: stable across processes (crc32, not hash())."""
+    return zlib.crc32(member.encode("utf-8", "surrogatepass")) % ACTIVE_BUCKETS
 
 
 def offset_field(topic: str, partition: int) -> str:

@@ -9,32 +9,46 @@ of orgs, and sums stay exact.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 import redis.asyncio as aioredis
 
 from tables.delta import DELAY_BUCKETS_SECONDS, NANO, unpair
 from tables.keys import (
+    CO2_FIELD,
     DAY_CO2,
     DAY_KWH,
+    DAY_MODEL_ENERGY,
+    DAY_ORG_USERS,
     DAY_ORGS,
+    DAY_TOKENS,
     DAY_TOTALS,
     DAY_USERS,
     DELAY,
     DELAY_SUM,
     DROPPED_LATE,
+    DROPPED_LATE_WINDOWS,
     INVALID,
+    KWH_FIELD,
     LAST_TS,
     MODEL_FIELD,
+    ORGS,
     PROCESSED,
     PROVIDER_FIELD,
     REMAINDER_SUFFIX,
+    TOKENS_IN,
+    TOKENS_OUT,
     TOTAL_CO2,
     TOTAL_KWH,
+    TOTAL_TOKENS_IN,
+    TOTAL_TOKENS_OUT,
+    USERS,
+    WINDOW_DAYS,
     Keys,
     delay_bucket_field,
     join_amount,
 )
-from tables.labels import cap_amounts, cap_pairs
+from tables.labels import OTHER, cap_amounts, cap_pairs
 
 LABELS = ("org_id", "provider", "model")
 
@@ -54,6 +68,16 @@ class Snapshot:
     kwh: dict[str, float]
     co2_kg: dict[str, float]
     folded: dict[str, int] = field(default_factory=dict)  # label -> values folded into "__other__"
+    # The second set (docs/business-metrics.md).
+    weekly_active_users: int = 0
+    monthly_active_users: int = 0
+    weekly_active_orgs: int = 0
+    monthly_active_orgs: int = 0
+    org_active_users: dict[str, int] = field(default_factory=dict)  # org -> users today
+    tokens: dict[tuple[str, str], int] = field(default_factory=dict)  # (org, "in"/"out") -> today's tokens
+    model_kwh: dict[tuple[str, str], float] = field(default_factory=dict)  # (provider, model) -> kWh today
+    model_co2_kg: dict[tuple[str, str], float] = field(default_factory=dict)
+    dropped_late_windows: dict[str, int] = field(default_factory=dict)  # topic -> events beyond the windows
 
 
 @dataclass
@@ -77,6 +101,14 @@ class RawTables:
     by_provider: dict[str, str | None]
     by_model: dict[str, str | None]
     activity_sizes: dict[str, int]  # label -> values with any activity
+    today_index: int = 0  # today's local date ordinal
+    # subject -> day a -> {day b: subjects whose consecutive active days are (a, b)}, for the 30 days to today
+    window_pairs: dict[str, dict[int, dict[str, str]]] = field(default_factory=dict)
+    dropped_late_windows: dict[str, str] = field(default_factory=dict)
+    org_users: dict[str, str | None] = field(default_factory=dict)  # labelled org -> users today
+    tokens: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # prefix + org -> amount
+    provider_energy: dict[str, tuple[dict[str, str], dict[str, str]]] = field(default_factory=dict)
+    model_energy: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # prefix + model
 
 
 async def label_members(client: aioredis.Redis, keys: Keys) -> dict[str, set[str]]:
@@ -107,6 +139,22 @@ async def read_tables(client: aioredis.Redis, keys: Keys, today: str, members: d
     pipe.hmget(k.activity("model"), ["", *models])
     for label in LABELS:
         pipe.hlen(k.activity(label))
+    today_index = date.fromisoformat(today).toordinal()
+    days = range(today_index - WINDOW_DAYS + 1, today_index + 1)
+    for subject in (USERS, ORGS):
+        for day in days:
+            pipe.hgetall(k.window_pairs(subject, day))
+    pipe.hgetall(k.key(DROPPED_LATE_WINDOWS))
+    pipe.hmget(k.day(today, DAY_ORG_USERS), ["", *orgs])
+    token_fields = [prefix + org for prefix in (TOKENS_IN, TOKENS_OUT) for org in orgs]
+    for key in (k.day(today, DAY_TOKENS), k.day(today, DAY_TOKENS) + REMAINDER_SUFFIX):
+        pipe.hmget(key, ["", *token_fields])
+    for provider in providers:
+        pipe.hgetall(k.provider_energy(today, provider))
+        pipe.hgetall(k.provider_energy(today, provider) + REMAINDER_SUFFIX)
+    model_fields = [prefix + model for prefix in (KWH_FIELD, CO2_FIELD) for model in models]
+    for key in (k.day(today, DAY_MODEL_ENERGY), k.day(today, DAY_MODEL_ENERGY) + REMAINDER_SUFFIX):
+        pipe.hmget(key, ["", *model_fields])
     replies = iter(await pipe.execute())
 
     def take(n: int) -> list[object]:
@@ -116,6 +164,10 @@ async def read_tables(client: aioredis.Redis, keys: Keys, today: str, members: d
     org_fields = dict(zip(orgs, take(len(orgs)), strict=True))
     kwh, kwh_rem, co2, co2_rem, totals, totals_rem, by_provider, by_model = take(8)
     sizes = take(len(LABELS))
+    window_pairs = {subject: dict(zip(days, take(len(days)), strict=True)) for subject in (USERS, ORGS)}
+    late_windows, org_users, tokens, tokens_rem = take(4)
+    energy = take(2 * len(providers))
+    model_energy, model_energy_rem = take(2)
     return RawTables(
         members={"org_id": orgs, "provider": providers, "model": models},
         processed=processed,  # type: ignore[arg-type]
@@ -134,6 +186,15 @@ async def read_tables(client: aioredis.Redis, keys: Keys, today: str, members: d
         by_provider=dict(zip(providers, by_provider[1:], strict=True)),  # type: ignore[index]
         by_model=dict(zip(models, by_model[1:], strict=True)),  # type: ignore[index]
         activity_sizes={label: int(n) for label, n in zip(LABELS, sizes, strict=True)},  # type: ignore[call-overload]
+        today_index=today_index,
+        window_pairs=window_pairs,  # type: ignore[arg-type]
+        dropped_late_windows=late_windows,  # type: ignore[arg-type]
+        org_users=dict(zip(orgs, org_users[1:], strict=True)),  # type: ignore[index]
+        tokens=dict(zip(token_fields, zip(tokens[1:], tokens_rem[1:], strict=True), strict=True)),  # type: ignore[index]
+        provider_energy={p: (energy[2 * i], energy[2 * i + 1]) for i, p in enumerate(providers)},  # type: ignore[misc]
+        model_energy=dict(
+            zip(model_fields, zip(model_energy[1:], model_energy_rem[1:], strict=True), strict=True)  # type: ignore[index]
+        ),
     )
 
 
@@ -157,7 +218,59 @@ def decode(raw: RawTables, raw_topic: str) -> Snapshot:
         kwh=_today(raw.kwh, raw.totals, raw.totals_remainder, TOTAL_KWH),
         co2_kg=_today(raw.co2, raw.totals, raw.totals_remainder, TOTAL_CO2),
         folded={label: max(0, raw.activity_sizes[label] - len(raw.members[label])) for label in LABELS},
+        weekly_active_users=active_in_window(raw.window_pairs.get(USERS, {}), raw.today_index, 7),
+        monthly_active_users=active_in_window(raw.window_pairs.get(USERS, {}), raw.today_index, WINDOW_DAYS),
+        weekly_active_orgs=active_in_window(raw.window_pairs.get(ORGS, {}), raw.today_index, 7),
+        monthly_active_orgs=active_in_window(raw.window_pairs.get(ORGS, {}), raw.today_index, WINDOW_DAYS),
+        org_active_users=cap_amounts(_present(raw.org_users), raw.active_users),
+        tokens=_tokens(raw),
+        model_kwh=_by_model(raw, KWH_FIELD, TOTAL_KWH),
+        model_co2_kg=_by_model(raw, CO2_FIELD, TOTAL_CO2),
+        dropped_late_windows=_ints(raw.dropped_late_windows),
     )
+
+
+def active_in_window(pairs: dict[int, dict[str, str]], today: int, days: int) -> int:
+    """Subjects active in the `days` local days ending `today`: those whose last active day up to today
+    is in the window, i.e. whose pair (a, b) of consecutive active days has a in it and b after today."""
+    return sum(
+        int(n) for day in range(today - days + 1, today + 1) for b, n in pairs.get(day, {}).items() if int(b) > today
+    )
+
+
+def _tokens(raw: RawTables) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for prefix, direction, total_field in ((TOKENS_IN, "in", TOTAL_TOKENS_IN), (TOKENS_OUT, "out", TOTAL_TOKENS_OUT)):
+        labelled = {
+            org: join_amount(*parts)
+            for f, parts in raw.tokens.items()
+            if f.startswith(prefix) and parts != (None, None)
+            for org in [f[len(prefix) :]]
+        }
+        total = join_amount(raw.totals.get(total_field), raw.totals_remainder.get(total_field))
+        out.update({(org, direction): n for org, n in cap_amounts(labelled, total).items()})
+    return out
+
+
+def _by_model(raw: RawTables, prefix: str, total_field: str) -> dict[tuple[str, str], float]:
+    """Today's energy by (provider, model), capped on both labels; `sum()` equals the org-labelled total."""
+    per_provider = {
+        provider: {
+            f[len(prefix) :]: join_amount(fields.get(f), remainders.get(f))
+            for f in fields.keys() | remainders.keys()  # a small amount has only its remainder
+            if f.startswith(prefix)
+        }
+        for provider, (fields, remainders) in raw.provider_energy.items()
+    }
+    per_model = {
+        f[len(prefix) :]: join_amount(*parts)
+        for f, parts in raw.model_energy.items()
+        if f.startswith(prefix) and parts != (None, None)
+    }
+    total = join_amount(raw.totals.get(total_field), raw.totals_remainder.get(total_field))
+    capped = cap_pairs(per_provider, per_model, total, set(raw.members["model"]))
+    capped.setdefault((OTHER, OTHER), 0)  # right after midnight `sum()` reads 0, not "no data"
+    return {key: n / NANO for key, n in capped.items()}
 
 
 def _prefixed(fields: dict[str, str], prefix: str) -> dict[str, int]:

@@ -18,90 +18,40 @@ import redis.asyncio as aioredis
 from tables.delta import Delta, unpair
 from tables.keys import (
     AMOUNT_BASE,
+    CO2_FIELD,
     DAY_CO2,
     DAY_KWH,
+    DAY_MODEL_ENERGY,
+    DAY_ORG_USERS,
     DAY_ORGS,
+    DAY_TOKENS,
     DAY_TOTALS,
     DAY_USERS,
     DELAY,
     DELAY_SUM,
     DROPPED_LATE,
+    DROPPED_LATE_WINDOWS,
     INVALID,
+    KWH_FIELD,
     LAST_TS,
     MODEL_FIELD,
     PROCESSED,
     PROVIDER_FIELD,
     REMAINDER_SUFFIX,
+    TOKENS_IN,
+    TOKENS_OUT,
     TOTAL_CO2,
     TOTAL_KWH,
+    TOTAL_TOKENS_IN,
+    TOTAL_TOKENS_OUT,
     Keys,
     delay_bucket_field,
     offset_field,
     split_amount,
 )
 from tables.labels import OTHER
-
-# The shebang makes Redis (7.0 and later) refuse the script whole when it is over maxmemory, instead of
-# failing at a write halfway. Redis never rolls a script back, so every other check that can fail
-# (offsets, key types) comes before the first write, no stored total can overflow (amounts carry their
-# remainder into whole units), and the offsets are written last.
-_APPLY_LUA = """#!lua
-local p = cjson.decode(ARGV[1])
-for _, o in ipairs(p.off) do
-  local cur = redis.call('HGET', KEYS[1], o[1])
-  if o[2] == '' then
-    if cur then return {0, o[1]} end
-  elseif cur ~= o[2] then
-    return {0, o[1]}
-  end
-end
-local seen = {}
-local function is(key, kind)
-  if seen[key] == nil then
-    local t = redis.call('TYPE', key)['ok']
-    seen[key] = (t == 'none' or t == kind)
-  end
-  return seen[key]
-end
-if not is(KEYS[1], 'hash') then return {2, KEYS[1]} end
-for _, h in ipairs(p.hincr) do if not is(h[1], 'hash') then return {2, h[1]} end end
-for _, a in ipairs(p.amount) do
-  if not (is(a[1], 'hash') and is(a[1] .. p.lo, 'hash')) then return {2, a[1]} end
-end
-for _, s in ipairs(p.sadd) do if not is(s[1], 'set') then return {2, s[1]} end end
-for _, m in ipairs(p.hmax) do if not is(m[1], 'hash') then return {2, m[1]} end end
-for _, e in ipairs(p.expire) do if not is(e[1], e[3]) then return {2, e[1]} end end
-for _, a in ipairs(p.admit) do if not is(a[1], 'set') then return {2, a[1]} end end
-for _, h in ipairs(p.hincr) do redis.call('HINCRBY', h[1], h[2], h[3]) end
-for _, a in ipairs(p.amount) do
-  if a[3] ~= '0' then redis.call('HINCRBY', a[1], a[2], a[3]) end
-  local rest = redis.call('HINCRBY', a[1] .. p.lo, a[2], a[4])
-  if rest >= p.base then
-    redis.call('HINCRBY', a[1], a[2], 1)
-    redis.call('HINCRBY', a[1] .. p.lo, a[2], -p.base)
-  end
-end
-for _, s in ipairs(p.sadd) do
-  local members = s[2]
-  for i = 1, #members, 4000 do
-    redis.call('SADD', s[1], unpack(members, i, math.min(i + 3999, #members)))
-  end
-end
-for _, m in ipairs(p.hmax) do
-  local cur = redis.call('HGET', m[1], m[2])
-  if (not cur) or tonumber(cur) < tonumber(m[3]) then redis.call('HSET', m[1], m[2], m[3]) end
-end
-for _, e in ipairs(p.expire) do redis.call('EXPIRE', e[1], e[2]) end
-for _, a in ipairs(p.admit) do
-  local room = tonumber(a[2]) - redis.call('SCARD', a[1])
-  for _, v in ipairs(a[3]) do
-    if room <= 0 then break end
-    if v ~= p.other then room = room - redis.call('SADD', a[1], v) end
-  end
-end
-for _, o in ipairs(p.off) do redis.call('HSET', KEYS[1], o[1], o[3]) end
-return {1, ''}
-"""
+from tables.script import APPLY_LUA
+from tables.windows import users_by_org, window_section
 
 _LEASE_LUA = """
 local cur = redis.call('GET', KEYS[1])
@@ -155,7 +105,7 @@ class RedisStore:
         self.label_caps = label_caps or {"org_id": 500, "provider": 100, "model": 100}
         self.keys = Keys(app_id)
         self.day_ttl_seconds = (days_kept + 1) * 86_400
-        self._apply = client.register_script(_APPLY_LUA)
+        self._apply = client.register_script(APPLY_LUA)
         self._lease = client.register_script(_LEASE_LUA)
         self._release = client.register_script(_RELEASE_LUA)
 
@@ -200,6 +150,7 @@ class RedisStore:
             (PROCESSED, delta.processed),
             (INVALID, delta.invalid),
             (DROPPED_LATE, delta.dropped_late),
+            (DROPPED_LATE_WINDOWS, delta.dropped_late_windows),
         ):
             hincr.extend([k.key(name), f, str(n)] for f, n in counter.items())
         activity: Counter[str] = Counter()
@@ -228,18 +179,48 @@ class RedisStore:
                 add_amount(k.day(day, DAY_TOTALS), total_field, sum(amounts.values()))
                 for key in (k.day(day, name), k.day(day, DAY_TOTALS)):
                     expire += [[key, ttl, "hash"], [key + REMAINDER_SUFFIX, ttl, "hash"]]
+        for day in delta.tokens_in.keys() | delta.tokens_out.keys():
+            tokens: tuple[tuple[str, str, Counter[str]], ...] = (
+                (TOKENS_IN, TOTAL_TOKENS_IN, delta.tokens_in.get(day, Counter())),
+                (TOKENS_OUT, TOTAL_TOKENS_OUT, delta.tokens_out.get(day, Counter())),
+            )
+            for prefix, total_field, per_org in tokens:
+                for org, n in per_org.items():
+                    add_amount(k.day(day, DAY_TOKENS), prefix + org, n)
+                add_amount(k.day(day, DAY_TOTALS), total_field, sum(per_org.values()))
+            expire += [[k.day(day, DAY_TOKENS), ttl, "hash"], [k.day(day, DAY_TOKENS) + REMAINDER_SUFFIX, ttl, "hash"]]
+        enriched_labels: dict[str, set[str]] = {"provider": set(), "model": set()}
+        for prefix, per_day in ((KWH_FIELD, delta.model_kwh_nano), (CO2_FIELD, delta.model_co2_nano)):
+            for day, amounts in per_day.items():
+                by_model: Counter[str] = Counter()
+                energy_keys = {k.day(day, DAY_MODEL_ENERGY)}
+                for provider_model, n in amounts.items():
+                    provider, model = unpair(provider_model)
+                    add_amount(k.provider_energy(day, provider), prefix + model, n)
+                    by_model[model] += n
+                    enriched_labels["provider"].add(provider)
+                    enriched_labels["model"].add(model)
+                    energy_keys.add(k.provider_energy(day, provider))
+                for model, n in by_model.items():
+                    add_amount(k.day(day, DAY_MODEL_ENERGY), prefix + model, n)
+                for key in sorted(energy_keys):
+                    expire += [[key, ttl, "hash"], [key + REMAINDER_SUFFIX, ttl, "hash"]]
         hincr.extend([k.activity("org_id"), org, str(n)] for org, n in activity.items())
         seen = {
             "org_id": sorted(activity),
-            "provider": sorted({unpair(f)[1] for f in delta.ingested}),
-            "model": sorted({unpair(f)[1] for f in delta.calls}),
+            "provider": sorted({unpair(f)[1] for f in delta.ingested} | enriched_labels["provider"]),
+            "model": sorted({unpair(f)[1] for f in delta.calls} | enriched_labels["model"]),
         }
         admit = [[k.labels(label), str(self.label_caps[label]), values] for label, values in seen.items() if values]
         sadd: list[list[object]] = []
-        for name, per_day_set in ((DAY_ORGS, delta.orgs), (DAY_USERS, delta.users)):
-            for day, members in per_day_set.items():
-                sadd.append([k.day(day, name), list(members)])
-                expire.append([k.day(day, name), ttl, "set"])
+        for day, members in delta.orgs.items():
+            sadd.append([k.day(day, DAY_ORGS), list(members)])
+            expire.append([k.day(day, DAY_ORGS), ttl, "set"])
+        usersadd: list[list[object]] = []
+        for day, members in delta.users.items():
+            ordered, runs = users_by_org(members)
+            usersadd.append([k.day(day, DAY_USERS), k.day(day, DAY_ORG_USERS), ordered, runs])
+            expire += [[k.day(day, DAY_USERS), ttl, "set"], [k.day(day, DAY_ORG_USERS), ttl, "hash"]]
         return {
             "off": [
                 [offset_field(m.topic, m.partition), "" if m.expected is None else str(m.expected), str(m.next_offset)]
@@ -250,6 +231,8 @@ class RedisStore:
             "lo": REMAINDER_SUFFIX,
             "base": AMOUNT_BASE,
             "sadd": sadd,
+            "usersadd": usersadd,
+            "win": window_section(k, delta),
             "hmax": [[k.key(LAST_TS), t, str(ts)] for t, ts in delta.last_ts_ms.items()],
             "expire": expire,
             "admit": admit,

@@ -8,12 +8,17 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams.local.scrape import Samples, series, value
 from tables.delta import NANO
+
+DAY_MS = 86_400_000
+WINDOW_DAYS = 30  # the rolling windows' reach, restated here: the truth does not import the tables
 
 PROVIDERS = (("openai", "gpt-4o"), ("anthropic", "claude"), ("google", "gemini"))
 
@@ -26,17 +31,90 @@ class Truth:
     kwh_nano: Counter[str] = field(default_factory=Counter)
     raw_count: int = 0
     enriched_count: int = 0
+    # Day-aware truth for the second set of business metrics; `users` and `kwh_nano` above hold today's.
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    today: int = 0  # local date ordinal of the workload's "now"; 0: every event is today's
+    days_by_user: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+    tokens: Counter[tuple[int, str, str]] = field(default_factory=Counter)  # (day, org, "in"/"out")
+    model_kwh_nano: Counter[tuple[int, str, str]] = field(default_factory=Counter)  # (day, provider, model)
+    model_co2_nano: Counter[tuple[int, str, str]] = field(default_factory=Counter)
+    beyond_windows: int = 0  # raw events older than the windows reach
+
+    def day(self, ev: dict[str, object]) -> int:
+        return datetime.fromtimestamp(int(ev["ts"]) / 1000, self.zone).date().toordinal()  # type: ignore[call-overload]
 
     def add_raw(self, ev: dict[str, object]) -> None:
         org, user = str(ev["org_id"]), str(ev["user_id"])
+        day = self.day(ev)
         self.raw_count += 1
         self.ingested[(org, str(ev["provider"]))] += 1
         self.calls[(org, str(ev["model"]))] += 1
-        self.users.add((org, user))
+        if not self.today or day == self.today:
+            self.users.add((org, user))
+        if self.today and day <= self.today - WINDOW_DAYS:
+            self.beyond_windows += 1
+            return
+        self.days_by_user.setdefault((org, user), set()).add(day)
+        self.tokens[(day, org, "in")] += int(ev["tokens_in"])  # type: ignore[call-overload]
+        self.tokens[(day, org, "out")] += int(ev["tokens_out"])  # type: ignore[call-overload]
 
     def add_enriched(self, ev: dict[str, object]) -> None:
         self.enriched_count += 1
-        self.kwh_nano[str(ev["org_id"])] += round(float(ev["kwh"]) * NANO)  # type: ignore[arg-type]
+        day = self.day(ev)
+        kwh, co2 = round(float(ev["kwh"]) * NANO), round(float(ev["co2_kg"]) * NANO)  # type: ignore[arg-type]
+        if not self.today or day == self.today:
+            self.kwh_nano[str(ev["org_id"])] += kwh
+        self.model_kwh_nano[(day, str(ev["provider"]), str(ev["model"]))] += kwh
+        self.model_co2_nano[(day, str(ev["provider"]), str(ev["model"]))] += co2
+
+    def business_mismatches(self, m: Samples, raw_topic: str) -> list[str]:
+        """Every way the second set's scraped values (docs/business-metrics.md) differ from the truth."""
+        today = self.today
+        problems = []
+
+        def active(days: int, orgs: bool) -> float:
+            found = {
+                (o if orgs else (o, u))
+                for (o, u), ds in self.days_by_user.items()
+                if any(today - days < d <= today for d in ds)
+            }
+            return float(len(found))
+
+        checks = [
+            ("weekly_active_users", value(m, "ecomind_weekly_active_users"), active(7, False)),
+            ("monthly_active_users", value(m, "ecomind_monthly_active_users"), active(WINDOW_DAYS, False)),
+            ("weekly_active_orgs", value(m, "ecomind_weekly_active_orgs"), active(7, True)),
+            ("monthly_active_orgs", value(m, "ecomind_monthly_active_orgs"), active(WINDOW_DAYS, True)),
+            (
+                "dropped late for the windows",
+                value(m, "ecomind_streams_events_dropped_late_windows_total", topic=raw_topic),
+                float(self.beyond_windows),
+            ),
+        ]
+        problems += [f"{name}: got {got} want {want}" for name, got, want in checks if got != want]
+        per_org = Counter(o for (o, _), ds in self.days_by_user.items() if today in ds)
+        got_per_org = {dict(k)["org_id"]: v for k, v in series(m, "ecomind_org_active_users_today").items()}
+        want_per_org = {o: float(n) for o, n in per_org.items()} | {"__other__": 0.0}
+        if got_per_org != want_per_org:
+            problems.append(f"org_active_users_today differs: {_diff(got_per_org, want_per_org)}")
+        if sum(got_per_org.values()) != value(m, "ecomind_daily_active_users"):
+            problems.append("sum(org_active_users_today) differs from daily_active_users")
+        got_tokens = {
+            (dict(k)["org_id"], dict(k)["direction"]): v for k, v in series(m, "ecomind_tokens_today").items()
+        }
+        want_tokens = {(o, d): float(n) for (day, o, d), n in self.tokens.items() if day == today}
+        want_tokens |= {("__other__", "in"): 0.0, ("__other__", "out"): 0.0}
+        if got_tokens != want_tokens:
+            problems.append(f"tokens_today differs: {_diff(got_tokens, want_tokens)}")
+        for name, truth in (
+            ("ecomind_model_kwh_today", self.model_kwh_nano),
+            ("ecomind_model_co2_kg_today", self.model_co2_nano),
+        ):
+            got = {(dict(k)["provider"], dict(k)["model"]): round(v * NANO) for k, v in series(m, name).items()}
+            want = {(p, md): n for (day, p, md), n in truth.items() if day == today} | {("__other__", "__other__"): 0}
+            if {k: v for k, v in got.items() if v} != {k: v for k, v in want.items() if v}:
+                problems.append(f"{name} differs: {_diff(got, want)}")
+        return problems
 
     def mismatches(self, m: Samples, raw_topic: str, enriched_topic: str) -> list[str]:
         """Every way the scraped values differ from the truth; empty when they are exact."""
@@ -105,11 +183,15 @@ def without(event: bytes, *fields: str) -> bytes:
 
 
 def build(
-    seed: int, raw_events: int, enriched_every: int, orgs: int = 40, users: int = 3000
+    seed: int, raw_events: int, enriched_every: int, orgs: int = 40, users: int = 3000, spread: float = 0.0
 ) -> tuple[list[bytes], list[bytes], Truth]:
+    """`spread`: the share of events dated on other days, 1 to 35 days back (beyond the windows too) or
+    up to six hours ahead, in any order: the rolling windows' workload."""
     rng = random.Random(seed)
     now_ms = int(time.time() * 1000)
     truth = Truth()
+    if spread:
+        truth.today = truth.day({"ts": now_ms})
     raws, enriched = [], []
     for i in range(raw_events):
         provider, model = PROVIDERS[rng.randrange(len(PROVIDERS))]
@@ -122,6 +204,10 @@ def build(
             "tokens_out": rng.randrange(1, 500),
             "ts": now_ms - rng.randrange(0, 60_000),
         }
+        if spread and rng.random() < spread:
+            ev["ts"] = (
+                now_ms - rng.randint(1, 35) * DAY_MS if rng.random() < 0.9 else now_ms + rng.randrange(6 * 3_600_000)
+            )
         raws.append(orjson.dumps(ev))
         truth.add_raw(ev)
         if i % enriched_every == 0:

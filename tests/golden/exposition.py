@@ -49,6 +49,15 @@ def snapshot() -> Snapshot:
         kwh={org: (i + 1) / 4 for i, org in enumerate(orgs)},
         co2_kg={"org_a": 1e-9, "__other__": 12345.678},
         folded={"model": 0, "org_id": 17, "provider": 2},
+        weekly_active_users=9_001,
+        monthly_active_users=31_337,
+        weekly_active_orgs=len(orgs) + 3,
+        monthly_active_orgs=len(orgs) + 11,
+        org_active_users={"org_a": 4_000, 'org "quoted"': 200, "__other__": 42},
+        tokens={("org_a", "in"): 10**15, ("org_a", "out"): 7, ("__other__", "in"): 0, ("__other__", "out"): 3},
+        model_kwh={("openai", "gpt-4o"): 1.25, ("openai", "__other__"): 0.5, ("__other__", "__other__"): 0.0},
+        model_co2_kg={("anthropic", 'mod"el'): 1e-9, ("__other__", "__other__"): 12345.678},
+        dropped_late_windows={"events.raw": 2},
     )
 
 

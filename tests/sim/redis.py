@@ -78,6 +78,18 @@ class SimRedis:
             lo[field] = str(total_lo)
         for key, members in p["sadd"]:
             self.data.setdefault(key, set()).update(members)
+        for key, org_key, members, runs in p["usersadd"]:
+            day_set, per_org = self.data.setdefault(key, set()), self.data.setdefault(org_key, {})
+            fresh = [m not in day_set for m in members]
+            day_set.update(members)
+            pos = 0
+            for org, n in runs:
+                new = sum(fresh[pos : pos + n])
+                pos += n
+                if new:
+                    per_org[org] = str(int(per_org.get(org, 0)) + new)
+        if p["win"] is not None:
+            apply_windows(self.data, p["win"])
         for field, _, new in p["off"]:
             offsets[field] = new
         return [1, ""]
@@ -88,3 +100,45 @@ class SimRedis:
 
     def restart(self, from_snapshot: bool) -> None:
         self.data = copy.deepcopy(self.snapshots[-1]) if from_snapshot and self.snapshots else {}
+
+
+def apply_windows(data: dict[str, Any], w: dict[str, Any]) -> None:
+    """The script's rolling-window section (tables/script.py), in Python: sweep one bucket per subject,
+    insert each subject's days into its compacted list, move the pair counts."""
+    state = data.setdefault(w["state"], {})
+    cursor = int(state.get("sweep", 0))
+    lists: list[tuple[str, str, str]] = []
+    bumps: dict[str, dict[int, int]] = {}
+    for bucket_prefix, pair_prefix, entries in w["subjects"]:
+        swept = data.get(bucket_prefix + str(cursor), {})
+        for member in [m for m, v in swept.items() if int(v.split(",")[-1]) < w["horizon"]]:
+            del swept[member]
+        for bucket, member, new_days in entries:
+            key = bucket_prefix + str(bucket)
+            cur = data.get(key, {}).get(member)
+            days = [int(x) for x in cur.split(",")] if cur else []
+            if days and days[-1] < w["horizon"]:
+                days = []
+            for d in new_days:
+                pos = next((i for i, x in enumerate(days) if x >= d), len(days))
+                present = pos < len(days) and days[pos] == d
+                if present or (pos == 0 and days and days[0] <= w["today"]):
+                    continue
+                succ = days[pos] if pos < len(days) else w["none"]
+                if pos > 0 and days[pos - 1] >= w["horizon"]:
+                    pred = bumps.setdefault(pair_prefix + str(days[pos - 1]), {})
+                    pred[succ] = pred.get(succ, 0) - 1
+                    pred[d] = pred.get(d, 0) + 1
+                own = bumps.setdefault(pair_prefix + str(d), {})
+                own[succ] = own.get(succ, 0) + 1
+                days.insert(pos, d)
+            keep = max((i for i, x in enumerate(days) if x <= w["today"]), default=0)
+            lists.append((key, member, ",".join(str(x) for x in days[keep:])))
+    state["sweep"] = str((cursor + 1) % w["buckets"])
+    for key, member, value in lists:
+        data.setdefault(key, {})[member] = value
+    for key, changes in bumps.items():
+        h = data.setdefault(key, {})
+        for b, n in changes.items():
+            if n:
+                h[str(b)] = str(int(h.get(str(b), 0)) + n)

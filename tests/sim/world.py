@@ -30,7 +30,7 @@ from streams.calendar import DayCalendar
 from streams.fold import FoldContext, fold_enriched, fold_raw
 from streams.settings import Settings
 from streams.status import Status
-from tables.delta import Delta
+from tables.delta import Delta, unpair
 from tables.store import OffsetMove, RedisStore
 from tests.sim.kafka import PartitionLog, SimConsumer, SimRecord
 from tests.sim.loop import VirtualTimeLoop
@@ -94,6 +94,8 @@ class World:
     def __init__(self, seed: int, steps: int = 60, faults: Faults | None = None, replicas: int = 2) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
+        # Event days come from their own stream, so the schedules (and the regression seeds) stay as they were.
+        self.day_rng = random.Random(seed + 1_000_003)
         self.steps = steps
         self.faults = faults or Faults()
         self.start_replicas = replicas
@@ -267,6 +269,13 @@ class World:
             "tokens_out": self.rng.randint(0, 500),
             "ts": ts_ms - self.rng.randint(0, 5000),
         }
+        # Some events are days late (some beyond the rolling windows' 30 days) or dated tomorrow, so the
+        # windows' per-subject day lists see every order of past, present and future days.
+        shift = self.day_rng.random()
+        if shift < 0.15:
+            body["ts"] -= self.day_rng.randint(1, 35) * 86_400_000
+        elif shift < 0.2:
+            body["ts"] += self.day_rng.randint(0, 80_000_000)
         if topic == ENRICHED:
             body["kwh"] = self.rng.choice([0.0, 0.000123, 1.5, 1000.0])
             body["co2_kg"] = self.rng.choice([0.0, 0.5, 999.999999999])
@@ -405,8 +414,9 @@ class World:
                 if kind == "counted":
                     self._fold(delta, tp, log.records(start, end))
             moves.append(OffsetMove(tp.topic, tp.partition, None, log.end))
-        want = normalize(self.store.build_payload(delta, moves))
-        have = tables_as_effects(self.redis.data, self.store.keys.prefix)
+        payload = self.store.build_payload(delta, moves)
+        want = normalize(payload)
+        have = tables_as_effects(self.redis.data, self.store.keys.prefix, payload["win"])  # type: ignore[arg-type]
         if want != have:
             missing = {k: v for k, v in want.items() if have.get(k) != v}
             raise Violation(f"tables differ from the truth, e.g. {list(missing.items())[:3]}")
@@ -427,26 +437,63 @@ class World:
 
 
 def normalize(payload: dict[str, Any]) -> dict[tuple[str, ...], Any]:
-    """A batch's effect on the tables as plain data: increments summed, set members joined."""
+    """A batch's effect on the tables as plain data: increments summed, set members joined, a day's users
+    counted per org, and each subject's active days with the pair counts they imply (tables/script.py)."""
     out: dict[tuple[str, ...], Any] = {}
     counts: Counter[tuple[str, ...]] = Counter()
     for key, f, n in payload["hincr"]:
         counts[("n", key, f)] += int(n)
     for key, f, whole, rest in payload["amount"]:
         counts[("a", key, f)] += int(whole) * payload["base"] + int(rest)
+    for _key, org_key, members, _ in payload["usersadd"]:
+        for member in set(members):
+            counts[("n", org_key, unpair(member)[0])] += 1
     out.update({k: v for k, v in counts.items() if v})
-    for key, members in payload["sadd"]:
+    for key, members in payload["sadd"] + [[u[0], u[2]] for u in payload["usersadd"]]:
         current = out.setdefault(("s", key), set())
         current.update(members)
+    w = payload["win"]
+    if w is not None:
+        days: dict[tuple[str, ...], set[int]] = {}
+        for bucket_prefix, pair_prefix, entries in w["subjects"]:
+            for bucket, member, found in entries:
+                days.setdefault(("w", bucket_prefix + str(bucket), member, pair_prefix), set()).update(found)
+        for (kind, key, member, pair_prefix), found in days.items():
+            compacted = _compact(sorted(found), w["today"])
+            out[(kind, key, member)] = tuple(compacted)
+            for a, b in zip(compacted, [*compacted[1:], w["none"]], strict=True):
+                if a >= w["horizon"] and b > w["today"]:
+                    counts[("p", pair_prefix + str(a), str(b))] += 1
+        out.update({k: v for k, v in counts.items() if k[0] == "p" and v})
     return out
 
 
-def tables_as_effects(data: dict[str, Any], prefix: str) -> dict[tuple[str, ...], Any]:
-    """The simulated Redis's tables in the same form as `normalize`, to compare with the truth."""
+def _compact(days: list[int], today: int) -> list[int]:
+    keep = max((i for i, x in enumerate(days) if x <= today), default=0)
+    return days[keep:]
+
+
+def tables_as_effects(
+    data: dict[str, Any], prefix: str, window: dict[str, Any] | None = None
+) -> dict[tuple[str, ...], Any]:
+    """The simulated Redis's tables in the same form as `normalize`, to compare with the truth; the
+    window pair counts only where a scrape on `window`'s today or later can read them."""
     out: dict[tuple[str, ...], Any] = {}
     amounts = {key[: -len(":lo")] for key in data if key.endswith(":lo")}
     for key, value in data.items():
         if not key.startswith(prefix) or key.endswith(":offsets") or key.endswith(":lo"):
+            continue
+        if key.endswith(":win:state"):
+            continue
+        if ":act:" in key:
+            for member, found in value.items():
+                out[("w", key, member)] = tuple(int(x) for x in found.split(","))
+            continue
+        if ":win:" in key:
+            a = int(key.rpartition(":")[2])
+            for b, n in value.items():
+                if window and int(n) and a >= window["horizon"] and int(b) > window["today"]:
+                    out[("p", key, b)] = int(n)
             continue
         if isinstance(value, set):
             if value:

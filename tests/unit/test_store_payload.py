@@ -59,7 +59,9 @@ def test_payload_of_one_batch() -> None:
     assert [k.day("2026-11-27", "totals"), "kwh", "1000", "5"] in payload["amount"]
     assert [k.key("delay"), "sum_ms", "3", "2"] in payload["amount"]
     assert [k.day("2026-11-27", "kwh") + REMAINDER_SUFFIX, str(3 * 86_400), "hash"] in payload["expire"]
-    assert [k.day("2026-11-27", "users"), [pair("o1", "u")]] in payload["sadd"]
+    # A day's users go with the per-org runs the script counts new users by.
+    users = [k.day("2026-11-27", "users"), k.day("2026-11-27", "org_users"), [pair("o1", "u")], [["o1", 1]]]
+    assert users in payload["usersadd"]
     # Label admission rides on the write, capped, with the fold bucket's name never admitted.
     assert [k.labels("org_id"), "1", [OTHER, "o1"]] in payload["admit"]
     assert payload["other"] == OTHER

@@ -1,0 +1,163 @@
+"""The batch write as one Lua script: the payload `RedisStore.build_payload` makes, applied atomically.
+
+The shebang makes Redis (7.0 and later) refuse the script whole when it is over maxmemory, instead of
+failing at a write halfway. Redis never rolls a script back, so every other check that can fail
+(offsets, key types) comes before the first write, no stored total can overflow (amounts carry their
+remainder into whole units), and the offsets are written last. tests/sim/redis.py carries the same
+semantics out in Python for the simulator; a change here is mirrored there.
+
+Rolling windows (`act`): each subject (a user, an org) keeps its active local days as a sorted list,
+compacted to the last day up to today and the days after it (a future-dated event's day). For every two
+consecutive days (a, b) of a subject, or (a, none) for its last, the hash of day a counts it in field b:
+a subject is active in the window [t - n + 1, t] exactly when its pair (a, b) has a in the window and
+b > t, so a scrape sums the fields b > t of at most n small hashes, whatever the number of subjects.
+Days dropped by compaction are only ever the first of a pair whose second is not after today: no later
+scrape counts them. A subject whose last day left the 30-day reach is forgotten (and pruned by the
+sweep, one bucket per write).
+"""
+
+from __future__ import annotations
+
+APPLY_LUA = """#!lua
+local p = cjson.decode(ARGV[1])
+for _, o in ipairs(p.off) do
+  local cur = redis.call('HGET', KEYS[1], o[1])
+  if o[2] == '' then
+    if cur then return {0, o[1]} end
+  elseif cur ~= o[2] then
+    return {0, o[1]}
+  end
+end
+local seen = {}
+local function is(key, kind)
+  if seen[key] == nil then
+    local t = redis.call('TYPE', key)['ok']
+    seen[key] = (t == 'none' or t == kind)
+  end
+  return seen[key]
+end
+if not is(KEYS[1], 'hash') then return {2, KEYS[1]} end
+for _, h in ipairs(p.hincr) do if not is(h[1], 'hash') then return {2, h[1]} end end
+for _, a in ipairs(p.amount) do
+  if not (is(a[1], 'hash') and is(a[1] .. p.lo, 'hash')) then return {2, a[1]} end
+end
+for _, s in ipairs(p.sadd) do if not is(s[1], 'set') then return {2, s[1]} end end
+for _, u in ipairs(p.usersadd) do
+  if not (is(u[1], 'set') and is(u[2], 'hash')) then return {2, u[1]} end
+end
+for _, m in ipairs(p.hmax) do if not is(m[1], 'hash') then return {2, m[1]} end end
+for _, e in ipairs(p.expire) do if not is(e[1], e[3]) then return {2, e[1]} end end
+for _, a in ipairs(p.admit) do if not is(a[1], 'set') then return {2, a[1]} end end
+-- Rolling windows, computed before any write: new day lists, pair-count changes, the sweep's deletions.
+local w = p.win
+if w == cjson.null then w = nil end  -- a batch without raw records has no windows section
+local lists, pairs_by_key, pair_keys, sweep = {}, {}, {}, {}
+local function bump(key, b, n)
+  local h = pairs_by_key[key]
+  if not h then h = {}; pairs_by_key[key] = h; pair_keys[#pair_keys + 1] = key end
+  h[b] = (h[b] or 0) + n
+end
+if w then
+  if not is(w.state, 'hash') then return {2, w.state} end
+  local cursor = tonumber(redis.call('HGET', w.state, 'sweep') or '0')
+  for _, s in ipairs(w.subjects) do
+    local bk = s[1] .. cursor
+    if not is(bk, 'hash') then return {2, bk} end
+    local found = redis.call('HGETALL', bk)
+    local stale = {}
+    for i = 1, #found, 2 do
+      local last = tonumber(string.match(found[i + 1], '(%d+)$'))
+      if last < w.horizon then stale[#stale + 1] = found[i] end
+    end
+    if #stale > 0 then sweep[#sweep + 1] = {bk, stale} end
+    for _, e in ipairs(s[3]) do
+      local key, member = s[1] .. e[1], e[2]
+      if not is(key, 'hash') then return {2, key} end
+      local cur = redis.call('HGET', key, member)
+      local days = {}
+      if cur then for x in string.gmatch(cur, '%d+') do days[#days + 1] = tonumber(x) end end
+      if #days > 0 and days[#days] < w.horizon then days = {} end
+      for _, d in ipairs(e[3]) do
+        local pos, present = #days + 1, false
+        for i = 1, #days do
+          if days[i] == d then present = true; break end
+          if days[i] > d then pos = i; break end
+        end
+        local skip = present or (pos == 1 and #days > 0 and days[1] <= w.today)
+        if not skip then
+          local pred, succ = days[pos - 1], days[pos] or w.none
+          if pred and pred >= w.horizon then
+            bump(s[2] .. pred, succ, -1)
+            bump(s[2] .. pred, d, 1)
+          end
+          bump(s[2] .. d, succ, 1)
+          table.insert(days, pos, d)
+        end
+      end
+      local keep = 1
+      for i = 1, #days do if days[i] <= w.today then keep = i end end
+      local out = {}
+      for i = keep, #days do out[#out + 1] = days[i] end
+      local value = table.concat(out, ',')
+      if value ~= cur then lists[#lists + 1] = {key, member, value} end
+    end
+  end
+  for _, key in ipairs(pair_keys) do if not is(key, 'hash') then return {2, key} end end
+  redis.call('HSET', w.state, 'sweep', (cursor + 1) % w.buckets)
+end
+for _, h in ipairs(p.hincr) do redis.call('HINCRBY', h[1], h[2], h[3]) end
+for _, a in ipairs(p.amount) do
+  if a[3] ~= '0' then redis.call('HINCRBY', a[1], a[2], a[3]) end
+  local rest = redis.call('HINCRBY', a[1] .. p.lo, a[2], a[4])
+  if rest >= p.base then
+    redis.call('HINCRBY', a[1], a[2], 1)
+    redis.call('HINCRBY', a[1] .. p.lo, a[2], -p.base)
+  end
+end
+for _, s in ipairs(p.sadd) do
+  local members = s[2]
+  for i = 1, #members, 4000 do
+    redis.call('SADD', s[1], unpack(members, i, math.min(i + 3999, #members)))
+  end
+end
+-- A day's users, and per org the users new to the day: the runs give each org's members, in order.
+for _, u in ipairs(p.usersadd) do
+  local members, flags = u[3], {}
+  for i = 1, #members, 4000 do
+    local last = math.min(i + 3999, #members)
+    local found = redis.call('SMISMEMBER', u[1], unpack(members, i, last))
+    for j = 1, #found do flags[i + j - 1] = found[j] end
+    redis.call('SADD', u[1], unpack(members, i, last))
+  end
+  local pos = 1
+  for _, r in ipairs(u[4]) do
+    local new = 0
+    for j = pos, pos + r[2] - 1 do if flags[j] == 0 then new = new + 1 end end
+    pos = pos + r[2]
+    if new > 0 then redis.call('HINCRBY', u[2], r[1], new) end
+  end
+end
+for _, m in ipairs(p.hmax) do
+  local cur = redis.call('HGET', m[1], m[2])
+  if (not cur) or tonumber(cur) < tonumber(m[3]) then redis.call('HSET', m[1], m[2], m[3]) end
+end
+for _, s in ipairs(sweep) do redis.call('HDEL', s[1], unpack(s[2])) end
+for _, l in ipairs(lists) do redis.call('HSET', l[1], l[2], l[3]) end
+for _, key in ipairs(pair_keys) do
+  local day = tonumber(string.match(key, '(%d+)$'))
+  for b, n in pairs(pairs_by_key[key]) do
+    if n ~= 0 then redis.call('HINCRBY', key, b, n) end
+  end
+  redis.call('EXPIRE', key, (day - w.today + w.reach_days) * 86400)
+end
+for _, e in ipairs(p.expire) do redis.call('EXPIRE', e[1], e[2]) end
+for _, a in ipairs(p.admit) do
+  local room = tonumber(a[2]) - redis.call('SCARD', a[1])
+  for _, v in ipairs(a[3]) do
+    if room <= 0 then break end
+    if v ~= p.other then room = room - redis.call('SADD', a[1], v) end
+  end
+end
+for _, o in ipairs(p.off) do redis.call('HSET', KEYS[1], o[1], o[3]) end
+return {1, ''}
+"""
