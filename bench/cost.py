@@ -214,7 +214,7 @@ def _scrapes(prometheus: LocalPrometheus) -> int:
 
 def section(workdir: Path, bootstrap: str, redis: LocalRedis, smoke: bool) -> str:
     """The cost table as bench/run.py prints it."""
-    seconds = 8.0 if smoke else 60.0
+    seconds = 3.0 if smoke else 60.0
     rows = measure(workdir, bootstrap, redis, [0, 100, 1_000], seconds)
     head = (
         f"Idle and low-rate cost: one sidecar with default settings, Prometheus scraping every "
