@@ -34,6 +34,7 @@ class StateSizes:
     orgs: int
     label_values: int
     bytes_per_user_day: float
+    set_bytes_per_user: float  # MEMORY USAGE of the day's user set alone, per member
     bytes_per_org_first_day: float
     bytes_per_org_day_after: float
     bytes_per_label_value: float
@@ -106,6 +107,7 @@ async def measure(url: str, users: int, orgs: int, label_values: int, churn: int
         for start in range(0, users, USERS_PER_WRITE):
             await store.apply(user_delta(range(start, min(users, start + USERS_PER_WRITE)), orgs, day0), [])
         per_user = (await _used(client) - before) / users
+        per_member = int(await client.memory_usage(store.keys.day(day0, "users"), samples=0) or 0) / users
         # A label value only adds to keys that never expire; used_memory is too coarse for a few kB.
         before = await lasting_bytes(client, prefix)
         for v in range(label_values):  # each new model seen at one org
@@ -122,7 +124,7 @@ async def measure(url: str, users: int, orgs: int, label_values: int, churn: int
         await client.flushdb()
         await store.close()
     return StateSizes(
-        users, orgs, label_values, per_user, per_org_first, per_org_next, per_label,
+        users, orgs, label_values, per_user, per_member, per_org_first, per_org_next, per_label,
         lasting_1, lasting_last, lasting_churn, churn, DAYS,
     )  # fmt: skip
 
@@ -133,7 +135,8 @@ def table(s: StateSizes) -> str:
         "| what | measured | at this scale |",
         "|---|---:|---:|",
         f"| a distinct user on a day (member of that day's set; kept {2 + 1} days) | "
-        f"{s.bytes_per_user_day:.0f} B | {s.users:,} users: {s.users * s.bytes_per_user_day / mb:,.0f} MB per day |",
+        f"{s.bytes_per_user_day:.0f} B ({s.set_bytes_per_user:.0f} B by MEMORY USAGE of the set) | "
+        f"{s.users:,} users: {s.users * s.bytes_per_user_day / mb:,.0f} MB per day |",
         f"| an org, first day (its hash, activity, that day's org set, kWh and CO2 fields) | "
         f"{s.bytes_per_org_first_day:.0f} B | {s.orgs:,} orgs: {s.orgs * s.bytes_per_org_first_day / mb:,.0f} MB |",
         f"| an org, each further active day (per-day keys only) | {s.bytes_per_org_day_after:.0f} B | "

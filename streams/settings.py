@@ -65,7 +65,7 @@ class Settings:
     batch_timeout_ms: int = 1_000
     # The broker holds a fetch until this many bytes or this wait: at low rates, a few fetches a second
     # carry many records instead of one fetch per record (same section of docs/performance.md).
-    fetch_min_bytes: int = 65_536
+    fetch_min_bytes: int = 16_384
     fetch_max_wait_ms: int = 500
     lag_interval_seconds: float = 5.0
     leader_lease_seconds: float = 10.0
