@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as redis_async
+from redis.exceptions import RedisError
 
 from streams.local.redis_server import LocalRedis
 from tables.delta import Delta, pair
 from tables.store import RedisStore
 
 USERS_PER_WRITE = 100_000
+ORGS_PER_WRITE = 10_000  # a script of 100,000 orgs ran past Redis's 5 s busy threshold on a loaded machine
 DAYS = 30
 
 
@@ -77,6 +80,11 @@ def user_delta(users: range, orgs: int, day: str) -> Delta:
     return delta
 
 
+async def apply_orgs(store: RedisStore, orgs: range, day: str) -> None:
+    for start in range(orgs.start, orgs.stop, ORGS_PER_WRITE):
+        await store.apply(org_delta(range(start, min(orgs.stop, start + ORGS_PER_WRITE)), day), [])
+
+
 async def _used(client: redis_async.Redis) -> int:
     return int((await client.info("memory"))["used_memory"])
 
@@ -98,10 +106,10 @@ async def measure(url: str, users: int, orgs: int, label_values: int, churn: int
         await client.flushdb()
         day0 = day_name(0)
         before = await _used(client)
-        await store.apply(org_delta(range(orgs), day0), [])
+        await apply_orgs(store, range(orgs), day0)
         per_org_first = (await _used(client) - before) / orgs
         before = await _used(client)
-        await store.apply(org_delta(range(orgs), day_name(1)), [])
+        await apply_orgs(store, range(orgs), day_name(1))
         per_org_next = (await _used(client) - before) / orgs
         before = await _used(client)
         for start in range(0, users, USERS_PER_WRITE):
@@ -115,13 +123,14 @@ async def measure(url: str, users: int, orgs: int, label_values: int, churn: int
         lasting_1 = await lasting_bytes(client, prefix)
         per_label = (lasting_1 - before) / label_values
         for d in range(2, DAYS):
-            await store.apply(org_delta(range(orgs), day_name(d)), [])
+            await apply_orgs(store, range(orgs), day_name(d))
         lasting_last = await lasting_bytes(client, prefix)
         for d in range(DAYS):  # the same 30 days again, each with `churn` orgs never seen before
             await store.apply(org_delta(range(orgs + d * churn, orgs + (d + 1) * churn), day_name(d)), [])
         lasting_churn = await lasting_bytes(client, prefix)
     finally:
-        await client.flushdb()
+        with contextlib.suppress(RedisError):  # the run's own error matters more than the clean-up's
+            await client.flushdb()
         await store.close()
     return StateSizes(
         users, orgs, label_values, per_user, per_member, per_org_first, per_org_next, per_label,
