@@ -48,3 +48,16 @@ def peak_rss_mb(pid: int) -> float:
         except OSError:
             continue
     return peak / 1024
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory now (VmRSS) of the process tree."""
+    total = 0
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024

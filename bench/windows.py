@@ -12,7 +12,6 @@ from datetime import date, timedelta
 import redis as redis_sync
 import redis.asyncio as redis_async
 
-from bench.runners import Row
 from streams.local.redis_server import LocalRedis
 from tables.delta import Delta, pair
 from tables.keys import WINDOW_DAYS
@@ -65,14 +64,3 @@ async def _write_users(url: str, users: int, batch: int) -> int:
         return active_in_window(pairs, today.toordinal(), WINDOW_DAYS)
     finally:
         await client.aclose()
-
-
-def throughput_each_run(ceilings: list[Row], ours: list[Row]) -> str:
-    """Every run's events/s against the ceiling measured in the same run: the target holds for each."""
-    ratios = [o.events_per_s / c.events_per_s if c.events_per_s else 0.0 for c, o in zip(ceilings, ours, strict=True)]
-    shown = ", ".join(f"{r:.2f}" for r in ratios)
-    ok = all(r >= 0.5 for r in ratios)
-    return (
-        f"| throughput with every business metric on, each run vs its ceiling | {shown} | ≥ 0.5 in each run | "
-        f"{'met' if ok else 'MISSED'} |"
-    )

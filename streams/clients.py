@@ -38,6 +38,8 @@ def tap_consumer(settings: Settings, replica_id: str) -> AIOKafkaConsumer:
         heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 4),
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
+        fetch_min_bytes=settings.fetch_min_bytes,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         **settings.kafka.client_kwargs(),
     )
 

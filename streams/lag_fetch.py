@@ -93,6 +93,9 @@ class FirstRecordReader:
             await self._round(tps, current, first, ends, deadline_s)
             done += 1
             resolve_covered(positions, first, ends)
+        # Between measurements the consumer must not fetch: a resumed partition would be polled every
+        # fetch_max_wait_ms (50 ms) until the next measure, the sidecar's main idle cost (docs/performance.md).
+        c.pause(*tps)
         for tp, offsets in positions.items():
             for pos in offsets:
                 first.setdefault((tp, pos), Reached.UNKNOWN)

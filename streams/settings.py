@@ -60,7 +60,13 @@ class Settings:
     max_future_seconds: int = 86_400
     max_payload_bytes: int = 65_536
     batch_max_records: int = 20_000
-    batch_timeout_ms: int = 100
+    # An idle replica wakes once per batch timeout; getmany returns as soon as records arrive, so a longer
+    # wait costs no freshness (docs/performance.md, "Idle and low-rate cost", has the figures).
+    batch_timeout_ms: int = 1_000
+    # The broker holds a fetch until this many bytes or this wait: at low rates, a few fetches a second
+    # carry many records instead of one fetch per record (same section of docs/performance.md).
+    fetch_min_bytes: int = 16_384
+    fetch_max_wait_ms: int = 500
     lag_interval_seconds: float = 5.0
     leader_lease_seconds: float = 10.0
     session_timeout_ms: int = 6_000
@@ -105,6 +111,8 @@ class Settings:
             max_payload_bytes=r.integer("STREAMS_MAX_PAYLOAD_BYTES", cls.max_payload_bytes, 256, 16 * 1024 * 1024),
             batch_max_records=r.integer("STREAMS_BATCH_MAX_RECORDS", cls.batch_max_records, 1, 1_000_000),
             batch_timeout_ms=r.integer("STREAMS_BATCH_TIMEOUT_MS", cls.batch_timeout_ms, 1, 60_000),
+            fetch_min_bytes=r.integer("STREAMS_FETCH_MIN_BYTES", cls.fetch_min_bytes, 1, 16 * 1024 * 1024),
+            fetch_max_wait_ms=r.integer("STREAMS_FETCH_MAX_WAIT_MS", cls.fetch_max_wait_ms, 0, 10_000),
             lag_interval_seconds=r.number("STREAMS_LAG_INTERVAL_SECONDS", cls.lag_interval_seconds, 0.1, 3600),
             leader_lease_seconds=r.number("STREAMS_LEADER_LEASE_SECONDS", cls.leader_lease_seconds, 1, 600),
             session_timeout_ms=r.integer("STREAMS_SESSION_TIMEOUT_MS", cls.session_timeout_ms, 1000, 300_000),
