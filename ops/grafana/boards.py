@@ -106,6 +106,34 @@ BUSINESS = [
         [(f"sum by (provider) (increase(ecomind_events_ingested_total{{{ORG}}}[$__range]))", "{{provider}}")],
         "Raw events by provider over the dashboard's time range (instant).",
     ),
+    P(
+        "Weekly and monthly active users",
+        "timeseries",
+        "short",
+        [("sum(ecomind_weekly_active_users)", "WAU"), ("sum(ecomind_monthly_active_users)", "MAU")],
+        "Distinct (org_id, user_id) with a raw event in the 7 and 30 local days ending today (exact).",
+    ),
+    P(
+        "Stickiness (DAU / MAU)",
+        "stat",
+        "percentunit",
+        [("sum(ecomind_daily_active_users) / clamp_min(sum(ecomind_monthly_active_users), 1)", "DAU/MAU")],
+        "Share of the month's active users who were active today.",
+    ),
+    P(
+        "Tokens today by org",
+        "bargauge",
+        "short",
+        [(f"topk(10, sum by (org_id) (ecomind_tokens_today{{{ORG}}}))", "{{org_id}}")],
+        "Tokens (in and out) of today's valid raw events, the ten largest orgs (instant).",
+    ),
+    P(
+        "Energy today by model",
+        "bargauge",
+        "kwatth",
+        [("sort_desc(sum by (provider, model) (ecomind_model_kwh_today))", "{{provider}} {{model}}")],
+        "kWh of today's enriched events by model; the sum equals the org totals (instant).",
+    ),
 ]
 
 _DELAY = "sum by (le) (rate(ecomind_streams_enrichment_delay_seconds_bucket[5m]))"
