@@ -31,15 +31,17 @@ def produce(bootstrap: str, topic: str, records: list[Out]) -> None:
     asyncio.run(produce_async(bootstrap, topic, records))
 
 
-def commit_group(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
-    async def run() -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tps = {TopicPartition(topic, p): o for p, o in offsets.items()}
-            consumer.assign(list(tps))
-            await consumer.commit(tps)
-        finally:
-            await consumer.stop()
+async def commit_group_async(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    """Commit `offsets` (partition -> offset) for `group`, as a consumer of that group would."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(topic, p): o for p, o in offsets.items()}
+        consumer.assign(list(tps))
+        await consumer.commit(tps)
+    finally:
+        await consumer.stop()
 
-    asyncio.run(run())
+
+def commit_group(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    asyncio.run(commit_group_async(bootstrap, group, topic, offsets))

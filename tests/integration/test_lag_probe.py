@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
 from streams.lag import GroupLag, LagSnapshot
 from streams.lag_probe import LagProbe, build_clients
 from tests.integration.conftest import BROKER_KIND
-from tests.integration.kafka_io import Out, produce_async
+from tests.integration.kafka_io import Out, commit_group_async, produce_async
 
 pytestmark = pytest.mark.integration
 
@@ -35,14 +35,7 @@ class Cluster:
         await self.admin.create_topics([NewTopic(n, partitions, 1) for n in names])
 
     async def commit(self, group: str, topic: str, offsets: dict[int, int]) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tps = {TopicPartition(topic, p): o for p, o in offsets.items()}
-            consumer.assign(list(tps))
-            await consumer.commit(tps)
-        finally:
-            await consumer.stop()
+        await commit_group_async(self.bootstrap, group, topic, offsets)
 
     async def delete_group(self, group: str) -> None:
         node = await self.admin.find_coordinator(group)
