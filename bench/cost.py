@@ -24,6 +24,7 @@ from pathlib import Path
 import redis as redis_sync
 
 from bench.procstat import cpu_seconds, peak_rss_mb, rss_mb
+from bench.runners import sidecar_env
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.prometheus_server import LocalPrometheus
 from streams.local.redis_server import LocalRedis
@@ -116,14 +117,7 @@ def measure(
     uid = uuid.uuid4().hex[:6]
     raw, enriched, app_id = f"cost.raw.{uid}", f"cost.enriched.{uid}", f"cost-{uid}"
     make_topics(bootstrap, [raw, enriched], partitions=8)
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "REDIS_URL": redis.url,
-        "STREAMS_APP_ID": app_id,
-        "STREAMS_RAW_TOPIC": raw,
-        "STREAMS_ENRICHED_TOPIC": enriched,
-        **(extra_env or {}),
-    }
+    env = sidecar_env(bootstrap, redis, app_id, raw, enriched, **(extra_env or {}))
     sidecar = SidecarProc(workdir / app_id, env).start()
     never = str(10**15)  # the bare consumer runs until stopped
     baseline = subprocess.Popen(

@@ -23,6 +23,7 @@ from pathlib import Path
 import redis as redis_sync
 
 from bench.procstat import cpu_seconds
+from bench.runners import sidecar_env
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.redis_server import LocalRedis
 from streams.local.scrape import value
@@ -94,14 +95,7 @@ def run_phases(
     redis_pid = redis.server.proc.pid
     raw, enriched = topics
     app_id = f"fleet-{uuid.uuid4().hex[:6]}"
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "REDIS_URL": redis.url,
-        "STREAMS_APP_ID": app_id,
-        "STREAMS_RAW_TOPIC": raw,
-        "STREAMS_ENRICHED_TOPIC": enriched,
-        "STREAMS_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
-    }
+    env = sidecar_env(bootstrap, redis, app_id, raw, enriched, STREAMS_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS))
     procs = [SidecarProc(workdir / f"{app_id}-{i}", env, name=f"replica{i}").start() for i in range(replicas)]
     tables = redis_sync.Redis.from_url(redis.url, decode_responses=True)
     processed_key = Keys(app_id).key("processed")

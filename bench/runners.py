@@ -133,17 +133,24 @@ def _progress_run(name: str, argv: list[str], extra_env: dict[str, str], t: Topi
         server.stop()
 
 
+def sidecar_env(
+    bootstrap: str, redis: LocalRedis, app_id: str, raw: str, enriched: str, **extra: str
+) -> dict[str, str]:
+    """The sidecar's settings in every benchmark: defaults, but for where its inputs and state are."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "REDIS_URL": redis.url,
+        "STREAMS_APP_ID": app_id,
+        "STREAMS_RAW_TOPIC": raw,
+        "STREAMS_ENRICHED_TOPIC": enriched,
+        **extra,
+    }
+
+
 def ecomind(t: Topics, workdir: Path, redis: LocalRedis, truth: Truth | None, redis_pid: int) -> tuple[Row, str]:
     """The sidecar with its real configuration; checks its final /metrics against the truth."""
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": t.bootstrap,
-        "REDIS_URL": redis.url,
-        "STREAMS_APP_ID": app_id,
-        "STREAMS_RAW_TOPIC": t.raw,
-        "STREAMS_ENRICHED_TOPIC": t.enriched,
-    }
-    proc = SidecarProc(workdir / app_id, env).start()
+    proc = SidecarProc(workdir / app_id, sidecar_env(t.bootstrap, redis, app_id, t.raw, t.enriched)).start()
     redis_cpu_before = cpu_seconds(redis_pid)
     try:
         # Timed from readiness (partitions assigned and positioned), as the ceiling is from its start.

@@ -20,7 +20,7 @@ import redis.asyncio as redis_async
 from aiokafka import AIOKafkaProducer
 
 from bench.procstat import peak_rss_mb
-from bench.runners import Topics, processed, scrape_at
+from bench.runners import Topics, processed, scrape_at, sidecar_env
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.redis_server import LocalRedis
 from streams.local.sidecar_proc import SidecarProc, wait_until
@@ -36,13 +36,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _sidecar(workdir: Path, bootstrap: str, redis: LocalRedis, raw: str, enriched: str, app_id: str) -> SidecarProc:
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "REDIS_URL": redis.url,
-        "STREAMS_APP_ID": app_id,
-        "STREAMS_RAW_TOPIC": raw,
-        "STREAMS_ENRICHED_TOPIC": enriched,
-    }
+    env = sidecar_env(bootstrap, redis, app_id, raw, enriched)
     return SidecarProc(workdir / f"{app_id}-{uuid.uuid4().hex[:4]}", env).start()
 
 
