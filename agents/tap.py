@@ -361,12 +361,12 @@ class TapAgent:
                     skipped,
                 )
                 moves.append(OffsetMove(tp.topic, tp.partition, stored, resume))
-            if not moves:
-                return
-            try:
-                await self._write(Delta(), moves)
-            except Conflict:
-                self.status.batch_conflicts += 1
+            if moves:
+                try:
+                    await self._write(Delta(), moves)
+                except Conflict:
+                    self.status.batch_conflicts += 1
+            # Partitions never written are sought to their (new) log start by the reload as well.
             await self._reload(tps)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:

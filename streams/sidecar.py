@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from agents.dead_letters import DeadLetters
 from agents.tap import TapAgent
@@ -116,8 +116,9 @@ class Sidecar:
                 await self._lease_round(ttl_ms)
                 self.status.redis_ok = True
             except REDIS_ERRORS as exc:
+                # Not exporting now, but the hand-over clock keeps running: a round that failed must not
+                # turn the next "still ours" into an export without the wait (only a lost lease resets it).
                 self.status.leader = False
-                self.status.exporter_since_s = None
                 self.status.redis_ok = False
                 log.warning("exporter lease check failed: %s", exc)
             await asyncio.sleep(self.settings.leader_lease_seconds / 3)
@@ -140,7 +141,19 @@ class Sidecar:
     async def _check_eviction_policy(self) -> None:
         if not self.settings.redis_policy_check:
             return
-        policy = await self.store.eviction_policy()
+        try:
+            policy = await self.store.eviction_policy()
+        except ResponseError as exc:
+            # CONFIG refused (a managed Redis, an ACL without +config): unknown is not safe, but it must
+            # not stop the lease either; say which setting turns the check off.
+            if self.status.redis_policy_ok or self.status.redis_policy != "unknown":
+                log.error(
+                    "Redis refused CONFIG GET maxmemory-policy (%s): not ready until the policy is known; "
+                    "set STREAMS_REDIS_POLICY_CHECK=false where eviction is known to be off",
+                    exc,
+                )
+            self.status.redis_policy, self.status.redis_policy_ok = "unknown", False
+            return
         ok = policy == SAFE_EVICTION_POLICY
         if not ok and (self.status.redis_policy_ok or policy != self.status.redis_policy):
             log.error(

@@ -141,7 +141,12 @@ for _, m in ipairs(p.hmax) do
   local cur = redis.call('HGET', m[1], m[2])
   if (not cur) or tonumber(cur) < tonumber(m[3]) then redis.call('HSET', m[1], m[2], m[3]) end
 end
-for _, s in ipairs(sweep) do redis.call('HDEL', s[1], unpack(s[2])) end
+for _, s in ipairs(sweep) do
+  local fields = s[2]
+  for i = 1, #fields, 4000 do
+    redis.call('HDEL', s[1], unpack(fields, i, math.min(i + 3999, #fields)))
+  end
+end
 for _, l in ipairs(lists) do redis.call('HSET', l[1], l[2], l[3]) end
 for _, key in ipairs(pair_keys) do
   local day = tonumber(string.match(key, '(%d+)$'))
