@@ -119,18 +119,17 @@ class BusinessCollector(Collector):
             "Broker timestamp of the newest record folded, per topic.",
             labels=["topic"],
         )
-        for topic in self.topics:
-            processed.add_metric([topic], s.processed.get(topic, 0))
-            late.add_metric([topic], s.dropped_late.get(topic, 0))
-            if topic in s.last_ts_ms:
-                last.add_metric([topic], s.last_ts_ms[topic] / 1000)
         late_windows = CounterMetricFamily(
             "ecomind_streams_events_dropped_late_windows",
             "Valid raw events older than the 30 local days the rolling windows reach: in no window.",
             labels=["topic"],
         )
         for topic in self.topics:
+            processed.add_metric([topic], s.processed.get(topic, 0))
+            late.add_metric([topic], s.dropped_late.get(topic, 0))
             late_windows.add_metric([topic], s.dropped_late_windows.get(topic, 0))
+            if topic in s.last_ts_ms:
+                last.add_metric([topic], s.last_ts_ms[topic] / 1000)
         yield processed
         yield late
         yield late_windows

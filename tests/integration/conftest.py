@@ -118,6 +118,12 @@ def processed(m: Samples, names: Names) -> float:
     return sum(value(m, "ecomind_streams_events_processed_total", topic=t) or 0.0 for t in (names.raw, names.enriched))
 
 
+def at_least(proc: SidecarProc, names: Names, floor: int) -> float | None:
+    """Events folded, once they reach `floor` (for wait_until)."""
+    done = processed(proc.scrape(), names)
+    return done if done >= floor else None
+
+
 def all_folded(proc: SidecarProc, names: Names, total: int) -> Samples | None:
     """The scrape, once it shows `total` events folded (for wait_until)."""
     m = proc.scrape()

@@ -16,17 +16,12 @@ from streams.local.scrape import Samples, summed, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
-from tests.integration.conftest import Names, all_folded, processed, sidecar_env
+from tests.integration.conftest import Names, all_folded, at_least, processed, sidecar_env
 
 pytestmark = pytest.mark.integration
 
 RATE_PER_S = 3_000
 SPREAD = 0.4  # share of events dated on other days
-
-
-def _at_least(proc: SidecarProc, names: Names, floor: int) -> float | None:
-    done = processed(proc.scrape(), names)
-    return done if done >= floor else None
 
 
 def test_kill_9_mid_stream_keeps_the_windows_and_todays_breakdowns_exact(  # type: ignore[no-untyped-def]
@@ -48,7 +43,7 @@ def test_kill_9_mid_stream_keeps_the_windows_and_todays_breakdowns_exact(  # typ
         proc.wait_ready()
         producer.start()
         for floor in floors:
-            wait_until(partial(_at_least, proc, names, floor), 120, what=f"progress past {floor} (seed {seed})")
+            wait_until(partial(at_least, proc, names, floor), 120, what=f"progress past {floor} (seed {seed})")
             time.sleep(rng.uniform(0, 0.3))
             assert processed(proc.scrape(), names) < total, f"the kill must land mid-stream (seed {seed})"
             proc.kill()

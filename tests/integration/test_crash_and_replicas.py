@@ -16,7 +16,7 @@ from streams.local.scrape import Samples, summed, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
-from tests.integration.conftest import Names, all_folded, processed, sidecar_env
+from tests.integration.conftest import Names, all_folded, at_least, processed, sidecar_env
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def test_kill_9_at_random_moments_keeps_exact_totals(broker, redis_server, names
         producer.start()
         kills_at: list[float] = []
         for floor in floors:
-            wait_until(partial(_at_least, proc, names, floor), 120, what=f"progress past {floor} (seed {seed})")
+            wait_until(partial(at_least, proc, names, floor), 120, what=f"progress past {floor} (seed {seed})")
             time.sleep(rng.uniform(0, 0.3))
             last = proc.scrape()
             proc.kill()
@@ -77,11 +77,6 @@ def test_kill_9_at_random_moments_keeps_exact_totals(broker, redis_server, names
         assert refused == [], f"seed {seed}: {refused[:3]}"
     finally:
         proc.stop()
-
-
-def _at_least(proc: SidecarProc, names: Names, floor: int) -> float | None:
-    done = processed(proc.scrape(), names)
-    return done if done >= floor else None
 
 
 def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  # type: ignore[no-untyped-def]
