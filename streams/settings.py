@@ -57,6 +57,9 @@ class Settings:
     web_bind: str = "0.0.0.0"
     redis_url: str = "redis://localhost:6379/0"
     days_kept: int = 2
+    # Members (org, user) already written to today's or yesterday's sets, left out of later writes
+    # (tables/seen.py); about 100 bytes each. 0 sends every member every time.
+    seen_cache_entries: int = 200_000
     max_future_seconds: int = 86_400
     max_payload_bytes: int = 65_536
     batch_max_records: int = 20_000
@@ -107,6 +110,7 @@ class Settings:
                 r.secret("REDIS_URL", _check_redis_url) or cls.redis_url, r.secret("REDIS_PASSWORD", _check_nonempty)
             ),
             days_kept=r.integer("STREAMS_DAYS_KEPT", cls.days_kept, 1, 366),
+            seen_cache_entries=r.integer("STREAMS_SEEN_CACHE_ENTRIES", cls.seen_cache_entries, 0, 50_000_000),
             max_future_seconds=r.integer("STREAMS_MAX_FUTURE_SECONDS", cls.max_future_seconds, 0, 31 * 86_400),
             max_payload_bytes=r.integer("STREAMS_MAX_PAYLOAD_BYTES", cls.max_payload_bytes, 256, 16 * 1024 * 1024),
             batch_max_records=r.integer("STREAMS_BATCH_MAX_RECORDS", cls.batch_max_records, 1, 1_000_000),

@@ -54,7 +54,7 @@ class Sidecar:
             "provider": settings.max_label_values,
             "model": settings.max_label_values,
         }
-        self.store = RedisStore(self.redis, settings.app_id, settings.days_kept, caps)
+        self.store = RedisStore(self.redis, settings.app_id, settings.days_kept, caps, settings.seen_cache_entries)
         # Built per attempt by _run_tap and _run_probe: a Kafka client that failed is never started twice.
         self.agent: TapAgent | None = None
         self.probe: LagProbe | None = None

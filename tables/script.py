@@ -1,5 +1,8 @@
 """The batch write as one Lua script: the payload `RedisStore.build_payload` makes, applied atomically.
 
+Replies: {1, ''} written; {0, field} an offset is not the expected one; {2, key} a key holds another
+type; {3, key} the writer's lineage count is not the one it expects. Nothing is written unless 1.
+
 The shebang makes Redis (7.0 and later) refuse the script whole when it is over maxmemory, instead of
 failing at a write halfway. Redis never rolls a script back, so every other check that can fail
 (offsets, key types) comes before the first write, no stored total can overflow (amounts carry their
@@ -37,6 +40,14 @@ local function is(key, kind)
   return seen[key]
 end
 if not is(KEYS[1], 'hash') then return {2, KEYS[1]} end
+-- The writer's lineage (tables/seen.py): it left out members it wrote before, so every write it made
+-- since must still be here. A missing or older count means Redis lost some: refuse, it sends in full.
+local lin = p.lineage
+if lin == nil or lin == cjson.null then lin = nil end
+if lin then
+  if not is(lin[1], 'string') then return {2, lin[1]} end
+  if lin[2] ~= '' and redis.call('GET', lin[1]) ~= lin[2] then return {3, lin[1]} end
+end
 for _, h in ipairs(p.hincr) do if not is(h[1], 'hash') then return {2, h[1]} end end
 for _, a in ipairs(p.amount) do
   if not (is(a[1], 'hash') and is(a[1] .. p.lo, 'hash')) then return {2, a[1]} end
@@ -163,6 +174,7 @@ for _, a in ipairs(p.admit) do
     if v ~= p.other then room = room - redis.call('SADD', a[1], v) end
   end
 end
+if lin then redis.call('SET', lin[1], lin[3], 'EX', lin[4]) end
 for _, o in ipairs(p.off) do redis.call('HSET', KEYS[1], o[1], o[3]) end
 return {1, ''}
 """

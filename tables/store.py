@@ -8,6 +8,7 @@ rebalance, a retry after a lost reply) is refused as a whole, so nothing is coun
 from __future__ import annotations
 
 import enum
+import secrets
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from tables.keys import (
 )
 from tables.labels import OTHER
 from tables.script import APPLY_LUA
+from tables.seen import SeenCache
 from tables.windows import users_by_org, window_section
 
 _LEASE_LUA = """
@@ -94,9 +96,18 @@ class WrongKeyType(Exception):
     """A key the batch writes holds another type: something else wrote it. Nothing was written."""
 
 
+# Script replies other than 1 (written): refused for an offset, for a key's type, for the lineage.
+_CONFLICT, _WRONG_TYPE, _LINEAGE = 0, 2, 3
+
+
 class RedisStore:
     def __init__(
-        self, client: aioredis.Redis, app_id: str, days_kept: int, label_caps: dict[str, int] | None = None
+        self,
+        client: aioredis.Redis,
+        app_id: str,
+        days_kept: int,
+        label_caps: dict[str, int] | None = None,
+        seen_cache_entries: int = 0,
     ) -> None:
         self.client = client
         # Label values get their own series first come, first served, in the batch that first carries
@@ -108,6 +119,13 @@ class RedisStore:
         self._apply = client.register_script(APPLY_LUA)
         self._lease = client.register_script(_LEASE_LUA)
         self._release = client.register_script(_RELEASE_LUA)
+        # Members already written to a recent day are left out of later writes (tables/seen.py), as long
+        # as every write this store made since is still in Redis: its lineage key counts them, and the
+        # script refuses a write whose expected count is not there.
+        self.seen = SeenCache(seen_cache_entries, days_kept)
+        self._lineage_key = self.keys.key(f"seen:{secrets.token_hex(8)}")
+        self._lineage_count = 0  # never repeats in this process, so an older snapshot cannot match it
+        self._lineage_expected: str | None = None
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -128,14 +146,42 @@ class RedisStore:
 
     async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
         """Write the batch and its offsets atomically, or raise (Conflict, WrongKeyType) having written nothing."""
-        payload = orjson.dumps(self.build_payload(delta, moves))
-        status, detail = await self._apply(keys=[self.keys.offsets], args=[payload])
-        if int(status) == 0:
-            raise Conflict(str(detail))
-        if int(status) == 2:
-            raise WrongKeyType(str(detail))
+        self.seen.prune(delta.today_index)
+        while True:
+            trusted = self._lineage_expected is not None and self.seen.max_entries > 0
+            payload_dict = self.build_payload(delta, moves, self.seen if trusted else None)
+            self._lineage_count += 1
+            written = str(self._lineage_count)
+            payload_dict["lineage"] = [
+                self._lineage_key,
+                self._lineage_expected or "",
+                written,
+                str(self.day_ttl_seconds),
+            ]
+            try:
+                status, detail = await self._apply(keys=[self.keys.offsets], args=[orjson.dumps(payload_dict)])
+            except BaseException:
+                # The write may or may not have landed: nothing learnt since can be trusted.
+                self._forget()
+                raise
+            status = int(status)
+            if status == _LINEAGE:
+                self._forget()  # Redis lost some of this store's writes: send everything again
+                continue
+            if status == _CONFLICT:
+                raise Conflict(str(detail))
+            if status == _WRONG_TYPE:
+                raise WrongKeyType(str(detail))
+            self._lineage_expected = written
+            self.seen.learn(delta.today_index, delta.users, delta.orgs)
+            return
 
-    def build_payload(self, delta: Delta, moves: list[OffsetMove]) -> dict[str, object]:
+    def _forget(self) -> None:
+        self.seen.clear()
+        self._lineage_expected = None
+
+    def build_payload(self, delta: Delta, moves: list[OffsetMove], seen: SeenCache | None = None) -> dict[str, object]:
+        """The script's payload; with `seen`, the members it knows are written already are left out."""
         k = self.keys
         hincr: list[list[str]] = []
         amount: list[list[str]] = []
@@ -206,20 +252,27 @@ class RedisStore:
                 for key in sorted(energy_keys):
                     expire += [[key, ttl, "hash"], [key + REMAINDER_SUFFIX, ttl, "hash"]]
         hincr.extend([k.activity("org_id"), org, str(n)] for org, n in activity.items())
-        seen = {
+        batch_labels = {
             "org_id": sorted(activity),
             "provider": sorted({unpair(f)[1] for f in delta.ingested} | enriched_labels["provider"]),
             "model": sorted({unpair(f)[1] for f in delta.calls} | enriched_labels["model"]),
         }
-        admit = [[k.labels(label), str(self.label_caps[label]), values] for label, values in seen.items() if values]
+        admit = [
+            [k.labels(label), str(self.label_caps[label]), values] for label, values in batch_labels.items() if values
+        ]
         sadd: list[list[object]] = []
+        # A day's keys get their expiry moved on even when every member is known, as without the cache.
         for day, members in delta.orgs.items():
-            sadd.append([k.day(day, DAY_ORGS), list(members)])
+            new_orgs = members - seen.orgs(day) if seen else members
+            if new_orgs:
+                sadd.append([k.day(day, DAY_ORGS), list(new_orgs)])
             expire.append([k.day(day, DAY_ORGS), ttl, "set"])
         usersadd: list[list[object]] = []
         for day, members in delta.users.items():
-            ordered, runs = users_by_org(members)
-            usersadd.append([k.day(day, DAY_USERS), k.day(day, DAY_ORG_USERS), ordered, runs])
+            new_users = members - seen.users(day) if seen else members
+            if new_users:
+                ordered, runs = users_by_org(new_users)
+                usersadd.append([k.day(day, DAY_USERS), k.day(day, DAY_ORG_USERS), ordered, runs])
             expire += [[k.day(day, DAY_USERS), ttl, "set"], [k.day(day, DAY_ORG_USERS), ttl, "hash"]]
         return {
             "off": [
@@ -232,7 +285,7 @@ class RedisStore:
             "base": AMOUNT_BASE,
             "sadd": sadd,
             "usersadd": usersadd,
-            "win": window_section(k, delta),
+            "win": window_section(k, delta, seen),
             "hmax": [[k.key(LAST_TS), t, str(ts)] for t, ts in delta.last_ts_ms.items()],
             "expire": expire,
             "admit": admit,

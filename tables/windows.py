@@ -11,6 +11,7 @@ from datetime import date
 
 from tables.delta import Delta, unpair
 from tables.keys import ACTIVE_BUCKETS, NO_NEXT_DAY, ORGS, USERS, WINDOW_DAYS, Keys, active_bucket_of
+from tables.seen import SeenCache
 
 
 def users_by_org(members: Iterable[str]) -> tuple[list[str], list[list[object]]]:
@@ -32,8 +33,9 @@ def horizon(today: int) -> int:
     return today - (WINDOW_DAYS - 1)
 
 
-def active_days(delta: Delta, subject: str) -> dict[str, list[int]]:
-    """Each subject's active days in this batch, within the windows' reach, as sorted ordinals."""
+def active_days(delta: Delta, subject: str, seen: SeenCache | None = None) -> dict[str, list[int]]:
+    """Each subject's active days in this batch, within the windows' reach, as sorted ordinals; without
+    the days `seen` knows are in the subject's list already (inserting them again changes nothing)."""
     found: dict[str, set[int]] = {}
     oldest = horizon(delta.today_index)
     per_day = [delta.users, delta.window_only_users] if subject == USERS else [delta.orgs, delta.window_only_orgs]
@@ -42,20 +44,21 @@ def active_days(delta: Delta, subject: str) -> dict[str, list[int]]:
             index = date.fromisoformat(name).toordinal()
             if index < oldest:
                 continue
+            if seen is not None and days is per_day[0]:
+                members = members - (seen.users(name) if subject == USERS else seen.orgs(name))
             for member in members:
                 found.setdefault(member, set()).add(index)
     return {member: sorted(days) for member, days in found.items()}
 
 
-def window_section(keys: Keys, delta: Delta) -> dict[str, object] | None:
+def window_section(keys: Keys, delta: Delta, seen: SeenCache | None = None) -> dict[str, object] | None:
     """The `win` section of a batch's payload; None when the batch folded no raw record."""
     if not delta.today_index:
         return None
     subjects = []
     for subject in (USERS, ORGS):
-        entries = [
-            [active_bucket_of(member), member, days] for member, days in sorted(active_days(delta, subject).items())
-        ]
+        found = sorted(active_days(delta, subject, seen).items())
+        entries = [[active_bucket_of(member), member, days] for member, days in found]
         subjects.append([keys.active_prefix(subject), keys.window_pairs_prefix(subject), entries])
     return {
         "state": keys.window_state,

@@ -78,3 +78,60 @@ def test_a_refused_or_failing_write_changes_nothing(redis_home: LocalRedis) -> N
         asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)]))
     client.config_set("maxmemory", "0")
     assert _snapshot(client) == before
+
+
+def _users_delta(day: str, users: list[str]) -> Delta:
+    from datetime import date
+
+    from tables.delta import pair
+
+    delta = Delta(today_index=date.fromisoformat(day).toordinal())
+    delta.processed["raw"] += len(users)
+    delta.orgs[day] = {"o"}
+    delta.users[day] = {pair("o", u) for u in users}
+    delta.ingested[pair("o", "p")] += len(users)
+    return delta
+
+
+def test_members_written_before_are_left_out_until_redis_loses_a_write(redis_home: LocalRedis) -> None:
+    """The store leaves out members it wrote already; when Redis lost its writes (a restore, a flush), the
+    script refuses the trimmed batch by its lineage key and the store sends it in full."""
+    client = redis_sync.Redis.from_url(redis_home.url, decode_responses=True)
+    users_key = Keys("s").day(DAY, "users")
+
+    async def scenario() -> list[int]:
+        aclient = aioredis.from_url(redis_home.url, decode_responses=True)
+        store = RedisStore(aclient, "s", days_kept=2, seen_cache_entries=100)
+        sizes = []
+        try:
+            sizes.append(await _user_set_calls(client, store, _users_delta(DAY, ["u1", "u2"]), None, 2))
+            sizes.append(store.seen.size)  # u1, u2 and the org
+            sizes.append(await _user_set_calls(client, store, _users_delta(DAY, ["u1", "u2"]), 2, 4))
+            # Redis loses those writes (as a restore from before them would), but keeps raw:0's offset.
+            client.delete(users_key, *client.keys("*:seen:*"))
+            sizes.append(await _user_set_calls(client, store, _users_delta(DAY, ["u1"]), 4, 5))
+            sizes.append(store.seen.size)
+        finally:
+            await aclient.aclose()
+        return sizes
+
+    first, learnt, known, after_loss, relearnt = asyncio.run(scenario())
+    assert first == 1 and learnt == 3
+    assert known == 0, "known members must not be sent again"
+    assert after_loss == 1
+    assert client.smembers(users_key) == {"1:ou1"}, "after the lost writes the batch must be sent in full"
+    assert relearnt == 2  # the cache was emptied, then learnt u1 and the org again
+
+
+async def _user_set_calls(
+    client: redis_sync.Redis, store: RedisStore, delta: Delta, start: int | None, end: int
+) -> int:
+    """Apply a batch and count the script's SMISMEMBER calls: one per chunk of users the batch sends."""
+
+    def calls() -> int:
+        stats = client.info("commandstats")
+        return int(stats.get("cmdstat_smismember", {}).get("calls", 0))  # type: ignore[union-attr]
+
+    before = calls()
+    await store.apply(delta, [OffsetMove("raw", 0, start, end)])
+    return calls() - before

@@ -66,6 +66,9 @@ class SimRedis:
             cur = offsets.get(field)
             if (expected == "" and cur is not None) or (expected != "" and cur != expected):
                 return [0, field]
+        lineage = p.get("lineage")
+        if lineage and lineage[1] and self.data.get(lineage[0]) != lineage[1]:
+            return [3, lineage[0]]
         self.world.check_write(p)
         for key, field, n in p["hincr"]:
             h = self.data.setdefault(key, {})
@@ -90,6 +93,8 @@ class SimRedis:
                     per_org[org] = str(int(per_org.get(org, 0)) + new)
         if p["win"] is not None:
             apply_windows(self.data, p["win"])
+        if lineage:
+            self.data[lineage[0]] = lineage[2]
         for field, _, new in p["off"]:
             offsets[field] = new
         return [1, ""]
@@ -142,3 +147,13 @@ def apply_windows(data: dict[str, Any], w: dict[str, Any]) -> None:
         for b, n in changes.items():
             if n:
                 h[str(b)] = str(int(h.get(str(b), 0)) + n)
+
+
+def window_insert_is_noop(data: dict[str, Any], w: dict[str, Any], key: str, member: str, day: int) -> bool:
+    """Whether inserting `day` into the member's stored list would change nothing (apply_windows' rule)."""
+    cur = data.get(key, {}).get(member)
+    days = [int(x) for x in cur.split(",")] if cur else []
+    if days and days[-1] < w["horizon"]:
+        return False
+    pos = next((i for i, x in enumerate(days) if x >= day), len(days))
+    return (pos < len(days) and days[pos] == day) or (pos == 0 and bool(days) and days[0] <= w["today"])

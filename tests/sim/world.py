@@ -19,7 +19,7 @@ import itertools
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -34,7 +34,7 @@ from tables.delta import Delta, unpair
 from tables.store import OffsetMove, RedisStore
 from tests.sim.kafka import PartitionLog, SimConsumer, SimRecord
 from tests.sim.loop import VirtualTimeLoop
-from tests.sim.redis import FAIL_BEFORE, LOST_REPLY, OK, SimRedis
+from tests.sim.redis import FAIL_BEFORE, LOST_REPLY, OK, SimRedis, window_insert_is_noop
 
 RAW, ENRICHED = "raw", "enriched"
 START_S = 1_790_000_000.0  # a fixed noon-ish instant, so day bounds never move during a run
@@ -112,7 +112,10 @@ class World:
             shutdown_timeout_seconds=5.0,
         )
         self.redis = SimRedis(self)
+        # The checker's store: builds the full payloads a write is compared with (it never writes).
         self.store = RedisStore(self.redis, "sim", self.settings.days_kept)  # type: ignore[arg-type]
+        # Drawn apart from self.rng, so that the fixed regression seeds still replay their schedules.
+        self.seen_cache_entries = random.Random(seed ^ 0x5EE7).choice((0, 4, 10_000))
         self.replicas: dict[int, Replica] = {}
         self.next_replica = 0
         self.next_txn = 0
@@ -157,14 +160,61 @@ class World:
             if not skipping:
                 self._fold(delta, tp, records)
             ranges.setdefault(field_name, []).append((start, end, "skipped" if skipping else "counted"))
-        want = normalize(self.store.build_payload(delta, moves))
-        got = normalize(payload)
+        expected = self.store.build_payload(delta, moves)
+        want = normalize(expected)
+        got = normalize(self._restore_left_out(payload, expected))
         if want != got:
             # Raised inside the replica's task, which may swallow it: the driver re-raises it after the step.
             self.violation = Violation(
                 f"a write claims {payload['off']} but its changes are not the fold of those records"
             )
             raise self.violation
+
+    def _restore_left_out(self, payload: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+        """A replica leaves out members it knows it wrote already (tables/seen.py). Each one it left out must
+        be in Redis now, with the day already in its window list; then the write is the expected one."""
+        data = self.redis.data
+
+        def left_out(got: list[list[Any]], want: list[list[Any]], index: int) -> dict[str, set[str]]:
+            sent = {entry[0]: set(entry[index]) for entry in got}
+            out = {}
+            for entry in want:
+                members = set(entry[index])
+                if not sent.get(entry[0], set()) <= members:
+                    self._violate(f"a write sends members of {entry[0]} the fold does not have")
+                out[entry[0]] = members - sent.pop(entry[0], set())
+            if sent:
+                self._violate(f"a write adds to keys the fold does not: {sorted(sent)}")
+            return out
+
+        sections = ((payload["sadd"], expected["sadd"], 1), (payload["usersadd"], expected["usersadd"], 2))
+        for got, want, index in sections:
+            for key, members in left_out(got, want, index).items():
+                if not members <= data.get(key, set()):
+                    self._violate(f"a write left out members that Redis does not hold: {key} {sorted(members)[:3]}")
+        if expected["win"] is not None:
+            sent_win = payload["win"] or {"subjects": []}  # a write that folded no raw record has none
+            sent_days = {
+                (prefix, member): set(days)
+                for prefix, _, entries in sent_win["subjects"]
+                for _, member, days in entries
+            }
+            for prefix, _, entries in expected["win"]["subjects"]:
+                for bucket, member, days in entries:
+                    sent = sent_days.pop((prefix, member), set())
+                    if not sent <= set(days):
+                        self._violate(f"a write sends window days the fold does not have: {member}")
+                    for day in set(days) - sent:
+                        if not window_insert_is_noop(data, expected["win"], prefix + str(bucket), member, day):
+                            self._violate(f"a write left out window day {day} of {member}, not in Redis")
+            if sent_days:
+                self._violate("a write sends window subjects the fold does not have")
+        restored = {**payload, "sadd": expected["sadd"], "usersadd": expected["usersadd"]}
+        return restored if payload["win"] is None else {**restored, "win": expected["win"]}
+
+    def _violate(self, message: str) -> NoReturn:
+        self.violation = Violation(message)
+        raise self.violation
 
     def _fold(self, delta: Delta, tp: TopicPartition, records: list[SimRecord]) -> None:
         ctx = FoldContext(
@@ -182,9 +232,11 @@ class World:
         self.next_replica += 1
         consumer = SimConsumer(self, index)
         status = Status(replica_id=f"r{index}")
+        # Each process has its own store, so its own cache of members written (tiny here, to hit the cap).
+        store = RedisStore(self.redis, "sim", self.settings.days_kept, seen_cache_entries=self.seen_cache_entries)  # type: ignore[arg-type]
         agent = TapAgent(
             self.settings,
-            self.store,  # type: ignore[arg-type]
+            store,
             status,
             consumer,  # type: ignore[arg-type]
             clock=self.now_s,
@@ -483,11 +535,14 @@ def tables_as_effects(
     for key, value in data.items():
         if not key.startswith(prefix) or key.endswith(":offsets") or key.endswith(":lo"):
             continue
-        if key.endswith(":win:state"):
+        if key.endswith(":win:state") or ":seen:" in key:
             continue
         if ":act:" in key:
             for member, found in value.items():
-                out[("w", key, member)] = tuple(int(x) for x in found.split(","))
+                days = [int(x) for x in found.split(",")]
+                # A list is compacted when it is written; one a write left out may still hold a day that a
+                # write would have dropped, which no scrape from today on reads.
+                out[("w", key, member)] = tuple(_compact(days, window["today"]) if window else days)
             continue
         if ":win:" in key:
             a = int(key.rpartition(":")[2])

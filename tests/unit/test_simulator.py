@@ -30,6 +30,8 @@ REGRESSIONS = [
     pytest.param(8, id="write-applied-reply-lost"),
     pytest.param(14, id="redis-restart-empty"),
     pytest.param(22, id="log-truncated-and-kill-9-with-write-in-flight"),
+    pytest.param(62, id="members-left-out-after-redis-lost-writes"),
+    pytest.param(222, id="users-left-out-after-redis-lost-writes"),
 ]
 
 # Schedules the reverted fix must be found within (it is found far sooner; see the note in docs/guarantees.md).
@@ -91,3 +93,28 @@ def test_simulator_finds_a_batch_that_claims_what_it_does_not_contain(monkeypatc
     monkeypatch.setattr(tap.TapAgent, "process", original)
     assert found is not None, f"the reverted fix went unnoticed in {SEARCH_BUDGET} schedules"
     assert "claims" in found[1]
+
+
+def test_simulator_finds_members_left_out_after_redis_lost_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that keeps trusting its cache of written members after Redis lost some of its writes (the
+    lineage check removed) leaves out members Redis no longer holds: the search finds it."""
+    from tests.sim.redis import SimRedis
+
+    original = SimRedis.apply_payload
+
+    def without_lineage_check(self: SimRedis, offkey: str, p: dict[str, object]) -> list[object]:
+        lineage = p.get("lineage")
+        if isinstance(lineage, list):
+            p = {**p, "lineage": [lineage[0], "", *lineage[2:]]}
+        return original(self, offkey, p)
+
+    monkeypatch.setattr(SimRedis, "apply_payload", without_lineage_check)
+    found = None
+    for seed in range(SEARCH_BUDGET):
+        try:
+            simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)])
+        except Violation as exc:
+            found = (seed, str(exc))
+            break
+    assert found is not None, f"a cache trusted after lost writes went unnoticed in {SEARCH_BUDGET} schedules"
+    assert "left out" in found[1]
