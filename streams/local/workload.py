@@ -183,10 +183,18 @@ def without(event: bytes, *fields: str) -> bytes:
 
 
 def build(
-    seed: int, raw_events: int, enriched_every: int, orgs: int = 40, users: int = 3000, spread: float = 0.0
+    seed: int,
+    raw_events: int,
+    enriched_every: int,
+    orgs: int = 40,
+    users: int = 3000,
+    spread: float = 0.0,
+    home_org: bool = False,
 ) -> tuple[list[bytes], list[bytes], Truth]:
     """`spread`: the share of events dated on other days, 1 to 35 days back (beyond the windows too) or
-    up to six hours ahead, in any order: the rolling windows' workload."""
+    up to six hours ahead, in any order: the rolling windows' workload. `home_org`: each user calls from
+    one org, as in real traffic (the benchmark's workload); otherwise org and user are drawn apart, so that
+    nearly every event is a distinct (org, user) pair, the hardest case for the tables."""
     rng = random.Random(seed)
     now_ms = int(time.time() * 1000)
     truth = Truth()
@@ -195,9 +203,10 @@ def build(
     raws, enriched = [], []
     for i in range(raw_events):
         provider, model = PROVIDERS[rng.randrange(len(PROVIDERS))]
+        org, user = rng.randrange(orgs), rng.randrange(users)
         ev = {
-            "org_id": f"org_{rng.randrange(orgs)}",
-            "user_id": f"u{rng.randrange(users)}",
+            "org_id": f"org_{user % orgs if home_org else org}",
+            "user_id": f"u{user}",
             "provider": provider,
             "model": model,
             "tokens_in": rng.randrange(1, 500),
