@@ -59,6 +59,21 @@ end
 for _, m in ipairs(p.hmax) do if not is(m[1], 'hash') then return {2, m[1]} end end
 for _, e in ipairs(p.expire) do if not is(e[1], e[3]) then return {2, e[1]} end end
 for _, a in ipairs(p.admit) do if not is(a[1], 'set') then return {2, a[1]} end end
+-- Which of the batch's users each day's set holds already (a read, before any write). A user in a kept
+-- day's set had that day put into its window list by the write that added it, so the windows skip it.
+local flags_of, present = {}, {}
+for n, u in ipairs(p.usersadd) do
+  local members, flags, day = u[3], {}, present[u[5]] or {}
+  present[u[5]] = day
+  for i = 1, #members, 4000 do
+    local found = redis.call('SMISMEMBER', u[1], unpack(members, i, math.min(i + 3999, #members)))
+    for j = 1, #found do
+      flags[i + j - 1] = found[j]
+      if found[j] == 1 then day[members[i + j - 1]] = true end
+    end
+  end
+  flags_of[n] = flags
+end
 -- Rolling windows, computed before any write: new day lists, pair-count changes, the sweep's deletions.
 local w = p.win
 if w == cjson.null then w = nil end  -- a batch without raw records has no windows section
@@ -71,7 +86,7 @@ end
 if w then
   if not is(w.state, 'hash') then return {2, w.state} end
   local cursor = tonumber(redis.call('HGET', w.state, 'sweep') or '0')
-  for _, s in ipairs(w.subjects) do
+  for si, s in ipairs(w.subjects) do
     local bk = s[1] .. cursor
     if not is(bk, 'hash') then return {2, bk} end
     local found = redis.call('HGETALL', bk)
@@ -82,35 +97,43 @@ if w then
     end
     if #stale > 0 then sweep[#sweep + 1] = {bk, stale} end
     for _, e in ipairs(s[3]) do
-      local key, member = s[1] .. e[1], e[2]
-      if not is(key, 'hash') then return {2, key} end
-      local cur = redis.call('HGET', key, member)
-      local days = {}
-      if cur then for x in string.gmatch(cur, '%d+') do days[#days + 1] = tonumber(x) end end
-      if #days > 0 and days[#days] < w.horizon then days = {} end
-      for _, d in ipairs(e[3]) do
-        local pos, present = #days + 1, false
-        for i = 1, #days do
-          if days[i] == d then present = true; break end
-          if days[i] > d then pos = i; break end
-        end
-        local skip = present or (pos == 1 and #days > 0 and days[1] <= w.today)
-        if not skip then
-          local pred, succ = days[pos - 1], days[pos] or w.none
-          if pred and pred >= w.horizon then
-            bump(s[2] .. pred, succ, -1)
-            bump(s[2] .. pred, d, 1)
-          end
-          bump(s[2] .. d, succ, 1)
-          table.insert(days, pos, d)
+      local key, member, todo = s[1] .. e[1], e[2], e[3]
+      if si == 1 then  -- the first subject is users, whose members are the day sets' members
+        todo = {}
+        for _, d in ipairs(e[3]) do
+          if not (present[d] and present[d][member]) then todo[#todo + 1] = d end
         end
       end
-      local keep = 1
-      for i = 1, #days do if days[i] <= w.today then keep = i end end
-      local out = {}
-      for i = keep, #days do out[#out + 1] = days[i] end
-      local value = table.concat(out, ',')
-      if value ~= cur then lists[#lists + 1] = {key, member, value} end
+      if #todo > 0 then
+        if not is(key, 'hash') then return {2, key} end
+        local cur = redis.call('HGET', key, member)
+        local days = {}
+        if cur then for x in string.gmatch(cur, '%d+') do days[#days + 1] = tonumber(x) end end
+        if #days > 0 and days[#days] < w.horizon then days = {} end
+        for _, d in ipairs(todo) do
+          local pos, found = #days + 1, false
+          for i = 1, #days do
+            if days[i] == d then found = true; break end
+            if days[i] > d then pos = i; break end
+          end
+          local skip = found or (pos == 1 and #days > 0 and days[1] <= w.today)
+          if not skip then
+            local pred, succ = days[pos - 1], days[pos] or w.none
+            if pred and pred >= w.horizon then
+              bump(s[2] .. pred, succ, -1)
+              bump(s[2] .. pred, d, 1)
+            end
+            bump(s[2] .. d, succ, 1)
+            table.insert(days, pos, d)
+          end
+        end
+        local keep = 1
+        for i = 1, #days do if days[i] <= w.today then keep = i end end
+        local out = {}
+        for i = keep, #days do out[#out + 1] = days[i] end
+        local value = table.concat(out, ',')
+        if value ~= cur then lists[#lists + 1] = {key, member, value} end
+      end
     end
   end
   for _, key in ipairs(pair_keys) do if not is(key, 'hash') then return {2, key} end end
@@ -132,13 +155,10 @@ for _, s in ipairs(p.sadd) do
   end
 end
 -- A day's users, and per org the users new to the day: the runs give each org's members, in order.
-for _, u in ipairs(p.usersadd) do
-  local members, flags = u[3], {}
+for n, u in ipairs(p.usersadd) do
+  local members, flags = u[3], flags_of[n]
   for i = 1, #members, 4000 do
-    local last = math.min(i + 3999, #members)
-    local found = redis.call('SMISMEMBER', u[1], unpack(members, i, last))
-    for j = 1, #found do flags[i + j - 1] = found[j] end
-    redis.call('SADD', u[1], unpack(members, i, last))
+    redis.call('SADD', u[1], unpack(members, i, math.min(i + 3999, #members)))
   end
   local pos = 1
   for _, r in ipairs(u[4]) do

@@ -12,6 +12,7 @@ import secrets
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 
 import orjson
 import redis.asyncio as aioredis
@@ -272,7 +273,8 @@ class RedisStore:
             new_users = members - seen.users(day) if seen else members
             if new_users:
                 ordered, runs = users_by_org(new_users)
-                usersadd.append([k.day(day, DAY_USERS), k.day(day, DAY_ORG_USERS), ordered, runs])
+                index = date.fromisoformat(day).toordinal()  # the script skips the window days it proves
+                usersadd.append([k.day(day, DAY_USERS), k.day(day, DAY_ORG_USERS), ordered, runs, index])
             expire += [[k.day(day, DAY_USERS), ttl, "set"], [k.day(day, DAY_ORG_USERS), ttl, "hash"]]
         return {
             "off": [

@@ -81,7 +81,11 @@ class SimRedis:
             lo[field] = str(total_lo)
         for key, members in p["sadd"]:
             self.data.setdefault(key, set()).update(members)
-        for key, org_key, members, runs in p["usersadd"]:
+        # The users each day's set held before this write: the script's windows skip them (tables/script.py).
+        present: dict[int, set[str]] = {}
+        for key, _, members, _, index in p["usersadd"]:
+            present.setdefault(index, set()).update(m for m in members if m in self.data.get(key, set()))
+        for key, org_key, members, runs, _ in p["usersadd"]:
             day_set, per_org = self.data.setdefault(key, set()), self.data.setdefault(org_key, {})
             fresh = [m not in day_set for m in members]
             day_set.update(members)
@@ -92,7 +96,7 @@ class SimRedis:
                 if new:
                     per_org[org] = str(int(per_org.get(org, 0)) + new)
         if p["win"] is not None:
-            apply_windows(self.data, p["win"])
+            apply_windows(self.data, p["win"], present)
         if lineage:
             self.data[lineage[0]] = lineage[2]
         for field, _, new in p["off"]:
@@ -107,19 +111,24 @@ class SimRedis:
         self.data = copy.deepcopy(self.snapshots[-1]) if from_snapshot and self.snapshots else {}
 
 
-def apply_windows(data: dict[str, Any], w: dict[str, Any]) -> None:
+def apply_windows(data: dict[str, Any], w: dict[str, Any], in_day_sets: dict[int, set[str]] | None = None) -> None:
     """The script's rolling-window section (tables/script.py), in Python: sweep one bucket per subject,
-    insert each subject's days into its compacted list, move the pair counts."""
+    insert each subject's days into its compacted list, move the pair counts. A user already in a day's
+    set (`in_day_sets`, by day) has that day in its list: the script does not look at it."""
+    known = in_day_sets or {}
     state = data.setdefault(w["state"], {})
     cursor = int(state.get("sweep", 0))
     lists: list[tuple[str, str, str]] = []
     bumps: dict[str, dict[int, int]] = {}
-    for bucket_prefix, pair_prefix, entries in w["subjects"]:
+    for subject_index, (bucket_prefix, pair_prefix, entries) in enumerate(w["subjects"]):
         swept = data.get(bucket_prefix + str(cursor), {})
         for member in [m for m, v in swept.items() if int(v.split(",")[-1]) < w["horizon"]]:
             del swept[member]
-        for bucket, member, new_days in entries:
+        for bucket, member, all_days in entries:
             key = bucket_prefix + str(bucket)
+            new_days = [d for d in all_days if not (subject_index == 0 and member in known.get(d, ()))]
+            if not new_days:
+                continue
             cur = data.get(key, {}).get(member)
             days = [int(x) for x in cur.split(",")] if cur else []
             if days and days[-1] < w["horizon"]:

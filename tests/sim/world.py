@@ -497,7 +497,7 @@ def normalize(payload: dict[str, Any]) -> dict[tuple[str, ...], Any]:
         counts[("n", key, f)] += int(n)
     for key, f, whole, rest in payload["amount"]:
         counts[("a", key, f)] += int(whole) * payload["base"] + int(rest)
-    for _key, org_key, members, _ in payload["usersadd"]:
+    for _key, org_key, members, *_ in payload["usersadd"]:
         for member in set(members):
             counts[("n", org_key, unpair(member)[0])] += 1
     out.update({k: v for k, v in counts.items() if v})

@@ -87,7 +87,8 @@ def test_known_members_are_left_out_but_their_keys_still_get_their_expiry() -> N
     sent = full["usersadd"]
     assert isinstance(sent, list)
     assert [u[2] for u in sent] == [[pair("o1", "u1"), pair("o1", "u2"), pair("o2", "u3")]]
-    assert trimmed["usersadd"] == [[users_key, keys.day(TODAY, "org_users"), [pair("o1", "u2")], [["o1", 1]]]]
+    org_users_key = keys.day(TODAY, "org_users")
+    assert trimmed["usersadd"] == [[users_key, org_users_key, [pair("o1", "u2")], [["o1", 1]], TODAY_INDEX]]
     assert trimmed["sadd"] == []  # both orgs known
     assert trimmed["expire"] == full["expire"]
     assert trimmed["hincr"] == full["hincr"] and trimmed["amount"] == full["amount"] and trimmed["off"] == full["off"]
