@@ -39,15 +39,18 @@ def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldConte
     now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
     oldest_kept_ms, oldest_window_ms = ctx.oldest_kept_ms, ctx.oldest_window_ms
     delta.today_index = ctx.today_index
-    # One count per (org, provider, model) in the loop; the two labelled families are derived after it
-    # from far fewer keys (the profile that showed this: docs/performance.md).
+    # One dict lookup per event: a count per (org, provider, model), and per kept day one entry per org
+    # holding its tokens. The labelled families, the day's orgs and token totals are derived after the
+    # loop from far fewer keys (the profile that showed this: docs/performance.md).
     combos: dict[tuple[str, str, str], int] = {}
     valid = late = late_windows = 0
     newest = delta.last_ts_ms.get(topic, -1)
     day_start_ms = day_end_ms = 0
     kept = False
-    orgs, users = set[str](), set[str]()
-    tokens_in, tokens_out = Counter[str](), Counter[str]()
+    per_org: dict[str, list[int]] = {}  # kept day: org -> [tokens in, tokens out]
+    kept_days: dict[str, dict[str, list[int]]] = {}
+    orgs, users = set[str](), set[tuple[str, str]]()
+    users_by_day: dict[str, set[tuple[str, str]]] = {}
     for rec in records:
         if rec.timestamp > newest:
             newest = rec.timestamp
@@ -68,23 +71,36 @@ def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldConte
         if not day_start_ms <= ts_ms < day_end_ms:
             day_start_ms, day_end_ms, day = ctx.calendar.day_span(ts_ms)
             kept = day_start_ms >= oldest_kept_ms
-            # A day the daily tables no longer keep still counts in the rolling windows (and back).
-            sets = (delta.orgs, delta.users) if kept else (delta.window_only_orgs, delta.window_only_users)
-            orgs = sets[0].setdefault(day, set())
-            users = sets[1].setdefault(day, set())
+            users = users_by_day.setdefault(day, set())
             if kept:
-                tokens_in = delta.tokens_in.setdefault(day, Counter())
-                tokens_out = delta.tokens_out.setdefault(day, Counter())
-        orgs.add(org)
-        users.add(f"{len(org)}:{org}{user}")  # pair(org, user), inlined
+                per_org = kept_days.setdefault(day, {})
+            else:  # a day the daily tables no longer keep still counts in the rolling windows (and back)
+                orgs = delta.window_only_orgs.setdefault(day, set())
+        users.add((org, user))
         if kept:
-            tokens_in[org] += t_in
-            tokens_out[org] += t_out
+            tokens = per_org.get(org)
+            if tokens is None:
+                per_org[org] = [t_in, t_out]
+            else:
+                tokens[0] += t_in
+                tokens[1] += t_out
+        else:
+            orgs.add(org)
     ingested, calls = delta.ingested, delta.calls
     for (org, provider, model), n in combos.items():
         org_key = f"{len(org)}:{org}"  # pair(org, x) == org_key + x
         ingested[org_key + provider] += n
         calls[org_key + model] += n
+    for day, found in kept_days.items():
+        delta.orgs.setdefault(day, set()).update(found)
+        tokens_in = delta.tokens_in.setdefault(day, Counter())
+        tokens_out = delta.tokens_out.setdefault(day, Counter())
+        for org, (t_in, t_out) in found.items():
+            tokens_in[org] += t_in
+            tokens_out[org] += t_out
+    for day, pairs in users_by_day.items():
+        into = (delta.users if day in kept_days else delta.window_only_users).setdefault(day, set())
+        into.update([f"{len(org)}:{org}{user}" for org, user in pairs])  # pair(org, user), inlined
     if late_windows:
         delta.dropped_late_windows[topic] += late_windows
     _close(delta, topic, valid, late, newest)
@@ -97,8 +113,10 @@ def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: Fold
     valid = late = delay_sum_ms = 0
     newest = delta.last_ts_ms.get(topic, -1)
     day_start_ms = day_end_ms = 0
-    kwh, co2 = Counter[str](), Counter[str]()
-    model_kwh, model_co2 = Counter[str](), Counter[str]()
+    # One dict lookup per event: per day, (org, provider, model) -> [kWh, CO2] in units of 1e-9; the
+    # per-org and per-model sums are derived after the loop.
+    amounts: dict[tuple[str, str, str], list[int]] = {}
+    by_day: dict[str, dict[tuple[str, str, str], list[int]]] = {}
     for rec in records:
         if rec.timestamp > newest:
             newest = rec.timestamp
@@ -108,7 +126,7 @@ def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: Fold
             _reject(delta, topic, exc.reason, rec)
             continue
         valid += 1
-        org, provider, model, ts_ms = raw[0], raw[2], raw[3], raw[6]
+        ts_ms = raw[6]
         delay_ms = rec.timestamp - ts_ms
         if delay_ms < 0:
             delay_ms = 0
@@ -121,16 +139,27 @@ def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: Fold
             continue
         if not day_start_ms <= ts_ms < day_end_ms:
             day_start_ms, day_end_ms, day = ctx.calendar.day_span(ts_ms)
-            kwh = delta.kwh_nano.setdefault(day, Counter())
-            co2 = delta.co2_nano.setdefault(day, Counter())
-            model_kwh = delta.model_kwh_nano.setdefault(day, Counter())
-            model_co2 = delta.model_co2_nano.setdefault(day, Counter())
+            amounts = by_day.setdefault(day, {})
+        key = (raw[0], raw[2], raw[3])
+        # Each event's amount is rounded to 1e-9 on its own, so totals do not depend on batching.
         kwh_nano, co2_nano = round(kwh_amount * NANO), round(co2_amount * NANO)
-        kwh[org] += kwh_nano
-        co2[org] += co2_nano
-        by_model = f"{len(provider)}:{provider}{model}"  # pair(provider, model), inlined
-        model_kwh[by_model] += kwh_nano
-        model_co2[by_model] += co2_nano
+        found = amounts.get(key)
+        if found is None:
+            amounts[key] = [kwh_nano, co2_nano]
+        else:
+            found[0] += kwh_nano
+            found[1] += co2_nano
+    for day, sums in by_day.items():
+        kwh = delta.kwh_nano.setdefault(day, Counter())
+        co2 = delta.co2_nano.setdefault(day, Counter())
+        model_kwh = delta.model_kwh_nano.setdefault(day, Counter())
+        model_co2 = delta.model_co2_nano.setdefault(day, Counter())
+        for (org, provider, model), (kwh_nano, co2_nano) in sums.items():
+            kwh[org] += kwh_nano
+            co2[org] += co2_nano
+            by_model = f"{len(provider)}:{provider}{model}"  # pair(provider, model), inlined
+            model_kwh[by_model] += kwh_nano
+            model_co2[by_model] += co2_nano
     delta.delay_sum_ms += delay_sum_ms
     _close(delta, topic, valid, late, newest)
 
