@@ -13,6 +13,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streams.settings import Settings
 
 REDIS_TIMEOUT_S = 5
+# aiokafka's fetcher wakes every consumer_timeout_ms (200 by default) even with nothing to do, and each
+# wake walks every assigned partition: 5 wakes a second per consumer, a fifth of the idle sidecar's CPU
+# (docs/performance.md). Fetch answers, seeks, pause/resume, consumed records and rebalances wake it
+# anyway, so the timeout only bounds how late it notices what nothing signals (a leader moved by a
+# metadata refresh without a fetch error).
+FETCHER_WAKE_MS = 1000
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
@@ -40,6 +46,7 @@ def tap_consumer(settings: Settings, replica_id: str) -> AIOKafkaConsumer:
         fetch_max_bytes=32 * 1024 * 1024,
         fetch_min_bytes=settings.fetch_min_bytes,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        consumer_timeout_ms=FETCHER_WAKE_MS,
         **settings.kafka.client_kwargs(),
     )
 

@@ -18,7 +18,10 @@ from streams.status import Status
 
 SAMPLE_EVERY_SECONDS = 10.0
 WINDOW_SECONDS = 3600.0
-TICK_SECONDS = 1.0  # how often the sampler wakes
+# The sampler sleeps until the next sample is due (one wake per sample, not one a second), at least this
+# long so that a wake a hair early does not spin, and at most one interval so a wall clock set back
+# cannot put it to sleep for longer.
+_MIN_SLEEP_SECONDS = 0.1
 _MIN_LIVE_INTERVAL_SECONDS = 1.0  # a shorter tail interval would make a noisy rate
 
 
@@ -40,9 +43,13 @@ class History:
     def last_batch_at_s(self) -> float | None:
         return self.status.last_batch_at_s  # the tap's, written when Redis acknowledges a batch
 
+    def seconds_to_next_sample(self) -> float:
+        due = self._samples[-1][0] + SAMPLE_EVERY_SECONDS
+        return min(SAMPLE_EVERY_SECONDS, max(_MIN_SLEEP_SECONDS, due - self._clock()))
+
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(TICK_SECONDS)
+            await asyncio.sleep(self.seconds_to_next_sample())
             self.tick()
 
     def _points(self, now_s: float) -> list[tuple[float, int]]:

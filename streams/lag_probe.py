@@ -1,6 +1,7 @@
 """One probe cycle over every selected consumer group, on clients the caller builds and passes in.
 
-Per cycle, whatever the number of groups: one ListGroups per broker, one FindCoordinator per group not
+Per cycle, whatever the number of groups: one ListGroups per broker (none when no include pattern is
+set, as only the watched group can then be measured), one FindCoordinator per group not
 seen before (cached), one DescribeGroups per coordinator for all its groups, one OffsetFetch per group
 sent concurrently (at most `concurrency` in flight) on the admin client's one connection per broker,
 one Metadata request, one ListOffsets(earliest) per broker, and the fetch rounds of lag_fetch.py.
@@ -19,15 +20,24 @@ from typing import Any, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    GroupLoadInProgressError,
+    KafkaError,
+    NotCoordinatorForGroupError,
+)
 from aiokafka.protocol.admin import DescribeGroupsRequest_v3, DescribeGroupsResponse_v3
 
+from streams.clients import FETCHER_WAKE_MS
 from streams.lag import FirstRecord, GroupLag, LagSnapshot, partition_lag, resume_position, select_groups
 from streams.lag_fetch import FirstRecordReader, ProbeConsumer
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A group coordinator that is not there yet (a cluster or group just created) says nothing about whether
+# OffsetFetch without partitions works: ask again next cycle.
+_COORDINATOR_NOT_READY = (GroupCoordinatorNotAvailableError, GroupLoadInProgressError, NotCoordinatorForGroupError)
 
 # aiokafka 0.14 pairs DescribeGroups v3 requests with the v2 response schema, which lacks v3's
 # authorized_operations, so every answer from Kafka >= 2.3 fails to decode. Pair it with v3's.
@@ -62,6 +72,7 @@ def build_clients(
         max_partition_fetch_bytes=64 * 1024,  # only the first record matters; larger batches come alone
         fetch_max_bytes=16 * 1024 * 1024,
         fetch_max_wait_ms=50,  # caught-up partitions answer empty quickly
+        consumer_timeout_ms=FETCHER_WAKE_MS,  # paused between measurements: nothing to wake for
         **client_kwargs,
     )
     return admin, consumer
@@ -91,6 +102,8 @@ class LagProbe:
         self._consumer = consumer
         self.watched_group = watched_group
         self.watched_topic = watched_topic
+        # Without an include pattern only the watched group is measured: no ListGroups round is needed.
+        self._only_watched = include is None
         self.include = include or re.compile(re.escape(watched_group))
         self.ignore = ignore
         self.fetch_timeout_ms = fetch_timeout_ms
@@ -121,8 +134,7 @@ class LagProbe:
             phases[name] = time.monotonic() - started - sum(phases.values())
 
         errors: list[str] = []
-        listed = await self._admin.list_consumer_groups()
-        names = select_groups((str(g[0]) for g in listed), self.include, self.ignore, self.watched_group)
+        names = await self._group_names()
         groups = {name: _Group() for name in names}
         await self._coordinate(names, errors)
         lap("list_and_coordinators")
@@ -174,6 +186,12 @@ class LagProbe:
         phases["fetch_rounds"] = fetched.rounds
         return LagSnapshot(result, self.watched_group, now_ms / 1000, time.monotonic() - started, errors, phases)
 
+    async def _group_names(self) -> list[str]:
+        if self._only_watched:
+            return [self.watched_group]  # what select_groups would keep of any listing
+        listed = await self._admin.list_consumer_groups()
+        return select_groups((str(g[0]) for g in listed), self.include, self.ignore, self.watched_group)
+
     def _topics(self, name: str, g: _Group) -> set[str]:
         topics = {tp.topic for tp in (g.offsets or {})} | set(g.assigned_topics)
         if name == self.watched_group:
@@ -222,7 +240,7 @@ class LagProbe:
     async def _read_offsets(self, groups: dict[str, _Group], errors: list[str]) -> None:
         explicit: list[TopicPartition] | None = None
         if self._offsets_for_all is None:
-            self._offsets_for_all = await self._answers_offsets_for_all(next(iter(groups)))
+            self._offsets_for_all = await self._answers_offsets_for_all([g for g in groups if g in self._coordinators])
         if not self._offsets_for_all:
             # The broker cannot list a group's offsets without partitions: name every partition there is.
             explicit = [tp for tps in (await self._partitions(None)).values() for tp in tps]
@@ -244,11 +262,19 @@ class LagProbe:
 
         await asyncio.gather(*(read(name) for name in groups))
 
-    async def _answers_offsets_for_all(self, group: str) -> bool:
-        """Whether OffsetFetch without partitions works (Kafka >= 0.10.2); Tansu drops the connection."""
+    async def _answers_offsets_for_all(self, coordinated: list[str]) -> bool | None:
+        """Whether OffsetFetch without partitions works (Kafka >= 0.10.2); Tansu drops the connection.
+
+        None (not known yet) while no group has a coordinator ready: a refusal cached from a cluster
+        still starting would make every later cycle describe every topic of the cluster."""
+        if not coordinated:
+            return None
+        group = coordinated[0]
         try:
-            await self._admin.list_consumer_group_offsets(group, group_coordinator_id=self._coordinators.get(group))
+            await self._admin.list_consumer_group_offsets(group, group_coordinator_id=self._coordinators[group])
             return True
+        except _COORDINATOR_NOT_READY:
+            return None
         except (KafkaError, ValueError) as exc:
             log.info("lag probe: OffsetFetch for all partitions refused (%r): naming partitions instead", exc)
             return False
