@@ -98,6 +98,7 @@ class TapAgent:
         self._inflight: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
         self._last_commit = 0.0
+        self._committed: dict[TopicPartition, int] = {}  # the offsets the last mirror commit sent
         self._last_rewind_check = 0.0
 
     async def start(self) -> None:
@@ -402,10 +403,12 @@ class TapAgent:
             return
         self._last_commit = now
         offsets = dict(self.applied)
-        if not offsets:
+        # An idle replica would otherwise send the same commit every second (docs/performance.md, idle cost).
+        if not offsets or offsets == self._committed:
             return
         try:
             await self.consumer.commit(offsets)
+            self._committed = offsets
         except Exception as exc:
             log.debug("offset mirror commit skipped: %s", exc)
 

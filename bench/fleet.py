@@ -193,9 +193,10 @@ def measure(workdir: Path, bootstrap: str, redis: LocalRedis, events: int, fleet
     rows += run_phases(workdir, bootstrap, redis, 1, 8, phases, truth, topics, STREAMS_SEEN_CACHE_ENTRIES="0")
     # The worst case for Redis: every raw event a user new to the day (org and user drawn apart from
     # 10 million users), so nothing is ever left out.
-    new_raws, _, new_truth = build(seed=8, raw_events=events, enriched_every=10**9, orgs=200, users=10_000_000)
+    new_raws, new_enr, new_truth = build(seed=8, raw_events=events, enriched_every=events, orgs=200, users=10**7)
     topics = _topics(bootstrap, "worst", 8)
-    phases = [("raw, every event a user new to the day (worst case)", [(topics[0], new_raws)])]
+    # The one enriched event the workload makes goes along, so that the exported values can be checked.
+    phases = [("raw, every event a user new to the day (worst case)", [(topics[0], new_raws), (topics[1], new_enr)])]
     rows += run_phases(workdir, bootstrap, redis, 1, 8, phases, new_truth, topics)
     for n in fleet:
         topics = _topics(bootstrap, f"fleet{n}", 16)
