@@ -198,10 +198,16 @@ def measure(workdir: Path, bootstrap: str, redis: LocalRedis, events: int, fleet
     # The one enriched event the workload makes goes along, so that the exported values can be checked.
     phases = [("raw, every event a user new to the day (worst case)", [(topics[0], new_raws), (topics[1], new_enr)])]
     rows += run_phases(workdir, bootstrap, redis, 1, 8, phases, new_truth, topics)
+    # A fleet: the first half of the day's traffic, then the second, where each replica has seen its users
+    # before (the steady state of a real day, where a user makes many calls).
+    half_enr = len(enr) // 2
     for n in fleet:
         topics = _topics(bootstrap, f"fleet{n}", 16)
-        plan = [(topics[0], raws), (topics[1], enr)]
-        rows += run_phases(workdir, bootstrap, redis, n, 16, [("raw + enriched, 16 partitions", plan)], truth, topics)
+        phases = [
+            ("raw + enriched, 16 partitions, first half", [(topics[0], raws[:half]), (topics[1], enr[:half_enr])]),
+            ("raw + enriched, 16 partitions, second half", [(topics[0], raws[half:]), (topics[1], enr[half_enr:])]),
+        ]
+        rows += run_phases(workdir, bootstrap, redis, n, 16, phases, truth, topics)
     return rows
 
 
