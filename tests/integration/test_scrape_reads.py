@@ -26,28 +26,28 @@ HOSTILE = ["org_a", 'org "quoted"', "back\\slash", "new\nline", "nul\x00byte", "
 
 async def _compare(url: str) -> None:
     client = redis_async.from_url(url, decode_responses=True)
-    await client.flushdb()
+    p = f"reads-cmp-{time.monotonic_ns()}:"  # the session's Redis is shared: keys of this test only
     many = [f"f{i}" for i in range(2_500)]  # beyond one HMGET chunk (1,000 fields)
-    await client.hset("h:hostile", mapping={v: f"value of {v}" for v in HOSTILE[::2]})
-    await client.hset("h:many", mapping={f: str(i) for i, f in enumerate(many) if i % 3})
-    await client.sadd("s", *HOSTILE)
+    await client.hset(p + "h:hostile", mapping={v: f"value of {v}" for v in HOSTILE[::2]})
+    await client.hset(p + "h:many", mapping={f: str(i) for i, f in enumerate(many) if i % 3})
+    await client.sadd(p + "s", *HOSTILE)
     reads, pipe = Reads(), client.pipeline(transaction=True)
     for r in (reads, pipe):
-        r.hgetall("h:hostile")
-        r.hgetall("h:absent")
-        r.hmget("h:hostile", HOSTILE)
-        r.hmget("h:many", many)
-        r.hmget("h:absent", HOSTILE)
-        r.scard("s")
-        r.scard("s:absent")
-        r.hlen("h:many")
+        r.hgetall(p + "h:hostile")
+        r.hgetall(p + "h:absent")
+        r.hmget(p + "h:hostile", HOSTILE)
+        r.hmget(p + "h:many", many)
+        r.hmget(p + "h:absent", HOSTILE)
+        r.scard(p + "s")
+        r.scard(p + "s:absent")
+        r.hlen(p + "h:many")
     got = await reads.execute(client)
     want = await pipe.execute()
     assert got == want
     assert got[2][HOSTILE.index("nul\x00byte")] == "value of nul\x00byte"
     assert got[3][:4] == [None, "1", "2", None] and len(got[3]) == 2_500
     empty = Reads()
-    empty.hmget("h:many", [])
+    empty.hmget(p + "h:many", [])
     assert await empty.execute(client) == [[]]
     await client.aclose()
 
