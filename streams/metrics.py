@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from streams.exposition import RowsFamily
 from streams.status import Status
 from tables.delta import DELAY_BUCKETS_SECONDS
 from tables.snapshot import Snapshot
@@ -89,20 +90,18 @@ class BusinessCollector(Collector):
         yield _labelled_gauge(
             "ecomind_org_active_users_today", "Distinct users of the org with a raw event today.", s.org_active_users
         )
-        tokens = GaugeMetricFamily(
-            "ecomind_tokens_today", "Tokens of today's valid raw events.", labels=["org_id", "direction"]
+        yield RowsFamily(
+            "ecomind_tokens_today",
+            "Tokens of today's valid raw events.",
+            "gauge",
+            ("org_id", "direction"),
+            sorted(s.tokens.items()),
         )
-        for (org, direction), n in sorted(s.tokens.items()):
-            tokens.add_metric([org, direction], n)
-        yield tokens
         for name, doc, values in (
             ("ecomind_model_kwh_today", "Energy of today's enriched events by model, kWh.", s.model_kwh),
             ("ecomind_model_co2_kg_today", "CO2 of today's enriched events by model, kg.", s.model_co2_kg),
         ):
-            family = GaugeMetricFamily(name, doc, labels=["provider", "model"])
-            for key, amount in sorted(values.items()):
-                family.add_metric(list(key), amount)
-            yield family
+            yield RowsFamily(name, doc, "gauge", ("provider", "model"), sorted(values.items()))
 
     def _pipeline(self) -> Iterator[Metric]:
         s = self.snap
@@ -243,27 +242,17 @@ class ReplicaCollector(Collector):
             yield CounterMetricFamily(name, doc, value=count)
 
 
-def _counter_by(name: str, doc: str, labels: list[str], values: dict[tuple[str, ...], int]) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=labels)
-    for key, n in sorted(values.items()):
-        family.add_metric(list(key), n)
-    return family
+def _counter_by(name: str, doc: str, labels: list[str], values: dict[tuple[str, ...], int]) -> RowsFamily:
+    return RowsFamily(name, doc, "counter", labels, sorted(values.items()))
 
 
-def _labelled_counter(
-    name: str, doc: str, labels: tuple[str, str], values: dict[tuple[str, str], int]
-) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=list(labels))
-    for key, n in sorted(values.items()):
-        family.add_metric(list(key), n)
-    return family
+def _labelled_counter(name: str, doc: str, labels: tuple[str, str], values: dict[tuple[str, str], int]) -> RowsFamily:
+    # The snapshot's keys are already the label values, in the labels' order: rows without copies.
+    return RowsFamily(name, doc, "counter", labels, sorted(values.items()))
 
 
-def _labelled_gauge(name: str, doc: str, values: Mapping[str, float]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, doc, labels=["org_id"])
-    for org, amount in sorted(values.items()):
-        family.add_metric([org], amount)
-    return family
+def _labelled_gauge(name: str, doc: str, values: Mapping[str, float]) -> RowsFamily:
+    return RowsFamily(name, doc, "gauge", ("org_id",), [((org,), amount) for org, amount in sorted(values.items())])
 
 
 def _delay_histogram(buckets: list[int], sum_ms: int) -> HistogramMetricFamily:

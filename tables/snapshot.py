@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -49,6 +50,7 @@ from tables.keys import (
     join_amount,
 )
 from tables.labels import OTHER, cap_amounts, cap_pairs
+from tables.reads import Reads
 
 LABELS = ("org_id", "provider", "model")
 
@@ -121,43 +123,43 @@ async def label_members(client: aioredis.Redis, keys: Keys) -> dict[str, set[str
 async def read_tables(client: aioredis.Redis, keys: Keys, today: str, members: dict[str, set[str]]) -> RawTables:
     k = keys
     orgs, providers, models = (sorted(members[label]) for label in LABELS)
-    # MULTI/EXEC: totals and labelled parts must come from the same instant, or "__other__" could dip.
-    pipe = client.pipeline(transaction=True)
+    # One atomic script: totals and labelled parts must come from the same instant, or "__other__" could dip.
+    reads = Reads()
     for name in (PROCESSED, INVALID, DROPPED_LATE, LAST_TS, DELAY):
-        pipe.hgetall(k.key(name))
-    pipe.hgetall(k.key(DELAY) + REMAINDER_SUFFIX)
-    pipe.scard(k.day(today, DAY_ORGS))
-    pipe.scard(k.day(today, DAY_USERS))
+        reads.hgetall(k.key(name))
+    reads.hgetall(k.key(DELAY) + REMAINDER_SUFFIX)
+    reads.scard(k.day(today, DAY_ORGS))
+    reads.scard(k.day(today, DAY_USERS))
     for org in orgs:
-        pipe.hgetall(k.org(org))
+        reads.hgetall(k.org(org))
     for name in (DAY_KWH, DAY_CO2):
         for key in (k.day(today, name), k.day(today, name) + REMAINDER_SUFFIX):
-            pipe.hmget(key, ["", *orgs])  # a leading placeholder field: HMGET needs at least one
-    pipe.hgetall(k.day(today, DAY_TOTALS))
-    pipe.hgetall(k.day(today, DAY_TOTALS) + REMAINDER_SUFFIX)
-    pipe.hmget(k.activity("provider"), ["", *providers])
-    pipe.hmget(k.activity("model"), ["", *models])
+            reads.hmget(key, orgs)
+    reads.hgetall(k.day(today, DAY_TOTALS))
+    reads.hgetall(k.day(today, DAY_TOTALS) + REMAINDER_SUFFIX)
+    reads.hmget(k.activity("provider"), providers)
+    reads.hmget(k.activity("model"), models)
     for label in LABELS:
-        pipe.hlen(k.activity(label))
+        reads.hlen(k.activity(label))
     today_index = date.fromisoformat(today).toordinal()
     days = range(today_index - WINDOW_DAYS + 1, today_index + 1)
     for subject in (USERS, ORGS):
         for day in days:
-            pipe.hgetall(k.window_pairs(subject, day))
-    pipe.hgetall(k.key(DROPPED_LATE_WINDOWS))
-    pipe.hmget(k.day(today, DAY_ORG_USERS), ["", *orgs])
+            reads.hgetall(k.window_pairs(subject, day))
+    reads.hgetall(k.key(DROPPED_LATE_WINDOWS))
+    reads.hmget(k.day(today, DAY_ORG_USERS), orgs)
     token_fields = [prefix + org for prefix in (TOKENS_IN, TOKENS_OUT) for org in orgs]
     for key in (k.day(today, DAY_TOKENS), k.day(today, DAY_TOKENS) + REMAINDER_SUFFIX):
-        pipe.hmget(key, ["", *token_fields])
+        reads.hmget(key, token_fields)
     for provider in providers:
-        pipe.hgetall(k.provider_energy(today, provider))
-        pipe.hgetall(k.provider_energy(today, provider) + REMAINDER_SUFFIX)
+        reads.hgetall(k.provider_energy(today, provider))
+        reads.hgetall(k.provider_energy(today, provider) + REMAINDER_SUFFIX)
     model_fields = [prefix + model for prefix in (KWH_FIELD, CO2_FIELD) for model in models]
     for key in (k.day(today, DAY_MODEL_ENERGY), k.day(today, DAY_MODEL_ENERGY) + REMAINDER_SUFFIX):
-        pipe.hmget(key, ["", *model_fields])
-    replies = iter(await pipe.execute())
+        reads.hmget(key, model_fields)
+    replies = iter(await reads.execute(client))
 
-    def take(n: int) -> list[object]:
+    def take(n: int) -> list[Any]:
         return [next(replies) for _ in range(n)]
 
     processed, invalid, late, last_ts, delay, delay_rem, active_orgs, active_users = take(8)
@@ -170,31 +172,29 @@ async def read_tables(client: aioredis.Redis, keys: Keys, today: str, members: d
     model_energy, model_energy_rem = take(2)
     return RawTables(
         members={"org_id": orgs, "provider": providers, "model": models},
-        processed=processed,  # type: ignore[arg-type]
-        invalid=invalid,  # type: ignore[arg-type]
-        dropped_late=late,  # type: ignore[arg-type]
-        last_ts=last_ts,  # type: ignore[arg-type]
-        delay=delay,  # type: ignore[arg-type]
-        delay_remainder=delay_rem,  # type: ignore[arg-type]
-        active_orgs=int(active_orgs),  # type: ignore[call-overload]
-        active_users=int(active_users),  # type: ignore[call-overload]
-        org_fields=org_fields,  # type: ignore[arg-type]
-        kwh=dict(zip(orgs, zip(kwh[1:], kwh_rem[1:], strict=True), strict=True)),  # type: ignore[index]
-        co2=dict(zip(orgs, zip(co2[1:], co2_rem[1:], strict=True), strict=True)),  # type: ignore[index]
-        totals=totals,  # type: ignore[arg-type]
-        totals_remainder=totals_rem,  # type: ignore[arg-type]
-        by_provider=dict(zip(providers, by_provider[1:], strict=True)),  # type: ignore[index]
-        by_model=dict(zip(models, by_model[1:], strict=True)),  # type: ignore[index]
-        activity_sizes={label: int(n) for label, n in zip(LABELS, sizes, strict=True)},  # type: ignore[call-overload]
+        processed=processed,
+        invalid=invalid,
+        dropped_late=late,
+        last_ts=last_ts,
+        delay=delay,
+        delay_remainder=delay_rem,
+        active_orgs=int(active_orgs),
+        active_users=int(active_users),
+        org_fields=org_fields,
+        kwh=dict(zip(orgs, zip(kwh, kwh_rem, strict=True), strict=True)),
+        co2=dict(zip(orgs, zip(co2, co2_rem, strict=True), strict=True)),
+        totals=totals,
+        totals_remainder=totals_rem,
+        by_provider=dict(zip(providers, by_provider, strict=True)),
+        by_model=dict(zip(models, by_model, strict=True)),
+        activity_sizes={label: int(n) for label, n in zip(LABELS, sizes, strict=True)},
         today_index=today_index,
-        window_pairs=window_pairs,  # type: ignore[arg-type]
-        dropped_late_windows=late_windows,  # type: ignore[arg-type]
-        org_users=dict(zip(orgs, org_users[1:], strict=True)),  # type: ignore[index]
-        tokens=dict(zip(token_fields, zip(tokens[1:], tokens_rem[1:], strict=True), strict=True)),  # type: ignore[index]
-        provider_energy={p: (energy[2 * i], energy[2 * i + 1]) for i, p in enumerate(providers)},  # type: ignore[misc]
-        model_energy=dict(
-            zip(model_fields, zip(model_energy[1:], model_energy_rem[1:], strict=True), strict=True)  # type: ignore[index]
-        ),
+        window_pairs=window_pairs,
+        dropped_late_windows=late_windows,
+        org_users=dict(zip(orgs, org_users, strict=True)),
+        tokens=dict(zip(token_fields, zip(tokens, tokens_rem, strict=True), strict=True)),
+        provider_energy={p: (energy[2 * i], energy[2 * i + 1]) for i, p in enumerate(providers)},
+        model_energy=dict(zip(model_fields, zip(model_energy, model_energy_rem, strict=True), strict=True)),
     )
 
 

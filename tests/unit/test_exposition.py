@@ -1,7 +1,10 @@
+from collections.abc import Iterator
+
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 
-from streams.exposition import render
+from streams.exposition import RowsFamily, render
 from streams.lag import GroupLag, LagSnapshot, PartitionLag
 from streams.lag_metrics import LagCollector
 from streams.metrics import BusinessCollector
@@ -37,3 +40,33 @@ def test_render_is_byte_for_byte_generate_latest(orgs: list[str]) -> None:
     for c in collectors:
         registry.register(c)
     assert render(collectors) == generate_latest(registry)
+
+
+class _Rows:
+    def collect(self) -> Iterator[Metric]:
+        yield RowsFamily("c", "Counter\nwith \\ doc.", "counter", ("zeta", "alpha", "mid"), THREE_LABEL_ROWS)
+        yield RowsFamily("g", "Gauge.", "gauge", ("b", "a"), [(("x", '"y"'), 1e-9), (("\\", "\n"), -3)])
+        yield RowsFamily("one", "One label.", "gauge", ("org_id",), [((o,), 0.5) for o in TRICKY])
+        yield RowsFamily("none", "No labels.", "gauge", (), [((), 7)])
+        yield RowsFamily("empty", "No rows.", "counter", ("org_id",), [])
+
+
+# Whole numbers either side of 1e6, where the text switches to exponents, big, negative and floats.
+VALUES = [0, 1, 999_999, 1_000_000, 1_234_567, 10**15, 2**53 + 1, -5, 0.1, 1e-9, 12345.678, float("inf"), True]
+THREE_LABEL_ROWS = [((f"z{i}", TRICKY[i % len(TRICKY)], "m"), v) for i, v in enumerate(VALUES)]
+
+
+def test_rows_families_render_as_generate_latest_does() -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Rows())
+    assert render([_Rows()]) == generate_latest(registry)
+    assert b'c_total{alpha="back\\\\slash",mid="m",zeta="z1"} 1.0\n' in render([_Rows()])
+
+
+def test_rows_family_samples_are_its_rows() -> None:
+    family = RowsFamily("c", "C.", "counter", ("org_id", "provider"), [(("o", "p"), 3)])
+    assert [(s.name, s.labels, s.value) for s in family.samples] == [("c_total", {"org_id": "o", "provider": "p"}, 3)]
+    with pytest.raises(ValueError, match="without _total"):
+        RowsFamily("c_total", "C.", "counter", (), [])
+    with pytest.raises(ValueError, match="counters and gauges"):
+        RowsFamily("h", "H.", "histogram", (), [])
