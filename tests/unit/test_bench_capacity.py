@@ -59,3 +59,14 @@ def test_state_seeds_what_it_claims() -> None:
     users = user_delta(range(10), orgs=4, day=day_name(29))
     assert len(users.users[day_name(29)]) == 10
     assert pair("org-00000001", "user-00000000005") in users.users["2026-01-30"]
+
+
+def test_each_run_is_judged_against_the_ceilings_around_it() -> None:
+    from bench.run import bracket
+    from bench.runners import Row
+
+    before = Row("ceiling", 2_000_000, 4.0, cpu_s=8.0, rss_mb=90)
+    after = Row("ceiling", 2_000_000, 8.0, cpu_s=10.0, rss_mb=95)
+    both = bracket(before, after)
+    assert (both.seconds, both.cpu_s, both.rss_mb) == (6.0, 9.0, 95)
+    assert round(both.events_per_s) == 333_333
