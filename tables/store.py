@@ -97,6 +97,10 @@ class WrongKeyType(Exception):
     """A key the batch writes holds another type: something else wrote it. Nothing was written."""
 
 
+# A lineage key per process start: expiry only costs one refused write and a full resend, so it need not
+# live as long as the day keys (up to a year), and keys of stopped processes go soon.
+LINEAGE_TTL_SECONDS = 3 * 86_400
+
 # Script replies other than 1 (written): refused for an offset, for a key's type, for the lineage.
 _CONFLICT, _WRONG_TYPE, _LINEAGE = 0, 2, 3
 
@@ -157,7 +161,7 @@ class RedisStore:
                 self._lineage_key,
                 self._lineage_expected or "",
                 written,
-                str(self.day_ttl_seconds),
+                str(min(self.day_ttl_seconds, LINEAGE_TTL_SECONDS)),
             ]
             try:
                 status, detail = await self._apply(keys=[self.keys.offsets], args=[orjson.dumps(payload_dict)])
