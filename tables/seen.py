@@ -51,10 +51,10 @@ class SeenCache:
             self.size -= len(users) + len(orgs)
 
     def learn(self, today_index: int, users: dict[str, set[str]], orgs: dict[str, set[str]]) -> None:
-        """Remember the members a write that Redis accepted has put into the recent days' sets."""
+        """Remember the members a write that Redis accepted has put into the recent days' sets (the store
+        prunes before it builds the write, so days out of range are only skipped here)."""
         if not today_index or self.max_entries <= 0:
             return
-        self.prune(today_index)
         for day in users.keys() | orgs.keys():
             if not self._cached(date.fromisoformat(day).toordinal(), today_index):
                 continue

@@ -38,6 +38,16 @@ REGRESSIONS = [
 SEARCH_BUDGET = 1_000
 
 
+def _first_violation() -> tuple[int, str] | None:
+    """The first of the search's schedules (as CI runs them) that the checker refuses, if any."""
+    for seed in range(SEARCH_BUDGET):
+        try:
+            simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)])
+        except Violation as exc:
+            return seed, str(exc)
+    return None
+
+
 @pytest.fixture(autouse=True)
 def _quiet() -> Iterator[None]:
     logging.disable(logging.CRITICAL)
@@ -83,13 +93,7 @@ def test_simulator_finds_a_batch_that_claims_what_it_does_not_contain(monkeypatc
             self._inflight = asyncio.create_task(self._apply(delta, moves))
 
     monkeypatch.setattr(tap.TapAgent, "process", claims_from_reloaded_offsets)
-    found = None
-    for seed in range(SEARCH_BUDGET):
-        try:
-            simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)])
-        except Violation as exc:
-            found = (seed, str(exc))
-            break
+    found = _first_violation()
     monkeypatch.setattr(tap.TapAgent, "process", original)
     assert found is not None, f"the reverted fix went unnoticed in {SEARCH_BUDGET} schedules"
     assert "claims" in found[1]
@@ -109,12 +113,6 @@ def test_simulator_finds_members_left_out_after_redis_lost_writes(monkeypatch: p
         return original(self, offkey, p)
 
     monkeypatch.setattr(SimRedis, "apply_payload", without_lineage_check)
-    found = None
-    for seed in range(SEARCH_BUDGET):
-        try:
-            simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)])
-        except Violation as exc:
-            found = (seed, str(exc))
-            break
+    found = _first_violation()
     assert found is not None, f"a cache trusted after lost writes went unnoticed in {SEARCH_BUDGET} schedules"
     assert "left out" in found[1]
