@@ -13,6 +13,8 @@ from typing import NamedTuple
 import orjson
 from orjson import JSONDecodeError, loads
 
+from streams.schema import ENRICHED_DECODER, MAX_CO2_KG, MAX_KWH, MAX_LABEL_CHARS, MAX_TOKENS, RAW_DECODER
+
 # The fixed set of rejection reasons: the `reason` label of ecomind_streams_events_invalid_total.
 NOT_UTF8 = "not_utf8"
 NOT_JSON = "not_json"
@@ -37,10 +39,6 @@ REASONS = (
     TOO_LARGE,
 )
 
-MAX_LABEL_CHARS = 256
-MAX_TOKENS = 10_000_000_000
-MAX_KWH = 1_000.0
-MAX_CO2_KG = 1_000.0
 # Epoch numbers at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
 EPOCH_MS_THRESHOLD = 100_000_000_000
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
@@ -121,9 +119,19 @@ def parse_enriched(payload: bytes | None, now_ms: int, max_future_ms: int, max_p
 
 def raw_tuple(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> RawTuple:
     """(org_id, user_id, provider, model, tokens_in, tokens_out, ts_ms), or Invalid with its reason."""
-    # The common case in two calls (_small_object inlined: raw events are half the stream); anything
-    # unusual goes through decode_object and the per-field checks, which name the reason.
+    # Three tiers, each only for what the one before refused: the schema (an event of exactly the
+    # contract's fields, decoded and bounded in C), orjson with one-pass checks (extra fields), and
+    # decode_object with the per-field checks, which name the reason.
     if payload is not None and len(payload) <= max_payload_bytes:
+        try:
+            e = RAW_DECODER.decode(payload)
+        except Exception:  # msgspec's errors, or UnicodeDecodeError: the next tier decides
+            pass
+        else:
+            ts = e.ts
+            if type(ts) is not int or not MIN_TS_MS <= ts <= now_ms + max_future_ms:
+                ts = parse_ts_ms(ts, now_ms, max_future_ms)
+            return (e.org_id, e.user_id, e.provider, e.model, e.tokens_in, e.tokens_out, ts)
         try:
             obj = loads(payload)
         except JSONDecodeError:
@@ -137,7 +145,17 @@ def raw_tuple(payload: bytes | None, now_ms: int, max_future_ms: int, max_payloa
 
 
 def enriched_tuple(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> EnrichedTuple:
-    """(raw tuple, kwh, co2_kg), or Invalid with its reason."""
+    """(raw tuple, kwh, co2_kg), or Invalid with its reason (the tiers of raw_tuple)."""
+    if payload is not None and len(payload) <= max_payload_bytes:
+        try:
+            e = ENRICHED_DECODER.decode(payload)
+        except Exception:
+            pass
+        else:
+            ts = e.ts
+            if type(ts) is not int or not MIN_TS_MS <= ts <= now_ms + max_future_ms:
+                ts = parse_ts_ms(ts, now_ms, max_future_ms)
+            return (e.org_id, e.user_id, e.provider, e.model, e.tokens_in, e.tokens_out, ts), e.kwh, e.co2_kg
     obj = _small_object(payload, max_payload_bytes) or decode_object(payload, max_payload_bytes)
     raw = _fast_raw(obj, now_ms, max_future_ms)
     kwh, co2 = obj.get("kwh"), obj.get("co2_kg")
