@@ -49,7 +49,13 @@ class Topics:
     total: int
 
 
-def ceiling(t: Topics) -> Row:
+CEILING_NAMES = {
+    "orjson": "ceiling: bare aiokafka + orjson",
+    "schema": "bare aiokafka + EcoMind's msgspec schemas (not the ceiling)",
+}
+
+
+def ceiling(t: Topics, decoder: str = "orjson") -> Row:
     out = subprocess.run(
         [
             sys.executable,
@@ -61,6 +67,8 @@ def ceiling(t: Topics) -> Row:
             f"{t.raw},{t.enriched}",
             "--expect",
             str(t.total),
+            "--decoder",
+            decoder,
         ],
         check=True,
         capture_output=True,
@@ -68,7 +76,7 @@ def ceiling(t: Topics) -> Row:
         timeout=1800,
     )
     r = orjson.loads(out.stdout.strip().splitlines()[-1])
-    return Row("ceiling: bare aiokafka + orjson", int(r["events"]), r["seconds"], r["cpu_s"], r["rss_mb"])
+    return Row(CEILING_NAMES[decoder], int(r["events"]), r["seconds"], r["cpu_s"], r["rss_mb"])
 
 
 def naive_faust(t: Topics, workdir: Path, events: int) -> Row:

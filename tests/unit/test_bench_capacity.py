@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
+
+from bench.ceiling import decoders
 from bench.cost import CostRow, percent_of_core, table
 from bench.fleet import FleetRow
 from bench.run import every_run
@@ -50,6 +53,17 @@ def test_every_run_judges_the_worst_run() -> None:
     assert "MISSED" in every_run(ceilings, ours)
     assert "lowest 48%" in every_run(ceilings, ours)
     assert "met in every run" in every_run(ceilings[:2], ours[:2])
+    # A comparison without a goal reports each run and judges nothing.
+    line = every_run(ceilings, ours, goal=None, against="the schema consumer")
+    assert line == "EcoMind Streams vs the schema consumer: run 1: 56%, run 2: 53%, run 3: 48%."
+
+
+def test_the_schema_ceiling_decodes_each_topic_with_its_own_schema() -> None:
+    chosen = decoders("schema", ["raw", "enriched"])
+    raw = b'{"org_id":"o","user_id":"u","provider":"p","model":"m","tokens_in":1,"tokens_out":2,"ts":3}'
+    assert chosen["raw"](raw).tokens_out == 2  # type: ignore[attr-defined]
+    assert chosen["enriched"](raw[:-1] + b',"kwh":0.5,"co2_kg":0.25}').co2_kg == 0.25  # type: ignore[attr-defined]
+    assert decoders("orjson", ["raw", "enriched"])["enriched"](raw) == orjson.loads(raw)
 
 
 def test_state_seeds_what_it_claims() -> None:
