@@ -269,7 +269,8 @@ def parse_ts_ms(value: object, now_ms: int, max_future_ms: int) -> int:
     if isinstance(value, str):
         ts_ms = _iso_ms(value)
     elif isinstance(value, (int, float)):
-        if not math.isfinite(value):
+        # isfinite() of an int past a float's range raises OverflowError: only floats can be infinite.
+        if isinstance(value, float) and not math.isfinite(value):
             raise Invalid(NON_FINITE)
         ts_ms = int(value) if abs(value) >= EPOCH_MS_THRESHOLD else round(value * 1000)
     else:

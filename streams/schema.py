@@ -21,6 +21,7 @@ MAX_CO2_KG = 1_000.0
 
 Label = Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS)]
 Tokens = Annotated[int, Meta(ge=0, le=MAX_TOKENS)]
+EpochInt = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 # gc=False: a batch holds tens of thousands of these at once, and they can hold no cycle.
@@ -33,8 +34,10 @@ class RawShape(Struct, gc=False, forbid_unknown_fields=True):
     model: Label
     tokens_in: Tokens
     tokens_out: Tokens
-    # ISO-8601 text or epoch seconds/milliseconds: streams.events.parse_ts_ms reads and bounds it.
-    ts: int | float | str
+    # ISO-8601 text or epoch seconds/milliseconds: streams.events.parse_ts_ms reads and bounds it. An
+    # integer past 64 bits is refused here: orjson reads one as a float (infinite past 1.8e308), so the
+    # orjson tier must be the one to answer for it.
+    ts: EpochInt | float | str
 
 
 class EnrichedShape(RawShape, gc=False, forbid_unknown_fields=True):

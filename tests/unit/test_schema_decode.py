@@ -161,9 +161,13 @@ KIND = {name: "label" for name in RAW_FIELDS[:4]} | {
 _NUMBERS_OF_ANOTHER_KIND = [True, False, None, "1", 1.0]
 BOUNDS: dict[str, list[object]] = {
     "label": ["", "a" * (MAX_LABEL_CHARS + 1), "😀" * MAX_LABEL_CHARS, "😀" * (MAX_LABEL_CHARS + 1), 1, None, True],
-    "tokens": [-1, 0, MAX_TOKENS, MAX_TOKENS + 1, 2**64, *_NUMBERS_OF_ANOTHER_KIND],
-    "ts": [946_684_799_999, 946_684_800_000, NOW_MS + FUTURE_MS, NOW_MS + FUTURE_MS + 1, True, None, "", 1.5e9],
-    "amount": [-0.5, -1e-9, -0.0, 0, MAX_KWH, MAX_KWH + 1e-9, MAX_KWH + 1, True, None, "1", 10**30],
+    "tokens": [-1, 0, MAX_TOKENS, MAX_TOKENS + 1, 2**64, 10**309, *_NUMBERS_OF_ANOTHER_KIND],
+    "ts": [
+        *(946_684_799_999, 946_684_800_000, NOW_MS + FUTURE_MS, NOW_MS + FUTURE_MS + 1, True, None, "", 1.5e9),
+        # Integers past 64 bits and past a float's range (orjson reads them as floats, or infinity).
+        *(2**63 - 1, 2**63, -(2**63) - 1, 10**30, 10**308, 10**309, -(10**309), 10**400),
+    ],
+    "amount": [-0.5, -1e-9, -0.0, 0, MAX_KWH, MAX_KWH + 1e-9, MAX_KWH + 1, True, None, "1", 10**30, 10**309],
 }
 
 
@@ -260,3 +264,26 @@ def test_each_bound_of_each_field(kind: str, name: str, value: object) -> None:
     payload = json.dumps(body, ensure_ascii=False).encode()
     fast, reference = (fast_raw, reference_raw) if kind == "raw" else (fast_enriched, reference_enriched)
     assert outcome(fast, payload, 65_536) == outcome(reference, payload, 65_536)
+
+
+def test_values_at_the_bounds_take_the_schema_path() -> None:
+    """A schema bound stricter than the contract would only send good events to the slow path: the
+    answers stay right, so the tests above cannot see it. The largest and smallest valid values must
+    decode by the schema."""
+    at_bounds = {
+        "org_id": "😀" * MAX_LABEL_CHARS,
+        "user_id": "a" * MAX_LABEL_CHARS,
+        "provider": "p",
+        "model": "m",
+        "tokens_in": MAX_TOKENS,
+        "tokens_out": 0,
+        "ts": 946_684_800_000,
+    }
+    for value in (at_bounds, {**at_bounds, "tokens_in": 0, "tokens_out": MAX_TOKENS, "ts": NOW_MS + FUTURE_MS}):
+        payload = json.dumps(value, ensure_ascii=False).encode()
+        assert RAW_DECODER.decode(payload).tokens_in == value["tokens_in"]
+        assert raw_tuple(payload, NOW_MS, FUTURE_MS, 65_536)[6] == value["ts"]
+        for kwh, co2 in ((MAX_KWH, MAX_CO2_KG), (0, 0.0)):
+            enriched = json.dumps({**value, "kwh": kwh, "co2_kg": co2}, ensure_ascii=False).encode()
+            decoded = ENRICHED_DECODER.decode(enriched)
+            assert (decoded.kwh, decoded.co2_kg) == (kwh, co2)
