@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from streams.calendar import DayCalendar
 from streams.events import Invalid, enriched_tuple, raw_tuple
-from streams.fold_chunk import clean, enriched_sums, raw_sums
-from streams.schema import ENRICHED_DECODER, RAW_DECODER
 from tables.delta import DELAY_BOUNDS_MS, MAX_DELAY_MS, NANO, Delta, Record, Rejection, pair
 from tables.keys import WINDOW_DAYS
 
@@ -37,19 +35,7 @@ class FoldContext:
         self.today_index = self.calendar.today_index(self.now_ms)
 
 
-def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldContext) -> None:
-    delta.today_index = ctx.today_index
-    chunk = clean(records, RAW_DECODER.decode, ctx)
-    if chunk is None:
-        fold_raw_each(delta, topic, records, ctx)
-        return
-    combos, per_org, pairs = raw_sums(chunk)
-    newest = max(delta.last_ts_ms.get(topic, -1), chunk.newest_ms)
-    _finish_raw(delta, topic, combos, {chunk.day: per_org}, {chunk.day: pairs}, (len(records), 0, 0, newest))
-
-
-def fold_raw_each(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldContext) -> None:
-    """The per-event fold: any chunk, whatever it holds."""
+def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldContext) -> None:
     now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
     oldest_kept_ms, oldest_window_ms = ctx.oldest_kept_ms, ctx.oldest_window_ms
     delta.today_index = ctx.today_index
@@ -100,19 +86,6 @@ def fold_raw_each(delta: Delta, topic: str, records: Iterable[Record], ctx: Fold
                 tokens[1] += t_out
         else:
             orgs.add(org)
-    _finish_raw(delta, topic, combos, kept_days, users_by_day, (valid, late, late_windows, newest))
-
-
-def _finish_raw(
-    delta: Delta,
-    topic: str,
-    combos: Mapping[tuple[str, str, str], int],
-    kept_days: dict[str, dict[str, list[int]]],
-    users_by_day: dict[str, set[tuple[str, str]]],
-    counts: tuple[int, int, int, int],
-) -> None:
-    """Both folds' partial sums into the Delta. `counts`: valid, late, late for the windows, newest."""
-    valid, late, late_windows, newest = counts
     ingested, calls = delta.ingested, delta.calls
     for (org, provider, model), n in combos.items():
         org_key = f"{len(org)}:{org}"  # pair(org, x) == org_key + x
@@ -133,18 +106,7 @@ def _finish_raw(
     _close(delta, topic, valid, late, newest)
 
 
-def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldContext) -> None:
-    chunk = clean(records, ENRICHED_DECODER.decode, ctx)
-    if chunk is None:
-        fold_enriched_each(delta, topic, records, ctx)
-        return
-    amounts, delay_sum_ms = enriched_sums(chunk, records, delta.delay_buckets)
-    newest = max(delta.last_ts_ms.get(topic, -1), chunk.newest_ms)
-    _finish_enriched(delta, topic, {chunk.day: amounts}, (len(records), 0, delay_sum_ms, newest))
-
-
-def fold_enriched_each(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldContext) -> None:
-    """The per-event fold: any chunk, whatever it holds."""
+def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldContext) -> None:
     now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
     oldest_kept_ms = ctx.oldest_kept_ms
     buckets = delta.delay_buckets
@@ -187,17 +149,6 @@ def fold_enriched_each(delta: Delta, topic: str, records: Iterable[Record], ctx:
         else:
             found[0] += kwh_nano
             found[1] += co2_nano
-    _finish_enriched(delta, topic, by_day, (valid, late, delay_sum_ms, newest))
-
-
-def _finish_enriched(
-    delta: Delta,
-    topic: str,
-    by_day: Mapping[str, Mapping[tuple[str, str, str], list[int]]],
-    counts: tuple[int, int, int, int],
-) -> None:
-    """Both folds' partial sums into the Delta. `counts`: valid, late, the delays' sum, newest."""
-    valid, late, delay_sum_ms, newest = counts
     for day, sums in by_day.items():
         kwh = delta.kwh_nano.setdefault(day, Counter())
         co2 = delta.co2_nano.setdefault(day, Counter())
