@@ -60,6 +60,12 @@ def _prometheus(workdir: Path, targets: dict[str, str]) -> tuple[Server, int]:
     return server, port
 
 
+def _nothing_pending(port: int) -> bool:
+    alerts = _alerts(port)
+    assert alerts == [], alerts  # wait_until keeps the last list for its timeout message
+    return True
+
+
 def _ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as resp:
@@ -107,7 +113,9 @@ def test_a_healthy_start_of_the_compose_stack_fires_nothing(  # type: ignore[no-
             time.sleep(5)
         assert firing_seen == [], firing_seen
         # Settled: nothing pending either, every target up, both replicas ready, one exporting, events flowing.
-        assert _alerts(prom_port) == []
+        # A pending state may blink on while the stack starts (the worker group's lag trend over its first
+        # minutes, on this 2-core machine running the whole stack); one on its way to firing stays pending.
+        wait_until(lambda: _nothing_pending(prom_port), 90, 5, what="no alert pending")
         up = {r["metric"]["instance"]: r["value"][1] for r in _api(prom_port, "query", query="up")["result"]}
         assert up == {t: "1" for t in targets.values()}
         for expr, want in (
