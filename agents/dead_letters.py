@@ -48,7 +48,7 @@ def headers_for(rejection: Rejection) -> list[tuple[str, bytes]]:
     return [
         ("ecomind.reason", rejection.reason.encode()),
         ("ecomind.source.topic", rejection.topic.encode()),
-        ("ecomind.source.partition", str(rec.partition).encode()),
+        ("ecomind.source.partition", str(rejection.partition).encode()),
         ("ecomind.source.offset", str(rec.offset).encode()),
         ("ecomind.source.timestamp_ms", str(rec.timestamp).encode()),
         ("ecomind.source.value_bytes", str(size).encode()),
@@ -117,10 +117,10 @@ class DeadLetters:
             reason,
             len(rejections),
             first.topic,
-            first.record.partition,
+            first.partition,
             first.record.offset,
             last.topic,
-            last.record.partition,
+            last.partition,
             last.record.offset,
         )
 

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from agents.bulk_fetch import TapKafkaConsumer
 from streams.settings import Settings
 
 REDIS_TIMEOUT_S = 5
@@ -31,7 +32,7 @@ def redis_client(settings: Settings) -> aioredis.Redis:
 
 
 def tap_consumer(settings: Settings, replica_id: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
+    return TapKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.app_id,
         client_id=f"{settings.app_id}-{replica_id}",

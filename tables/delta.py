@@ -31,9 +31,6 @@ class Record(Protocol):
     @property
     def offset(self) -> int: ...
 
-    @property
-    def partition(self) -> int: ...
-
 
 def pair(a: str, b: str) -> str:
     """Unambiguous key for two strings, whatever characters they hold."""
@@ -51,6 +48,8 @@ class Rejection:
     topic: str
     reason: str
     record: Record
+    # The fold sees records without their partition (aiokafka's C records carry none); the tap sets it.
+    partition: int = -1
 
 
 @dataclass

@@ -1,0 +1,204 @@
+"""The bulk record path against aiokafka's own, on generated logs: the same records, the same positions.
+
+Each log mixes plain batches, committed and aborted transactions with their markers, compressed
+batches and a fetch offset anywhere, even inside a batch (the broker answers from the batch's start).
+Both paths read it through aiokafka's FetchResult with the same sequence of `max_records`, and every
+call must return the same records and leave the same position.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiokafka.consumer.fetcher import READ_COMMITTED, READ_UNCOMMITTED, FetchResult, PartitionRecords
+from aiokafka.errors import CorruptRecordException
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.record.util import calc_crc32c
+from aiokafka.structs import TopicPartition
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.bulk_fetch import BulkRecords, bulk_supported, take_over
+
+TP = TopicPartition("events.raw", 3)
+CONTROL_FLAG = 0x20  # attributes bit 5: a control batch
+GZIP = 1
+
+
+def _batch(
+    base: int,
+    values: list[bytes],
+    producer: int = -1,
+    transactional: bool = False,
+    codec: int = 0,
+    key: bytes | None = None,
+) -> bytes:
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=codec,
+        is_transactional=int(transactional),
+        producer_id=producer,
+        producer_epoch=0 if producer >= 0 else -1,
+        base_sequence=-1,
+        batch_size=10**7,
+    )
+    for i, value in enumerate(values):
+        record_key = key if key is not None else b"k%d" % (base + i)
+        builder.append(i, timestamp=1_700_000_000_000 + base + i, key=record_key, value=value, headers=[])
+    data = bytearray(builder.build())
+    struct.pack_into(">q", data, 0, base)
+    return bytes(data)
+
+
+def _marker(base: int, producer: int, commit: bool) -> bytes:
+    """A transaction marker: a control batch whose one record's key says commit (1) or abort (0)."""
+    key = struct.pack(">hh", 0, 1 if commit else 0)
+    data = bytearray(_batch(base, [struct.pack(">hi", 0, 0)], producer, transactional=True, key=key))
+    attributes = struct.unpack_from(">h", data, 21)[0] | CONTROL_FLAG
+    struct.pack_into(">h", data, 21, attributes)
+    struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))  # the CRC covers the attributes on
+    return bytes(data)
+
+
+@dataclass
+class Log:
+    batches: list[bytes] = field(default_factory=list)
+    aborted: list[tuple[int, int]] = field(default_factory=list)  # (producer id, first offset)
+    end: int = 0
+
+
+@st.composite
+def logs(draw: Any) -> Log:
+    log = Log()
+    for _ in range(draw(st.integers(1, 8))):
+        kind = draw(st.sampled_from(["plain", "commit", "abort"]))
+        n = draw(st.integers(1, 5))
+        values = [b"v%d" % (log.end + i) for i in range(n)]
+        codec = draw(st.sampled_from([0, GZIP]))
+        if kind == "plain":
+            log.batches.append(_batch(log.end, values, codec=codec))
+            log.end += n
+            continue
+        producer = draw(st.integers(1, 2))
+        first = log.end
+        log.batches.append(_batch(log.end, values, producer, transactional=True, codec=codec))
+        log.end += n
+        if kind == "abort":
+            log.aborted.append((producer, first))
+        log.batches.append(_marker(log.end, producer, commit=kind == "commit"))
+        log.end += 1
+    return log
+
+
+class _State:
+    def __init__(self, position: int) -> None:
+        self.paused = False
+        self.position = position
+
+    def consumed_to(self, position: int) -> None:
+        self.position = position
+
+
+class _Assignment:
+    active = True
+
+    def __init__(self, position: int) -> None:
+        self.state = _State(position)
+
+    def state_value(self, tp: TopicPartition) -> _State:
+        return self.state
+
+
+def _fetch(log: Log, fetch_offset: int, isolation: int) -> tuple[FetchResult, _Assignment]:
+    """What the broker answers a fetch at `fetch_offset`: every batch that ends after it, whole."""
+    batches = []
+    base = 0
+    for data in log.batches:
+        count = struct.unpack_from(">i", data, 23)[0] + 1  # lastOffsetDelta + 1
+        if base + count > fetch_offset:
+            batches.append(data)
+        base += count
+    records = PartitionRecords(
+        TP, MemoryRecords(b"".join(batches)), list(log.aborted), fetch_offset, None, None, True, isolation
+    )
+    assignment = _Assignment(fetch_offset)
+    return FetchResult(TP, assignment=assignment, partition_records=records, backoff=0), assignment
+
+
+def _fields(records: list[Any]) -> list[tuple[Any, ...]]:
+    return [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for r in records]
+
+
+def _read(result: FetchResult, assignment: _Assignment, takes: list[int | None]) -> list[tuple[Any, ...]]:
+    steps = []
+    for n in takes:
+        got = result.getall(n) if result.has_more() else []
+        steps.append((_fields(got), assignment.state.position, result.has_more()))
+    return steps
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    log=logs(),
+    data=st.data(),
+    isolation=st.sampled_from([READ_COMMITTED, READ_UNCOMMITTED]),
+    takes=st.lists(st.one_of(st.none(), st.integers(1, 7)), min_size=1, max_size=8),
+)
+def test_bulk_path_returns_what_aiokafka_returns_and_moves_alike(
+    log: Log, data: Any, isolation: int, takes: list[int | None]
+) -> None:
+    fetch_offset = data.draw(st.integers(0, log.end))
+    theirs = _read(*_fetch(log, fetch_offset, isolation), takes)
+    result, assignment = _fetch(log, fetch_offset, isolation)
+    assert take_over({TP: result}) == 1
+    assert isinstance(result._partition_records, BulkRecords)
+    assert _read(result, assignment, takes) == theirs
+
+
+def test_generated_logs_hold_what_the_comparison_needs() -> None:
+    """The generator reaches what matters: aborted records are dropped, markers move the position."""
+    log = Log()
+    log.batches = [_batch(0, [b"a", b"b"]), _batch(2, [b"x"], 1, transactional=True), _marker(3, 1, commit=False)]
+    log.aborted = [(1, 2)]
+    log.batches.append(_batch(4, [b"c"], codec=GZIP))
+    log.batches.append(_batch(5, [b"d"], 2, transactional=True))
+    log.batches.append(_marker(6, 2, commit=True))
+    result, assignment = _fetch(log, 1, READ_COMMITTED)
+    take_over({TP: result})
+    got = result.getall(None)
+    assert [(r.offset, r.value) for r in got] == [(1, b"b"), (4, b"c"), (5, b"d")]
+    assert assignment.state.position == 7  # past the commit marker
+    assert not result.has_more()
+
+
+def test_a_batch_failing_its_crc_ends_the_result_at_its_start() -> None:
+    good, bad, after = _batch(0, [b"a", b"b"]), bytearray(_batch(2, [b"c"])), _batch(3, [b"d"])
+    bad[-1] ^= 0xFF
+    log = Log(batches=[good, bytes(bad), after], end=4)
+    theirs, their_assignment = _fetch(log, 0, READ_COMMITTED)
+    with pytest.raises(CorruptRecordException):
+        theirs.getall(None)
+    result, assignment = _fetch(log, 0, READ_COMMITTED)
+    take_over({TP: result})
+    assert [r.value for r in result.getall(None)] == [b"a", b"b"]
+    assert assignment.state.position == 2  # the fetcher asks for the bad batch again
+    assert their_assignment.state.position == 0  # aiokafka raised before moving
+
+
+def test_a_result_aiokafka_started_reading_is_left_to_it() -> None:
+    log = Log(batches=[_batch(0, [b"a", b"b", b"c"])], end=3)
+    result, assignment = _fetch(log, 0, READ_COMMITTED)
+    assert [r.value for r in result.getall(1)] == [b"a"]
+    assert take_over({TP: result, TopicPartition("other", 0): ValueError("an error result")}) == 0
+    assert [r.value for r in result.getall(None)] == [b"b", b"c"]
+    assert assignment.state.position == 3
+
+
+def test_only_the_checked_aiokafka_version_takes_the_bulk_path() -> None:
+    assert bulk_supported("0.14.0")
+    assert not bulk_supported("0.15.0")
+    assert bulk_supported()  # the locked version: if this fails, re-check agents/bulk_fetch.py against it
