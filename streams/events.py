@@ -132,6 +132,12 @@ def raw_tuple(payload: bytes | None, now_ms: int, max_future_ms: int, max_payloa
             if type(ts) is not int or not MIN_TS_MS <= ts <= now_ms + max_future_ms:
                 ts = parse_ts_ms(ts, now_ms, max_future_ms)
             return (e.org_id, e.user_id, e.provider, e.model, e.tokens_in, e.tokens_out, ts)
+    return raw_beyond_schema(payload, now_ms, max_future_ms, max_payload_bytes)
+
+
+def raw_beyond_schema(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> RawTuple:
+    """raw_tuple for a payload the schema refused: the orjson tier, then the checks that name a reason."""
+    if payload is not None and len(payload) <= max_payload_bytes:
         try:
             obj = loads(payload)
         except JSONDecodeError:
@@ -156,6 +162,13 @@ def enriched_tuple(payload: bytes | None, now_ms: int, max_future_ms: int, max_p
             if type(ts) is not int or not MIN_TS_MS <= ts <= now_ms + max_future_ms:
                 ts = parse_ts_ms(ts, now_ms, max_future_ms)
             return (e.org_id, e.user_id, e.provider, e.model, e.tokens_in, e.tokens_out, ts), e.kwh, e.co2_kg
+    return enriched_beyond_schema(payload, now_ms, max_future_ms, max_payload_bytes)
+
+
+def enriched_beyond_schema(
+    payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int
+) -> EnrichedTuple:
+    """enriched_tuple for a payload the schema refused (the tiers of raw_beyond_schema)."""
     obj = _small_object(payload, max_payload_bytes) or decode_object(payload, max_payload_bytes)
     raw = _fast_raw(obj, now_ms, max_future_ms)
     kwh, co2 = obj.get("kwh"), obj.get("co2_kg")

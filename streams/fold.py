@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from streams.calendar import DayCalendar
-from streams.events import Invalid, enriched_tuple, raw_tuple
+from streams.events import MIN_TS_MS, Invalid, enriched_beyond_schema, parse_ts_ms, raw_beyond_schema
+from streams.schema import ENRICHED_DECODER, RAW_DECODER
 from tables.delta import DELAY_BOUNDS_MS, MAX_DELAY_MS, NANO, Delta, Record, Rejection, pair
 from tables.keys import WINDOW_DAYS
+
+_RECORD_TS = attrgetter("timestamp")
 
 
 @dataclass
@@ -35,16 +39,17 @@ class FoldContext:
         self.today_index = self.calendar.today_index(self.now_ms)
 
 
-def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldContext) -> None:
+def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldContext) -> None:
     now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
     oldest_kept_ms, oldest_window_ms = ctx.oldest_kept_ms, ctx.oldest_window_ms
+    decode, newest_ts_ms = RAW_DECODER.decode, now_ms + max_future_ms
     delta.today_index = ctx.today_index
     # One dict lookup per event: a count per (org, provider, model), and per kept day one entry per org
     # holding its tokens. The labelled families, the day's orgs and token totals are derived after the
     # loop from far fewer keys (the profile that showed this: docs/performance.md).
     combos: dict[tuple[str, str, str], int] = {}
     valid = late = late_windows = 0
-    newest = delta.last_ts_ms.get(topic, -1)
+    newest = max(delta.last_ts_ms.get(topic, -1), max(map(_RECORD_TS, records), default=-1))
     day_start_ms = day_end_ms = 0
     kept = False
     per_org: dict[str, list[int]] = {}  # kept day: org -> [tokens in, tokens out]
@@ -52,13 +57,33 @@ def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldConte
     orgs, users = set[str](), set[tuple[str, str]]()
     users_by_day: dict[str, set[tuple[str, str]]] = {}
     for rec in records:
-        if rec.timestamp > newest:
-            newest = rec.timestamp
+        # streams.events.raw_tuple, inlined: its call and its tuple were a tenth of the fold
+        # (docs/performance.md); tests/unit/test_fold_decode.py holds the two to the same answers.
+        payload = rec.value
         try:
-            org, user, provider, model, t_in, t_out, ts_ms = raw_tuple(rec.value, now_ms, max_future_ms, max_bytes)
-        except Invalid as exc:
-            _reject(delta, topic, exc.reason, rec)
-            continue
+            if payload is None or len(payload) > max_bytes:
+                raise ValueError
+            e = decode(payload)
+        except Exception:
+            try:
+                org, user, provider, model, t_in, t_out, ts_ms = raw_beyond_schema(
+                    payload, now_ms, max_future_ms, max_bytes
+                )
+            except Invalid as exc:
+                _reject(delta, topic, exc.reason, rec)
+                continue
+        else:
+            ts = e.ts
+            if type(ts) is int and MIN_TS_MS <= ts <= newest_ts_ms:
+                ts_ms = ts
+            else:
+                try:
+                    ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
+                except Invalid as exc:
+                    _reject(delta, topic, exc.reason, rec)
+                    continue
+            org, user, provider, model = e.org_id, e.user_id, e.provider, e.model
+            t_in, t_out = e.tokens_in, e.tokens_out
         valid += 1
         key = (org, provider, model)
         combos[key] = combos.get(key, 0) + 1
@@ -106,27 +131,43 @@ def fold_raw(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldConte
     _close(delta, topic, valid, late, newest)
 
 
-def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: FoldContext) -> None:
+def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldContext) -> None:
     now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
     oldest_kept_ms = ctx.oldest_kept_ms
+    decode, newest_ts_ms = ENRICHED_DECODER.decode, now_ms + max_future_ms
     buckets = delta.delay_buckets
     valid = late = delay_sum_ms = 0
-    newest = delta.last_ts_ms.get(topic, -1)
+    newest = max(delta.last_ts_ms.get(topic, -1), max(map(_RECORD_TS, records), default=-1))
     day_start_ms = day_end_ms = 0
     # One dict lookup per event: per day, (org, provider, model) -> [kWh, CO2] in units of 1e-9; the
     # per-org and per-model sums are derived after the loop.
     amounts: dict[tuple[str, str, str], list[int]] = {}
     by_day: dict[str, dict[tuple[str, str, str], list[int]]] = {}
     for rec in records:
-        if rec.timestamp > newest:
-            newest = rec.timestamp
+        payload = rec.value  # streams.events.enriched_tuple, inlined as in fold_raw
         try:
-            raw, kwh_amount, co2_amount = enriched_tuple(rec.value, now_ms, max_future_ms, max_bytes)
-        except Invalid as exc:
-            _reject(delta, topic, exc.reason, rec)
-            continue
+            if payload is None or len(payload) > max_bytes:
+                raise ValueError
+            e = decode(payload)
+        except Exception:
+            try:
+                raw, kwh_amount, co2_amount = enriched_beyond_schema(payload, now_ms, max_future_ms, max_bytes)
+            except Invalid as exc:
+                _reject(delta, topic, exc.reason, rec)
+                continue
+            org, provider, model, ts_ms = raw[0], raw[2], raw[3], raw[6]
+        else:
+            ts = e.ts
+            if type(ts) is int and MIN_TS_MS <= ts <= newest_ts_ms:
+                ts_ms = ts
+            else:
+                try:
+                    ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
+                except Invalid as exc:
+                    _reject(delta, topic, exc.reason, rec)
+                    continue
+            org, provider, model, kwh_amount, co2_amount = e.org_id, e.provider, e.model, e.kwh, e.co2_kg
         valid += 1
-        ts_ms = raw[6]
         delay_ms = rec.timestamp - ts_ms
         if delay_ms < 0:
             delay_ms = 0
@@ -140,7 +181,7 @@ def fold_enriched(delta: Delta, topic: str, records: Iterable[Record], ctx: Fold
         if not day_start_ms <= ts_ms < day_end_ms:
             day_start_ms, day_end_ms, day = ctx.calendar.day_span(ts_ms)
             amounts = by_day.setdefault(day, {})
-        key = (raw[0], raw[2], raw[3])
+        key = (org, provider, model)
         # Each event's amount is rounded to 1e-9 on its own, so totals do not depend on batching.
         kwh_nano, co2_nano = round(kwh_amount * NANO), round(co2_amount * NANO)
         found = amounts.get(key)
