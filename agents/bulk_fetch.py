@@ -2,18 +2,19 @@
 
 aiokafka hands every fetched record through a Python generator that builds a `ConsumerRecord` for it:
 in the benchmark's profile that was a quarter of the sidecar's CPU, about three times what parsing the
-same record batches in C costs (docs/performance.md). The tap reads three fields of each record. So,
-before each `getmany`, every partition result nobody has started reading is parsed batch by batch into
-aiokafka's own C record objects (`offset`, `timestamp`, `key`, `value`, `headers`; no `topic` or
-`partition`, which the batch's key gives), under the rules of aiokafka's `PartitionRecords`: CRC check,
-aborted transactions and control batches skipped, records before the fetch offset dropped, and the same
-position reported at every step. `getmany` itself, its waits, rebalances and seeks stay aiokafka's.
+same record batches in C costs (`python -m bench.records`, docs/performance.md). The tap reads three
+fields of each record. So, before each `getmany`, every partition result nobody has started reading is
+handed to a BulkRecords, which parses it batch by batch, as it is read, into aiokafka's own C record
+objects (`offset`, `timestamp`, `key`, `value`, `headers`; no `topic` or `partition`, which the batch's
+key gives), under the rules of aiokafka's `PartitionRecords`: CRC check, aborted transactions and
+control batches skipped, records before the fetch offset dropped, and the same position reported at
+every step. `getmany` itself, its waits, rebalances and seeks stay aiokafka's; if it raises, every
+position it moved is put back, so that records collected before the error are fetched again.
 
 This reads aiokafka internals, so it runs only on the aiokafka version it was checked against
 (`CHECKED_AIOKAFKA`; tests/unit/test_bulk_fetch.py holds both paths to the same records and positions
 on generated logs); with any other version the consumer is aiokafka's, unchanged.
 """
-
 from __future__ import annotations
 
 import inspect
@@ -26,11 +27,9 @@ from typing import Any
 import aiokafka
 from aiokafka import AIOKafkaConsumer
 from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult, PartitionRecords
-
-from streams.ratelog import RateLimitedLog
+from aiokafka.errors import CorruptRecordException
 
 log = logging.getLogger(__name__)
-_corrupt = RateLimitedLog(log, interval_s=60.0)
 CHECKED_AIOKAFKA = frozenset({"0.14.0"})
 
 
@@ -41,81 +40,87 @@ def bulk_supported(version: str | None = None) -> bool:
 class BulkRecords:
     """Stands in for a PartitionRecords: what FetchResult uses of it is iteration and `next_fetch_offset`.
 
-    The batches are parsed when iteration starts (a partition whose turn does not come within a
-    getmany's `max_records` stays unparsed, as with aiokafka). Iteration then runs in C (a list iterator
-    chained to a marker that notes the end), and the position is derived when asked: the fetch offset
-    before anything was taken, the offset after the last record taken, and once the end was reached,
-    the offset after the last batch, past trailing markers and aborted batches, as aiokafka reports it.
+    Batches are parsed one at a time as iteration reaches them, each into a list whose iterator the
+    chain then runs in C; the position is derived when asked, as aiokafka's generator would report it:
+    the fetch offset before anything was taken, the offset after the last record taken, and once the
+    end was reached, the offset after the last batch, past trailing markers and aborted batches.
     """
 
-    __slots__ = ("_done", "_end", "_iter", "_left", "_records", "_source", "_start")
+    __slots__ = ("_batch", "_before", "_done", "_end", "_iter", "_records", "_source", "_start", "_yielded")
 
     def __init__(self, source: PartitionRecords) -> None:
-        self._source: PartitionRecords | None = source
+        self._source = source
         self._start: int = source.next_fetch_offset
         self._end: int = self._start
+        self._before: int = self._start  # the position before the batch being read
         self._records: list[Any] = []
-        self._left = iter(self._records)
-        self._iter: Iterator[Any] = self._left
+        self._batch: Iterator[Any] = iter(self._records)
+        self._yielded = False
         self._done = False
+        self._iter = chain(chain.from_iterable(self._batches()), self._finish())
 
-    def _parse(self) -> Iterator[Any]:
-        if self._source is not None:
-            self._records, self._end = parse(self._source)
-            self._source = None
-            self._left = iter(self._records)
-            self._iter = chain(self._left, self._finish())
-        return self._iter
+    def _batches(self) -> Iterator[Iterator[Any]]:
+        pr, offset = self._source, self._start
+        try:
+            for records, offset_after in parse(pr, offset):
+                if records:
+                    self._before, self._records, self._batch = offset, records, iter(records)
+                    self._yielded = True
+                    yield self._batch
+                offset = offset_after
+            self._end = offset
+        except Exception:
+            # Nothing read from this result yet: the error goes to getmany's caller (TapKafkaConsumer
+            # puts every position back) and the position stays, so the result is fetched again, as
+            # aiokafka does. Otherwise the records before the bad batch stand and the position stops at
+            # its start: the next fetch begins with it and raises there.
+            self._end = offset
+            if not self._yielded:
+                raise
+            log.warning("%s: record batch at offset %d unreadable; delivering up to it", pr._tp, offset)
 
     def _finish(self) -> Iterator[Any]:
         self._done = True
         yield from ()
 
     def __iter__(self) -> Iterator[Any]:
-        return self._parse()
+        return self._iter
 
     def __next__(self) -> Any:
-        return next(self._parse())
+        return next(self._iter)
 
     @property
     def next_fetch_offset(self) -> int:
         if self._done:
             return self._end
-        taken = len(self._records) - length_hint(self._left)
-        return int(self._records[taken - 1].offset) + 1 if taken else self._start
+        taken = len(self._records) - length_hint(self._batch)
+        return int(self._records[taken - 1].offset) + 1 if taken else self._before
 
 
-def parse(pr: PartitionRecords) -> tuple[list[Any], int]:
-    """The records of a PartitionRecords nobody has read, and the offset after them (its `_unpack_records`).
-
-    A batch failing its CRC ends the result there: the records before it are delivered and the position
-    stops at its start, so the fetcher reads it again, as aiokafka does after raising.
-    """
+def parse(pr: PartitionRecords, offset: int) -> Iterator[tuple[list[Any], int]]:
+    """The records of each batch of a PartitionRecords nobody has read, and the offset after it, by the
+    rules of aiokafka's `_unpack_records`; a batch failing its CRC raises CorruptRecordException there."""
     memory = pr._records
-    offset = pr.next_fetch_offset
     read_committed = pr._isolation_level == READ_COMMITTED
-    out: list[Any] = []
     while memory.has_next():
         batch = memory.next_batch()
         if pr._check_crcs and not batch.validate_crc():
-            _corrupt.warning(f"{pr._tp}", "%s: record batch at offset %d failed its CRC; fetched again", pr._tp, offset)
-            break
+            raise CorruptRecordException(f"Invalid CRC - {pr._tp}")
         if read_committed and batch.producer_id is not None:
             pr._consume_aborted_up_to(batch.base_offset)
             if batch.is_control_batch and pr._contains_abort_marker(batch):
                 pr._aborted_producers.discard(batch.producer_id)
             if batch.is_transactional and batch.producer_id in pr._aborted_producers:
-                offset = batch.next_offset
+                yield [], batch.next_offset
                 continue
         if batch.is_control_batch:
-            offset = batch.next_offset
+            yield [], batch.next_offset
             continue
         records = list(batch)
         if records and records[0].offset < offset:  # the broker answers from the start of the batch
             records = [r for r in records if r.offset >= offset]
-        out += records
+        yield records, batch.next_offset
         offset = batch.next_offset
-    return out, offset
 
 
 def take_over(results: dict[Any, Any]) -> int:
@@ -154,6 +159,32 @@ class TapKafkaConsumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka ship
 
     async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         fetcher = getattr(self, "_fetcher", None)
-        if self.bulk and fetcher is not None:
-            take_over(fetcher._records)
-        return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        if not self.bulk or fetcher is None:
+            return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        take_over(fetcher._records)
+        assignment, before = self._positions()
+        try:
+            return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        except Exception:
+            # aiokafka moves each partition's position as it collects its records, and an error in a later
+            # partition drops what was collected: put every position back so that those records are
+            # fetched again rather than skipped (the tap claims offsets from the records it receives).
+            self._restore(assignment, before)
+            raise
+
+    def _positions(self) -> tuple[Any, dict[Any, int]]:
+        subscription = self._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
+        if assignment is None:
+            return None, {}
+        states = ((tp, assignment.state_value(tp)) for tp in assignment.tps)
+        return assignment, {tp: state.position for tp, state in states if state.has_valid_position}
+
+    def _restore(self, assignment: Any, before: dict[Any, int]) -> None:
+        now_assignment, now = self._positions()
+        if assignment is None or now_assignment is not assignment:
+            return  # a rebalance came in between: the new assignment positions itself
+        for tp, position in before.items():
+            if now.get(tp, position) != position:
+                log.warning("%s: fetch failed after its records were collected; reading again from %d", tp, position)
+                self.seek(tp, position)

@@ -225,10 +225,7 @@ class TapAgent:
         for tp, records in batch.items():
             fold = fold_raw if tp.topic == s.raw_topic else fold_enriched
             for start in range(0, len(records), FOLD_CHUNK_RECORDS):
-                rejected = len(delta.rejections)
-                fold(delta, tp.topic, records[start : start + FOLD_CHUNK_RECORDS], ctx)
-                for r in delta.rejections[rejected:]:
-                    r.partition = tp.partition
+                fold(delta, tp.topic, records[start : start + FOLD_CHUNK_RECORDS], ctx, tp.partition)
                 # Let the loop breathe between chunks: the fetcher reads the next response meanwhile
                 # and a scrape is answered (docs/performance.md has the measurement).
                 await self.pause()

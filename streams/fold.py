@@ -39,7 +39,7 @@ class FoldContext:
         self.today_index = self.calendar.today_index(self.now_ms)
 
 
-def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldContext) -> None:
+def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldContext, partition: int = -1) -> None:
     now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
     oldest_kept_ms, oldest_window_ms = ctx.oldest_kept_ms, ctx.oldest_window_ms
     decode, newest_ts_ms = RAW_DECODER.decode, now_ms + max_future_ms
@@ -70,7 +70,7 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
                     payload, now_ms, max_future_ms, max_bytes
                 )
             except Invalid as exc:
-                _reject(delta, topic, exc.reason, rec)
+                _reject(delta, topic, exc.reason, rec, partition)
                 continue
         else:
             ts = e.ts
@@ -80,7 +80,7 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
                 try:
                     ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
                 except Invalid as exc:
-                    _reject(delta, topic, exc.reason, rec)
+                    _reject(delta, topic, exc.reason, rec, partition)
                     continue
             org, user, provider, model = e.org_id, e.user_id, e.provider, e.model
             t_in, t_out = e.tokens_in, e.tokens_out
@@ -131,7 +131,7 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
     _close(delta, topic, valid, late, newest)
 
 
-def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldContext) -> None:
+def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldContext, partition: int = -1) -> None:
     now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
     oldest_kept_ms = ctx.oldest_kept_ms
     decode, newest_ts_ms = ENRICHED_DECODER.decode, now_ms + max_future_ms
@@ -153,7 +153,7 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
             try:
                 raw, kwh_amount, co2_amount = enriched_beyond_schema(payload, now_ms, max_future_ms, max_bytes)
             except Invalid as exc:
-                _reject(delta, topic, exc.reason, rec)
+                _reject(delta, topic, exc.reason, rec, partition)
                 continue
             org, provider, model, ts_ms = raw[0], raw[2], raw[3], raw[6]
         else:
@@ -164,7 +164,7 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
                 try:
                     ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
                 except Invalid as exc:
-                    _reject(delta, topic, exc.reason, rec)
+                    _reject(delta, topic, exc.reason, rec, partition)
                     continue
             org, provider, model, kwh_amount, co2_amount = e.org_id, e.provider, e.model, e.kwh, e.co2_kg
         valid += 1
@@ -209,10 +209,10 @@ def delay_bucket(delay_ms: int) -> int:
     return bisect_left(DELAY_BOUNDS_MS, delay_ms)
 
 
-def _reject(delta: Delta, topic: str, reason: str, rec: Record) -> None:
+def _reject(delta: Delta, topic: str, reason: str, rec: Record, partition: int) -> None:
     # Every rejection is kept with its record: the dead-letter topic gets each one, the log a sample.
     delta.invalid[pair(topic, reason)] += 1
-    delta.rejections.append(Rejection(topic, reason, rec))
+    delta.rejections.append(Rejection(topic, reason, rec, partition))
 
 
 def _close(delta: Delta, topic: str, valid: int, late: int, newest: int) -> None:

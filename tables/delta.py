@@ -48,7 +48,7 @@ class Rejection:
     topic: str
     reason: str
     record: Record
-    # The fold sees records without their partition (aiokafka's C records carry none); the tap sets it.
+    # The tap's records carry no partition (aiokafka's C records, agents/bulk_fetch.py): the fold is told it.
     partition: int = -1
 
 

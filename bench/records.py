@@ -1,0 +1,97 @@
+"""What a fetched record costs before the fold sees it: aiokafka's own path against the tap's bulk path.
+
+python -m bench.records    # the benchmark's raw events in 500-record batches, best of 7, one process
+
+Both read the same record batches through aiokafka's FetchResult.getall, as getmany does: aiokafka's
+PartitionRecords (a generator building a ConsumerRecord per record) and agents/bulk_fetch.py's
+BulkRecords (the batches parsed in C). CRCs are checked on both.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult, PartitionRecords
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.structs import TopicPartition
+
+from agents.bulk_fetch import BulkRecords
+from streams.local.workload import build
+from streams.runtime import tune_gc
+
+TP = TopicPartition("bench.raw", 0)
+RECORDS_PER_BATCH = 500
+
+
+def log_of(values: list[bytes], timestamp_ms: int) -> bytes:
+    out = []
+    for base in range(0, len(values), RECORDS_PER_BATCH):
+        builder = DefaultRecordBatchBuilder(
+            magic=2,
+            compression_type=0,
+            is_transactional=0,
+            producer_id=-1,
+            producer_epoch=-1,
+            base_sequence=-1,
+            batch_size=10**8,
+        )
+        for i, value in enumerate(values[base : base + RECORDS_PER_BATCH]):
+            builder.append(i, timestamp=timestamp_ms, key=None, value=value, headers=[])
+        data = bytearray(builder.build())
+        struct.pack_into(">q", data, 0, base)
+        out.append(bytes(data))
+    return b"".join(out)
+
+
+class _State:
+    paused = False
+    position = 0
+
+    def consumed_to(self, position: int) -> None:
+        self.position = position
+
+
+class _Assignment:
+    active = True
+
+    def __init__(self) -> None:
+        self.state = _State()
+
+    def state_value(self, tp: TopicPartition) -> _State:
+        return self.state
+
+
+def read_all(log: bytes, bulk: bool) -> list[Any]:
+    records = PartitionRecords(TP, MemoryRecords(log), [], 0, None, None, True, READ_COMMITTED)
+    source: Any = BulkRecords(records) if bulk else records
+    got: list[Any] = FetchResult(TP, assignment=_Assignment(), partition_records=source, backoff=0).getall(None)
+    return got
+
+
+def best_us_per_record(read: Callable[[], list[Any]], repeats: int = 7) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.process_time()
+        n = len(read())
+        best = min(best, (time.process_time() - started) / n * 1e6)
+    return best
+
+
+def main() -> None:
+    raws, _, _ = build(seed=42, raw_events=100_000, enriched_every=1, orgs=200, users=50_000, home_org=True)
+    log = log_of(raws, int(time.time() * 1000))
+    tune_gc()
+    theirs = best_us_per_record(lambda: read_all(log, bulk=False))
+    ours = best_us_per_record(lambda: read_all(log, bulk=True))
+    print("| path | µs per record | vs aiokafka's |")
+    print("|---|---:|---:|")
+    print(f"| aiokafka's PartitionRecords (a ConsumerRecord per record) | {theirs:.2f} | 100% |")
+    print(f"| the tap's BulkRecords (batches parsed in C) | {ours:.2f} | {ours / theirs:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
