@@ -8,13 +8,15 @@ handed to a BulkRecords, which parses it batch by batch, as it is read, into aio
 objects (`offset`, `timestamp`, `key`, `value`, `headers`; no `topic` or `partition`, which the batch's
 key gives), under the rules of aiokafka's `PartitionRecords`: CRC check, aborted transactions and
 control batches skipped, records before the fetch offset dropped, and the same position reported at
-every step. `getmany` itself, its waits, rebalances and seeks stay aiokafka's; if it raises, every
-position it moved is put back, so that records collected before the error are fetched again.
+every step. `getmany` itself, its waits, rebalances and seeks stay aiokafka's (and so does its way of
+dropping what it collected when a later partition raises: the tap reads again from its tables' offsets
+after any failed fetch, agents/tap.py).
 
 This reads aiokafka internals, so it runs only on the aiokafka version it was checked against
 (`CHECKED_AIOKAFKA`; tests/unit/test_bulk_fetch.py holds both paths to the same records and positions
 on generated logs); with any other version the consumer is aiokafka's, unchanged.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -29,12 +31,28 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult, PartitionRecords
 from aiokafka.errors import CorruptRecordException
 
+from streams.ratelog import RateLimitedLog
+
 log = logging.getLogger(__name__)
+_unreadable = RateLimitedLog(log)
 CHECKED_AIOKAFKA = frozenset({"0.14.0"})
 
 
 def bulk_supported(version: str | None = None) -> bool:
     return (version or aiokafka.__version__) in CHECKED_AIOKAFKA
+
+
+class _Cursor:
+    """Where a BulkRecords' reading stands; the generators below update it (no reference back to them, so
+    that nothing here waits for the cyclic collector)."""
+
+    __slots__ = ("batch", "before", "done", "end", "records", "yielded")
+
+    def __init__(self, start: int) -> None:
+        self.before = self.end = start  # `before`: the position before the batch being read
+        self.records: list[Any] = []
+        self.batch: Iterator[Any] = iter(self.records)
+        self.yielded = self.done = False
 
 
 class BulkRecords:
@@ -46,42 +64,15 @@ class BulkRecords:
     end was reached, the offset after the last batch, past trailing markers and aborted batches.
     """
 
-    __slots__ = ("_batch", "_before", "_done", "_end", "_iter", "_records", "_source", "_start", "_yielded")
+    __slots__ = ("_cursor", "_iter", "_start")
 
     def __init__(self, source: PartitionRecords) -> None:
-        self._source = source
+        # Its own generator, never to run, holds it in a reference cycle: closed, the PartitionRecords and
+        # its fetched buffer are freed as soon as this is done with them, not at the next full collection.
+        source._records_iterator.close()
         self._start: int = source.next_fetch_offset
-        self._end: int = self._start
-        self._before: int = self._start  # the position before the batch being read
-        self._records: list[Any] = []
-        self._batch: Iterator[Any] = iter(self._records)
-        self._yielded = False
-        self._done = False
-        self._iter = chain(chain.from_iterable(self._batches()), self._finish())
-
-    def _batches(self) -> Iterator[Iterator[Any]]:
-        pr, offset = self._source, self._start
-        try:
-            for records, offset_after in parse(pr, offset):
-                if records:
-                    self._before, self._records, self._batch = offset, records, iter(records)
-                    self._yielded = True
-                    yield self._batch
-                offset = offset_after
-            self._end = offset
-        except Exception:
-            # Nothing read from this result yet: the error goes to getmany's caller (TapKafkaConsumer
-            # puts every position back) and the position stays, so the result is fetched again, as
-            # aiokafka does. Otherwise the records before the bad batch stand and the position stops at
-            # its start: the next fetch begins with it and raises there.
-            self._end = offset
-            if not self._yielded:
-                raise
-            log.warning("%s: record batch at offset %d unreadable; delivering up to it", pr._tp, offset)
-
-    def _finish(self) -> Iterator[Any]:
-        self._done = True
-        yield from ()
+        self._cursor = _Cursor(self._start)
+        self._iter = chain(chain.from_iterable(_batches(source, self._cursor)), _finish(self._cursor))
 
     def __iter__(self) -> Iterator[Any]:
         return self._iter
@@ -91,10 +82,37 @@ class BulkRecords:
 
     @property
     def next_fetch_offset(self) -> int:
-        if self._done:
-            return self._end
-        taken = len(self._records) - length_hint(self._batch)
-        return int(self._records[taken - 1].offset) + 1 if taken else self._before
+        cursor = self._cursor
+        if cursor.done:
+            return cursor.end
+        taken = len(cursor.records) - length_hint(cursor.batch)
+        return int(cursor.records[taken - 1].offset) + 1 if taken else cursor.before
+
+
+def _batches(pr: PartitionRecords, cursor: _Cursor) -> Iterator[Iterator[Any]]:
+    offset = cursor.before
+    try:
+        for records, offset_after in parse(pr, offset):
+            if records:
+                cursor.before, cursor.records, cursor.batch = offset, records, iter(records)
+                cursor.yielded = True
+                yield cursor.batch
+            offset = offset_after
+        cursor.end = offset
+    except Exception as exc:
+        # Nothing read from this result yet: the error goes to getmany's caller and the position stays, so
+        # the result is fetched again, as aiokafka does. Otherwise the records before the bad batch stand
+        # and the position stops at its start: the next fetch begins with it and raises there.
+        cursor.end = offset
+        what = f"{type(exc).__name__}: {exc}"
+        _unreadable.warning(f"{pr._tp}", "%s: record batch at offset %d unreadable: %s", pr._tp, offset, what)
+        if not cursor.yielded:
+            raise
+
+
+def _finish(cursor: _Cursor) -> Iterator[Any]:
+    cursor.done = True
+    yield from ()
 
 
 def parse(pr: PartitionRecords, offset: int) -> Iterator[tuple[list[Any], int]]:
@@ -159,32 +177,6 @@ class TapKafkaConsumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka ship
 
     async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         fetcher = getattr(self, "_fetcher", None)
-        if not self.bulk or fetcher is None:
-            return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
-        take_over(fetcher._records)
-        assignment, before = self._positions()
-        try:
-            return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
-        except Exception:
-            # aiokafka moves each partition's position as it collects its records, and an error in a later
-            # partition drops what was collected: put every position back so that those records are
-            # fetched again rather than skipped (the tap claims offsets from the records it receives).
-            self._restore(assignment, before)
-            raise
-
-    def _positions(self) -> tuple[Any, dict[Any, int]]:
-        subscription = self._subscription.subscription
-        assignment = subscription.assignment if subscription is not None else None
-        if assignment is None:
-            return None, {}
-        states = ((tp, assignment.state_value(tp)) for tp in assignment.tps)
-        return assignment, {tp: state.position for tp, state in states if state.has_valid_position}
-
-    def _restore(self, assignment: Any, before: dict[Any, int]) -> None:
-        now_assignment, now = self._positions()
-        if assignment is None or now_assignment is not assignment:
-            return  # a rebalance came in between: the new assignment positions itself
-        for tp, position in before.items():
-            if now.get(tp, position) != position:
-                log.warning("%s: fetch failed after its records were collected; reading again from %d", tp, position)
-                self.seek(tp, position)
+        if self.bulk and fetcher is not None:
+            take_over(fetcher._records)
+        return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)

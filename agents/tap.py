@@ -88,6 +88,7 @@ class TapAgent:
         self.pause = pause
         self.calendar = DayCalendar(settings.zone)
         self.rejections = RateLimitedLog(log)
+        self.fetch_errors = RateLimitedLog(log)
         # Next offset to apply per owned partition; None means the tables never saw it.
         self.expected: dict[TopicPartition, int | None] = {}
         # Next offset whose write Redis has acknowledged, per owned partition: what Kafka is told.
@@ -145,16 +146,25 @@ class TapAgent:
                 raise
             except OffsetOutOfRangeError as exc:
                 await self.out_of_range(exc.args[0] if exc.args else {})
+                await self._after_failed_fetch()
                 continue
             except Exception as exc:
                 # The lag probe's broker check owns broker_ok: a fetch that returns nothing says nothing.
-                log.warning("fetch failed: %s", exc)
+                self.status.fetch_errors += 1
+                self.fetch_errors.warning(type(exc).__name__, "fetch failed: %s: %s", type(exc).__name__, exc)
+                await self._after_failed_fetch()
                 await asyncio.sleep(1.0)
                 continue
             if batch:
                 await self.process(batch, epoch)
             await self._commit()
             await self._check_rewind()
+
+    async def _after_failed_fetch(self) -> None:
+        """A getmany that raises may already have moved positions past records it then dropped (aiokafka
+        collects partition after partition and drops them all when one raises): read again from `expected`."""
+        async with self.lock:
+            await self._resync()
 
     async def process(self, batch: Batch, epoch: int) -> None:
         """Fold this batch while the previous one is written, then send this one.

@@ -223,6 +223,11 @@ class ReplicaCollector(Collector):
             ),
             ("ecomind_streams_redis_errors", "Failed Redis writes (retried).", st.redis_errors),
             (
+                "ecomind_streams_fetch_errors",
+                "Kafka fetches that failed (an unreadable batch, a broker error); the partitions are read again.",
+                st.fetch_errors,
+            ),
+            (
                 "ecomind_streams_state_rewinds",
                 "Times the stored offsets moved under this replica (Redis restarted empty or older).",
                 st.state_rewinds,

@@ -22,6 +22,7 @@ class Status:
     batches: int = 0
     records_folded: int = 0
     batch_conflicts: int = 0
+    fetch_errors: int = 0  # getmany raised: positions put back to what the tables hold, read again
     redis_errors: int = 0
     state_rewinds: int = 0
     wrong_key_type: int = 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import OffsetOutOfRangeError
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 if TYPE_CHECKING:
     from tests.sim.world import World
@@ -155,6 +155,8 @@ class SimConsumer:
                 out[tp] = records
         if out_of_range and not out:
             raise OffsetOutOfRangeError(out_of_range)
+        if outcome.fetch_error and out:
+            raise KafkaError("simulated: a later partition failed; the records collected were dropped")
         return out
 
     async def _rebalance(self) -> None:

@@ -50,6 +50,9 @@ class Outcome:
     deliver_rebalance: bool = True
     max_records: int = 5
     redis: str = OK
+    # aiokafka's getmany moves each partition's position as it collects its records and drops them all when
+    # a later partition raises (a corrupt or unreadable batch, an error result).
+    fetch_error: bool = False
 
 
 @dataclass
@@ -82,6 +85,7 @@ class Faults:
     transactions: bool = True
     truncation: bool = False
     invalid_records: bool = True
+    fetch_errors: bool = True
 
 
 # The fault mixes random schedules rotate through. Truncation runs without Redis restarts: with both, what
@@ -358,8 +362,11 @@ class World:
                 outcome.redis = FAIL_BEFORE
             elif p.kind == "redis.write" and self.faults.lost_replies and roll < 0.12:
                 outcome.redis = LOST_REPLY
+            elif p.kind == "kafka.fetch" and self.faults.fetch_errors and roll < 0.06:
+                outcome.fetch_error = True
         self.trace.append(
             f"{p.kind} r{p.replica} -> {outcome.redis} rb={outcome.deliver_rebalance} n={outcome.max_records}"
+            + (" fetch-error" if outcome.fetch_error else "")
         )
         p.future.set_result(outcome)
 

@@ -8,15 +8,15 @@ call must return the same records and leave the same position.
 
 from __future__ import annotations
 
+import gc
 import struct
+import weakref
 from dataclasses import dataclass, field
-from types import MethodType, SimpleNamespace
 from typing import Any
 
 import pytest
-from aiokafka.consumer.fetcher import READ_COMMITTED, READ_UNCOMMITTED, Fetcher, FetchResult, PartitionRecords
-from aiokafka.consumer.subscription_state import SubscriptionState
-from aiokafka.errors import CorruptRecordException
+from aiokafka.consumer.fetcher import READ_COMMITTED, READ_UNCOMMITTED, FetchResult, PartitionRecords
+from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import calc_crc32c
@@ -24,7 +24,7 @@ from aiokafka.structs import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.bulk_fetch import BulkRecords, TapKafkaConsumer, bulk_supported, take_over
+from agents.bulk_fetch import BulkRecords, bulk_supported, take_over
 
 TP = TopicPartition("events.raw", 3)
 CONTROL_FLAG = 0x20  # attributes bit 5: a control batch
@@ -225,54 +225,26 @@ def test_an_unreadable_batch_delivers_what_precedes_it_and_then_raises_without_m
     # The next fetch starts with it: nothing read yet, so the error surfaces and the position stays.
     result, assignment = _fetch(log, 2, READ_COMMITTED)
     take_over({TP: result})
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(UnsupportedCodecError):
         result.getall(None)
-    assert not isinstance(raised.value, AssertionError)
     assert result.getall(None) == []
     assert assignment.state.position == 2  # never past offset 3, which was not delivered
     assert not result.has_more()
 
 
-class _Coordinator:
-    def check_errors(self) -> None:
-        pass
-
-
-def _tap_consumer(results: dict[TopicPartition, FetchResult], subscriptions: SubscriptionState) -> TapKafkaConsumer:
-    """A TapKafkaConsumer around aiokafka's own getmany, fetched_records and seek, minus the network."""
-    fetcher = SimpleNamespace(_records=results, _subscriptions=subscriptions, _wait_consume_future=None)
-    fetcher._notify = lambda future: None
-    fetcher.fetched_records = MethodType(Fetcher.fetched_records, fetcher)
-    fetcher.seek_to = MethodType(Fetcher.seek_to, fetcher)
-    consumer = TapKafkaConsumer.__new__(TapKafkaConsumer)
-    consumer.bulk = True
-    consumer._closed = False
-    consumer._coordinator = _Coordinator()
-    consumer._subscription = subscriptions
-    consumer._fetcher = fetcher
-    consumer._max_poll_records = None
-    return consumer
-
-
-async def test_a_failing_partition_puts_back_the_positions_of_the_ones_read_before_it() -> None:
-    good, bad = TopicPartition("events.raw", 0), TopicPartition("events.raw", 1)
-    subscriptions = SubscriptionState()
-    subscriptions.assign_from_user({good, bad})
-    assignment = subscriptions.subscription.assignment
-    for tp in (good, bad):
-        assignment.state_value(tp).reset_to(0)
-
-    def result(tp: TopicPartition, batches: list[bytes]) -> FetchResult:
-        records = PartitionRecords(tp, MemoryRecords(b"".join(batches)), [], 0, None, None, True, READ_COMMITTED)
-        return FetchResult(tp, assignment=assignment, partition_records=records, backoff=0)
-
-    # aiokafka collects `good` first (dict order), moves its position to 2, then `bad` raises.
-    results = {good: result(good, [_batch(0, [b"a", b"b"])]), bad: result(bad, [_unreadable(0, [b"x"])])}
-    consumer = _tap_consumer(results, subscriptions)
-    with pytest.raises(Exception) as raised:
-        await consumer.getmany(timeout_ms=0, max_records=100)
-    consumer._closed = True  # nothing to close: it never connected
-    assert not isinstance(raised.value, AssertionError)
-    assert assignment.state_value(good).position == 0  # put back: a and b will be fetched again
-    assert good not in results  # the seek dropped the buffered result
-    assert assignment.state_value(bad).position == 0
+@pytest.mark.parametrize("take", [None, 1])
+def test_a_result_and_its_fetched_buffer_are_freed_without_the_cyclic_collector(take: int | None) -> None:
+    # A PartitionRecords left in a reference cycle kept its fetched buffer until a full collection: the
+    # sidecar's memory grew by hundreds of MB under load.
+    log = Log(batches=[_batch(0, [b"a", b"b"]), _batch(2, [b"c"])], end=3)
+    gc.disable()
+    try:
+        result, _ = _fetch(log, 0, READ_COMMITTED)
+        source = weakref.ref(result._partition_records)
+        take_over({TP: result})
+        got = result.getall(take)
+        assert len(got) == (1 if take else 3)
+        del result, got
+        assert source() is None
+    finally:
+        gc.enable()

@@ -116,3 +116,16 @@ def test_simulator_finds_members_left_out_after_redis_lost_writes(monkeypatch: p
     found = _first_violation()
     assert found is not None, f"a cache trusted after lost writes went unnoticed in {SEARCH_BUDGET} schedules"
     assert "left out" in found[1]
+
+
+def test_simulator_finds_records_skipped_after_a_fetch_that_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A getmany that raises may have moved positions past records it dropped (aiokafka collects partition
+    after partition); a tap that did not read again from what its tables hold would skip them."""
+    from agents import tap
+
+    async def keeps_the_positions(self: tap.TapAgent) -> None:
+        return None
+
+    monkeypatch.setattr(tap.TapAgent, "_after_failed_fetch", keeps_the_positions)
+    found = _first_violation()
+    assert found is not None, f"the reverted fix went unnoticed in {SEARCH_BUDGET} schedules"
