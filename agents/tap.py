@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import OffsetOutOfRangeError
+from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from redis.exceptions import RedisError
 
 from agents.offsets import out_of_range_rule
@@ -37,6 +37,8 @@ from tables.store import Conflict, OffsetMove, WrongKeyType
 log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 1.0
 FOLD_CHUNK_RECORDS = 5_000
+FETCH_RETRY_S = 1.0
+ASSIGNMENT_RETRY_S = 0.05  # bounds the loop if aiokafka raises again before on_assigned has run
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 Batch = dict[TopicPartition, list[ConsumerRecord]]
 
@@ -148,12 +150,19 @@ class TapAgent:
                 await self.out_of_range(exc.args[0] if exc.args else {})
                 await self._after_failed_fetch()
                 continue
+            except NoOffsetForPartitionError:
+                # Partitions just assigned, which aiokafka tried to position before on_assigned sought them
+                # (auto_offset_reset="none"): not a failure. Waiting the failure's second here delayed the
+                # first events after every start and rebalance by up to that second (docs/performance.md).
+                await self._after_failed_fetch()
+                await asyncio.sleep(ASSIGNMENT_RETRY_S)
+                continue
             except Exception as exc:
                 # The lag probe's broker check owns broker_ok: a fetch that returns nothing says nothing.
                 self.status.fetch_errors += 1
                 self.fetch_errors.warning(type(exc).__name__, "fetch failed: %s: %s", type(exc).__name__, exc)
                 await self._after_failed_fetch()
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(FETCH_RETRY_S)
                 continue
             if batch:
                 await self.process(batch, epoch)
