@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import cost, fleet, runners, state, targets, windows
+from bench import cost, fleet, noise, runners, state, targets, windows
 from bench.runners import Row, Topics
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.redis_server import LocalRedis
@@ -147,6 +147,7 @@ def run(
     ceiling = median_row(ceilings)
     rows = [ceiling, median_row(schemas), median_row(naives), median_row(quixes), median_row(ours)]
     extra = targets.all_targets(args, workdir, broker, redis, t, truth, app_id)
+    extra += "\n" + noise.cpu_noise(2.0 if args.smoke else 10.0)
     extra += "\n" + windows.memory_per_window_user(redis, users=20_000 if args.smoke else 1_000_000)
     capacity = []
     if args.capacity:

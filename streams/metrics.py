@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -20,6 +21,7 @@ from tables.delta import DELAY_BUCKETS_SECONDS
 from tables.snapshot import Snapshot
 
 
+@cache  # read from the installed metadata on disk: a tenth of a 10,000-org scrape's CPU when read per scrape
 def _version(package: str) -> str:
     try:
         return version(package)
