@@ -147,8 +147,8 @@ def run(
     ceiling = median_row(ceilings)
     rows = [ceiling, median_row(schemas), median_row(naives), median_row(quixes), median_row(ours)]
     extra = targets.all_targets(args, workdir, broker, redis, t, truth, app_id)
-    extra += "\n" + noise.cpu_noise(2.0 if args.smoke else 10.0)
     extra += "\n" + windows.memory_per_window_user(redis, users=20_000 if args.smoke else 1_000_000)
+    extra += "\n\n" + noise.cpu_noise(2.0 if args.smoke else 10.0)
     capacity = []
     if args.capacity:
         capacity = [
