@@ -58,7 +58,10 @@ def test_redis_down_30s_mid_stream(broker, names: Names, workdir: Path, keeps_da
         assert value(final, "ecomind_daily_active_orgs") == float(len({o for o, _ in truth.users}))
         assert (value(final, "ecomind_streams_redis_errors_total") or 0) > 0
         if keeps_data:
-            assert value(final, "ecomind_streams_batch_conflicts_total") == 0.0
+            # At most the write in flight when Redis stopped: Redis may have applied it (and kept it) with
+            # its reply lost, so its retry is refused once and the offsets reloaded. More would mean the
+            # store lost data it kept.
+            assert (value(final, "ecomind_streams_batch_conflicts_total") or 0) <= 1
         else:
             # The empty store refuses the next write (its offsets are gone), so the partitions are
             # read again from the start of the topics and everything is counted once, from scratch.
