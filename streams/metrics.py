@@ -171,6 +171,11 @@ class ReplicaCollector(Collector):
             ("ecomind_streams_redis_up", "1 when the last Redis request succeeded.", st.redis_ok),
             ("ecomind_streams_exporter_leader", "1 on the replica holding the exporter lease.", st.leader),
             (
+                "ecomind_streams_exporting",
+                "1 when this response carries the business series (the lease held and the hand-over over).",
+                st.exporting,
+            ),
+            (
                 "ecomind_streams_redis_eviction_policy_ok",
                 "1 when Redis's maxmemory-policy is noeviction (or the check is off); else not ready.",
                 st.redis_policy_ok,

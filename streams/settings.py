@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -11,6 +12,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -79,7 +81,9 @@ class Settings:
     web_config_file: str | None = None
     shutdown_timeout_seconds: float = 20.0
     redis_policy_check: bool = True
-    exporter_handover_seconds: float = 30.0
+    # The longest interval at which a Prometheus scrapes the sidecar: the hand-over's bound until the
+    # exporter has seen two scrapes and measured it (streams/exporter.py). Prometheus's own default.
+    scrape_interval_seconds: float = 60.0
     kafka: KafkaSecurity = field(default_factory=KafkaSecurity)
     # Lag of every consumer group (docs/lag.md): which groups, how fine, how long a fetch may take, SLOs.
     lag_groups: str | None = None  # regex; None: only the watched group
@@ -128,9 +132,7 @@ class Settings:
                 "STREAMS_SHUTDOWN_TIMEOUT_SECONDS", cls.shutdown_timeout_seconds, 1, 3600
             ),
             redis_policy_check=r.flag("STREAMS_REDIS_POLICY_CHECK", cls.redis_policy_check),
-            exporter_handover_seconds=r.number(
-                "STREAMS_EXPORTER_HANDOVER_SECONDS", cls.exporter_handover_seconds, 0, 3600
-            ),
+            scrape_interval_seconds=r.number("STREAMS_SCRAPE_INTERVAL_SECONDS", cls.scrape_interval_seconds, 1, 3600),
             kafka=KafkaSecurity(
                 security_protocol=r.choice(
                     "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -144,6 +146,12 @@ class Settings:
             ),
             **_lag_settings(r),
         )
+        if "STREAMS_EXPORTER_HANDOVER_SECONDS" in env:
+            # Retired, not refused: a rollout that still sets it must not crash-loop its new pods.
+            log.warning(
+                "STREAMS_EXPORTER_HANDOVER_SECONDS is ignored: the hand-over now ends when the last exporter's "
+                "series are stale (docs/design.md); STREAMS_SCRAPE_INTERVAL_SECONDS bounds it until scrapes are seen"
+            )
         if settings.raw_topic == settings.enriched_topic:
             raise SettingsError("STREAMS_RAW_TOPIC and STREAMS_ENRICHED_TOPIC must name different topics")
         if settings.dead_letter_topic in (settings.raw_topic, settings.enriched_topic):

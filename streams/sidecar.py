@@ -15,24 +15,25 @@ import time
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from agents.dead_letters import DeadLetters
 from agents.tap import TapAgent
 from streams import clients
 from streams.broker_health import check_brokers
 from streams.calendar import DayCalendar
+from streams.exporter import Exporter
 from streams.history import History
 from streams.lag_metrics import prerendered
 from streams.lag_probe import LagProbe, probe_from_settings
 from streams.retry import SERVICES, retry
 from streams.settings import Settings
 from streams.status import Status
+from tables.lease import Lease, LeaseStore
 from tables.snapshot import Snapshot, decode, label_members, read_tables
-from tables.store import Lease, RedisStore
+from tables.store import RedisStore
 
 log = logging.getLogger(__name__)
-REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 # Any other policy lets Redis drop day sets (actives undercounted) or the offsets (everything re-read).
 SAFE_EVICTION_POLICY = "noeviction"
 
@@ -55,6 +56,10 @@ class Sidecar:
             "model": settings.max_label_values,
         }
         self.store = RedisStore(self.redis, settings.app_id, settings.days_kept, caps, settings.seen_cache_entries)
+        self.leases = LeaseStore(self.redis, settings.app_id)
+        self.exporter = Exporter(
+            self.leases, self.status.replica_id, settings.leader_lease_seconds, settings.scrape_interval_seconds
+        )
         # Built per attempt by _run_tap and _run_probe: a Kafka client that failed is never started twice.
         self.agent: TapAgent | None = None
         self.probe: LagProbe | None = None
@@ -70,24 +75,33 @@ class Sidecar:
         ]
 
     async def stop(self) -> None:
-        """Bounded by STREAMS_SHUTDOWN_TIMEOUT_SECONDS, so a dead Redis or broker cannot hang a SIGTERM."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Bounded by STREAMS_SHUTDOWN_TIMEOUT_SECONDS, so a dead Redis or broker cannot hang a SIGTERM.
+
+        The exporter goes quiet first and keeps its lease (the web server keeps answering) while the tap
+        drains, until its scrapers have seen it without business series; the lease is released last,
+        saying how long this replica's series may still be seen (streams/exporter.py).
+        """
         budget = self.settings.shutdown_timeout_seconds
-        if self.agent is not None:
-            await self.agent.stop()  # bounded by the same setting inside
-        for name, closing in (
-            ("lag probe", self.probe.stop if self.probe else None),
-            ("lease", lambda: self.store.release_lease(self.status.replica_id)),
-            ("redis", self.store.close),
-        ):
+        rounds = self._tasks[1] if len(self._tasks) > 1 else None
+        others = [t for t in self._tasks if t is not rounds]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        try:
+            await self.exporter.hand_over(budget, self._stop_tap(), rounds)
+        except Exception as exc:
+            log.warning("handing the exporter lease over failed: %s", exc)
+        for name, closing in (("lag probe", self.probe.stop if self.probe else None), ("redis", self.store.close)):
             if closing is None:
                 continue
             try:
                 await asyncio.wait_for(closing(), timeout=max(1.0, budget / 4))
             except Exception as exc:
                 log.warning("closing %s failed: %s", name, exc)
+
+    async def _stop_tap(self) -> None:
+        if self.agent is not None:
+            await self.agent.stop()  # bounded by the same setting inside
 
     async def _retrying(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         await retry(body, (Exception,), what=name, log=log, policy=SERVICES)
@@ -110,32 +124,20 @@ class Sidecar:
             raise
 
     async def _run_lease(self) -> None:
-        ttl_ms = int(self.settings.leader_lease_seconds * 1000)
-        while True:
-            try:
-                await self._lease_round(ttl_ms)
-                self.status.redis_ok = True
-            except REDIS_ERRORS as exc:
-                # Not exporting now, but the hand-over clock keeps running: a round that failed must not
-                # turn the next "still ours" into an export without the wait (only a lost lease resets it).
-                self.status.leader = False
-                self.status.redis_ok = False
-                log.warning("exporter lease check failed: %s", exc)
-            await asyncio.sleep(self.settings.leader_lease_seconds / 3)
+        await self.exporter.run(self._lease_round_done, self._check_eviction_policy)
 
-    async def _lease_round(self, ttl_ms: int) -> None:
-        st = self.status
-        await self._check_eviction_policy()
-        lease = await self.store.hold_lease(st.replica_id, ttl_ms)
-        held = lease != Lease.LOST
-        if held and st.exporter_since_s is None:
-            # A lease already in this replica's name was its own before a restart: same Prometheus series,
-            # nothing to hand over. A lease taken from another replica waits out the hand-over time.
-            wait = self.settings.exporter_handover_seconds if lease == Lease.TAKEN else 0.0
-            st.exporter_since_s = time.time() - self.settings.exporter_handover_seconds + wait
-            log.info("holding the exporter lease; exporting in %.0fs", wait)
-        elif not held:
-            st.exporter_since_s = None
+    def _lease_round_done(self, lease: Lease | None, error: BaseException | None) -> None:
+        st, held = self.status, self.exporter.held
+        if error is not None:
+            st.redis_ok = False
+            log.warning("exporter lease check failed: %s", error)
+        else:
+            st.redis_ok = True
+        if held and not st.leader:
+            wait = self.exporter.starts_in_s(time.time()) or 0.0
+            log.info("holding the exporter lease (%s); exporting in %.1fs", lease.name.lower() if lease else "", wait)
+        elif st.leader and lease == Lease.LOST:
+            log.warning("another replica took the exporter lease")
         st.leader = held
 
     async def _check_eviction_policy(self) -> None:
@@ -195,21 +197,12 @@ class Sidecar:
         self.status.broker_ok = health.ok
         self.status.brokers_unreachable = health.brokers_unreachable
 
-    def exporting(self, holder: str | None, now_s: float) -> bool:
-        """This replica exports when it holds the lease and has held it for the hand-over time.
+    async def exporting_snapshot(self, scraper: str | None = None) -> Snapshot | None:
+        """The tables' values when this replica is the exporter, else None. Reads only.
 
-        The wait lets Prometheus scrape the previous exporter once more (without business series, so they
-        go stale) before this one's appear: `sum()` then shows a short gap, never both replicas' values.
+        `scraper` names a Prometheus scrape (its remote address): the hand-over counts what it was shown.
         """
-        since = self.status.exporter_since_s
-        if holder != self.status.replica_id or since is None:
-            return False
-        return now_s - since >= self.settings.exporter_handover_seconds
-
-    async def exporting_snapshot(self) -> Snapshot | None:
-        """The tables' values when this replica is the exporter, else None. Reads only."""
-        holder = await self.store.lease_holder()
-        if not self.exporting(holder, time.time()):
+        if not await self.exporter.serves(scraper):
             return None
         members = await label_members(self.redis, self.store.keys)
         today = self.calendar.today(int(time.time() * 1000))

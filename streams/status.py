@@ -37,8 +37,9 @@ class Status:
     redis_ok: bool = False
     redis_policy: str = ""  # maxmemory-policy as last read; "" when unknown or the check is off
     redis_policy_ok: bool = True
-    leader: bool = False
-    exporter_since_s: float | None = None  # when this replica took the lease
+    leader: bool = False  # holds the exporter lease (its series may still wait for the last holder's)
+    # Set per request on the view's copy (streams/view.py): whether that response carries business series.
+    exporting: bool = False
     # Lag probe loop.
     broker_ok: bool = False
     brokers_unreachable: int = 0

@@ -35,16 +35,19 @@ class View:
     now_s: float
 
 
-async def gather_view(sidecar: Sidecar) -> View:
+async def gather_view(sidecar: Sidecar, scraper: str | None = None) -> View:
+    """`scraper`: the remote address of a Prometheus scrape of /metrics (the hand-over counts those)."""
     error = None
     try:
-        snap = await sidecar.exporting_snapshot()
+        snap = await sidecar.exporting_snapshot(scraper)
     except (RedisError, OSError) as exc:
         # Reported, not recorded: the sidecar's own Redis loops own `redis_ok`, a scrape only reads.
         log.warning("could not read the tables: %s", exc)
         snap, error = None, f"{type(exc).__name__}: {exc}"
+    status = copy.copy(sidecar.status)
+    status.exporting = snap is not None  # on the copy: what this very response carries
     return View(
-        status=copy.copy(sidecar.status),
+        status=status,
         snapshot=snap,
         tables_error=error,
         settings=sidecar.settings,

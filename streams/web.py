@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, ProcessCollector
 from prometheus_client.registry import Collector
 
+from streams.exporter import SCRAPE_HEADER
 from streams.exposition import render
 from streams.lag_metrics import lag_exposition
 from streams.landing import PAGE_HEADERS, render_live, render_page, render_starting
@@ -33,8 +34,15 @@ def metrics_from(view: View) -> bytes:
     return render(collectors) + lag
 
 
-async def render_metrics(sidecar: Sidecar) -> bytes:
-    return metrics_from(await gather_view(sidecar))
+async def render_metrics(sidecar: Sidecar, scraper: str | None = None) -> bytes:
+    return metrics_from(await gather_view(sidecar, scraper))
+
+
+def scraper_of(request: Any) -> str | None:
+    """A Prometheus scrape's remote address; None for a person or a script (they never sum replicas)."""
+    if request.headers.get(SCRAPE_HEADER) is None:
+        return None
+    return str(request.remote or "unknown")
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -108,7 +116,8 @@ def install_routes(
         sidecar = get_sidecar()
         if sidecar is None:
             return web.bytes(b"# starting\n", content_type="text/plain", status=503)
-        body, headers = encode_metrics(await render_metrics(sidecar), request.headers.get("Accept-Encoding"))
+        rendered = await render_metrics(sidecar, scraper_of(request))
+        body, headers = encode_metrics(rendered, request.headers.get("Accept-Encoding"))
         return web.bytes(body, headers=headers)
 
     async def health(web: Any, request: Any) -> Any:

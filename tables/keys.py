@@ -65,10 +65,6 @@ class Keys:
     def offsets(self) -> str:
         return self.key("offsets")
 
-    @property
-    def leader(self) -> str:
-        return self.key("leader")
-
     def org(self, org: str) -> str:
         return self.key(f"org:{org}")
 

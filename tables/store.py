@@ -7,7 +7,6 @@ rebalance, a retry after a lost reply) is refused as a whole, so nothing is coun
 
 from __future__ import annotations
 
-import enum
 import secrets
 from collections import Counter
 from collections.abc import Iterable
@@ -56,18 +55,6 @@ from tables.script import APPLY_LUA
 from tables.seen import SeenCache
 from tables.windows import users_by_org, window_section
 
-_LEASE_LUA = """
-local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 2 end
-if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-return 0
-"""
-
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 @dataclass(frozen=True)
 class OffsetMove:
@@ -77,12 +64,6 @@ class OffsetMove:
     partition: int
     expected: int | None
     next_offset: int
-
-
-class Lease(enum.IntEnum):
-    LOST = 0  # another replica holds it
-    TAKEN = 1  # it was free and is now this replica's
-    KEPT = 2  # this replica id already held it (this process, or this replica before a restart)
 
 
 class Conflict(Exception):
@@ -122,8 +103,6 @@ class RedisStore:
         self.keys = Keys(app_id)
         self.day_ttl_seconds = (days_kept + 1) * 86_400
         self._apply = client.register_script(APPLY_LUA)
-        self._lease = client.register_script(_LEASE_LUA)
-        self._release = client.register_script(_RELEASE_LUA)
         # Members already written to a recent day are left out of later writes (tables/seen.py), as long
         # as every write this store made since is still in Redis: its lineage key counts them, and the
         # script refuses a write whose expected count is not there.
@@ -297,13 +276,3 @@ class RedisStore:
             "admit": admit,
             "other": OTHER,
         }
-
-    async def hold_lease(self, replica_id: str, ttl_ms: int) -> Lease:
-        return Lease(int(await self._lease(keys=[self.keys.leader], args=[replica_id, str(ttl_ms)])))
-
-    async def lease_holder(self) -> str | None:
-        value = await self.client.get(self.keys.leader)
-        return None if value is None else str(value)
-
-    async def release_lease(self, replica_id: str) -> None:
-        await self._release(keys=[self.keys.leader], args=[replica_id])

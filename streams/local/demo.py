@@ -47,8 +47,6 @@ def main() -> None:
             "REDIS_URL": redis.url,
             "STREAMS_SESSION_TIMEOUT_MS": "6000",
             "STREAMS_LAG_INTERVAL_SECONDS": "2",
-            # One replica: no other exporter to hand over from.
-            "STREAMS_EXPORTER_HANDOVER_SECONDS": "0",
         }
         sidecar = SidecarProc(workdir, env, port=port).start()
         started.append(sidecar)

@@ -52,10 +52,7 @@ class SidecarProc:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
-        # No hand-over wait unless a test asks for one: most tests want the exporter's values at once.
-        defaults = {"STREAMS_EXPORTER_HANDOVER_SECONDS": "0"}
         self.env = {
-            **defaults,
             **os.environ,
             **env,
             "STREAMS_WEB_PORT": str(self.port),

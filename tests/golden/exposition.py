@@ -84,6 +84,7 @@ def status() -> Status:
         brokers_unreachable=1,
         redis_ok=True,
         leader=True,
+        exporting=True,
         lag=lag(),
         batches=42,
         records_folded=361,

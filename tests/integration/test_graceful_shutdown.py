@@ -17,6 +17,7 @@ from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
 from tables.keys import Keys
+from tables.lease import lease_key, legacy_lease_key
 from tests.integration.conftest import Names, all_folded, processed, sidecar_env
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,9 @@ def test_sigterm_commits_and_the_restart_refolds_nothing(broker, redis_server, n
         # State and offsets agree: every record below the stored offsets is counted (all are valid).
         counted = {t: int(v) for t, v in store.hgetall(keys.key("processed")).items()}
         assert sum(counted.values()) == done_at_stop
-        assert store.get(keys.leader) is None, "the exporter lease is released, not left to expire"
+        lease = store.hgetall(lease_key(names.app_id))
+        assert lease["state"] == "released", f"the exporter lease is released, not left to expire: {lease}"
+        assert store.get(legacy_lease_key(names.app_id)) is None, "the older releases' lease key goes with it"
         assert shutdown_s < 15, f"shutdown took {shutdown_s:.1f}s"
 
         proc.start()

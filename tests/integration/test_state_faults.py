@@ -142,7 +142,7 @@ def test_exporter_hand_over_never_double_counts_in_prometheus(broker, names: Nam
     redis = LocalRedis(home / "redis").start()
     make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=4)
     raws, _, truth = build(seed=67, raw_events=8_000, enriched_every=4)
-    env = sidecar_env(broker, redis, names, STREAMS_EXPORTER_HANDOVER_SECONDS="2.5")
+    env = sidecar_env(broker, redis, names)
     a = SidecarProc(home / "a", env, name="a").start()
     b = SidecarProc(home / "b", env, name="b").start()
     prom = LocalPrometheus(home / "prom", [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"], [], interval_s=1.0)

@@ -232,7 +232,7 @@ class _FailingSidecar:
         self.settings = Settings()
         self.history = History(self.status)
 
-    async def exporting_snapshot(self) -> Snapshot | None:
+    async def exporting_snapshot(self, scraper: str | None = None) -> Snapshot | None:
         raise RedisConnectionError("connection refused")
 
 

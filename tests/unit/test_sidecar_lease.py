@@ -1,29 +1,27 @@
-"""The lease round with Redis clients that refuse or answer: the exporter role and Redis's health."""
+"""The lease loop's checks with Redis clients that refuse or answer: Redis's health and its eviction policy."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
 
 from redis.exceptions import ResponseError
 
 from streams.settings import Settings
 from streams.sidecar import Sidecar
-from tables.store import Lease
+from tables.lease import Lease
+from tests.sim.lua_redis import Keyspace, Scripts
 
 
-class _Redis:
-    """Answers the lease script with `lease`; CONFIG GET answers `policy` or is refused."""
+class _Redis(Scripts):
+    """The real lease scripts over a simulated keyspace; CONFIG GET answers `policy` or is refused."""
 
-    def __init__(self, policy: str | None, lease: Lease) -> None:
+    def __init__(self, policy: str | None) -> None:
+        super().__init__(Keyspace(time.time))
         self.policy = policy
-        self.lease = lease
 
-    def register_script(self, lua: str) -> Any:
-        async def run(keys: list[str], args: list[str]) -> int:
-            return int(self.lease)
-
-        return run
+    async def hmget(self, key: str, fields: list[str]) -> list[str | None]:
+        return self.keyspace.hmget(key, fields)
 
     async def config_get(self, name: str) -> dict[str, str]:
         if self.policy is None:
@@ -31,38 +29,50 @@ class _Redis:
         return {name: self.policy}
 
 
-def _sidecar(policy: str | None, lease: Lease = Lease.TAKEN) -> Sidecar:
-    return Sidecar(Settings(exporter_handover_seconds=30.0), 6066, redis=_Redis(policy, lease))  # type: ignore[arg-type]
+def _sidecar(policy: str | None) -> Sidecar:
+    return Sidecar(Settings(), 6066, redis=_Redis(policy))  # type: ignore[arg-type]
+
+
+async def _one_round(sidecar: Sidecar) -> None:
+    """One pass of the real lease loop, stopped at its first sleep."""
+    task = asyncio.create_task(sidecar._run_lease())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_refused_config_get_makes_the_replica_not_ready_but_keeps_the_lease() -> None:
     sidecar = _sidecar(policy=None)
-    await sidecar._lease_round(ttl_ms=10_000)
+    await _one_round(sidecar)
     st = sidecar.status
-    assert (st.redis_policy, st.redis_policy_ok, st.leader) == ("unknown", False, True)
+    assert (st.redis_policy, st.redis_policy_ok, st.leader, st.redis_ok) == ("unknown", False, True, True)
 
 
 async def test_an_evicting_policy_is_not_ready_and_noeviction_is() -> None:
     sidecar = _sidecar(policy="allkeys-lru")
-    await sidecar._lease_round(ttl_ms=10_000)
+    await _one_round(sidecar)
     assert (sidecar.status.redis_policy, sidecar.status.redis_policy_ok) == ("allkeys-lru", False)
     sidecar.redis.policy = "noeviction"  # type: ignore[attr-defined]
-    await sidecar._lease_round(ttl_ms=10_000)
+    await _one_round(sidecar)
     assert sidecar.status.redis_policy_ok is True
 
 
-async def test_a_lease_taken_from_another_replica_waits_and_one_kept_from_a_restart_does_not() -> None:
-    taken = _sidecar("noeviction", Lease.TAKEN)
-    await taken._lease_round(ttl_ms=10_000)
-    since = taken.status.exporter_since_s
-    assert since is not None
-    assert not taken.exporting(taken.status.replica_id, since + 29.0)
-    assert taken.exporting(taken.status.replica_id, since + 30.0)
-    # A later round that still holds the lease does not restart (or skip) the wait.
-    taken.redis.lease = Lease.KEPT  # type: ignore[attr-defined]
-    await taken._lease_round(ttl_ms=10_000)
-    assert taken.status.exporter_since_s == since
-    kept = _sidecar("noeviction", Lease.KEPT)
-    await kept._lease_round(ttl_ms=10_000)
-    assert kept.exporting(kept.status.replica_id, time.time())
-    assert not kept.exporting("another:6066", time.time())
+async def test_a_fresh_replica_exports_at_once_and_a_second_one_does_not() -> None:
+    first = _sidecar("noeviction")
+    await _one_round(first)
+    assert first.status.leader and first.exporter.exporting(time.time())
+    second = Sidecar(Settings(), 6067, redis=first.redis)
+    await _one_round(second)
+    assert not second.status.leader and not second.exporter.exporting(time.time())
+
+
+async def test_a_failed_round_marks_redis_down_and_quiets_the_exporter() -> None:
+    sidecar = _sidecar("noeviction")
+    await _one_round(sidecar)
+    assert sidecar.status.leader
+    sidecar._lease_round_done(None, ConnectionError("gone"))
+    sidecar.exporter.lapse()
+    assert not sidecar.exporter.exporting(time.time())
+    sidecar._lease_round_done(Lease.KEPT, None)
+    assert sidecar.status.redis_ok and not sidecar.status.leader

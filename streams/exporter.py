@@ -1,0 +1,214 @@
+"""The exporter role of one replica: lease rounds, the scrapes it serves, and a hand-over without a blind wait.
+
+Prometheus shows a target's samples until that target's next scrape: one without them, or one that fails,
+marks them stale at once. So the replica that takes the lease must not export before the last holder's
+exported samples are stale, and the holder learns from the scrapes themselves when that is:
+
+- it knows each scraper (remote address of requests carrying Prometheus's scrape-timeout header) and the
+  interval between its scrapes, so the lease's record carries a grace measured, not configured
+  (`STREAMS_SCRAPE_INTERVAL_SECONDS` only until a scrape is seen);
+- on SIGTERM it stops exporting, keeps answering scrapes, and once every scraper that got its business
+  series has scraped it again (within about one interval) releases the lease as "stale now": the next
+  replica exports at once. A scraper that never came back (a target dropped from service discovery gets
+  its staleness markers about two intervals late) is covered by the release's visibility bound instead;
+- it stops exporting when its lease could have lapsed (the term counted from before the renewal was
+  sent), so a replica cut off from Redis goes quiet before another can take over.
+
+docs/design.md ("The exporter hand-over") has the whole argument and what it assumes of the scrapers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError
+
+from tables.lease import Lease, LeaseStore
+
+LEASE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+# Prometheus (and vmagent, Grafana Alloy, the OpenTelemetry Collector's receiver) send it on every scrape.
+SCRAPE_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+# Scrapes land on a fixed schedule; a tenth of the interval and a second absorb jitter and slow answers.
+GRACE_FACTOR, GRACE_MARGIN_S = 1.1, 1.0
+# A target dropped from service discovery gets its staleness markers just over two intervals after its
+# last scrape, stamped at the next one (Prometheus's endOfRunStaleness).
+DROPPED_TARGET_FACTOR = 2.2
+POLL_S = 0.5  # how often a replica without the lease looks for it
+RELEASE_BUDGET_S = 2.0  # kept from the shutdown budget for the release itself
+GAPS_KEPT = 3  # the interval is the longest of a scraper's last gaps: a late scrape only makes waits longer
+FORGET_AFTER_S = 600.0
+
+
+def grace_s(interval_s: float) -> float:
+    return interval_s * GRACE_FACTOR + GRACE_MARGIN_S
+
+
+@dataclass
+class Scraper:
+    last_s: float
+    gaps_s: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=GAPS_KEPT))
+    last_export_s: float | None = None
+
+    @property
+    def interval_s(self) -> float | None:
+        return max(self.gaps_s) if self.gaps_s else None
+
+    @property
+    def owed(self) -> bool:
+        """Its newest scrape carried business series: it must scrape once more before they are stale."""
+        return self.last_export_s is not None and self.last_export_s >= self.last_s
+
+
+class Exporter:
+    def __init__(
+        self,
+        leases: LeaseStore,
+        replica_id: str,
+        ttl_s: float,
+        fallback_interval_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.leases = leases
+        self.replica_id = replica_id
+        self.ttl_s = ttl_s
+        self.fallback_interval_s = fallback_interval_s
+        self.clock = clock
+        self.held = False
+        self.export_from_s: float | None = None  # None until a term starts; kept while rounds fail
+        self.valid_until_s = 0.0
+        self.draining = False
+        self.scrapers: dict[str, Scraper] = {}
+
+    # The lease --------------------------------------------------------------------------------------
+    async def hold(self) -> Lease:
+        """One lease round: take or renew the lease, and learn when this replica's series may appear."""
+        sent_s = self.clock()
+        hold = await self.leases.hold(self.replica_id, int(self.ttl_s * 1000), int(self.grace_s * 1000))
+        if hold.lease == Lease.LOST:
+            self.held, self.export_from_s = False, None
+            return hold.lease
+        if self.export_from_s is None or (hold.lease == Lease.TAKEN and hold.wait_s > 0):
+            self.export_from_s = self.clock() + hold.wait_s
+        self.held = True
+        self.valid_until_s = sent_s + self.ttl_s
+        return hold.lease
+
+    def lapse(self) -> None:
+        """A round failed: quiet now; a later round that finds the lease still ours resumes without a wait."""
+        self.held = False
+
+    async def run(
+        self,
+        on_round: Callable[[Lease | None, BaseException | None], None] = lambda lease, exc: None,
+        before_round: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """The lease loop: a holder renews three times per term; the others look twice a second, so a
+        released lease is taken at once (a hand-over's gap is one scrape interval plus this)."""
+        while True:
+            try:
+                if before_round is not None:
+                    await before_round()
+                on_round(await self.hold(), None)
+            except LEASE_ERRORS as exc:
+                self.lapse()
+                on_round(None, exc)
+            await asyncio.sleep(self.ttl_s / 3 if self.held else min(POLL_S, self.ttl_s / 3))
+
+    def exporting(self, now_s: float) -> bool:
+        since = self.export_from_s
+        return self.held and not self.draining and since is not None and since <= now_s < self.valid_until_s
+
+    def starts_in_s(self, now_s: float) -> float | None:
+        """Seconds until this holder's series appear (0 when they do); None when it does not hold the lease."""
+        if not self.held or self.export_from_s is None or self.draining:
+            return None
+        return max(0.0, self.export_from_s - now_s)
+
+    # The scrapes ------------------------------------------------------------------------------------
+    async def serves(self, scraper: str | None) -> bool:
+        """Whether this response may carry the business series; `scraper` names a Prometheus scrape.
+
+        The lease is read again when the answer is yes: a replica whose lease another took goes quiet at once.
+        """
+        now_s = self.clock()
+        exported = self.exporting(now_s)
+        if scraper is not None:
+            # Before any await: a hand-over that starts meanwhile must count this scrape as owed one more.
+            self.scraped(scraper, now_s, exported)
+        return exported and await self.leases.holder() == self.replica_id
+
+    @property
+    def interval_s(self) -> float:
+        """The longest interval among the scrapers seen; the setting until one has scraped twice."""
+        known = [i for s in self.scrapers.values() if (i := s.interval_s) is not None]
+        return max(known) if known else self.fallback_interval_s
+
+    @property
+    def grace_s(self) -> float:
+        return grace_s(self.interval_s)
+
+    def scraped(self, remote: str, now_s: float, exported: bool) -> None:
+        """Called by /metrics for a Prometheus scrape, after it decided whether to carry business series."""
+        scraper = self.scrapers.get(remote)
+        if scraper is None:
+            scraper = self.scrapers[remote] = Scraper(last_s=now_s)
+        elif now_s > scraper.last_s:
+            scraper.gaps_s.append(now_s - scraper.last_s)
+            scraper.last_s = now_s
+        if exported:
+            scraper.last_export_s = now_s
+        for name, s in list(self.scrapers.items()):
+            if now_s - s.last_s > max(FORGET_AFTER_S, 3 * (s.interval_s or 0.0)):
+                del self.scrapers[name]
+
+    # The hand-over ----------------------------------------------------------------------------------
+    def owed(self) -> list[Scraper]:
+        return [s for s in self.scrapers.values() if s.owed]
+
+    def visible_for_s(self, now_s: float) -> float:
+        """How long, from now, a scraper may still show this replica's business series."""
+        ends = [
+            s.last_export_s + DROPPED_TARGET_FACTOR * (s.interval_s or self.fallback_interval_s) + GRACE_MARGIN_S
+            for s in self.owed()
+            if s.last_export_s is not None
+        ]
+        return max(0.0, max(ends, default=now_s) - now_s)
+
+    async def drain(self, budget_s: float, poll_s: float = 0.1) -> None:
+        """Stop exporting and wait, within the budget, until every scraper owed one has scraped again."""
+        self.draining = True
+        deadline_s = self.clock() + budget_s
+        while (owed := self.owed()) and self.clock() < deadline_s:
+            due_s = max(s.last_s + grace_s(s.interval_s or self.fallback_interval_s) for s in owed)
+            if self.clock() >= due_s:
+                return  # a scraper that would have come back by now is not coming: the release covers it
+            await asyncio.sleep(poll_s)
+
+    async def hand_over(self, budget_s: float, meanwhile: Awaitable[None], rounds: asyncio.Task[None] | None) -> None:
+        """SIGTERM: quiet at once and drain, with `meanwhile` (the tap's own drain) alongside; the lease is
+        kept, renewed by `rounds`, until the drain ends, then released. Within `budget_s` but the release."""
+        started_s = self.clock()
+        drain = asyncio.create_task(self.drain(max(0.0, budget_s - RELEASE_BUDGET_S)))
+        try:
+            await meanwhile
+        finally:
+            await drain
+            if rounds is not None:
+                rounds.cancel()
+                await asyncio.gather(rounds, return_exceptions=True)
+            left_s = budget_s - (self.clock() - started_s)
+            await asyncio.wait_for(self.release(), timeout=max(RELEASE_BUDGET_S / 2, left_s))
+
+    async def release(self) -> bool:
+        """Hand the lease over, telling the next holder how long this one's series may still be seen."""
+        self.draining = True
+        if not self.held and self.export_from_s is None:
+            return False
+        visible_ms = int(self.visible_for_s(self.clock()) * 1000)
+        self.held = False
+        return await self.leases.release(self.replica_id, visible_ms)

@@ -1,0 +1,181 @@
+"""The exporter hand-over on the real lease scripts (Lua, over a simulated keyspace) and a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from streams.exporter import Exporter, grace_s
+from tables.lease import Lease, LeaseStore
+from tests.sim.lua_redis import Keyspace, Scripts
+
+TTL_S, FALLBACK_S = 10.0, 60.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 1_790_000_000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+class Client(Scripts):
+    async def hmget(self, key: str, fields: list[str]) -> list[str | None]:
+        return self.keyspace.hmget(key, fields)
+
+
+def fleet(clock: Clock) -> tuple[Client, dict[str, Exporter]]:
+    client = Client(Keyspace(clock))
+    leases = LeaseStore(client, "app")
+    return client, {r: Exporter(leases, r, TTL_S, FALLBACK_S, clock) for r in ("a", "b", "a-again")}
+
+
+async def scraped_every(exporter: Exporter, clock: Clock, interval_s: float, times: int, remote: str = "prom") -> None:
+    """`times` scrapes `interval_s` apart, the lease renewed before each (a round every few seconds)."""
+    for _ in range(times):
+        await exporter.hold()
+        exporter.scraped(remote, clock(), exporter.exporting(clock()))
+        clock.now_s += interval_s
+    clock.now_s -= interval_s
+
+
+async def test_a_lease_never_held_exports_at_once_and_others_wait_for_it() -> None:
+    clock = Clock()
+    _, ex = fleet(clock)
+    assert await ex["a"].hold() == Lease.TAKEN
+    assert ex["a"].exporting(clock())
+    assert await ex["b"].hold() == Lease.LOST
+    assert not ex["b"].exporting(clock()) and ex["b"].starts_in_s(clock()) is None
+
+
+async def test_a_clean_hand_over_after_the_last_scrape_exports_at_once() -> None:
+    clock = Clock()
+    _, ex = fleet(clock)
+    await ex["a"].hold()
+    await scraped_every(ex["a"], clock, 15.0, 3)  # the scraper's newest scrape carried the series
+    assert ex["a"].owed() and ex["a"].interval_s == 15.0
+    ex["a"].draining = True
+    clock.now_s += 15.0
+    assert await ex["a"].serves("prom") is False  # the scrape after the stop: series stale from here
+    assert not ex["a"].owed()
+    await ex["a"].release()
+    assert await ex["b"].hold() == Lease.TAKEN
+    assert ex["b"].exporting(clock())
+
+
+@pytest.mark.parametrize("interval_s", [1.0, 15.0, 60.0])
+async def test_a_release_with_a_scraper_that_never_came_back_waits_for_its_late_staleness(interval_s: float) -> None:
+    clock = Clock()
+    _, ex = fleet(clock)
+    await ex["a"].hold()
+    await scraped_every(ex["a"], clock, interval_s, 3)
+    last_export_s = clock()
+    clock.now_s += 0.5
+    await ex["a"].release()  # no scrape since: a target dropped from discovery gets stale markers late
+    await ex["b"].hold()
+    expected_s = last_export_s + 2.2 * interval_s + 1.0
+    starts = ex["b"].starts_in_s(clock())
+    assert starts == pytest.approx(expected_s - clock(), abs=0.002)
+    clock.now_s = expected_s - 0.01
+    await ex["b"].hold()  # its own term again (lapsed or not): the wait is not restarted, nor skipped
+    assert not ex["b"].exporting(clock())
+    clock.now_s = expected_s + 0.01
+    await ex["b"].hold()
+    assert ex["b"].exporting(clock())
+
+
+async def test_after_a_crash_the_next_exporter_waits_for_lease_end_plus_one_learned_interval() -> None:
+    clock = Clock()
+    _, ex = fleet(clock)
+    await ex["a"].hold()
+    await scraped_every(ex["a"], clock, 15.0, 3)
+    await ex["a"].hold()  # the last renewal records the grace learned from the scrapes
+    lease_end_s = clock() + TTL_S
+    # kill -9: no release. Until the term ends nobody else may take the lease.
+    clock.now_s += TTL_S - 0.01
+    assert await ex["b"].hold() == Lease.LOST
+    clock.now_s += 0.02
+    assert await ex["b"].hold() == Lease.TAKEN
+    assert ex["b"].starts_in_s(clock()) == pytest.approx(lease_end_s + grace_s(15.0) - clock(), abs=0.002)
+
+
+async def test_the_same_replica_restarted_takes_its_own_lease_back_without_a_wait() -> None:
+    clock = Clock()
+    client, ex = fleet(clock)
+    await ex["a"].hold()
+    restarted = Exporter(LeaseStore(client, "app"), "a", TTL_S, FALLBACK_S, clock)  # same id: same series
+    assert await restarted.hold() == Lease.KEPT
+    assert restarted.exporting(clock())
+
+
+async def test_a_holder_cut_off_from_redis_goes_quiet_before_its_term_can_end() -> None:
+    clock = Clock()
+    _, ex = fleet(clock)
+    await ex["a"].hold()
+    clock.now_s += TTL_S - 0.01
+    assert ex["a"].exporting(clock())
+    clock.now_s += 0.01  # no renewal got through: quiet exactly when another could take the lease
+    assert not ex["a"].exporting(clock())
+
+
+async def test_a_failed_round_quiets_and_a_kept_lease_resumes_without_a_wait() -> None:
+    clock = Clock()
+    _, ex = fleet(clock)
+    await ex["a"].hold()
+    ex["a"].lapse()
+    assert not ex["a"].exporting(clock())
+    clock.now_s += 1.0
+    assert await ex["a"].hold() == Lease.KEPT
+    assert ex["a"].exporting(clock())
+
+
+async def test_a_lease_taken_by_another_stops_the_export_at_the_next_scrape() -> None:
+    clock = Clock()
+    client, ex = fleet(clock)
+    await ex["a"].hold()
+    assert await ex["a"].serves("prom") is True
+    client.keyspace.data["{app}:exporter"]["holder"] = "b"  # e.g. a Redis failover to a stale replica
+    assert await ex["a"].serves("prom") is False
+
+
+async def test_scrape_intervals_are_learned_per_scraper_and_the_longest_wins() -> None:
+    clock = Clock()
+    _, ex = fleet(clock)
+    assert ex["a"].interval_s == FALLBACK_S
+    ex["a"].scraped("p1", clock(), False)
+    assert ex["a"].interval_s == FALLBACK_S  # one scrape tells no interval
+    for _ in range(4):
+        clock.now_s += 5.0
+        ex["a"].scraped("p1", clock(), False)
+        if _ % 2 == 0:
+            ex["a"].scraped("p2", clock(), False)
+    assert ex["a"].interval_s == 10.0
+    clock.now_s += 601.0
+    ex["a"].scraped("p1", clock(), False)
+    assert set(ex["a"].scrapers) == {"p1"}  # a scraper silent for ten minutes is forgotten
+
+
+async def test_the_drain_waits_for_the_owed_scraper_and_gives_up_when_it_is_overdue() -> None:
+    clock = Clock()
+    _, ex = fleet(clock)
+    await ex["a"].hold()
+    await scraped_every(ex["a"], clock, 2.0, 3)
+    drain = asyncio.create_task(ex["a"].drain(budget_s=30.0, poll_s=0.001))
+    await asyncio.sleep(0.01)
+    assert not drain.done()
+    clock.now_s += 2.0
+    await ex["a"].serves("prom")
+    await asyncio.wait_for(drain, 1.0)
+    # Overdue: nothing came back within 1.1 intervals + 1 s, so the drain ends and the release covers it.
+    scraped = Exporter(ex["a"].leases, "b", TTL_S, FALLBACK_S, clock)
+    scraped.scraped("prom", clock(), True)
+    clock.now_s += 2.0
+    scraped.scraped("prom", clock(), True)
+    late = asyncio.create_task(scraped.drain(budget_s=30.0, poll_s=0.001))
+    await asyncio.sleep(0.01)
+    assert not late.done()
+    clock.now_s += grace_s(2.0)
+    await asyncio.wait_for(late, 1.0)
+    assert scraped.owed()
