@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -83,17 +84,28 @@ class Exporter:
         self.valid_until_s = 0.0
         self.draining = False
         self.scrapers: dict[str, Scraper] = {}
+        self.inherited_at_s: float | None = None
+        self.holds_taken = 0
+        self.fleet_interval_s: float | None = None
 
     # The lease --------------------------------------------------------------------------------------
     async def hold(self) -> Lease:
         """One lease round: take or renew the lease, and learn when this replica's series may appear."""
         sent_s = self.clock()
-        hold = await self.leases.hold(self.replica_id, int(self.ttl_s * 1000), int(self.grace_s * 1000))
+        measured_ms = int((self.measured_interval_s or 0.0) * 1000)
+        ttl_ms, grace_ms, poll_ms = int(self.ttl_s * 1000), int(self.grace_s * 1000), int(self.poll_s * 1000)
+        hold = await self.leases.hold(self.replica_id, ttl_ms, grace_ms, poll_ms, measured_ms)
+        self.fleet_interval_s = hold.fleet_interval_s
         if hold.lease == Lease.LOST:
             self.held, self.export_from_s = False, None
             return hold.lease
-        if self.export_from_s is None or (hold.lease == Lease.TAKEN and hold.wait_s > 0):
-            self.export_from_s = self.clock() + hold.wait_s
+        if self.export_from_s is None or hold.wait_s > 0:
+            self.export_from_s = self.clock() + hold.wait_s  # Redis keeps the term's start: never earlier
+        if hold.inherited and not self.holds_taken:
+            # An earlier process under this id (a restarted container) may have been scraped last, and
+            # this one cannot know by whom: its release covers them as if they never came back.
+            self.inherited_at_s = self.clock()
+        self.holds_taken += 1
         self.held = True
         self.valid_until_s = sent_s + self.ttl_s
         return hold.lease
@@ -117,7 +129,7 @@ class Exporter:
             except LEASE_ERRORS as exc:
                 self.lapse()
                 on_round(None, exc)
-            await asyncio.sleep(self.ttl_s / 3 if self.held else min(POLL_S, self.ttl_s / 3))
+            await asyncio.sleep(self.ttl_s / 3 if self.held else self.poll_s)
 
     def exporting(self, now_s: float) -> bool:
         since = self.export_from_s
@@ -143,13 +155,26 @@ class Exporter:
         return exported and await self.leases.holder() == self.replica_id
 
     @property
-    def interval_s(self) -> float:
-        """The longest interval among the scrapers seen; the setting until one has scraped twice."""
+    def measured_interval_s(self) -> float | None:
         known = [i for s in self.scrapers.values() if (i := s.interval_s) is not None]
-        return max(known) if known else self.fallback_interval_s
+        return max(known) if known else None
+
+    @property
+    def interval_s(self) -> float:
+        """The longest interval among the scrapers seen; until one has scraped twice, what the last holder
+        measured, or the setting."""
+        return self.measured_interval_s or self.fleet_interval_s or self.fallback_interval_s
+
+    @property
+    def poll_s(self) -> float:
+        return min(POLL_S, self.ttl_s / 3)
 
     @property
     def grace_s(self) -> float:
+        """How long after its term this holder's series may be seen: once it is stopping, discovery may drop
+        its target, whose series then stay until the late markers."""
+        if self.draining:
+            return DROPPED_TARGET_FACTOR * self.interval_s + GRACE_MARGIN_S
         return grace_s(self.interval_s)
 
     def scraped(self, remote: str, now_s: float, exported: bool) -> None:
@@ -173,36 +198,45 @@ class Exporter:
     def visible_for_s(self, now_s: float) -> float:
         """How long, from now, a scraper may still show this replica's business series."""
         ends = [
-            s.last_export_s + DROPPED_TARGET_FACTOR * (s.interval_s or self.fallback_interval_s) + GRACE_MARGIN_S
+            s.last_export_s + DROPPED_TARGET_FACTOR * (s.interval_s or self.interval_s) + GRACE_MARGIN_S
             for s in self.owed()
             if s.last_export_s is not None
         ]
+        if self.inherited_at_s is not None:
+            ends.append(self.inherited_at_s + DROPPED_TARGET_FACTOR * self.interval_s + GRACE_MARGIN_S)
         return max(0.0, max(ends, default=now_s) - now_s)
 
     async def drain(self, budget_s: float, poll_s: float = 0.1) -> None:
         """Stop exporting and wait, within the budget, until every scraper owed one has scraped again."""
         self.draining = True
         deadline_s = self.clock() + budget_s
+        if self.held:
+            with contextlib.suppress(*LEASE_ERRORS):
+                await self.hold()  # the longer grace on record now, in case Redis is gone by the release
         while (owed := self.owed()) and self.clock() < deadline_s:
-            due_s = max(s.last_s + grace_s(s.interval_s or self.fallback_interval_s) for s in owed)
+            due_s = max(s.last_s + grace_s(s.interval_s or self.interval_s) for s in owed)
             if self.clock() >= due_s:
                 return  # a scraper that would have come back by now is not coming: the release covers it
             await asyncio.sleep(poll_s)
 
     async def hand_over(self, budget_s: float, meanwhile: Awaitable[None], rounds: asyncio.Task[None] | None) -> None:
-        """SIGTERM: quiet at once and drain, with `meanwhile` (the tap's own drain) alongside; the lease is
-        kept, renewed by `rounds`, until the drain ends, then released. Within `budget_s` but the release."""
-        started_s = self.clock()
-        drain = asyncio.create_task(self.drain(max(0.0, budget_s - RELEASE_BUDGET_S)))
+        """SIGTERM: quiet at once and drain while `meanwhile` (the tap's own drain) runs; the lease is kept,
+        renewed by `rounds`, until the drain ends, and released then, not after the tap: every second
+        the release waits is a second of the next exporter's gap."""
+        handed = asyncio.create_task(self._drain_and_release(budget_s, rounds))
         try:
             await meanwhile
         finally:
-            await drain
-            if rounds is not None:
-                rounds.cancel()
-                await asyncio.gather(rounds, return_exceptions=True)
-            left_s = budget_s - (self.clock() - started_s)
-            await asyncio.wait_for(self.release(), timeout=max(RELEASE_BUDGET_S / 2, left_s))
+            await handed
+
+    async def _drain_and_release(self, budget_s: float, rounds: asyncio.Task[None] | None) -> None:
+        started_s = self.clock()
+        await self.drain(max(0.0, budget_s - RELEASE_BUDGET_S))
+        if rounds is not None:
+            rounds.cancel()
+            await asyncio.gather(rounds, return_exceptions=True)
+        left_s = budget_s - (self.clock() - started_s)
+        await asyncio.wait_for(self.release(), timeout=max(RELEASE_BUDGET_S / 2, left_s))
 
     async def release(self) -> bool:
         """Hand the lease over, telling the next holder how long this one's series may still be seen."""

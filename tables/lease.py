@@ -3,10 +3,11 @@
 One hash per app, outside the layout-versioned prefix, so replicas of two layout versions share one lease
 and never export side by side. It records how the last term ended: still held (until `until_ms`),
 released (its exports visible in Prometheus until `visible_ms`), or lapsed (a crash or a cut: visible
-until `until_ms + grace_ms`). A replica that takes the lease learns how long to wait before its own
-series may appear, so `sum()` over replicas never counts two exporters at once:
+until `until_ms + grace_ms`). A term's holder may export from `start_ms`: the lease says so on every
+renewal, so a reply lost on the way never shortens the wait. So `sum()` over replicas never counts two
+exporters at once:
 
-- never held, or the holder's own id again (same Prometheus series): at once;
+- never held: at once; the holder's own id again (same Prometheus series): from its term's start;
 - released: until the releaser's last exported samples are stale (often already);
 - lapsed: until the lease's end plus the holder's grace (one scrape interval and a margin).
 
@@ -20,31 +21,58 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-# ARGV: replica id, ttl ms, grace ms (how long this holder's exports stay visible after its last scrape).
-# KEYS: the lease hash, and the lease key of layout 3's releases (a string with PX), held alongside so
-# that replicas of that release see the lease taken and never export beside this one.
+# ARGV: replica id, ttl ms, grace ms (how long this holder's exports stay visible after its last scrape),
+# poll ms (how often replicas without the lease look for it), the scrape interval ms this replica measured
+# (0: none yet). The reply: Lease, ms to wait, 1 if the lease was in this id's name, the interval last
+# measured by any holder (0: none), which a replica that has seen no scrapes yet goes by.
+# KEYS: the lease hash; the lease key of layout 3's releases (a string with PX), held alongside so that
+# replicas of that release see the lease taken and never export beside this one; the members hash
+# (replica id -> "first seen ms:last seen ms"), whose newest member is offered a freed lease first.
 HOLD_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id, ttl, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local id, ttl, grace, poll = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local learned = tonumber(ARGV[5]) or 0
+local mine = redis.call('HGET', KEYS[3], id)
+local first = mine and tonumber(string.match(mine, '^(%d+)')) or now
+redis.call('HSET', KEYS[3], id, first .. ':' .. now)
+redis.call('PEXPIRE', KEYS[3], 3 * ttl)
+local newer = false
+local members = redis.call('HGETALL', KEYS[3])
+for i = 1, #members, 2 do
+  local m_first, m_seen = string.match(members[i + 1], '^(%d+):(%d+)$')
+  m_first, m_seen = tonumber(m_first) or 0, tonumber(m_seen) or 0
+  if m_seen < now - 3 * ttl then redis.call('HDEL', KEYS[3], members[i])
+  elseif members[i] ~= id and m_seen >= now - 2 * poll and m_first > first then newer = true end
+end
 local legacy = redis.call('GET', KEYS[2])
-if legacy and legacy ~= id then return {0, 0} end
-local h = redis.call('HMGET', KEYS[1], 'holder', 'until_ms', 'state', 'visible_ms', 'grace_ms')
+if legacy and legacy ~= id then return {0, 0, 0, learned} end
+local h = redis.call('HMGET', KEYS[1], 'holder', 'until_ms', 'state', 'visible_ms', 'grace_ms', 'start_ms', 'freed_ms')
 local holder, untl, state = h[1], tonumber(h[2]) or 0, h[3]
 local live = state == 'held' and untl > now
-local kind, wait = 1, 0
+local kind, start = 1, now
 if holder == id then
   if live then kind = 2 end
+  start = tonumber(h[6]) or now
 elseif holder then
-  if live then return {0, 0} end
-  local visible
-  if state == 'released' then visible = tonumber(h[4]) or 0 else visible = untl + (tonumber(h[5]) or 0) end
-  if visible > now then wait = visible - now end
+  if live then return {0, 0, 0, learned} end
+  -- A rollout replaces the oldest replicas first: a freed lease waits a few polls for the newest one.
+  local freed = untl
+  if state == 'released' then freed = tonumber(h[7]) or 0 end
+  if newer and now - freed < 4 * poll then return {0, 0, 0, learned} end
+  -- A term that ended before its own start passes the wait it inherited on (start_ms).
+  local visible = math.max(tonumber(h[6]) or 0, untl + (tonumber(h[5]) or 0))
+  if state == 'released' then visible = tonumber(h[4]) or 0 end
+  if visible > now then start = visible end
 end
-redis.call('HSET', KEYS[1], 'holder', id, 'until_ms', now + ttl, 'state', 'held', 'grace_ms', grace)
+redis.call('HSET', KEYS[1], 'holder', id, 'until_ms', now + ttl, 'state', 'held', 'grace_ms', grace, 'start_ms', start)
 redis.call('PEXPIRE', KEYS[1], ttl + grace + 60000)
 redis.call('SET', KEYS[2], id, 'PX', ttl)
-return {kind, wait}
+if learned > 0 then redis.call('HSET', KEYS[1], 'interval_ms', learned) end
+local inherited, interval = 0, tonumber(redis.call('HGET', KEYS[1], 'interval_ms')) or 0
+if holder == id then inherited = 1 end
+if start > now then return {kind, start - now, inherited, interval} end
+return {kind, 0, inherited, interval}
 """
 
 # ARGV: replica id, ms from now until this holder's exports are stale everywhere. Records outlive what
@@ -53,9 +81,9 @@ RELEASE_LUA = """
 if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local visible = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'state', 'released', 'visible_ms', now + visible)
-redis.call('PEXPIRE', KEYS[1], visible + 60000)
+local visible = math.max(now + tonumber(ARGV[2]), tonumber(redis.call('HGET', KEYS[1], 'start_ms')) or 0)
+redis.call('HSET', KEYS[1], 'state', 'released', 'visible_ms', visible, 'freed_ms', now)
+redis.call('PEXPIRE', KEYS[1], visible - now + 60000)
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1
 """
@@ -70,11 +98,17 @@ class Lease(enum.IntEnum):
 @dataclass(frozen=True)
 class Hold:
     lease: Lease
-    wait_s: float  # before this replica's series may appear (0 unless the lease came from another)
+    wait_s: float  # until this term's series may appear: 0 unless the lease came from another lately
+    inherited: bool = False  # the lease was in this id's name already: an earlier process of this replica
+    fleet_interval_s: float | None = None  # the scrape interval a holder measured last
 
 
 def lease_key(app_id: str) -> str:
     return "{" + app_id + "}:exporter"
+
+
+def members_key(app_id: str) -> str:
+    return "{" + app_id + "}:exporter:members"
 
 
 def legacy_lease_key(app_id: str) -> str:
@@ -85,13 +119,15 @@ def legacy_lease_key(app_id: str) -> str:
 class LeaseStore:
     def __init__(self, client: Any, app_id: str) -> None:
         self.client = client
-        self.keys = [lease_key(app_id), legacy_lease_key(app_id)]
+        self.keys = [lease_key(app_id), legacy_lease_key(app_id), members_key(app_id)]
         self._hold = client.register_script(HOLD_LUA)
         self._release = client.register_script(RELEASE_LUA)
 
-    async def hold(self, replica_id: str, ttl_ms: int, grace_ms: int) -> Hold:
-        kind, wait_ms = await self._hold(keys=self.keys, args=[replica_id, str(ttl_ms), str(grace_ms)])
-        return Hold(Lease(int(kind)), int(wait_ms) / 1000)
+    async def hold(self, replica_id: str, ttl_ms: int, grace_ms: int, poll_ms: int = 500, interval_ms: int = 0) -> Hold:
+        args = [replica_id, str(ttl_ms), str(grace_ms), str(poll_ms), str(interval_ms)]
+        kind, wait_ms, inherited, fleet_ms = await self._hold(keys=self.keys, args=args)
+        fleet_s = int(fleet_ms) / 1000 if int(fleet_ms) > 0 else None
+        return Hold(Lease(int(kind)), int(wait_ms) / 1000, bool(int(inherited)), fleet_s)
 
     async def holder(self) -> str | None:
         """The id of the replica whose term is current, or None when the lease is released or unknown."""
@@ -99,7 +135,7 @@ class LeaseStore:
         return None if holder is None or _text(state) != "held" else _text(holder)
 
     async def release(self, replica_id: str, visible_ms: int) -> bool:
-        return bool(await self._release(keys=self.keys, args=[replica_id, str(max(0, visible_ms))]))
+        return bool(await self._release(keys=self.keys[:2], args=[replica_id, str(max(0, visible_ms))]))
 
 
 def _text(value: Any) -> str:

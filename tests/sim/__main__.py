@@ -14,6 +14,8 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+from tests.sim.exporters import Violation as ExporterViolation
+from tests.sim.exporters import simulate_exporters
 from tests.sim.world import PROFILES, Violation, simulate
 
 
@@ -30,13 +32,32 @@ def _run(args: tuple[int, int, int]) -> list[str]:
     return failures
 
 
+def _run_exporters(args: tuple[int, int]) -> list[str]:
+    """The exporter hand-over's search (tests/sim/exporters.py): its own schedules, seeded alike."""
+    logging.disable(logging.CRITICAL)
+    first, count = args
+    failures = []
+    for seed in range(first, first + count):
+        try:
+            simulate_exporters(seed)
+        except ExporterViolation as exc:
+            failures.append(str(exc))
+    return failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.sim")
     parser.add_argument("--schedules", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--seed", type=int, default=None, help="base seed (default: random, printed)")
     parser.add_argument("--replay", type=int, default=None, help="run one seed and print its trace")
+    parser.add_argument("--exporter-schedules", type=int, default=300, help="schedules of the exporter hand-over")
+    parser.add_argument("--replay-exporter", type=int, default=None, help="run one exporter seed, print its trace")
     args = parser.parse_args()
+    if args.replay_exporter is not None:
+        failures = _run_exporters((args.replay_exporter, 1))
+        print(failures[0] if failures else f"exporter seed {args.replay_exporter}: passed")
+        return 1 if failures else 0
     if args.replay is not None:
         failures = _run((args.replay, 1, args.steps))
         print(failures[0] if failures else f"seed {args.replay}: passed")
@@ -47,13 +68,17 @@ def main() -> int:
     chunk = max(1, args.schedules // (workers * 8))
     jobs = [(base + i, min(chunk, args.schedules - i), args.steps) for i in range(0, args.schedules, chunk)]
     started = time.monotonic()
+    n = args.exporter_schedules
+    exporter_jobs = [(base + i, min(8, n - i)) for i in range(0, n, 8)]
     with ProcessPoolExecutor(workers) as pool:
         failures = [f for found in pool.map(_run, jobs) for f in found]
+        print(f"simulator: {n} schedules of the exporter hand-over, base seed {base}", flush=True)
+        failures += [f for found in pool.map(_run_exporters, exporter_jobs) for f in found]
     for failure in failures[:3]:
         print(failure)
     elapsed = time.monotonic() - started
     print(f"simulator: {elapsed:.0f} s")
-    print(f"{args.schedules - len(failures)} passed, {len(failures)} failed")
+    print(f"{args.schedules + n - len(failures)} passed, {len(failures)} failed")
     return 1 if failures else 0
 
 

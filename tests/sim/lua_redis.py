@@ -72,11 +72,19 @@ class Keyspace:
             added = sum(1 for f in pairs[::2] if f not in h)
             h.update(zip(pairs[::2], pairs[1::2], strict=True))
             return added
-        if name in ("HGET", "HMGET"):
+        if name in ("HGET", "HMGET", "HGETALL", "HDEL"):
             found = self._live(a[0])
             h = {} if found is None else found
             if not isinstance(h, dict):
                 raise ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+            if name == "HDEL":
+                gone = [f for f in a[1:] if h.pop(f, None) is not None]
+                if not h:
+                    self.data.pop(a[0], None)  # Redis deletes a hash whose last field goes
+                    self.expires_ms.pop(a[0], None)
+                return len(gone)
+            if name == "HGETALL":
+                return [x for pair in h.items() for x in pair]
             return h.get(a[1]) if name == "HGET" else [h.get(f) for f in a[1:]]
         raise ResponseError(f"the simulated keyspace does not implement {name}")
 

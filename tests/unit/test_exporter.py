@@ -179,3 +179,30 @@ async def test_the_drain_waits_for_the_owed_scraper_and_gives_up_when_it_is_over
     clock.now_s += grace_s(2.0)
     await asyncio.wait_for(late, 1.0)
     assert scraped.owed()
+
+
+async def test_a_take_whose_reply_was_lost_still_waits_for_the_last_holders_series() -> None:
+    clock = Clock()
+    _, ex = fleet(clock)
+    await ex["a"].hold()
+    ex["a"].scraped("prom", clock(), True)
+    await ex["a"].release()  # owed: its series stay visible for 2.2 fallback intervals + 1 s
+    await ex["b"].leases.hold("b", 10_000, 2_000)  # the take ran in Redis; its reply never came back
+    clock.now_s += 1.0
+    assert await ex["b"].hold() == Lease.KEPT
+    assert ex["b"].starts_in_s(clock()) == pytest.approx(2.2 * FALLBACK_S + 1.0 - 1.0, abs=0.002)
+
+
+async def test_a_restarted_process_under_the_same_id_covers_its_predecessors_scrapes_on_release() -> None:
+    clock = Clock()
+    client, ex = fleet(clock)
+    await ex["a"].hold()
+    await scraped_every(ex["a"], clock, 15.0, 3)  # measured: 15 s, and the last scrape showed the series
+    await ex["a"].hold()
+    clock.now_s += 1.0  # kill -9, and the container is back within a second: same id, same target
+    restarted = Exporter(LeaseStore(client, "app"), "a", TTL_S, FALLBACK_S, clock)
+    assert await restarted.hold() == Lease.KEPT
+    assert restarted.interval_s == 15.0  # what the lease remembers, before any scrape reached this process
+    await restarted.release()  # SIGTERM before its first scrape: who saw its predecessor last is unknown
+    await ex["b"].hold()
+    assert ex["b"].starts_in_s(clock()) == pytest.approx(2.2 * 15.0 + 1.0, abs=0.002)
