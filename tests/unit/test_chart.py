@@ -175,7 +175,10 @@ def test_rendered_rules_are_ops_rules_with_the_runbook_base_set_once(tmp_path: P
     assert default == _ops_groups()
     base = yaml.safe_load(ALL_ON.read_text())["runbookBaseUrl"]
     custom = one(render("all-options"), "PrometheusRule")["spec"]["groups"]
-    assert custom == _ops_groups(base) and custom != default
+    expected = _ops_groups(base)
+    for rule in (r for g in expected for r in g["rules"] if r.get("alert") == "EcoMindStreamsNoExporter"):
+        rule["for"] = "2m"  # all-options scrapes every 30 s: the one `for:` that follows the interval
+    assert custom == expected and custom != default
     urls = [r["annotations"]["runbook_url"] for g in custom for r in g["rules"] if "alert" in r]
     assert urls and all(u.startswith(f"{base}#") for u in urls)
     promtool = shutil.which("promtool")
@@ -371,3 +374,30 @@ def test_the_runbook_base_has_one_default_everywhere() -> None:
     assert f'RUNBOOK_BASE = "{default}"' in (ROOT / "ops" / "grafana" / "boards.py").read_text()
     urls = [r["annotations"]["runbook_url"] for g in _ops_groups() for r in g["rules"] if "alert" in r]
     assert urls and all(u == f"{default}#{u.rpartition('#')[2]}" for u in urls)
+
+
+@pytest.mark.parametrize(
+    ("interval", "seconds", "shutdown_s", "grace_s", "no_exporter_for"),
+    [("15s", 15, 20, 30, "1m"), ("30s", 30, 37, 47, "2m"), ("1m", 60, 70, 80, "3m"), ("2m", 120, 136, 146, "5m")],
+)
+def test_the_hand_over_settings_grace_period_and_alert_follow_the_scrape_interval(
+    interval: str, seconds: int, shutdown_s: int, grace_s: int, no_exporter_for: str
+) -> None:
+    docs = render("default", "--set", f"monitor.interval={interval}")
+    pod, container = _container(docs)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    settings = Settings.from_env(env)
+    assert settings.scrape_interval_seconds == seconds
+    # The drain can wait 1.1 intervals + 1 s for the last scrape and still release within the budget.
+    assert settings.shutdown_timeout_seconds == shutdown_s >= 1.1 * seconds + 3
+    assert pod["terminationGracePeriodSeconds"] == grace_s > settings.shutdown_timeout_seconds
+    groups = one(docs, "PrometheusRule")["spec"]["groups"]
+    (rule,) = [r for g in groups for r in g["rules"] if r.get("alert") == "EcoMindStreamsNoExporter"]
+    assert rule["for"] == no_exporter_for
+    # Longer than the longest planned gap: a crash handed over (10 s lease + 2.1 intervals + 1.5 s).
+    assert int(no_exporter_for[:-1]) * 60 > 10 + 2.1 * seconds + 1.5
+
+
+def test_a_compound_scrape_interval_is_refused_by_the_schema() -> None:
+    done = _run_helm("template", "x", str(CHART), "--kube-version", KUBERNETES_VERSION, "--set", "monitor.interval=1m30s")
+    assert done.returncode != 0 and "interval" in done.stderr

@@ -70,3 +70,27 @@ relabelings:
     replacement: streams
     action: replace
 {{- end -}}
+
+{{/* The scrape interval in seconds (monitor.interval is one number and one unit: the schema says so).
+     The hand-over's settings, the shutdown budget, the grace period and the no-exporter alert's `for:`
+     all follow from it (docs/design.md, "The exporter hand-over"). */}}
+{{- define "ecomind-streams.intervalSeconds" -}}
+{{- $i := .Values.monitor.interval -}}
+{{- $n := regexFind "^[0-9]+" $i | int -}}
+{{- $unit := trimPrefix (toString $n) $i -}}
+{{- if eq $unit "h" }}{{ mul $n 3600 }}{{ else if eq $unit "m" }}{{ mul $n 60 }}{{ else }}{{ $n }}{{ end -}}
+{{- end -}}
+
+{{/* Drain within it: 1.1 intervals + 3 s, never below the sidecar's default 20 s. */}}
+{{- define "ecomind-streams.shutdownSeconds" -}}
+{{- $i := include "ecomind-streams.intervalSeconds" . | int -}}
+{{- max 20 (add (div (mul $i 11) 10) 4) -}}
+{{- end -}}
+
+{{/* Longer than any planned gap in the business series: a crash handed over (lease TTL 10 s + 2.1
+     intervals + the poll) or a rollout whose endpoints drop the pod at SIGTERM (2.2 intervals). */}}
+{{- define "ecomind-streams.noExporterForSeconds" -}}
+{{- $i := include "ecomind-streams.intervalSeconds" . | int -}}
+{{- $need := add 12 (div (mul $i 22) 10) -}}
+{{- mul 60 (div (add $need 59) 60) | max 60 -}}
+{{- end -}}
