@@ -64,7 +64,7 @@ async def test_the_simulated_keyspace_answers_the_lease_scripts_as_redis_does(
                 assert [await s.release(rid, visible) for s in stores] in ([True, True], [False, False]), step
             else:
                 await asyncio.sleep(rng.choice([0.05, 0.2, 0.35]))
-            real_record = await real_client.hgetall(lease_key(app))
+            real_record: dict[str, str] = await real_client.hgetall(lease_key(app))  # type: ignore[assignment]
             sim_record = _hash(keyspace, lease_key(app))
             assert set(real_record) == set(sim_record), (step, real_record, sim_record)
             assert all(_close(real_record[f], sim_record[f], f) for f in real_record), (step, real_record, sim_record)

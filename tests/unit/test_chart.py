@@ -399,5 +399,7 @@ def test_the_hand_over_settings_grace_period_and_alert_follow_the_scrape_interva
 
 
 def test_a_compound_scrape_interval_is_refused_by_the_schema() -> None:
-    done = _run_helm("template", "x", str(CHART), "--kube-version", KUBERNETES_VERSION, "--set", "monitor.interval=1m30s")
+    done = _run_helm(
+        "template", "x", str(CHART), "--kube-version", KUBERNETES_VERSION, "--set", "monitor.interval=1m30s"
+    )
     assert done.returncode != 0 and "interval" in done.stderr
