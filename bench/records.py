@@ -27,9 +27,9 @@ TP = TopicPartition("bench.raw", 0)
 RECORDS_PER_BATCH = 500
 
 
-def log_of(values: list[bytes], timestamp_ms: int) -> bytes:
+def log_of(values: list[bytes], timestamp_ms: int, records_per_batch: int = RECORDS_PER_BATCH) -> bytes:
     out = []
-    for base in range(0, len(values), RECORDS_PER_BATCH):
+    for base in range(0, len(values), records_per_batch):
         builder = DefaultRecordBatchBuilder(
             magic=2,
             compression_type=0,
@@ -39,7 +39,7 @@ def log_of(values: list[bytes], timestamp_ms: int) -> bytes:
             base_sequence=-1,
             batch_size=10**8,
         )
-        for i, value in enumerate(values[base : base + RECORDS_PER_BATCH]):
+        for i, value in enumerate(values[base : base + records_per_batch]):
             builder.append(i, timestamp=timestamp_ms, key=None, value=value, headers=[])
         data = bytearray(builder.build())
         struct.pack_into(">q", data, 0, base)

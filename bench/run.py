@@ -4,6 +4,7 @@ python -m bench.run                 # Apache Kafka, 1,000,000 raw + 1,000,000 en
 python -m bench.run --broker tansu  # the embedded broker
 python -m bench.run --smoke         # 20,000 events, one run: what CI runs so that this cannot rot
 python -m bench.run --no-capacity   # without the capacity sections (bench/cost.py, fleet.py, state.py)
+python -m bench.run --first-value-only --rows iso-4,epoch-ms-16   # only what users see, on chosen rows
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import cost, fleet, noise, runners, state, targets, windows
+from bench import cost, first_value, fleet, noise, runners, state, targets, windows
 from bench.runners import Row, Topics
+from bench.workload_rows import ROWS, SMOKE_ROWS
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.redis_server import LocalRedis
 from streams.local.topics import make_topics
@@ -84,9 +86,22 @@ def main() -> None:
         action="store_true",
         help="put the table between the bench markers of docs/performance.md",
     )
+    p.add_argument(
+        "--rows",
+        default=None,
+        help=f"rows of the first-value section, comma-separated: all (the default), {', '.join(r.key for r in ROWS)}",
+    )
+    p.add_argument(
+        "--first-value-events", type=int, default=None, help="raw events per first-value row (as many enriched)"
+    )
+    p.add_argument(
+        "--first-value-only", action="store_true", help="only the first-value section (bench/first_value.py)"
+    )
     args = p.parse_args()
     if args.smoke:
         args.events, args.runs, args.naive_events, args.quix_events = 10_000, 1, 4_000, 4_000
+    args.rows = args.rows or (",".join(SMOKE_ROWS) if args.smoke else "all")
+    args.first_value_events = args.first_value_events or args.events
     workdir = Path(tempfile.mkdtemp(prefix="ecomind-bench-"))
     broker = (LocalKafka(workdir / "kafka") if args.broker == "kafka" else LocalTansu(workdir / "tansu")).start()
     redis = LocalRedis(workdir / "redis").start(keep_data=False)
@@ -117,6 +132,9 @@ def write_between_markers(path: Path, report: str) -> None:
 def run(
     args: argparse.Namespace, workdir: Path, broker: LocalKafka | LocalTansu, redis: LocalRedis, redis_pid: int
 ) -> str:
+    if args.first_value_only:
+        users_see = first_value.section(args, workdir, broker.bootstrap, redis)
+        return "\n".join([_machine(broker), "", users_see, "", noise.cpu_noise(2.0 if args.smoke else 10.0)])
     uid = uuid.uuid4().hex[:6]
     t = Topics(broker.bootstrap, f"bench.raw.{uid}", f"bench.enriched.{uid}", 2 * args.events)
     make_topics(broker.bootstrap, [t.raw, t.enriched], partitions=8)
@@ -144,6 +162,8 @@ def run(
         # Not the ceiling (that is a bare consumer as users write one, with orjson): how near EcoMind is
         # to a bare consumer that decodes with the schemas EcoMind itself uses.
         schemas.append(runners.ceiling(t, decoder="schema"))
+    # What users see of a fresh replica, on the rows shaped like production traffic, each on its own topics.
+    users_see = first_value.section(args, workdir, broker.bootstrap, redis)
     ceiling = median_row(ceilings)
     rows = [ceiling, median_row(schemas), median_row(naives), median_row(quixes), median_row(ours)]
     extra = targets.all_targets(args, workdir, broker, redis, t, truth, app_id)
@@ -159,13 +179,9 @@ def run(
             "",
             state.section(workdir, None, args.smoke),
         ]
-    versions = ", ".join(
-        f"{pkg} {version(pkg)}" for pkg in ("faust-streaming", "aiokafka", "orjson", "msgspec", "redis")
-    )
     return "\n".join(
         [
-            f"Benchmark of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
-            f"{_cores()} cores, Python {platform.python_version()}, {versions}; broker: {broker.kind}.",
+            _machine(broker),
             f"Workload: {args.events:,} raw + {args.events:,} enriched events (seed 42, 200 orgs, "
             f"50,000 users each in one org, 8 partitions), produced in {produce_s:.0f} s. "
             f"Medians of {args.runs} run(s); ratios from the same run.",
@@ -174,6 +190,8 @@ def run(
             "",
             every_run(ceilings, ours),
             every_run(schemas, ours, goal=None, against="a bare consumer decoding with EcoMind's schemas"),
+            "",
+            users_see,
             "",
             extra,
             *capacity,
@@ -192,6 +210,16 @@ def every_run(
     verdict = "met in every run" if ratios and min(ratios) >= goal else "MISSED in at least one run"
     lowest = min(ratios, default=0.0)
     return f"EcoMind Streams vs {against}: {each}; ≥ {goal:.0%} {verdict} (lowest {lowest:.0%})."
+
+
+def _machine(broker: LocalKafka | LocalTansu) -> str:
+    versions = ", ".join(
+        f"{pkg} {version(pkg)}" for pkg in ("faust-streaming", "aiokafka", "orjson", "msgspec", "redis")
+    )
+    return (
+        f"Benchmark of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+        f"{_cores()} cores, Python {platform.python_version()}, {versions}; broker: {broker.kind}."
+    )
 
 
 def _or_reason(name: str, run_it: Callable[[], Row]) -> Row:

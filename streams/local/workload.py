@@ -15,6 +15,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams.local.scrape import Samples, series, value
+from streams.local.timestamps import EPOCH_MS, format_ts, previous_day_ms, ts_ms_of
 from tables.delta import NANO
 
 DAY_MS = 86_400_000
@@ -41,7 +42,8 @@ class Truth:
     beyond_windows: int = 0  # raw events older than the windows reach
 
     def day(self, ev: dict[str, object]) -> int:
-        return datetime.fromtimestamp(int(ev["ts"]) / 1000, self.zone).date().toordinal()  # type: ignore[call-overload]
+        # Any `ts` the workload writes (epoch ms, epoch-second floats, ISO-8601 text), read by the contract.
+        return datetime.fromtimestamp(ts_ms_of(ev["ts"]) / 1000, self.zone).date().toordinal()
 
     def add_raw(self, ev: dict[str, object]) -> None:
         org, user = str(ev["org_id"]), str(ev["user_id"])
@@ -190,33 +192,46 @@ def build(
     users: int = 3000,
     spread: float = 0.0,
     home_org: bool = False,
+    *,
+    ts_format: str = EPOCH_MS,
+    late_fraction: float = 0.0,
+    now_ms: int | None = None,
 ) -> tuple[list[bytes], list[bytes], Truth]:
     """`spread`: the share of events dated on other days, 1 to 35 days back (beyond the windows too) or
     up to six hours ahead, in any order: the rolling windows' workload. `home_org`: each user calls from
     one org, as in real traffic (the benchmark's workload); otherwise org and user are drawn apart, so that
-    nearly every event is a distinct (org, user) pair, the hardest case for the tables."""
+    nearly every event is a distinct (org, user) pair, the hardest case for the tables.
+    `ts_format`: how `ts` is written (streams/local/timestamps.py: epoch ms, epoch-second floats, or the
+    gateway's ISO-8601 text). `late_fraction`: the share of events dated on the local day before now's,
+    interleaved with today's (late, but kept by the daily tables). `now_ms`: the workload's "now" (the
+    clock by default); a fixed one makes the same seed give the same bytes on any day. The defaults give
+    the events this function always gave: the options draw from the generator only when set."""
     rng = random.Random(seed)
-    now_ms = int(time.time() * 1000)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     truth = Truth()
-    if spread:
+    if spread or late_fraction:
         truth.today = truth.day({"ts": now_ms})
     raws, enriched = [], []
     for i in range(raw_events):
         provider, model = PROVIDERS[rng.randrange(len(PROVIDERS))]
         org, user = rng.randrange(orgs), rng.randrange(users)
-        ev = {
+        # Drawn in the order they always were, so that a seed gives the events it always gave.
+        tokens_in, tokens_out, ts_ms = rng.randrange(1, 500), rng.randrange(1, 500), now_ms - rng.randrange(60_000)
+        if spread and rng.random() < spread:
+            ts_ms = (
+                now_ms - rng.randint(1, 35) * DAY_MS if rng.random() < 0.9 else now_ms + rng.randrange(6 * 3_600_000)
+            )
+        elif late_fraction and rng.random() < late_fraction:
+            ts_ms = previous_day_ms(rng, now_ms, truth.zone)
+        ev: dict[str, object] = {
             "org_id": f"org_{user % orgs if home_org else org}",
             "user_id": f"u{user}",
             "provider": provider,
             "model": model,
-            "tokens_in": rng.randrange(1, 500),
-            "tokens_out": rng.randrange(1, 500),
-            "ts": now_ms - rng.randrange(0, 60_000),
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "ts": format_ts(ts_ms, ts_format),
         }
-        if spread and rng.random() < spread:
-            ev["ts"] = (
-                now_ms - rng.randint(1, 35) * DAY_MS if rng.random() < 0.9 else now_ms + rng.randrange(6 * 3_600_000)
-            )
         raws.append(orjson.dumps(ev))
         truth.add_raw(ev)
         if i % enriched_every == 0:
@@ -237,6 +252,7 @@ class BackgroundProducer(threading.Thread):
         rate_per_s: float,
         idempotent: bool = False,
         hold_back: int = 0,
+        linger_ms: int = 10,
     ) -> None:
         super().__init__(daemon=True)
         # The last `hold_back` events wait for release(): a test's faults then land mid-stream however
@@ -247,6 +263,7 @@ class BackgroundProducer(threading.Thread):
         self.bootstrap = bootstrap
         self.plan = plan
         self.rate_per_s = rate_per_s
+        self.linger_ms = linger_ms  # how long the producer gathers a batch: 5 gives the gateway's small ones
         self.sent = 0
         self.error: BaseException | None = None
 
@@ -262,7 +279,7 @@ class BackgroundProducer(threading.Thread):
     async def _run(self) -> None:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
-            linger_ms=10,
+            linger_ms=self.linger_ms,
             acks="all",
             enable_idempotence=self.idempotent,
             request_timeout_ms=120_000,
