@@ -51,7 +51,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--seed", type=int, default=None, help="base seed (default: random, printed)")
     parser.add_argument("--replay", type=int, default=None, help="run one seed and print its trace")
-    parser.add_argument("--exporter-schedules", type=int, default=300, help="schedules of the exporter hand-over")
+    parser.add_argument("--exporter-schedules", type=int, default=200, help="schedules of the exporter hand-over")
     parser.add_argument("--replay-exporter", type=int, default=None, help="run one exporter seed, print its trace")
     args = parser.parse_args()
     if args.replay_exporter is not None:
