@@ -28,7 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.exporter import LEASE_ERRORS, POLL_S, Exporter
 from tables.lease import LeaseStore
-from tests.sim.loop import VirtualTimeLoop
+from tests.sim.loop import VirtualTimeLoop, run_virtually
 from tests.sim.lua_redis import Keyspace, Scripts
 
 START_S = 1_790_000_000.0
@@ -313,20 +313,11 @@ class ExporterWorld:
 
 def simulate_exporters(seed: int, steps: int = 30, profile: Profile | None = None) -> ExporterWorld:
     world = ExporterWorld(seed, steps, profile or PROFILES[seed % len(PROFILES)])
-    loop = VirtualTimeLoop()
-    loop.set_exception_handler(lambda _loop, _context: None)
     try:
-        loop.run_until_complete(world.run())
+        run_virtually(world.run())
     except Violation as exc:
         raise Violation(
             f"exporter seed {seed} (interval {world.interval_s:g}s, setting {world.fallback_s:g}s, "
             f"{len(world.scrapers)} Prometheus): {exc}\ntrace (last 60):\n  " + "\n  ".join(world.trace[-60:])
         ) from exc
-    finally:
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.wait(tasks))
-        loop.close()
     return world

@@ -33,7 +33,7 @@ from streams.status import Status
 from tables.delta import Delta, unpair
 from tables.store import OffsetMove, RedisStore
 from tests.sim.kafka import PartitionLog, SimConsumer, SimRecord
-from tests.sim.loop import VirtualTimeLoop
+from tests.sim.loop import VirtualTimeLoop, run_virtually
 from tests.sim.redis import FAIL_BEFORE, LOST_REPLY, OK, SimRedis, window_insert_is_noop
 
 RAW, ENRICHED = "raw", "enriched"
@@ -576,21 +576,10 @@ def tables_as_effects(
 
 def simulate(seed: int, steps: int = 60, faults: Faults | None = None, replicas: int = 2) -> World:
     world = World(seed, steps, faults, replicas)
-    loop = VirtualTimeLoop()
-    # A violation raised inside a replica's task is re-raised by the driver; asyncio's report of the same
-    # exception when the dead task is collected would only repeat it.
-    loop.set_exception_handler(lambda _loop, _context: None)
     try:
-        loop.run_until_complete(world.run())
+        run_virtually(world.run())
     except Violation as exc:
         raise Violation(
             f"seed {seed}: {exc}\ntrace (last 40 of {len(world.trace)}):\n  " + "\n  ".join(world.trace[-40:])
         ) from exc
-    finally:
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.wait(tasks))
-        loop.close()
     return world
