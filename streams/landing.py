@@ -111,7 +111,14 @@ def _state(ok: bool, good: str, bad: str) -> str:
 def _replica(view: View) -> str:
     st, hist = view.status, view.history
     uptime = _duration(view.now_s - hist.started_at_s) if hist else "unknown"
-    exporter = "yes: exports the fleet's business figures" if st.leader else "no: another replica exports them"
+    if st.exporting:
+        exporter = "yes: exports the fleet's business figures"
+    elif st.leader:
+        exporter = "holds the lease: exports once the last exporter's figures are stale in Prometheus"
+    elif not st.redis_ok:
+        exporter = "no: Redis, where the exporter lease lives, does not answer"
+    else:
+        exporter = "no: another replica exports them"
     rendered = dt.datetime.fromtimestamp(view.now_s, dt.UTC).strftime("%H:%M:%S UTC")
     return (
         "<section><h2>This replica</h2><dl>"

@@ -56,7 +56,9 @@ class Clock:
 
 
 def make_view(kwh: dict[str, float], lag: list[PartitionLag] | None = None, leader: bool = True) -> View:
-    status = Status(replica_id='host:6066<"&>', recovering=False, broker_ok=True, redis_ok=True, leader=leader)
+    status = Status(
+        replica_id='host:6066<"&>', recovering=False, broker_ok=True, redis_ok=True, leader=leader, exporting=leader
+    )
     group = GroupLag("ecomind-worker", "Stable", 1, tuple(lag or []))
     status.lag = LagSnapshot({"ecomind-worker": group}, "ecomind-worker", 1_000.0)
     clock = Clock(1_000.0)
@@ -151,6 +153,23 @@ def test_lag_above_the_slo_is_highlighted() -> None:
 def test_a_replica_that_is_not_the_exporter_shows_no_business_figures() -> None:
     live = render_live(make_view({}, leader=False))
     assert "not the exporter" in live and 'id="kwh-today"' not in live and 'id="lag"' not in live
+
+
+@pytest.mark.parametrize(
+    ("leader", "exporting", "redis_ok", "says"),
+    [
+        (True, True, True, "yes: exports the fleet"),
+        (True, False, True, "holds the lease: exports once the last exporter"),
+        (False, False, True, "no: another replica exports them"),
+        (False, False, False, "no: Redis, where the exporter lease lives, does not answer"),
+    ],
+)
+def test_the_page_says_why_this_replica_exports_or_not(
+    leader: bool, exporting: bool, redis_ok: bool, says: str
+) -> None:
+    view = make_view({"acme": 1.0}, leader=leader)
+    view.status.exporting, view.status.redis_ok = exporting, redis_ok
+    assert says in render_page(view, None)
 
 
 def test_rate_history_over_the_last_hour() -> None:
