@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from redis.exceptions import RedisError
 from tables.lease import Lease, LeaseStore
 
 LEASE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+log = logging.getLogger(__name__)
 
 # Prometheus (and vmagent, Grafana Alloy, the OpenTelemetry Collector's receiver) send it on every scrape.
 SCRAPE_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
@@ -236,7 +238,16 @@ class Exporter:
             rounds.cancel()
             await asyncio.gather(rounds, return_exceptions=True)
         left_s = budget_s - (self.clock() - started_s)
-        await asyncio.wait_for(self.release(), timeout=max(RELEASE_BUDGET_S / 2, left_s))
+        owed = len(self.owed())
+        visible_s = self.visible_for_s(self.clock())
+        released = await asyncio.wait_for(self.release(), timeout=max(RELEASE_BUDGET_S / 2, left_s))
+        if released:
+            log.info(
+                "exporter lease released after %.1fs of drain: %d scraper(s) not back, series visible %.1fs more",
+                self.clock() - started_s,
+                owed,
+                visible_s,
+            )
 
     async def release(self) -> bool:
         """Hand the lease over, telling the next holder how long this one's series may still be seen."""

@@ -82,13 +82,15 @@ class Sidecar:
         saying how long this replica's series may still be seen (streams/exporter.py).
         """
         budget = self.settings.shutdown_timeout_seconds
+        # Quiet at once, before anything that could hang: a task that swallows its cancel (asyncio.wait_for
+        # in Python 3.11 can) must not keep this replica exporting beside the next one.
+        self.exporter.draining = True
         rounds = self._tasks[1] if len(self._tasks) > 1 else None
         others = [t for t in self._tasks if t is not rounds]
         for task in others:
             task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
         try:
-            await self.exporter.hand_over(budget, self._stop_tap(), rounds)
+            await self.exporter.hand_over(budget, self._stop_tap(others, budget / 4), rounds)
         except Exception as exc:
             log.warning("handing the exporter lease over failed: %s", exc)
         for name, closing in (("lag probe", self.probe.stop if self.probe else None), ("redis", self.store.close)):
@@ -99,7 +101,13 @@ class Sidecar:
             except Exception as exc:
                 log.warning("closing %s failed: %s", name, exc)
 
-    async def _stop_tap(self) -> None:
+    async def _stop_tap(self, cancelled: list[asyncio.Task[None]], wait_s: float) -> None:
+        if cancelled:
+            _, stuck = await asyncio.wait(cancelled, timeout=wait_s)
+            if stuck:
+                log.warning(
+                    "%d task(s) did not end %.0fs after their cancel; stopping without them", len(stuck), wait_s
+                )
         if self.agent is not None:
             await self.agent.stop()  # bounded by the same setting inside
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import urllib.parse
@@ -22,12 +23,19 @@ class LocalPrometheus:
         rule_files: list[Path],
         interval_s: float = 1.0,
         alertmanager_port: int | None = None,
+        evaluation_interval_s: float | None = None,
+        file_sd: bool = False,
     ) -> None:
+        """`interval_s` is the scrape interval, and the rules' too unless `evaluation_interval_s` is given.
+        `file_sd`: the targets come from a file_sd file that set_targets() rewrites while Prometheus runs,
+        as service discovery adds and drops pods."""
         self.alertmanager_port = alertmanager_port
         self.workdir = workdir
         self.targets = targets
         self.rule_files = rule_files
         self.interval_s = interval_s
+        self.evaluation_interval_s = evaluation_interval_s or interval_s
+        self.file_sd = file_sd
         self.port = free_port()
         self.server: Server | None = None
 
@@ -36,11 +44,17 @@ class LocalPrometheus:
         if binary is None:
             raise RuntimeError("prometheus not found: run scripts/setup (apt-get install prometheus)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        interval = f"{self.interval_s:g}s"
+        interval, evaluation = f"{self.interval_s:g}s", f"{self.evaluation_interval_s:g}s"
+        scrape: dict[str, object] = {"job_name": "ecomind-streams"}
+        if self.file_sd:
+            self.set_targets(self.targets)
+            scrape["file_sd_configs"] = [{"files": [str(self._targets_path)]}]
+        else:
+            scrape["static_configs"] = [{"targets": self.targets}]
         config = {
-            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "global": {"scrape_interval": interval, "evaluation_interval": evaluation},
             "rule_files": [str(p) for p in self.rule_files],
-            "scrape_configs": [{"job_name": "ecomind-streams", "static_configs": [{"targets": self.targets}]}],
+            "scrape_configs": [scrape],
         }
         if self.alertmanager_port:
             am = {"static_configs": [{"targets": [f"127.0.0.1:{self.alertmanager_port}"]}]}
@@ -62,6 +76,21 @@ class LocalPrometheus:
                 raise RuntimeError(f"Prometheus not ready after 60 s; see {self.server.log_path}")
             time.sleep(0.2)
         return self
+
+    @property
+    def _targets_path(self) -> Path:
+        return self.workdir / "targets.json"
+
+    def set_targets(self, targets: list[str]) -> None:
+        """Replace the file_sd targets. Prometheus watches the file; it applies a change within about 5 s
+        (its discovery manager batches updates)."""
+        if not self.file_sd:
+            raise RuntimeError("set_targets needs LocalPrometheus(..., file_sd=True)")
+        self.targets = list(targets)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        staging = self._targets_path.with_suffix(".tmp")
+        staging.write_text(json.dumps([{"targets": self.targets}]))
+        os.replace(staging, self._targets_path)  # atomic: Prometheus never reads half a file
 
     def ready(self) -> bool:
         try:

@@ -213,7 +213,10 @@ class ExporterWorld:
             if not self.visible(scraper, rid, tick):
                 ends = [(x.stale_at, x.dropped) for (s, _), x in self.seen.items() if s == scraper and x.stale_at]
                 if ends:
-                    stale_at, dropped = max(ends)
+                    stale_at, _ = max(ends)
+                    last = max((x.stale_at, o) for (s, o), x in self.seen.items() if s == scraper and x.stale_at)[1]
+                    # Dropped from discovery in any Prometheus's view: the release waited for the late markers.
+                    dropped = any(x.dropped for (_, o), x in self.seen.items() if o == last)
                     since = stale_at - (2.2 if dropped else 1.0) * self.interval_s
                     stopped = sum(1 for t in self.hand_overs if since <= t <= tick)
                     self.gaps_s.append((tick - stale_at, dropped, stopped))
@@ -303,9 +306,9 @@ class ExporterWorld:
                 # One interval, the lease poll and latencies. A target dropped from discovery at SIGTERM
                 # keeps its series just over two intervals (late markers), and the drain cannot see when;
                 # with two Prometheus the release waits for the later one, so the earlier one sees up to
-                # two intervals. Until some holder has measured the interval, the setting stands for it.
+                # one interval more. Until some holder has measured the interval, the setting stands for it.
                 # An exporter stopped before the Prometheus saw it (rollouts in quick succession) adds its own.
-                factor = 2.2 if dropped else (2.0 if len(self.scrapers) > 1 else 1.0)
+                factor = (2.2 if dropped else 1.0) + (1.0 if len(self.scrapers) > 1 else 0.0)
                 bound_s = max(1, stopped) * (factor * self.fallback_s + 1.0 + POLL_S + 1.0)
                 if gap_s > bound_s:
                     self.violate(f"a rollout left no business series for {gap_s:.2f}s (> {bound_s:.2f}s)")

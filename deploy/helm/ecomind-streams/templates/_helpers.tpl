@@ -81,7 +81,7 @@ relabelings:
 {{- if eq $unit "h" }}{{ mul $n 3600 }}{{ else if eq $unit "m" }}{{ mul $n 60 }}{{ else }}{{ $n }}{{ end -}}
 {{- end -}}
 
-{{/* Drain within it: 1.1 intervals + 3 s, never below the sidecar's default 20 s. */}}
+{{/* Drain within it: 1.1 intervals (rounded down) + 4 s, never below the sidecar's default 20 s. */}}
 {{- define "ecomind-streams.shutdownSeconds" -}}
 {{- $i := include "ecomind-streams.intervalSeconds" . | int -}}
 {{- max 20 (add (div (mul $i 11) 10) 4) -}}
