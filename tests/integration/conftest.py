@@ -74,6 +74,9 @@ def sidecar_env(
         "STREAMS_LAG_INTERVAL_SECONDS": "0.5",
         "STREAMS_LEADER_LEASE_SECONDS": "3",
         "STREAMS_SESSION_TIMEOUT_MS": "6000",
+        # LocalPrometheus scrapes every second; a test without one has no scraper at all, and then the
+        # exporter hand-over has nothing to wait for. A test with another interval says so.
+        "STREAMS_SCRAPE_INTERVAL_SECONDS": "1",
     }
     env.update(extra)
     return env

@@ -18,6 +18,7 @@ from streams.local.prometheus_server import LocalPrometheus
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import Truth
+from streams.settings import Settings
 from tests.integration.conftest import Names, sidecar_env
 from tests.integration.handover_fleet import (
     PARTITIONS,
@@ -123,6 +124,7 @@ def test_exporter_handover_seen_by_prometheus(  # type: ignore[no-untyped-def]
         names,
         STREAMS_LEADER_LEASE_SECONDS=f"{LEASE_S:g}",
         STREAMS_SHUTDOWN_TIMEOUT_SECONDS=f"{scenario.shutdown_s:g}",
+        STREAMS_SCRAPE_INTERVAL_SECONDS=str(Settings.scrape_interval_seconds),  # the default, to be learned
     )
     rules = rule_files(home / "rules", scenario.scrape_s)
     prom = LocalPrometheus(
