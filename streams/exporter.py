@@ -44,6 +44,9 @@ DROPPED_TARGET_FACTOR = 2.2
 POLL_S = 0.5  # how often a replica without the lease looks for it
 RELEASE_BUDGET_S = 2.0  # kept from the shutdown budget for the release itself
 GAPS_KEPT = 3  # the interval is the longest of a scraper's last gaps: a late scrape only makes waits longer
+# A scrape without business series clears what a scraper was shown only this far into an interval after
+# the last one with them: two jobs (or an HA pair) behind one address must both have come back.
+QUIET_AFTER = 0.9
 FORGET_AFTER_S = 600.0
 
 
@@ -56,15 +59,11 @@ class Scraper:
     last_s: float
     gaps_s: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=GAPS_KEPT))
     last_export_s: float | None = None
+    last_quiet_s: float | None = None  # its newest scrape without business series
 
     @property
     def interval_s(self) -> float | None:
         return max(self.gaps_s) if self.gaps_s else None
-
-    @property
-    def owed(self) -> bool:
-        """Its newest scrape carried business series: it must scrape once more before they are stale."""
-        return self.last_export_s is not None and self.last_export_s >= self.last_s
 
 
 class Exporter:
@@ -74,7 +73,7 @@ class Exporter:
         replica_id: str,
         ttl_s: float,
         fallback_interval_s: float,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.leases = leases
         self.replica_id = replica_id
@@ -89,6 +88,7 @@ class Exporter:
         self.inherited_at_s: float | None = None
         self.holds_taken = 0
         self.fleet_interval_s: float | None = None
+        self.failed_at_s: float | None = None  # the last round that could not reach Redis
 
     # The lease --------------------------------------------------------------------------------------
     async def hold(self) -> Lease:
@@ -101,8 +101,14 @@ class Exporter:
         if hold.lease == Lease.LOST:
             self.held, self.export_from_s = False, None
             return hold.lease
-        if self.export_from_s is None or hold.wait_s > 0:
-            self.export_from_s = self.clock() + hold.wait_s  # Redis keeps the term's start: never earlier
+        wait_s = hold.wait_s
+        if hold.fresh and hold.lease == Lease.TAKEN and self._failed_within(self.ttl_s + self.grace_s):
+            # No record right after Redis was out of reach: it restarted or failed over and lost the
+            # lease, whose last holder may still be shown. Never held would look the same, but then no
+            # replica of the fleet would have lost Redis.
+            wait_s = max(wait_s, self.grace_s)
+        if self.export_from_s is None or wait_s > 0:
+            self.export_from_s = self.clock() + wait_s  # Redis keeps the term's start: never earlier
         if hold.inherited and not self.holds_taken:
             # An earlier process under this id (a restarted container) may have been scraped last, and
             # this one cannot know by whom: its release covers them as if they never came back.
@@ -115,6 +121,10 @@ class Exporter:
     def lapse(self) -> None:
         """A round failed: quiet now; a later round that finds the lease still ours resumes without a wait."""
         self.held = False
+        self.failed_at_s = self.clock()
+
+    def _failed_within(self, seconds: float) -> bool:
+        return self.failed_at_s is not None and self.clock() - self.failed_at_s < seconds
 
     async def run(
         self,
@@ -123,7 +133,7 @@ class Exporter:
     ) -> None:
         """The lease loop: a holder renews three times per term; the others look twice a second, so a
         released lease is taken at once (a hand-over's gap is one scrape interval plus this)."""
-        while True:
+        while not (self.draining and not self.held):
             try:
                 if before_round is not None:
                     await before_round()
@@ -163,9 +173,9 @@ class Exporter:
 
     @property
     def interval_s(self) -> float:
-        """The longest interval among the scrapers seen; until one has scraped twice, what the last holder
-        measured, or the setting."""
-        return self.measured_interval_s or self.fleet_interval_s or self.fallback_interval_s
+        """The setting, or longer where a scraper (here, or as the last holder measured) is seen slower:
+        the setting is the floor, so two jobs behind one address cannot make it look shorter."""
+        return max(self.fallback_interval_s, self.measured_interval_s or 0.0, self.fleet_interval_s or 0.0)
 
     @property
     def poll_s(self) -> float:
@@ -189,18 +199,28 @@ class Exporter:
             scraper.last_s = now_s
         if exported:
             scraper.last_export_s = now_s
+        else:
+            scraper.last_quiet_s = now_s
         for name, s in list(self.scrapers.items()):
             if now_s - s.last_s > max(FORGET_AFTER_S, 3 * (s.interval_s or 0.0)):
                 del self.scrapers[name]
 
     # The hand-over ----------------------------------------------------------------------------------
     def owed(self) -> list[Scraper]:
-        return [s for s in self.scrapers.values() if s.owed]
+        """Scrapers that may still show this replica's business series: shown them, and not come back
+        without them at least most of an interval later."""
+        cleared_after_s = QUIET_AFTER * self.interval_s
+        return [
+            s
+            for s in self.scrapers.values()
+            if s.last_export_s is not None
+            and (s.last_quiet_s is None or s.last_quiet_s < s.last_export_s + cleared_after_s)
+        ]
 
     def visible_for_s(self, now_s: float) -> float:
         """How long, from now, a scraper may still show this replica's business series."""
         ends = [
-            s.last_export_s + DROPPED_TARGET_FACTOR * (s.interval_s or self.interval_s) + GRACE_MARGIN_S
+            s.last_export_s + DROPPED_TARGET_FACTOR * self.interval_s + GRACE_MARGIN_S
             for s in self.owed()
             if s.last_export_s is not None
         ]
@@ -216,7 +236,7 @@ class Exporter:
             with contextlib.suppress(*LEASE_ERRORS):
                 await self.hold()  # the longer grace on record now, in case Redis is gone by the release
         while (owed := self.owed()) and self.clock() < deadline_s:
-            due_s = max(s.last_s + grace_s(s.interval_s or self.interval_s) for s in owed)
+            due_s = max(s.last_export_s or s.last_s for s in owed) + grace_s(self.interval_s)
             if self.clock() >= due_s:
                 return  # a scraper that would have come back by now is not coming: the release covers it
             await asyncio.sleep(poll_s)
@@ -236,7 +256,7 @@ class Exporter:
         await self.drain(max(0.0, budget_s - RELEASE_BUDGET_S))
         if rounds is not None:
             rounds.cancel()
-            await asyncio.gather(rounds, return_exceptions=True)
+            await asyncio.wait([rounds], timeout=RELEASE_BUDGET_S / 2)  # a swallowed cancel must not hang it
         left_s = budget_s - (self.clock() - started_s)
         owed = len(self.owed())
         visible_s = self.visible_for_s(self.clock())
@@ -252,8 +272,6 @@ class Exporter:
     async def release(self) -> bool:
         """Hand the lease over, telling the next holder how long this one's series may still be seen."""
         self.draining = True
-        if not self.held and self.export_from_s is None:
-            return False
         visible_ms = int(self.visible_for_s(self.clock()) * 1000)
         self.held = False
         return await self.leases.release(self.replica_id, visible_ms)

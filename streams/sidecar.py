@@ -93,6 +93,7 @@ class Sidecar:
             await self.exporter.hand_over(budget, self._stop_tap(others, budget / 4), rounds)
         except Exception as exc:
             log.warning("handing the exporter lease over failed: %s", exc)
+        self.status.leader = False
         for name, closing in (("lag probe", self.probe.stop if self.probe else None), ("redis", self.store.close)):
             if closing is None:
                 continue
@@ -142,7 +143,7 @@ class Sidecar:
         else:
             st.redis_ok = True
         if held and not st.leader:
-            wait = self.exporter.starts_in_s(time.time()) or 0.0
+            wait = self.exporter.starts_in_s(self.exporter.clock()) or 0.0
             log.info("holding the exporter lease (%s); exporting in %.1fs", lease.name.lower() if lease else "", wait)
         elif st.leader and lease == Lease.LOST:
             log.warning("another replica took the exporter lease")

@@ -24,11 +24,11 @@ from typing import Any
 # ARGV: replica id, ttl ms, grace ms (how long this holder's exports stay visible after its last scrape),
 # poll ms (how often replicas without the lease look for it), the scrape interval ms this replica measured
 # (0: none yet). The reply: Lease, ms to wait, 1 if the lease was in this id's name, the interval last
-# measured by any holder (0: none), which a replica that has seen no scrapes yet goes by.
+# measured by any holder (0: none), 1 if there was no record at all.
 # KEYS: the lease hash; the lease key of layout 3's releases (a string with PX), held alongside so that
 # replicas of that release see the lease taken and never export beside this one; the members hash
 # (replica id -> "first seen ms:last seen ms"), whose newest member is offered a freed lease first.
-HOLD_LUA = """
+HOLD_LUA = """#!lua flags=allow-oom
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id, ttl, grace, poll = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -46,7 +46,16 @@ for i = 1, #members, 2 do
   elseif members[i] ~= id and m_seen >= now - 2 * poll and m_first > first then newer = true end
 end
 local legacy = redis.call('GET', KEYS[2])
-if legacy and legacy ~= id then return {0, 0, 0, learned} end
+if legacy and legacy ~= id and legacy ~= redis.call('HGET', KEYS[1], 'holder') then
+  -- An older release exports (this release's holders hold that key too, in their own name here): it
+  -- releases by deleting its key and may show its series until its target's late staleness markers, so
+  -- the record it cannot write is written for it.
+  local left = redis.call('PTTL', KEYS[2])
+  if left < 0 then left = ttl end
+  redis.call('HSET', KEYS[1], 'holder', 'v3:' .. legacy, 'until_ms', now + left, 'state', 'held', 'grace_ms', 2 * grace)
+  redis.call('PEXPIRE', KEYS[1], left + 2 * grace + 60000)
+  return {0, 0, 0, learned, 0}
+end
 local h = redis.call('HMGET', KEYS[1], 'holder', 'until_ms', 'state', 'visible_ms', 'grace_ms', 'start_ms', 'freed_ms')
 local holder, untl, state = h[1], tonumber(h[2]) or 0, h[3]
 local live = state == 'held' and untl > now
@@ -54,30 +63,34 @@ local kind, start = 1, now
 if holder == id then
   if live then kind = 2 end
   start = tonumber(h[6]) or now
+  -- Same id, but not always the same series (a pinned id on a new pod): a release's bound still holds.
+  if state == 'released' then start = math.max(start, tonumber(h[4]) or 0) end
 elseif holder then
-  if live then return {0, 0, 0, learned} end
+  if live then return {0, 0, 0, learned, 0} end
   -- A rollout replaces the oldest replicas first: a freed lease waits a few polls for the newest one.
   local freed = untl
   if state == 'released' then freed = tonumber(h[7]) or 0 end
-  if newer and now - freed < 4 * poll then return {0, 0, 0, learned} end
+  if newer and now - freed < 4 * poll then return {0, 0, 0, learned, 0} end
   -- A term that ended before its own start passes the wait it inherited on (start_ms).
   local visible = math.max(tonumber(h[6]) or 0, untl + (tonumber(h[5]) or 0))
   if state == 'released' then visible = tonumber(h[4]) or 0 end
   if visible > now then start = visible end
 end
 redis.call('HSET', KEYS[1], 'holder', id, 'until_ms', now + ttl, 'state', 'held', 'grace_ms', grace, 'start_ms', start)
-redis.call('PEXPIRE', KEYS[1], ttl + grace + 60000)
+redis.call('PEXPIRE', KEYS[1], math.max(ttl + grace, start - now) + 60000)
 redis.call('SET', KEYS[2], id, 'PX', ttl)
 if learned > 0 then redis.call('HSET', KEYS[1], 'interval_ms', learned) end
 local inherited, interval = 0, tonumber(redis.call('HGET', KEYS[1], 'interval_ms')) or 0
 if holder == id then inherited = 1 end
-if start > now then return {kind, start - now, inherited, interval} end
-return {kind, 0, inherited, interval}
+local fresh = 0
+if not holder then fresh = 1 end
+if start > now then return {kind, start - now, inherited, interval, fresh} end
+return {kind, 0, inherited, interval, fresh}
 """
 
 # ARGV: replica id, ms from now until this holder's exports are stale everywhere. Records outlive what
 # they protect by a minute, then go: a taker after that finds no record, which is then as safe as it is fast.
-RELEASE_LUA = """
+RELEASE_LUA = """#!lua flags=allow-oom
 if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -101,6 +114,7 @@ class Hold:
     wait_s: float  # until this term's series may appear: 0 unless the lease came from another lately
     inherited: bool = False  # the lease was in this id's name already: an earlier process of this replica
     fleet_interval_s: float | None = None  # the scrape interval a holder measured last
+    fresh: bool = False  # no record at all: never held, or Redis lost it (restarted, flushed, failed over)
 
 
 def lease_key(app_id: str) -> str:
@@ -125,9 +139,9 @@ class LeaseStore:
 
     async def hold(self, replica_id: str, ttl_ms: int, grace_ms: int, poll_ms: int = 500, interval_ms: int = 0) -> Hold:
         args = [replica_id, str(ttl_ms), str(grace_ms), str(poll_ms), str(interval_ms)]
-        kind, wait_ms, inherited, fleet_ms = await self._hold(keys=self.keys, args=args)
+        kind, wait_ms, inherited, fleet_ms, fresh = await self._hold(keys=self.keys, args=args)
         fleet_s = int(fleet_ms) / 1000 if int(fleet_ms) > 0 else None
-        return Hold(Lease(int(kind)), int(wait_ms) / 1000, bool(int(inherited)), fleet_s)
+        return Hold(Lease(int(kind)), int(wait_ms) / 1000, bool(int(inherited)), fleet_s, bool(int(fresh)))
 
     async def holder(self) -> str | None:
         """The id of the replica whose term is current, or None when the lease is released or unknown."""

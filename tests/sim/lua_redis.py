@@ -60,6 +60,10 @@ class Keyspace:
                 self.data.pop(k, None)
                 self.expires_ms.pop(k, None)
             return len(gone)
+        if name == "PTTL":
+            if self._live(a[0]) is None:
+                return -2
+            return self.expires_ms[a[0]] - self.now_ms() if a[0] in self.expires_ms else -1
         if name in ("PEXPIRE", "PERSIST"):
             if self._live(a[0]) is None:
                 return 0

@@ -10,7 +10,7 @@ from streams.exporter import Exporter, grace_s
 from tables.lease import Lease, LeaseStore
 from tests.sim.lua_redis import Keyspace, Scripts
 
-TTL_S, FALLBACK_S = 10.0, 60.0
+TTL_S, FALLBACK_S = 10.0, 1.0  # the setting is the floor: 1 s lets the measured intervals speak
 
 
 class Clock:
@@ -206,3 +206,72 @@ async def test_a_restarted_process_under_the_same_id_covers_its_predecessors_scr
     await restarted.release()  # SIGTERM before its first scrape: who saw its predecessor last is unknown
     await ex["b"].hold()
     assert ex["b"].starts_in_s(clock()) == pytest.approx(2.2 * 15.0 + 1.0, abs=0.002)
+
+
+async def test_an_older_release_exporting_is_waited_out_after_it_deletes_its_key() -> None:
+    clock = Clock()
+    client, ex = fleet(clock)
+    ks = client.keyspace
+    ks.call("SET", "{app}:v3:leader", "old-pod", "PX", "10000")  # layout 3's exporter holds its key
+    assert await ex["a"].hold() == Lease.LOST
+    clock.now_s += 3.0
+    ks.call("DEL", "{app}:v3:leader")  # its SIGTERM: it deletes the key, its series still shown
+    assert await ex["a"].hold() == Lease.LOST  # the record written for it still runs for 7 s
+    clock.now_s += 7.01
+    assert await ex["a"].hold() == Lease.TAKEN
+    # Then twice the grace: its target may be dropped at SIGTERM, and nobody saw its scrapes.
+    assert ex["a"].starts_in_s(clock()) == pytest.approx(2 * int(grace_s(FALLBACK_S) * 1000) / 1000 - 0.01, abs=0.002)
+
+
+async def test_no_record_right_after_redis_was_unreachable_waits_one_grace() -> None:
+    clock = Clock()
+    client, ex = fleet(clock)
+    await ex["a"].hold()
+    ex["b"].lapse()  # b's rounds failed: Redis restarted empty, the lease record with it
+    client.keyspace.data.clear()
+    assert await ex["b"].hold() == Lease.TAKEN
+    assert ex["b"].starts_in_s(clock()) == pytest.approx(ex["b"].grace_s, abs=0.002)
+    # A replica that never lost Redis and finds no record takes a lease never held: at once.
+    client.keyspace.data.clear()
+    assert await ex["a-again"].hold() == Lease.TAKEN and ex["a-again"].exporting(clock())
+
+
+async def test_two_jobs_behind_one_address_must_both_come_back_before_the_release_says_stale() -> None:
+    clock = Clock()
+    _, ex = fleet(clock)
+    a = ex["a"]
+    await scraped_every(a, clock, 15.0, 2)  # job A at 0 and 15: 15 s measured
+    clock.now_s += 6.0
+    a.scraped("prom", clock(), True)  # job B, same address, 6 s after job A
+    a.draining = True
+    clock.now_s += 9.0
+    a.scraped("prom", clock(), False)  # job A's next scrape, quiet: job B may still show the series
+    assert a.owed()
+    clock.now_s += 6.0
+    a.scraped("prom", clock(), False)  # job B's, quiet: now both are stale
+    assert not a.owed()
+
+
+async def test_the_setting_is_the_floor_of_every_interval() -> None:
+    clock = Clock()
+    client, _ = fleet(clock)
+    slow = Exporter(LeaseStore(client, "app"), "s", TTL_S, 30.0, clock)
+    for _ in range(3):
+        slow.scraped("prom", clock(), False)
+        clock.now_s += 5.0
+    assert slow.measured_interval_s == 5.0 and slow.interval_s == 30.0
+
+
+async def test_a_long_wait_keeps_its_record_for_as_long() -> None:
+    clock = Clock()
+    client, ex = fleet(clock)
+    await ex["a"].hold()
+    ex["a"].scraped("prom", clock(), True)
+    ex["a"].fallback_interval_s = 120.0  # a slow scraper: the release keeps 2.2 intervals + 1 s ahead
+    await ex["a"].release()
+    await ex["b"].hold()
+    assert ex["b"].starts_in_s(clock()) == pytest.approx(265.0, abs=0.01)
+    clock.now_s += 200.0  # b dies before its start, without a release; the record must outlive the wait
+    assert client.keyspace.call("HGET", "{app}:exporter", "start_ms") is not None
+    await ex["a-again"].hold()
+    assert ex["a-again"].starts_in_s(clock()) == pytest.approx(65.0, abs=0.01)

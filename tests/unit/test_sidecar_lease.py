@@ -61,10 +61,10 @@ async def test_an_evicting_policy_is_not_ready_and_noeviction_is() -> None:
 async def test_a_fresh_replica_exports_at_once_and_a_second_one_does_not() -> None:
     first = _sidecar("noeviction")
     await _one_round(first)
-    assert first.status.leader and first.exporter.exporting(time.time())
+    assert first.status.leader and first.exporter.exporting(first.exporter.clock())
     second = Sidecar(Settings(), 6067, redis=first.redis)
     await _one_round(second)
-    assert not second.status.leader and not second.exporter.exporting(time.time())
+    assert not second.status.leader and not second.exporter.exporting(second.exporter.clock())
 
 
 async def test_a_failed_round_marks_redis_down_and_quiets_the_exporter() -> None:
@@ -73,6 +73,6 @@ async def test_a_failed_round_marks_redis_down_and_quiets_the_exporter() -> None
     assert sidecar.status.leader
     sidecar._lease_round_done(None, ConnectionError("gone"))
     sidecar.exporter.lapse()
-    assert not sidecar.exporter.exporting(time.time())
+    assert not sidecar.exporter.exporting(sidecar.exporter.clock())
     sidecar._lease_round_done(Lease.KEPT, None)
     assert sidecar.status.redis_ok and not sidecar.status.leader
