@@ -18,7 +18,6 @@ from streams.local.prometheus_server import LocalPrometheus
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import Truth
-from streams.settings import Settings
 from tests.integration.conftest import Names, sidecar_env
 from tests.integration.handover_fleet import (
     PARTITIONS,
@@ -63,8 +62,8 @@ class Scenario:
         return self.scrape_s + 2
 
 
-# STREAMS_SCRAPE_INTERVAL_SECONDS stays at its default (60) everywhere: at 15 s the workers must learn
-# the interval from the scrapes they see, which is part of what is tested.
+# STREAMS_SCRAPE_INTERVAL_SECONDS is the scrape interval, as the chart and compose set it: it is the floor
+# of the hand-over's waits (tests/unit/test_exporter.py covers what the scrapes teach beyond it).
 SCENARIOS = [
     Scenario("rollout-15s", 15, 3, "rollout", seed=81),
     Scenario("kill9-15s", 15, 2, "kill-9", seed=82),
@@ -124,7 +123,7 @@ def test_exporter_handover_seen_by_prometheus(  # type: ignore[no-untyped-def]
         names,
         STREAMS_LEADER_LEASE_SECONDS=f"{LEASE_S:g}",
         STREAMS_SHUTDOWN_TIMEOUT_SECONDS=f"{scenario.shutdown_s:g}",
-        STREAMS_SCRAPE_INTERVAL_SECONDS=str(Settings.scrape_interval_seconds),  # the default, to be learned
+        STREAMS_SCRAPE_INTERVAL_SECONDS=f"{scenario.scrape_s:g}",  # as the chart sets it from its monitor
     )
     rules = rule_files(home / "rules", scenario.scrape_s)
     prom = LocalPrometheus(
