@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import redis.asyncio as redis_async
 from redis.exceptions import RedisError
 
 from streams.local.redis_server import LocalRedis
-from tables.delta import Delta, pair
+from tables.delta import Delta, add, pair
 from tables.store import RedisStore
 
 USERS_PER_WRITE = 100_000
@@ -65,11 +64,11 @@ def org_delta(orgs: range, day: str, model: str = "gpt-4o") -> Delta:
     delta = Delta()
     for i in orgs:
         org = org_id(i)
-        delta.ingested[pair(org, "openai")] += 1
-        delta.calls[pair(org, model)] += 1
+        add(delta.ingested, pair(org, "openai"), 1)
+        add(delta.calls, pair(org, model), 1)
         delta.orgs.setdefault(day, set()).add(org)
-        delta.kwh_nano.setdefault(day, Counter())[org] += 1_000 + i
-        delta.co2_nano.setdefault(day, Counter())[org] += 500 + i
+        add(delta.kwh_nano.setdefault(day, {}), org, 1_000 + i)
+        add(delta.co2_nano.setdefault(day, {}), org, 500 + i)
     delta.processed["events.raw"] += len(orgs)
     return delta
 

@@ -9,7 +9,6 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -26,7 +25,7 @@ from streams.local.redis_server import LocalRedis
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import Truth
-from tables.delta import Delta, pair
+from tables.delta import Delta, add, pair
 from tables.store import RedisStore
 
 
@@ -129,17 +128,17 @@ async def _seed_orgs(url: str, app_id: str, orgs: int) -> None:
     for i in range(orgs):
         org = f"org_{i:06d}"
         for provider, model in (("openai", "gpt-4o"), ("anthropic", "claude"), ("google", "gemini")):
-            delta.ingested[pair(org, provider)] += i + 1
-            delta.calls[pair(org, model)] += i + 1
+            add(delta.ingested, pair(org, provider), i + 1)
+            add(delta.calls, pair(org, model), i + 1)
         delta.orgs.setdefault(today, set()).add(org)
         delta.users.setdefault(today, set()).add(pair(org, "u"))
-        delta.kwh_nano.setdefault(today, Counter())[org] += 1000 + i
-        delta.co2_nano.setdefault(today, Counter())[org] += 500 + i
+        add(delta.kwh_nano.setdefault(today, {}), org, 1000 + i)
+        add(delta.co2_nano.setdefault(today, {}), org, 500 + i)
         # The second set's tables too (windows, tokens, energy by model), so the scrape reads them all.
-        delta.tokens_in.setdefault(today, Counter())[org] += i + 1
-        delta.tokens_out.setdefault(today, Counter())[org] += i + 2
-        delta.model_kwh_nano.setdefault(today, Counter())[pair("openai", f"model_{i % 150}")] += 1000 + i
-        delta.model_co2_nano.setdefault(today, Counter())[pair("openai", f"model_{i % 150}")] += 500 + i
+        add(delta.tokens_in.setdefault(today, {}), org, i + 1)
+        add(delta.tokens_out.setdefault(today, {}), org, i + 2)
+        add(delta.model_kwh_nano.setdefault(today, {}), pair("openai", f"model_{i % 150}"), 1000 + i)
+        add(delta.model_co2_nano.setdefault(today, {}), pair("openai", f"model_{i % 150}"), 500 + i)
     delta.today_index = date.fromisoformat(today).toordinal()
     await store.apply(delta, [])
     await store.close()

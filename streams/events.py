@@ -6,13 +6,13 @@ Pure functions, no Faust import: the hot path calls them once per record.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from operator import itemgetter
 from typing import NamedTuple
 
 import orjson
 from orjson import JSONDecodeError, loads
 
+from streams.iso8601 import iso_ms
 from streams.schema import ENRICHED_DECODER, MAX_CO2_KG, MAX_KWH, MAX_LABEL_CHARS, MAX_TOKENS, RAW_DECODER
 
 # The fixed set of rejection reasons: the `reason` label of ecomind_streams_events_invalid_total.
@@ -277,10 +277,13 @@ def _amount(obj: dict[str, object], name: str, maximum: float) -> float:
 
 def parse_ts_ms(value: object, now_ms: int, max_future_ms: int) -> int:
     """Event time in epoch milliseconds from ISO-8601 text or epoch seconds/milliseconds."""
-    if isinstance(value, bool):
+    if isinstance(value, str):  # the gateway's form first: this runs for most events
+        try:
+            ts_ms = iso_ms(value)
+        except ValueError:
+            raise Invalid(BAD_TIMESTAMP) from None
+    elif isinstance(value, bool):
         raise Invalid(WRONG_TYPE)
-    if isinstance(value, str):
-        ts_ms = _iso_ms(value)
     elif isinstance(value, (int, float)):
         # isfinite() of an int past a float's range raises OverflowError: only floats can be infinite.
         if isinstance(value, float) and not math.isfinite(value):
@@ -291,16 +294,3 @@ def parse_ts_ms(value: object, now_ms: int, max_future_ms: int) -> int:
     if ts_ms < MIN_TS_MS or ts_ms > now_ms + max_future_ms:
         raise Invalid(BAD_TIMESTAMP)
     return ts_ms
-
-
-def _iso_ms(text: str) -> int:
-    if len(text) > 64:
-        raise Invalid(BAD_TIMESTAMP)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise Invalid(BAD_TIMESTAMP) from None
-    if moment.tzinfo is None:
-        # The gateway writes UTC; a time without an offset is read as UTC rather than rejected.
-        moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1000)

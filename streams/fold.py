@@ -7,13 +7,20 @@ with the input offsets it covers.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
 from streams.calendar import DayCalendar
-from streams.events import MIN_TS_MS, Invalid, enriched_beyond_schema, parse_ts_ms, raw_beyond_schema
+from streams.events import (
+    EPOCH_MS_THRESHOLD,
+    MIN_TS_MS,
+    Invalid,
+    enriched_beyond_schema,
+    parse_ts_ms,
+    raw_beyond_schema,
+)
+from streams.iso8601 import KNOWN_TEXTS
 from streams.schema import ENRICHED_DECODER, RAW_DECODER
 from tables.delta import DELAY_BOUNDS_MS, MAX_DELAY_MS, NANO, Delta, Record, Rejection, pair
 from tables.keys import WINDOW_DAYS
@@ -42,7 +49,7 @@ class FoldContext:
 def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldContext, partition: int = -1) -> None:
     now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
     oldest_kept_ms, oldest_window_ms = ctx.oldest_kept_ms, ctx.oldest_window_ms
-    decode, newest_ts_ms = RAW_DECODER.decode, now_ms + max_future_ms
+    decode, newest_ts_ms, known_text_ms = RAW_DECODER.decode, now_ms + max_future_ms, KNOWN_TEXTS.get
     delta.today_index = ctx.today_index
     # One dict lookup per event: a count per (org, provider, model), and per kept day one entry per org
     # holding its tokens. The labelled families, the day's orgs and token totals are derived after the
@@ -54,8 +61,10 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
     kept = False
     per_org: dict[str, list[int]] = {}  # kept day: org -> [tokens in, tokens out]
     kept_days: dict[str, dict[str, list[int]]] = {}
-    orgs, users = set[str](), set[tuple[str, str]]()
-    users_by_day: dict[str, set[tuple[str, str]]] = {}
+    orgs, users = set[str](), set[str]()
+    # Late events interleave two days, so the fold keeps the day it left as well as the one it is in:
+    # a switch back is a swap, not a calendar lookup (those were 10 % of the fold on such traffic).
+    other = (0, 0, users, kept, per_org, orgs)
     for rec in records:
         # streams.events.raw_tuple, inlined: its call and its tuple were 8 % of the fold's instructions
         # (docs/performance.md); tests/unit/test_fold_decode.py holds the two to the same answers.
@@ -74,9 +83,18 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
                 continue
         else:
             ts = e.ts
-            if type(ts) is int and MIN_TS_MS <= ts <= newest_ts_ms:
+            # The common forms inline (a call per event showed in the profile): epoch-ms integers,
+            # ISO-8601 text read before, epoch-second floats; anything else, or out of bounds, is
+            # parse_ts_ms's to read or reject.
+            if type(ts) is str:
+                ts_ms = known_text_ms(ts, 0)
+            elif type(ts) is int:
                 ts_ms = ts
+            elif type(ts) is float and 0.0 < ts < EPOCH_MS_THRESHOLD:
+                ts_ms = round(ts * 1000)
             else:
+                ts_ms = 0
+            if not MIN_TS_MS <= ts_ms <= newest_ts_ms:
                 try:
                     ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
                 except Invalid as exc:
@@ -94,14 +112,21 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
             if ts_ms < oldest_kept_ms:
                 continue
         if not day_start_ms <= ts_ms < day_end_ms:
-            day_start_ms, day_end_ms, day = ctx.calendar.day_span(ts_ms)
-            kept = day_start_ms >= oldest_kept_ms
-            users = users_by_day.setdefault(day, set())
-            if kept:
-                per_org = kept_days.setdefault(day, {})
-            else:  # a day the daily tables no longer keep still counts in the rolling windows (and back)
-                orgs = delta.window_only_orgs.setdefault(day, set())
-        users.add((org, user))
+            span = (day_start_ms, day_end_ms, users, kept, per_org, orgs)
+            if other[0] <= ts_ms < other[1]:  # back to the day before the last switch
+                day_start_ms, day_end_ms, users, kept, per_org, orgs = other
+            else:
+                day_start_ms, day_end_ms, day = ctx.calendar.day_span(ts_ms)
+                kept = day_start_ms >= oldest_kept_ms
+                users = (delta.users if kept else delta.window_only_users).setdefault(day, set())
+                if kept:
+                    per_org = kept_days.setdefault(day, {})
+                else:  # a day the daily tables no longer keep still counts in the rolling windows (and back)
+                    orgs = delta.window_only_orgs.setdefault(day, set())
+            other = span
+        # pair(org, user), inlined, straight into the day's set: one string per event costs less than
+        # a tuple per event and a string per distinct user after the loop (docs/performance.md).
+        users.add(f"{len(org)}:{org}{user}")
         if kept:
             tokens = per_org.get(org)
             if tokens is None:
@@ -112,20 +137,20 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
         else:
             orgs.add(org)
     ingested, calls = delta.ingested, delta.calls
+    ingested_get, calls_get = ingested.get, calls.get
     for (org, provider, model), n in combos.items():
         org_key = f"{len(org)}:{org}"  # pair(org, x) == org_key + x
-        ingested[org_key + provider] += n
-        calls[org_key + model] += n
+        by_provider, by_model = org_key + provider, org_key + model
+        ingested[by_provider] = ingested_get(by_provider, 0) + n
+        calls[by_model] = calls_get(by_model, 0) + n
     for day, found in kept_days.items():
         delta.orgs.setdefault(day, set()).update(found)
-        tokens_in = delta.tokens_in.setdefault(day, Counter())
-        tokens_out = delta.tokens_out.setdefault(day, Counter())
+        tokens_in = delta.tokens_in.setdefault(day, {})
+        tokens_out = delta.tokens_out.setdefault(day, {})
+        in_get, out_get = tokens_in.get, tokens_out.get
         for org, (t_in, t_out) in found.items():
-            tokens_in[org] += t_in
-            tokens_out[org] += t_out
-    for day, pairs in users_by_day.items():
-        into = (delta.users if day in kept_days else delta.window_only_users).setdefault(day, set())
-        into.update([f"{len(org)}:{org}{user}" for org, user in pairs])  # pair(org, user), inlined
+            tokens_in[org] = in_get(org, 0) + t_in
+            tokens_out[org] = out_get(org, 0) + t_out
     if late_windows:
         delta.dropped_late_windows[topic] += late_windows
     _close(delta, topic, valid, late, newest)
@@ -134,7 +159,7 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
 def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldContext, partition: int = -1) -> None:
     now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
     oldest_kept_ms = ctx.oldest_kept_ms
-    decode, newest_ts_ms = ENRICHED_DECODER.decode, now_ms + max_future_ms
+    decode, newest_ts_ms, known_text_ms = ENRICHED_DECODER.decode, now_ms + max_future_ms, KNOWN_TEXTS.get
     buckets = delta.delay_buckets
     valid = late = delay_sum_ms = 0
     newest = max(delta.last_ts_ms.get(topic, -1), max(map(_RECORD_TS, records), default=-1))
@@ -143,6 +168,7 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
     # per-org and per-model sums are derived after the loop.
     amounts: dict[tuple[str, str, str], list[int]] = {}
     by_day: dict[str, dict[tuple[str, str, str], list[int]]] = {}
+    other = (0, 0, amounts)
     for rec in records:
         payload = rec.value  # streams.events.enriched_tuple, inlined as in fold_raw
         try:
@@ -158,9 +184,18 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
             org, provider, model, ts_ms = raw[0], raw[2], raw[3], raw[6]
         else:
             ts = e.ts
-            if type(ts) is int and MIN_TS_MS <= ts <= newest_ts_ms:
+            # The common forms inline (a call per event showed in the profile): epoch-ms integers,
+            # ISO-8601 text read before, epoch-second floats; anything else, or out of bounds, is
+            # parse_ts_ms's to read or reject.
+            if type(ts) is str:
+                ts_ms = known_text_ms(ts, 0)
+            elif type(ts) is int:
                 ts_ms = ts
+            elif type(ts) is float and 0.0 < ts < EPOCH_MS_THRESHOLD:
+                ts_ms = round(ts * 1000)
             else:
+                ts_ms = 0
+            if not MIN_TS_MS <= ts_ms <= newest_ts_ms:
                 try:
                     ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
                 except Invalid as exc:
@@ -179,8 +214,13 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
             late += 1
             continue
         if not day_start_ms <= ts_ms < day_end_ms:
-            day_start_ms, day_end_ms, day = ctx.calendar.day_span(ts_ms)
-            amounts = by_day.setdefault(day, {})
+            span = (day_start_ms, day_end_ms, amounts)
+            if other[0] <= ts_ms < other[1]:  # as in fold_raw: a switch back is a swap
+                day_start_ms, day_end_ms, amounts = other
+            else:
+                day_start_ms, day_end_ms, day = ctx.calendar.day_span(ts_ms)
+                amounts = by_day.setdefault(day, {})
+            other = span
         key = (org, provider, model)
         # Each event's amount is rounded to 1e-9 on its own, so totals do not depend on batching.
         kwh_nano, co2_nano = round(kwh_amount * NANO), round(co2_amount * NANO)
@@ -191,16 +231,17 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
             found[0] += kwh_nano
             found[1] += co2_nano
     for day, sums in by_day.items():
-        kwh = delta.kwh_nano.setdefault(day, Counter())
-        co2 = delta.co2_nano.setdefault(day, Counter())
-        model_kwh = delta.model_kwh_nano.setdefault(day, Counter())
-        model_co2 = delta.model_co2_nano.setdefault(day, Counter())
+        kwh = delta.kwh_nano.setdefault(day, {})
+        co2 = delta.co2_nano.setdefault(day, {})
+        model_kwh = delta.model_kwh_nano.setdefault(day, {})
+        model_co2 = delta.model_co2_nano.setdefault(day, {})
+        kwh_get, co2_get, model_kwh_get, model_co2_get = kwh.get, co2.get, model_kwh.get, model_co2.get
         for (org, provider, model), (kwh_nano, co2_nano) in sums.items():
-            kwh[org] += kwh_nano
-            co2[org] += co2_nano
+            kwh[org] = kwh_get(org, 0) + kwh_nano
+            co2[org] = co2_get(org, 0) + co2_nano
             by_model = f"{len(provider)}:{provider}{model}"  # pair(provider, model), inlined
-            model_kwh[by_model] += kwh_nano
-            model_co2[by_model] += co2_nano
+            model_kwh[by_model] = model_kwh_get(by_model, 0) + kwh_nano
+            model_co2[by_model] = model_co2_get(by_model, 0) + co2_nano
     delta.delay_sum_ms += delay_sum_ms
     _close(delta, topic, valid, late, newest)
 

@@ -184,12 +184,12 @@ class RedisStore:
         ):
             hincr.extend([k.key(name), f, str(n)] for f, n in counter.items())
         activity: Counter[str] = Counter()
-        for prefix, label, counter in (
+        for prefix, label, counts in (
             (PROVIDER_FIELD, "provider", delta.ingested),
             (MODEL_FIELD, "model", delta.calls),
         ):
             totals: Counter[str] = Counter()
-            for field_name, n in counter.items():
+            for field_name, n in counts.items():
                 org, value = unpair(field_name)
                 hincr.append([k.org(org), prefix + value, str(n)])
                 totals[value] += n
@@ -210,9 +210,9 @@ class RedisStore:
                 for key in (k.day(day, name), k.day(day, DAY_TOTALS)):
                     expire += [[key, ttl, "hash"], [key + REMAINDER_SUFFIX, ttl, "hash"]]
         for day in delta.tokens_in.keys() | delta.tokens_out.keys():
-            tokens: tuple[tuple[str, str, Counter[str]], ...] = (
-                (TOKENS_IN, TOTAL_TOKENS_IN, delta.tokens_in.get(day, Counter())),
-                (TOKENS_OUT, TOTAL_TOKENS_OUT, delta.tokens_out.get(day, Counter())),
+            tokens: tuple[tuple[str, str, dict[str, int]], ...] = (
+                (TOKENS_IN, TOTAL_TOKENS_IN, delta.tokens_in.get(day, {})),
+                (TOKENS_OUT, TOTAL_TOKENS_OUT, delta.tokens_out.get(day, {})),
             )
             for prefix, total_field, per_org in tokens:
                 for org, n in per_org.items():

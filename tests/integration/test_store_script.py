@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from streams.local.redis_server import LocalRedis
-from tables.delta import NANO, Delta
+from tables.delta import NANO, Delta, add
 from tables.keys import AMOUNT_BASE, REMAINDER_SUFFIX, Keys
 from tables.store import Conflict, OffsetMove, RedisStore, WrongKeyType
 
@@ -89,7 +89,7 @@ def _users_delta(day: str, users: list[str]) -> Delta:
     delta.processed["raw"] += len(users)
     delta.orgs[day] = {"o"}
     delta.users[day] = {pair("o", u) for u in users}
-    delta.ingested[pair("o", "p")] += len(users)
+    add(delta.ingested, pair("o", "p"), len(users))
     return delta
 
 

@@ -7,7 +7,6 @@ fields, mangled bytes): the Delta the fold fills is compared with the one the re
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 from streams.calendar import DayCalendar
 from streams.events import Invalid
 from streams.fold import FoldContext, fold_enriched, fold_raw
-from tables.delta import NANO, Delta, Rejection, pair
+from tables.delta import NANO, Delta, Rejection, add, pair
 from tests.unit.test_schema_decode import (
     ENRICHED_FIELDS,
     FUTURE_MS,
@@ -87,12 +86,12 @@ def _expected(topic: str, payload: bytes | None, max_bytes: int, enriched: bool)
         if not late:
             amounts: Any = decoded
             kwh, co2 = round(amounts[1] * NANO), round(amounts[2] * NANO)
-            d.kwh_nano.setdefault(day, Counter())[org] += kwh
-            d.co2_nano.setdefault(day, Counter())[org] += co2
-            d.model_kwh_nano.setdefault(day, Counter())[pair(provider, model)] += kwh
+            add(d.kwh_nano.setdefault(day, {}), org, kwh)
+            add(d.co2_nano.setdefault(day, {}), org, co2)
+            add(d.model_kwh_nano.setdefault(day, {}), pair(provider, model), kwh)
         return _summary(d)
-    d.ingested[pair(org, provider)] += 1
-    d.calls[pair(org, model)] += 1
+    add(d.ingested, pair(org, provider), 1)
+    add(d.calls, pair(org, model), 1)
     if ts_ms < ctx.oldest_window_ms:
         d.dropped_late_windows[topic] += 1
     elif late:
@@ -101,8 +100,8 @@ def _expected(topic: str, payload: bytes | None, max_bytes: int, enriched: bool)
     else:
         d.users[day] = {pair(org, user)}
         d.orgs[day] = {org}
-        d.tokens_in.setdefault(day, Counter())[org] += t_in
-        d.tokens_out.setdefault(day, Counter())[org] += t_out
+        add(d.tokens_in.setdefault(day, {}), org, t_in)
+        add(d.tokens_out.setdefault(day, {}), org, t_out)
     return _summary(d)
 
 

@@ -2,7 +2,6 @@
 valid (from the generated dicts, not from the code's own parser) and nothing else, and the exposition
 stays parseable."""
 
-from collections import Counter
 from datetime import UTC, datetime
 from functools import partial
 from operator import attrgetter
@@ -18,7 +17,7 @@ from streams.calendar import DayCalendar
 from streams.exposition import render
 from streams.fold import FoldContext, fold_enriched, fold_raw
 from streams.metrics import BusinessCollector
-from tables.delta import NANO, Delta, pair
+from tables.delta import NANO, Delta, add, pair
 from tables.snapshot import Snapshot
 
 NOW_MS = 1_795_780_800_000
@@ -125,8 +124,8 @@ def _expected_raw(events: list[dict[str, object]]) -> Delta:
     want = Delta()
     for ev in events:
         org, user = str(ev["org_id"]), str(ev["user_id"])
-        want.ingested[pair(org, str(ev["provider"]))] += 1
-        want.calls[pair(org, str(ev["model"]))] += 1
+        add(want.ingested, pair(org, str(ev["provider"])), 1)
+        add(want.calls, pair(org, str(ev["model"])), 1)
         want.orgs.setdefault(_day(ev), set()).add(org)
         want.users.setdefault(_day(ev), set()).add(pair(org, user))
     return want
@@ -136,12 +135,12 @@ def _expected_enriched(events: list[dict[str, object]]) -> Delta:
     want = Delta()
     for ev in events:
         org, day = str(ev["org_id"]), _day(ev)
-        want.kwh_nano.setdefault(day, Counter())[org] += round(float(ev["kwh"]) * NANO)  # type: ignore[arg-type]
-        want.co2_nano.setdefault(day, Counter())[org] += round(float(ev["co2_kg"]) * NANO)  # type: ignore[arg-type]
+        add(want.kwh_nano.setdefault(day, {}), org, round(float(ev["kwh"]) * NANO))  # type: ignore[arg-type]
+        add(want.co2_nano.setdefault(day, {}), org, round(float(ev["co2_kg"]) * NANO))  # type: ignore[arg-type]
     return want
 
 
-def _nonzero(counters: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
+def _nonzero(counters: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     return {day: {k: n for k, n in c.items() if n} for day, c in counters.items() if any(c.values())}
 
 
