@@ -64,8 +64,8 @@ def org_delta(orgs: range, day: str, model: str = "gpt-4o") -> Delta:
     delta = Delta()
     for i in orgs:
         org = org_id(i)
-        add(delta.ingested, pair(org, "openai"), 1)
-        add(delta.calls, pair(org, model), 1)
+        add(delta.ingested, (org, "openai"), 1)
+        add(delta.calls, (org, model), 1)
         delta.orgs.setdefault(day, set()).add(org)
         add(delta.kwh_nano.setdefault(day, {}), org, 1_000 + i)
         add(delta.co2_nano.setdefault(day, {}), org, 500 + i)

@@ -128,8 +128,8 @@ async def _seed_orgs(url: str, app_id: str, orgs: int) -> None:
     for i in range(orgs):
         org = f"org_{i:06d}"
         for provider, model in (("openai", "gpt-4o"), ("anthropic", "claude"), ("google", "gemini")):
-            add(delta.ingested, pair(org, provider), i + 1)
-            add(delta.calls, pair(org, model), i + 1)
+            add(delta.ingested, (org, provider), i + 1)
+            add(delta.calls, (org, model), i + 1)
         delta.orgs.setdefault(today, set()).add(org)
         delta.users.setdefault(today, set()).add(pair(org, "u"))
         add(delta.kwh_nano.setdefault(today, {}), org, 1000 + i)
@@ -137,8 +137,8 @@ async def _seed_orgs(url: str, app_id: str, orgs: int) -> None:
         # The second set's tables too (windows, tokens, energy by model), so the scrape reads them all.
         add(delta.tokens_in.setdefault(today, {}), org, i + 1)
         add(delta.tokens_out.setdefault(today, {}), org, i + 2)
-        add(delta.model_kwh_nano.setdefault(today, {}), pair("openai", f"model_{i % 150}"), 1000 + i)
-        add(delta.model_co2_nano.setdefault(today, {}), pair("openai", f"model_{i % 150}"), 500 + i)
+        add(delta.model_kwh_nano.setdefault(today, {}), ("openai", f"model_{i % 150}"), 1000 + i)
+        add(delta.model_co2_nano.setdefault(today, {}), ("openai", f"model_{i % 150}"), 500 + i)
     delta.today_index = date.fromisoformat(today).toordinal()
     await store.apply(delta, [])
     await store.close()

@@ -139,8 +139,7 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
     ingested, calls = delta.ingested, delta.calls
     ingested_get, calls_get = ingested.get, calls.get
     for (org, provider, model), n in combos.items():
-        org_key = f"{len(org)}:{org}"  # pair(org, x) == org_key + x
-        by_provider, by_model = org_key + provider, org_key + model
+        by_provider, by_model = (org, provider), (org, model)
         ingested[by_provider] = ingested_get(by_provider, 0) + n
         calls[by_model] = calls_get(by_model, 0) + n
     for day, found in kept_days.items():
@@ -239,7 +238,7 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
         for (org, provider, model), (kwh_nano, co2_nano) in sums.items():
             kwh[org] = kwh_get(org, 0) + kwh_nano
             co2[org] = co2_get(org, 0) + co2_nano
-            by_model = f"{len(provider)}:{provider}{model}"  # pair(provider, model), inlined
+            by_model = (provider, model)
             model_kwh[by_model] = model_kwh_get(by_model, 0) + kwh_nano
             model_co2[by_model] = model_co2_get(by_model, 0) + co2_nano
     delta.delay_sum_ms += delay_sum_ms

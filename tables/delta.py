@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+K = TypeVar("K")
 
 # Upper bounds (seconds) of the enrichment-delay histogram; the last bucket is +Inf.
 DELAY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -43,7 +45,7 @@ def unpair(key: str) -> tuple[str, str]:
     return rest[:n], rest[n:]
 
 
-def add(counts: dict[str, int], key: str, n: int) -> None:
+def add(counts: dict[K, int], key: K, n: int) -> None:
     counts[key] = counts.get(key, 0) + n
 
 
@@ -61,8 +63,10 @@ class Delta:
     # The per-label sums are plain dicts, added to with `add` (or `get`): a Counter, a dict subclass
     # written in Python, costs about three times as much per `+=` in CPython 3.11, and the fold makes
     # one or two such additions per event (docs/performance.md). The per-topic ones stay Counters.
-    ingested: dict[str, int] = field(default_factory=dict)  # pair(org, provider)
-    calls: dict[str, int] = field(default_factory=dict)  # pair(org, model)
+    # Label pairs are tuples here, not pair() strings: the store reads both halves, and never has to
+    # split a string the fold joined.
+    ingested: dict[tuple[str, str], int] = field(default_factory=dict)  # (org, provider)
+    calls: dict[tuple[str, str], int] = field(default_factory=dict)  # (org, model)
     processed: Counter[str] = field(default_factory=Counter)  # topic
     invalid: Counter[str] = field(default_factory=Counter)  # pair(topic, reason)
     dropped_late: Counter[str] = field(default_factory=Counter)  # topic
@@ -78,8 +82,8 @@ class Delta:
     today_index: int = 0  # the fold's local today as a date ordinal: the windows' compaction point
     tokens_in: dict[str, dict[str, int]] = field(default_factory=dict)  # day -> org -> tokens
     tokens_out: dict[str, dict[str, int]] = field(default_factory=dict)
-    model_kwh_nano: dict[str, dict[str, int]] = field(default_factory=dict)  # day -> pair(provider, model)
-    model_co2_nano: dict[str, dict[str, int]] = field(default_factory=dict)
+    model_kwh_nano: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)  # day -> (provider, model)
+    model_co2_nano: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
     delay_buckets: list[int] = field(default_factory=lambda: [0] * (len(DELAY_BUCKETS_SECONDS) + 1))
     delay_sum_ms: int = 0
     rejections: list[Rejection] = field(default_factory=list)

@@ -16,7 +16,7 @@ from datetime import date
 import orjson
 import redis.asyncio as aioredis
 
-from tables.delta import Delta, unpair
+from tables.delta import Delta
 from tables.keys import (
     AMOUNT_BASE,
     CO2_FIELD,
@@ -189,8 +189,7 @@ class RedisStore:
             (MODEL_FIELD, "model", delta.calls),
         ):
             totals: Counter[str] = Counter()
-            for field_name, n in counts.items():
-                org, value = unpair(field_name)
+            for (org, value), n in counts.items():
                 hincr.append([k.org(org), prefix + value, str(n)])
                 totals[value] += n
                 if prefix == PROVIDER_FIELD:
@@ -203,29 +202,30 @@ class RedisStore:
             add_amount(k.key(DELAY), DELAY_SUM, delta.delay_sum_ms)
         for name, total_field, per_day in ((DAY_KWH, TOTAL_KWH, delta.kwh_nano), (DAY_CO2, TOTAL_CO2, delta.co2_nano)):
             for day, amounts in per_day.items():
+                day_key = k.day(day, name)
                 for org, n in amounts.items():
-                    add_amount(k.day(day, name), org, n)
+                    add_amount(day_key, org, n)
                     activity[org] += 0  # known to the label caps even without a raw event
                 add_amount(k.day(day, DAY_TOTALS), total_field, sum(amounts.values()))
-                for key in (k.day(day, name), k.day(day, DAY_TOTALS)):
+                for key in (day_key, k.day(day, DAY_TOTALS)):
                     expire += [[key, ttl, "hash"], [key + REMAINDER_SUFFIX, ttl, "hash"]]
         for day in delta.tokens_in.keys() | delta.tokens_out.keys():
             tokens: tuple[tuple[str, str, dict[str, int]], ...] = (
                 (TOKENS_IN, TOTAL_TOKENS_IN, delta.tokens_in.get(day, {})),
                 (TOKENS_OUT, TOTAL_TOKENS_OUT, delta.tokens_out.get(day, {})),
             )
+            tokens_key = k.day(day, DAY_TOKENS)
             for prefix, total_field, per_org in tokens:
                 for org, n in per_org.items():
-                    add_amount(k.day(day, DAY_TOKENS), prefix + org, n)
+                    add_amount(tokens_key, prefix + org, n)
                 add_amount(k.day(day, DAY_TOTALS), total_field, sum(per_org.values()))
             expire += [[k.day(day, DAY_TOKENS), ttl, "hash"], [k.day(day, DAY_TOKENS) + REMAINDER_SUFFIX, ttl, "hash"]]
         enriched_labels: dict[str, set[str]] = {"provider": set(), "model": set()}
-        for prefix, per_day in ((KWH_FIELD, delta.model_kwh_nano), (CO2_FIELD, delta.model_co2_nano)):
-            for day, amounts in per_day.items():
+        for prefix, per_model_day in ((KWH_FIELD, delta.model_kwh_nano), (CO2_FIELD, delta.model_co2_nano)):
+            for day, by_provider_model in per_model_day.items():
                 by_model: Counter[str] = Counter()
                 energy_keys = {k.day(day, DAY_MODEL_ENERGY)}
-                for provider_model, n in amounts.items():
-                    provider, model = unpair(provider_model)
+                for (provider, model), n in by_provider_model.items():
                     add_amount(k.provider_energy(day, provider), prefix + model, n)
                     by_model[model] += n
                     enriched_labels["provider"].add(provider)
@@ -238,8 +238,8 @@ class RedisStore:
         hincr.extend([k.activity("org_id"), org, str(n)] for org, n in activity.items())
         batch_labels = {
             "org_id": sorted(activity),
-            "provider": sorted({unpair(f)[1] for f in delta.ingested} | enriched_labels["provider"]),
-            "model": sorted({unpair(f)[1] for f in delta.calls} | enriched_labels["model"]),
+            "provider": sorted({provider for _, provider in delta.ingested} | enriched_labels["provider"]),
+            "model": sorted({model for _, model in delta.calls} | enriched_labels["model"]),
         }
         admit = [
             [k.labels(label), str(self.label_caps[label]), values] for label, values in batch_labels.items() if values

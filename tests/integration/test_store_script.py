@@ -89,7 +89,7 @@ def _users_delta(day: str, users: list[str]) -> Delta:
     delta.processed["raw"] += len(users)
     delta.orgs[day] = {"o"}
     delta.users[day] = {pair("o", u) for u in users}
-    add(delta.ingested, pair("o", "p"), len(users))
+    add(delta.ingested, ("o", "p"), len(users))
     return delta
 
 

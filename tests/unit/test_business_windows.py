@@ -80,8 +80,8 @@ def test_fold_enriched_sums_energy_by_model_as_the_org_totals() -> None:
     delta = Delta()
     fold_enriched(delta, "enriched", records, ctx(now))
     assert delta.model_kwh_nano == {
-        "2026-11-27": Counter({pair("openai", "gpt"): NANO * 3 // 4}),
-        "2026-11-26": Counter({pair("google", "gem"): 1}),
+        "2026-11-27": {("openai", "gpt"): NANO * 3 // 4},
+        "2026-11-26": {("google", "gem"): 1},
     }
     for day in delta.kwh_nano:
         assert sum(delta.kwh_nano[day].values()) == sum(delta.model_kwh_nano[day].values())

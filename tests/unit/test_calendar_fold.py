@@ -1,12 +1,16 @@
+from datetime import UTC, datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.calendar import DayCalendar
 from streams.fold import FoldContext, delay_bucket, fold_enriched, fold_raw
 from streams.local.workload import raw_event
 from tables.delta import NANO, Delta, pair, unpair
+from tests.unit.test_fold_decode import _summary
 
 H = 3_600_000
 NOV27_UTC = 1_795_737_600_000  # 2026-11-27T00:00:00Z
@@ -60,7 +64,7 @@ def test_midnight_rollover_splits_distinct_sets_by_day() -> None:
     fold_raw(delta, "raw", records, ctx(NOV27_UTC + H))
     assert delta.orgs == {"2026-11-26": {"a"}, "2026-11-27": {"a", "b"}}
     assert delta.users["2026-11-27"] == {pair("a", "u1"), pair("b", "u2")}
-    assert delta.ingested[pair("a", "openai")] == 2
+    assert delta.ingested[("a", "openai")] == 2
     assert delta.processed["raw"] == 3
     assert delta.last_ts_ms["raw"] == 3
 
@@ -115,3 +119,49 @@ def test_delay_buckets(delay_ms: int, bucket: int) -> None:
 @pytest.mark.parametrize(("a", "b"), [("org", "user"), ("a:b", "c"), ("", ""), ('\n"', "1:x"), ("5:", ":5")])
 def test_pair_round_trips_any_strings(a: str, b: str) -> None:
     assert unpair(pair(a, b)) == (a, b)
+
+
+_FORMS = {
+    "iso": lambda ts_ms: datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+    "epoch-s": lambda ts_ms: ts_ms / 1000,
+    "epoch-ms": lambda ts_ms: ts_ms,
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.integers(0, 4 * 24 * 60 - 1),  # minutes before now: today and up to four days back
+            st.sampled_from(sorted(_FORMS)),
+            st.sampled_from(["a", "b", "c"]),
+            st.integers(0, 5),
+            st.booleans(),  # a record that must be rejected, among the others
+        ),
+        max_size=40,
+    ),
+    days_kept=st.integers(1, 3),
+    zone=st.sampled_from(["UTC", "Europe/Berlin", "Asia/Kolkata"]),
+)
+def test_a_chunk_folds_as_its_records_one_at_a_time(
+    events: list[tuple[int, str, str, int, bool]], days_kept: int, zone: str
+) -> None:
+    """Late events switch the fold between days (and back, by a swap); one record per chunk never does."""
+    now = NOV27_UTC + 13 * H
+    records = [
+        Rec(
+            raw_event(org, f"u{user}", 0, ts=_FORMS[form](now - minutes * 60_000), kwh=0.001 * user, co2_kg=0.5)
+            if not bad
+            else raw_event(org, f"u{user}", 0, ts="yesterday"),
+            now + 1_000,
+            offset,
+        )
+        for offset, (minutes, form, org, user, bad) in enumerate(events)
+    ]
+    for fold in (fold_raw, fold_enriched):
+        whole, one_by_one = Delta(), Delta()
+        fold(whole, "t", records, ctx(now, zone, days_kept))
+        for rec in records:
+            fold(one_by_one, "t", [rec], ctx(now, zone, days_kept))
+        assert _summary(whole) == _summary(one_by_one)
+        assert whole.delay_buckets == one_by_one.delay_buckets and whole.delay_sum_ms == one_by_one.delay_sum_ms

@@ -88,10 +88,10 @@ def _expected(topic: str, payload: bytes | None, max_bytes: int, enriched: bool)
             kwh, co2 = round(amounts[1] * NANO), round(amounts[2] * NANO)
             add(d.kwh_nano.setdefault(day, {}), org, kwh)
             add(d.co2_nano.setdefault(day, {}), org, co2)
-            add(d.model_kwh_nano.setdefault(day, {}), pair(provider, model), kwh)
+            add(d.model_kwh_nano.setdefault(day, {}), (provider, model), kwh)
         return _summary(d)
-    add(d.ingested, pair(org, provider), 1)
-    add(d.calls, pair(org, model), 1)
+    add(d.ingested, (org, provider), 1)
+    add(d.calls, (org, model), 1)
     if ts_ms < ctx.oldest_window_ms:
         d.dropped_late_windows[topic] += 1
     elif late:

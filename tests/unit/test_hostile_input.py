@@ -124,8 +124,8 @@ def _expected_raw(events: list[dict[str, object]]) -> Delta:
     want = Delta()
     for ev in events:
         org, user = str(ev["org_id"]), str(ev["user_id"])
-        add(want.ingested, pair(org, str(ev["provider"])), 1)
-        add(want.calls, pair(org, str(ev["model"])), 1)
+        add(want.ingested, (org, str(ev["provider"])), 1)
+        add(want.calls, (org, str(ev["model"])), 1)
         want.orgs.setdefault(_day(ev), set()).add(org)
         want.users.setdefault(_day(ev), set()).add(pair(org, user))
     return want

@@ -69,7 +69,7 @@ def _raw_delta(users: dict[str, list[str]]) -> Delta:
     delta.processed["raw"] = sum(len(u) for u in users.values())
     delta.orgs[TODAY] = set(users)
     delta.users[TODAY] = {pair(org, user) for org, found in users.items() for user in found}
-    delta.ingested.update({pair(org, "p"): len(found) for org, found in users.items()})
+    delta.ingested.update({(org, "p"): len(found) for org, found in users.items()})
     delta.tokens_in[TODAY] = Counter({org: 1 for org in users})
     return delta
 

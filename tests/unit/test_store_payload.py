@@ -44,9 +44,9 @@ def test_payload_of_one_batch() -> None:
     k = Keys("app")
     delta = Delta()
     delta.processed["raw"] += 3
-    add(delta.ingested, pair("o1", "openai"), 2)
-    add(delta.ingested, pair(OTHER, "openai"), 1)
-    add(delta.calls, pair("o1", "m"), 3)
+    add(delta.ingested, ("o1", "openai"), 2)
+    add(delta.ingested, (OTHER, "openai"), 1)
+    add(delta.calls, ("o1", "m"), 3)
     delta.kwh_nano["2026-11-27"] = Counter({"o1": 1000 * NANO + 5})
     delta.users["2026-11-27"] = {pair("o1", "u")}
     delta.delay_sum_ms = 3 * AMOUNT_BASE + 2
