@@ -5,7 +5,8 @@ from the same seed with a fixed "now", spread over its partitions by a seeded dr
 producer spreads unkeyed events), laid out as Kafka record batches of RECORDS_PER_BATCH records (the
 gateway's small batches). The counted work is what the tap does with a fetched batch: the record path
 (agents/bulk_fetch.py BulkRecords, through aiokafka's FetchResult as getmany reads it) and the fold
-(streams/fold.py, with a FoldContext and in the tap's chunks).
+(streams/fold.py, with a FoldContext and in the tap's chunks), and the batch's payload for Redis
+(tables/store.py `build_payload` and its JSON encoding).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+import redis.asyncio as redis_async
+
 from agents.tap import FOLD_CHUNK_RECORDS
 from bench.records import log_of, read_all
 from bench.workload_rows import SEED, WorkloadRow, workload
@@ -22,6 +26,7 @@ from streams.calendar import DayCalendar
 from streams.fold import FoldContext, fold_enriched, fold_raw
 from streams.settings import Settings
 from tables.delta import Delta
+from tables.store import OffsetMove, RedisStore
 
 FIXED_NOW_MS = 1_759_838_400_000  # 2025-10-07T12:00:00Z, a Tuesday far from any DST change
 RECORD_TIMESTAMP_MS = FIXED_NOW_MS + 2_000  # the broker's append time, a little after the events
@@ -74,6 +79,19 @@ def fold(calendar: DayCalendar, raw_parts: Parts, enriched_parts: Parts) -> Delt
             for start in range(0, len(records), FOLD_CHUNK_RECORDS):
                 fold_topic(delta, topic, records[start : start + FOLD_CHUNK_RECORDS], ctx, partition)
     return delta
+
+
+def payload(delta: Delta, raw_parts: Parts, enriched_parts: Parts) -> bytes:
+    """The batch's write, as tables/store.py `apply` builds it before Redis sees it: the script's payload
+    for the Delta (nothing seen before: every member is sent) and its JSON encoding."""
+    # A client object only: constructing it connects to nothing, and build_payload never uses it.
+    store = RedisStore(redis_async.Redis(), "gate", DEFAULTS.days_kept, seen_cache_entries=DEFAULTS.seen_cache_entries)
+    moves = [
+        OffsetMove(topic, partition, None, len(records))
+        for topic, parts in ((RAW_TOPIC, raw_parts), (ENRICHED_TOPIC, enriched_parts))
+        for partition, records in enumerate(parts)
+    ]
+    return orjson.dumps(store.build_payload(delta, moves, store.seen))
 
 
 def default_calendar() -> DayCalendar:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 
-from bench.corpus import ENRICHED_TOPIC, RAW_TOPIC, corpus, default_calendar, fold, read_records
-from bench.instructions import Line, compare, failed, report, table, totals
+from bench.corpus import ENRICHED_TOPIC, RAW_TOPIC, corpus, default_calendar, fold, payload, read_records
+from bench.instructions import PARTS, Line, compare, failed, report, table, totals
 from bench.workload_rows import ROWS, select
 
 
@@ -30,6 +31,11 @@ def test_the_counted_work_reads_and_folds_every_event(row: object) -> None:
     assert delta.processed == {RAW_TOPIC: 400, ENRICHED_TOPIC: 400}
     assert not delta.rejections and not delta.dropped_late
     assert sorted(delta.users) == ["2025-10-06", "2025-10-07"]
+    # The counted write: every partition's offsets and both days' users, none left out as already seen.
+    written = orjson.loads(payload(delta, raw_parts, enriched_parts))
+    assert len(written["off"]) == 2 * row.partitions  # type: ignore[attr-defined]
+    sent_users = sum(len(members) for _, _, members, _, _ in written["usersadd"])
+    assert sent_users == sum(len(users) for users in delta.users.values()) > 0
 
 
 def test_totals_are_read_from_the_dump() -> None:
@@ -68,4 +74,4 @@ def test_the_check_exits_one_and_the_measure_zero(tmp_path: Path, capsys: pytest
 def test_the_committed_baseline_covers_every_row() -> None:
     stored = json.loads((Path(__file__).resolve().parents[2] / "bench" / "instructions_baseline.json").read_text())
     assert set(stored["rows"]) == {r.key for r in ROWS}
-    assert all(set(parts) == {"record path", "fold"} for parts in stored["rows"].values())
+    assert all(set(parts) == set(PARTS) for parts in stored["rows"].values())
