@@ -57,14 +57,17 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
     combos: dict[tuple[str, str, str], int] = {}
     valid = late = late_windows = 0
     newest = max(delta.last_ts_ms.get(topic, -1), max(map(_RECORD_TS, records), default=-1))
-    day_start_ms = day_end_ms = 0
-    kept = False
+    # The current local day, as the times in it the fold accepts at all ([lo_ms, hi_ms): its bounds
+    # clipped to MIN_TS_MS and newest_ts_ms), and what holds for all its events: kept by the daily
+    # tables, within the rolling windows. An event in it needs two comparisons, not six.
+    lo_ms = hi_ms = 0
+    kept = in_windows = False
     per_org: dict[str, list[int]] = {}  # kept day: org -> [tokens in, tokens out]
     kept_days: dict[str, dict[str, list[int]]] = {}
     orgs, users = set[str](), set[str]()
     # Late events interleave two days, so the fold keeps the day it left as well as the one it is in:
     # a switch back is a swap, not a calendar lookup (those were 10 % of the fold on such traffic).
-    other = (0, 0, users, kept, per_org, orgs)
+    other = (0, 0, users, kept, in_windows, per_org, orgs)
     for rec in records:
         # streams.events.raw_tuple, inlined: its call and its tuple were 8 % of the fold's instructions
         # (docs/performance.md); tests/unit/test_fold_decode.py holds the two to the same answers.
@@ -81,6 +84,7 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
             except Invalid as exc:
                 _reject(delta, topic, exc.reason, rec, partition)
                 continue
+            same_day = False
         else:
             ts = e.ts
             # The common forms inline (a call per event showed in the profile): epoch-ms integers,
@@ -94,40 +98,42 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
                 ts_ms = round(ts * 1000)
             else:
                 ts_ms = 0
-            if not MIN_TS_MS <= ts_ms <= newest_ts_ms:
-                try:
-                    ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
-                except Invalid as exc:
-                    _reject(delta, topic, exc.reason, rec, partition)
-                    continue
+            if lo_ms <= ts_ms < hi_ms:
+                same_day = True
+            else:
+                same_day = False
+                if not MIN_TS_MS <= ts_ms <= newest_ts_ms:
+                    try:
+                        ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
+                    except Invalid as exc:
+                        _reject(delta, topic, exc.reason, rec, partition)
+                        continue
             org, user, provider, model = e.org_id, e.user_id, e.provider, e.model
             t_in, t_out = e.tokens_in, e.tokens_out
         valid += 1
         key = (org, provider, model)
         combos[key] = combos.get(key, 0) + 1
-        if ts_ms < oldest_kept_ms:
-            late += 1
-        if ts_ms < oldest_window_ms:
-            late_windows += 1
-            if ts_ms < oldest_kept_ms:
-                continue
-        if not day_start_ms <= ts_ms < day_end_ms:
-            span = (day_start_ms, day_end_ms, users, kept, per_org, orgs)
+        if not same_day and not lo_ms <= ts_ms < hi_ms:
+            span = (lo_ms, hi_ms, users, kept, in_windows, per_org, orgs)
             if other[0] <= ts_ms < other[1]:  # back to the day before the last switch
-                day_start_ms, day_end_ms, users, kept, per_org, orgs = other
+                lo_ms, hi_ms, users, kept, in_windows, per_org, orgs = other
             else:
-                day_start_ms, day_end_ms, day = ctx.calendar.day_span(ts_ms)
-                kept = day_start_ms >= oldest_kept_ms
-                users = (delta.users if kept else delta.window_only_users).setdefault(day, set())
+                start_ms, end_ms, day = ctx.calendar.day_span(ts_ms)
+                lo_ms, hi_ms = max(start_ms, MIN_TS_MS), min(end_ms, newest_ts_ms + 1)
+                kept, in_windows = start_ms >= oldest_kept_ms, start_ms >= oldest_window_ms
                 if kept:
+                    users = delta.users.setdefault(day, set())
                     per_org = kept_days.setdefault(day, {})
-                else:  # a day the daily tables no longer keep still counts in the rolling windows (and back)
+                elif in_windows:  # a day the daily tables no longer keep still counts in the rolling windows
+                    users = delta.window_only_users.setdefault(day, set())
                     orgs = delta.window_only_orgs.setdefault(day, set())
             other = span
         # pair(org, user), inlined, straight into the day's set: one string per event costs less than
         # a tuple per event and a string per distinct user after the loop (docs/performance.md).
-        users.add(f"{len(org)}:{org}{user}")
         if kept:
+            if not in_windows:
+                late_windows += 1
+            users.add(f"{len(org)}:{org}{user}")
             tokens = per_org.get(org)
             if tokens is None:
                 per_org[org] = [t_in, t_out]
@@ -135,6 +141,11 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
                 tokens[0] += t_in
                 tokens[1] += t_out
         else:
+            late += 1
+            if not in_windows:  # counted in the labelled families above, in no day
+                late_windows += 1
+                continue
+            users.add(f"{len(org)}:{org}{user}")
             orgs.add(org)
     ingested, calls = delta.ingested, delta.calls
     ingested_get, calls_get = ingested.get, calls.get
@@ -162,12 +173,13 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
     buckets = delta.delay_buckets
     valid = late = delay_sum_ms = 0
     newest = max(delta.last_ts_ms.get(topic, -1), max(map(_RECORD_TS, records), default=-1))
-    day_start_ms = day_end_ms = 0
+    lo_ms = hi_ms = 0  # the current day's accepted times, as in fold_raw
+    kept = False
     # One dict lookup per event: per day, (org, provider, model) -> [kWh, CO2] in units of 1e-9; the
     # per-org and per-model sums are derived after the loop.
     amounts: dict[tuple[str, str, str], list[int]] = {}
     by_day: dict[str, dict[tuple[str, str, str], list[int]]] = {}
-    other = (0, 0, amounts)
+    other = (0, 0, kept, amounts)
     for rec in records:
         payload = rec.value  # streams.events.enriched_tuple, inlined as in fold_raw
         try:
@@ -181,6 +193,7 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
                 _reject(delta, topic, exc.reason, rec, partition)
                 continue
             org, provider, model, ts_ms = raw[0], raw[2], raw[3], raw[6]
+            same_day = False
         else:
             ts = e.ts
             # The common forms inline (a call per event showed in the profile): epoch-ms integers,
@@ -194,12 +207,16 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
                 ts_ms = round(ts * 1000)
             else:
                 ts_ms = 0
-            if not MIN_TS_MS <= ts_ms <= newest_ts_ms:
-                try:
-                    ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
-                except Invalid as exc:
-                    _reject(delta, topic, exc.reason, rec, partition)
-                    continue
+            if lo_ms <= ts_ms < hi_ms:
+                same_day = True
+            else:
+                same_day = False
+                if not MIN_TS_MS <= ts_ms <= newest_ts_ms:
+                    try:
+                        ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
+                    except Invalid as exc:
+                        _reject(delta, topic, exc.reason, rec, partition)
+                        continue
             org, provider, model, kwh_amount, co2_amount = e.org_id, e.provider, e.model, e.kwh, e.co2_kg
         valid += 1
         delay_ms = rec.timestamp - ts_ms
@@ -209,17 +226,20 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
             delay_ms = MAX_DELAY_MS
         buckets[bisect_left(DELAY_BOUNDS_MS, delay_ms)] += 1
         delay_sum_ms += delay_ms
-        if ts_ms < oldest_kept_ms:
+        if not same_day and not lo_ms <= ts_ms < hi_ms:
+            span = (lo_ms, hi_ms, kept, amounts)
+            if other[0] <= ts_ms < other[1]:  # as in fold_raw: a switch back is a swap
+                lo_ms, hi_ms, kept, amounts = other
+            else:
+                start_ms, end_ms, day = ctx.calendar.day_span(ts_ms)
+                lo_ms, hi_ms = max(start_ms, MIN_TS_MS), min(end_ms, newest_ts_ms + 1)
+                kept = start_ms >= oldest_kept_ms
+                if kept:
+                    amounts = by_day.setdefault(day, {})
+            other = span
+        if not kept:
             late += 1
             continue
-        if not day_start_ms <= ts_ms < day_end_ms:
-            span = (day_start_ms, day_end_ms, amounts)
-            if other[0] <= ts_ms < other[1]:  # as in fold_raw: a switch back is a swap
-                day_start_ms, day_end_ms, amounts = other
-            else:
-                day_start_ms, day_end_ms, day = ctx.calendar.day_span(ts_ms)
-                amounts = by_day.setdefault(day, {})
-            other = span
         key = (org, provider, model)
         # Each event's amount is rounded to 1e-9 on its own, so totals do not depend on batching.
         kwh_nano, co2_nano = round(kwh_amount * NANO), round(co2_amount * NANO)

@@ -9,12 +9,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streams.calendar import DayCalendar
 from streams.fold import FoldContext, fold_enriched, fold_raw
 from streams.local.workload import raw_event
-from tables.delta import NANO, Delta, pair
-from tables.keys import NO_NEXT_DAY, ORGS, USERS, WINDOW_DAYS, Keys
+from tables.delta import NANO, Delta, pair, unpair
+from tables.keys import NO_NEXT_DAY, ORGS, USERS, WINDOW_DAYS, Keys, active_bucket_of
 from tables.labels import OTHER
 from tables.snapshot import RawTables, active_in_window, decode
 from tables.windows import users_by_org, window_section
@@ -115,6 +117,40 @@ def test_a_days_users_are_grouped_by_org_for_the_per_org_count(members: list[str
     ordered, found = users_by_org(members)
     assert ordered == sorted(members) and found == runs
     assert sum(n for _, n in found) == len(members)  # type: ignore[misc]
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1, max_size=4, alphabet="ab:1 0"), st.text(max_size=3, alphabet="ab:1")), max_size=30
+    )
+)
+def test_runs_match_splitting_every_member(pairs: list[tuple[str, str]]) -> None:
+    members = {pair(org, user) for org, user in pairs}
+    ordered, found = users_by_org(members)
+    naive: list[list[object]] = []
+    for org, _ in map(unpair, ordered):
+        if naive and naive[-1][0] == org:
+            naive[-1][1] += 1  # type: ignore[operator]
+        else:
+            naive.append([org, 1])
+    assert found == naive
+
+
+def test_window_entries_are_in_their_members_buckets_with_sorted_days() -> None:
+    now = NOV27_UTC + 12 * H
+    records = [Rec(raw_event(f"o{i % 3}", f"u{i}", now - (i % 4) * D), now) for i in range(40)]
+    delta = Delta()
+    fold_raw(delta, "raw", records, ctx(now, days_kept=2))
+    section = window_section(Keys("app"), delta)
+    assert section is not None
+    for _, _, entries in section["subjects"]:  # type: ignore[attr-defined]
+        assert entries, "both subjects have members"
+        for bucket, member, days in entries:
+            assert bucket == active_bucket_of(member)
+            assert days == sorted(set(days)) and days
+    users = {member: days for _, member, days in section["subjects"][0][2]}  # type: ignore[index]
+    assert users[pair("o1", "u1")] == [date(2026, 11, 26).toordinal()]
+    assert len(users) == 40
 
 
 def test_an_enriched_only_batch_has_no_windows_section() -> None:

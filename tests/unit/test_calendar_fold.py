@@ -132,7 +132,9 @@ _FORMS = {
 @given(
     events=st.lists(
         st.tuples(
-            st.integers(0, 4 * 24 * 60 - 1),  # minutes before now: today and up to four days back
+            # Minutes before now: today and up to four days back, or around the windows' reach (30 days),
+            # so that kept or not and in the windows or not come in every combination with days_kept.
+            st.one_of(st.integers(0, 4 * 24 * 60 - 1), st.integers(28 * 24 * 60, 34 * 24 * 60)),
             st.sampled_from(sorted(_FORMS)),
             st.sampled_from(["a", "b", "c"]),
             st.integers(0, 5),
@@ -140,7 +142,7 @@ _FORMS = {
         ),
         max_size=40,
     ),
-    days_kept=st.integers(1, 3),
+    days_kept=st.sampled_from([1, 2, 3, 31, 33]),
     zone=st.sampled_from(["UTC", "Europe/Berlin", "Asia/Kolkata"]),
 )
 def test_a_chunk_folds_as_its_records_one_at_a_time(
