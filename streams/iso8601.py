@@ -23,7 +23,7 @@ MAX_CACHED_PARTS = 16_384
 _MINUTE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
 # Three fraction digits at most: a millisecond fraction needs no rounding, so the sum is exactly what
 # the reference's rounding of a float gives.
-_REST = re.compile(r":[0-9]{2}(?:\.[0-9]{1,3})?(?:Z|[+-][0-9]{2}:[0-9]{2})?")
+_REST = re.compile(r":[0-5][0-9](?:\.[0-9]{1,3})?(?:Z|[+-][0-9]{2}:[0-9]{2})?")
 MAX_KNOWN_TEXTS = 65_536  # most of a day of whole seconds; a few MB at most
 _MINUTE_CHARS = 16
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -39,6 +39,8 @@ KNOWN_TEXTS: dict[str, int] = {}
 
 def iso_ms(text: str) -> int:
     """Epoch milliseconds of ISO-8601 text (UTC when it names no offset); ValueError when it is not one."""
+    if type(text) is not str:  # a subclass may hash and compare as it likes: never from the caches
+        return reference_iso_ms(text)
     ts_ms = KNOWN_TEXTS.get(text)
     if ts_ms is not None:
         return ts_ms
@@ -49,7 +51,7 @@ def iso_ms(text: str) -> int:
     else:
         ts_ms = reference_iso_ms(text)
         _learn(text)
-    if type(text) is str and len(text) <= MAX_ISO_CHARS:  # a str subclass could hash like another text
+    if len(text) <= MAX_ISO_CHARS:
         if len(KNOWN_TEXTS) >= MAX_KNOWN_TEXTS:
             KNOWN_TEXTS.clear()
         KNOWN_TEXTS[text] = ts_ms
@@ -70,15 +72,21 @@ def reference_iso_ms(text: str) -> int:
 def _learn(text: str) -> None:
     """Cache the minute and the rest of a valid text, each checked on its own by the reference parse."""
     minute, rest = text[:_MINUTE_CHARS], text[_MINUTE_CHARS:]
-    # The whole text was read, so each part of this shape is valid alone (the fast path's sum).
-    if minute not in _minutes and _MINUTE.fullmatch(minute):
-        if len(_minutes) >= MAX_CACHED_PARTS:
-            _minutes.clear()
-        _minutes[minute] = (datetime.fromisoformat(minute).replace(tzinfo=UTC) - _EPOCH) // _ONE_MS
-    if rest not in _rests and _REST.fullmatch(rest):
-        if len(_rests) >= MAX_CACHED_PARTS:
-            _rests.clear()
-        _rests[rest] = _rest_ms(rest)
+    # Only a text of the fast path's shape as a whole: then the reference read it as this minute plus
+    # this rest, and each part is valid alone. (A part of another shape can look like one: the ":60" of
+    # "2026-11-30T13+01:60" is an offset's minutes there, and no second.)
+    if not (_MINUTE.fullmatch(minute) and _REST.fullmatch(rest)):
+        return
+    try:
+        minute_ms = (datetime.fromisoformat(minute).replace(tzinfo=UTC) - _EPOCH) // _ONE_MS
+        rest_ms = _rest_ms(rest)
+    except ValueError:  # not expected of a text the reference read; learning must never refuse one
+        return
+    if len(_minutes) >= MAX_CACHED_PARTS:
+        _minutes.clear()
+    if len(_rests) >= MAX_CACHED_PARTS:
+        _rests.clear()
+    _minutes[minute], _rests[rest] = minute_ms, rest_ms
 
 
 def _rest_ms(rest: str) -> int:

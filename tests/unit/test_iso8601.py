@@ -40,10 +40,10 @@ date_part = st.one_of(
 )
 sep = st.sampled_from(["T", " ", "t", "_"])
 hour_minute = st.one_of(
-    st.sampled_from(["00:00", "23:59", "24:00", "12:60", "1200", "12:0"]),
+    st.sampled_from(["00:00", "23:59", "24:00", "12:60", "1200", "12:0", "13", "13+01", "13-03"]),
     st.builds(lambda h, m: f"{h}:{m}", two, two),
 )
-seconds = st.one_of(st.sampled_from([":00", ":59", ":60", "", ":5", ":٣٤"]), st.builds(lambda s: ":" + s, two))
+seconds = st.one_of(st.sampled_from([":00", ":59", ":60", ":75", "", ":5", ":٣٤"]), st.builds(lambda s: ":" + s, two))
 fraction = st.sampled_from(["", ".1", ".12", ".123", ".1234", ".123456", ".1234567", ".", ".x"])
 offset = st.sampled_from(["", "Z", "z", "+00:00", "-05:30", "+14:00", "+23:59", "+24:00", "+01", "+0100", "+01:00:30"])
 texts = st.builds(lambda *parts: "".join(parts), date_part, sep, hour_minute, seconds, fraction, offset)
@@ -77,11 +77,34 @@ def test_parts_learned_from_other_texts_add_up(learned: list[str], text: str, ex
 def test_parts_the_reference_would_not_read_alone_are_never_learned() -> None:
     iso_ms("2025-10-07T11:59:43.1234Z")  # four fraction digits: read by the reference, not cached
     iso_ms("2025-10-07T11:59:43+01:00:30")  # an offset with seconds
-    assert iso8601._rests == {}
-    assert list(iso8601._minutes) == ["2025-10-07T11:59"]
+    assert iso8601._rests == {} and iso8601._minutes == {}
     with pytest.raises(ValueError):
         iso_ms("2025-10-07T24:00:00Z")
     assert "2025-10-07T24:00" not in iso8601._minutes
+
+
+@pytest.mark.parametrize(
+    "text",
+    # Valid texts of other shapes whose 17th character on looks like a rest: there it is an offset's
+    # minutes, which Python does not bound, and never seconds.
+    ["2026-11-30T13+01:60", "20261130T1300+01:75", "2026-11-30 13-03:60", "2026-11-30T13:00+01:99"],
+)
+def test_texts_of_other_shapes_are_read_as_the_reference_reads_them(text: str) -> None:
+    for _ in range(2):
+        assert iso_ms(text) == reference_iso_ms(text)
+
+
+def test_a_str_subclass_never_reads_from_the_caches() -> None:
+    class Odd(str):
+        def __hash__(self) -> int:
+            return hash("2025-10-07T12:00:00Z")
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    iso_ms("2025-10-07T12:00:00Z")
+    with pytest.raises(ValueError):
+        iso_ms(Odd("not a time"))
 
 
 def test_the_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
