@@ -1,4 +1,4 @@
-"""ISO-8601 event times to epoch milliseconds, with the gateway's shape read from two small caches.
+"""ISO-8601 event times to epoch milliseconds, with the gateway's shape read from small caches.
 
 `datetime.fromisoformat` and `.timestamp()` cost about as much per event as decoding the whole JSON
 payload (docs/performance.md). The gateway writes times like "2025-10-07T12:00:00Z": the first 16
@@ -27,8 +27,8 @@ _REST = re.compile(r":[0-5][0-9](?:\.[0-9]{1,3})?(?:Z|[+-][0-9]{2}:[0-9]{2})?")
 MAX_KNOWN_TEXTS = 65_536  # most of a day of whole seconds; a few MB at most
 _MINUTE_CHARS = 16
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC) - _EPOCH
 _REST_BASE = "2000-01-01T00:00"  # any valid minute: the rest's value does not depend on it
-_REST_BASE_MS = 946_684_800_000
 
 _minutes: dict[str, int] = {}
 _rests: dict[str, int] = {}
@@ -51,10 +51,10 @@ def iso_ms(text: str) -> int:
     else:
         ts_ms = reference_iso_ms(text)
         _learn(text)
-    if len(text) <= MAX_ISO_CHARS:
-        if len(KNOWN_TEXTS) >= MAX_KNOWN_TEXTS:
-            KNOWN_TEXTS.clear()
-        KNOWN_TEXTS[text] = ts_ms
+    # Every text here is within MAX_ISO_CHARS: the reference refuses longer ones, and the parts are short.
+    if len(KNOWN_TEXTS) >= MAX_KNOWN_TEXTS:
+        KNOWN_TEXTS.clear()
+    KNOWN_TEXTS[text] = ts_ms
     return ts_ms
 
 
@@ -78,8 +78,8 @@ def _learn(text: str) -> None:
     if not (_MINUTE.fullmatch(minute) and _REST.fullmatch(rest)):
         return
     try:
-        minute_ms = (datetime.fromisoformat(minute).replace(tzinfo=UTC) - _EPOCH) // _ONE_MS
-        rest_ms = _rest_ms(rest)
+        minute_ms = _exact_ms(minute)
+        rest_ms = _exact_ms(_REST_BASE + rest) - _exact_ms(_REST_BASE)
     except ValueError:  # not expected of a text the reference read; learning must never refuse one
         return
     if len(_minutes) >= MAX_CACHED_PARTS:
@@ -89,11 +89,9 @@ def _learn(text: str) -> None:
     _minutes[minute], _rests[rest] = minute_ms, rest_ms
 
 
-def _rest_ms(rest: str) -> int:
-    moment = datetime.fromisoformat(_REST_BASE + rest)
+def _exact_ms(text: str) -> int:
+    """Whole milliseconds from the epoch, in integers (the learned shapes have no finer fraction)."""
+    moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _ONE_MS - _REST_BASE_MS
-
-
-_ONE_MS = datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC) - _EPOCH
+    return (moment - _EPOCH) // _ONE_MS
