@@ -10,7 +10,8 @@ key gives), under the rules of aiokafka's `PartitionRecords`: CRC check, aborted
 control batches skipped, records before the fetch offset dropped, and the same position reported at
 every step. `getmany` itself, its waits, rebalances and seeks stay aiokafka's (and so does its way of
 dropping what it collected when a later partition raises: the tap reads again from its tables' offsets
-after any failed fetch, agents/tap.py).
+after any failed fetch, agents/tap.py). A batch that cannot be read surfaces as PartitionUnreadable,
+naming its partition on both paths, so that the tap pauses that partition alone (agents/stalls.py).
 
 This reads aiokafka internals, so it runs only on the aiokafka version it was checked against
 (`CHECKED_AIOKAFKA`; tests/unit/test_bulk_fetch.py holds both paths to the same records and positions
@@ -31,6 +32,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult, PartitionRecords
 from aiokafka.errors import CorruptRecordException
 
+from agents.stalls import PartitionUnreadable
 from streams.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ def _batches(pr: PartitionRecords, cursor: _Cursor) -> Iterator[Iterator[Any]]:
         what = f"{type(exc).__name__}: {exc}"
         _unreadable.warning(f"{pr._tp}", "%s: record batch at offset %d unreadable: %s", pr._tp, offset, what)
         if not cursor.yielded:
-            raise
+            raise PartitionUnreadable(pr._tp, offset, exc) from exc
 
 
 def _finish(cursor: _Cursor) -> Iterator[Any]:
@@ -179,4 +181,25 @@ class TapKafkaConsumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka ship
         fetcher = getattr(self, "_fetcher", None)
         if self.bulk and fetcher is not None:
             take_over(fetcher._records)
-        return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        try:
+            return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        except PartitionUnreadable:
+            raise
+        except Exception as exc:
+            broken = broken_partition(fetcher._records) if fetcher is not None else None
+            if broken is None:
+                raise
+            raise PartitionUnreadable(broken, None, exc) from exc
+
+
+def broken_partition(results: dict[Any, Any]) -> Any:
+    """The partition whose records aiokafka's own path failed to read: the one result whose record
+    generator ended by raising (it stays among the results until the next getmany drops it)."""
+    for tp, result in results.items():
+        if type(result) is not FetchResult:
+            continue
+        pr = result._partition_records
+        it = pr._records_iterator if type(pr) is PartitionRecords else None
+        if it is not None and inspect.getgeneratorstate(it) == inspect.GEN_CLOSED:
+            return tp
+    return None

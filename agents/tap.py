@@ -25,12 +25,13 @@ from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from redis.exceptions import RedisError
 
 from agents.offsets import out_of_range_rule
+from agents.stalls import PartitionUnreadable, Stalls
 from streams.calendar import DayCalendar
 from streams.fold import FoldContext, fold_enriched, fold_raw
 from streams.ratelog import RateLimitedLog
 from streams.retry import retry
 from streams.settings import Settings
-from streams.status import Status
+from streams.status import StalledPartition, Status
 from tables.delta import Delta, Rejection
 from tables.store import Conflict, OffsetMove, WrongKeyType
 
@@ -53,6 +54,8 @@ class TapConsumer(Protocol):
         self, *partitions: TopicPartition, timeout_ms: int = ..., max_records: int | None = ...
     ) -> Batch: ...
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    def pause(self, *partitions: TopicPartition) -> None: ...
+    def resume(self, *partitions: TopicPartition) -> None: ...
     async def seek_to_beginning(self, *partitions: TopicPartition) -> Any: ...
     def assignment(self) -> set[TopicPartition]: ...
     async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
@@ -103,6 +106,7 @@ class TapAgent:
         self._last_commit = 0.0
         self._committed: dict[TopicPartition, int] = {}  # the offsets the last mirror commit sent
         self._last_rewind_check = 0.0
+        self.stalls = Stalls(settings.stall_after_failures, FETCH_RETRY_S, settings.stall_max_backoff_seconds)
 
     async def start(self) -> None:
         if self.dead_letters is not None:
@@ -146,6 +150,9 @@ class TapAgent:
                 )
             except asyncio.CancelledError:
                 raise
+            except PartitionUnreadable as exc:
+                await self._unreadable(exc)
+                continue
             except OffsetOutOfRangeError as exc:
                 await self.out_of_range(exc.args[0] if exc.args else {})
                 await self._after_failed_fetch()
@@ -168,12 +175,60 @@ class TapAgent:
                 await self.process(batch, epoch)
             await self._commit()
             await self._check_rewind()
+            if self.stalls.paused:
+                await self._retry_stalled()
 
     async def _after_failed_fetch(self) -> None:
         """A getmany that raises may already have moved positions past records it then dropped (aiokafka
         collects partition after partition and drops them all when one raises): read again from `expected`."""
         async with self.lock:
             await self._resync()
+
+    async def _unreadable(self, exc: PartitionUnreadable) -> None:
+        """One partition's records failed to read: read again, and pause it alone once it keeps failing."""
+        self.status.fetch_errors += 1
+        tp = exc.partition
+        now = asyncio.get_running_loop().time()
+        self.fetch_errors.warning(
+            f"{tp}", "fetch failed on %s/%d at offset %s: %s", tp.topic, tp.partition, exc.offset, exc.cause
+        )
+        if tp in self.expected and self.stalls.failed(exc, self.expected[tp], now):
+            self.consumer.pause(tp)
+            stall = self.stalls.paused[tp]
+            log.error(
+                "%s/%d paused: its records at offset %s cannot be read (%s); the other partitions go on, "
+                "this one is tried again in %.0f s",
+                tp.topic,
+                tp.partition,
+                stall.offset,
+                stall.detail,
+                stall.retry_at_s - now,
+            )
+        self._count_stalled()
+        await self._after_failed_fetch()
+        if tp not in self.stalls.paused:
+            await asyncio.sleep(FETCH_RETRY_S)
+
+    async def _retry_stalled(self) -> None:
+        due = [tp for tp in self.stalls.due(asyncio.get_running_loop().time()) if tp in self.expected]
+        if not due:
+            return
+        async with self.lock:
+            for tp in due:
+                offset = self.expected[tp]
+                if offset is None:
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    self.consumer.seek(tp, offset)
+            self.consumer.resume(*due)
+        log.info("trying stalled partitions again: %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in due))
+
+    def _count_stalled(self) -> None:
+        ago = asyncio.get_running_loop().time() - self.clock()  # loop time to wall time
+        self.status.stalled = {
+            (tp.topic, tp.partition): StalledPartition(s.offset, s.reason, s.detail, s.since_s - ago)
+            for tp, s in self.stalls.stalled().items()
+        }
 
     async def process(self, batch: Batch, epoch: int) -> None:
         """Fold this batch while the previous one is written, then send this one.
@@ -277,6 +332,10 @@ class TapAgent:
                 self.applied[tp] = m.next_offset
             if tp in self.catching_up and m.next_offset >= self.catching_up[tp]:
                 del self.catching_up[tp]
+            if self.stalls.active:
+                self.stalls.read(tp, m.next_offset)
+        if self.stalls.active or self.status.stalled:
+            self._count_stalled()
         self.status.rewound_partitions = len(self.catching_up)
 
     async def _write(self, delta: Delta, moves: list[OffsetMove]) -> None:
@@ -394,6 +453,8 @@ class TapAgent:
         async with self.lock:
             await self._drain()
             await self._reload(sorted(assigned))
+        self.stalls.forget(assigned)
+        self._count_stalled()
         self._count_assigned()
         self.status.recovering = False
         log.info("assigned %d partitions, positioned at stored offsets", len(assigned))
@@ -407,6 +468,8 @@ class TapAgent:
                 self.applied.pop(tp, None)
                 self.catching_up.pop(tp, None)
             self.status.rewound_partitions = len(self.catching_up)
+        self.stalls.forget(revoked)
+        self._count_stalled()
         self._count_assigned()
 
     def _count_assigned(self) -> None:

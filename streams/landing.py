@@ -146,6 +146,10 @@ def _health(view: View) -> str:
         ("Dead-letter errors", _state(st.dead_letter_errors == 0, "0", f"{st.dead_letter_errors:,}")),
         ("Redis errors", _state(st.redis_errors == 0, "0", f"{st.redis_errors:,}")),
     ]
+    for (topic, partition), stall in sorted(st.stalled.items()):
+        since = _duration(view.now_s - stall.since_unix_s)
+        what = f"stalled at offset {stall.offset} for {since}: {_e(stall.reason)} ({_e(stall.detail)})"
+        rows.append((f"Partition {_e(topic)}/{partition}", _state(False, "", what)))
     if view.tables_error is not None:
         rows.append(("Tables read", _state(False, "", _e(view.tables_error))))
     body = "".join(f"<tr><th>{name}</th><td>{cell}</td></tr>" for name, cell in rows)

@@ -193,6 +193,14 @@ class ReplicaCollector(Collector):
             "Partitions re-reading records after Redis came back empty or from an older snapshot.",
             value=st.rewound_partitions,
         )
+        stalled = GaugeMetricFamily(
+            "ecomind_streams_partition_stalled",
+            "1 for an input partition paused because its records cannot be read (tried again with back-off).",
+            labels=["topic", "partition", "reason"],
+        )
+        for (topic, partition), stall in sorted(st.stalled.items()):
+            stalled.add_metric([topic, str(partition), stall.reason], 1)
+        yield stalled
         yield _counter_by(
             "ecomind_streams_offset_resets",
             "Partitions whose stored offset the log no longer held, and the rule applied.",

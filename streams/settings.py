@@ -80,6 +80,10 @@ class Settings:
     dead_letter_topic: str | None = None
     web_config_file: str | None = None
     shutdown_timeout_seconds: float = 20.0
+    # A partition whose records fail to read this many times at one position is paused alone and
+    # tried again after a back-off that doubles up to the maximum (agents/stalls.py).
+    stall_after_failures: int = 3
+    stall_max_backoff_seconds: float = 60.0
     redis_policy_check: bool = True
     # The longest interval at which a Prometheus scrapes the sidecar: the hand-over's bound until the
     # exporter has seen two scrapes and measured it (streams/exporter.py). Prometheus's own default.
@@ -130,6 +134,10 @@ class Settings:
             web_config_file=r.optional_text("STREAMS_WEB_CONFIG_FILE", _check_file),
             shutdown_timeout_seconds=r.number(
                 "STREAMS_SHUTDOWN_TIMEOUT_SECONDS", cls.shutdown_timeout_seconds, 1, 3600
+            ),
+            stall_after_failures=r.integer("STREAMS_STALL_AFTER_FAILURES", cls.stall_after_failures, 1, 1000),
+            stall_max_backoff_seconds=r.number(
+                "STREAMS_STALL_MAX_BACKOFF_SECONDS", cls.stall_max_backoff_seconds, 1, 3600
             ),
             redis_policy_check=r.flag("STREAMS_REDIS_POLICY_CHECK", cls.redis_policy_check),
             scrape_interval_seconds=r.number("STREAMS_SCRAPE_INTERVAL_SECONDS", cls.scrape_interval_seconds, 1, 3600),

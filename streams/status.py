@@ -12,6 +12,16 @@ from dataclasses import dataclass, field
 from streams.lag import LagSnapshot
 
 
+@dataclass(frozen=True)
+class StalledPartition:
+    """A partition the tap paused because its records cannot be read (agents/stalls.py)."""
+
+    offset: int | None  # first offset not read
+    reason: str
+    detail: str
+    since_unix_s: float
+
+
 @dataclass
 class Status:
     replica_id: str
@@ -29,6 +39,8 @@ class Status:
     offset_resets: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, reason)
     records_skipped: Counter[str] = field(default_factory=Counter)  # topic -> records lost to the log's start
     last_batch_at_s: float | None = None
+    # (topic, partition) -> why it is paused; not a readiness condition (docs/operations.md says why).
+    stalled: dict[tuple[str, int], StalledPartition] = field(default_factory=dict)
     # Dead letters (inside the tap's write path).
     dead_letters: int = 0
     dead_letter_errors: int = 0

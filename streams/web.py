@@ -135,6 +135,12 @@ def install_routes(
             "redis_reachable": st.redis_ok,
             "exporter_leader": st.leader,
             "replica_id": st.replica_id,
+            # Named, not counted against readiness: every replica would go unready on one bad batch and
+            # block node drains, while its other partitions are read (docs/operations.md).
+            "stalled_partitions": [
+                {"topic": t, "partition": p, "offset": x.offset, "reason": x.reason, "error": x.detail}
+                for (t, p), x in sorted(st.stalled.items())
+            ],
         }
         return web.json(body, status=200 if st.ready else 503)
 

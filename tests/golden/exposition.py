@@ -16,7 +16,7 @@ from streams.exposition import render
 from streams.lag import GroupLag, LagSnapshot, PartitionLag
 from streams.lag_metrics import LagCollector
 from streams.metrics import BusinessCollector, ReplicaCollector
-from streams.status import Status
+from streams.status import StalledPartition, Status
 from tables.snapshot import Snapshot
 
 GOLDEN_FILE = Path(__file__).with_name("metrics.prom")
@@ -92,6 +92,7 @@ def status() -> Status:
         redis_errors=2,
         dead_letters=5,
         dead_letter_errors=0,
+        stalled={("events.raw", 2): StalledPartition(1200, "unsupported_codec", "UnsupportedCodecError: lz4", 0.0)},
     )
 
 

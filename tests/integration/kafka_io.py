@@ -15,8 +15,8 @@ class Out:
     timestamp_ms: int | None = None
 
 
-async def produce_async(bootstrap: str, topic: str, records: list[Out]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+async def produce_async(bootstrap: str, topic: str, records: list[Out], compression: str | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", compression_type=compression)
     await producer.start()
     try:
         futures = [
@@ -27,8 +27,33 @@ async def produce_async(bootstrap: str, topic: str, records: list[Out]) -> None:
         await producer.stop()
 
 
-def produce(bootstrap: str, topic: str, records: list[Out]) -> None:
-    asyncio.run(produce_async(bootstrap, topic, records))
+def produce(bootstrap: str, topic: str, records: list[Out], compression: str | None = None) -> None:
+    """`compression`: the producer's codec ("gzip", "snappy", "lz4", "zstd"); None sends batches plain."""
+    asyncio.run(produce_async(bootstrap, topic, records, compression))
+
+
+async def produce_transaction_async(
+    bootstrap: str, topic: str, records: list[Out], commit: bool, compression: str | None = None
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, transactional_id=f"txn-{topic}-{commit}", compression_type=compression
+    )
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        sent = [
+            await producer.send(topic, r.value, partition=r.partition, timestamp_ms=r.timestamp_ms) for r in records
+        ]
+        await asyncio.gather(*sent)  # batched as the producer batches them: compressed batches of many
+        await (producer.commit_transaction() if commit else producer.abort_transaction())
+    finally:
+        await producer.stop()
+
+
+def produce_transaction(
+    bootstrap: str, topic: str, records: list[Out], commit: bool, compression: str | None = None
+) -> None:
+    asyncio.run(produce_transaction_async(bootstrap, topic, records, commit, compression))
 
 
 async def commit_group_async(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError, UnsupportedCodecError
+
+from agents.stalls import PartitionUnreadable
 
 if TYPE_CHECKING:
     from tests.sim.world import World
@@ -44,6 +46,7 @@ class PartitionLog:
     start: int = 0  # log start offset: entries below it were removed by retention
     open_txns: dict[int, int] = field(default_factory=dict)  # txn id -> first offset
     aborted: set[int] = field(default_factory=set)
+    unreadable_at: int | None = None  # a batch from here on cannot be read until the fix is deployed
 
     @property
     def end(self) -> int:
@@ -117,6 +120,7 @@ class SimConsumer:
         self.assigned: set[TopicPartition] = set()
         self.generation = 0
         self.positions: dict[TopicPartition, int] = {}
+        self.paused: set[TopicPartition] = set()
         self.dead = False
 
     # Lifecycle ---------------------------------------------------------------------------------------
@@ -139,7 +143,7 @@ class SimConsumer:
         out: dict[TopicPartition, list[SimRecord]] = {}
         out_of_range = {}
         for tp in sorted(self.assigned):
-            if tp not in self.positions:
+            if tp not in self.positions or tp in self.paused:
                 continue
             log = self.world.logs[tp]
             pos = self.positions[tp]
@@ -147,6 +151,12 @@ class SimConsumer:
                 out_of_range[tp] = pos
                 continue
             limit = min(log.stable_end, pos + outcome.max_records)
+            if log.unreadable_at is not None and pos <= log.unreadable_at < limit:
+                if pos == log.unreadable_at:
+                    # As aiokafka does: what was collected from the other partitions is dropped, their
+                    # positions already moved past it.
+                    raise PartitionUnreadable(tp, pos, UnsupportedCodecError("simulated: no codec for this batch"))
+                limit = log.unreadable_at  # the records before the bad batch are read
             if limit <= pos:
                 continue
             records = log.records(pos, limit)
@@ -165,10 +175,17 @@ class SimConsumer:
         await self.listener.on_partitions_revoked(set(old))
         self.assigned = new
         self.positions = {tp: p for tp, p in self.positions.items() if tp in new}
+        self.paused = set()  # a new assignment starts every partition unpaused, as aiokafka's does
         await self.listener.on_partitions_assigned(set(new))
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.positions[partition] = offset
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused.update(tp for tp in partitions if tp in self.assigned)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.paused.difference_update(partitions)
 
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         for tp in partitions:

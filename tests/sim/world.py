@@ -86,6 +86,7 @@ class Faults:
     truncation: bool = False
     invalid_records: bool = True
     fetch_errors: bool = True
+    unreadable_batches: bool = True
 
 
 # The fault mixes random schedules rotate through. Truncation runs without Redis restarts: with both, what
@@ -100,6 +101,7 @@ class World:
         self.rng = random.Random(seed)
         # Event days come from their own stream, so the schedules (and the regression seeds) stay as they were.
         self.day_rng = random.Random(seed + 1_000_003)
+        self.codec_rng = random.Random(seed ^ 0xC0DEC)  # unreadable batches, apart from the schedule's draws
         self.steps = steps
         self.faults = faults or Faults()
         self.start_replicas = replicas
@@ -308,8 +310,12 @@ class World:
             txn = self.next_txn
             self.next_txn += 1
             self.open_txns[txn] = tp
+        first = log.end
         for _ in range(self.rng.randint(1, 4)):
             log.append(self.event(tp.topic, ts_ms), ts_ms + self.rng.randint(0, 2000), txn)
+        if self.faults.unreadable_batches and log.unreadable_at is None and self.codec_rng.random() < 0.03:
+            log.unreadable_at = first
+            self.trace.append(f"unreadable batch {tp.topic}/{tp.partition} at {first}")
         self.trace.append(f"produce {tp.topic}/{tp.partition} end={log.end} txn={txn}")
 
     def event(self, topic: str, ts_ms: int) -> bytes:
@@ -429,18 +435,33 @@ class World:
         if not [r for r in self.replicas.values() if not r.stopping]:
             self.start_replica()
         self.trace.append("heal")
+        broken = {tp for tp, log in self.logs.items() if log.unreadable_at is not None}
+        if broken:
+            # Still unreadable: every other partition must be read to its end meanwhile.
+            await self._until_caught_up(broken, "while a partition could not be read, the others stood still")
+            for tp in broken:
+                self.logs[tp].unreadable_at = None
+            self.trace.append("unreadable batches readable again")
+        await self._until_caught_up(set(), "no progress after healing: the stream was never fully read")
+        for r in self.replicas.values():
+            if r.agent.status.stalled:
+                raise Violation(f"r{r.index} still reports stalled partitions: {r.agent.status.stalled}")
+
+    async def _until_caught_up(self, left_out: set[TopicPartition], failure: str) -> None:
         for _ in range(3000):
             await self.settle()
-            if self.caught_up():
+            if self.caught_up(left_out):
                 return
             for p in list(self.pending()):
                 self.resolve(p, healthy=True)
             await asyncio.sleep(0.2)  # lets backoff timers fire
-        raise Violation("no progress after healing: the stream was never fully read")
+        raise Violation(failure)
 
-    def caught_up(self) -> bool:
+    def caught_up(self, left_out: set[TopicPartition] | frozenset[TopicPartition] = frozenset()) -> bool:
         stored = self.redis.data.get(self.store.keys.offsets, {})
         for tp, log in self.logs.items():
+            if tp in left_out:
+                continue
             last = max((e.offset for e in log.entries[log.start :] if log.visible(e)), default=None)
             if last is None:
                 continue

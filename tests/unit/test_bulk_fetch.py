@@ -24,12 +24,13 @@ from aiokafka.structs import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.bulk_fetch import BulkRecords, bulk_supported, take_over
+from agents.bulk_fetch import BulkRecords, broken_partition, bulk_supported, take_over
+from agents.stalls import CORRUPT_BATCH, UNSUPPORTED_CODEC, PartitionUnreadable
 
 TP = TopicPartition("events.raw", 3)
 CONTROL_FLAG = 0x20  # attributes bit 5: a control batch
-GZIP = 1
-SNAPPY = 2
+GZIP, SNAPPY, LZ4, ZSTD = 1, 2, 3, 4
+UNKNOWN_CODEC = 7  # the attributes' three codec bits allow it; no Kafka codec has it
 
 
 def _batch(
@@ -81,7 +82,7 @@ def logs(draw: Any) -> Log:
         kind = draw(st.sampled_from(["plain", "commit", "abort"]))
         n = draw(st.integers(1, 5))
         values = [b"v%d" % (log.end + i) for i in range(n)]
-        codec = draw(st.sampled_from([0, GZIP]))
+        codec = draw(st.sampled_from([0, GZIP, SNAPPY, LZ4, ZSTD]))
         if kind == "plain":
             log.batches.append(_batch(log.end, values, codec=codec))
             log.end += n
@@ -208,9 +209,9 @@ def test_only_the_checked_aiokafka_version_takes_the_bulk_path() -> None:
 
 
 def _unreadable(base: int, values: list[bytes]) -> bytes:
-    """A batch whose CRC holds but whose codec this process cannot read (snappy, no codec library)."""
+    """A batch whose CRC holds but whose codec no reader knows."""
     data = bytearray(_batch(base, values))
-    attributes = struct.unpack_from(">h", data, 21)[0] | SNAPPY
+    attributes = struct.unpack_from(">h", data, 21)[0] | UNKNOWN_CODEC
     struct.pack_into(">h", data, 21, attributes)
     struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))
     return bytes(data)
@@ -222,14 +223,53 @@ def test_an_unreadable_batch_delivers_what_precedes_it_and_then_raises_without_m
     take_over({TP: result})
     assert [r.value for r in result.getall(None)] == [b"a", b"b"]
     assert assignment.state.position == 2  # stops at the unreadable batch
-    # The next fetch starts with it: nothing read yet, so the error surfaces and the position stays.
+    # The next fetch starts with it: nothing read yet, so the error surfaces, naming the partition and
+    # the batch, and the position stays.
     result, assignment = _fetch(log, 2, READ_COMMITTED)
     take_over({TP: result})
-    with pytest.raises(UnsupportedCodecError):
+    with pytest.raises(PartitionUnreadable) as raised:
         result.getall(None)
+    assert (raised.value.partition, raised.value.offset, raised.value.reason) == (TP, 2, UNSUPPORTED_CODEC)
+    assert isinstance(raised.value.cause, UnsupportedCodecError)
     assert result.getall(None) == []
     assert assignment.state.position == 2  # never past offset 3, which was not delivered
     assert not result.has_more()
+
+
+@pytest.mark.parametrize(("bad", "reason"), [("codec", UNSUPPORTED_CODEC), ("crc", CORRUPT_BATCH)])
+def test_aiokafkas_own_path_names_the_partition_that_failed(bad: str, reason: str) -> None:
+    """What arrives while getmany waits is read by aiokafka's generator: after it raised, the failed
+    result is the one whose generator ended by raising, and the tap is told which partition it was."""
+    if bad == "codec":
+        broken = _unreadable(0, [b"a"])
+    else:
+        data = bytearray(_batch(0, [b"a"]))
+        data[-1] ^= 0xFF
+        broken = bytes(data)
+    healthy, _ = _fetch(Log(batches=[_batch(0, [b"x"])], end=1), 0, READ_COMMITTED)
+    result, _ = _fetch(Log(batches=[broken], end=1), 0, READ_COMMITTED)
+    other = TopicPartition("events.enriched", 0)
+    results = {other: healthy, TP: result}
+    assert broken_partition(results) is None
+    with pytest.raises((UnsupportedCodecError, CorruptRecordException)) as raised:
+        result.getall(None)
+    assert broken_partition(results) == TP
+    assert PartitionUnreadable(TP, None, raised.value).reason == reason
+    assert [r.value for r in healthy.getall(None)] == [b"x"]
+    assert broken_partition(results) == TP
+
+
+@pytest.mark.parametrize("codec", [GZIP, SNAPPY, LZ4, ZSTD])
+def test_every_kafka_codec_reads_on_both_paths(codec: int) -> None:
+    values = [b'{"org_id":"o%d","n":%d}' % (i % 3, i) * 20 for i in range(50)]
+    log = Log(batches=[_batch(0, values[:30], codec=codec), _batch(30, values[30:], codec=codec)], end=50)
+    theirs, _ = _fetch(log, 0, READ_COMMITTED)
+    ours, position = _fetch(log, 0, READ_COMMITTED)
+    take_over({TP: ours})
+    assert [r.value for r in theirs.getall(None)] == values
+    assert [r.value for r in ours.getall(None)] == values
+    assert position.state.position == 50
+    assert len(b"".join(log.batches)) < len(b"".join(values)) // 3  # compressed, not stored plain
 
 
 @pytest.mark.parametrize("take", [None, 1])

@@ -129,3 +129,33 @@ def test_simulator_finds_records_skipped_after_a_fetch_that_raised(monkeypatch: 
     monkeypatch.setattr(tap.TapAgent, "_after_failed_fetch", keeps_the_positions)
     found = _first_violation()
     assert found is not None, f"the reverted fix went unnoticed in {SEARCH_BUDGET} schedules"
+
+
+STALL_MUTATIONS = {
+    # A tap that never pauses the unreadable partition: every fetch fails, the others stand still.
+    "never-pauses": ("failed", lambda self, error, position, now_s: False, "the others stood still"),
+    # Paused for good: the partition is never read again once its batch is readable.
+    "never-resumes": ("due", lambda self, now_s: [], "never fully read"),
+    # Read again but still reported: the stalled gauge and /ready would name it forever.
+    "never-clears": ("read", lambda self, tp, next_offset: None, "still reports stalled"),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(STALL_MUTATIONS))
+def test_simulator_finds_a_broken_partition_stall(mutation: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unreadable batches (a codec the process lacks) are in the search: the real tap must pause that
+    partition alone, read the others to their end, and resume and clear it once its batch reads."""
+    from agents.stalls import Stalls
+
+    name, replacement, message = STALL_MUTATIONS[mutation]
+    monkeypatch.setattr(Stalls, name, replacement)
+    found = _first_violation()
+    assert found is not None, f"{mutation} went unnoticed in {SEARCH_BUDGET} schedules"
+    assert message in found[1]
+
+
+def test_the_search_reaches_unreadable_batches() -> None:
+    traces = ["\n".join(simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)]).trace) for seed in range(60)]
+    stalled = [t for t in traces if "unreadable batch" in t]
+    assert len(stalled) >= 5
+    assert all("unreadable batches readable again" in t for t in stalled)
