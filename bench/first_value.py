@@ -23,7 +23,7 @@ import redis as redis_sync
 
 from bench import runners
 from bench.runners import Topics, processed, sidecar_env
-from bench.workload_rows import ORGS, PRODUCER_LINGER_MS, SEED, USERS, WorkloadRow, select, workload
+from bench.workload_rows import FIRST_VALUE_ROWS, ORGS, PRODUCER_LINGER_MS, SEED, USERS, WorkloadRow, select, workload
 from streams.local.redis_server import LocalRedis
 from streams.local.scrape import Samples
 from streams.local.sidecar_proc import SidecarProc
@@ -84,7 +84,7 @@ class FirstValue:
 def section(args: argparse.Namespace, workdir: Path, bootstrap: str, redis: LocalRedis) -> str:
     """Every selected row, measured in turn; the rows of one format share their generated events."""
     results = []
-    for _, group in groupby(select(args.rows), key=lambda r: (r.ts_format, r.late_fraction)):
+    for _, group in groupby(select(args.rows, FIRST_VALUE_ROWS), key=lambda r: (r.ts_format, r.late_fraction)):
         rows = list(group)
         raws, enriched, truth = workload(rows[0], args.first_value_events)
         for row in rows:
@@ -105,7 +105,13 @@ def measure_row(
     uid = uuid.uuid4().hex[:6]
     t = Topics(bootstrap, f"first.raw.{uid}", f"first.enriched.{uid}", len(raws) + len(enriched))
     make_topics(bootstrap, [t.raw, t.enriched], partitions=row.partitions)
-    producer = BackgroundProducer(bootstrap, [(t.raw, raws), (t.enriched, enriched)], 1e9, linger_ms=PRODUCER_LINGER_MS)
+    producer = BackgroundProducer(
+        bootstrap,
+        [(t.raw, raws), (t.enriched, enriched)],
+        1e9,
+        linger_ms=PRODUCER_LINGER_MS,
+        compression=row.compression,
+    )
     producer.run()
     assert producer.error is None, producer.error
     # The ceiling right before and right after, as in the headline (bench/run.py `bracket`): the mean time.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench import cost, first_value, fleet, noise, runners, state, targets, windows
 from bench.runners import Row, Topics
-from bench.workload_rows import ROWS, SMOKE_ROWS
+from bench.workload_rows import FIRST_VALUE_ROWS, SMOKE_ROWS
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.redis_server import LocalRedis
 from streams.local.topics import make_topics
@@ -89,7 +89,8 @@ def main() -> None:
     p.add_argument(
         "--rows",
         default=None,
-        help=f"rows of the first-value section, comma-separated: all (the default), {', '.join(r.key for r in ROWS)}",
+        help="rows of the first-value section, comma-separated: all (the default), "
+        + ", ".join(r.key for r in FIRST_VALUE_ROWS),
     )
     p.add_argument(
         "--first-value-events", type=int, default=None, help="raw events per first-value row (as many enriched)"

@@ -29,12 +29,14 @@ class WorkloadRow:
     ts_format: str
     partitions: int
     late_fraction: float = LATE_FRACTION
+    compression: str | None = None  # the producer's codec; None: batches sent plain
 
     @property
     def title(self) -> str:
+        codec = f", {self.compression}-compressed" if self.compression else ""
         return (
             f"{self.key}: ts as {FORMAT_LABELS[self.ts_format]}, {self.late_fraction:.0%} late, "
-            f"{self.partitions} partitions"
+            f"{self.partitions} partitions{codec}"
         )
 
 
@@ -43,19 +45,24 @@ ROWS = tuple(
     for name, ts_format in (("iso", ISO), ("epoch-s", EPOCH_S), ("epoch-ms", EPOCH_MS))
     for partitions in (4, 16)
 )
+# The same events produced lz4- and zstd-compressed: what the sidecar (and the ceiling, reading the same
+# topics) pay to decompress. First-value rows only: the instruction gate's corpus is the fold's input,
+# which compression does not change.
+COMPRESSED_ROWS = tuple(WorkloadRow(f"iso-4-{codec}", ISO, 4, compression=codec) for codec in ("lz4", "zstd"))
+FIRST_VALUE_ROWS = ROWS + COMPRESSED_ROWS
 SMOKE_ROWS = ("iso-4", "epoch-s-16")
 
 
-def select(keys: str) -> list[WorkloadRow]:
-    """The rows named in a comma-separated list ("all": every row), in the order of ROWS."""
+def select(keys: str, rows: tuple[WorkloadRow, ...] = ROWS) -> list[WorkloadRow]:
+    """The rows named in a comma-separated list ("all": every row), in the order of `rows`."""
     wanted = {k.strip() for k in keys.split(",") if k.strip()}
     if "all" in wanted:
-        return list(ROWS)
-    unknown = wanted - {r.key for r in ROWS}
+        return list(rows)
+    unknown = wanted - {r.key for r in rows}
     if unknown or not wanted:
-        known = ", ".join(r.key for r in ROWS)
+        known = ", ".join(r.key for r in rows)
         raise ValueError(f"unknown rows {sorted(unknown)}; choose among: all, {known}")
-    return [r for r in ROWS if r.key in wanted]
+    return [r for r in rows if r.key in wanted]
 
 
 def workload(row: WorkloadRow, raw_events: int, now_ms: int | None = None) -> tuple[list[bytes], list[bytes], Truth]:

@@ -253,6 +253,7 @@ class BackgroundProducer(threading.Thread):
         idempotent: bool = False,
         hold_back: int = 0,
         linger_ms: int = 10,
+        compression: str | None = None,
     ) -> None:
         super().__init__(daemon=True)
         # The last `hold_back` events wait for release(): a test's faults then land mid-stream however
@@ -264,6 +265,7 @@ class BackgroundProducer(threading.Thread):
         self.plan = plan
         self.rate_per_s = rate_per_s
         self.linger_ms = linger_ms  # how long the producer gathers a batch: 5 gives the gateway's small ones
+        self.compression = compression  # the producer's codec: "gzip", "snappy", "lz4", "zstd" or None
         self.sent = 0
         self.error: BaseException | None = None
 
@@ -283,6 +285,7 @@ class BackgroundProducer(threading.Thread):
             acks="all",
             enable_idempotence=self.idempotent,
             request_timeout_ms=120_000,
+            compression_type=self.compression,
         )
         await producer.start()
         started = time.monotonic()

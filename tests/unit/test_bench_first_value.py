@@ -8,7 +8,7 @@ import pytest
 
 from bench.first_value import FirstValue, Progress, _problems, table, verdict
 from bench.runners import Topics
-from bench.workload_rows import ROWS, SMOKE_ROWS, select
+from bench.workload_rows import FIRST_VALUE_ROWS, ROWS, SMOKE_ROWS, select
 from streams.local.workload import Truth
 
 ISO_4, EPOCH_MS_16 = select("iso-4")[0], select("epoch-ms-16")[0]
@@ -84,3 +84,13 @@ def test_rows_are_chosen_by_name_in_their_order() -> None:
         select("")
     assert {r.partitions for r in ROWS} == {4, 16}
     assert all(0.1 <= r.late_fraction <= 0.2 for r in ROWS)
+
+
+def test_compressed_rows_are_first_value_rows_only() -> None:
+    assert [(r.key, r.compression) for r in select("all", FIRST_VALUE_ROWS) if r.compression] == [
+        ("iso-4-lz4", "lz4"),
+        ("iso-4-zstd", "zstd"),
+    ]
+    assert "zstd-compressed" in select("iso-4-zstd", FIRST_VALUE_ROWS)[0].title
+    with pytest.raises(ValueError, match="unknown rows"):
+        select("iso-4-lz4")  # the instruction gate's rows: its corpus is the fold's input, never compressed
