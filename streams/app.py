@@ -15,6 +15,7 @@ import mode
 from faust.app.base import BootStrategy
 
 from streams.landing import runbook_url_from_env
+from streams.oauth import TokenError, TokenRejected
 from streams.runtime import tune_gc
 from streams.settings import Settings, SettingsError
 from streams.sidecar import Sidecar
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> StreamsApp:
             web_port = app.conf.web_port  # reading conf runs _configure, which loads the settings
             chosen = app.streams_settings
             assert chosen is not None
+            await _check_kafka_token(chosen)
             app.sidecar = Sidecar(chosen, web_port)
             await app.sidecar.start()
             scheme = "https" if app.web_config.ssl_context else "http"
@@ -85,3 +87,19 @@ def create_app(settings: Settings | None = None) -> StreamsApp:
 
     install_routes(app, lambda: app.sidecar, lambda: app.web_config, lambda: app.runbook_url)
     return app
+
+
+async def _check_kafka_token(settings: Settings) -> None:
+    """A first OAuth token before any Kafka client: a refused client secret stops the worker with exit code
+    2, as a bad setting does, instead of clients retrying a grant that cannot succeed. An endpoint that
+    does not answer yet is waited for like any other service: the clients ask again when they connect."""
+    provider = settings.kafka.token_provider
+    if provider is None:
+        return
+    try:
+        await provider.token()
+    except TokenRejected as exc:
+        print(f"ecomind-streams: Kafka OAuth: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except TokenError as exc:
+        log.warning("no Kafka OAuth token yet (the Kafka clients keep asking): %s", exc)

@@ -7,9 +7,12 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from streams.oauth import OAUTH_CHECKS, ClientCredentialsTokenProvider, OAuthClient, oauth_client
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -30,11 +33,20 @@ class KafkaSecurity:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    oauth: OAuthClient | None = None  # with OAUTHBEARER
+
+    @cached_property
+    def token_provider(self) -> ClientCredentialsTokenProvider | None:
+        """One for all the clients built from these settings: they share its cached token."""
+        return ClientCredentialsTokenProvider(self.oauth) if self.oauth is not None else None
 
     def client_kwargs(self) -> dict[str, object]:
         """Keyword arguments for every aiokafka client the sidecar opens."""
         kwargs: dict[str, object] = {"security_protocol": self.security_protocol}
-        if self.sasl_mechanism:
+        if self.sasl_mechanism == "OAUTHBEARER":
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_oauth_token_provider"] = self.token_provider
+        elif self.sasl_mechanism:
             kwargs["sasl_mechanism"] = self.sasl_mechanism
             kwargs["sasl_plain_username"] = self.sasl_username
             kwargs["sasl_plain_password"] = self.sasl_password
@@ -145,12 +157,13 @@ class Settings:
                 security_protocol=r.choice(
                     "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
                 ),
-                sasl_mechanism=r.optional_choice("KAFKA_SASL_MECHANISM", ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+                sasl_mechanism=r.optional_choice("KAFKA_SASL_MECHANISM", SASL_MECHANISMS),
                 sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
                 sasl_password=r.secret("KAFKA_SASL_PASSWORD", _check_nonempty),
                 ssl_cafile=r.optional_text("KAFKA_SSL_CAFILE", _check_file),
                 ssl_certfile=r.optional_text("KAFKA_SSL_CERTFILE", _check_file),
                 ssl_keyfile=r.optional_text("KAFKA_SSL_KEYFILE", _check_file),
+                oauth=_oauth_client(r),
             ),
             **_lag_settings(r),
         )
@@ -164,9 +177,33 @@ class Settings:
             raise SettingsError("STREAMS_RAW_TOPIC and STREAMS_ENRICHED_TOPIC must name different topics")
         if settings.dead_letter_topic in (settings.raw_topic, settings.enriched_topic):
             raise SettingsError("STREAMS_DEAD_LETTER_TOPIC must differ from the input topics")
-        if settings.kafka.sasl_mechanism and not settings.kafka.sasl_username:
-            raise SettingsError("KAFKA_SASL_USERNAME is required when KAFKA_SASL_MECHANISM is set")
+        _check_sasl(settings.kafka)
         return settings
+
+
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+
+
+def _oauth_client(r: _Reader) -> OAuthClient | None:
+    """KAFKA_SASL_OAUTH_*: read whatever the mechanism, so that one set without OAUTHBEARER is refused."""
+    found = {
+        name: r.secret(name, check) if name.endswith("_SECRET") else r.optional_text(name, check)
+        for name, check in OAUTH_CHECKS.items()
+    }
+    try:
+        return oauth_client(found, r.optional_choice("KAFKA_SASL_MECHANISM", SASL_MECHANISMS) == "OAUTHBEARER")
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _check_sasl(kafka: KafkaSecurity) -> None:
+    if kafka.sasl_mechanism != "OAUTHBEARER":
+        if kafka.sasl_mechanism and not kafka.sasl_username:
+            raise SettingsError("KAFKA_SASL_USERNAME is required when KAFKA_SASL_MECHANISM is set")
+    elif not kafka.security_protocol.startswith("SASL_"):
+        raise SettingsError("KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SECURITY_PROTOCOL=SASL_SSL or SASL_PLAINTEXT")
+    elif kafka.sasl_username or kafka.sasl_password:
+        raise SettingsError("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are not used with OAUTHBEARER: unset them")
 
 
 def _lag_settings(r: _Reader) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.local.proc import Server, free_port, wait_port
@@ -67,18 +67,70 @@ class SaslSsl:
         }
 
 
+@dataclass(frozen=True)
+class OAuthBearer:
+    """A SASL_PLAINTEXT listener taking OAUTHBEARER tokens, checked as JWTs against an OIDC provider's JWKS
+    (signature, expiry, issuer, audience): the real validator, not Kafka's unsecured one. Inter-broker and
+    controller traffic stays on PLAINTEXT, on `internal_port`, which tests may also use for their setup."""
+
+    jwks_url: str
+    issuer: str
+    audience: str
+    internal_port: int = field(default_factory=free_port)
+    # Sessions end when their token expires (KIP-368): the broker closes a connection that did not
+    # re-authenticate in time, so a client must connect again with a fresh token. 0: tokens are only
+    # checked when a connection opens.
+    max_reauth_ms: int = 3_600_000
+
+    @property
+    def internal_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.internal_port}"
+
+    def broker_props(self, port: int, controller_port: int) -> dict[str, str]:
+        prefix = "listener.name.sasl_plaintext."
+        package = "org.apache.kafka.common.security.oauthbearer"
+        return {
+            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port},PLAINTEXT://127.0.0.1:{self.internal_port},"
+            f"CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{port},PLAINTEXT://127.0.0.1:{self.internal_port}",
+            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            f"{prefix}sasl.enabled.mechanisms": "OAUTHBEARER",
+            f"{prefix}oauthbearer.sasl.jaas.config": f"{package}.OAuthBearerLoginModule required;",
+            f"{prefix}oauthbearer.sasl.server.callback.handler.class": f"{package}.OAuthBearerValidatorCallbackHandler",
+            f"{prefix}oauthbearer.connections.max.reauth.ms": str(self.max_reauth_ms),
+            # Kafka 4.1.1's default (DefaultJwtValidator, built without a key resolver) checks only a JWT's
+            # shape and expiry: tokens of an unknown key, issuer or audience pass. Named, this one checks them
+            # all; only the top-level key is read, not the listener's.
+            "sasl.oauthbearer.jwt.validator.class": f"{package}.BrokerJwtValidator",
+            "sasl.oauthbearer.jwks.endpoint.url": self.jwks_url,
+            "sasl.oauthbearer.expected.issuer": self.issuer,
+            "sasl.oauthbearer.expected.audience": self.audience,
+        }
+
+    def jvm_options(self) -> list[str]:
+        # Kafka 4 fetches no OAuth URL that this system property does not list.
+        return [f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={self.jwks_url}"]
+
+
 class LocalKafka:
     """One KRaft node (broker and controller) with its log dir under `workdir`."""
 
     kind = "kafka"
 
     def __init__(
-        self, workdir: Path, port: int | None = None, sasl_ssl: SaslSsl | None = None, auto_create: bool = True
+        self,
+        workdir: Path,
+        port: int | None = None,
+        sasl_ssl: SaslSsl | None = None,
+        auto_create: bool = True,
+        oauth: OAuthBearer | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.controller_port = free_port()
         self.sasl_ssl = sasl_ssl
+        self.oauth = oauth
         self.auto_create = auto_create
         self.server: Server | None = None
 
@@ -106,6 +158,8 @@ class LocalKafka:
         }
         if self.sasl_ssl is not None:
             props.update(self.sasl_ssl.broker_props(self.port, self.controller_port))
+        if self.oauth is not None:
+            props.update(self.oauth.broker_props(self.port, self.controller_port))
         path = self.workdir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         return path
@@ -122,7 +176,8 @@ class LocalKafka:
                 check=True,
                 capture_output=True,
             )
-        argv = [java, "-Xmx512m", "-Xms256m", "-XX:+UseSerialGC", "-cp", classpath, "kafka.Kafka", str(config)]
+        jvm = self.oauth.jvm_options() if self.oauth is not None else []
+        argv = [java, "-Xmx512m", "-Xms256m", "-XX:+UseSerialGC", *jvm, "-cp", classpath, "kafka.Kafka", str(config)]
         self.server = Server("kafka", argv, self.workdir / "kafka.log").start()
         wait_port(self.port, self.server.proc, 60, self.server.log_path)
         return self
