@@ -21,7 +21,17 @@ from streams.settings import Settings, lag_slo_rules
 
 # The states DescribeGroups reports; every group has a 0/1 series for each, so a change of state
 # never leaves a stale series behind.
-GROUP_STATES = ("Stable", "PreparingRebalance", "CompletingRebalance", "Empty", "Dead", "Unknown")
+# Classic groups' states, then those only consumer-protocol (KIP-848) groups have; the broker's spelling.
+GROUP_STATES = (
+    "Stable",
+    "PreparingRebalance",
+    "CompletingRebalance",
+    "Assigning",
+    "Reconciling",
+    "Empty",
+    "Dead",
+    "Unknown",
+)
 
 
 @dataclass(frozen=True)

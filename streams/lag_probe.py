@@ -1,10 +1,12 @@
 """One probe cycle over every selected consumer group, on clients the caller builds and passes in.
 
 Per cycle, whatever the number of groups: one ListGroups per broker (none when no include pattern is
-set, as only the watched group can then be measured), one FindCoordinator per group not
-seen before (cached), one DescribeGroups per coordinator for all its groups, one OffsetFetch per group
-sent concurrently (at most `concurrency` in flight) on the admin client's one connection per broker,
-one Metadata request, one ListOffsets(earliest) per broker, and the fetch rounds of lag_fetch.py.
+set, as only the watched group can then be measured; v5, which gives each group's type, where every
+broker has it), one FindCoordinator per group not seen before (cached), per coordinator one
+DescribeGroups for its classic groups and one ConsumerGroupDescribe for its KIP-848 groups (see
+lag_groups.py), one OffsetFetch per group sent concurrently (at most `concurrency` in flight) on the
+admin client's one connection per broker, one Metadata request, one ListOffsets(earliest) per broker,
+and the fetch rounds of lag_fetch.py.
 """
 
 from __future__ import annotations
@@ -25,12 +27,27 @@ from aiokafka.errors import (
     GroupLoadInProgressError,
     KafkaError,
     NotCoordinatorForGroupError,
+    for_code,
 )
 from aiokafka.protocol.admin import DescribeGroupsRequest_v3, DescribeGroupsResponse_v3
 
 from streams.clients import FETCHER_WAKE_MS
 from streams.lag import FirstRecord, GroupLag, LagSnapshot, partition_lag, resume_position, select_groups
 from streams.lag_fetch import FirstRecordReader, ProbeConsumer
+from streams.lag_groups import (
+    GROUP_ID_NOT_FOUND,
+    ConsumerGroupDescribe,
+    GroupApis,
+    ListedGroup,
+    ListGroupsTyped,
+    describe_call,
+    described_consumer_groups,
+    group_apis,
+    listed_classic,
+    listed_typed,
+    measurable,
+    recheck_as_consumer,
+)
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +60,7 @@ _COORDINATOR_NOT_READY = (GroupCoordinatorNotAvailableError, GroupLoadInProgress
 # authorized_operations, so every answer from Kafka >= 2.3 fails to decode. Pair it with v3's.
 if DescribeGroupsRequest_v3.RESPONSE_TYPE is not DescribeGroupsResponse_v3:
     DescribeGroupsRequest_v3.RESPONSE_TYPE = DescribeGroupsResponse_v3
+_CLASSIC_ONLY = GroupApis(typed_listing=False, consumer_describe=False)
 
 
 class ProbeAdmin(Protocol):
@@ -109,6 +127,7 @@ class LagProbe:
         self.fetch_timeout_ms = fetch_timeout_ms
         self._limit = asyncio.Semaphore(concurrency)
         self._coordinators: dict[str, int] = {}
+        self._listed: dict[str, ListedGroup] = {}  # this cycle's listing: each group's type, when known
         self._offsets_for_all: bool | None = None  # can OffsetFetch list a group's offsets without partitions?
         # (partition, position) -> first record at or after it: a slow fetch does not lose a known age.
         self._first_cache: dict[tuple[TopicPartition, int], FirstRecord] = {}
@@ -187,10 +206,39 @@ class LagProbe:
         return LagSnapshot(result, self.watched_group, now_ms / 1000, time.monotonic() - started, errors, phases)
 
     async def _group_names(self) -> list[str]:
+        self._listed = {}
         if self._only_watched:
             return [self.watched_group]  # what select_groups would keep of any listing
-        listed = await self._admin.list_consumer_groups()
-        return select_groups((str(g[0]) for g in listed), self.include, self.ignore, self.watched_group)
+        listed = measurable(await self._list_groups())
+        self._listed = {g.name: g for g in listed}
+        return select_groups((g.name for g in listed), self.include, self.ignore, self.watched_group)
+
+    def _kafka(self) -> Any:
+        """The admin's aiokafka client, for the calls aiokafka does not have; None for other admins."""
+        return getattr(self._admin, "_client", None)
+
+    async def _apis(self, node: int) -> GroupApis:
+        client = self._kafka()
+        if client is None or not hasattr(client, "_get_conn"):
+            return _CLASSIC_ONLY  # not aiokafka 0.14's client: the classic calls, as before
+        # aiokafka 0.14 keeps the ApiVersions answer of each connection, refreshed when it reconnects.
+        conn = await client._get_conn(node)
+        versions = getattr(conn, "_versions", None)
+        return group_apis(versions) if versions else _CLASSIC_ONLY
+
+    async def _list_groups(self) -> list[ListedGroup]:
+        """ListGroups v5 (types and states) when every broker has it, else aiokafka's classic listing."""
+        client = self._kafka()
+        nodes = sorted(b.nodeId for b in client.cluster.brokers()) if client is not None else []
+        apis = [await self._apis(node) for node in nodes]
+        if not nodes or not all(a.typed_listing for a in apis):
+            return listed_classic(await self._admin.list_consumer_groups())
+        found: dict[str, ListedGroup] = {}
+        for response in await asyncio.gather(*(client.send(node, ListGroupsTyped()) for node in nodes)):
+            if response.error_code:
+                raise for_code(response.error_code)("Error listing consumer groups")
+            found.update((g.name, g) for g in listed_typed(response))
+        return list(found.values())
 
     def _topics(self, name: str, g: _Group) -> set[str]:
         topics = {tp.topic for tp in (g.offsets or {})} | set(g.assigned_topics)
@@ -220,22 +268,60 @@ class LagProbe:
                 by_node.setdefault(self._coordinators[name], []).append(name)
 
         async def describe(node: int, names: list[str]) -> None:
-            try:
-                responses = await self._admin.describe_consumer_groups(names, group_coordinator_id=node)
-            except KafkaError as exc:
-                errors.append(f"DescribeGroups on node {node} failed: {exc!r}")
-                return
-            for response in responses:
-                for error_code, name, state, protocol_type, _protocol, members, *_ in response.groups:
-                    if error_code:
-                        self._coordinators.pop(name, None)  # moved, or loading: ask again next cycle
-                        errors.append(f"DescribeGroups {name}: error {error_code}")
-                        continue
-                    g = groups[name]
-                    g.state, g.members = state or "Unknown", len(members)
-                    g.assigned_topics = _assigned_topics(protocol_type, members)
+            apis = await self._apis(node)
+            call = {name: describe_call(self._listed.get(name), apis) for name in names}
+            for name in (n for n in names if call[n] == "listing"):
+                groups[name].state = self._listed[name].state or "Unknown"  # a type with no describe here
+            modern = [n for n in names if call[n] == "consumer"]
+            classic = [n for n in names if call[n] == "classic"]
+            if classic:
+                modern += await self._describe_classic(node, classic, groups, errors, apis)
+            if modern:
+                await self._describe_consumer(node, modern, groups, errors)
 
         await asyncio.gather(*(describe(node, names) for node, names in by_node.items()))
+
+    async def _describe_classic(
+        self, node: int, names: list[str], groups: dict[str, _Group], errors: list[str], apis: GroupApis
+    ) -> list[str]:
+        """DescribeGroups; returns the groups of unknown type it may not know (see recheck_as_consumer)."""
+        recheck: list[str] = []
+        try:
+            responses = await self._admin.describe_consumer_groups(names, group_coordinator_id=node)
+        except KafkaError as exc:
+            errors.append(f"DescribeGroups on node {node} failed: {exc!r}")
+            return recheck
+        for response in responses:
+            for error_code, name, state, protocol_type, _protocol, members, *_ in response.groups:
+                if recheck_as_consumer(self._listed.get(name), error_code, state, apis):
+                    recheck.append(name)  # stays Dead unless ConsumerGroupDescribe knows it
+                    continue
+                if error_code:
+                    self._coordinators.pop(name, None)  # moved, or loading: ask again next cycle
+                    errors.append(f"DescribeGroups {name}: error {error_code}")
+                    continue
+                g = groups[name]
+                g.state, g.members = state or "Unknown", len(members)
+                g.assigned_topics = _assigned_topics(protocol_type, members)
+        return recheck
+
+    async def _describe_consumer(
+        self, node: int, names: list[str], groups: dict[str, _Group], errors: list[str]
+    ) -> None:
+        try:
+            response = await self._kafka().send(node, ConsumerGroupDescribe(names))
+        except KafkaError as exc:
+            errors.append(f"ConsumerGroupDescribe on node {node} failed: {exc!r}")
+            return
+        for d in described_consumer_groups(response):
+            if d.name not in groups or d.error_code == GROUP_ID_NOT_FOUND:
+                continue  # deleted since listed, or no consumer group either: Dead, as the classic call says
+            if d.error_code:
+                self._coordinators.pop(d.name, None)
+                errors.append(f"ConsumerGroupDescribe {d.name}: error {d.error_code}")
+                continue
+            g = groups[d.name]
+            g.state, g.members, g.assigned_topics = d.state, d.members, d.assigned_topics
 
     async def _read_offsets(self, groups: dict[str, _Group], errors: list[str]) -> None:
         explicit: list[TopicPartition] | None = None

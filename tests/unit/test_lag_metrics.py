@@ -69,7 +69,7 @@ def test_every_group_per_partition() -> None:
     assert value(m, "ecomind_consumergroup_committed_partitions", group="worker") == 2.0
     assert value(m, "ecomind_consumergroup_partitions", group="worker") == 3.0
     states = {k: v for k, v in series(m, "ecomind_consumergroup_state").items() if ("group", "sink-s3") in k}
-    assert len(states) == 6 and sum(states.values()) == 1.0
+    assert len(states) == 8 and sum(states.values()) == 1.0  # every state of both group protocols
     assert value(m, "ecomind_consumergroup_state", group="sink-s3", state="Empty") == 1.0
     for v in series(m, "ecomind_consumergroup_lag").values():
         assert v >= 0
@@ -145,3 +145,20 @@ def test_bad_lag_settings_name_the_variable(env: dict[str, str], message: str) -
     with pytest.raises(SettingsError) as caught:
         Settings.from_env(env)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("broker_state", "exported"),
+    [
+        ("Reconciling", "Reconciling"),
+        ("Assigning", "Assigning"),
+        ("CompletingRebalance", "CompletingRebalance"),
+        ("Shuffling", "Unknown"),
+    ],
+)
+def test_consumer_protocol_states_are_exported_as_the_broker_spells_them(broker_state: str, exported: str) -> None:
+    modern = GroupLag("modern", broker_state, 2, (PartitionLag("raw", 0, True, 4, 3.0),))
+    m = scrape(lag=LagSnapshot({"modern": modern}, "worker", 1_800_000_000.0, 0.25))
+    states = {dict(k)["state"]: v for k, v in series(m, "ecomind_consumergroup_state").items()}
+    assert {s for s, v in states.items() if v == 1.0} == {exported}
+    assert value(m, "ecomind_consumergroup_members", group="modern") == 2.0
