@@ -16,6 +16,7 @@ from pathlib import Path
 from streams.local.proc import Server, free_port, wait_port
 
 KAFKA_VERSION = os.environ.get("STREAMS_KAFKA_VERSION", "4.1.1")
+KAFKA_NEWEST = "4.4.0"  # the newest the Maven mirror serves: scripts/test runs the wire-level tests on it too
 CACHE = Path(os.environ.get("STREAMS_CACHE_DIR", Path.home() / ".cache" / "ecomind-streams"))
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
