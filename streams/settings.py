@@ -5,23 +5,28 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from streams.env_reader import (
+    EnvReader,
+    check_file,
+    check_name,
+    check_nonempty,
+    check_servers,
+    check_topic,
+    check_zone,
+)
+from streams.env_reader import (
+    SettingsError as SettingsError,
+)
 from streams.oauth import OAUTH_CHECKS, ClientCredentialsTokenProvider, OAuthClient, oauth_client
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-
-
-class SettingsError(ValueError):
-    """A setting has a value the sidecar cannot run with; the message names the variable."""
 
 
 @dataclass(frozen=True)
@@ -116,18 +121,18 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        r = _Reader(env)
+        r = EnvReader(env)
         settings = cls(
-            bootstrap_servers=r.text("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers, _check_servers),
-            app_id=r.text("STREAMS_APP_ID", cls.app_id, _check_name),
-            raw_topic=r.text("STREAMS_RAW_TOPIC", cls.raw_topic, _check_topic),
-            enriched_topic=r.text("STREAMS_ENRICHED_TOPIC", cls.enriched_topic, _check_topic),
-            watch_group=r.text("STREAMS_WATCH_GROUP", cls.watch_group, _check_name),
-            timezone=r.text("STREAMS_TIMEZONE", cls.timezone, _check_zone),
+            bootstrap_servers=r.text("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers, check_servers),
+            app_id=r.text("STREAMS_APP_ID", cls.app_id, check_name),
+            raw_topic=r.text("STREAMS_RAW_TOPIC", cls.raw_topic, check_topic),
+            enriched_topic=r.text("STREAMS_ENRICHED_TOPIC", cls.enriched_topic, check_topic),
+            watch_group=r.text("STREAMS_WATCH_GROUP", cls.watch_group, check_name),
+            timezone=r.text("STREAMS_TIMEZONE", cls.timezone, check_zone),
             web_port=r.integer("STREAMS_WEB_PORT", cls.web_port, 1, 65535),
-            web_bind=r.text("STREAMS_WEB_BIND", cls.web_bind, _check_nonempty),
+            web_bind=r.text("STREAMS_WEB_BIND", cls.web_bind, check_nonempty),
             redis_url=_with_redis_password(
-                r.secret("REDIS_URL", _check_redis_url) or cls.redis_url, r.secret("REDIS_PASSWORD", _check_nonempty)
+                r.secret("REDIS_URL", _check_redis_url) or cls.redis_url, r.secret("REDIS_PASSWORD", check_nonempty)
             ),
             days_kept=r.integer("STREAMS_DAYS_KEPT", cls.days_kept, 1, 366),
             seen_cache_entries=r.integer("STREAMS_SEEN_CACHE_ENTRIES", cls.seen_cache_entries, 0, 50_000_000),
@@ -142,8 +147,8 @@ class Settings:
             session_timeout_ms=r.integer("STREAMS_SESSION_TIMEOUT_MS", cls.session_timeout_ms, 1000, 300_000),
             max_org_series=r.integer("STREAMS_MAX_ORG_SERIES", cls.max_org_series, 1, 100_000),
             max_label_values=r.integer("STREAMS_MAX_LABEL_VALUES", cls.max_label_values, 1, 10_000),
-            dead_letter_topic=r.optional_text("STREAMS_DEAD_LETTER_TOPIC", _check_topic),
-            web_config_file=r.optional_text("STREAMS_WEB_CONFIG_FILE", _check_file),
+            dead_letter_topic=r.optional_text("STREAMS_DEAD_LETTER_TOPIC", check_topic),
+            web_config_file=r.optional_text("STREAMS_WEB_CONFIG_FILE", check_file),
             shutdown_timeout_seconds=r.number(
                 "STREAMS_SHUTDOWN_TIMEOUT_SECONDS", cls.shutdown_timeout_seconds, 1, 3600
             ),
@@ -159,10 +164,10 @@ class Settings:
                 ),
                 sasl_mechanism=r.optional_choice("KAFKA_SASL_MECHANISM", SASL_MECHANISMS),
                 sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
-                sasl_password=r.secret("KAFKA_SASL_PASSWORD", _check_nonempty),
-                ssl_cafile=r.optional_text("KAFKA_SSL_CAFILE", _check_file),
-                ssl_certfile=r.optional_text("KAFKA_SSL_CERTFILE", _check_file),
-                ssl_keyfile=r.optional_text("KAFKA_SSL_KEYFILE", _check_file),
+                sasl_password=r.secret("KAFKA_SASL_PASSWORD", check_nonempty),
+                ssl_cafile=r.optional_text("KAFKA_SSL_CAFILE", check_file),
+                ssl_certfile=r.optional_text("KAFKA_SSL_CERTFILE", check_file),
+                ssl_keyfile=r.optional_text("KAFKA_SSL_KEYFILE", check_file),
                 oauth=_oauth_client(r),
             ),
             **_lag_settings(r),
@@ -184,7 +189,7 @@ class Settings:
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 
 
-def _oauth_client(r: _Reader) -> OAuthClient | None:
+def _oauth_client(r: EnvReader) -> OAuthClient | None:
     """KAFKA_SASL_OAUTH_*: read whatever the mechanism, so that one set without OAUTHBEARER is refused."""
     found = {
         name: r.secret(name, check) if name.endswith("_SECRET") else r.optional_text(name, check)
@@ -206,7 +211,7 @@ def _check_sasl(kafka: KafkaSecurity) -> None:
         raise SettingsError("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are not used with OAUTHBEARER: unset them")
 
 
-def _lag_settings(r: _Reader) -> dict[str, Any]:
+def _lag_settings(r: EnvReader) -> dict[str, Any]:
     return {
         "lag_groups": r.optional_text("STREAMS_LAG_GROUPS", _check_regex),
         "lag_groups_ignore": r.optional_text("STREAMS_LAG_GROUPS_IGNORE", _check_regex),
@@ -245,134 +250,6 @@ def _check_slo(value: str) -> str | None:
             ok = False
         if not ok:
             return expected
-    return None
-
-
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def _raw(self, name: str) -> str | None:
-        value = self.env.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
-
-    def text(self, name: str, default: str, check: Callable[[str], str | None]) -> str:
-        value = self._raw(name)
-        if value is None:
-            return default
-        problem = check(value)
-        if problem:
-            raise SettingsError(f"{name}={value!r}: expected {problem}")
-        return value
-
-    def optional_text(self, name: str, check: Callable[[str], str | None]) -> str | None:
-        value = self._raw(name)
-        return None if value is None else self.text(name, value, check)
-
-    def secret(self, name: str, check: Callable[[str], str | None]) -> str | None:
-        """A secret from NAME or from the file NAME_FILE names (the Docker/Kubernetes convention); errors
-        name the variable but never echo the secret."""
-        inline, path = self.env.get(name), self._raw(f"{name}_FILE")
-        inline = inline if inline and inline.strip() else None  # blank means unset, as for other settings
-        if inline is not None and path is not None:
-            raise SettingsError(f"{name} and {name}_FILE are both set: set one of them")
-        if path is None:
-            value = inline
-        else:
-            try:
-                with open(path, encoding="utf-8") as file:
-                    value = file.read().rstrip("\r\n")  # editors and `echo` end files with a newline
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SettingsError(f"{name}_FILE={path!r}: cannot read the file ({exc.__class__.__name__})") from None
-            if not value:
-                raise SettingsError(f"{name}_FILE={path!r}: the file is empty")
-        if value is None:
-            return None
-        problem = check(value)
-        if problem:
-            # A URL's password is masked: the message ends up in logs.
-            source = f"{name}_FILE={path!r}" if path is not None else f"{name}={re.sub(r':[^:@/]*@', ':***@', value)!r}"
-            raise SettingsError(f"{source}: expected {problem}")
-        return value
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        value = self._raw(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise SettingsError(f"{name}={value!r}: expected an integer from {low} to {high}") from None
-        if not low <= number <= high:
-            raise SettingsError(f"{name}={value!r}: expected an integer from {low} to {high}")
-        return number
-
-    def number(self, name: str, default: float, low: float, high: float) -> float:
-        value = self._raw(name)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise SettingsError(f"{name}={value!r}: expected a number from {low:g} to {high:g}") from None
-        if not low <= number <= high:
-            raise SettingsError(f"{name}={value!r}: expected a number from {low:g} to {high:g}")
-        return number
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self._raw(name)
-        if value is None:
-            return default
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise SettingsError(f"{name}={value!r}: expected true or false")
-
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self._raw(name)
-        if value is None:
-            return default
-        if value.upper() not in choices:
-            raise SettingsError(f"{name}={value!r}: expected one of {', '.join(choices)}")
-        return value.upper()
-
-    def optional_choice(self, name: str, choices: tuple[str, ...]) -> str | None:
-        value = self._raw(name)
-        return None if value is None else self.choice(name, value, choices)
-
-
-def _check_nonempty(value: str) -> str | None:
-    return None if value else "a non-empty value"
-
-
-def _check_servers(value: str) -> str | None:
-    for server in value.split(","):
-        host, sep, port = server.strip().removeprefix("kafka://").rpartition(":")
-        if not sep or not host or not port.isdigit():
-            return "a comma-separated list of host:port"
-    return None
-
-
-def _check_name(value: str) -> str | None:
-    return None if re.fullmatch(r"[A-Za-z0-9._-]{1,200}", value) else "letters, digits, '.', '_' or '-'"
-
-
-def _check_file(value: str) -> str | None:
-    return None if os.path.isfile(value) else "the path of a readable file"
-
-
-def _check_topic(value: str) -> str | None:
-    return None if _TOPIC_RE.match(value) else "a Kafka topic name (letters, digits, '.', '_', '-')"
-
-
-def _check_zone(value: str) -> str | None:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        return "an IANA time zone name such as UTC or Europe/Paris"
     return None
 
 
