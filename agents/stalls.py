@@ -6,7 +6,9 @@ raises, so the whole replica stood still behind one partition. After `failures_b
 reads at the same position only that partition is paused; it is tried again after a back-off that
 doubles up to `max_backoff_s`, and resumes by itself once its batch reads (after a fix is deployed, or
 a codec library installed). Nothing is skipped: the partition is always read again from the offset
-stored with the tables.
+stored with the tables. A partition tried again is reported stalled until records past the stall are
+written, or until it has gone `confirm_s` without failing (retention may take the batch away, or it held
+no records to count).
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 UNSUPPORTED_CODEC = "unsupported_codec"
 CORRUPT_BATCH = "corrupt_batch"
 UNREADABLE = "unreadable"
+
+
+def describe(exc: BaseException) -> str:
+    """The error's class and text once (aiokafka's errors already start their text with the class)."""
+    text, name = str(exc), type(exc).__name__
+    return (text if text.startswith(name) else f"{name}: {text}")[:300]
 
 
 def reason_of(exc: BaseException) -> str:
@@ -55,11 +63,19 @@ class Stall:
 class Stalls:
     """Failed reads per partition and the partitions paused for them; the tap holds one, on its loop's clock."""
 
-    def __init__(self, failures_before_pause: int = 3, first_backoff_s: float = 1.0, max_backoff_s: float = 60.0):
+    def __init__(
+        self,
+        failures_before_pause: int = 3,
+        first_backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        confirm_s: float = 30.0,
+    ):
         self.failures_before_pause = failures_before_pause
         self.first_backoff_s = first_backoff_s
         self.max_backoff_s = max_backoff_s
-        self._failures: dict[TopicPartition, tuple[int | None, int]] = {}  # (position, failed reads there)
+        self.confirm_s = confirm_s
+        # (position, failed reads there, when the last one failed)
+        self._failures: dict[TopicPartition, tuple[int | None, int, float]] = {}
         self.paused: dict[TopicPartition, Stall] = {}
         self._retrying: dict[TopicPartition, Stall] = {}  # resumed on trial: one more failure pauses again
 
@@ -71,9 +87,9 @@ class Stalls:
         if previous is not None:
             self._pause(tp, offset, error, now_s, previous.since_s, previous.pauses + 1)
             return True
-        at, count = self._failures.get(tp, (offset, 0))
+        at, count, _ = self._failures.get(tp, (offset, 0, now_s))
         count = count + 1 if at == offset else 1
-        self._failures[tp] = (offset, count)
+        self._failures[tp] = (offset, count, now_s)
         if count < self.failures_before_pause:
             return False
         self._pause(tp, offset, error, now_s, now_s, 1)
@@ -89,7 +105,7 @@ class Stalls:
         pauses: int,
     ) -> None:
         backoff = min(self.max_backoff_s, self.first_backoff_s * 2 ** (pauses - 1))
-        detail = f"{type(error.cause).__name__}: {error.cause}"[:300]
+        detail = describe(error.cause)
         self.paused[tp] = Stall(offset, error.reason, detail, since_s, now_s + backoff, pauses)
         self._failures.pop(tp, None)
 
@@ -97,12 +113,28 @@ class Stalls:
     def active(self) -> bool:
         return bool(self._failures or self._retrying or self.paused)
 
+    @property
+    def waiting(self) -> bool:
+        """Paused, or tried again and not yet known to read: the tap has retries or checks to make."""
+        return bool(self.paused or self._retrying)
+
     def due(self, now_s: float) -> list[TopicPartition]:
         """Paused partitions whose back-off is over: the caller resumes them for one more try."""
         ready = [tp for tp, s in self.paused.items() if s.retry_at_s <= now_s]
         for tp in ready:
             self._retrying[tp] = self.paused.pop(tp)
         return ready
+
+    def settle(self, now_s: float) -> None:
+        """A partition tried again that has not failed for `confirm_s` reads: its batch was read, or what
+        held it is gone without records to show for it (retention deleted the segment, or the batch held
+        only aborted records or markers). Failures that stopped recurring are forgotten alike."""
+        for tp, stall in list(self._retrying.items()):
+            if stall.retry_at_s + self.confirm_s <= now_s:
+                del self._retrying[tp]
+        for tp, (_, _, last_s) in list(self._failures.items()):
+            if last_s + self.confirm_s <= now_s:
+                del self._failures[tp]
 
     def stalled(self) -> dict[TopicPartition, Stall]:
         """Partitions not being read: paused, or resumed for a try that has not yet succeeded."""
@@ -119,8 +151,8 @@ class Stalls:
             if stall is not None and _passed(stall.offset, next_offset):
                 del table[tp]
 
-    def forget(self, partitions: set[TopicPartition]) -> None:
-        """Partitions revoked or newly assigned: aiokafka's assignment starts them unpaused."""
+    def forget(self, partitions: set[TopicPartition] | list[TopicPartition]) -> None:
+        """Partitions no longer held, or assigned afresh (the tap resumes them: one source of truth)."""
         for tp in partitions:
             self._failures.pop(tp, None)
             self._retrying.pop(tp, None)

@@ -118,6 +118,7 @@ class TapAgent:
     async def stop(self) -> None:
         """Bounded: a write that cannot finish in time is abandoned; its offsets are never committed."""
         self.status.recovering = True  # a stopped tap holds no partitions: not ready until one runs again
+        self.status.stalled = {}
         deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout_seconds
         try:
             await asyncio.wait_for(self._stop_writes(), timeout=self.settings.shutdown_timeout_seconds)
@@ -175,7 +176,7 @@ class TapAgent:
                 await self.process(batch, epoch)
             await self._commit()
             await self._check_rewind()
-            if self.stalls.paused:
+            if self.stalls.waiting:
                 await self._retry_stalled()
 
     async def _after_failed_fetch(self) -> None:
@@ -185,43 +186,52 @@ class TapAgent:
             await self._resync()
 
     async def _unreadable(self, exc: PartitionUnreadable) -> None:
-        """One partition's records failed to read: read again, and pause it alone once it keeps failing."""
+        """One partition's records failed to read: read again, and pause it alone once it keeps failing.
+
+        Under the lock, as the rebalance callbacks run: a pause never lands between their forgetting and
+        their seeks, where nothing would resume it."""
         self.status.fetch_errors += 1
         tp = exc.partition
-        now = asyncio.get_running_loop().time()
         self.fetch_errors.warning(
             f"{tp}", "fetch failed on %s/%d at offset %s: %s", tp.topic, tp.partition, exc.offset, exc.cause
         )
-        if tp in self.expected and self.stalls.failed(exc, self.expected[tp], now):
-            self.consumer.pause(tp)
-            stall = self.stalls.paused[tp]
-            log.error(
-                "%s/%d paused: its records at offset %s cannot be read (%s); the other partitions go on, "
-                "this one is tried again in %.0f s",
-                tp.topic,
-                tp.partition,
-                stall.offset,
-                stall.detail,
-                stall.retry_at_s - now,
-            )
-        self._count_stalled()
-        await self._after_failed_fetch()
+        async with self.lock:
+            now = asyncio.get_running_loop().time()
+            if tp in self.expected and self.stalls.failed(exc, self.expected[tp], now):
+                self.consumer.pause(tp)
+                stall = self.stalls.paused[tp]
+                log.error(
+                    "%s/%d paused: its records at offset %s cannot be read (%s); the other partitions go on, "
+                    "this one is tried again in %.0f s",
+                    tp.topic,
+                    tp.partition,
+                    stall.offset,
+                    stall.detail,
+                    stall.retry_at_s - now,
+                )
+            self._count_stalled()
+            await self._resync()  # what getmany collected from the other partitions was dropped
         if tp not in self.stalls.paused:
             await asyncio.sleep(FETCH_RETRY_S)
 
     async def _retry_stalled(self) -> None:
-        due = [tp for tp in self.stalls.due(asyncio.get_running_loop().time()) if tp in self.expected]
-        if not due:
-            return
+        """Resume paused partitions whose back-off is over, and let retries that stopped failing go."""
         async with self.lock:
-            for tp in due:
+            now = asyncio.get_running_loop().time()
+            due = self.stalls.due(now)
+            owned = [tp for tp in due if tp in self.expected]
+            self.stalls.forget([tp for tp in due if tp not in self.expected])
+            for tp in owned:
                 offset = self.expected[tp]
                 if offset is None:
                     await self.consumer.seek_to_beginning(tp)
                 else:
                     self.consumer.seek(tp, offset)
-            self.consumer.resume(*due)
-        log.info("trying stalled partitions again: %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in due))
+            if owned:
+                self.consumer.resume(*owned)
+                log.info("trying stalled partitions again: %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in owned))
+            self.stalls.settle(now)
+            self._count_stalled()
 
     def _count_stalled(self) -> None:
         ago = asyncio.get_running_loop().time() - self.clock()  # loop time to wall time
@@ -440,11 +450,13 @@ class TapAgent:
                     skipped,
                 )
                 moves.append(OffsetMove(tp.topic, tp.partition, stored, resume))
+                self.stalls.read(tp, resume)  # retention took the unreadable batch with it
             if moves:
                 try:
                     await self._write(Delta(), moves)
                 except Conflict:
                     self.status.batch_conflicts += 1
+            self._count_stalled()
             # Partitions never written are sought to their (new) log start by the reload as well.
             await self._reload(tps)
 
@@ -452,9 +464,13 @@ class TapAgent:
         self.status.recovering = True
         async with self.lock:
             await self._drain()
+            # A new assignment is read afresh: nothing of it stays paused (a pause made while aiokafka was
+            # already handing it over would otherwise outlive what remembers it).
+            held = self.consumer.assignment()
+            self.consumer.resume(*(tp for tp in assigned if tp in held))
+            self.stalls.forget(assigned)
+            self._count_stalled()
             await self._reload(sorted(assigned))
-        self.stalls.forget(assigned)
-        self._count_stalled()
         self._count_assigned()
         self.status.recovering = False
         log.info("assigned %d partitions, positioned at stored offsets", len(assigned))
@@ -468,8 +484,8 @@ class TapAgent:
                 self.applied.pop(tp, None)
                 self.catching_up.pop(tp, None)
             self.status.rewound_partitions = len(self.catching_up)
-        self.stalls.forget(revoked)
-        self._count_stalled()
+            self.stalls.forget(revoked)
+            self._count_stalled()
         self._count_assigned()
 
     def _count_assigned(self) -> None:

@@ -31,7 +31,7 @@ class EnvReader:
             return default
         problem = check(value)
         if problem:
-            raise SettingsError(f"{name}={value!r}: expected {problem}")
+            raise SettingsError(f"{name}={_masked(value)!r}: expected {problem}")
         return value
 
     def optional_text(self, name: str, check: Callable[[str], str | None]) -> str | None:
@@ -60,7 +60,7 @@ class EnvReader:
         problem = check(value)
         if problem:
             # A URL's password is masked: the message ends up in logs.
-            source = f"{name}_FILE={path!r}" if path is not None else f"{name}={re.sub(r':[^:@/]*@', ':***@', value)!r}"
+            source = f"{name}_FILE={path!r}" if path is not None else f"{name}={_masked(value)!r}"
             raise SettingsError(f"{source}: expected {problem}")
         return value
 
@@ -141,3 +141,8 @@ def check_zone(value: str) -> str | None:
     except (ZoneInfoNotFoundError, ValueError):
         return "an IANA time zone name such as UTC or Europe/Paris"
     return None
+
+
+def _masked(value: str) -> str:
+    """A URL's password masked: error messages end up in logs."""
+    return re.sub(r":[^:@/]*@", ":***@", value)

@@ -30,6 +30,7 @@ REFRESH_AT = 0.8  # of the token's lifetime
 # is unknown here, so ask again soon rather than hand out a token that may be dead.
 UNKNOWN_LIFETIME_S = 60.0
 HTTP_TIMEOUT_S = 10.0  # the whole request; connecting alone gets half
+REFUSED_REFETCH_S = 30.0  # a token the broker refused is dropped at most this often
 # RFC 6750 b64token: a token outside it cannot be sent in the SASL message (RFC 7628 §3.1).
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # RFC 7628 §3.1 keys and values; Kafka reserves "auth" (the token itself).
@@ -96,7 +97,9 @@ def check_scope(value: str) -> str | None:
 def check_token_url(value: str) -> str | None:
     parts = urlsplit(value)
     ok = parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.fragment
-    return None if ok else "an http:// or https:// URL of the token endpoint"
+    # Credentials in the URL would clash with the client's own Basic auth and end up in every log line.
+    ok = ok and parts.username is None and parts.password is None
+    return None if ok else "an http:// or https:// URL of the token endpoint, without credentials in it"
 
 
 def check_extensions(value: str) -> str | None:
@@ -151,6 +154,7 @@ class _Token:
     value: str
     refresh_at: float  # monotonic
     expires_at: float  # monotonic
+    fetched_at: float  # monotonic
 
 
 class ClientCredentialsTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
@@ -225,9 +229,22 @@ class ClientCredentialsTokenProvider(AbstractTokenProvider):  # type: ignore[mis
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TokenError(f"token endpoint {c.token_url} did not answer: {exc.__class__.__name__} {exc}") from None
+        except Exception as exc:  # anything else must still reach aiokafka as a failed connection, not a crash
+            raise TokenError(f"token request to {c.token_url} failed: {exc.__class__.__name__} {exc}") from None
         if status != 200:
             raise _refusal(c, status, body)
-        return self._parse(body, started)
+        # Kept here, not by the caller: a token fetched for callers that were all cancelled is not lost.
+        self._token = self._parse(body, started)
+        return self._token
+
+    def refused(self) -> None:
+        """The broker refused the current token (a rotated key, a revocation, clock skew): fetch a new
+        one for the next connection, at most once per REFUSED_REFETCH_S so that a broker refusing every
+        token does not turn each reconnect into a token request."""
+        cached = self._token
+        if cached is not None and self._clock() - cached.fetched_at >= REFUSED_REFETCH_S:
+            log.warning("the broker refused the Kafka OAuth token: the next connection fetches a new one")
+            self._token = None
 
     def _parse(self, body: bytes, started: float) -> _Token:
         url = self.client.token_url
@@ -251,7 +268,7 @@ class ClientCredentialsTokenProvider(AbstractTokenProvider):  # type: ignore[mis
         # Counted from when the request left: the token was issued somewhere in between.
         lifetime = min(lifetimes) if lifetimes else UNKNOWN_LIFETIME_S
         log.info("Kafka OAuth token from %s, valid for %.0fs; refreshed after %.0fs", url, lifetime, lifetime * 0.8)
-        return _Token(token, started + lifetime * REFRESH_AT, started + lifetime)
+        return _Token(token, started + lifetime * REFRESH_AT, started + lifetime, self._clock())
 
 
 def _refusal(client: OAuthClient, status: int, body: bytes) -> TokenError:
@@ -285,6 +302,9 @@ class _OAuthAuthenticator(aiokafka_conn.OAuthAuthenticator):  # type: ignore[mis
 
     async def step(self, payload: bytes | None) -> tuple[bytes, bool] | None:
         if self._token_sent and payload:
+            provider = self._sasl_oauth_token_provider
+            if isinstance(provider, ClientCredentialsTokenProvider):
+                provider.refused()
             raise SaslAuthenticationFailed(f"the broker refused the OAuth token: {payload.decode(errors='replace')}")
         result: tuple[bytes, bool] | None = await super().step(payload)
         return result

@@ -52,12 +52,18 @@ EXT = "comma-separated key=value pairs, keys of letters only (not 'auth'), e.g. 
         ),
         (
             {"KAFKA_SASL_OAUTH_TOKEN_URL": "idp.example/token"},
-            "KAFKA_SASL_OAUTH_TOKEN_URL='idp.example/token': expected an http:// or https:// URL of the token endpoint",
+            "KAFKA_SASL_OAUTH_TOKEN_URL='idp.example/token': expected an http:// or https:// URL of the token "
+            "endpoint, without credentials in it",
+        ),
+        (
+            {"KAFKA_SASL_OAUTH_TOKEN_URL": "https://user:pw@idp.example/token"},
+            "KAFKA_SASL_OAUTH_TOKEN_URL='https://user:***@idp.example/token': expected an http:// or https:// URL of "
+            "the token endpoint, without credentials in it",
         ),
         (
             {"KAFKA_SASL_OAUTH_TOKEN_URL": "ftp://idp.example/token"},
             "KAFKA_SASL_OAUTH_TOKEN_URL='ftp://idp.example/token': expected an http:// or https:// URL of the token "
-            "endpoint",
+            "endpoint, without credentials in it",
         ),
         ({"KAFKA_SASL_OAUTH_EXTENSIONS": "auth=x"}, f"KAFKA_SASL_OAUTH_EXTENSIONS='auth=x': expected {EXT}"),
         ({"KAFKA_SASL_OAUTH_EXTENSIONS": "pool-id=x"}, f"KAFKA_SASL_OAUTH_EXTENSIONS='pool-id=x': expected {EXT}"),
@@ -221,6 +227,30 @@ async def test_concurrent_callers_share_one_request(oidc: LocalOidc) -> None:
     provider = _provider(oidc, Clock())
     tokens = await asyncio.gather(*(provider.token() for _ in range(20)))
     assert len(set(tokens)) == 1 and oidc.requests == 1 and len(oidc.issued) == 1
+
+
+async def test_a_token_fetched_for_callers_all_cancelled_is_kept(oidc: LocalOidc) -> None:
+    oidc.delay_s = 0.3
+    provider = _provider(oidc, Clock())
+    waiter = asyncio.ensure_future(provider.token())
+    await asyncio.sleep(0.05)
+    waiter.cancel()  # e.g. aiokafka's connect timeout
+    await asyncio.sleep(0.6)  # the request itself goes on
+    assert oidc.requests == 1
+    await provider.token()
+    assert oidc.requests == 1  # the cached token, not a second request
+
+
+async def test_a_token_the_broker_refuses_is_fetched_again_at_most_every_30_s(oidc: LocalOidc) -> None:
+    clock = Clock()
+    provider = _provider(oidc, clock)
+    first = await provider.token()
+    provider.refused()  # right after the fetch: kept, or a refusing broker would drive a request per reconnect
+    assert await provider.token() == first and oidc.requests == 1
+    clock.now += oauth.REFUSED_REFETCH_S
+    provider.refused()
+    await provider.token()
+    assert oidc.requests == 2
 
 
 @pytest.mark.parametrize(

@@ -92,3 +92,38 @@ def test_partitions_are_independent_and_forgotten_on_rebalance() -> None:
     assert set(stalls.stalled()) == {TP}
     stalls.forget({TP})
     assert stalls.stalled() == {} and not stalls.active
+
+
+def test_a_retry_that_stops_failing_is_let_go_after_the_confirmation_time() -> None:
+    """Retention may delete the unreadable batch, or it held only aborted records: no records come back
+    to clear the stall, and no failure either."""
+    stalls = Stalls(failures_before_pause=1, first_backoff_s=1.0, confirm_s=30.0)
+    stalls.failed(_error(100), None, 0.0)
+    assert stalls.due(1.0) == [TP]
+    stalls.settle(30.9)
+    assert TP in stalls.stalled() and stalls.waiting
+    stalls.settle(31.0)
+    assert stalls.stalled() == {} and not stalls.waiting
+
+
+def test_failures_that_stop_recurring_are_forgotten() -> None:
+    stalls = Stalls(failures_before_pause=3, confirm_s=30.0)
+    stalls.failed(_error(100), None, 0.0)
+    stalls.failed(_error(100), None, 1.0)
+    stalls.settle(31.0)
+    assert not stalls.active
+    assert not stalls.failed(_error(100), None, 40.0)  # counting starts again: one failure is not three
+
+
+@pytest.mark.parametrize(
+    ("exc", "text"),
+    [
+        (UnsupportedCodecError("Libraries for lz4 compression codec not found"), "UnsupportedCodecError: Libraries"),
+        (ValueError("bad varint"), "ValueError: bad varint"),
+    ],
+)
+def test_the_error_is_named_once(exc: Exception, text: str) -> None:
+    stalls = Stalls(failures_before_pause=1)
+    stalls.failed(PartitionUnreadable(TP, 5, exc), None, 0.0)
+    detail = stalls.paused[TP].detail
+    assert detail.startswith(text) and detail.count(type(exc).__name__) == 1
