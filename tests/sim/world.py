@@ -443,6 +443,16 @@ class World:
                 self.logs[tp].unreadable_at = None
             self.trace.append("unreadable batches readable again")
         await self._until_caught_up(set(), "no progress after healing: the stream was never fully read")
+        # A batch of nothing visible (an aborted transaction) clears its stall only once it has gone the
+        # tap's confirmation time without failing: every report must be gone within that bound.
+        bound_s = max((r.agent.stalls.confirm_s for r in self.replicas.values()), default=0.0) + 5.0
+        for _ in range(int(bound_s / 0.2)):
+            if not any(r.agent.status.stalled for r in self.replicas.values()):
+                return
+            await self.settle()
+            for p in list(self.pending()):
+                self.resolve(p, healthy=True)
+            await asyncio.sleep(0.2)
         for r in self.replicas.values():
             if r.agent.status.stalled:
                 raise Violation(f"r{r.index} still reports stalled partitions: {r.agent.status.stalled}")

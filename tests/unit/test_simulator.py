@@ -137,7 +137,7 @@ STALL_MUTATIONS = {
     # Paused for good: the partition is never read again once its batch is readable.
     "never-resumes": ("due", lambda self, now_s: [], "never fully read"),
     # Read again but still reported: the stalled gauge and /ready would name it forever.
-    "never-clears": ("read", lambda self, tp, next_offset: None, "still reports stalled"),
+    "never-clears": ("settle", lambda self, now_s: None, "still reports stalled"),
 }
 
 
@@ -149,6 +149,8 @@ def test_simulator_finds_a_broken_partition_stall(mutation: str, monkeypatch: py
 
     name, replacement, message = STALL_MUTATIONS[mutation]
     monkeypatch.setattr(Stalls, name, replacement)
+    if mutation == "never-clears":  # records read past the stall clear it too: neither may
+        monkeypatch.setattr(Stalls, "read", lambda self, tp, next_offset: None)
     found = _first_violation()
     assert found is not None, f"{mutation} went unnoticed in {SEARCH_BUDGET} schedules"
     assert message in found[1]
