@@ -18,10 +18,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from streams.lag import GroupLag, LagSnapshot
 from streams.lag_probe import LagProbe, build_clients
 from streams.local.java_clients import ConsoleConsumer, GroupView, describe_groups, parse_groups
 from tests.integration.kafka_io import Out, produce_async
+from tests.integration.test_lag_probe import measure, table
 
 pytestmark = pytest.mark.integration
 
@@ -67,18 +67,6 @@ async def until(check: Callable[[], bool | Awaitable[bool]], timeout_s: float, w
     while not await _value(check()):
         assert time.monotonic() < deadline, f"timed out after {timeout_s}s waiting for {what}"
         await asyncio.sleep(0.2)
-
-
-async def measure(probe: LagProbe) -> LagSnapshot:
-    await probe.start()
-    try:
-        return await probe.measure()
-    finally:
-        await probe.stop()
-
-
-def table(g: GroupLag) -> dict[tuple[str, int], tuple[int, bool]]:
-    return {(p.topic, p.partition): (p.lag_messages, p.committed) for p in g.partitions}
 
 
 def kafka_says(view: GroupView) -> dict[tuple[str, int], tuple[int, bool]]:
