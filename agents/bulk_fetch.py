@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult, PartitionRecords
 from aiokafka.errors import CorruptRecordException
 
-from agents.stalls import PartitionUnreadable
+from agents.stalls import PartitionUnreadable, describe
 from streams.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def _batches(pr: PartitionRecords, cursor: _Cursor) -> Iterator[Iterator[Any]]:
         # the result is fetched again, as aiokafka does. Otherwise the records before the bad batch stand
         # and the position stops at its start: the next fetch begins with it and raises there.
         cursor.end = offset
-        what = f"{type(exc).__name__}: {exc}"
+        what = describe(exc)
         _unreadable.warning(f"{pr._tp}", "%s: record batch at offset %d unreadable: %s", pr._tp, offset, what)
         if not cursor.yielded:
             raise PartitionUnreadable(pr._tp, offset, exc) from exc

@@ -43,7 +43,7 @@ class PartitionUnreadable(Exception):
     when the record path knows it (None: somewhere at or after the partition's position)."""
 
     def __init__(self, partition: TopicPartition, offset: int | None, cause: BaseException) -> None:
-        super().__init__(f"{partition.topic}/{partition.partition}: {type(cause).__name__}: {cause}")
+        super().__init__(f"{partition.topic}/{partition.partition}: {describe(cause)}")
         self.partition = partition
         self.offset = offset
         self.cause = cause

@@ -222,11 +222,7 @@ class TapAgent:
             owned = [tp for tp in due if tp in self.expected]
             self.stalls.forget([tp for tp in due if tp not in self.expected])
             for tp in owned:
-                offset = self.expected[tp]
-                if offset is None:
-                    await self.consumer.seek_to_beginning(tp)
-                else:
-                    self.consumer.seek(tp, offset)
+                await self._seek_expected(tp)
             if owned:
                 self.consumer.resume(*owned)
                 log.info("trying stalled partitions again: %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in owned))
@@ -290,11 +286,15 @@ class TapAgent:
     async def _resync(self) -> None:
         """Seek every owned partition back to where the tables expect it (callers hold the lock)."""
         self.epoch += 1
-        for tp, offset in self.expected.items():
-            if offset is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, offset)
+        for tp in self.expected:
+            await self._seek_expected(tp)
+
+    async def _seek_expected(self, tp: TopicPartition) -> None:
+        offset = self.expected[tp]
+        if offset is None:
+            await self.consumer.seek_to_beginning(tp)
+        else:
+            self.consumer.seek(tp, offset)
 
     async def _fold(self, batch: Batch) -> Delta:
         s = self.settings

@@ -19,12 +19,15 @@ async def produce_async(bootstrap: str, topic: str, records: list[Out], compress
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", compression_type=compression)
     await producer.start()
     try:
-        futures = [
-            await producer.send(topic, r.value, partition=r.partition, timestamp_ms=r.timestamp_ms) for r in records
-        ]
-        await asyncio.gather(*futures)
+        await _send_all(producer, topic, records)
     finally:
         await producer.stop()
+
+
+async def _send_all(producer: AIOKafkaProducer, topic: str, records: list[Out]) -> None:
+    """Sent without waiting one by one, so the producer batches them (compressed batches of many)."""
+    futures = [await producer.send(topic, r.value, partition=r.partition, timestamp_ms=r.timestamp_ms) for r in records]
+    await asyncio.gather(*futures)
 
 
 def produce(bootstrap: str, topic: str, records: list[Out], compression: str | None = None) -> None:
@@ -41,10 +44,7 @@ async def produce_transaction_async(
     await producer.start()
     try:
         await producer.begin_transaction()
-        sent = [
-            await producer.send(topic, r.value, partition=r.partition, timestamp_ms=r.timestamp_ms) for r in records
-        ]
-        await asyncio.gather(*sent)  # batched as the producer batches them: compressed batches of many
+        await _send_all(producer, topic, records)
         await (producer.commit_transaction() if commit else producer.abort_transaction())
     finally:
         await producer.stop()
