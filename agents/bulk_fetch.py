@@ -33,6 +33,7 @@ from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult, PartitionReco
 from aiokafka.errors import CorruptRecordException
 
 from agents.stalls import PartitionUnreadable, describe
+from agents.topic_ids import fetch_topic_ids
 from streams.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,9 @@ class TapKafkaConsumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka ship
                 aiokafka.__version__,
                 ", ".join(sorted(CHECKED_AIOKAFKA)),
             )
+
+    async def topic_ids(self, topics: Any) -> dict[str, str | None]:
+        return await fetch_topic_ids(self._client, topics)
 
     async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         fetcher = getattr(self, "_fetcher", None)

@@ -24,7 +24,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from redis.exceptions import RedisError
 
-from agents.offsets import out_of_range_rule
+from agents.log_changes import LogChanges
 from agents.stalls import PartitionUnreadable, Stalls
 from streams.calendar import DayCalendar
 from streams.fold import FoldContext, fold_enriched, fold_raw
@@ -60,11 +60,14 @@ class TapConsumer(Protocol):
     def assignment(self) -> set[TopicPartition]: ...
     async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
     async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
+    async def topic_ids(self, topics: Any) -> dict[str, str | None]: ...
 
 
 class StateStore(Protocol):
     async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None: ...
     async def load_offsets(self, partitions: Any) -> dict[tuple[str, int], int | None]: ...
+    async def load_stored(self, partitions: Any) -> dict[tuple[str, int], tuple[int | None, str | None]]: ...
 
 
 class DeadLetterSink(Protocol):
@@ -73,7 +76,7 @@ class DeadLetterSink(Protocol):
     async def send(self, rejections: list[Rejection]) -> None: ...
 
 
-class TapAgent:
+class TapAgent(LogChanges):
     def __init__(
         self,
         settings: Settings,
@@ -100,6 +103,8 @@ class TapAgent:
         self.applied: dict[TopicPartition, int] = {}
         # Partitions re-reading after Redis went back in time, with the offset they had reached.
         self.catching_up: dict[TopicPartition, int] = {}
+        self.topic_ids: dict[TopicPartition, str | None] = {}
+        self.stored_ids: dict[TopicPartition, str | None] = {}
         self.epoch = 0
         self._inflight: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
@@ -258,7 +263,15 @@ class TapAgent:
                 await self._resync()
                 return
             moves = [
-                OffsetMove(tp.topic, tp.partition, starts[tp], records[-1].offset + 1) for tp, records in fresh.items()
+                OffsetMove(
+                    tp.topic,
+                    tp.partition,
+                    starts[tp],
+                    records[-1].offset + 1,
+                    self.topic_ids.get(tp),
+                    self.stored_ids.get(tp),
+                )
+                for tp, records in fresh.items()
             ]
             for m in moves:
                 self.expected[TopicPartition(m.topic, m.partition)] = m.next_offset
@@ -340,6 +353,8 @@ class TapAgent:
             tp = TopicPartition(m.topic, m.partition)
             if tp in self.expected:
                 self.applied[tp] = m.next_offset
+                if m.topic_id is not None:
+                    self.stored_ids[tp] = m.topic_id
             if tp in self.catching_up and m.next_offset >= self.catching_up[tp]:
                 del self.catching_up[tp]
             if self.stalls.active:
@@ -372,15 +387,11 @@ class TapAgent:
         Runs under the lock, or inside the write in flight, which every lock holder drains first.
         """
         owned = [tp for tp in partitions if tp in self.expected or tp in self.consumer.assignment()]
-        stored = await retry(
-            lambda: self.store.load_offsets((tp.topic, tp.partition) for tp in owned),
-            REDIS_ERRORS,
-            what="loading offsets",
-            log=log,
-        )
+        keys = [(tp.topic, tp.partition) for tp in owned]
+        stored = await retry(lambda: self.store.load_stored(keys), REDIS_ERRORS, what="loading offsets", log=log)
         self.epoch += 1
         for tp in owned:
-            offset = stored[(tp.topic, tp.partition)]
+            offset, self.stored_ids[tp] = stored[(tp.topic, tp.partition)]
             self.expected[tp] = offset
             if offset is None:
                 self.applied.pop(tp, None)
@@ -424,42 +435,6 @@ class TapAgent:
             self.status.rewound_partitions = len(self.catching_up)
             await self._reload(moved)
 
-    async def out_of_range(self, positions: dict[TopicPartition, int]) -> None:
-        """The log no longer holds the stored offset (retention, or the topic was recreated)."""
-        async with self.lock:
-            await self._drain()
-            tps = [tp for tp in positions if tp in self.expected]
-            if not tps:
-                return
-            starts = await self.consumer.beginning_offsets(tps)
-            moves = []
-            for tp in tps:
-                stored = self.expected[tp]
-                if stored is None:
-                    continue
-                reason, resume, skipped = out_of_range_rule(stored, starts[tp])
-                self.status.offset_resets[(tp.topic, reason)] += 1
-                self.status.records_skipped[tp.topic] += skipped
-                log.error(
-                    "%s: stored offset %d is out of the log (start %d): %s; resuming at %d, %d records skipped",
-                    tp,
-                    stored,
-                    starts[tp],
-                    reason,
-                    resume,
-                    skipped,
-                )
-                moves.append(OffsetMove(tp.topic, tp.partition, stored, resume))
-                self.stalls.read(tp, resume)  # retention took the unreadable batch with it
-            if moves:
-                try:
-                    await self._write(Delta(), moves)
-                except Conflict:
-                    self.status.batch_conflicts += 1
-            self._count_stalled()
-            # Partitions never written are sought to their (new) log start by the reload as well.
-            await self._reload(tps)
-
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.status.recovering = True
         async with self.lock:
@@ -471,6 +446,7 @@ class TapAgent:
             self.stalls.forget(assigned)
             self._count_stalled()
             await self._reload(sorted(assigned))
+            await self._check_identity(sorted(assigned))
         self._count_assigned()
         self.status.recovering = False
         log.info("assigned %d partitions, positioned at stored offsets", len(assigned))
@@ -483,6 +459,8 @@ class TapAgent:
                 self.expected.pop(tp, None)
                 self.applied.pop(tp, None)
                 self.catching_up.pop(tp, None)
+                self.topic_ids.pop(tp, None)
+                self.stored_ids.pop(tp, None)
             self.status.rewound_partitions = len(self.catching_up)
             self.stalls.forget(revoked)
             self._count_stalled()

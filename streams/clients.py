@@ -22,6 +22,9 @@ REDIS_TIMEOUT_S = 5
 FETCHER_WAKE_MS = 1000
 
 
+TAP_METADATA_MAX_AGE_MS = 30_000
+
+
 def redis_client(settings: Settings) -> aioredis.Redis:
     return aioredis.from_url(
         settings.redis_url,
@@ -48,6 +51,9 @@ def tap_consumer(settings: Settings, replica_id: str) -> AIOKafkaConsumer:
         fetch_min_bytes=settings.fetch_min_bytes,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         consumer_timeout_ms=FETCHER_WAKE_MS,
+        # A topic created again (or given more partitions) is only assigned once the consumer's metadata
+        # shows it: every 30 s rather than aiokafka's 5 minutes, one small request each time.
+        metadata_max_age_ms=TAP_METADATA_MAX_AGE_MS,
         **settings.kafka.client_kwargs(),
     )
 

@@ -214,6 +214,12 @@ class ReplicaCollector(Collector):
             {(t,): n for t, n in st.records_skipped.items()},
         )
         yield _counter_by(
+            "ecomind_streams_topics_recreated",
+            "Input topics found deleted and created again (a new topic ID under the stored offsets): read anew.",
+            ["topic"],
+            {(t,): n for t, n in st.topics_recreated.items()},
+        )
+        yield _counter_by(
             "ecomind_streams_dead_letters_dropped",
             "Invalid records not forwarded to the dead-letter topic after bounded attempts (still in their topic).",
             ["reason"],

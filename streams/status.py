@@ -38,6 +38,7 @@ class Status:
     wrong_key_type: int = 0
     offset_resets: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, reason)
     records_skipped: Counter[str] = field(default_factory=Counter)  # topic -> records lost to the log's start
+    topics_recreated: Counter[str] = field(default_factory=Counter)  # topic -> re-creations found by topic ID
     last_batch_at_s: float | None = None
     # (topic, partition) -> why it is paused; not a readiness condition (docs/operations.md says why).
     stalled: dict[tuple[str, int], StalledPartition] = field(default_factory=dict)

@@ -109,6 +109,15 @@ def offset_field(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
+def topic_id_field(topic: str, partition: int) -> str:
+    """The ID of the topic a partition's stored offset belongs to (agents/topic_ids.py), beside the offset.
+
+    Per partition, not per topic: each partition's owner moves it with that partition's offset, in the
+    same script. Topic names cannot hold ':', so the field never collides with an offset field.
+    """
+    return f"{topic}:{partition}:id"
+
+
 def split_amount(n: int) -> tuple[int, int]:
     """(whole units of AMOUNT_BASE, remainder): the two integers an amount is stored as."""
     return divmod(n, AMOUNT_BASE)

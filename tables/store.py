@@ -49,6 +49,7 @@ from tables.keys import (
     delay_bucket_field,
     offset_field,
     split_amount,
+    topic_id_field,
 )
 from tables.labels import OTHER
 from tables.script import APPLY_LUA
@@ -58,12 +59,18 @@ from tables.windows import users_by_org, window_section
 
 @dataclass(frozen=True)
 class OffsetMove:
-    """A batch moves a partition from `expected` (None: never written) to `next_offset`."""
+    """A batch moves a partition from `expected` (None: never written) to `next_offset`.
+
+    With `topic_id`, the stored topic ID moves from `expected_topic_id` (None: none stored) to it, in the
+    same write: an offset is never stored under the ID of another topic.
+    """
 
     topic: str
     partition: int
     expected: int | None
     next_offset: int
+    topic_id: str | None = None
+    expected_topic_id: str | None = None
 
 
 class Conflict(Exception):
@@ -123,6 +130,21 @@ class RedisStore:
             return {}
         values = await self.client.hmget(self.keys.offsets, [offset_field(t, p) for t, p in wanted])
         return {tp: (int(v) if v is not None else None) for tp, v in zip(wanted, values, strict=True)}
+
+    async def load_stored(
+        self, partitions: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], tuple[int | None, str | None]]:
+        """Each partition's stored offset and the topic ID stored with it (None: none stored, e.g. by an
+        older version or from a broker without IDs), in one read."""
+        wanted = list(partitions)
+        if not wanted:
+            return {}
+        fields = [f(t, p) for t, p in wanted for f in (offset_field, topic_id_field)]
+        values = await self.client.hmget(self.keys.offsets, fields)
+        return {
+            tp: (int(offset) if offset is not None else None, str(tid) if tid is not None else None)
+            for tp, offset, tid in zip(wanted, values[0::2], values[1::2], strict=True)
+        }
 
     async def eviction_policy(self) -> str:
         found = await self.client.config_get("maxmemory-policy")
@@ -263,6 +285,11 @@ class RedisStore:
             "off": [
                 [offset_field(m.topic, m.partition), "" if m.expected is None else str(m.expected), str(m.next_offset)]
                 for m in moves
+            ]
+            + [
+                [topic_id_field(m.topic, m.partition), m.expected_topic_id or "", m.topic_id]
+                for m in moves
+                if m.topic_id is not None and m.topic_id != m.expected_topic_id
             ],
             "hincr": hincr,
             "amount": amount,

@@ -132,10 +132,12 @@ def _run_until(proc: SidecarProc, names: Names, processed: int) -> dict[str, flo
         "truncated": value(m, "ecomind_streams_offset_resets_total", topic=names.raw, reason="truncated"),
         "beyond": value(m, "ecomind_streams_offset_resets_total", topic=names.raw, reason="beyond_log_end"),
         "skipped": value(m, "ecomind_streams_offsets_skipped_total", topic=names.raw),
+        "recreated": value(m, "ecomind_streams_topics_recreated_total", topic=names.raw),
+        "third": value(m, "ecomind_events_ingested_total", org_id="third", provider="openai"),
     }
 
 
-def test_log_truncated_past_the_stored_offset_and_topic_recreated(broker, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_log_truncated_then_topic_recreated_and_written_past_it(broker, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
     redis = LocalRedis(workdir / f"redis-{names.app_id}").start()
     make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=1)
     proc = SidecarProc(workdir / names.app_id, sidecar_env(broker, redis, names))
@@ -147,14 +149,42 @@ def test_log_truncated_past_the_stored_offset_and_topic_recreated(broker, names:
         # Retention removes offsets 100-149 before the sidecar read them: 50 records are gone for good.
         asyncio.run(_delete_before(broker.bootstrap, names.raw, 150))
         found = _run_until(proc, names, 150)
-        assert found == {"truncated": 1.0, "beyond": None, "skipped": 50.0}
+        assert found == {"truncated": 1.0, "beyond": None, "skipped": 50.0, "recreated": None, "third": None}
         assert "out of the log" in proc.log_tail(20_000)
         proc.stop()
-        # The topic is deleted and created again: its offsets start at 0, below the stored 200.
+        # The topic is deleted and created again, and written past the stored offset (200) before the
+        # sidecar is back: by offsets alone it would resume at 200 and skip the first 200 of the 250. Its
+        # new topic ID says it is another topic: every one of its records is counted, once.
         asyncio.run(_recreate(broker.bootstrap, names.raw))
-        produce(broker.bootstrap, names.raw, [Out(v, 0) for v in _events("third", 30)])
-        found = _run_until(proc, names, 180)
-        assert found == {"truncated": None, "beyond": 1.0, "skipped": 0.0}
+        produce(broker.bootstrap, names.raw, [Out(v, 0) for v in _events("third", 250)])
+        found = _run_until(proc, names, 400)
+        assert found == {"truncated": None, "beyond": None, "skipped": None, "recreated": 1.0, "third": 250.0}
+        assert "deleted and created again" in proc.log_tail(20_000)
+        time.sleep(2)  # a second pass over the new topic would show by now
+        assert value(proc.scrape(), "ecomind_streams_events_processed_total", topic=names.raw) == 400.0
+    finally:
+        proc.stop()
+        redis.stop()
+
+
+def test_topic_recreated_while_the_sidecar_runs(broker, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    """Deleted and created again under a running sidecar, then written past the offset it had reached:
+    the new topic's records are each counted once, whatever the consumer saw meanwhile."""
+    redis = LocalRedis(workdir / f"redis-{names.app_id}").start()
+    make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=1)
+    proc = SidecarProc(workdir / names.app_id, sidecar_env(broker, redis, names))
+    try:
+        produce(broker.bootstrap, names.raw, [Out(v, 0) for v in _events("first", 120)])
+        proc.start().wait_ready()
+        _raw_folded(proc, names, 120, "the first topic folded")
+        asyncio.run(_recreate(broker.bootstrap, names.raw))
+        produce(broker.bootstrap, names.raw, [Out(v, 0) for v in _events("third", 300)])
+        # The consumer sees the new topic at its next metadata refresh (30 s, streams/clients.py).
+        m = _raw_folded(proc, names, 420, "the re-created topic folded")
+        assert value(m, "ecomind_events_ingested_total", org_id="third", provider="openai") == 300.0
+        assert value(m, "ecomind_streams_topics_recreated_total", topic=names.raw) == 1.0
+        time.sleep(3)
+        assert value(proc.scrape(), "ecomind_streams_events_processed_total", topic=names.raw) == 420.0
     finally:
         proc.stop()
         redis.stop()

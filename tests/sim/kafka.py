@@ -73,11 +73,11 @@ class PartitionLog:
     def visible(self, entry: Entry) -> bool:
         return not entry.marker and (entry.txn is None or entry.txn not in self.aborted)
 
-    def records(self, start: int, end: int) -> list[SimRecord]:
-        """Committed records with offsets in [start, end), from the full history."""
+    def records(self, start: int, end: int, entries: list[Entry] | None = None) -> list[SimRecord]:
+        """Committed records with offsets in [start, end), from the full history (or another one: a cut's)."""
         return [
             SimRecord(self.tp.topic, self.tp.partition, e.offset, e.value, e.timestamp)
-            for e in self.entries[start:end]
+            for e in (self.entries if entries is None else entries)[start:end]
             if self.visible(e)
         ]
 
@@ -200,3 +200,11 @@ class SimConsumer:
     async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         await self.world.point("kafka.offsets", self.replica)
         return {tp: self.world.logs[tp].start for tp in partitions}
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """The last stable offset, as aiokafka's end_offsets gives a read_committed consumer."""
+        return {tp: self.world.logs[tp].stable_end for tp in partitions}
+
+    async def topic_ids(self, topics: Any) -> dict[str, str | None]:
+        # No scheduling point: one here would move every fixed regression seed's schedule.
+        return {topic: self.world.topic_ids.get(topic) for topic in topics}

@@ -32,6 +32,7 @@ from streams.settings import Settings
 from streams.status import Status
 from tables.delta import Delta, unpair
 from tables.store import OffsetMove, RedisStore
+from tests.sim.cuts import Cuts
 from tests.sim.kafka import PartitionLog, SimConsumer, SimRecord
 from tests.sim.loop import VirtualTimeLoop, run_virtually
 from tests.sim.redis import FAIL_BEFORE, LOST_REPLY, OK, SimRedis, window_insert_is_noop
@@ -84,6 +85,7 @@ class Faults:
     redis_restarts: bool = True
     transactions: bool = True
     truncation: bool = False
+    log_cuts: bool = False  # with truncation: unclean leader elections (tests/sim/cuts.py)
     invalid_records: bool = True
     fetch_errors: bool = True
     unreadable_batches: bool = True
@@ -92,7 +94,11 @@ class Faults:
 # The fault mixes random schedules rotate through. Truncation runs without Redis restarts: with both, what
 # a restarted empty Redis forgets of a truncated log is lost for good, and the checker's ledger would need
 # to follow it (the real-broker truncation test covers the tap's rule).
-PROFILES = (Faults(), Faults(truncation=True, redis_restarts=False), Faults(transactions=False, kills=False))
+PROFILES = (
+    Faults(),
+    Faults(truncation=True, redis_restarts=False, log_cuts=True),
+    Faults(transactions=False, kills=False),
+)
 
 
 class World:
@@ -110,6 +116,8 @@ class World:
         self.partitions = [TopicPartition(RAW, 0), TopicPartition(RAW, 1), TopicPartition(ENRICHED, 0)]
         self.logs = {tp: PartitionLog(tp) for tp in self.partitions}
         self.truncated: set[TopicPartition] = set()
+        self.topic_ids = {RAW: "raw-id", ENRICHED: "enriched-id"}  # cuts keep them (tests/sim/cuts.py)
+        self.cuts = Cuts(seed)
         self.settings = Settings(
             raw_topic=RAW,
             enriched_topic=ENRICHED,
@@ -152,29 +160,42 @@ class World:
 
     # The write check ---------------------------------------------------------------------------------
     def check_write(self, payload: dict[str, Any]) -> None:
-        """Redis is about to apply this batch: its changes must be the fold of exactly what it claims."""
-        delta, moves = Delta(), []
-        ranges = self.redis.data.setdefault("__sim_ranges__", {})
+        """Redis is about to apply this batch: its changes must be the fold of exactly what it claims.
+
+        After a log cut one offset can name two records: the write must be the fold of what one of the
+        partition's histories held there (tests/sim/cuts.py), and the ledger notes which.
+        """
+        claims = []
         for field_name, expected, nxt in payload["off"]:
+            if field_name.endswith(":id"):
+                continue  # a topic ID, moved with its offset
             topic, _, part = field_name.rpartition(":")
             tp = TopicPartition(topic, int(part))
+            start = int(expected) if expected else self.logs[tp].start
+            claims.append((field_name, tp, int(expected) if expected else None, start, int(nxt)))
+        for gens in self.cuts.candidates([c[1] for c in claims]):
+            kinds = self._matches(payload, claims, gens)
+            if kinds is not None:
+                ranges = self.redis.data.setdefault("__sim_ranges__", {})
+                for (field_name, tp, _, start, end), kind in zip(claims, kinds, strict=True):
+                    ranges.setdefault(field_name, []).append((start, end, kind, gens[tp]))
+                return
+        # Raised inside the replica's task, which may swallow it: the driver re-raises it after the step.
+        self.violation = Violation(f"a write claims {payload['off']} but its changes are not the fold of those records")
+        raise self.violation
+
+    def _matches(self, payload: dict[str, Any], claims: list[Any], gens: dict[TopicPartition, int]) -> list[str] | None:
+        delta, moves, kinds = Delta(), [], []
+        for _, tp, expected, start, end in claims:
             log = self.logs[tp]
-            start, end = (int(expected) if expected else log.start), int(nxt)
-            moves.append(OffsetMove(topic, tp.partition, int(expected) if expected else None, end))
-            records = log.records(start, end)
+            moves.append(OffsetMove(tp.topic, tp.partition, expected, end))
+            records = log.records(start, end, self.cuts.entries(self, tp, gens[tp]))
             skipping = bool(records) and end <= log.start and not payload["hincr"] and not payload["sadd"]
             if not skipping:
                 self._fold(delta, tp, records)
-            ranges.setdefault(field_name, []).append((start, end, "skipped" if skipping else "counted"))
-        expected = self.store.build_payload(delta, moves)
-        want = normalize(expected)
-        got = normalize(self._restore_left_out(payload, expected))
-        if want != got:
-            # Raised inside the replica's task, which may swallow it: the driver re-raises it after the step.
-            self.violation = Violation(
-                f"a write claims {payload['off']} but its changes are not the fold of those records"
-            )
-            raise self.violation
+            kinds.append("skipped" if skipping else "counted")
+        built = self.store.build_payload(delta, moves)
+        return kinds if normalize(built) == normalize(self._restore_left_out(payload, built)) else None
 
     def _restore_left_out(self, payload: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
         """A replica leaves out members it knows it wrote already (tables/seen.py). Each one it left out must
@@ -414,6 +435,8 @@ class World:
             self.trace.append(f"redis {'down' if self.redis.down else 'up'}")
         elif roll < 0.92 and f.truncation:
             self.truncate()
+            if f.log_cuts:
+                self.cuts.maybe_cut(self)
 
     def truncate(self) -> None:
         tp = self.rng.choice(self.partitions)
@@ -475,8 +498,9 @@ class World:
             last = max((e.offset for e in log.entries[log.start :] if log.visible(e)), default=None)
             if last is None:
                 continue
-            if int(stored.get(f"{tp.topic}:{tp.partition}", -1)) <= last:
-                return False
+            at = int(stored.get(f"{tp.topic}:{tp.partition}", -1))
+            if at <= last or (tp in self.cuts.points and at > log.end):
+                return False  # a cut log is read once the tap has found the cut and resumed in it
         return not any(p.kind == "redis.write" for p in self.pending())
 
     def check_truth(self) -> None:
@@ -495,12 +519,17 @@ class World:
                 if log.records(log.start, log.end):
                     raise Violation(f"{name} holds records and none was ever counted")
                 continue
+            if tp in self.cuts.points:
+                counted = self.cuts.check(self, tp, claimed)
+                self._fold(delta, tp, log.records(0, len(counted), counted))
+                moves.append(OffsetMove(tp.topic, tp.partition, None, log.end))
+                continue
             if claimed[0][0] != 0 and tp not in self.truncated:
                 raise Violation(f"{name}: counting started at {claimed[0][0]}, not at the log's first offset")
-            for (_, prev_end, _), (start, _, _) in itertools.pairwise(claimed):
+            for (_, prev_end, _, _), (start, _, _, _) in itertools.pairwise(claimed):
                 if start != prev_end:
                     raise Violation(f"{name}: ranges {claimed} leave a gap or overlap")
-            for start, end, kind in claimed:
+            for start, end, kind, _ in claimed:
                 if kind == "counted":
                     self._fold(delta, tp, log.records(start, end))
             moves.append(OffsetMove(tp.topic, tp.partition, None, log.end))

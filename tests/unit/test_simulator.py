@@ -32,6 +32,7 @@ REGRESSIONS = [
     pytest.param(22, id="log-truncated-and-kill-9-with-write-in-flight"),
     pytest.param(62, id="members-left-out-after-redis-lost-writes"),
     pytest.param(222, id="users-left-out-after-redis-lost-writes"),
+    pytest.param(136, id="log-cut-below-the-stored-offset"),
 ]
 
 # Schedules the reverted fix must be found within (it is found far sooner; see the note in docs/guarantees.md).
@@ -84,7 +85,14 @@ def test_simulator_finds_a_batch_that_claims_what_it_does_not_contain(monkeypatc
                 return
             delta = await self._fold(fresh)
             moves = [
-                OffsetMove(tp.topic, tp.partition, self.expected[tp], records[-1].offset + 1)
+                OffsetMove(
+                    tp.topic,
+                    tp.partition,
+                    self.expected[tp],
+                    records[-1].offset + 1,
+                    self.topic_ids.get(tp),
+                    self.stored_ids.get(tp),
+                )
                 for tp, records in fresh.items()
             ]
             for m in moves:
@@ -160,4 +168,27 @@ def test_the_search_reaches_unreadable_batches() -> None:
     traces = ["\n".join(simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)]).trace) for seed in range(60)]
     stalled = [t for t in traces if "unreadable batch" in t]
     assert len(stalled) >= 5
-    assert all("unreadable batches readable again" in t for t in stalled)
+    assert all("unreadable batches readable again" in t or "unreadable batch was cut away" in t for t in stalled)
+
+
+def test_a_cut_log_is_resumed_at_its_end_and_counted() -> None:
+    """Seed 136 cuts enriched/0 below its stored offset (an unclean leader election, same topic ID): the
+    tap that finds it resumes at the log's end and counts the reset; the checker holds it exact."""
+    world = simulate(136, steps=40, faults=PROFILES[136 % len(PROFILES)])
+    assert any(t.startswith("log cut enriched/0") for t in world.trace)
+    resets = sum(r.agent.status.offset_resets[("enriched", "log_cut")] for r in world.replicas.values())
+    assert resets >= 1
+
+
+def test_simulator_finds_a_tap_that_reads_a_cut_log_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule without topic IDs takes a cut log for a re-created topic and reads it from its start,
+    counting its records twice: the search finds that within its budget."""
+    from agents import log_changes, offsets
+
+    def without_ids(stored: int, log_start: int, *ignored: object) -> tuple[str, int, int]:
+        return offsets.out_of_range_rule(stored, log_start)
+
+    monkeypatch.setattr(log_changes, "out_of_range_rule", without_ids)
+    found = _first_violation()
+    assert found is not None, f"a cut log read again went unnoticed in {SEARCH_BUDGET} schedules"
+    assert "counted twice after a log cut" in found[1]

@@ -52,10 +52,13 @@ class _Consumer:
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         await asyncio.sleep(self.commit_s)
 
+    async def topic_ids(self, topics: Any) -> dict[str, str | None]:
+        return dict.fromkeys(topics, "id-1")
+
 
 class _Store:
-    async def load_offsets(self, partitions: Any) -> dict[tuple[str, int], int | None]:
-        return {p: (100 if p == (TP1.topic, TP1.partition) else None) for p in partitions}
+    async def load_stored(self, partitions: Any) -> dict[tuple[str, int], tuple[int | None, str | None]]:
+        return {p: ((100, "id-1") if p == (TP1.topic, TP1.partition) else (None, None)) for p in partitions}
 
 
 def _agent(consumer: _Consumer, failures: int = 1) -> TapAgent:

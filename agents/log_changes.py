@@ -1,0 +1,148 @@
+"""The tap's answers to a log that changed under its stored offsets: retention, a re-created topic, a cut log.
+
+Both run under the tap's lock with nothing in flight, write the partition's new position (and topic ID)
+in one script with no records, and then seek the partition there in a new epoch, so a crash between the
+decision and the next batch decides the same way again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+
+from agents.offsets import IN_RANGE, RECREATED, out_of_range_rule, recreated
+from tables.delta import Delta
+from tables.store import Conflict, OffsetMove
+
+if TYPE_CHECKING:
+    from agents.stalls import Stalls
+    from streams.status import Status
+
+log = logging.getLogger(__name__)
+TOPIC_ID_ERRORS = (KafkaError, OSError, asyncio.TimeoutError)
+
+
+class LogChanges:
+    """Mixed into TapAgent (agents/tap.py), whose state it reads and moves."""
+
+    if TYPE_CHECKING:
+        lock: asyncio.Lock
+        consumer: Any
+        status: Status
+        stalls: Stalls
+        expected: dict[TopicPartition, int | None]
+        topic_ids: dict[TopicPartition, str | None]  # the broker's, as last asked
+        stored_ids: dict[TopicPartition, str | None]  # the tables', as last loaded or written
+
+        async def _drain(self) -> None: ...
+        async def _write(self, delta: Delta, moves: list[OffsetMove]) -> None: ...
+        async def _reload(self, partitions: Sequence[TopicPartition]) -> None: ...
+        def _count_stalled(self) -> None: ...
+
+    async def _learn_topic_ids(self, tps: Sequence[TopicPartition]) -> None:
+        """Ask the broker for the IDs of these partitions' topics; unknown (None) if it cannot say now."""
+        try:
+            ids = await self.consumer.topic_ids({tp.topic for tp in tps})
+        except TOPIC_ID_ERRORS as exc:
+            log.warning("topic IDs unavailable (%s): a re-created topic is only found by its offsets", exc)
+            ids = {}
+        for tp in tps:
+            self.topic_ids[tp] = ids.get(tp.topic)
+
+    async def _check_identity(self, tps: Sequence[TopicPartition]) -> None:
+        """After an assignment's reload (callers hold the lock): partitions stored under another topic's ID
+        are read from their new topic's start, whatever offset the old one reached."""
+        await self._learn_topic_ids(tps)
+        changed = [
+            tp
+            for tp in tps
+            if self.expected.get(tp) is not None and recreated(self.stored_ids.get(tp), self.topic_ids.get(tp))
+        ]
+        if not changed:
+            return
+        starts = await self.consumer.beginning_offsets(changed)
+        moves = []
+        for tp in changed:
+            stored = self.expected[tp]
+            assert stored is not None
+            self._log_recreated(tp, stored, starts[tp])
+            moves.append(self._move(tp, stored, starts[tp]))
+        for topic in sorted({tp.topic for tp in changed}):
+            self.status.topics_recreated[topic] += 1
+        await self._write_moves(moves)
+        await self._reload(changed)
+
+    async def out_of_range(self, positions: dict[TopicPartition, int]) -> None:
+        """The log no longer holds the stored offset (retention, a re-created topic, a cut log)."""
+        async with self.lock:
+            await self._drain()
+            tps = [tp for tp in positions if tp in self.expected]
+            if not tps:
+                return
+            await self._learn_topic_ids(tps)
+            starts = await self.consumer.beginning_offsets(tps)
+            ends = await self.consumer.end_offsets(tps)
+            moves = []
+            recreated_topics = set()
+            for tp in tps:
+                stored = self.expected[tp]
+                if stored is None:
+                    continue
+                reason, resume, skipped = out_of_range_rule(
+                    stored, starts[tp], ends.get(tp), self.stored_ids.get(tp), self.topic_ids.get(tp)
+                )
+                if reason == IN_RANGE:
+                    continue  # the reload below seeks it back to the stored offset
+                if reason == RECREATED:
+                    recreated_topics.add(tp.topic)
+                    self._log_recreated(tp, stored, resume)
+                else:
+                    self.status.offset_resets[(tp.topic, reason)] += 1
+                    self.status.records_skipped[tp.topic] += skipped
+                    log.error(
+                        "%s: stored offset %d is out of the log (start %d, end %s): %s; resuming at %d, "
+                        "%d records skipped",
+                        tp,
+                        stored,
+                        starts[tp],
+                        ends.get(tp),
+                        reason,
+                        resume,
+                        skipped,
+                    )
+                moves.append(self._move(tp, stored, resume))
+                self.stalls.read(tp, resume)  # the unreadable batch, if any, is no longer where it was
+            for topic in sorted(recreated_topics):
+                self.status.topics_recreated[topic] += 1
+            await self._write_moves(moves)
+            self._count_stalled()
+            # Partitions never written are sought to their (new) log start by the reload as well.
+            await self._reload(tps)
+
+    def _move(self, tp: TopicPartition, stored: int, resume: int) -> OffsetMove:
+        return OffsetMove(tp.topic, tp.partition, stored, resume, self.topic_ids.get(tp), self.stored_ids.get(tp))
+
+    async def _write_moves(self, moves: list[OffsetMove]) -> None:
+        if not moves:
+            return
+        try:
+            await self._write(Delta(), moves)
+        except Conflict:
+            # Another replica moved it first: the reload takes what it stored.
+            self.status.batch_conflicts += 1
+
+    def _log_recreated(self, tp: TopicPartition, stored: int, start: int) -> None:
+        log.error(
+            "%s: the topic was deleted and created again (ID %s, stored offsets belong to ID %s); reading the "
+            "new topic from offset %d instead of the old one's %d",
+            tp,
+            self.topic_ids.get(tp),
+            self.stored_ids.get(tp),
+            start,
+            stored,
+        )

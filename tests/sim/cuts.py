@@ -1,0 +1,99 @@
+"""Cut logs in the simulator: an unclean leader election ends a partition's log below offsets already read.
+
+The cut keeps the topic's ID; the entries past the cut point are gone and new ones take their offsets,
+so one offset can name two different records. Each cut starts a new history of the partition: the
+ledger notes which history a write's records came from, and the checker works on the entries themselves
+(by identity), not on offsets:
+- no entry, of any history, is counted twice (the rule without topic IDs reads the cut log from its start
+  again, which counts what it held twice);
+- every entry of the final log is counted once, except those written after a cut and below where the tap
+  went on: it finds a cut on its next fetch and resumes at the log's end then, so records written in
+  between are not counted, nor are those below the stored offset when the log grew back past it before
+  a fetch found it short (docs/guarantees.md says so; leader epochs would close both);
+- lost entries are counted at most once (those read before the cut).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from aiokafka import TopicPartition
+
+from tests.sim.kafka import Entry
+
+if TYPE_CHECKING:
+    from tests.sim.world import World
+
+
+class Cuts:
+    def __init__(self, seed: int) -> None:
+        # Its own stream, so that schedules without cuts (and the fixed regression seeds) draw as before.
+        self.rng = random.Random(seed ^ 0xC07)
+        self.histories: dict[TopicPartition, list[list[Entry]]] = {}  # the entry lists cuts replaced
+        self.points: dict[TopicPartition, list[int]] = {}  # each cut's offset, in order
+
+    def maybe_cut(self, world: World) -> None:
+        tp = self.rng.choice(world.partitions)
+        log = world.logs[tp]
+        stored = world.redis.data.get(world.store.keys.offsets, {})
+        # A cut below an open transaction would need the coordinator's view of it; elections are rare
+        # enough that leaving those out loses nothing the checker needs.
+        if log.open_txns or log.end <= log.start or f"{tp.topic}:{tp.partition}" not in stored:
+            return
+        at = self.rng.randint(log.start, log.end - 1)
+        self.histories.setdefault(tp, []).append(log.entries)
+        self.points.setdefault(tp, []).append(at)
+        log.entries = log.entries[:at]
+        world.trace.append(f"log cut {tp.topic}/{tp.partition} at {at} (was {len(self.histories[tp][-1])})")
+        if log.unreadable_at is not None and log.unreadable_at >= at:
+            log.unreadable_at = None
+            world.trace.append("the unreadable batch was cut away")
+
+    def generation(self, tp: TopicPartition) -> int:
+        return len(self.histories.get(tp, []))
+
+    def entries(self, world: World, tp: TopicPartition, gen: int) -> list[Entry]:
+        past = self.histories.get(tp, [])
+        return past[gen] if gen < len(past) else world.logs[tp].entries
+
+    def candidates(self, tps: list[TopicPartition]) -> Iterator[dict[TopicPartition, int]]:
+        """Which history each partition of a write read, newest first: a write fetched before a cut may
+        land after it."""
+        choices = [[(tp, g) for g in range(self.generation(tp), -1, -1)] for tp in tps]
+        for combo in itertools.product(*choices):
+            yield dict(combo)
+
+    def check(self, world: World, tp: TopicPartition, claimed: list[tuple[int, int, str, int]]) -> list[Entry]:
+        """The entries a cut partition's writes counted, each at most once, covering its final log."""
+        from tests.sim.world import Violation
+
+        log = world.logs[tp]
+        counted: list[Entry] = []
+        times: Counter[int] = Counter()
+        for start, end, kind, gen in claimed:
+            if kind != "counted":
+                continue
+            for e in self.entries(world, tp, gen)[start:end]:
+                if log.visible(e):
+                    counted.append(e)
+                    times[id(e)] += 1
+        twice = [e.offset for e in counted if times[id(e)] > 1]
+        if twice:
+            raise Violation(f"{tp.topic}:{tp.partition}: records counted twice after a log cut, offsets {twice[:5]}")
+        windows = []
+        for k, at in enumerate(self.points[tp]):
+            # Where the tap went on in the new history: its first claim there, or (none yet, as when the
+            # log grew back to the stored offset before a fetch saw it short) where the old one stopped.
+            reached = max((end for _, end, _, gen in claimed if gen <= k), default=at)
+            later = [start for start, _, _, gen in claimed if gen > k]
+            windows.append((at, min(later, default=reached)))
+        for e in log.entries[log.start :]:
+            if not log.visible(e) or times[id(e)] == 1:
+                continue
+            if not any(at <= e.offset < resumed for at, resumed in windows):
+                raise Violation(f"{tp.topic}:{tp.partition}: offset {e.offset} of the cut log was never counted")
+        return counted
