@@ -13,6 +13,7 @@ BEYOND_END = "beyond_log_end"  # past the log's end, no ID to tell why: taken fo
 LOG_CUT = "log_cut"  # the same topic's log now ends below the stored offset
 RECREATED = "recreated"  # another topic of the same name: its offsets start again
 IN_RANGE = "in_range"  # the log holds the stored offset after all (it moved between the fetch and the look)
+RESET_REASONS = (TRUNCATED, BEYOND_END, LOG_CUT)  # the offset_resets counter's reasons
 
 
 def recreated(stored_id: str | None, current_id: str | None) -> bool:

@@ -25,6 +25,7 @@ from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from redis.exceptions import RedisError
 
 from agents.log_changes import LogChanges
+from agents.offsets import RESET_REASONS
 from agents.stalls import PartitionUnreadable, Stalls
 from streams.calendar import DayCalendar
 from streams.fold import FoldContext, fold_enriched, fold_raw
@@ -112,6 +113,13 @@ class TapAgent(LogChanges):
         self._committed: dict[TopicPartition, int] = {}  # the offsets the last mirror commit sent
         self._last_rewind_check = 0.0
         self.stalls = Stalls(settings.stall_after_failures, FETCH_RETRY_S, settings.stall_max_backoff_seconds)
+        # Every series the log-change alerts read exists from the start at 0: `increase()` cannot see the
+        # first count of a series that appears with it.
+        for topic in (settings.raw_topic, settings.enriched_topic):
+            status.topics_recreated[topic] += 0
+            status.records_skipped[topic] += 0
+            for reason in RESET_REASONS:
+                status.offset_resets[(topic, reason)] += 0
 
     async def start(self) -> None:
         if self.dead_letters is not None:

@@ -143,13 +143,13 @@ def test_log_truncated_then_topic_recreated_and_written_past_it(broker, names: N
     proc = SidecarProc(workdir / names.app_id, sidecar_env(broker, redis, names))
     try:
         produce(broker.bootstrap, names.raw, [Out(v, 0) for v in _events("first", 100)])
-        assert _run_until(proc, names, 100)["truncated"] is None
+        assert _run_until(proc, names, 100)["truncated"] == 0.0
         proc.stop()
         produce(broker.bootstrap, names.raw, [Out(v, 0) for v in _events("second", 100)])
         # Retention removes offsets 100-149 before the sidecar read them: 50 records are gone for good.
         asyncio.run(_delete_before(broker.bootstrap, names.raw, 150))
         found = _run_until(proc, names, 150)
-        assert found == {"truncated": 1.0, "beyond": None, "skipped": 50.0, "recreated": None, "third": None}
+        assert found == {"truncated": 1.0, "beyond": 0.0, "skipped": 50.0, "recreated": 0.0, "third": None}
         assert "out of the log" in proc.log_tail(20_000)
         proc.stop()
         # The topic is deleted and created again, and written past the stored offset (200) before the
@@ -158,7 +158,7 @@ def test_log_truncated_then_topic_recreated_and_written_past_it(broker, names: N
         asyncio.run(_recreate(broker.bootstrap, names.raw))
         produce(broker.bootstrap, names.raw, [Out(v, 0) for v in _events("third", 250)])
         found = _run_until(proc, names, 400)
-        assert found == {"truncated": None, "beyond": None, "skipped": None, "recreated": 1.0, "third": 250.0}
+        assert found == {"truncated": 0.0, "beyond": 0.0, "skipped": 0.0, "recreated": 1.0, "third": 250.0}
         assert "deleted and created again" in proc.log_tail(20_000)
         time.sleep(2)  # a second pass over the new topic would show by now
         assert value(proc.scrape(), "ecomind_streams_events_processed_total", topic=names.raw) == 400.0

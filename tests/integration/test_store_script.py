@@ -80,6 +80,34 @@ def test_a_refused_or_failing_write_changes_nothing(redis_home: LocalRedis) -> N
     assert _snapshot(client) == before
 
 
+async def _load_stored(
+    url: str, partitions: list[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[int | None, str | None]]:
+    client = aioredis.from_url(url, decode_responses=True)
+    try:
+        return await RedisStore(client, "s", days_kept=2).load_stored(partitions)
+    finally:
+        await client.aclose()
+
+
+def test_the_topic_id_moves_with_the_offset_or_not_at_all(redis_home: LocalRedis) -> None:
+    """The ID is checked like the offset: a write that expects another topic's ID writes nothing."""
+    client = redis_sync.Redis.from_url(redis_home.url, decode_responses=True)
+    url = redis_home.url
+    asyncio.run(_apply(url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, None, 5, "A", None)]))
+    assert asyncio.run(_load_stored(url, [("enriched", 0), ("enriched", 1)])) == {
+        ("enriched", 0): (5, "A"),
+        ("enriched", 1): (None, None),
+    }
+    before = _snapshot(client)
+    with pytest.raises(Conflict, match="enriched:0:id"):  # the writer thinks no ID is stored yet
+        asyncio.run(_apply(url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9, "B", None)]))
+    assert _snapshot(client) == before
+    # The topic was re-created: offset and ID move together, from the old topic's to the new one's.
+    asyncio.run(_apply(url, Delta(), [OffsetMove("enriched", 0, 5, 0, "B", "A")]))
+    assert asyncio.run(_load_stored(url, [("enriched", 0)])) == {("enriched", 0): (0, "B")}
+
+
 def _users_delta(day: str, users: list[str]) -> Delta:
     from datetime import date
 
