@@ -9,16 +9,27 @@
 #   --build-arg BASE_IMAGE=python:3.11-slim-trixie@sha256:<digest>
 # Label the image with where it came from:
 #   --build-arg SOURCE=<repository URL> --build-arg REVISION=$(git rev-parse HEAD)
+# Optional features whose packages the default image leaves out, each installed from its own lock
+# (requirements/<extra>.txt: the runtime lock plus the extra, same hashes):
+#   --build-arg EXTRAS=msk-iam    Amazon MSK IAM authentication (KAFKA_SASL_MECHANISM=AWS_MSK_IAM)
 ARG BASE_IMAGE=python:3.11-slim-trixie
 
 FROM ${BASE_IMAGE} AS build
+ARG EXTRAS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY requirements/build.txt requirements/runtime.txt requirements/
-# Every locked runtime dependency has a CPython 3.11 manylinux wheel, and --only-binary keeps it so:
-# nothing is compiled, so neither stage needs a compiler.
-RUN python -m pip install --require-hashes --only-binary=:all: -r requirements/build.txt \
- && python -m pip download --require-hashes --only-binary=:all: --dest /wheels/deps -r requirements/runtime.txt
+COPY requirements/build.txt requirements/runtime.txt requirements/msk-iam.txt requirements/
+# Every locked runtime dependency has a CPython 3.11 manylinux wheel (or a pure-Python one), and
+# --only-binary keeps it so: nothing is compiled, so neither stage needs a compiler. The lock the
+# image is made of goes to /wheels with the wheels, for the runtime stage to install from.
+RUN case "${EXTRAS}" in \
+      "") lock=requirements/runtime.txt ;; \
+      msk-iam) lock=requirements/msk-iam.txt ;; \
+      *) echo "EXTRAS=${EXTRAS}: expected msk-iam or nothing" >&2; exit 1 ;; \
+    esac \
+ && python -m pip install --require-hashes --only-binary=:all: -r requirements/build.txt \
+ && python -m pip download --require-hashes --only-binary=:all: --dest /wheels/deps -r "$lock" \
+ && cp "$lock" /wheels/requirements.txt
 COPY pyproject.toml README.md LICENSE ./
 COPY streams ./streams
 COPY agents ./agents
@@ -39,13 +50,13 @@ LABEL org.opencontainers.image.title="ecomind-streams" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
 WORKDIR /app
 # The wheels and the lock are bind-mounted, not copied, so no layer keeps them. pip, setuptools and
-# wheel go last: the image then holds exactly the packages of the lock (the SBOM's list) and the project.
+# wheel go last: the image then holds exactly the packages of the lock (the SBOM's list: runtime.txt's,
+# or the extra's lock) and the project.
 # The zone check fails the build unless every zone loads (Debian's tzdata in the base, with the locked
 # tzdata wheel as Python's fallback), so any IANA name in STREAMS_TIMEZONE works.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    --mount=type=bind,source=requirements/runtime.txt,target=/tmp/runtime.txt \
     python -m pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /wheels/deps \
-      --require-hashes --only-binary=:all: -r /tmp/runtime.txt \
+      --require-hashes --only-binary=:all: -r /wheels/requirements.txt \
  && python -m pip install --no-cache-dir --disable-pip-version-check --no-index --no-deps /wheels/project/*.whl \
  && python -m pip uninstall --yes --disable-pip-version-check pip setuptools wheel \
  && rm -rf /root/.cache \

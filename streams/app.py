@@ -15,8 +15,8 @@ import mode
 from faust.app.base import BootStrategy
 
 from streams.landing import runbook_url_from_env
-from streams.oauth import TokenError, TokenRejected
 from streams.runtime import tune_gc
+from streams.sasl_token import TokenError, TokenRejected
 from streams.settings import Settings, SettingsError
 from streams.sidecar import Sidecar
 from streams.web import install_routes
@@ -90,16 +90,17 @@ def create_app(settings: Settings | None = None) -> StreamsApp:
 
 
 async def _check_kafka_token(settings: Settings) -> None:
-    """A first OAuth token before any Kafka client: a refused client secret stops the worker with exit code
-    2, as a bad setting does, instead of clients retrying a grant that cannot succeed. An endpoint that
-    does not answer yet is waited for like any other service: the clients ask again when they connect."""
+    """A first token (OAuth, MSK IAM) before any Kafka client: refused or missing credentials stop the
+    worker with exit code 2, as a bad setting does, instead of clients retrying what cannot succeed. An
+    endpoint that does not answer yet is waited for like any other service: the clients ask again when
+    they connect."""
     provider = settings.kafka.token_provider
     if provider is None:
         return
     try:
         await provider.token()
     except TokenRejected as exc:
-        print(f"ecomind-streams: Kafka OAuth: {exc}", file=sys.stderr)
+        print(f"ecomind-streams: Kafka {provider.label}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except TokenError as exc:
-        log.warning("no Kafka OAuth token yet (the Kafka clients keep asking): %s", exc)
+        log.warning("no Kafka %s token yet (the Kafka clients keep asking): %s", provider.label, exc)

@@ -1,14 +1,11 @@
 """SASL/OAUTHBEARER tokens from an OIDC client-credentials grant (RFC 6749 §4.4), for aiokafka.
 
-One provider is shared by every Kafka client of the process, so a connection storm (a broker restart,
-every connection re-authenticating) costs one token request, not one per connection. aiokafka asks for
-a token only when a connection authenticates; a cached token is handed out until 80 % of its lifetime,
-so a connection made at any time gets one that the broker accepts for a while yet.
+The caching, the single flight and the broker's refusal are streams/sasl_token.py's; this module asks
+the token endpoint and reads its answer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -19,18 +16,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote_plus, urlsplit
 
-from aiokafka import conn as aiokafka_conn
-from aiokafka.abc import AbstractTokenProvider
-from aiokafka.errors import KafkaError, SaslAuthenticationFailed
+from streams.sasl_token import REFRESH_AT, CachedTokenProvider, Token
+from streams.sasl_token import TokenError as TokenError
+from streams.sasl_token import TokenRejected as TokenRejected
 
 log = logging.getLogger(__name__)
 
-REFRESH_AT = 0.8  # of the token's lifetime
 # Neither expires_in nor a JWT exp: the broker still ends the session at the token's real expiry, which
 # is unknown here, so ask again soon rather than hand out a token that may be dead.
 UNKNOWN_LIFETIME_S = 60.0
 HTTP_TIMEOUT_S = 10.0  # the whole request; connecting alone gets half
-REFUSED_REFETCH_S = 30.0  # a token the broker refused is dropped at most this often
 # RFC 6750 b64token: a token outside it cannot be sent in the SASL message (RFC 7628 §3.1).
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # RFC 7628 §3.1 keys and values; Kafka reserves "auth" (the token itself).
@@ -40,21 +35,6 @@ _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*")
 # Too many requests, too early, timed out: the endpoint is busy, the credentials may still be right.
 _TRANSIENT_4XX = {408, 425, 429}
 CREDENTIAL_SETTINGS = "KAFKA_SASL_OAUTH_CLIENT_ID, KAFKA_SASL_OAUTH_CLIENT_SECRET and KAFKA_SASL_OAUTH_SCOPE"
-
-
-class TokenError(KafkaError):  # type: ignore[misc]
-    """No token now (endpoint unreachable, slow, 5xx, a malformed answer); the next connection asks again.
-
-    A KafkaError, so that aiokafka counts it as a failed connection and retries, as for a refused socket.
-    """
-
-    retriable = True
-
-
-class TokenRejected(TokenError):
-    """The endpoint refused the grant (a 4xx such as invalid_client): retrying cannot help."""
-
-    retriable = False
 
 
 @dataclass(frozen=True)
@@ -149,16 +129,10 @@ def jwt_expiry(token: str) -> float | None:
     return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
-@dataclass(frozen=True)
-class _Token:
-    value: str
-    refresh_at: float  # monotonic
-    expires_at: float  # monotonic
-    fetched_at: float  # monotonic
-
-
-class ClientCredentialsTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+class ClientCredentialsTokenProvider(CachedTokenProvider):
     """aiokafka's `sasl_oauth_token_provider`: `token()` when a connection authenticates, `extensions()`."""
+
+    label = "OAuth"
 
     def __init__(
         self,
@@ -166,46 +140,14 @@ class ClientCredentialsTokenProvider(AbstractTokenProvider):  # type: ignore[mis
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(clock)
         self.client = client
-        self._clock = clock
         self._wall_clock = wall_clock
-        self._token: _Token | None = None
-        self._inflight: asyncio.Task[_Token] | None = None
-        self.requests = 0  # token requests sent, for the logs and the tests
-        # aiokafka's connections make their OAUTHBEARER handshake with this module attribute; only
-        # processes that use OAuth get the stricter one.
-        aiokafka_conn.OAuthAuthenticator = _OAuthAuthenticator
 
     def extensions(self) -> dict[str, str]:
         return dict(self.client.extensions)
 
-    async def token(self) -> str:
-        cached = self._token
-        if cached is not None and self._clock() < cached.refresh_at:
-            return cached.value
-        # Single flight: every caller waiting for a refresh awaits the same request, and shares its failure.
-        if self._inflight is None:
-            self._inflight = asyncio.create_task(self._fetch())
-            self._inflight.add_done_callback(self._forget_inflight)
-        try:
-            fresh = await asyncio.shield(self._inflight)
-        except TokenError as exc:
-            # Refreshing early leaves room: a token still valid is better than no connection, even when the
-            # grant is now refused (a revoked secret then shows at the token's expiry, and at the next start).
-            if cached is not None and self._clock() < cached.expires_at - 1.0:
-                log.warning("Kafka OAuth token refresh failed, using the current token until it expires: %s", exc)
-                return cached.value
-            raise
-        self._token = fresh
-        return fresh.value
-
-    def _forget_inflight(self, task: asyncio.Task[_Token]) -> None:
-        if self._inflight is task:
-            self._inflight = None
-        if not task.cancelled():
-            task.exception()  # retrieved here, so a failure nobody awaited is not reported as lost
-
-    async def _fetch(self) -> _Token:
+    async def _fetch(self) -> Token:
         import aiohttp  # here, not at the top: Settings imports this module and most of its users never ask
 
         c = self.client
@@ -233,20 +175,9 @@ class ClientCredentialsTokenProvider(AbstractTokenProvider):  # type: ignore[mis
             raise TokenError(f"token request to {c.token_url} failed: {exc.__class__.__name__} {exc}") from None
         if status != 200:
             raise _refusal(c, status, body)
-        # Kept here, not by the caller: a token fetched for callers that were all cancelled is not lost.
-        self._token = self._parse(body, started)
-        return self._token
+        return self._parse(body, started)
 
-    def refused(self) -> None:
-        """The broker refused the current token (a rotated key, a revocation, clock skew): fetch a new
-        one for the next connection, at most once per REFUSED_REFETCH_S so that a broker refusing every
-        token does not turn each reconnect into a token request."""
-        cached = self._token
-        if cached is not None and self._clock() - cached.fetched_at >= REFUSED_REFETCH_S:
-            log.warning("the broker refused the Kafka OAuth token: the next connection fetches a new one")
-            self._token = None
-
-    def _parse(self, body: bytes, started: float) -> _Token:
+    def _parse(self, body: bytes, started: float) -> Token:
         url = self.client.token_url
         try:
             answer = json.loads(body)
@@ -268,7 +199,7 @@ class ClientCredentialsTokenProvider(AbstractTokenProvider):  # type: ignore[mis
         # Counted from when the request left: the token was issued somewhere in between.
         lifetime = min(lifetimes) if lifetimes else UNKNOWN_LIFETIME_S
         log.info("Kafka OAuth token from %s, valid for %.0fs; refreshed after %.0fs", url, lifetime, lifetime * 0.8)
-        return _Token(token, started + lifetime * REFRESH_AT, started + lifetime, self._clock())
+        return Token(token, started + lifetime * REFRESH_AT, started + lifetime, self._clock())
 
 
 def _refusal(client: OAuthClient, status: int, body: bytes) -> TokenError:
@@ -292,19 +223,3 @@ def _refusal(client: OAuthClient, status: int, body: bytes) -> TokenError:
     if 400 <= status < 500 and status not in _TRANSIENT_4XX:
         return TokenRejected(f"token endpoint {client.token_url} answered {said}; check KAFKA_SASL_OAUTH_TOKEN_URL")
     return TokenError(f"token endpoint {client.token_url} answered {said}")
-
-
-class _OAuthAuthenticator(aiokafka_conn.OAuthAuthenticator):  # type: ignore[misc]
-    """aiokafka 0.14 takes a broker's refusal of the token for success: the broker answers with an error
-    challenge (RFC 7628 §3.2.2, e.g. {"status":"invalid_token"}), aiokafka logs "Authenticated" and the
-    unauthenticated connection then gets empty metadata, so an expired or foreign token looks like a
-    cluster without brokers. Fail the handshake with the broker's words instead, as for a bad password."""
-
-    async def step(self, payload: bytes | None) -> tuple[bytes, bool] | None:
-        if self._token_sent and payload:
-            provider = self._sasl_oauth_token_provider
-            if isinstance(provider, ClientCredentialsTokenProvider):
-                provider.refused()
-            raise SaslAuthenticationFailed(f"the broker refused the OAuth token: {payload.decode(errors='replace')}")
-        result: tuple[bytes, bool] | None = await super().step(payload)
-        return result

@@ -24,7 +24,9 @@ from streams.env_reader import (
 from streams.env_reader import (
     SettingsError as SettingsError,
 )
+from streams.msk_iam import MSK_IAM_CHECKS, STANDARD_REGION, MskIam, MskIamTokenProvider, check_region, msk_iam
 from streams.oauth import OAUTH_CHECKS, ClientCredentialsTokenProvider, OAuthClient, oauth_client
+from streams.sasl_token import CachedTokenProvider
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +41,23 @@ class KafkaSecurity:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     oauth: OAuthClient | None = None  # with OAUTHBEARER
+    msk_iam: MskIam | None = None  # with AWS_MSK_IAM
 
     @cached_property
-    def token_provider(self) -> ClientCredentialsTokenProvider | None:
+    def token_provider(self) -> CachedTokenProvider | None:
         """One for all the clients built from these settings: they share its cached token."""
-        return ClientCredentialsTokenProvider(self.oauth) if self.oauth is not None else None
+        if self.oauth is not None:
+            return ClientCredentialsTokenProvider(self.oauth)
+        if self.msk_iam is not None:
+            return MskIamTokenProvider(self.msk_iam)
+        return None
 
     def client_kwargs(self) -> dict[str, object]:
         """Keyword arguments for every aiokafka client the sidecar opens."""
         kwargs: dict[str, object] = {"security_protocol": self.security_protocol}
-        if self.sasl_mechanism == "OAUTHBEARER":
-            kwargs["sasl_mechanism"] = self.sasl_mechanism
+        if self.sasl_mechanism in TOKEN_MECHANISMS:
+            # MSK IAM is OAUTHBEARER on the wire, with AWS's signed URL as the token.
+            kwargs["sasl_mechanism"] = "OAUTHBEARER"
             kwargs["sasl_oauth_token_provider"] = self.token_provider
         elif self.sasl_mechanism:
             kwargs["sasl_mechanism"] = self.sasl_mechanism
@@ -169,6 +177,7 @@ class Settings:
                 ssl_certfile=r.optional_text("KAFKA_SSL_CERTFILE", check_file),
                 ssl_keyfile=r.optional_text("KAFKA_SSL_KEYFILE", check_file),
                 oauth=_oauth_client(r),
+                msk_iam=_msk_iam(r),
             ),
             **_lag_settings(r),
         )
@@ -186,7 +195,8 @@ class Settings:
         return settings
 
 
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS_MSK_IAM")
+TOKEN_MECHANISMS = ("OAUTHBEARER", "AWS_MSK_IAM")  # no username or password: a token provider
 
 
 def _oauth_client(r: EnvReader) -> OAuthClient | None:
@@ -201,14 +211,32 @@ def _oauth_client(r: EnvReader) -> OAuthClient | None:
         raise SettingsError(str(exc)) from None
 
 
+def _msk_iam(r: EnvReader) -> MskIam | None:
+    """KAFKA_SASL_AWS_*: read whatever the mechanism, so that one set without AWS_MSK_IAM is refused."""
+    found = {name: r.optional_text(name, check) for name, check in MSK_IAM_CHECKS.items()}
+    chosen = r.optional_choice("KAFKA_SASL_MECHANISM", SASL_MECHANISMS) == "AWS_MSK_IAM"
+    # Read only with AWS_MSK_IAM: otherwise AWS's own variables are not the sidecar's to judge (EKS's IRSA
+    # webhook sets AWS_REGION in pods that may never use it).
+    standard = {name: r.optional_text(name, check_region) for name in STANDARD_REGION} if chosen else {}
+    servers = r.text("KAFKA_BOOTSTRAP_SERVERS", Settings.bootstrap_servers, check_servers)
+    try:
+        return msk_iam(found, chosen, servers, standard)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def _check_sasl(kafka: KafkaSecurity) -> None:
-    if kafka.sasl_mechanism != "OAUTHBEARER":
-        if kafka.sasl_mechanism and not kafka.sasl_username:
+    mechanism = kafka.sasl_mechanism
+    if mechanism not in TOKEN_MECHANISMS:
+        if mechanism and not kafka.sasl_username:
             raise SettingsError("KAFKA_SASL_USERNAME is required when KAFKA_SASL_MECHANISM is set")
+    elif mechanism == "AWS_MSK_IAM" and kafka.security_protocol != "SASL_SSL":
+        # MSK serves IAM authentication on its TLS listener only (port 9098, 9198 for public access).
+        raise SettingsError("KAFKA_SASL_MECHANISM=AWS_MSK_IAM needs KAFKA_SECURITY_PROTOCOL=SASL_SSL")
     elif not kafka.security_protocol.startswith("SASL_"):
         raise SettingsError("KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SECURITY_PROTOCOL=SASL_SSL or SASL_PLAINTEXT")
     elif kafka.sasl_username or kafka.sasl_password:
-        raise SettingsError("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are not used with OAUTHBEARER: unset them")
+        raise SettingsError(f"KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are not used with {mechanism}: unset them")
 
 
 def _lag_settings(r: EnvReader) -> dict[str, Any]:

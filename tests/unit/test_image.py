@@ -1,12 +1,14 @@
 """No Docker engine runs here, so the Dockerfile's promises are read off it: two stages, a base pinned to
-a Debian release, installs only from the hash-checked lock, nothing for building left in the final
-stage, a non-root user, OCI labels, a zone check, and a build context that holds what it copies."""
+a Debian release, installs only from the hash-checked lock (the runtime one, or an extra's), nothing for
+building left in the final stage, a non-root user, OCI labels, a zone check, and a build context that
+holds what it copies."""
 
 from __future__ import annotations
 
 import fnmatch
 import re
 import shlex
+import subprocess
 
 from tests.unit.supply_chain import PYPROJECT, ROOT
 
@@ -57,16 +59,35 @@ def test_two_stages_from_the_same_pinned_base_and_the_last_one_is_the_runtime() 
 def test_every_dependency_is_installed_from_the_lock_with_hashes_checked() -> None:
     build = " ".join(_runs("build"))
     assert "pip install --require-hashes --only-binary=:all: -r requirements/build.txt" in build
-    assert "pip download --require-hashes --only-binary=:all: --dest /wheels/deps -r requirements/runtime.txt" in build
+    assert 'pip download --require-hashes --only-binary=:all: --dest /wheels/deps -r "$lock"' in build
+    assert 'cp "$lock" /wheels/requirements.txt' in build  # what the runtime stage installs: the same lock
     assert "pip wheel --no-deps --no-build-isolation" in build
     (final,) = _runs(FINAL)
     installs = [part.strip() for part in final.split("&&") if "pip install" in part]
     assert len(installs) == 2
     lock_install, project_install = (shlex.split(part) for part in installs)
     assert {"--require-hashes", "--no-index", "--only-binary=:all:"} <= set(lock_install)
-    assert lock_install[lock_install.index("-r") + 1] == "/tmp/runtime.txt"
-    assert "--mount=type=bind,source=requirements/runtime.txt,target=/tmp/runtime.txt " in final
+    assert lock_install[lock_install.index("-r") + 1] == "/wheels/requirements.txt"
     assert {"--no-deps", "--no-index"} <= set(project_install) and project_install[-1] == "/wheels/project/*.whl"
+
+
+def _lock_for(extras: str | None) -> subprocess.CompletedProcess[str]:
+    """The build stage's choice of lock, run by sh with the build arg as Docker passes it (unset: default)."""
+    (choose,) = [run for run in _runs("build") if run.startswith("case ")]
+    script = choose.split(" && ", 1)[0] + ' && echo "$lock"'
+    default = next(a.partition("=")[2].strip('"') for k, a in STAGES["build"] if k == "ARG" and a.startswith("EXTRAS"))
+    env = {"PATH": "/usr/bin:/bin", "EXTRAS": default if extras is None else extras}
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=10)
+
+
+def test_the_default_image_ships_the_runtime_lock_and_extras_their_own_lock() -> None:
+    assert _lock_for(None).stdout == "requirements/runtime.txt\n"
+    assert _lock_for("msk-iam").stdout == "requirements/msk-iam.txt\n"
+    for wrong in ("dev", "build", "msk_iam"):  # never a lock that is not an image's
+        refused = _lock_for(wrong)
+        assert refused.returncode == 1 and f"EXTRAS={wrong}: expected msk-iam or nothing" in refused.stderr
+    copied = [a.split()[:-1] for k, a in STAGES["build"] if k == "COPY" and "requirements/" in a]
+    assert copied == [["requirements/build.txt", "requirements/runtime.txt", "requirements/msk-iam.txt"]]
 
 
 def test_the_final_stage_keeps_no_wheels_caches_compilers_or_packaging_tools() -> None:
@@ -126,7 +147,7 @@ def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_else() -
     copied = [a.split()[:-1] for k, a in INSTRUCTIONS if k == "COPY" and "--from" not in a]
     mounted = re.findall(r"--mount=type=bind,source=([^,]+),", " ".join(a for k, a in INSTRUCTIONS if k == "RUN"))
     sources = [s for group in copied for s in group] + mounted
-    assert "requirements/runtime.txt" in sources and "streams" in sources
+    assert {"requirements/runtime.txt", "requirements/msk-iam.txt", "streams"} <= set(sources)
     for source in sources:
         assert (ROOT / source).exists(), source
         assert in_context(source), f"{source} is copied but .dockerignore leaves it out"

@@ -1,5 +1,6 @@
 """Every package the image ships carries a licence requirements/licenses.toml accepts, read from the
-installed distribution's own metadata (the dev environment holds the runtime lock's exact versions)."""
+installed distribution's own metadata (the dev environment holds the runtime lock's exact versions, and
+the msk-iam lock's, which an image built with --build-arg EXTRAS=msk-iam ships)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,14 @@ from tests.unit.supply_chain import (
     spdx_acceptable,
 )
 
-RUNTIME = lock("runtime")
+SHIPPED = {**lock("runtime"), **lock("msk-iam")}
 ACCEPTED = set(POLICY["accepted"])
 
 
-@pytest.mark.parametrize("name", sorted(RUNTIME))
-def test_each_runtime_package_has_a_licence_we_can_ship(name: str) -> None:
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_each_shipped_package_has_a_licence_we_can_ship(name: str) -> None:
     dist = distribution(name)
-    assert dist.version == RUNTIME[name].version, "the installed metadata is not of the locked version"
+    assert dist.version == SHIPPED[name].version, "the installed metadata is not of the locked version"
     shippable, why = licence_verdict(dist)
     assert shippable, f"{name} {dist.version}: {why}"
 
@@ -47,7 +48,7 @@ def test_areviewed_exception_exception_lapses_with_a_new_version_or_other_licenc
 
 
 def test_everyreviewed_exception_exception_names_a_locked_runtime_package() -> None:
-    stale = {canonical(name) for name in POLICY["exceptions"]} - set(RUNTIME)
+    stale = {canonical(name) for name in POLICY["exceptions"]} - set(SHIPPED)
     assert stale == set(), "exceptions for packages no longer shipped: remove them"
 
 

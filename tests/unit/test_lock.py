@@ -13,7 +13,7 @@ import pytest
 
 from tests.unit.supply_chain import PYPROJECT, REQUIREMENTS, ROOT, exact_pins, lock, pin_mismatches, read_lock
 
-RUNTIME, BUILD, DEV = lock("runtime"), lock("build"), lock("dev")
+RUNTIME, BUILD, DEV, MSK_IAM = lock("runtime"), lock("build"), lock("dev"), lock("msk-iam")
 
 
 def test_every_runtime_dependency_of_pyproject_is_locked_at_its_pinned_version() -> None:
@@ -53,7 +53,22 @@ def test_the_dev_lock_runs_the_versions_the_image_ships_and_the_build_tools() ->
     assert {"uv", "cyclonedx-bom", "pytest", "mypy", "ruff"} <= set(DEV)
 
 
-@pytest.mark.parametrize("name", ["runtime", "build", "dev"])
+def test_the_msk_iam_lock_is_the_runtime_lock_plus_the_extra_at_the_versions_the_tests_run() -> None:
+    pins = exact_pins(PYPROJECT["project"]["optional-dependencies"]["msk-iam"])
+    assert pin_mismatches(pins, MSK_IAM) == []
+    assert {name: MSK_IAM.get(name) for name in RUNTIME} == RUNTIME  # the image's packages unchanged
+    assert {"botocore", "boto3"} <= set(MSK_IAM) - set(RUNTIME)
+    assert all(DEV.get(name) == entry for name, entry in MSK_IAM.items())
+
+
+def test_the_runtime_constraint_keeps_python_dateutil_below_3_for_botocore() -> None:
+    constraints = (REQUIREMENTS / "constraints.in").read_text().splitlines()
+    assert [line for line in constraints if line and line[0] != "#"] == ["python-dateutil<3"]
+    assert int(RUNTIME["python-dateutil"].version.split(".")[0]) < 3
+    assert "requirements/constraints.in" in (ROOT / "scripts" / "lock").read_text()
+
+
+@pytest.mark.parametrize("name", ["runtime", "build", "dev", "msk-iam"])
 def test_every_locked_package_is_pinned_exactly_with_sha256_hashes(name: str) -> None:
     entries = lock(name)
     assert entries

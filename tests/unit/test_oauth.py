@@ -16,7 +16,7 @@ import pytest
 from aiokafka import conn as aiokafka_conn
 from aiokafka.errors import SaslAuthenticationFailed
 
-from streams import oauth
+from streams import oauth, sasl_token
 from streams.app import _check_kafka_token
 from streams.local.oidc import LocalOidc
 from streams.local.proc import free_port
@@ -247,7 +247,7 @@ async def test_a_token_the_broker_refuses_is_fetched_again_at_most_every_30_s(oi
     first = await provider.token()
     provider.refused()  # right after the fetch: kept, or a refusing broker would drive a request per reconnect
     assert await provider.token() == first and oidc.requests == 1
-    clock.now += oauth.REFUSED_REFETCH_S
+    clock.now += sasl_token.REFUSED_REFETCH_S
     provider.refused()
     await provider.token()
     assert oidc.requests == 2
