@@ -38,44 +38,85 @@ class LogChanges:
         expected: dict[TopicPartition, int | None]
         topic_ids: dict[TopicPartition, str | None]  # the broker's, as last asked
         stored_ids: dict[TopicPartition, str | None]  # the tables', as last loaded or written
+        ids_due: set[TopicPartition]  # whose topic ID must be asked for before their records are written
+        _last_id_check: float
+        lag_interval_seconds: float
 
         async def _drain(self) -> None: ...
         async def _write(self, delta: Delta, moves: list[OffsetMove]) -> None: ...
         async def _reload(self, partitions: Sequence[TopicPartition]) -> None: ...
         def _count_stalled(self) -> None: ...
 
-    async def _learn_topic_ids(self, tps: Sequence[TopicPartition]) -> None:
-        """Ask the broker for the IDs of these partitions' topics; unknown (None) if it cannot say now."""
+    def _owned_of(self, topics: set[str]) -> list[TopicPartition]:
+        return sorted(tp for tp in self.expected if tp.topic in topics)
+
+    async def _learn_topic_ids(self, tps: Sequence[TopicPartition]) -> bool:
+        """Ask the broker for the IDs of these partitions' topics (None: it has none).
+
+        A failed request leaves them due (`ids_due`): their records are not written until it succeeds,
+        as a stored ID cannot be compared with one the broker did not give.
+        """
         try:
             ids = await self.consumer.topic_ids({tp.topic for tp in tps})
         except TOPIC_ID_ERRORS as exc:
-            log.warning("topic IDs unavailable (%s): a re-created topic is only found by its offsets", exc)
-            ids = {}
+            log.warning("topic IDs unavailable, asked again before those partitions are written: %s", exc)
+            self.ids_due.update(tps)
+            return False
         for tp in tps:
             self.topic_ids[tp] = ids.get(tp.topic)
+            self.ids_due.discard(tp)
+        return True
+
+    def identity_unsettled(self, tp: TopicPartition) -> bool:
+        """A batch of this partition may not be written: its topic's ID is due, or not the stored one.
+
+        Only `_check_identity` moves a stored ID to another; a batch only adds one where none is stored.
+        """
+        if tp in self.ids_due:
+            return True
+        return recreated(self.stored_ids.get(tp), self.topic_ids.get(tp))
 
     async def _check_identity(self, tps: Sequence[TopicPartition]) -> None:
-        """After an assignment's reload (callers hold the lock): partitions stored under another topic's ID
-        are read from their new topic's start, whatever offset the old one reached."""
-        await self._learn_topic_ids(tps)
-        changed = [
-            tp
-            for tp in tps
-            if self.expected.get(tp) is not None and recreated(self.stored_ids.get(tp), self.topic_ids.get(tp))
-        ]
+        """Callers hold the lock, nothing in flight: partitions stored under another topic's ID are read
+        from their new topic's start, whatever offset the old one reached. Every owned partition of the
+        topics asked about is checked: one topic ID covers them all."""
+        tps = self._owned_of({tp.topic for tp in tps})
+        if not tps or not await self._learn_topic_ids(tps):
+            return
+        changed = [tp for tp in tps if recreated(self.stored_ids.get(tp), self.topic_ids.get(tp))]
         if not changed:
             return
-        starts = await self.consumer.beginning_offsets(changed)
+        try:
+            starts = await self.consumer.beginning_offsets(changed)
+        except TOPIC_ID_ERRORS as exc:
+            log.warning("re-created topic found, its log start unavailable; asked again: %s", exc)
+            self.ids_due.update(changed)
+            return
         moves = []
         for tp in changed:
             stored = self.expected[tp]
-            assert stored is not None
-            self._log_recreated(tp, stored, starts[tp])
+            if stored is not None:
+                self._log_recreated(tp, stored, starts[tp])
+                self.status.records_skipped[tp.topic] += starts[tp]  # a new topic's offsets begin at 0
+            # (An ID stored without an offset is only replaced: that partition is read from its start anyway.)
             moves.append(self._move(tp, stored, starts[tp]))
-        for topic in sorted({tp.topic for tp in changed}):
-            self.status.topics_recreated[topic] += 1
+        if any(self.expected[tp] is not None for tp in changed):
+            for topic in sorted({tp.topic for tp in changed}):
+                self.status.topics_recreated[topic] += 1
         await self._write_moves(moves)
         await self._reload(changed)
+
+    async def check_identity_due(self, force: bool = False) -> None:
+        """From the tap's loop: partitions whose ID lookup failed are asked again (at most once a second),
+        and every owned partition once per lag interval, for a topic re-created without a rebalance."""
+        now = asyncio.get_running_loop().time()
+        periodic = force or now - self._last_id_check >= self.lag_interval_seconds
+        if not periodic and (not self.ids_due or now - self._last_id_check < 1.0):
+            return
+        self._last_id_check = now
+        async with self.lock:
+            await self._drain()
+            await self._check_identity(list(self.expected) if periodic else sorted(self.ids_due))
 
     async def out_of_range(self, positions: dict[TopicPartition, int]) -> None:
         """The log no longer holds the stored offset (retention, a re-created topic, a cut log)."""
@@ -85,14 +126,19 @@ class LogChanges:
             if not tps:
                 return
             await self._learn_topic_ids(tps)
-            starts = await self.consumer.beginning_offsets(tps)
-            ends = await self.consumer.end_offsets(tps)
+            try:
+                starts = await self.consumer.beginning_offsets(tps)
+                ends = await self.consumer.end_offsets(tps)
+            except TOPIC_ID_ERRORS as exc:
+                log.warning("out of range, but the log's bounds are unavailable; read again: %s", exc)
+                await self._reload(tps)
+                return
             moves = []
             recreated_topics = set()
             for tp in tps:
                 stored = self.expected[tp]
-                if stored is None:
-                    continue
+                if stored is None or tp in self.ids_due:
+                    continue  # no ID to compare the stored one with: decided once the broker gives one
                 reason, resume, skipped = out_of_range_rule(
                     stored, starts[tp], ends.get(tp), self.stored_ids.get(tp), self.topic_ids.get(tp)
                 )
@@ -101,6 +147,7 @@ class LogChanges:
                 if reason == RECREATED:
                     recreated_topics.add(tp.topic)
                     self._log_recreated(tp, stored, resume)
+                    self.status.records_skipped[tp.topic] += skipped
                 else:
                     self.status.offset_resets[(tp.topic, reason)] += 1
                     self.status.records_skipped[tp.topic] += skipped
@@ -123,8 +170,10 @@ class LogChanges:
             self._count_stalled()
             # Partitions never written are sought to their (new) log start by the reload as well.
             await self._reload(tps)
+            if recreated_topics:
+                await self._check_identity(self._owned_of(recreated_topics))
 
-    def _move(self, tp: TopicPartition, stored: int, resume: int) -> OffsetMove:
+    def _move(self, tp: TopicPartition, stored: int | None, resume: int) -> OffsetMove:
         return OffsetMove(tp.topic, tp.partition, stored, resume, self.topic_ids.get(tp), self.stored_ids.get(tp))
 
     async def _write_moves(self, moves: list[OffsetMove]) -> None:

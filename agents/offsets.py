@@ -30,14 +30,15 @@ def out_of_range_rule(
 ) -> tuple[str, int, int]:
     """(reason, offset to resume at, offsets skipped) for a stored offset the broker refused.
 
-    Another topic of the same name is read from its start, skipping nothing. Below the log start, the
+    Another topic of the same name is read from its start (what retention already took of it, unread,
+    is counted as skipped). Below the log start, the
     records in between are gone: resume at the log start and count the gap. Beyond the end of the same
     topic's log, the log was cut: the records up to the stored offset were counted already, and the
     cut removed them, so resume at the log's end (records written there from now on are new). Without
     IDs, beyond the end is taken for a recreated topic: every record the new log holds is new.
     """
     if recreated(stored_id, current_id):
-        return RECREATED, log_start, 0
+        return RECREATED, log_start, log_start  # the new topic's offsets began at 0: below its start, deleted
     if stored < log_start:
         return TRUNCATED, log_start, log_start - stored
     if stored_id is not None and stored_id == current_id and log_end is not None:

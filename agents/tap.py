@@ -106,6 +106,9 @@ class TapAgent(LogChanges):
         self.catching_up: dict[TopicPartition, int] = {}
         self.topic_ids: dict[TopicPartition, str | None] = {}
         self.stored_ids: dict[TopicPartition, str | None] = {}
+        self.ids_due: set[TopicPartition] = set()
+        self._last_id_check = 0.0
+        self.lag_interval_seconds = settings.lag_interval_seconds
         self.epoch = 0
         self._inflight: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
@@ -189,6 +192,7 @@ class TapAgent(LogChanges):
                 await self.process(batch, epoch)
             await self._commit()
             await self._check_rewind()
+            await self.check_identity_due()
             if self.stalls.waiting:
                 await self._retry_stalled()
 
@@ -292,10 +296,21 @@ class TapAgent(LogChanges):
             await task
 
     def _fresh(self, batch: Batch) -> tuple[Batch, dict[TopicPartition, int | None]]:
-        """Records of owned partitions at or past the expected offset, and the offset each batch claims from."""
+        """Records of owned partitions at or past the expected offset, and the offset each batch claims from.
+
+        A partition whose topic ID is unsettled is put back to its stored offset instead: read again once
+        `check_identity_due` has settled it.
+        """
         fresh, starts = {}, {}
         for tp, records in batch.items():
             if tp not in self.expected or not records:
+                continue
+            if self.identity_unsettled(tp):
+                self.ids_due.add(tp)
+                # Never written: nothing visible lies before this batch's first record since the seek to
+                # the log start, so that is where to read again from.
+                start = self.expected[tp]
+                self.consumer.seek(tp, start if start is not None else records[0].offset)
                 continue
             start = self.expected[tp]
             if start is not None and records[0].offset < start:
@@ -469,6 +484,7 @@ class TapAgent(LogChanges):
                 self.catching_up.pop(tp, None)
                 self.topic_ids.pop(tp, None)
                 self.stored_ids.pop(tp, None)
+                self.ids_due.discard(tp)
             self.status.rewound_partitions = len(self.catching_up)
             self.stalls.forget(revoked)
             self._count_stalled()

@@ -173,15 +173,22 @@ class World:
             tp = TopicPartition(topic, int(part))
             start = int(expected) if expected else self.logs[tp].start
             claims.append((field_name, tp, int(expected) if expected else None, start, int(nxt)))
+        first: Violation | None = None
         for gens in self.cuts.candidates([c[1] for c in claims]):
-            kinds = self._matches(payload, claims, gens)
+            try:
+                kinds = self._matches(payload, claims, gens)
+            except Violation as exc:  # this history does not hold what the write left out; another may
+                first, self.violation = first or exc, None
+                continue
             if kinds is not None:
                 ranges = self.redis.data.setdefault("__sim_ranges__", {})
                 for (field_name, tp, _, start, end), kind in zip(claims, kinds, strict=True):
                     ranges.setdefault(field_name, []).append((start, end, kind, gens[tp]))
                 return
         # Raised inside the replica's task, which may swallow it: the driver re-raises it after the step.
-        self.violation = Violation(f"a write claims {payload['off']} but its changes are not the fold of those records")
+        self.violation = first or Violation(
+            f"a write claims {payload['off']} but its changes are not the fold of those records"
+        )
         raise self.violation
 
     def _matches(self, payload: dict[str, Any], claims: list[Any], gens: dict[TopicPartition, int]) -> list[str] | None:

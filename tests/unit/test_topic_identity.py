@@ -5,11 +5,16 @@ from __future__ import annotations
 import base64
 import uuid
 from io import BytesIO
+from typing import Any
 
 import pytest
+from aiokafka import ConsumerRecord, TopicPartition
 
 from agents.offsets import BEYOND_END, IN_RANGE, LOG_CUT, RECREATED, TRUNCATED, out_of_range_rule, recreated
+from agents.tap import TapAgent
 from agents.topic_ids import MetadataResponse_v12, TopicMetadata, id_text, topic_ids_of
+from streams.settings import Settings
+from streams.status import Status
 from tables.delta import Delta
 from tables.store import OffsetMove, RedisStore
 
@@ -25,7 +30,7 @@ from tables.store import OffsetMove, RedisStore
         # Another topic of the same name: read from its start, whatever the offsets say.
         (500, 0, 30, "A", "B", (RECREATED, 0, 0)),
         (50, 0, 900, "A", "B", (RECREATED, 0, 0)),
-        (10, 40, 900, "A", "B", (RECREATED, 40, 0)),
+        (10, 40, 900, "A", "B", (RECREATED, 40, 40)),  # retention took the new topic's first 40 unread
         # Same topic, its log now ends below the stored offset: resume at the end, nothing counted twice.
         (500, 0, 420, "A", "A", (LOG_CUT, 420, 0)),
         (500, 100, 100, "A", "A", (LOG_CUT, 100, 0)),
@@ -103,3 +108,124 @@ def test_the_id_moves_with_the_offset_only_when_it_changes() -> None:
         ["events.raw:0:id", "A", "B"],
         ["events.raw:1:id", "", "B"],
     ]
+
+
+# The tap's guards, on the real TapAgent with a fake consumer and store ------------------------------------
+
+TP = TopicPartition("events.raw", 0)
+
+
+class _Consumer:
+    def __init__(self, ids: dict[str, str | None] | Exception) -> None:
+        self.ids = ids
+        self.positions: dict[TopicPartition, int] = {}
+        self.asked = 0
+
+    async def topic_ids(self, topics: Any) -> dict[str, str | None]:
+        self.asked += 1
+        if isinstance(self.ids, Exception):
+            raise self.ids
+        return {t: self.ids.get(t) for t in topics}
+
+    async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, 7)
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, 30)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.positions[tp] = offset
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        for tp in partitions:
+            self.positions[tp] = 0
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        pass
+
+
+class _Store:
+    def __init__(self, offset: int | None, topic_id: str | None) -> None:
+        self.stored = (offset, topic_id)
+        self.applied: list[list[OffsetMove]] = []
+
+    async def load_stored(self, partitions: Any) -> dict[tuple[str, int], tuple[int | None, str | None]]:
+        return {p: self.stored for p in partitions}
+
+    async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
+        self.applied.append(moves)
+        for m in moves:
+            self.stored = (m.next_offset, m.topic_id if m.topic_id is not None else self.stored[1])
+
+
+def _tap(consumer: _Consumer, store: _Store) -> TapAgent:
+    return TapAgent(Settings(), store, Status(replica_id="r"), consumer)  # type: ignore[arg-type]
+
+
+def _record(offset: int) -> ConsumerRecord:
+    value = b'{"org_id":"o","user_id":"u","provider":"p","model":"m","tokens_in":1,"tokens_out":1,'
+    value += b'"ts":"2026-12-06T12:00:00Z"}'
+    return ConsumerRecord(TP.topic, TP.partition, offset, 0, 0, None, value, None, 0, len(value), [])
+
+
+async def test_a_recreated_topic_is_read_from_its_start_and_its_deleted_start_counted_as_skipped() -> None:
+    consumer, store = _Consumer({"events.raw": "B"}), _Store(120, "A")
+    tap = _tap(consumer, store)
+    await tap.on_assigned({TP})
+    assert store.applied == [[OffsetMove("events.raw", 0, 120, 7, "B", "A")]]
+    assert consumer.positions[TP] == 7 and tap.expected[TP] == 7 and tap.stored_ids[TP] == "B"
+    assert tap.status.topics_recreated["events.raw"] == 1 and tap.status.records_skipped["events.raw"] == 7
+
+
+async def test_no_batch_is_written_while_the_topic_id_cannot_be_asked_then_it_is_settled() -> None:
+    consumer, store = _Consumer(ConnectionError("broker restarting")), _Store(100, "A")
+    tap = _tap(consumer, store)
+    await tap.on_assigned({TP})
+    assert store.applied == [] and TP in tap.ids_due
+    await tap.process({TP: [_record(100), _record(101)]}, tap.epoch)
+    await tap._drain()
+    assert store.applied == [], "a batch was written with no ID to compare the stored one with"
+    assert consumer.positions[TP] == 100  # read again from the stored offset
+    consumer.ids = {"events.raw": "B"}  # the broker answers: the topic was re-created meanwhile
+    await tap.check_identity_due()
+    assert store.applied == [[OffsetMove("events.raw", 0, 100, 7, "B", "A")]]
+    assert not tap.ids_due and consumer.positions[TP] == 7
+
+
+async def test_a_batch_never_replaces_a_stored_id() -> None:
+    """The tap believes ID B, the tables hold A (e.g. a conflicting write reloaded them): no batch may
+    move A to B; the check does, from the stored offset to the new topic's start."""
+    consumer, store = _Consumer({"events.raw": "A"}), _Store(100, "A")
+    tap = _tap(consumer, store)
+    await tap.on_assigned({TP})
+    tap.topic_ids[TP] = "B"
+    await tap.process({TP: [_record(100)]}, tap.epoch)
+    await tap._drain()
+    assert store.applied == [] and TP in tap.ids_due and consumer.positions[TP] == 100
+    await tap.process({TP: [_record(100)]}, tap.epoch)  # still unsettled: still not written
+    await tap._drain()
+    assert store.applied == []
+    await tap.check_identity_due()  # the broker says A after all: settled, nothing moved
+    assert store.applied == [] and not tap.ids_due
+    await tap.process({TP: [_record(100)]}, tap.epoch)
+    await tap._drain()
+    assert store.applied == [[OffsetMove("events.raw", 0, 100, 101, "A", "A")]]
+
+
+async def test_an_out_of_range_fetch_without_an_id_to_compare_moves_nothing() -> None:
+    """A cut log found while the broker cannot give IDs (an election in progress) is not taken for a
+    re-created topic: nothing moves, the partition is read again from its stored offset."""
+    consumer, store = _Consumer({"events.raw": "A"}), _Store(500, "A")
+    tap = _tap(consumer, store)
+    await tap.on_assigned({TP})
+    consumer.ids = ConnectionError("leader moving")
+    await tap.out_of_range({TP: 500})
+    assert store.applied == [] and consumer.positions[TP] == 500
+    consumer.ids = {"events.raw": "A"}
+    await tap.check_identity_due()
+    await tap.out_of_range({TP: 500})
+    assert store.applied == [[OffsetMove("events.raw", 0, 500, 30, "A", "A")]]
+    assert tap.status.offset_resets[("events.raw", "log_cut")] == 1
