@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from streams.sasl_token import REFRESH_AT, CachedTokenProvider, Token, TokenError, TokenRejected
@@ -34,8 +35,18 @@ INSTALL = (
     "pip install 'ecomind-streams[msk-iam]', or build the image with --build-arg EXTRAS=msk-iam"
 )
 # A caller waits this long for a signature; the signing itself goes on in its thread and its token is
-# kept. Long enough for botocore's own bounded attempts at instance metadata or STS.
+# kept. Long enough for botocore's own bounded attempts at instance metadata or STS (below).
 SIGN_TIMEOUT_S = 15.0
+# botocore turns a throttled or failing instance metadata service into "no credentials": asked again for
+# this long before that is final. An unreachable one takes 12 s a round (2 requests x 3 attempts x 2 s),
+# so it is asked once and the refusal still comes within SIGN_TIMEOUT_S.
+CREDENTIALS_WAIT_S, CREDENTIALS_PAUSE_S = 10.0, 2.0
+# Instance metadata (default, ours) where not configured: botocore's 1 attempt gives up at one throttle.
+IMDS = {"metadata_service_num_attempts": (1, 3), "metadata_service_timeout": (1, 2)}
+# Every botocore client of the session (STS for an assumed role and for IRSA's web identity): botocore's
+# 60 s connect and read timeouts, retried, hold the signing thread (and shutdown) for minutes when STS is
+# blocked. Here 2 attempts of at most 3 + 5 s, under 1 s apart.
+AWS_CLIENT = {"connect_timeout": 3, "read_timeout": 5, "retries": {"total_max_attempts": 2, "mode": "standard"}}
 DEFAULT_SESSION_NAME = "ecomind-streams"
 # STS throttling and the identity provider being away answer 400, but a retry can succeed.
 _TRANSIENT_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "IDPCommunicationError"}
@@ -158,12 +169,15 @@ class MskIamTokenProvider(CachedTokenProvider):
         config: MskIam,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(clock)
         self.config = config
         self._wall_clock = wall_clock
+        self._sleep = sleep  # in the signing thread, between asks for credentials
         self._credentials: Any = None  # botocore's, which botocore refreshes before they expire
         self._signing: asyncio.Future[Token] | None = None
+        self._waiting = 0  # callers awaiting the signature
 
     async def _fetch(self) -> Token:
         signing = self._signing
@@ -171,6 +185,7 @@ class MskIamTokenProvider(CachedTokenProvider):
             self.requests += 1
             signing = self._signing = asyncio.ensure_future(asyncio.to_thread(self._sign))
             signing.add_done_callback(self._signed)
+        self._waiting += 1
         try:
             return await asyncio.wait_for(asyncio.shield(signing), SIGN_TIMEOUT_S)
         except TimeoutError:
@@ -178,12 +193,20 @@ class MskIamTokenProvider(CachedTokenProvider):
                 f"no MSK IAM token after {SIGN_TIMEOUT_S:g}s: the AWS credential chain (instance metadata, STS) "
                 "is slow to answer"
             ) from None
+        finally:
+            self._waiting -= 1
 
     def _signed(self, signing: asyncio.Future[Token]) -> None:
+        # Runs before the waiters resume (registered before their shields), so _waiting still counts them.
         self._signing = None
-        if not signing.cancelled() and signing.exception() is None:
+        if signing.cancelled():
+            return
+        failure = signing.exception()
+        if failure is None:
             # Kept even when every caller stopped waiting: the next connection gets it without a new signature.
             self._token = signing.result()
+        elif not self._waiting:
+            log.warning("MSK IAM signing failed after its callers stopped waiting: %s", failure)
 
     def _sign(self) -> Token:
         """In a worker thread: the signer's token, or a TokenError that says which credentials to check."""
@@ -191,51 +214,66 @@ class MskIamTokenProvider(CachedTokenProvider):
 
         c = self.config
         try:
+            credentials, credentials_end = self._frozen_credentials()
             value, expiry_ms = signer.generate_auth_token_from_credentials_provider(
-                c.region, _fixed_provider(self._frozen_credentials())
+                c.region, _fixed_provider(credentials)
             )
         except TokenError:
             raise
         except Exception as exc:  # anything else must still reach aiokafka as a failed connection, not a crash
             raise _failure(c, exc) from None
         now, wall = self._clock(), self._wall_clock()
-        expires_at = now + (expiry_ms / 1000 - wall)
-        log.info(
-            "MSK IAM token for %s signed, valid until %s",
-            c.region,
-            time.strftime("%H:%M:%SZ", time.gmtime(expiry_ms / 1000)),
-        )
-        # The signer fixes the lifetime (15 min); the token is signed again once 80 % of it has passed.
-        lifetime = float(signer.DEFAULT_TOKEN_EXPIRY_SECONDS)
+        # The signer fixes 15 min, but MSK cannot accept a token past its session token's own life.
+        end = min(expiry_ms / 1000, credentials_end or float("inf"))
+        expires_at = now + (end - wall)
+        until = time.strftime("%H:%M:%SZ", time.gmtime(end))
+        capped = " (the credentials' expiry)" if end < expiry_ms / 1000 else ""
+        log.info("MSK IAM token for %s signed, valid until %s%s", c.region, until, capped)
+        # Signed again once 80 % of its lifetime has passed.
+        lifetime = min(float(signer.DEFAULT_TOKEN_EXPIRY_SECONDS), expires_at - now)
         return Token(value, expires_at - lifetime * (1 - REFRESH_AT), expires_at, now)
 
-    def _frozen_credentials(self) -> Any:
-        """One botocore session's credentials for the process. Temporary ones (IRSA, Pod Identity, the
-        instance profile, an assumed role) are refreshed by botocore when they near their expiry, not
-        fetched anew for each token. (The signer's own generate_auth_token_from_role_arn calls STS for
-        every token, at the global endpoint or none without AWS_REGION.)"""
+    def _frozen_credentials(self) -> tuple[Any, float | None]:
+        """One botocore session's credentials for the process, and their expiry (epoch s; None: static keys).
+        botocore refreshes temporary ones (IRSA, Pod Identity, the instance profile, an assumed role) near
+        their expiry. (The signer's own generate_auth_token_from_role_arn calls STS for every token.)"""
+        if self._credentials is None:
+            self._credentials = self._resolve()
+        # One consistent key, secret and session token, even if a refresh happens meanwhile.
+        frozen = self._credentials.get_frozen_credentials()
+        # botocore keeps the expiry of refreshable credentials privately; this thread alone refreshes them,
+        # so it is that of the frozen ones.
+        expiry = getattr(self._credentials, "_expiry_time", None)
+        return frozen, expiry.timestamp() if isinstance(expiry, datetime) else None
+
+    def _resolve(self) -> Any:
+        import botocore.config
         import botocore.session
         from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
         c = self.config
-        if self._credentials is None:
-            session = botocore.session.Session(profile=c.profile)
-            if not session.get_config_variable("region"):
-                # STS (an assumed role, IRSA's web identity) then answers in the cluster's region.
-                session.set_config_variable("region", c.region)
-            credentials = session.get_credentials()
-            if credentials is None:
+        session = botocore.session.Session(profile=c.profile)
+        if not session.get_config_variable("region"):
+            # STS (an assumed role, IRSA's web identity) then answers in the cluster's region.
+            session.set_config_variable("region", c.region)
+        for name, (default, ours) in IMDS.items():
+            if session.get_config_variable(name) == default:
+                session.set_config_variable(name, ours)
+        session.set_default_client_config(botocore.config.Config(**AWS_CLIENT))
+        deadline = self._clock() + CREDENTIALS_WAIT_S
+        while (credentials := session.get_credentials()) is None:
+            if self._clock() + CREDENTIALS_PAUSE_S >= deadline:
                 with_role = f" to assume {c.role_arn} with" if c.role_arn else ""
                 raise TokenRejected(
                     f"no AWS credentials found for MSK IAM{with_role}; give the sidecar {CREDENTIAL_CHAIN}"
                 )
-            if c.role_arn:
-                session_name = {"RoleSessionName": c.session_name or DEFAULT_SESSION_NAME}
-                fetcher = AssumeRoleCredentialFetcher(session.create_client, credentials, c.role_arn, session_name)
-                credentials = DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
-            self._credentials = credentials
-        # One consistent key, secret and session token, even if a refresh happens meanwhile.
-        return self._credentials.get_frozen_credentials()
+            log.warning("no AWS credentials for MSK IAM yet (instance metadata throttled?): asking again")
+            self._sleep(CREDENTIALS_PAUSE_S)
+        if c.role_arn:
+            session_name = {"RoleSessionName": c.session_name or DEFAULT_SESSION_NAME}
+            fetcher = AssumeRoleCredentialFetcher(session.create_client, credentials, c.role_arn, session_name)
+            credentials = DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
+        return credentials
 
 
 def _fixed_provider(credentials: Any) -> Any:
@@ -270,6 +308,11 @@ def _failure(config: MskIam, exc: Exception) -> TokenError:
         exc, aws.PartialCredentialsError | aws.ProfileNotFound | aws.ConfigParseError | aws.InvalidConfigError
     ):
         return TokenRejected(f"the AWS configuration cannot give credentials for MSK IAM: {said}")
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError) and exc.filename:
+        # IRSA's token file (AWS_WEB_IDENTITY_TOKEN_FILE) above all, which botocore reads at each refresh.
+        return TokenRejected(
+            f"the AWS credentials for MSK IAM need {exc.filename}, which the sidecar cannot read: {exc.strerror}"
+        )
     if isinstance(exc, ValueError):  # the signer's "AWS Credentials can not be empty"
         return TokenRejected(f"the AWS credentials for MSK IAM are unusable: {said}")
     return TokenError(f"no MSK IAM token: {said}")

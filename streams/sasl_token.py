@@ -114,7 +114,9 @@ class _RefusalAwareAuthenticator(aiokafka_conn.OAuthAuthenticator):  # type: ign
     """aiokafka 0.14 takes a broker's refusal of the token for success: the broker answers with an error
     challenge (RFC 7628 §3.2.2, e.g. {"status":"invalid_token"}), aiokafka logs "Authenticated" and the
     unauthenticated connection then gets empty metadata, so an expired or foreign token looks like a
-    cluster without brokers. Fail the handshake with the broker's words instead, as for a bad password."""
+    cluster without brokers. Fail the handshake with the broker's words instead, as for a bad password.
+    (A broker that refuses with a SaslAuthenticate error code instead, as MSK IAM does, fails the
+    handshake in aiokafka itself, and this step never sees it.)"""
 
     async def step(self, payload: bytes | None) -> tuple[bytes, bool] | None:
         if self._token_sent and payload:

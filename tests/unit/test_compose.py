@@ -80,7 +80,9 @@ def test_prometheus_scrapes_only_services_the_stack_runs() -> None:
 
 def test_one_image_is_built_and_reused() -> None:
     built = [name for name, s in SERVICES.items() if "build" in s]
-    assert built == ["streams-1"] and SERVICES["streams-1"]["build"] == "."
+    assert built == ["streams-1"] and SERVICES["streams-1"]["build"]["context"] == "."
+    # the image's optional extras (Dockerfile's EXTRAS) from the environment, none by default
+    assert SERVICES["streams-1"]["build"]["args"] == {"EXTRAS": "${STREAMS_EXTRAS:-}"}
     image = SERVICES["streams-1"]["image"]
     reusers = [name for name, s in SERVICES.items() if s.get("image") == image and name != "streams-1"]
     assert sorted(reusers) == ["streams-2", "traffic"]
