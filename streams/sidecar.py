@@ -30,7 +30,7 @@ from streams.retry import SERVICES, retry
 from streams.settings import Settings
 from streams.status import Status
 from tables.lease import Lease, LeaseStore
-from tables.snapshot import Snapshot, decode, label_members, read_tables
+from tables.snapshot import Snapshot, consistent_tables, decode
 from tables.store import RedisStore
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,6 @@ class Sidecar:
         """
         if not await self.exporter.serves(scraper):
             return None
-        members = await label_members(self.redis, self.store.keys)
         today = self.calendar.today(int(time.time() * 1000))
-        raw = await read_tables(self.redis, self.store.keys, today, members)
+        raw = await consistent_tables(self.redis, self.store.keys, today)
         return decode(raw, self.settings.raw_topic)

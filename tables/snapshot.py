@@ -111,6 +111,9 @@ class RawTables:
     tokens: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # prefix + org -> amount
     provider_energy: dict[str, tuple[dict[str, str], dict[str, str]]] = field(default_factory=dict)
     model_energy: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # prefix + model
+    # The label sets grew between reading them and reading the tables: a value admitted meanwhile has
+    # parts in the totals but none read, so it would show under "__other__" until the next scrape.
+    members_stale: bool = False
 
 
 async def label_members(client: aioredis.Redis, keys: Keys) -> dict[str, set[str]]:
@@ -118,6 +121,19 @@ async def label_members(client: aioredis.Redis, keys: Keys) -> dict[str, set[str
     for label in LABELS:
         pipe.smembers(keys.labels(label))
     return {label: set(found) for label, found in zip(LABELS, await pipe.execute(), strict=True)}
+
+
+async def consistent_tables(
+    client: aioredis.Redis, keys: Keys, today: str, members: dict[str, set[str]] | None = None, tries: int = 3
+) -> RawTables:
+    """The tables with every admitted label value's parts, read again while a write admitted new values
+    between the two reads (a scrape racing the first batch of new orgs); label caps bound how often."""
+    for _ in range(tries):
+        raw = await read_tables(client, keys, today, members or await label_members(client, keys))
+        if not raw.members_stale:
+            return raw
+        members = None
+    return raw
 
 
 async def read_tables(client: aioredis.Redis, keys: Keys, today: str, members: dict[str, set[str]]) -> RawTables:
@@ -157,6 +173,8 @@ async def read_tables(client: aioredis.Redis, keys: Keys, today: str, members: d
     model_fields = [prefix + model for prefix in (KWH_FIELD, CO2_FIELD) for model in models]
     for key in (k.day(today, DAY_MODEL_ENERGY), k.day(today, DAY_MODEL_ENERGY) + REMAINDER_SUFFIX):
         reads.hmget(key, model_fields)
+    for label in LABELS:  # admission only adds: the same sizes mean the same members
+        reads.scard(k.labels(label))
     replies = iter(await reads.execute(client))
 
     def take(n: int) -> list[Any]:
@@ -170,7 +188,10 @@ async def read_tables(client: aioredis.Redis, keys: Keys, today: str, members: d
     late_windows, org_users, tokens, tokens_rem = take(4)
     energy = take(2 * len(providers))
     model_energy, model_energy_rem = take(2)
+    label_sizes = take(len(LABELS))
+    stale = any(int(n) != len(members[label]) for label, n in zip(LABELS, label_sizes, strict=True))
     return RawTables(
+        members_stale=stale,
         members={"org_id": orgs, "provider": providers, "model": models},
         processed=processed,
         invalid=invalid,

@@ -17,7 +17,7 @@ from streams.local.redis_server import LocalRedis
 from tables.keys import Keys
 from tables.labels import OTHER
 from tables.reads import READ_LUA, Reads
-from tables.snapshot import decode, label_members, read_tables
+from tables.snapshot import consistent_tables, decode, label_members, read_tables
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +104,31 @@ async def _whole_table(url: str) -> None:
 
 def test_a_600_org_table_reads_back_exactly(redis_server: LocalRedis) -> None:
     asyncio.run(_whole_table(redis_server.url))
+
+
+async def _admitted_between_reads(url: str) -> None:
+    app_id = f"reads-race-{time.monotonic_ns()}"
+    await _seed_orgs(url, app_id, 3)
+    client = redis_async.from_url(url, decode_responses=True)
+    keys = Keys(app_id)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    # The label sets as a scrape read them just before a write admitted these orgs: none of them yet.
+    before = await label_members(client, keys) | {"org_id": set()}
+    raw = await read_tables(client, keys, today, before)
+    assert raw.members_stale
+    providers = ("anthropic", "google", "openai")  # _seed_orgs: org i made i + 1 calls with each
+    assert decode(raw, "raw").ingested == dict.fromkeys(((OTHER, p) for p in providers), 6), "the race"
+    raw = await consistent_tables(client, keys, today, before)
+    await client.aclose()
+    assert not raw.members_stale
+    snap = decode(raw, "raw")
+    labelled = {key: n for key, n in snap.ingested.items() if n}
+    assert labelled == {(f"org_{i:06d}", p): i + 1 for i in range(3) for p in providers}
+
+
+def test_values_admitted_between_the_label_read_and_the_table_read_keep_their_series(
+    redis_server: LocalRedis,
+) -> None:
+    """A scrape racing the write that admits new label values must not show them under "__other__" (which
+    would then go down at the next scrape: a counter reset to Prometheus)."""
+    asyncio.run(_admitted_between_reads(redis_server.url))
