@@ -21,6 +21,7 @@ from tables.store import Conflict, OffsetMove
 
 if TYPE_CHECKING:
     from agents.stalls import Stalls
+    from streams.settings import Settings
     from streams.status import Status
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class LogChanges:
         stored_ids: dict[TopicPartition, str | None]  # the tables', as last loaded or written
         ids_due: set[TopicPartition]  # whose topic ID must be asked for before their records are written
         _last_id_check: float
-        lag_interval_seconds: float
+        settings: Settings
 
         async def _drain(self) -> None: ...
         async def _write(self, delta: Delta, moves: list[OffsetMove]) -> None: ...
@@ -106,11 +107,11 @@ class LogChanges:
         await self._write_moves(moves)
         await self._reload(changed)
 
-    async def check_identity_due(self, force: bool = False) -> None:
+    async def check_identity_due(self) -> None:
         """From the tap's loop: partitions whose ID lookup failed are asked again (at most once a second),
         and every owned partition once per lag interval, for a topic re-created without a rebalance."""
         now = asyncio.get_running_loop().time()
-        periodic = force or now - self._last_id_check >= self.lag_interval_seconds
+        periodic = now - self._last_id_check >= self.settings.lag_interval_seconds
         if not periodic and (not self.ids_due or now - self._last_id_check < 1.0):
             return
         self._last_id_check = now
@@ -144,13 +145,12 @@ class LogChanges:
                 )
                 if reason == IN_RANGE:
                     continue  # the reload below seeks it back to the stored offset
+                self.status.records_skipped[tp.topic] += skipped
                 if reason == RECREATED:
                     recreated_topics.add(tp.topic)
                     self._log_recreated(tp, stored, resume)
-                    self.status.records_skipped[tp.topic] += skipped
                 else:
                     self.status.offset_resets[(tp.topic, reason)] += 1
-                    self.status.records_skipped[tp.topic] += skipped
                     log.error(
                         "%s: stored offset %d is out of the log (start %d, end %s): %s; resuming at %d, "
                         "%d records skipped",

@@ -108,7 +108,6 @@ class TapAgent(LogChanges):
         self.stored_ids: dict[TopicPartition, str | None] = {}
         self.ids_due: set[TopicPartition] = set()
         self._last_id_check = 0.0
-        self.lag_interval_seconds = settings.lag_interval_seconds
         self.epoch = 0
         self._inflight: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
@@ -274,17 +273,7 @@ class TapAgent(LogChanges):
                 # these records were fetched from positions that no longer hold. Read them again.
                 await self._resync()
                 return
-            moves = [
-                OffsetMove(
-                    tp.topic,
-                    tp.partition,
-                    starts[tp],
-                    records[-1].offset + 1,
-                    self.topic_ids.get(tp),
-                    self.stored_ids.get(tp),
-                )
-                for tp, records in fresh.items()
-            ]
+            moves = [self._move(tp, starts[tp], records[-1].offset + 1) for tp, records in fresh.items()]
             for m in moves:
                 self.expected[TopicPartition(m.topic, m.partition)] = m.next_offset
             self._inflight = asyncio.create_task(self._apply(delta, moves))
@@ -305,14 +294,13 @@ class TapAgent(LogChanges):
         for tp, records in batch.items():
             if tp not in self.expected or not records:
                 continue
+            start = self.expected[tp]
             if self.identity_unsettled(tp):
                 self.ids_due.add(tp)
                 # Never written: nothing visible lies before this batch's first record since the seek to
                 # the log start, so that is where to read again from.
-                start = self.expected[tp]
                 self.consumer.seek(tp, start if start is not None else records[0].offset)
                 continue
-            start = self.expected[tp]
             if start is not None and records[0].offset < start:
                 records = [r for r in records if r.offset >= start]
             if records:
