@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from tests.sim.world import World
 
 
+Reading = list[tuple[int, int, int]]  # (start, end, history) segments of one claim, in order
+
+
 class Cuts:
     def __init__(self, seed: int) -> None:
         # Its own stream, so that schedules without cuts (and the fixed regression seeds) draw as before.
@@ -60,10 +63,17 @@ class Cuts:
         past = self.histories.get(tp, [])
         return past[gen] if gen < len(past) else world.logs[tp].entries
 
-    def candidates(self, tps: list[TopicPartition]) -> Iterator[dict[TopicPartition, int]]:
-        """Which history each partition of a write read, newest first: a write fetched before a cut may
-        land after it."""
-        choices = [[(tp, g) for g in range(self.generation(tp), -1, -1)] for tp in tps]
+    def candidates(self, claims: list[tuple[TopicPartition, int, int]]) -> Iterator[dict[TopicPartition, Reading]]:
+        """Which history each partition of a write read, newest first: a write fetched before a cut may land
+        after it, and one batch can hold the old history's records up to where a fetch before the cut
+        stopped and the new one's after it (the tap had read on at its position, the log grown past it)."""
+        choices = []
+        for tp, start, end in claims:
+            newest = self.generation(tp)
+            options: list[Reading] = [[(start, end, g)] for g in range(newest, -1, -1)]
+            for old, new in itertools.combinations(range(newest + 1), 2):
+                options += [[(start, k, old), (k, end, new)] for k in range(start + 1, end)]
+            choices.append([(tp, reading) for reading in options])
         for combo in itertools.product(*choices):
             yield dict(combo)
 

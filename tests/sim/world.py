@@ -32,7 +32,7 @@ from streams.settings import Settings
 from streams.status import Status
 from tables.delta import Delta, unpair
 from tables.store import OffsetMove, RedisStore
-from tests.sim.cuts import Cuts
+from tests.sim.cuts import Cuts, Reading
 from tests.sim.kafka import PartitionLog, SimConsumer, SimRecord
 from tests.sim.loop import VirtualTimeLoop, run_virtually
 from tests.sim.redis import FAIL_BEFORE, LOST_REPLY, OK, SimRedis, window_insert_is_noop
@@ -174,7 +174,7 @@ class World:
             start = int(expected) if expected else self.logs[tp].start
             claims.append((field_name, tp, int(expected) if expected else None, start, int(nxt)))
         first: Violation | None = None
-        for gens in self.cuts.candidates([c[1] for c in claims]):
+        for gens in self.cuts.candidates([(c[1], c[3], c[4]) for c in claims]):
             try:
                 kinds = self._matches(payload, claims, gens)
             except Violation as exc:  # this history does not hold what the write left out; another may
@@ -182,8 +182,9 @@ class World:
                 continue
             if kinds is not None:
                 ranges = self.redis.data.setdefault("__sim_ranges__", {})
-                for (field_name, tp, _, start, end), kind in zip(claims, kinds, strict=True):
-                    ranges.setdefault(field_name, []).append((start, end, kind, gens[tp]))
+                for (field_name, tp, *_), kind in zip(claims, kinds, strict=True):
+                    for start, end, gen in gens[tp]:
+                        ranges.setdefault(field_name, []).append((start, end, kind, gen))
                 return
         # Raised inside the replica's task, which may swallow it: the driver re-raises it after the step.
         self.violation = first or Violation(
@@ -191,12 +192,14 @@ class World:
         )
         raise self.violation
 
-    def _matches(self, payload: dict[str, Any], claims: list[Any], gens: dict[TopicPartition, int]) -> list[str] | None:
+    def _matches(
+        self, payload: dict[str, Any], claims: list[Any], gens: dict[TopicPartition, Reading]
+    ) -> list[str] | None:
         delta, moves, kinds = Delta(), [], []
-        for _, tp, expected, start, end in claims:
+        for _, tp, expected, _, end in claims:
             log = self.logs[tp]
             moves.append(OffsetMove(tp.topic, tp.partition, expected, end))
-            records = log.records(start, end, self.cuts.entries(self, tp, gens[tp]))
+            records = [r for s, e, g in gens[tp] for r in log.records(s, e, self.cuts.entries(self, tp, g))]
             skipping = bool(records) and end <= log.start and not payload["hincr"] and not payload["sadd"]
             if not skipping:
                 self._fold(delta, tp, records)
