@@ -1,11 +1,18 @@
 """What each EcoMind dashboard shows: one Panel per panel, read by generate.py (which builds the JSON) and
 by the tests (which run every query on a real Prometheus, with the variables set to "All").
 
-Variables: $datasource (every board), $org_id (Business: multi, All), $instance (replica or service
-instance: multi, All). Tables, top-k, pies and stats are instant queries; "today" panels read the
-sidecar's today-gauges; panels an alert watches link to its runbook section.
+Variables: $datasource, then $cluster, $namespace and $job (every board: which release, when several
+share one Prometheus; a label a setup lacks matches All), $org_id (Business), $instance (replica or service
+instance), $group (Pipeline), $streams_job (Worker: the sidecar release whose lag figures it shows); all
+but $datasource multi, with All. Every metric selector of every query is scoped to the release variables
+by scope(). Tables, top-k, pies and stats are instant queries; "today"
+panels read the sidecar's today-gauges; panels an alert watches link to its runbook section.
+
+SIDECAR_BOARDS are fed by EcoMind Streams; SERVICE_BOARDS by the gateway, API and worker, which a
+deployment may not scrape: they are separate so that they can be left out.
 """
 
+import re
 from dataclasses import dataclass
 
 # The documented default; the Helm chart's runbookBaseUrl replaces it in rules and dashboards alike.
@@ -13,7 +20,23 @@ RUNBOOK_BASE = "https://github.com/ecomind/ecomind-streams/blob/main/RUNBOOK.md"
 ORG = 'org_id=~"$org_id"'
 INST = 'instance=~"$instance"'
 # Process metrics carry no EcoMind name: keep the series of targets that are sidecar replicas.
-SIDECAR = "and on (job, instance) ecomind_streams_build_info"
+SIDECAR = "and on (cluster, namespace, job, instance) ecomind_streams_build_info"
+# A metric name (not a label name inside braces, not a function) and its braces, if any.
+_SELECTOR = re.compile(r"(?<![\w:{,])\b(ecomind_\w+|process_\w+|up)\b(?![\w(=!~])(\{[^}]*\})?")
+
+
+def scope(expr: str, job: str = "$job") -> str:
+    """The query with the release variables added to every metric selector: a panel never mixes releases.
+    Selectors already scoped are left alone (a service board scopes the sidecar's metrics by $streams_job)."""
+    release = f'cluster=~"$cluster",namespace=~"$namespace",job=~"{job}"'
+
+    def add(match: re.Match[str]) -> str:
+        inner = (match.group(2) or "{}")[1:-1]
+        if 'cluster=~"$cluster"' in inner:
+            return match.group(0)
+        return f"{match.group(1)}{{{release}{',' + inner if inner else ''}}}"
+
+    return _SELECTOR.sub(add, expr)
 
 
 @dataclass(frozen=True)
@@ -36,7 +59,7 @@ def _quantile(q: float, histogram: str, by: str = "") -> str:
 
 
 def P(title: str, kind: str, unit: str, queries: list[tuple[str, str]], description: str, *alerts: str) -> Panel:
-    return Panel(title, kind, unit, tuple(queries), description, alerts)
+    return Panel(title, kind, unit, tuple((scope(q), legend) for q, legend in queries), description, alerts)
 
 
 BUSINESS = [
@@ -458,42 +481,56 @@ WORKER = [
         "Kafka lag (messages)",
         "timeseries",
         "short",
-        [("max by (topic, partition) (ecomind_worker_kafka_lag)", "{{topic}}/{{partition}}")],
-        "Messages the worker's group has not consumed, per partition.",
+        [(scope("max by (topic, partition) (ecomind_worker_kafka_lag)", "$streams_job"), "{{topic}}/{{partition}}")],
+        "Messages the worker's group has not consumed, per partition (measured by the EcoMind Streams release "
+        "picked in Streams job).",
         "HighKafkaLag",
     ),
     P(
         "Lag (age of oldest unconsumed record)",
         "timeseries",
         "s",
-        [("max by (topic) (ecomind_worker_kafka_lag_seconds)", "{{topic}}")],
-        "Measured by EcoMind Streams from the group's offsets: the SLO is 10 s, the SLA 60 s.",
+        [(scope("max by (topic) (ecomind_worker_kafka_lag_seconds)", "$streams_job"), "{{topic}}")],
+        "Measured by EcoMind Streams (the release picked in Streams job) from the group's offsets: the SLO is "
+        "10 s, the SLA 60 s.",
         "WorkerLagAboveSLO",
         "WorkerLagAboveSLA",
     ),
 ]
 
-# uid: (title, panels, variables beyond $datasource, the metric whose instances $instance lists)
-BOARDS: dict[str, tuple[str, list[Panel], tuple[str, ...], str]] = {
-    "ecomind-business": ("EcoMind Business", BUSINESS, ("org_id",), ""),
+Board = tuple[str, list[Panel], tuple[str, ...], str]
+# uid: (title, panels, variables beyond $datasource and the release's, the metric whose targets the
+# release and $instance variables list)
+SIDECAR_BOARDS: dict[str, Board] = {
+    "ecomind-business": ("EcoMind Business", BUSINESS, ("org_id",), "ecomind_streams_build_info"),
     "ecomind-pipeline": ("EcoMind Pipeline", PIPELINE, ("instance", "group"), "ecomind_streams_build_info"),
+}
+SERVICE_BOARDS: dict[str, Board] = {
     "ecomind-gateway": ("EcoMind Gateway", GATEWAY, ("instance",), 'up{ecomind_component="gateway"}'),
     "ecomind-api": ("EcoMind API", API, ("instance",), 'up{ecomind_component="api"}'),
-    "ecomind-worker": ("EcoMind Worker", WORKER, ("instance",), 'up{ecomind_component="worker"}'),
+    "ecomind-worker": ("EcoMind Worker", WORKER, ("instance", "streams_job"), 'up{ecomind_component="worker"}'),
 }
+BOARDS: dict[str, Board] = {**SIDECAR_BOARDS, **SERVICE_BOARDS}
 
 
 def runbook(alert: str) -> str:
     return f"{RUNBOOK_BASE}#{alert.lower()}"
 
 
-def expand(expr: str, range_: str = "1h") -> str:
-    """A panel's query as Grafana sends it with every variable at "All" and the given time range."""
-    for variable in ('"$org_id"', '"$instance"', '"$group"'):
-        expr = expr.replace(variable, '".*"')
+VARIABLES = ("cluster", "namespace", "job", "org_id", "instance", "group", "streams_job")
+
+
+def expand(expr: str, range_: str = "1h", **values: str) -> str:
+    """A panel's query as Grafana sends it for the given time range, each variable at its regex in
+    values (one release: job="prod-ecomind-streams") or at "All" (.*) when not given."""
+    unknown = set(values) - set(VARIABLES)
+    if unknown:
+        raise ValueError(f"no such dashboard variable: {', '.join(sorted(unknown))}")
+    for name in VARIABLES:
+        expr = expr.replace(f'"${name}"', f'"{values.get(name, ".*")}"')
     return expr.replace("$__range", range_)
 
 
-def panel_queries(*uids: str) -> list[tuple[str, str]]:
+def panel_queries(*uids: str, **values: str) -> list[tuple[str, str]]:
     """(panel title, PromQL with the variables expanded) of every panel on the given boards."""
-    return [(p.title, expand(q)) for uid in uids for p in BOARDS[uid][1] for q, _ in p.queries]
+    return [(p.title, expand(q, **values)) for uid in uids for p in BOARDS[uid][1] for q, _ in p.queries]

@@ -5,6 +5,12 @@ python ops/grafana/generate.py --check  # exit 1 if the committed JSON differs f
 
 The boards are portable: every panel queries the $datasource variable (provisioning and the Grafana
 sidecar pick the default Prometheus; an import through the UI asks for one through __inputs).
+
+Several releases on one Prometheus and one Grafana: $cluster, $namespace and $job pick the release every
+query is scoped to. Each board's uid and title appear once in its JSON, as `"uid": "<uid>"` and
+`"title": "<title>"` at the top level, so a deployment that installs a board set per release replaces
+those two strings (e.g. uid `<release>-ecomind-business`, at most 40 characters). Sidecar boards are
+tagged ecomind-streams, the gateway, API and worker boards ecomind-services.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge, dashboard, piechart, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -25,7 +32,7 @@ from grafana_foundation_sdk.models.dashboard import (
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from boards import BOARDS, Panel, runbook  # a sibling module, found through the path above
+from boards import BOARDS, SERVICE_BOARDS, Panel, runbook  # a sibling module, found through the path above
 
 OUT = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -41,7 +48,8 @@ INPUTS = [
         "pluginName": "Prometheus",
     }
 ]
-_KINDS = {
+# Any: the SDK's panel builders share no base class that declares their common methods.
+_KINDS: dict[str, Any] = {
     "stat": stat.Panel,
     "timeseries": timeseries.Panel,
     "bargauge": bargauge.Panel,
@@ -50,7 +58,9 @@ _KINDS = {
 }
 
 
-def _variables(board: dashboard.Dashboard, names: tuple[str, ...], instance_metric: str) -> dashboard.Dashboard:
+def _variables(board: dashboard.Dashboard, names: tuple[str, ...], targets: str) -> dashboard.Dashboard:
+    """$datasource, the release ($cluster, $namespace, $job, each listing the values left by the ones
+    before it among the targets' series), then the board's own."""
     source = (
         dashboard.DatasourceVariable("datasource")
         .label("Data source")
@@ -58,15 +68,32 @@ def _variables(board: dashboard.Dashboard, names: tuple[str, ...], instance_metr
         .current(VariableOption(selected=True, text="${DS_PROMETHEUS}", value="${DS_PROMETHEUS}"))
     )
     board = board.with_variable(source)
-    if "org_id" in names:
-        board = board.with_variable(_all_of("org_id", "Org", "label_values(ecomind_events_ingested_total, org_id)"))
-    if "instance" in names:
-        board = board.with_variable(_all_of("instance", "Instance", f"label_values({instance_metric}, instance)"))
-    if "group" in names:
-        board = board.with_variable(
-            _all_of("group", "Consumer group", "label_values(ecomind_consumergroup_lag, group)")
-        )
+    chosen = ""
+    for name, label in (("cluster", "Cluster"), ("namespace", "Namespace"), ("job", "Job")):
+        board = board.with_variable(_all_of(name, label, f"label_values({_within(targets, chosen)}, {name})"))
+        chosen += f'{"," if chosen else ""}{name}=~"${name}"'
+    own = {
+        "org_id": ("Org", "ecomind_events_ingested_total"),
+        "instance": ("Instance", targets),
+        "group": ("Consumer group", "ecomind_consumergroup_lag"),
+        "streams_job": ("Streams job", "ecomind_streams_build_info"),
+    }
+    for name in names:
+        label, metric = own[name]
+        # The sidecar release a service board reads lag from shares cluster and namespace, not job.
+        within = chosen if name != "streams_job" else 'cluster=~"$cluster",namespace=~"$namespace"'
+        listed = "job" if name == "streams_job" else name
+        board = board.with_variable(_all_of(name, label, f"label_values({_within(metric, within)}, {listed})"))
     return board
+
+
+def _within(metric: str, matchers: str) -> str:
+    """The metric's selector with more matchers: up{ecomind_component="api"} + job=~"$job"."""
+    if not matchers:
+        return metric
+    if metric.endswith("}"):
+        return f"{metric[:-1]},{matchers}}}"
+    return f"{metric}{{{matchers}}}"
 
 
 def _all_of(name: str, label: str, query: str) -> dashboard.QueryVariable:
@@ -117,9 +144,10 @@ def _panel(spec: Panel) -> object:
 
 
 def build(uid: str) -> dict[str, object]:
-    title, panels, variables, instance_metric = BOARDS[uid]
-    board = dashboard.Dashboard(title).uid(uid).tags(["ecomind"]).refresh("30s").time("now-6h", "now")
-    board = _variables(board, variables, instance_metric)
+    title, panels, variables, targets = BOARDS[uid]
+    kind = "ecomind-services" if uid in SERVICE_BOARDS else "ecomind-streams"
+    board = dashboard.Dashboard(title).uid(uid).tags(["ecomind", kind]).refresh("30s").time("now-6h", "now")
+    board = _variables(board, variables, targets)
     for spec in panels:
         board = board.with_panel(_panel(spec))  # type: ignore[arg-type]
     built: dict[str, object] = json.loads(json.dumps(board.build(), cls=JSONEncoder))

@@ -197,9 +197,11 @@ def test_faults_raise_the_right_alerts_and_detection_times(  # type: ignore[no-u
             webhook, "ServiceDown", killed_at, "pagerduty-critical", instance=f"127.0.0.1:{b.port}"
         )
 
+        # Aggregated alerts reach the receiver with the release's job: what routes them to its owners.
+        release = {"job": "ecomind-streams"}
         worker.stop()
         detection["worker stopped -> WorkerLagAboveSLO"] = _detected(
-            webhook, "WorkerLagAboveSLO", time.monotonic(), "slack-warnings"
+            webhook, "WorkerLagAboveSLO", time.monotonic(), "slack-warnings", **release
         )
 
         gateway.stop()
@@ -207,7 +209,7 @@ def test_faults_raise_the_right_alerts_and_detection_times(  # type: ignore[no-u
             broker.bootstrap, names, home, "invalid", "--rate", "200", "--no-worker", "--invalid-ratio", "1.0"
         )
         detection["only invalid events -> InvalidEventsSpike"] = _detected(
-            webhook, "InvalidEventsSpike", time.monotonic(), "slack-warnings"
+            webhook, "InvalidEventsSpike", time.monotonic(), "slack-warnings", **release
         )
     finally:
         print("\ndetection times (for: 2 s, 1 s scrapes):", {k: round(v, 1) for k, v in detection.items()})

@@ -1,8 +1,10 @@
 """Every dashboard panel's query returns data from a real Prometheus that scrapes a real sidecar and
-loads the shipped rules, and the business values in Prometheus equal the events' truth."""
+loads the shipped rules, with the release variables at All and at this sidecar's job, and returns none
+for another release's job; and the business values in Prometheus equal the events' truth."""
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from functools import partial
 from pathlib import Path
@@ -18,6 +20,17 @@ from tests.integration.kafka_io import Out, commit_group, produce
 
 pytestmark = pytest.mark.integration
 OPS = Path(__file__).resolve().parents[2] / "ops"
+SIDECAR_BOARDS = ("ecomind-business", "ecomind-pipeline")
+
+
+def _release_queries(job: str) -> list[tuple[str, str]]:
+    """Every sidecar panel's query as Grafana sends it with $job at one release (the others at All)."""
+    spec = importlib.util.spec_from_file_location("boards", OPS / "grafana" / "boards.py")
+    assert spec and spec.loader
+    boards = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(boards)
+    queries: list[tuple[str, str]] = boards.panel_queries(*SIDECAR_BOARDS, job=job)
+    return queries
 
 
 def test_every_panel_query_returns_data_and_business_values_match(  # type: ignore[no-untyped-def]
@@ -55,6 +68,13 @@ def test_every_panel_query_returns_data_and_business_values_match(  # type: igno
         ).start()
         for title, expr in panel_queries():
             wait_until(partial(prom.query, expr), 90, 0.5, what=f"data for panel {title!r}: {expr}")
+        # The job LocalPrometheus scrapes the sidecar as: what a user picks in $job for this release.
+        for title, expr in _release_queries("ecomind-streams"):
+            wait_until(partial(prom.query, expr), 30, 0.5, what=f"data for panel {title!r} of the release: {expr}")
+        # Another release's job selects none of this one's series (a panel's `or vector(0)` aside).
+        for title, expr in _release_queries("other-ecomind-streams"):
+            if "vector(" not in expr:
+                assert prom.query(expr) == [], (title, expr)
         truth = {
             "sum(ecomind_daily_active_orgs)": 3.0,
             "sum(ecomind_daily_active_users)": 15.0,  # (org, user) pairs: i % 3 and i % 5 over 30 events

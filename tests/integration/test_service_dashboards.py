@@ -1,10 +1,12 @@
 """The Gateway, API and Worker dashboards against a real Prometheus. Those services are not ours, so small
 stand-in exporters serve the metric names the design document gives them (with its labels), and
 Prometheus scrapes them through the jobs of ops/prometheus/ecomind-services.yml. Every panel query must
-return data, and a few must return exactly what the stand-ins serve."""
+return data with the variables at All and at the stand-ins' jobs (none at another release's job), and a
+few must return exactly what the stand-ins serve."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import threading
@@ -98,8 +100,6 @@ def worker() -> StandIn:
     processed = Counter("ecomind_worker_events_processed", "", registry=s.registry)
     failed = Counter("ecomind_worker_events_failed", "", registry=s.registry)
     duration = Histogram("ecomind_worker_event_processing_duration_seconds", "", registry=s.registry)
-    lag = Gauge("ecomind_worker_kafka_lag", "", ["topic", "partition"], registry=s.registry)
-    lag.labels("events.raw", "0").set(12)
 
     def step() -> None:
         processed.inc(30)
@@ -112,12 +112,35 @@ def worker() -> StandIn:
 
 
 def streams() -> StandIn:
-    """The lag age on the Worker board is measured by the sidecar, so its one series comes from here."""
+    """The lag on the Worker board is measured by the sidecar, so its series come from here."""
     s = StandIn()
     Gauge("ecomind_worker_kafka_lag_seconds", "", ["topic", "partition"], registry=s.registry).labels(
         "events.raw", "0"
     ).set(2.5)
+    Gauge("ecomind_worker_kafka_lag", "", ["topic", "partition"], registry=s.registry).labels("events.raw", "0").set(12)
     return s
+
+
+# The jobs the stand-ins are scraped as (ecomind-services.yml, prometheus.yml): one release's values.
+RELEASE = {
+    "ecomind-gateway": {"job": "ecomind-gateway"},
+    "ecomind-api": {"job": "ecomind-api"},
+    "ecomind-worker": {"job": "ecomind-worker", "streams_job": "ecomind-streams"},
+}
+
+
+def _release_queries(uid: str, **values: str) -> list[tuple[str, str]]:
+    """The board's panel queries as Grafana sends them with the given variables (the others at All)."""
+    spec = importlib.util.spec_from_file_location("boards", OPS.parent / "grafana" / "boards.py")
+    assert spec and spec.loader
+    boards = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(boards)
+    queries: list[tuple[str, str]] = boards.panel_queries(uid, **values)
+    return queries
+
+
+def _panel(uid: str, title: str) -> list[str]:
+    return [expr for t, expr in _release_queries(uid, **RELEASE[uid]) if t == title]
 
 
 @pytest.fixture
@@ -180,18 +203,25 @@ def test_every_service_panel_query_returns_data(stand_ins: dict[str, StandIn], w
     try:
         for title, expr in panel_queries("ecomind-gateway", "ecomind-api", "ecomind-worker"):
             wait_until(partial(_query, port, expr), 60, 0.5, what=f"data for panel {title!r}: {expr}")
+        for uid, values in RELEASE.items():
+            for title, expr in _release_queries(uid, **values):
+                assert _query(port, expr), f"no data for panel {title!r} of the release: {expr}"
+            other = {name: "other-release" for name in values}
+            for title, expr in _release_queries(uid, **other):
+                assert _query(port, expr) == [], f"another release's panel {title!r} shows this one: {expr}"
         exact = {
-            'sum(up{ecomind_component="gateway",instance=~".*"})': 1.0,
-            'sum(up{ecomind_component="api",instance=~".*"})': 1.0,
-            'sum(up{ecomind_component="worker",instance=~".*"})': 1.0,
-            'sum by (instance) (ecomind_api_db_connection_pool_size{instance=~".*"})': float(POOL_SIZE),
-            'sum by (instance) (ecomind_api_db_connection_pool_available{instance=~".*"})': float(POOL_SIZE - 3),
-            "max by (topic, partition) (ecomind_worker_kafka_lag)": 12.0,
-            "max by (topic) (ecomind_worker_kafka_lag_seconds)": 2.5,
+            ("ecomind-gateway", "Instances up"): [1.0],
+            ("ecomind-api", "Instances up"): [1.0],
+            ("ecomind-worker", "Instances up"): [1.0],
+            ("ecomind-api", "Database pool"): [float(POOL_SIZE), float(POOL_SIZE - 3)],
+            ("ecomind-worker", "Kafka lag (messages)"): [12.0],
+            ("ecomind-worker", "Lag (age of oldest unconsumed record)"): [2.5],
         }
-        for expr, want in exact.items():
-            assert list(_values(port, expr).values()) == [want], expr
-        brokers = _values(port, 'max by (instance, broker) (ecomind_gateway_kafka_connection_status{instance=~".*"})')
+        for (uid, title), want in exact.items():
+            exprs = _panel(uid, title)
+            assert [v for expr in exprs for v in _values(port, expr).values()] == want, exprs
+        (connections, _) = _panel("ecomind-gateway", "Kafka and Redis connections")
+        brokers = _values(port, connections)
         assert sorted(json.loads(k)["broker"] for k in brokers) == ["1", "2", "3"]
         # Ratios the stand-ins fix, within the rounding of rate() over moving scrapes.
         worker_expr = dict(panel_queries("ecomind-worker"))["Failure ratio"]

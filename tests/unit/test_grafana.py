@@ -1,6 +1,8 @@
 """Dashboards as code: the committed JSON is the generator's output, and every board is portable
-(data source, org and instance variables, __inputs for import), queries the right way (instant where one
-value per series is shown, today-gauges for "today"), and explains itself (descriptions, runbook links)."""
+(data source, org and instance variables, __inputs for import), tells releases apart (cluster, namespace
+and job variables scope every query; uid and title replaceable per release; service boards apart from the
+sidecar's), queries the right way (instant where one value per series is shown, today-gauges for "today"),
+and explains itself (descriptions, runbook links)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "ops" / "grafana"
+sys.path.insert(0, str(GRAFANA))  # boards.py, as generate.py imports it
 BOARDS = {p.stem: json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards").glob("*.json"))}
 ALERTS = {
     rule["alert"]: rule
@@ -54,6 +58,13 @@ def test_every_board_picks_its_data_source_and_can_be_imported() -> None:
                 assert var["multi"] and var["includeAll"] and var["allValue"] == ".*", (uid, name)
         assert ("org_id" in variables) == (uid == "ecomind-business")
         assert ("instance" in variables) == (uid != "ecomind-business")
+        assert ("streams_job" in variables) == (uid == "ecomind-worker")
+        # The release first, each variable listing what the ones before it leave.
+        assert list(variables)[:4] == ["datasource", "cluster", "namespace", "job"], uid
+        assert '$cluster"' in variables["namespace"]["query"] and '$namespace"' in variables["job"]["query"]
+        for name in set(variables) - {"datasource", "cluster", "namespace", "streams_job"}:
+            if name != "job":
+                assert 'job=~"$job"' in variables[name]["query"], (uid, name)
 
 
 def test_every_panel_uses_the_variables_its_board_offers() -> None:
@@ -64,6 +75,72 @@ def test_every_panel_uses_the_variables_its_board_offers() -> None:
         for target in panel["targets"]:
             used = set(re.findall(r"\$(\w+)", target["expr"]))
             assert used <= offered, (uid, panel["title"], used - offered)
+
+
+# A metric name where PromQL expects a selector: not a label name (inside braces), function or keyword.
+METRIC = re.compile(r"(?<![\w:{,\"])\b(?:ecomind|process)_\w+\b(?![\w(=!~])|\bup\{")
+# What only the gateway, API and worker export (ecomind_api_calls_total is the sidecar's, from raw events).
+SERVICE_METRIC = re.compile(r"ecomind_gateway_|ecomind_api_(?!calls_total)|ecomind_worker_events|\bup\{")
+RELEASE = re.compile(r'\{cluster=~"\$cluster",namespace=~"\$namespace",job=~"\$(?:job|streams_job)"[,}]')
+
+
+def test_every_metric_selector_of_every_panel_is_scoped_to_the_release() -> None:
+    # Two releases on one Prometheus: an unscoped selector would sum or list both on one panel.
+    selectors = 0
+    for uid, panel in _panels():
+        for target in panel["targets"]:
+            expr = target["expr"]
+            names = METRIC.findall(expr)
+            assert names, (uid, panel["title"], expr)
+            assert len(RELEASE.findall(expr)) == len(names), (uid, panel["title"], expr)
+            selectors += len(names)
+    assert selectors >= 60, selectors
+
+
+def test_only_sidecar_figures_on_a_service_board_follow_the_sidecar_release() -> None:
+    for uid, panel in _panels():
+        for target in panel["targets"]:
+            if "$streams_job" in target["expr"]:
+                assert uid == "ecomind-worker" and "ecomind_worker_kafka_lag" in target["expr"], panel["title"]
+
+
+def test_uid_and_title_appear_once_so_a_deployment_can_prefix_them_per_release() -> None:
+    for uid, board in BOARDS.items():
+        text = (GRAFANA / "dashboards" / f"{uid}.json").read_text()
+        assert board["uid"] == uid and len(uid) <= 40 - len("a-release-name-"), uid
+        assert text.count(f'"uid": "{uid}"') == 1, uid
+        assert text.count(f'"title": "{board["title"]}"') == 1, uid
+
+
+def test_service_boards_are_apart_from_the_sidecar_boards() -> None:
+    import boards  # found through the path set above
+
+    sidecar, services = set(boards.SIDECAR_BOARDS), set(boards.SERVICE_BOARDS)
+    assert sidecar == {"ecomind-business", "ecomind-pipeline"}
+    assert services == {"ecomind-gateway", "ecomind-api", "ecomind-worker"}
+    for uid, board in BOARDS.items():
+        assert board["tags"] == ["ecomind", "ecomind-services" if uid in services else "ecomind-streams"]
+        # A sidecar board shows nothing of the services: turning those off leaves it whole.
+        if uid in sidecar:
+            for panel in board["panels"]:
+                for target in panel["targets"]:
+                    assert not SERVICE_METRIC.search(target["expr"])
+
+
+@pytest.mark.parametrize(
+    ("values", "want"),
+    [
+        ({}, 'x{cluster=~".*",namespace=~".*",job=~".*",instance=~".*"}[1h]'),
+        ({"namespace": "team-a", "job": "prod"}, 'x{cluster=~".*",namespace=~"team-a",job=~"prod",instance=~".*"}[1h]'),
+    ],
+)
+def test_expand_sets_each_variable_or_all(values: dict[str, str], want: str) -> None:
+    import boards
+
+    expr = 'x{cluster=~"$cluster",namespace=~"$namespace",job=~"$job",instance=~"$instance"}[$__range]'
+    assert boards.expand(expr, **values) == want
+    with pytest.raises(ValueError, match="no such dashboard variable: release"):
+        boards.expand(expr, release="a")
 
 
 def test_tables_top_k_pies_and_stats_are_instant_queries() -> None:
@@ -102,6 +179,8 @@ def test_panels_describe_themselves_and_link_the_runbook_of_the_alerts_that_watc
 
 
 def test_no_panel_selects_by_job_name() -> None:
+    # Jobs are picked through the variables only: a job's name differs between setups.
     for _, panel in _panels():
         for target in panel["targets"]:
-            assert "job=" not in target["expr"].replace(" ", ""), panel["title"]
+            matchers = re.findall(r"\bjob\s*(=~|!~|!=|=)\s*\"([^\"]*)\"", target["expr"])
+            assert matchers and all(m in {("=~", "$job"), ("=~", "$streams_job")} for m in matchers), panel["title"]

@@ -51,6 +51,15 @@ def test_a_down_sidecar_silences_its_derived_alerts() -> None:
     rules = yaml.safe_load(CONFIG.read_text())["inhibit_rules"]
     down = next(r for r in rules if 'alertname="ServiceDown"' in r["source_matchers"])
     # Keyed on the label the static config and the chart both set, never on the job's name.
-    assert 'ecomind_component="streams"' in down["source_matchers"] and down["equal"] == ["instance"]
+    assert 'ecomind_component="streams"' in down["source_matchers"]
+    assert down["equal"] == ["cluster", "namespace", "job", "instance"]
     assert not any("job" in m for r in rules for m in r["source_matchers"] + r["target_matchers"])
     assert "EcoMindStreamsNotReady" in down["target_matchers"][0]
+
+
+def test_every_inhibition_and_the_grouping_keep_releases_apart() -> None:
+    # An inhibition without these labels in equal lets one release's alert silence another release's.
+    config = yaml.safe_load(CONFIG.read_text())
+    for rule in config["inhibit_rules"]:
+        assert {"cluster", "namespace", "job"} <= set(rule["equal"]), rule
+    assert {"cluster", "namespace", "job", "alertname"} <= set(config["route"]["group_by"])

@@ -1,5 +1,6 @@
 """The shipped inhibitions in a real Alertmanager, with the labels of the static config and with those of
-the Helm chart's ServiceMonitor: a down sidecar replica silences its own derived alerts in both."""
+the Helm chart's ServiceMonitor: a down sidecar replica silences its own derived alerts in both, and with
+two releases on one Alertmanager, one release's alerts never silence the other's."""
 
 from __future__ import annotations
 
@@ -94,5 +95,50 @@ def test_a_down_replica_silences_its_derived_alerts_only(alertmanager: int, scra
     }
     deadline = time.monotonic() + 10
     while (got := _states(alertmanager, scrape_labels["job"])) != want and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert got == want
+
+
+def _states_by_namespace(port: int, job: str) -> dict[tuple[str, str], str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/alerts", timeout=10) as resp:
+        alerts = json.loads(resp.read())
+    return {
+        (a["labels"]["alertname"], a["labels"]["namespace"]): a["status"]["state"]
+        for a in alerts
+        if a["labels"].get("job") == job
+    }
+
+
+def test_one_release_never_silences_the_other(alertmanager: int) -> None:
+    # The same release name in two namespaces: only namespace tells them apart. team-a has lost its exporter
+    # and one replica; team-b is behind its lag SLA on the same topic, and its replica has the same address
+    # (two clusters' targets, or static configs with equal host names). Only team-a's own alerts go quiet.
+    release = {**SERVICE_MONITOR, "job": "two-ecomind-streams", "service": "two-ecomind-streams"}
+    a, b = {**release, "namespace": "team-a"}, {**release, "namespace": "team-b"}
+    replica = {"instance": "10.9.0.1:6066"}
+    topic = {"topic": "events.raw"}
+    _post(
+        alertmanager,
+        [
+            {**a, "alertname": "EcoMindStreamsNoExporter", "severity": "critical"},
+            {**a, **topic, "alertname": "WorkerLagAboveSLA", "severity": "critical"},
+            {**b, **topic, "alertname": "WorkerLagAboveSLA", "severity": "critical"},
+            {**b, **topic, "alertname": "WorkerLagAboveSLO", "severity": "warning"},
+            {**a, **replica, "alertname": "ServiceDown", "severity": "critical"},
+            {**a, **replica, "alertname": "TablesStuckRecovering", "severity": "warning"},
+            {**b, **replica, "alertname": "TablesStuckRecovering", "severity": "warning"},
+        ],
+    )
+    want = {
+        ("EcoMindStreamsNoExporter", "team-a"): "active",
+        ("WorkerLagAboveSLA", "team-a"): "suppressed",  # by its own release's missing exporter
+        ("WorkerLagAboveSLA", "team-b"): "active",  # not by team-a's
+        ("WorkerLagAboveSLO", "team-b"): "suppressed",  # by its own release's SLA breach
+        ("ServiceDown", "team-a"): "active",
+        ("TablesStuckRecovering", "team-a"): "suppressed",
+        ("TablesStuckRecovering", "team-b"): "active",  # same instance, other release
+    }
+    deadline = time.monotonic() + 10
+    while (got := _states_by_namespace(alertmanager, release["job"])) != want and time.monotonic() < deadline:
         time.sleep(0.2)
     assert got == want
