@@ -22,7 +22,6 @@ from streams.settings import SettingsError
 from streams.view import View
 
 NAME = "EcoMind Streams"
-LAG_SLO_SECONDS = 10.0  # WorkerLagAboveSLO's threshold in ops/prometheus/rules/alerts.yml
 REFRESH_SECONDS = 5
 TOP_ORGS = 10
 OTHER = "__other__"  # the label value orgs beyond the series cap are folded into
@@ -34,7 +33,7 @@ h2{font-size:1.15rem;margin:1.2rem 0 .4rem;border-bottom:1px solid #ddd}h3{font-
 nav a{margin-right:1rem;white-space:nowrap}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(17rem,1fr));gap:0 2rem;align-items:start}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.6rem 0;align-content:start}
-dt{color:#555}dd{margin:0}dd,.org,.topic{overflow-wrap:anywhere}
+dt{color:#555}dd{margin:0}dd,.org,.topic,#health td{overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eee}
 .n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.slo{white-space:nowrap}
@@ -111,19 +110,11 @@ def _state(ok: bool, good: str, bad: str) -> str:
 def _replica(view: View) -> str:
     st, hist = view.status, view.history
     uptime = _duration(view.now_s - hist.started_at_s) if hist else "unknown"
-    if st.exporting:
-        exporter = "yes: exports the fleet's business figures"
-    elif st.leader:
-        exporter = "holds the lease: exports once the last exporter's figures are stale in Prometheus"
-    elif not st.redis_ok:
-        exporter = "no: Redis, where the exporter lease lives, does not answer"
-    else:
-        exporter = "no: another replica exports them"
     rendered = dt.datetime.fromtimestamp(view.now_s, dt.UTC).strftime("%H:%M:%S UTC")
     return (
         "<section><h2>This replica</h2><dl>"
         f'<dt>Replica</dt><dd id="replica-id">{_e(st.replica_id)}</dd>'
-        f'<dt>Exporter</dt><dd id="exporter" data-leader="{int(st.leader)}">{exporter}</dd>'
+        f'<dt>Exporter</dt><dd id="exporter" data-leader="{int(st.leader)}">{_e(view.exporter_state())}</dd>'
         f"<dt>Uptime</dt><dd>{uptime}</dd>"
         f'<dt>Shown at</dt><dd id="rendered-at" data-at="{view.now_s!r}">{rendered}</dd></dl></section>'
     )
@@ -135,25 +126,36 @@ def _health(view: View) -> str:
         last_batch = "none yet"
     else:
         last_batch = f"{_duration(view.now_s - hist.last_batch_at_s)} ago"
-    broker_bad = "unreachable" + (f" ({st.brokers_unreachable} brokers refuse)" if st.brokers_unreachable else "")
-    rows = [
-        ("Ready", _state(st.ready, "ready", "not ready")),
-        ("Broker", _state(st.broker_ok, "reachable", broker_bad)),
-        ("Redis", _state(st.redis_ok, "reachable", "unreachable")),
-        ("Tables", _state(not st.recovering, "recovered", "recovering")),
-        ("Last batch", f"{last_batch} ({st.batches:,} batches)"),
-        ("Dead letters", f'<data id="dead-letters" value="{st.dead_letters}">{st.dead_letters:,}</data>'),
-        ("Dead-letter errors", _state(st.dead_letter_errors == 0, "0", f"{st.dead_letter_errors:,}")),
-        ("Redis errors", _state(st.redis_errors == 0, "0", f"{st.redis_errors:,}")),
+    checks = st.checks()
+    failing = [c.label for c in checks if not c.ok]
+    # The same list /ready answers with (Status.checks), one row each, with the reason when it fails.
+    rows = [_check_row("ready", "Ready", not failing, "ready", "not ready: " + ", ".join(failing))]
+    rows += [_check_row(c.name, c.label, c.ok, _e(c.shown), _e(c.reason)) for c in checks]
+    rows += [
+        _row("Last batch", f"{last_batch} ({st.batches:,} batches)"),
+        _row("Dead letters", f'<data id="dead-letters" value="{st.dead_letters}">{st.dead_letters:,}</data>'),
+        _row("Dead-letter errors", _state(st.dead_letter_errors == 0, "0", f"{st.dead_letter_errors:,}")),
+        _row("Redis errors", _state(st.redis_errors == 0, "0", f"{st.redis_errors:,}")),
     ]
     for (topic, partition), stall in sorted(st.stalled.items()):
         since = _duration(view.now_s - stall.since_unix_s)
-        what = f"stalled at offset {stall.offset} for {since}: {_e(stall.reason)} ({_e(stall.detail)})"
-        rows.append((f"Partition {_e(topic)}/{partition}", _state(False, "", what)))
+        at = "an unknown offset" if stall.offset is None else f"offset {stall.offset}"
+        what = (
+            f"stalled at {at} for {since}: {_e(stall.reason)} ({_e(stall.detail)}); its events are not counted "
+            "until it reads again (retried with back-off), the other partitions go on"
+        )
+        rows.append(_row(f"Partition {_e(topic)}/{partition}", _state(False, "", what)))
     if view.tables_error is not None:
-        rows.append(("Tables read", _state(False, "", _e(view.tables_error))))
-    body = "".join(f"<tr><th>{name}</th><td>{cell}</td></tr>" for name, cell in rows)
-    return f'<section><h2>Health</h2><table id="health">{body}</table></section>'
+        rows.append(_row("Tables read", _state(False, "", _e(view.tables_error))))
+    return f'<section><h2>Health</h2><table id="health">{"".join(rows)}</table></section>'
+
+
+def _row(label: str, cell: str) -> str:
+    return f"<tr><th>{label}</th><td>{cell}</td></tr>"
+
+
+def _check_row(name: str, label: str, ok: bool, good: str, bad: str) -> str:
+    return f'<tr data-check="{name}" data-ok="{int(ok)}"><th>{label}</th><td>{_state(ok, good, bad)}</td></tr>'
 
 
 def _today(view: View) -> str:
@@ -161,12 +163,7 @@ def _today(view: View) -> str:
     day = dt.datetime.fromtimestamp(view.now_s, view.settings.zone).date().isoformat()
     head = f"<h2>Today ({day}, {_e(view.settings.timezone)})</h2>"
     if snap is None:
-        why = (
-            f"The tables could not be read: {_e(view.tables_error)}"
-            if view.tables_error
-            else "This replica is not the exporter; the replica holding the exporter lease shows the fleet's figures."
-        )
-        return f'<section id="today">{head}<p>{why}</p></section>'
+        return f'<section id="today">{head}<p id="no-figures">{_e(view.no_figures_reason())}</p></section>'
     kwh, co2 = sum(snap.kwh.values()), sum(snap.co2_kg.values())
     ingested = sum(snap.ingested.values())
     figures = (
@@ -177,7 +174,8 @@ def _today(view: View) -> str:
         f"<dt>Events ingested</dt><dd>{_data('events-ingested', ingested, f'{ingested:,}')} "
         "(valid raw events, all days kept)</dd>"
     )
-    return f'<section id="today">{head}<div class="grid"><dl>{figures}</dl>{_top_orgs(view)}</div></section>'
+    notes = "".join(f'<p class="bad">{_e(note)}</p>' for note in view.caveats())
+    return f'<section id="today">{head}{notes}<div class="grid"><dl>{figures}</dl>{_top_orgs(view)}</div></section>'
 
 
 def _top_orgs(view: View) -> str:
@@ -206,14 +204,17 @@ def _lag(view: View) -> str:
     if view.snapshot is None:
         return ""  # as on /metrics: lag is measured and exported by the exporter only
     lag = view.status.lag
-    head = f"<h2>Lag of group {_e(view.settings.watch_group)} (SLO {LAG_SLO_SECONDS:g} s)</h2>"
+    slo, source = view.lag_slo()
+    shown = _data("lag-slo", slo, f"{slo:g}")
+    head = f"<h2>Lag of group {_e(view.settings.watch_group)} (SLO {shown} s, {source})</h2>"
     if lag is None:
-        return f'<section id="lag">{head}<p>Not measured yet.</p></section>'
+        why = ": Kafka does not answer this replica" if not view.status.broker_ok else ""
+        return f'<section id="lag">{head}<p>Not measured yet{why}.</p></section>'
     rows = []
     watched = lag.watched
     for p in watched.partitions if watched is not None else ():
         # An unknown age with messages waiting counts as above the SLO, as the alert does.
-        over = p.lag_seconds is None or p.lag_seconds > LAG_SLO_SECONDS
+        over = p.lag_seconds is None or p.lag_seconds > slo
         seconds = "unknown" if p.lag_seconds is None else f"{p.lag_seconds:,.1f}"
         rows.append(
             f'<tr class="{"over" if over else ""}" data-topic="{_e(p.topic)}" data-partition="{p.partition}">'
@@ -224,10 +225,15 @@ def _lag(view: View) -> str:
         )
     body = "".join(rows) or '<tr><td colspan="5">No partitions.</td></tr>'
     age = _duration(view.now_s - lag.taken_at_s)
+    measured = f"Measured {age} ago."
+    if not view.status.broker_ok:
+        measured = (
+            f'<span class="bad">Kafka does not answer: these figures are from the last measurement, {age} ago.</span>'
+        )
     return (
         f'<section id="lag">{head}<table><thead><tr><th>Topic</th><th class="n">Part.</th>'
         '<th class="n">Messages</th><th class="n">Seconds</th><th>SLO</th></tr></thead>'
-        f"<tbody>{body}</tbody></table><p>Measured {age} ago.</p></section>"
+        f"<tbody>{body}</tbody></table><p>{measured}</p></section>"
     )
 
 

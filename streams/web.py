@@ -14,6 +14,7 @@ from streams.exposition import render
 from streams.lag_metrics import lag_exposition
 from streams.landing import PAGE_HEADERS, render_live, render_page, render_starting
 from streams.metrics import BusinessCollector, ReplicaCollector
+from streams.status import Status
 from streams.view import View, gather_view
 from streams.web_config import WebConfig
 
@@ -75,6 +76,28 @@ def encode_metrics(body: bytes, accept_encoding: str | None) -> tuple[bytes, dic
     return body, headers
 
 
+def ready_body(st: Status) -> dict[str, Any]:
+    """/ready's JSON: every readiness check with its reason, from the list the status page shows too."""
+    checks = st.checks()
+    body: dict[str, Any] = {
+        "ready": all(c.ok for c in checks),
+        "checks": [{"name": c.name, "ok": c.ok, "reason": c.reason} for c in checks],
+    }
+    # Each check's verdict also as a top-level flag: probes and scripts read `redis_reachable` and the like.
+    body |= {c.name: c.ok for c in checks}
+    body |= {
+        "exporter_leader": st.leader,
+        "replica_id": st.replica_id,
+        # Named, not counted against readiness: every replica would go unready on one bad batch and
+        # block node drains, while its other partitions are read (docs/operations.md).
+        "stalled_partitions": [
+            {"topic": t, "partition": p, "offset": x.offset, "reason": x.reason, "error": x.detail}
+            for (t, p), x in sorted(st.stalled.items())
+        ],
+    }
+    return body
+
+
 def install_routes(
     app: Any,
     get_sidecar: Callable[[], Sidecar | None],
@@ -127,22 +150,8 @@ def install_routes(
         sidecar = get_sidecar()
         if sidecar is None:
             return web.json({"ready": False, "reason": "starting"}, status=503)
-        st = sidecar.status
-        body = {
-            "ready": st.ready,
-            "tables_recovered": not st.recovering,
-            "broker_reachable": st.broker_ok,
-            "redis_reachable": st.redis_ok,
-            "exporter_leader": st.leader,
-            "replica_id": st.replica_id,
-            # Named, not counted against readiness: every replica would go unready on one bad batch and
-            # block node drains, while its other partitions are read (docs/operations.md).
-            "stalled_partitions": [
-                {"topic": t, "partition": p, "offset": x.offset, "reason": x.reason, "error": x.detail}
-                for (t, p), x in sorted(st.stalled.items())
-            ],
-        }
-        return web.json(body, status=200 if st.ready else 503)
+        body = ready_body(sidecar.status)
+        return web.json(body, status=200 if body["ready"] else 503)
 
     # "/" first: Faust's own placeholder index at "/" is mounted later and never reached.
     app.page("/")(index)

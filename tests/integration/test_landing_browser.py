@@ -1,6 +1,8 @@
 """The landing page in a real browser (headless Chromium) against a running sidecar with known events:
 the figures equal the truth and /metrics, basic auth guards it, hostile org ids stay text, it refreshes
-in place, reads with scripts off, and fits a laptop and a phone screen. Screenshots are kept on disk.
+in place, reads with scripts off, and fits a laptop and a phone screen. Screenshots are kept on disk;
+with STREAMS_SCREENSHOT set to a path (relative: to the repository root), the laptop-sized page is also
+saved there (`STREAMS_SCREENSHOT=docs/status-page.png` refreshes the documentation's picture).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import base64
 import gzip
 import json
 import os
+import re
 import ssl
 import time
 import urllib.request
@@ -27,7 +30,9 @@ from tests.integration.kafka_io import Out, commit_group, produce
 
 pytestmark = pytest.mark.integration
 
-ARTIFACTS = Path(os.environ.get("STREAMS_ARTIFACTS_DIR") or Path(__file__).resolve().parents[2] / "artifacts")
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("STREAMS_ARTIFACTS_DIR") or ROOT / "artifacts")
+WATCHED_SLO_SECONDS = 30.0  # partition 0's oldest record is 2 minutes old: above it; partition 1's is new
 HOSTILE = [
     "<script>window.__pwned=1</script>",
     '"><img src=x onerror="window.__pwned=1">',
@@ -109,7 +114,13 @@ def test_landing_page_in_a_real_browser(broker, redis_server, names: Names, work
     )
     make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=2)
     raw_n, enriched_n = _produce_known_events(broker.bootstrap, names)
-    env = sidecar_env(broker, redis_server, names, STREAMS_WEB_CONFIG_FILE=str(config))
+    env = sidecar_env(
+        broker,
+        redis_server,
+        names,
+        STREAMS_WEB_CONFIG_FILE=str(config),
+        STREAMS_LAG_SLO_SECONDS=f"{re.escape(names.watch_group)}={WATCHED_SLO_SECONDS:g}",
+    )
     proc = SidecarProc(home, env, tls=ssl.create_default_context(cafile=str(cert)), auth=(USER, PASSWORD)).start()
     browser: Browser | None = None
     shots = ARTIFACTS / f"landing-{BROKER_KIND}"
@@ -166,7 +177,10 @@ def test_landing_page_in_a_real_browser(broker, redis_server, names: Names, work
         assert browser.evaluate("window.__pwned === undefined") is True
         assert browser.evaluate("document.getElementById('exporter').dataset.leader") == "1"
 
-        # Lag per partition, partition 0 highlighted above the SLO.
+        # Lag per partition against the watched group's SLO from the settings, as /metrics exports it;
+        # partition 0 highlighted above it.
+        slo = float(browser.evaluate("document.getElementById('lag-slo').value"))
+        assert slo == WATCHED_SLO_SECONDS == value(m, "ecomind_consumergroup_lag_slo_seconds", group=names.watch_group)
         over = browser.evaluate("[...document.querySelectorAll('#lag tr.over')].map(tr => tr.dataset.partition)")
         assert over == ["0"]
         assert browser.evaluate("document.querySelectorAll('#lag tbody tr').length") == 2
@@ -182,6 +196,17 @@ def test_landing_page_in_a_real_browser(broker, redis_server, names: Names, work
         )
         assert browser.evaluate("window.__marker") == 7
         print(f"landing page screenshots: {browser.screenshot(shots / 'landing-1280x800.png')}")
+        if wanted := os.environ.get("STREAMS_SCREENSHOT"):
+            print(f"status page screenshot: {browser.screenshot(ROOT / wanted)}")  # an absolute path stays as is
+
+        # The health table lists /ready's checks, in its order, all passing on this healthy replica.
+        status, ready = proc.get("/ready")
+        checks = json.loads(ready)["checks"]
+        assert status == 200 and all(c["ok"] for c in checks), checks
+        rows = browser.evaluate(
+            "[...document.querySelectorAll('#health tr[data-check]')].map(tr => [tr.dataset.check, tr.dataset.ok])"
+        )
+        assert rows == [["ready", "1"]] + [[c["name"], "1"] for c in checks]
 
         # Readable on a phone: nothing wider than the screen, the figures inside it.
         browser.viewport(390, 844, mobile=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import html
 import itertools
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import pytest
@@ -59,8 +61,8 @@ def make_view(kwh: dict[str, float], lag: list[PartitionLag] | None = None, lead
     status = Status(
         replica_id='host:6066<"&>', recovering=False, broker_ok=True, redis_ok=True, leader=leader, exporting=leader
     )
-    group = GroupLag("ecomind-worker", "Stable", 1, tuple(lag or []))
-    status.lag = LagSnapshot({"ecomind-worker": group}, "ecomind-worker", 1_000.0)
+    group = GroupLag("worker", "Stable", 1, tuple(lag or []))
+    status.lag = LagSnapshot({"worker": group}, "worker", 1_000.0)
     clock = Clock(1_000.0)
     history = History(status, clock)
     clock.now = 1_030.0
@@ -138,16 +140,41 @@ def test_top_ten_orgs_by_energy_leave_out_the_folded_rest() -> None:
     assert tags.texts == [f"org_{i:02d}" for i in range(14, 4, -1)]
 
 
-def test_lag_above_the_slo_is_highlighted() -> None:
+@pytest.mark.parametrize(
+    ("slo_env", "default", "slo", "source"),
+    [
+        ("worker=10", 60.0, 10.0, "STREAMS_LAG_SLO_SECONDS"),
+        ("sink-.*=300,work.*=12.5", 60.0, 12.5, "STREAMS_LAG_SLO_SECONDS"),  # first full match wins
+        ("work=5", 11.0, 11.0, "STREAMS_LAG_SLO_DEFAULT_SECONDS"),  # a partial match is no match
+    ],
+)
+def test_lag_above_the_watched_group_slo_is_highlighted(slo_env: str, default: float, slo: float, source: str) -> None:
     parts = [
-        PartitionLag("raw", 0, True, 5, 12.5),
-        PartitionLag("raw", 1, True, 1, 10.0),  # at the SLO is within it, as the alert's `> 10`
+        PartitionLag("raw", 0, True, 5, slo + 0.5),
+        PartitionLag("raw", 1, True, 1, slo),  # at the SLO is within it, as the alert's `>`
         PartitionLag("raw", 2, False, 0, 0.0),
+        PartitionLag("raw", 3, True, 4, None),  # an unknown age with records waiting counts as above
     ]
-    live = render_live(make_view({"o": 1.0}, parts))
-    assert live.count('class="over"') == 1
+    view = make_view({"o": 1.0}, parts)
+    view = replace(view, settings=replace(view.settings, lag_slo_seconds=slo_env, lag_slo_default_seconds=default))
+    live = render_live(view)
+    assert live.count('class="over"') == 2
     assert 'class="over" data-topic="raw" data-partition="0"' in live
-    assert live.count(">above<") == 1 and live.count(">within<") == 2
+    assert 'class="over" data-topic="raw" data-partition="3"' in live
+    assert live.count(">above<") == 2 and live.count(">within<") == 2
+    assert float(parsed(live).data["lag-slo"]) == slo and f"s, {source})" in live
+    # The same SLO /metrics exports for the group, so the page and the alerts agree.
+    exported = value(parse(metrics_from(view).decode()), "ecomind_consumergroup_lag_slo_seconds", group="worker")
+    assert exported == slo
+
+
+def test_lag_figures_of_an_unreachable_broker_are_marked_old() -> None:
+    view = make_view({"o": 1.0}, [PartitionLag("raw", 0, True, 5, 1.0)])
+    view.status.broker_ok = False
+    live = render_live(view)
+    assert "Kafka does not answer: these figures are from the last measurement, 31 s ago" in live
+    view.status.lag = None
+    assert "Not measured yet: Kafka does not answer this replica." in render_live(view)
 
 
 def test_a_replica_that_is_not_the_exporter_shows_no_business_figures() -> None:
@@ -156,20 +183,41 @@ def test_a_replica_that_is_not_the_exporter_shows_no_business_figures() -> None:
 
 
 @pytest.mark.parametrize(
-    ("leader", "exporting", "redis_ok", "says"),
+    ("leader", "exporting", "redis_ok", "says", "today"),
     [
-        (True, True, True, "yes: exports the fleet"),
-        (True, False, True, "holds the lease: exports once the last exporter"),
-        (False, False, True, "no: another replica exports them"),
-        (False, False, False, "no: Redis, where the exporter lease lives, does not answer"),
+        (True, True, True, "yes: exports the fleet", None),
+        (
+            True,
+            False,
+            True,
+            "holds the exporter lease: exports once the last exporter",
+            "holds the exporter lease and shows the fleet's figures once",
+        ),
+        (False, False, True, "no: another replica holds the exporter lease", "another replica holds the exporter"),
+        # Redis down: never "another replica exports them"; the figures cannot be read, and what to check.
+        (
+            False,
+            False,
+            False,
+            "no: this replica cannot reach Redis, where the exporter lease and the figures live",
+            "Redis is unreachable from this replica, so the figures kept there cannot be read. Check REDIS_URL",
+        ),
     ],
 )
 def test_the_page_says_why_this_replica_exports_or_not(
-    leader: bool, exporting: bool, redis_ok: bool, says: str
+    leader: bool, exporting: bool, redis_ok: bool, says: str, today: str | None
 ) -> None:
     view = make_view({"acme": 1.0}, leader=leader)
-    view.status.exporting, view.status.redis_ok = exporting, redis_ok
-    assert says in render_page(view, None)
+    if not exporting:
+        view = replace(view, snapshot=None)
+    view.status.leader, view.status.exporting, view.status.redis_ok = leader, exporting, redis_ok
+    page = html.unescape(render_page(view, None))
+    assert says in page
+    if today is None:
+        assert 'id="kwh-today"' in page and 'id="no-figures"' not in page
+    else:
+        assert today in page and 'id="kwh-today"' not in page and 'id="lag"' not in page
+        assert "another replica" not in page or redis_ok
 
 
 def test_rate_history_over_the_last_hour() -> None:
@@ -260,4 +308,6 @@ def test_a_failed_read_is_reported_and_leaves_the_status_alone() -> None:
     view = asyncio.run(gather_view(sidecar))  # type: ignore[arg-type]
     assert sidecar.status.redis_ok is True  # the sidecar's own Redis loops own redis_ok
     assert view.snapshot is None and view.tables_error is not None and "connection refused" in view.tables_error
-    assert "could not be read" in render_live(view)
+    live = render_live(view)
+    assert "The tables could not be read: ConnectionError: connection refused" in live
+    assert "holds the exporter lease, but the tables could not be read" in live
