@@ -22,13 +22,15 @@ from agents.tap import TapAgent
 from streams import clients
 from streams.broker_health import check_brokers
 from streams.calendar import DayCalendar
-from streams.exporter import Exporter
+from streams.exporter import LEASE_ERRORS, Exporter
 from streams.history import History
 from streams.lag_metrics import prerendered
 from streams.lag_probe import LagProbe, probe_from_settings
+from streams.layout import take_over_from_env
 from streams.retry import SERVICES, retry
 from streams.settings import Settings
 from streams.status import Status
+from tables.layout import TOOK_OVER, LayoutStore
 from tables.lease import Lease, LeaseStore
 from tables.snapshot import Snapshot, consistent_tables, decode
 from tables.store import RedisStore
@@ -36,6 +38,7 @@ from tables.store import RedisStore
 log = logging.getLogger(__name__)
 # Any other policy lets Redis drop day sets (actives undercounted) or the offsets (everything re-read).
 SAFE_EVICTION_POLICY = "noeviction"
+LAYOUT_RECHECK_S = 5.0  # a refused replica starts this long after the operator resolved it
 
 
 def replica_id(web_port: int) -> str:
@@ -57,6 +60,10 @@ class Sidecar:
         }
         self.store = RedisStore(self.redis, settings.app_id, settings.days_kept, caps, settings.seen_cache_entries)
         self.leases = LeaseStore(self.redis, settings.app_id)
+        self.layouts = LayoutStore(self.redis, settings.app_id)
+        self.layout_take_over = take_over_from_env()
+        self.layout_refusal: str | None = None  # written by the lease loop: why the tap and the lease wait
+        self._layout_ready = asyncio.Event()
         self.exporter = Exporter(
             self.leases, self.status.replica_id, settings.leader_lease_seconds, settings.scrape_interval_seconds
         )
@@ -115,9 +122,48 @@ class Sidecar:
     async def _retrying(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         await retry(body, (Exception,), what=name, log=log, policy=SERVICES)
 
+    async def _layout_in_use(self) -> None:
+        """Returns once Redis's state is in this release's key layout (tables/layout.py). Until then the
+        lease loop runs no round (two layouts' figures would take turns) and the tap waits (it would
+        re-read its topics into new keys); a refusal is checked again every few seconds."""
+        while not self._layout_ready.is_set():
+            try:
+                check = await self.layouts.check(self.layout_take_over)
+            except LEASE_ERRORS:
+                self.status.redis_ok = False
+                raise
+            self.status.redis_ok = True
+            if check.runs:
+                if check.outcome == TOOK_OVER:
+                    log.warning(
+                        "key layout %d is now the one in use, over layout %d (STREAMS_LAYOUT_UPGRADE=reread): "
+                        "the tables are rebuilt from the topics; layout %d's keys stay until "
+                        "`python -m streams.layout purge-layout --layout %d`",
+                        check.layout,
+                        check.found,
+                        check.found,
+                        check.found,
+                    )
+                elif self.layout_refusal is not None:
+                    log.info("key layout %d is in use: starting the tap and the exporter lease", check.layout)
+                self.layout_refusal = None
+                self._layout_ready.set()
+                return
+            if check.reason != self.layout_refusal:
+                log.error(
+                    "not reading the topics nor exporting: Redis holds %s (UPGRADING.md: once that "
+                    "layout's replicas are stopped, `python -m streams.layout purge-layout --layout %d`, "
+                    "or STREAMS_LAYOUT_UPGRADE=reread to rebuild this layout from the topics)",
+                    check.reason,
+                    check.found,
+                )
+            self.layout_refusal = check.reason
+            await asyncio.sleep(LAYOUT_RECHECK_S)
+
     async def _run_tap(self) -> None:
         s = self.settings
         await self.store.ping()
+        await self._layout_ready.wait()  # set by the lease loop's check
         dead_letters = None
         if s.dead_letter_topic:
             dead_letters = DeadLetters(s.dead_letter_topic, clients.dead_letter_producer(s), self.status)
@@ -133,6 +179,7 @@ class Sidecar:
             raise
 
     async def _run_lease(self) -> None:
+        await self._layout_in_use()
         await self.exporter.run(self._lease_round_done, self._check_eviction_policy)
 
     def _lease_round_done(self, lease: Lease | None, error: BaseException | None) -> None:

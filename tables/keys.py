@@ -1,7 +1,9 @@
 """Redis key layout and field names: the one definition the writer (store) and the reader (snapshot) share.
 
 Every key shares one hash tag, so a batch's keys live in one cluster slot. The layout version is part
-of the prefix: a sidecar meeting state of an older layout ignores it and re-reads its topics.
+of the prefix, and a layout-independent marker (tables/layout.py) names the layout the app's state is in:
+a sidecar meeting state of another layout refuses to run its tap and its exporter beside it, unless the
+operator chose to rebuild from the topics (UPGRADING.md).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ AMOUNT_BASE = 1_000_000_000
 REMAINDER_SUFFIX = ":lo"
 
 
+def state_prefix(app_id: str, layout: int = LAYOUT_VERSION) -> str:
+    """The prefix of every state key of one layout (2 and later; layout 1 had no version in its keys)."""
+    return "{" + app_id + "}" + f":v{layout}"
+
+
 def delay_bucket_field(index: int) -> str:
     return f"b{index}"
 
@@ -58,7 +65,7 @@ class Keys:
     @cached_property
     def prefix(self) -> str:
         # Cached: a batch's payload names thousands of keys, and this was a visible share of building it.
-        return "{" + self.app_id + "}" + f":v{LAYOUT_VERSION}"
+        return state_prefix(self.app_id)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}:{name}"

@@ -1,7 +1,8 @@
 """The exporter lease in Redis: who exports the business series, and how the last holder's term ended.
 
 One hash per app, outside the layout-versioned prefix, so replicas of two layout versions share one lease
-and never export side by side. It records how the last term ended: still held (until `until_ms`),
+and never export side by side (tables/layout.py keeps a replica of another layout out of it altogether,
+unless the operator chose to rebuild). It records how the last term ended: still held (until `until_ms`),
 released (its exports visible in Prometheus until `visible_ms`), or lapsed (a crash or a cut: visible
 until `until_ms + grace_ms`). A term's holder may export from `start_ms`: the lease says so on every
 renewal, so a reply lost on the way never shortens the wait. So `sum()` over replicas never counts two
@@ -126,7 +127,10 @@ def members_key(app_id: str) -> str:
 
 
 def legacy_lease_key(app_id: str) -> str:
-    """Layout 3's lease key: its releases hold this one and read nothing else."""
+    """The lease key of layout 3's builds before the shared lease: they hold this one and read nothing else.
+
+    Held beside the shared lease by every release since, whatever its layout (tables/layout.py never
+    deletes it)."""
     return "{" + app_id + "}:v3:leader"
 
 
