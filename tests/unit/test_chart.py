@@ -73,6 +73,7 @@ def test_defaults_and_all_options_render_the_expected_objects() -> None:
     assert default == sorted(
         ["ConfigMap"] * len(list((ROOT / "ops" / "grafana" / "dashboards").glob("*.json")))
         + ["Deployment", "PodDisruptionBudget", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"]
+        + ["Pod"]  # `helm test`'s
     )
     every = {d["kind"] for d in render("all-options")}
     assert {"NetworkPolicy", "PodMonitor"} <= every and "ServiceMonitor" not in every
@@ -279,9 +280,13 @@ def _materialise_mounts(pod: dict[str, Any], container: dict[str, Any], root: Pa
 @pytest.mark.parametrize("which", VALUES)
 def test_deployment_env_probes_port_and_secret_files_agree_with_the_sidecar(which: str, tmp_path: Path) -> None:
     pod, container = _container(render(which))
-    env = {e["name"]: e["value"] for e in container["env"]}
+    # extraEnv's entries are the operator's (valueFrom, a proxy): the chart's own env comes before them.
+    extra = (yaml.safe_load(ALL_ON.read_text()) if which == "all-options" else {}).get("extraEnv", [])
+    own = container["env"][: len(container["env"]) - len(extra)]
+    assert container["env"][len(own) :] == extra
+    env = {e["name"]: e["value"] for e in own}
     assert set(env) <= settings_env_names(), set(env) - settings_env_names()
-    assert all(e["name"] for e in container["env"]) and len(env) == len(container["env"])
+    assert all(e["name"] for e in container["env"]) and len(env) == len(own)
     # Every file the env names lies in a mounted Secret with that key; with those files in place the
     # sidecar's own settings code accepts the whole environment.
     mounts = _materialise_mounts(pod, container, tmp_path)
@@ -357,6 +362,7 @@ def test_notes_say_how_to_reach_metrics_and_which_labels_are_expected(tmp_path: 
     assert "kubectl -n monitoring port-forward svc/prod-ecomind-streams 8443" in notes
     assert "podMonitorSelector" in notes and "release=kube-prometheus-stack" in notes
     assert "grafana_dashboard=1" in notes and 'ecomind_component="streams"' in notes
+    assert "helm test prod -n monitoring" in notes
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -378,7 +384,7 @@ def test_the_runbook_base_has_one_default_everywhere() -> None:
 
 @pytest.mark.parametrize(
     ("interval", "seconds", "shutdown_s", "grace_s", "no_exporter_for"),
-    [("15s", 15, 20, 30, "1m"), ("30s", 30, 37, 47, "2m"), ("1m", 60, 70, 80, "3m"), ("2m", 120, 136, 146, "5m")],
+    [("15s", 15, 20, 65, "1m"), ("30s", 30, 37, 112, "2m"), ("1m", 60, 70, 203, "3m"), ("2m", 120, 136, 384, "5m")],
 )
 def test_the_hand_over_settings_grace_period_and_alert_follow_the_scrape_interval(
     interval: str, seconds: int, shutdown_s: int, grace_s: int, no_exporter_for: str
@@ -390,7 +396,8 @@ def test_the_hand_over_settings_grace_period_and_alert_follow_the_scrape_interva
     assert settings.scrape_interval_seconds == seconds
     # The drain can wait 1.1 intervals + 1 s for the last scrape and still release within the budget.
     assert settings.shutdown_timeout_seconds == shutdown_s >= 1.1 * seconds + 3
-    assert pod["terminationGracePeriodSeconds"] == grace_s > settings.shutdown_timeout_seconds
+    # The kubelet waits for the sidecar's worst-case stop (2.75 budgets, _helpers.tpl) and 10 s for Faust.
+    assert pod["terminationGracePeriodSeconds"] == grace_s >= 2.75 * settings.shutdown_timeout_seconds + 10
     groups = one(docs, "PrometheusRule")["spec"]["groups"]
     (rule,) = [r for g in groups for r in g["rules"] if r.get("alert") == "EcoMindStreamsNoExporter"]
     assert rule["for"] == no_exporter_for

@@ -1,13 +1,24 @@
+{{/* Names follow the convention of kube-prometheus-stack and the prometheus-community exporters:
+     nameOverride replaces the chart's name, fullnameOverride the whole object name. */}}
 {{- define "ecomind-streams.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "ecomind-streams.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ecomind-streams.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "ecomind-streams.selectorLabels" -}}
@@ -15,12 +26,48 @@ app.kubernetes.io/name: {{ include "ecomind-streams.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* Every object's labels, commonLabels included: any template that includes this helper (the
+     monitoring ones too) carries them. The schema keeps commonLabels off the chart's own keys. */}}
 {{- define "ecomind-streams.labels" -}}
 {{ include "ecomind-streams.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: metrics-exporter
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+helm.sh/chart: {{ include "ecomind-streams.chart" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The image reference: global.imageRegistry wins over image.registry (as in kube-prometheus-stack);
+     a repository that names its own registry (a first part with a dot or a colon, or localhost, as
+     Docker reads it: the 0.1 chart's values) is taken as it is. A digest pins the image whatever the
+     tag says. */}}
+{{- define "ecomind-streams.image" -}}
+{{- $registry := (.Values.global).imageRegistry | default .Values.image.registry -}}
+{{- $repository := .Values.image.repository -}}
+{{- $named := regexMatch "^([^/]*[.:][^/]*|localhost)/" $repository -}}
+{{- if and $registry (not $named) }}{{ $repository = printf "%s/%s" $registry $repository }}{{ end -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion | toString -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" $repository $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pull secrets of the chart and of global (names or {name: ...} objects, as kube-prometheus-stack
+     accepts them), without duplicates. */}}
+{{- define "ecomind-streams.imagePullSecrets" -}}
+{{- $names := list -}}
+{{- range concat (.Values.imagePullSecrets | default list) ((.Values.global).imagePullSecrets | default list) -}}
+{{- $name := "" -}}
+{{- if kindIs "string" . }}{{ $name = . }}{{ else }}{{ $name = .name }}{{ end -}}
+{{- if and $name (not (has $name $names)) }}{{ $names = append $names $name }}{{ end -}}
+{{- end -}}
+{{- range $names }}
+- name: {{ . }}
+{{- end -}}
 {{- end -}}
 
 {{- define "ecomind-streams.serviceAccountName" -}}
@@ -81,10 +128,44 @@ relabelings:
 {{- if eq $unit "h" }}{{ mul $n 3600 }}{{ else if eq $unit "m" }}{{ mul $n 60 }}{{ else }}{{ $n }}{{ end -}}
 {{- end -}}
 
-{{/* Drain within it: 1.1 intervals (rounded down) + 4 s, never below the sidecar's default 20 s. */}}
+{{/* The sidecar's shutdown budget, STREAMS_SHUTDOWN_TIMEOUT_SECONDS: streams.extraEnv's when given,
+     else 1.1 intervals (rounded down) + 4 s, never below the sidecar's default 20 s. The drain waits up
+     to 1.1 intervals + 1 s for the last scrape and must still release the lease within the budget. */}}
 {{- define "ecomind-streams.shutdownSeconds" -}}
 {{- $i := include "ecomind-streams.intervalSeconds" . | int -}}
+{{- with .Values.streams.extraEnv.STREAMS_SHUTDOWN_TIMEOUT_SECONDS -}}
+{{- $least := addf (mulf $i 1.1) 3 -}}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?$" .) -}}
+{{- fail (printf "streams.extraEnv.STREAMS_SHUTDOWN_TIMEOUT_SECONDS=%q: expected a number of seconds" .) -}}
+{{- end -}}
+{{- if lt (float64 .) $least -}}
+{{- fail (printf "streams.extraEnv.STREAMS_SHUTDOWN_TIMEOUT_SECONDS=%s is below 1.1 scrape intervals + 3 s (%.1f s for monitor.interval=%s): the exporter hand-over could not finish" . $least $.Values.monitor.interval) -}}
+{{- end -}}
+{{- . -}}
+{{- else -}}
 {{- max 20 (add (div (mul $i 11) 10) 4) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The sidecar's worst-case stop for a budget B (streams/sidecar.py, agents/tap.py): B/4 for its tasks
+     to end after their cancel; the tap's drain within B, then its consumer and its dead-letter producer
+     closed within what is left of B (at least 1 s each), 2 B at most; then the lag probe and Redis closed
+     within B/4 each. 2.75 B in all, and 10 s for Faust's own services before the kubelet's SIGKILL. */}}
+{{- define "ecomind-streams.minGraceSeconds" -}}
+{{- $budget := include "ecomind-streams.shutdownSeconds" . | float64 -}}
+{{- add (ceil (mulf $budget 2.75) | int) 10 -}}
+{{- end -}}
+
+{{- define "ecomind-streams.graceSeconds" -}}
+{{- $least := include "ecomind-streams.minGraceSeconds" . | int -}}
+{{- with .Values.terminationGracePeriodSeconds -}}
+{{- if lt (int .) $least -}}
+{{- fail (printf "terminationGracePeriodSeconds=%d is below the sidecar's worst-case shutdown: at least %d s with STREAMS_SHUTDOWN_TIMEOUT_SECONDS=%s (2.75 budgets + 10 s)" (int .) $least (include "ecomind-streams.shutdownSeconds" $)) -}}
+{{- end -}}
+{{- int . -}}
+{{- else -}}
+{{- $least -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Longer than any planned gap in the business series: a crash handed over (lease TTL 10 s + 2.1
@@ -93,4 +174,116 @@ relabelings:
 {{- $i := include "ecomind-streams.intervalSeconds" . | int -}}
 {{- $need := add 12 (div (mul $i 22) 10) -}}
 {{- mul 60 (div (add $need 59) 60) | max 60 -}}
+{{- end -}}
+
+{{/* Where the Secret volumes are mounted; the env names files under it. */}}
+{{- define "ecomind-streams.secretsDir" -}}/etc/ecomind-streams/secrets{{- end -}}
+
+{{/* The env the chart sets from its values, as a YAML list: the Deployment appends extraEnv to it and
+     refuses a name given twice. */}}
+{{- define "ecomind-streams.env" -}}
+{{- $secrets := include "ecomind-streams.secretsDir" . -}}
+- name: KAFKA_BOOTSTRAP_SERVERS
+  value: {{ .Values.kafka.bootstrapServers | quote }}
+- name: KAFKA_SECURITY_PROTOCOL
+  value: {{ .Values.kafka.securityProtocol | quote }}
+{{- with .Values.kafka.sasl.mechanism }}
+- name: KAFKA_SASL_MECHANISM
+  value: {{ . | quote }}
+{{- if not (has . (list "OAUTHBEARER" "AWS_MSK_IAM")) }}
+- name: KAFKA_SASL_USERNAME
+  value: {{ $.Values.kafka.sasl.username | quote }}
+{{- end }}
+{{- end }}
+{{- if eq .Values.kafka.sasl.mechanism "OAUTHBEARER" }}
+{{- with .Values.kafka.sasl.oauth }}
+- name: KAFKA_SASL_OAUTH_TOKEN_URL
+  value: {{ .tokenUrl | quote }}
+- name: KAFKA_SASL_OAUTH_CLIENT_ID
+  value: {{ .clientId | quote }}
+- name: KAFKA_SASL_OAUTH_CLIENT_SECRET_FILE
+  value: {{ printf "%s/kafka-oauth/%s" $secrets .clientSecretKey | quote }}
+{{- with .scope }}
+- name: KAFKA_SASL_OAUTH_SCOPE
+  value: {{ . | quote }}
+{{- end }}
+{{- with .extensions }}
+{{- $pairs := list }}
+{{- range $key, $value := . }}{{ $pairs = append $pairs (printf "%s=%s" $key $value) }}{{ end }}
+- name: KAFKA_SASL_OAUTH_EXTENSIONS
+  value: {{ join "," $pairs | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if eq .Values.kafka.sasl.mechanism "AWS_MSK_IAM" }}
+{{- with .Values.kafka.sasl.aws.region }}
+- name: KAFKA_SASL_AWS_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.kafka.sasl.aws.roleArn }}
+- name: KAFKA_SASL_AWS_ROLE_ARN
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.kafka.sasl.aws.roleSessionName }}
+- name: KAFKA_SASL_AWS_ROLE_SESSION_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- if .Values.kafka.sasl.existingSecret }}
+- name: KAFKA_SASL_PASSWORD_FILE
+  value: {{ printf "%s/kafka-sasl/%s" $secrets .Values.kafka.sasl.passwordKey | quote }}
+{{- end }}
+{{- with .Values.kafka.tls.existingSecret }}
+- name: KAFKA_SSL_CAFILE
+  value: {{ printf "%s/kafka-tls/%s" $secrets $.Values.kafka.tls.caKey | quote }}
+{{- if $.Values.kafka.tls.certKey }}
+- name: KAFKA_SSL_CERTFILE
+  value: {{ printf "%s/kafka-tls/%s" $secrets $.Values.kafka.tls.certKey | quote }}
+- name: KAFKA_SSL_KEYFILE
+  value: {{ printf "%s/kafka-tls/%s" $secrets $.Values.kafka.tls.keyKey | quote }}
+{{- end }}
+{{- end }}
+- name: REDIS_URL
+  value: {{ .Values.redis.url | quote }}
+{{- if .Values.redis.existingSecret }}
+- name: REDIS_PASSWORD_FILE
+  value: {{ printf "%s/redis/%s" $secrets .Values.redis.passwordKey | quote }}
+{{- end }}
+- name: STREAMS_APP_ID
+  value: {{ .Values.streams.appId | quote }}
+- name: STREAMS_RAW_TOPIC
+  value: {{ .Values.streams.rawTopic | quote }}
+- name: STREAMS_ENRICHED_TOPIC
+  value: {{ .Values.streams.enrichedTopic | quote }}
+- name: STREAMS_WATCH_GROUP
+  value: {{ .Values.streams.watchGroup | quote }}
+- name: STREAMS_TIMEZONE
+  value: {{ .Values.streams.timezone | quote }}
+- name: STREAMS_WEB_PORT
+  value: {{ .Values.port | quote }}
+- name: STREAMS_SCRAPE_INTERVAL_SECONDS
+  value: {{ include "ecomind-streams.intervalSeconds" . | quote }}
+- name: STREAMS_SHUTDOWN_TIMEOUT_SECONDS
+  value: {{ include "ecomind-streams.shutdownSeconds" . | quote }}
+{{- with .Values.streams.deadLetterTopic }}
+- name: STREAMS_DEAD_LETTER_TOPIC
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.webConfig.enabled }}
+- name: STREAMS_WEB_CONFIG_FILE
+  value: {{ printf "/etc/ecomind-streams/web/%s" .Values.webConfig.configKey | quote }}
+{{- end }}
+{{- range $name, $value := .Values.streams.extraEnv }}
+{{- if ne $name "STREAMS_SHUTDOWN_TIMEOUT_SECONDS" }}{{/* given above, as the budget the grace period follows */}}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The `helm test` pod's labels: not the Deployment's selector (the Service and the PDB must not count
+     it), but a selector of their own that the NetworkPolicy lets in. */}}
+{{- define "ecomind-streams.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-test" (include "ecomind-streams.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
