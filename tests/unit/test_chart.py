@@ -26,6 +26,8 @@ ALL_ON = CHART / "ci" / "all-options-values.yaml"
 KUBERNETES_VERSION = "1.31.0"
 OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 VALUES = {"default": [], "all-options": ["-f", str(ALL_ON)]}
+# A cluster that serves the Prometheus Operator's kinds: monitors and rules render by default there.
+OPERATOR_APIS = [a for kind in sorted(OPERATOR_KINDS) for a in ("--api-versions", f"monitoring.coreos.com/v1/{kind}")]
 
 
 def _tool(script: str) -> str:
@@ -47,7 +49,7 @@ def _run_helm(*args: str) -> subprocess.CompletedProcess[str]:
 @cache
 def _render_text(which: str, *extra: str) -> str:
     done = _run_helm("template", "prod", str(CHART), "--namespace", "monitoring", "--kube-version", KUBERNETES_VERSION,
-                     *VALUES[which], *extra)  # fmt: skip
+                     *OPERATOR_APIS, *VALUES[which], *extra)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
 

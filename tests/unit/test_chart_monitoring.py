@@ -276,26 +276,19 @@ def test_a_no_exporter_for_shorter_than_a_hand_over_and_bad_leases_are_refused()
     assert "not a number" in refused(*FORCED, "--set", "streams.extraEnv.STREAMS_LEADER_LEASE_SECONDS=10s")
 
 
-def test_the_timing_env_gives_the_sidecar_the_values_the_alert_assumes(tmp_path: Path) -> None:
-    # templates/_timing.tpl's env list (for the Deployment), rendered alone in a copy of the chart.
-    copy = tmp_path / "ecomind-streams"
-    shutil.copytree(CHART, copy, symlinks=False)
-    (copy / "templates" / "timing-env.yaml").write_text(
-        'env:\n  {{- include "ecomind-streams.timing.env" . | nindent 2 }}\n'
-    )
-
+def test_the_pods_get_the_timing_the_alert_assumes() -> None:
     def env(*args: str) -> dict[str, str]:
-        done = _run_helm("template", "prod", str(copy), "--kube-version", KUBERNETES_VERSION, *args,
-                         "--show-only", "templates/timing-env.yaml")  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return {e["name"]: e["value"] for e in yaml.safe_load(done.stdout)["env"]}
+        (container,) = one(render(*args), "Deployment")["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
     got = env("--set", "monitor.interval=30s", "--set", "timing.leaseSeconds=25")
     settings = Settings.from_env(got)
     assert (settings.scrape_interval_seconds, settings.leader_lease_seconds) == (30, 25)
     assert settings.shutdown_timeout_seconds >= 1.1 * 30 + 3
-    # A lease already in extraEnv is not listed twice.
-    assert "STREAMS_LEADER_LEASE_SECONDS" not in env("-f", str(ALL_ON))
+    # A lease given in extraEnv (all-options: 15) is the one the pods get, listed once.
+    pod = one(render("-f", str(ALL_ON)), "Deployment")["spec"]["template"]["spec"]
+    leases = [e for e in pod["containers"][0]["env"] if e["name"] == "STREAMS_LEADER_LEASE_SECONDS"]
+    assert leases == [{"name": "STREAMS_LEADER_LEASE_SECONDS", "value": "15"}]
 
 
 def test_thresholds_follow_reworded_ops_rules_and_a_lost_number_fails_the_render(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.unit.test_chart import CHART, KUBERNETES_VERSION, OPERATOR_KINDS, _crdcheck, _run_helm
+from tests.unit.test_chart import CHART, KUBERNETES_VERSION, OPERATOR_APIS, OPERATOR_KINDS, _crdcheck, _run_helm
 
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 
@@ -33,7 +33,7 @@ def _parent(tmp_path: Path, values: dict[str, Any]) -> Path:
 
 def _render(parent: Path, *extra: str) -> tuple[str, list[dict[str, Any]]]:
     done = _run_helm("template", "edge", str(parent), "--namespace", "platform",
-                     "--kube-version", KUBERNETES_VERSION, *extra)  # fmt: skip
+                     "--kube-version", KUBERNETES_VERSION, *OPERATOR_APIS, *extra)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout, [d for d in yaml.safe_load_all(done.stdout) if d]
 

@@ -168,14 +168,6 @@ relabelings:
 {{- end -}}
 {{- end -}}
 
-{{/* Longer than any planned gap in the business series: a crash handed over (lease TTL 10 s + 2.1
-     intervals + the poll) or a rollout whose endpoints drop the pod at SIGTERM (2.2 intervals). */}}
-{{- define "ecomind-streams.noExporterForSeconds" -}}
-{{- $i := include "ecomind-streams.intervalSeconds" . | int -}}
-{{- $need := add 12 (div (mul $i 22) 10) -}}
-{{- mul 60 (div (add $need 59) 60) | max 60 -}}
-{{- end -}}
-
 {{/* Where the Secret volumes are mounted; the env names files under it. */}}
 {{- define "ecomind-streams.secretsDir" -}}/etc/ecomind-streams/secrets{{- end -}}
 
@@ -265,6 +257,10 @@ relabelings:
   value: {{ include "ecomind-streams.intervalSeconds" . | quote }}
 - name: STREAMS_SHUTDOWN_TIMEOUT_SECONDS
   value: {{ include "ecomind-streams.shutdownSeconds" . | quote }}
+{{- if not (hasKey (.Values.streams.extraEnv | default dict) "STREAMS_LEADER_LEASE_SECONDS") }}{{/* else extraEnv's, which the alert timing reads too */}}
+- name: STREAMS_LEADER_LEASE_SECONDS
+  value: {{ include "ecomind-streams.timing.leaseSeconds" . | quote }}
+{{- end }}
 {{- with .Values.streams.deadLetterTopic }}
 - name: STREAMS_DEAD_LETTER_TOPIC
   value: {{ . | quote }}

@@ -41,19 +41,3 @@
 {{- $need := include "ecomind-streams.timing.longestGapSeconds" . | int -}}
 {{- mul 60 (div (add $need 59) 60) | max 60 -}}
 {{- end -}}
-
-{{/* The environment the hand-over reads, for the Deployment's env list (one include, nindent 12). A name
-     already in streams.extraEnv is left to it, so no variable is listed twice. */}}
-{{- define "ecomind-streams.timing.env" -}}
-{{- $env := .Values.streams.extraEnv | default dict -}}
-{{- $vars := dict
-      "STREAMS_SCRAPE_INTERVAL_SECONDS" (include "ecomind-streams.intervalSeconds" .)
-      "STREAMS_SHUTDOWN_TIMEOUT_SECONDS" (include "ecomind-streams.shutdownSeconds" .)
-      "STREAMS_LEADER_LEASE_SECONDS" (include "ecomind-streams.timing.leaseSeconds" .) -}}
-{{- range $name := keys $vars | sortAlpha }}
-{{- if not (hasKey $env $name) }}
-- name: {{ $name }}
-  value: {{ get $vars $name | quote }}
-{{- end }}
-{{- end }}
-{{- end -}}
