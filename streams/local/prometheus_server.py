@@ -15,6 +15,10 @@ import yaml
 from streams.local.proc import Server, free_port, wait_port
 
 
+# As docker-compose's static config and the chart's monitors label the sidecar's targets, which the rules match on.
+TARGET_LABELS = {"ecomind_component": "streams"}
+
+
 class LocalPrometheus:
     def __init__(
         self,
@@ -50,7 +54,7 @@ class LocalPrometheus:
             self.set_targets(self.targets)
             scrape["file_sd_configs"] = [{"files": [str(self._targets_path)]}]
         else:
-            scrape["static_configs"] = [{"targets": self.targets}]
+            scrape["static_configs"] = [{"targets": self.targets, "labels": TARGET_LABELS}]
         config = {
             "global": {"scrape_interval": interval, "evaluation_interval": evaluation},
             "rule_files": [str(p) for p in self.rule_files],
@@ -89,7 +93,7 @@ class LocalPrometheus:
         self.targets = list(targets)
         self.workdir.mkdir(parents=True, exist_ok=True)
         staging = self._targets_path.with_suffix(".tmp")
-        staging.write_text(json.dumps([{"targets": self.targets}]))
+        staging.write_text(json.dumps([{"targets": self.targets, "labels": TARGET_LABELS}]))
         os.replace(staging, self._targets_path)  # atomic: Prometheus never reads half a file
 
     def ready(self) -> bool:

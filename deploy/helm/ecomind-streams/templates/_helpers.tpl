@@ -257,6 +257,10 @@ relabelings:
   value: {{ include "ecomind-streams.intervalSeconds" . | quote }}
 - name: STREAMS_SHUTDOWN_TIMEOUT_SECONDS
   value: {{ include "ecomind-streams.shutdownSeconds" . | quote }}
+{{- if not (hasKey (.Values.streams.extraEnv | default dict) "STREAMS_LAG_SLO_SECONDS") }}{{/* the watched group's SLO is the one WorkerLagAboveSLO fires at, so the status page and ecomind_consumergroup_lag_slo_seconds agree with it */}}
+- name: STREAMS_LAG_SLO_SECONDS
+  value: {{ printf "%s=%s" (regexQuoteMeta .Values.streams.watchGroup) (include "ecomind-streams.promNumber" .Values.prometheusRule.thresholds.WorkerLagAboveSLO) | quote }}
+{{- end }}
 {{- if not (hasKey (.Values.streams.extraEnv | default dict) "STREAMS_LEADER_LEASE_SECONDS") }}{{/* else extraEnv's, which the alert timing reads too */}}
 - name: STREAMS_LEADER_LEASE_SECONDS
   value: {{ include "ecomind-streams.timing.leaseSeconds" . | quote }}
