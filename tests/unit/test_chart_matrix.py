@@ -199,3 +199,16 @@ def test_the_image_reference(values: dict[str, Any], image: str, tmp_path: Path)
     images = {c["image"] for d in yaml.safe_load_all(text) if d and d["kind"] in ("Deployment", "Pod")
               for c in (d["spec"].get("template", d)["spec"]["containers"])}  # fmt: skip
     assert images == {image.format(app=app)}  # the test pod runs the same image
+
+
+@pytest.mark.parametrize("kube", ["1.25.0", "1.31.0", "1.34.0"])
+@pytest.mark.parametrize("which", ["default", "all-options"])
+def test_renders_validate_on_the_oldest_the_reference_and_a_recent_kubernetes(kube: str, which: str) -> None:
+    args = [] if which == "default" else ["-f", str(CHART / "ci" / "all-options-values.yaml")]
+    done = _run_helm("template", "prod", str(CHART), "--namespace", "monitoring", "--kube-version", kube, *args)
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    assert {d["kind"] for d in docs} >= {"Deployment", "Service", "PodDisruptionBudget"}
+    for doc in docs:
+        if doc["kind"] not in OPERATOR_KINDS:
+            kubernetes_validate.validate(doc, kube, strict=True)
