@@ -38,7 +38,7 @@ RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wheels/proje
 
 FROM ${BASE_IMAGE} AS runtime
 ARG BASE_IMAGE
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 ARG REVISION=unknown
 ARG SOURCE=unknown
 LABEL org.opencontainers.image.title="ecomind-streams" \

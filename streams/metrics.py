@@ -162,6 +162,11 @@ class ReplicaCollector(Collector):
         yield info
         for name, doc, value in (
             ("ecomind_streams_ready", "1 when tables are recovered and broker and Redis answer.", st.ready),
+            (
+                "ecomind_streams_layout_refused",
+                "1 while this replica waits beside another key layout's state (reads and exports nothing).",
+                st.layout_refusal is not None,
+            ),
             ("ecomind_streams_tables_recovering", "1 while the replica positions its partitions.", st.recovering),
             (
                 "ecomind_streams_broker_up",

@@ -110,6 +110,9 @@ class Settings:
     stall_after_failures: int = 3
     stall_max_backoff_seconds: float = 60.0
     redis_policy_check: bool = True
+    # Beside another key layout's state: "refuse" waits, "reread" rebuilds this layout from the topics
+    # (tables/layout.py, UPGRADING.md).
+    layout_upgrade: str = "refuse"
     # The longest interval at which a Prometheus scrapes the sidecar: the hand-over's bound until the
     # exporter has seen two scrapes and measured it (streams/exporter.py). Prometheus's own default.
     scrape_interval_seconds: float = 60.0
@@ -165,6 +168,7 @@ class Settings:
                 "STREAMS_STALL_MAX_BACKOFF_SECONDS", cls.stall_max_backoff_seconds, 1, 3600
             ),
             redis_policy_check=r.flag("STREAMS_REDIS_POLICY_CHECK", cls.redis_policy_check),
+            layout_upgrade=r.choice("STREAMS_LAYOUT_UPGRADE", "REFUSE", ("REFUSE", "REREAD")).lower(),
             scrape_interval_seconds=r.number("STREAMS_SCRAPE_INTERVAL_SECONDS", cls.scrape_interval_seconds, 1, 3600),
             kafka=KafkaSecurity(
                 security_protocol=r.choice(

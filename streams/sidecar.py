@@ -26,7 +26,6 @@ from streams.exporter import LEASE_ERRORS, Exporter
 from streams.history import History
 from streams.lag_metrics import prerendered
 from streams.lag_probe import LagProbe, probe_from_settings
-from streams.layout import take_over_from_env
 from streams.retry import SERVICES, retry
 from streams.settings import Settings
 from streams.status import Status
@@ -39,6 +38,7 @@ log = logging.getLogger(__name__)
 # Any other policy lets Redis drop day sets (actives undercounted) or the offsets (everything re-read).
 SAFE_EVICTION_POLICY = "noeviction"
 LAYOUT_RECHECK_S = 5.0  # a refused replica starts this long after the operator resolved it
+LAYOUT_REDIS_RETRY_S = 1.0
 
 
 def replica_id(web_port: int) -> str:
@@ -61,9 +61,11 @@ class Sidecar:
         self.store = RedisStore(self.redis, settings.app_id, settings.days_kept, caps, settings.seen_cache_entries)
         self.leases = LeaseStore(self.redis, settings.app_id)
         self.layouts = LayoutStore(self.redis, settings.app_id)
-        self.layout_take_over = take_over_from_env()
-        self.layout_refusal: str | None = None  # written by the lease loop: why the tap and the lease wait
         self._layout_ready = asyncio.Event()
+        self._layout_recorded_s = -float("inf")
+        # Renewed every third of a lease, or each check while refused: a replica that died counts as
+        # running for two of those at most.
+        self._layout_live_s = 2 * max(settings.leader_lease_seconds, LAYOUT_RECHECK_S)
         self.exporter = Exporter(
             self.leases, self.status.replica_id, settings.leader_lease_seconds, settings.scrape_interval_seconds
         )
@@ -101,6 +103,11 @@ class Sidecar:
         except Exception as exc:
             log.warning("handing the exporter lease over failed: %s", exc)
         self.status.leader = False
+        try:
+            # A purge right after a clean stop need not wait for this replica's record to run out.
+            await asyncio.wait_for(self._record_layout(stopped=True), timeout=max(1.0, budget / 8))
+        except Exception as exc:
+            log.warning("clearing this replica's key layout record failed: %s", exc)
         for name, closing in (("lag probe", self.probe.stop if self.probe else None), ("redis", self.store.close)):
             if closing is None:
                 continue
@@ -125,40 +132,48 @@ class Sidecar:
     async def _layout_in_use(self) -> None:
         """Returns once Redis's state is in this release's key layout (tables/layout.py). Until then the
         lease loop runs no round (two layouts' figures would take turns) and the tap waits (it would
-        re-read its topics into new keys); a refusal is checked again every few seconds."""
-        while not self._layout_ready.is_set():
+        re-read its topics into new keys); a refusal is checked again every few seconds, and a Redis
+        that fails is polled here rather than by the services' back-off (a start would wait up to 30 s)."""
+        st, unreachable = self.status, False
+        while True:
             try:
-                check = await self.layouts.check(self.layout_take_over)
-            except LEASE_ERRORS:
-                self.status.redis_ok = False
-                raise
-            self.status.redis_ok = True
+                await self._record_layout()
+                check = await self.layouts.check(self.settings.layout_upgrade == "reread")
+            except LEASE_ERRORS as exc:
+                if not unreachable:
+                    log.warning("key layout check failed, trying again: %s", exc)
+                st.redis_ok, unreachable = False, True
+                await asyncio.sleep(LAYOUT_REDIS_RETRY_S)
+                continue
+            st.redis_ok, unreachable = True, False
             if check.runs:
-                if check.outcome == TOOK_OVER:
-                    log.warning(
-                        "key layout %d is now the one in use, over layout %d (STREAMS_LAYOUT_UPGRADE=reread): "
-                        "the tables are rebuilt from the topics; layout %d's keys stay until "
-                        "`python -m streams.layout purge-layout --layout %d`",
-                        check.layout,
-                        check.found,
-                        check.found,
-                        check.found,
-                    )
-                elif self.layout_refusal is not None:
-                    log.info("key layout %d is in use: starting the tap and the exporter lease", check.layout)
-                self.layout_refusal = None
-                self._layout_ready.set()
-                return
-            if check.reason != self.layout_refusal:
-                log.error(
-                    "not reading the topics nor exporting: Redis holds %s (UPGRADING.md: once that "
-                    "layout's replicas are stopped, `python -m streams.layout purge-layout --layout %d`, "
-                    "or STREAMS_LAYOUT_UPGRADE=reread to rebuild this layout from the topics)",
-                    check.reason,
-                    check.found,
-                )
-            self.layout_refusal = check.reason
+                break
+            if check.refusal != st.layout_refusal:
+                log.error("not reading the topics nor exporting: Redis holds %s", check.refusal)
+            st.layout_refusal = check.refusal
             await asyncio.sleep(LAYOUT_RECHECK_S)
+        if check.outcome == TOOK_OVER:
+            log.warning(
+                "key layout %d is now the one in use, over layout %d (STREAMS_LAYOUT_UPGRADE=reread): the "
+                "tables are rebuilt from the topics; layout %d's keys stay until "
+                "`python -m streams.layout purge-layout --layout %d`",
+                *(check.layout, check.found, check.found, check.found),
+            )
+        elif st.layout_refusal is not None:
+            log.info("key layout %d is in use: starting the tap and the exporter lease", check.layout)
+        st.layout_refusal = None
+        self._layout_ready.set()
+
+    async def _record_layout(self, stopped: bool = False) -> None:
+        """Tells a purge (tables/layout.py) that this replica runs its layout; renewed by the lease rounds."""
+        now = time.monotonic()
+        if stopped or now - self._layout_recorded_s >= self.settings.leader_lease_seconds / 3:
+            await self.layouts.seen(self.status.replica_id, 0 if stopped else int(self._layout_live_s * 1000))
+            self._layout_recorded_s = now
+
+    async def _before_round(self) -> None:
+        await self._record_layout()
+        await self._check_eviction_policy()
 
     async def _run_tap(self) -> None:
         s = self.settings
@@ -180,7 +195,7 @@ class Sidecar:
 
     async def _run_lease(self) -> None:
         await self._layout_in_use()
-        await self.exporter.run(self._lease_round_done, self._check_eviction_policy)
+        await self.exporter.run(self._lease_round_done, self._before_round)
 
     def _lease_round_done(self, lease: Lease | None, error: BaseException | None) -> None:
         st, held = self.status, self.exporter.held

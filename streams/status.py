@@ -70,6 +70,8 @@ class Status:
     redis_policy: str = ""  # maxmemory-policy as last read; "" when unknown or the check is off
     redis_policy_ok: bool = True
     leader: bool = False  # holds the exporter lease (its series may still wait for the last holder's)
+    # Why the tap and the lease wait beside another key layout's state, and what to do (tables/layout.py).
+    layout_refusal: str | None = None
     # Set per request on the view's copy (streams/view.py): whether that response carries business series.
     exporting: bool = False
     # Lag probe loop.
@@ -88,6 +90,7 @@ class Status:
         """
         rewound = self.rewound_partitions
         return (
+            _check("layout_ok", "Key layout", self.layout_refusal is None, "in use", self.layout_refusal or ""),
             _check(
                 "tables_recovered",
                 "Tables",

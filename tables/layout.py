@@ -9,11 +9,13 @@ its exporter only when that layout is its own:
 - no marker: the state of releases before 0.2.0 is recognised by its offsets hash; with none of an older
   layout (or with this layout's own, which then is the one in use) the replica claims the marker;
 - the marker names another layout, or only an older layout's offsets exist: refused, checked again every
-  few seconds; the operator either removes the older layout (`purge`, below) or opts in to rebuild
+  few seconds; the operator either removes the other layout (`purge`, below) or opts in to rebuild
   from the topics (STREAMS_LAYOUT_UPGRADE=reread), which moves the marker to this layout;
 - even when opted in, a replica waits while an exporter of an older layout that had its own lease key
-  (layouts 1 and 2) is alive: layout 3 and later share one lease (tables/lease.py), so two exporters of
-  different layouts never run at once.
+  (layouts 1 and 2) is alive; once running, the lease itself keeps it from exporting beside one that
+  comes back (tables/lease.py);
+- each replica records its layout in `{app}:layout:members` (replica id -> "layout:live until ms"),
+  so a purge never deletes the keys of a layout whose replicas still run.
 """
 
 from __future__ import annotations
@@ -21,18 +23,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from tables.keys import LAYOUT_VERSION, state_prefix
 from tables.lease import lease_key, legacy_lease_key
 
-REFUSED, OK, TOOK_OVER, WAITING = 0, 1, 2, 3
+REFUSED, OK, TOOK_OVER, WAITING, BROKEN = 0, 1, 2, 3, 4
 
 # KEYS: the marker, the shared lease hash, this layout's offsets, then per older layout (newest first) its
 # offsets and its own lease key. ARGV: this layout, "1" to take the state over, the older layouts' numbers
 # (as KEYS). HGETALL tells a hash's existence: the offsets hash holds two fields per partition, and the
-# check runs at start and every few seconds while refused, never per batch.
-CHECK_LUA = """
+# check runs at start and every few seconds while refused, never per batch. allow-oom: at maxmemory
+# under noeviction the check must still pass (it writes one short key at most), or the replica never starts.
+CHECK_LUA = """#!lua flags=allow-oom
 local want = ARGV[1]
 local marked = redis.call('GET', KEYS[1])
+if marked and not string.match(marked, '^[1-9]%d*$') then return {4, marked} end
 local found, at = marked, nil
 if not found and #redis.call('HGETALL', KEYS[3]) == 0 then
   for i = 4, #KEYS, 2 do
@@ -53,9 +59,56 @@ if not marked then redis.call('SET', KEYS[1], want) end
 return {1, want}
 """
 
+# KEYS: the members hash. ARGV: replica id, its layout, ms it counts as live from now ("0": it stopped).
+# Entries whose time is over are pruned by any writer; the hash goes with its last writer.
+SEEN_LUA = """#!lua flags=allow-oom
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = tonumber(ARGV[3])
+if live > 0 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. (now + live))
+else redis.call('HDEL', KEYS[1], ARGV[1]) end
+local members = redis.call('HGETALL', KEYS[1])
+local last = now
+for i = 1, #members, 2 do
+  local untl = tonumber(string.match(members[i + 1], ':(%d+)$')) or 0
+  if untl <= now then redis.call('HDEL', KEYS[1], members[i]) elseif untl > last then last = untl end
+end
+if last > now then redis.call('PEXPIRE', KEYS[1], last - now) end
+return 1
+"""
+
+# KEYS: the marker, the members hash, the layout's own lease key. ARGV: the layout to purge, the layout of
+# the release running the purge, "1" for a dry run, "1" when that lease key is the one every holder takes
+# (layout 3's). The reply: {0, marker} may go on; else {why, detail}. The marker is deleted here, when it
+# names the layout, so that no replica of another layout reads it between the check and the deletion.
+PURGE_LUA = """#!lua flags=allow-oom
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local layout = ARGV[1]
+local marked = redis.call('GET', KEYS[1])
+if marked and not string.match(marked, '^[1-9]%d*$') then return {4, marked} end
+if not marked and layout == ARGV[2] then return {1, ''} end
+local members = redis.call('HGETALL', KEYS[2])
+for i = 1, #members, 2 do
+  local l, untl = string.match(members[i + 1], '^(%d+):(%d+)$')
+  if l == layout and tonumber(untl) > now then return {2, members[i] .. ':' .. (tonumber(untl) - now)} end
+end
+if ARGV[4] ~= '1' then
+  local holder = redis.call('GET', KEYS[3])
+  if holder then return {3, holder} end
+end
+if marked == layout and ARGV[3] ~= '1' then redis.call('DEL', KEYS[1]) end
+return {0, marked or ''}
+"""
+
 
 def marker_key(app_id: str) -> str:
     return "{" + app_id + "}:layout"
+
+
+def members_key(app_id: str) -> str:
+    """Replica id -> "layout:ms since the epoch until which it counts as running", on Redis's clock."""
+    return "{" + app_id + "}:layout:members"
 
 
 def offsets_key(app_id: str, layout: int) -> str:
@@ -68,11 +121,31 @@ def own_lease_key(app_id: str, layout: int) -> str:
     return ("{" + app_id + "}" if layout == 1 else state_prefix(app_id, layout)) + ":leader"
 
 
+def _advice(outcome: int, found: int, layout: int) -> str:
+    if outcome == WAITING:
+        return f"this replica starts once it stops (its lease released or expired); stop the layout {found} replicas"
+    if found > layout:
+        return (
+            f"a newer release's state: to roll back to layout {layout}, set STREAMS_LAYOUT_UPGRADE=reread (its "
+            "keys resume where they stopped, if not purged); else deploy the newer release (UPGRADING.md)"
+        )
+    if found == 1:
+        return (
+            "set STREAMS_LAYOUT_UPGRADE=reread to rebuild from the topics; layout 1's keys carry no version, "
+            "so no purge can tell them apart: delete them by hand once its replicas are stopped (UPGRADING.md)"
+        )
+    return (
+        f"once layout {found}'s replicas are stopped, `python -m streams.layout purge-layout --layout {found}`, "
+        "or STREAMS_LAYOUT_UPGRADE=reread to rebuild this layout from the topics (UPGRADING.md)"
+    )
+
+
 @dataclass(frozen=True)
 class Check:
-    outcome: int  # REFUSED, OK, TOOK_OVER or WAITING
-    found: int  # the layout the state was found in (this one's when OK)
+    outcome: int  # REFUSED, OK, TOOK_OVER, WAITING or BROKEN
+    found: int  # the layout the state was found in (this one's when OK; 0 when BROKEN)
     layout: int = LAYOUT_VERSION
+    problem: str = ""  # BROKEN: what Redis holds that no release writes
 
     @property
     def runs(self) -> bool:
@@ -80,29 +153,63 @@ class Check:
 
     @property
     def reason(self) -> str:
-        """For /ready, the status page and the log: why the tap and the exporter wait."""
+        """For the log: why the tap and the exporter wait."""
         if self.outcome == REFUSED:
             side = "an older" if self.found < self.layout else "a newer"
             return f"state in {side} key layout ({self.found}, this release writes {self.layout})"
         if self.outcome == WAITING:
             return f"an exporter of key layout {self.found} is still running"
-        return ""
+        return self.problem
+
+    @property
+    def refusal(self) -> str:
+        """For /ready, the status page and the log: the reason and what the operator can do."""
+        if self.outcome == BROKEN:
+            return self.problem
+        return "" if self.runs else f"{self.reason}: {_advice(self.outcome, self.found, self.layout)}"
 
 
 class LayoutStore:
     def __init__(self, client: Any, app_id: str, layout: int = LAYOUT_VERSION) -> None:
-        self.app_id, self.layout = app_id, layout
+        self.client, self.app_id, self.layout = client, app_id, layout
         older = list(range(layout - 1, 0, -1))
         self.keys = [marker_key(app_id), lease_key(app_id), offsets_key(app_id, layout)]
         for old in older:
             self.keys += [offsets_key(app_id, old), own_lease_key(app_id, old)]
         self.args = [str(layout), "0", *(str(old) for old in older)]
         self._check = client.register_script(CHECK_LUA)
+        self._seen = client.register_script(SEEN_LUA)
 
     async def check(self, take_over: bool) -> Check:
         args = [self.args[0], "1" if take_over else "0", *self.args[2:]]
-        outcome, found = await self._check(keys=self.keys, args=args)
+        try:
+            outcome, found = await self._check(keys=self.keys, args=args)
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            return Check(BROKEN, 0, self.layout, await wrong_types(self.client, self.keys))
+        if int(outcome) == BROKEN:
+            return Check(BROKEN, 0, self.layout, bad_marker(self.app_id, found))
         return Check(int(outcome), int(found), self.layout)
+
+    async def seen(self, replica_id: str, live_ms: int) -> None:
+        """Records this replica as running this layout for `live_ms` from now; 0: it stopped."""
+        await self._seen(keys=[members_key(self.app_id)], args=[replica_id, str(self.layout), str(live_ms)])
+
+
+def bad_marker(app_id: str, value: Any) -> str:
+    return (
+        f"the layout marker {marker_key(app_id)} holds {_text(value)!r}, not a layout number: "
+        f"`redis-cli SET '{marker_key(app_id)}' <layout>` with the layout the app's state is in, or delete it"
+    )
+
+
+async def wrong_types(client: Any, keys: list[str]) -> str:
+    """Names the keys of the check whose type no release writes (a marker and lease keys are strings)."""
+    wanted = {k: "string" if k.endswith((":layout", ":leader")) else "hash" for k in keys}
+    found = {k: _text(await client.type(k)) for k in keys}
+    wrong = [f"{k} is a {t}, not a {wanted[k]}" for k, t in found.items() if t not in ("none", wanted[k])]
+    return f"keys no release writes: {'; '.join(wrong) or 'one of ' + ', '.join(keys)} (delete or rename them)"
 
 
 class PurgeRefused(Exception):
@@ -112,7 +219,8 @@ class PurgeRefused(Exception):
 @dataclass(frozen=True)
 class Purge:
     keys: int  # deleted, or that would be with a dry run
-    in_use: int | None  # the layout the marker names
+    in_use: int | None  # the layout the marker named
+    marker_cleared: bool = False  # the marker named the purged layout, and is gone with it
 
 
 def scan_pattern(app_id: str, layout: int) -> str:
@@ -122,20 +230,25 @@ def scan_pattern(app_id: str, layout: int) -> str:
 
 
 async def purge(client: Any, app_id: str, layout: int, dry_run: bool = False, batch: int = 500) -> Purge:
-    """Delete every key of `layout` (SCAN by its prefix, UNLINK in batches). Refused for the layout in use,
-    for layout 1 (its keys carry no version to tell them apart) and while a release of it exports."""
-    marked = await client.get(marker_key(app_id))
-    in_use = int(marked) if marked is not None else None
+    """Delete every key of `layout` (SCAN by its prefix, UNLINK in batches). Refused while a replica of it
+    runs, for layout 1 (its keys carry no version to tell them apart) and, with no marker yet, for the
+    layout of the release running it. The marker goes too when it names `layout`."""
     if layout < 2:
         raise PurgeRefused("layout 1 keys carry no version to tell them from other layouts' keys")
-    if layout == (in_use if in_use is not None else LAYOUT_VERSION):
-        named = "the marker" if in_use is not None else "no marker yet: this release"
-        raise PurgeRefused(f"layout {layout} is the one in use ({named} says so)")
     lease = own_lease_key(app_id, layout)
     # Layout 3's lease key is also held by newer releases beside the shared lease: it is not that layout's.
     shared = lease == legacy_lease_key(app_id)
-    if not shared and await client.exists(lease):
-        raise PurgeRefused(f"a replica of layout {layout} holds its exporter lease ({lease}): stop it first")
+    keys = [marker_key(app_id), members_key(app_id), lease]
+    args = [str(layout), str(LAYOUT_VERSION), "1" if dry_run else "0", "1" if shared else "0"]
+    try:
+        why, detail = await client.register_script(PURGE_LUA)(keys=keys, args=args)
+    except ResponseError as exc:
+        if not str(exc).startswith("WRONGTYPE"):
+            raise
+        raise PurgeRefused(await wrong_types(client, keys)) from exc
+    _refuse(int(why), _text(detail), app_id, layout, lease)
+    marked = _text(detail)
+    in_use = int(marked) if marked else None
     count, pending, cursor = 0, [], 0
     while True:
         cursor, found = await client.scan(cursor, match=scan_pattern(app_id, layout), count=batch)
@@ -144,7 +257,22 @@ async def purge(client: Any, app_id: str, layout: int, dry_run: bool = False, ba
             chunk, pending = pending[:batch], pending[batch:]
             count += len(chunk) if dry_run else await client.unlink(*chunk)
         if cursor == 0:
-            return Purge(count, in_use)
+            return Purge(count, in_use, in_use == layout and not dry_run)
+
+
+def _refuse(why: int, detail: str, app_id: str, layout: int, lease: str) -> None:
+    if why == 1:
+        raise PurgeRefused(f"layout {layout} is the one in use (no marker yet: this release says so)")
+    if why == 2:
+        replica, left_ms = detail.rsplit(":", 1)
+        raise PurgeRefused(
+            f"replica {replica} of layout {layout} is running (it counts as running for {int(left_ms) / 1000:.0f}s "
+            "more unless it renews): stop every replica of that layout first"
+        )
+    if why == 3:
+        raise PurgeRefused(f"a replica of layout {layout} holds its exporter lease ({lease}): stop it first")
+    if why == BROKEN:
+        raise PurgeRefused(bad_marker(app_id, detail))
 
 
 def _text(value: Any) -> str:

@@ -28,7 +28,10 @@ from typing import Any
 # measured by any holder (0: none), 1 if there was no record at all.
 # KEYS: the lease hash; the lease key of layout 3's releases (a string with PX), held alongside so that
 # replicas of that release see the lease taken and never export beside this one; the members hash
-# (replica id -> "first seen ms:last seen ms"), whose newest member is offered a freed lease first.
+# (replica id -> "first seen ms:last seen ms"), whose newest member is offered a freed lease first; then
+# the lease keys of older layouts' builds (never held by a release with this lease), ARGV[6...] their
+# tags: one held means such a build exports (it came back after a rebuild took over its state), so the
+# lease is recorded as its own, as for layout 3's key.
 HOLD_LUA = """#!lua flags=allow-oom
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -46,16 +49,28 @@ for i = 1, #members, 2 do
   if m_seen < now - 3 * ttl then redis.call('HDEL', KEYS[3], members[i])
   elseif members[i] ~= id and m_seen >= now - 2 * poll and m_first > first then newer = true end
 end
-local legacy = redis.call('GET', KEYS[2])
-if legacy and legacy ~= id and legacy ~= redis.call('HGET', KEYS[1], 'holder') then
-  -- An older release exports (this release's holders hold that key too, in their own name here): it
-  -- releases by deleting its key and may show its series until its target's late staleness markers, so
-  -- the record it cannot write is written for it.
-  local left = redis.call('PTTL', KEYS[2])
-  if left < 0 then left = ttl end
-  redis.call('HSET', KEYS[1], 'holder', 'v3:' .. legacy, 'until_ms', now + left, 'state', 'held', 'grace_ms', 2 * grace)
-  redis.call('PEXPIRE', KEYS[1], left + 2 * grace + 60000)
-  return {0, 0, 0, learned, 0}
+local current = redis.call('HGET', KEYS[1], 'holder')
+local older = {}
+for k = 4, #KEYS do older[#older + 1] = k end
+older[#older + 1] = 2
+for _, k in ipairs(older) do
+  local legacy = redis.call('GET', KEYS[k])
+  if legacy and legacy ~= id and legacy ~= current then
+    -- An older release exports (this release's holders hold layout 3's key too, in their own name here):
+    -- it releases by deleting its key and may show its series until its target's late staleness markers,
+    -- so the record it cannot write is written for it.
+    local left = redis.call('PTTL', KEYS[k])
+    if left < 0 then left = ttl end
+    local tag = 'v3:'
+    if k > 3 then
+      tag = ARGV[k + 2]
+      -- The holder it displaces kept layout 3's key in its own name: that term is over too.
+      if current and redis.call('GET', KEYS[2]) == current then redis.call('DEL', KEYS[2]) end
+    end
+    redis.call('HSET', KEYS[1], 'holder', tag .. legacy, 'until_ms', now + left, 'state', 'held', 'grace_ms', 2 * grace)
+    redis.call('PEXPIRE', KEYS[1], left + 2 * grace + 60000)
+    return {0, 0, 0, learned, 0}
+  end
 end
 local h = redis.call('HMGET', KEYS[1], 'holder', 'until_ms', 'state', 'visible_ms', 'grace_ms', 'start_ms', 'freed_ms')
 local holder, untl, state = h[1], tonumber(h[2]) or 0, h[3]
@@ -134,15 +149,21 @@ def legacy_lease_key(app_id: str) -> str:
     return "{" + app_id + "}:v3:leader"
 
 
+# Builds of layouts 1 and 2 held a lease key of their own and read no other: tag, key after the hash tag.
+OLDER_LEASES = (("v2:", ":v2:leader"), ("v1:", ":leader"))
+
+
 class LeaseStore:
     def __init__(self, client: Any, app_id: str) -> None:
         self.client = client
         self.keys = [lease_key(app_id), legacy_lease_key(app_id), members_key(app_id)]
+        self.keys += ["{" + app_id + "}" + suffix for _, suffix in OLDER_LEASES]
+        self.tags = [tag for tag, _ in OLDER_LEASES]
         self._hold = client.register_script(HOLD_LUA)
         self._release = client.register_script(RELEASE_LUA)
 
     async def hold(self, replica_id: str, ttl_ms: int, grace_ms: int, poll_ms: int = 500, interval_ms: int = 0) -> Hold:
-        args = [replica_id, str(ttl_ms), str(grace_ms), str(poll_ms), str(interval_ms)]
+        args = [replica_id, str(ttl_ms), str(grace_ms), str(poll_ms), str(interval_ms), *self.tags]
         kind, wait_ms, inherited, fleet_ms, fresh = await self._hold(keys=self.keys, args=args)
         fleet_s = int(fleet_ms) / 1000 if int(fleet_ms) > 0 else None
         return Hold(Lease(int(kind)), int(wait_ms) / 1000, bool(int(inherited)), fleet_s, bool(int(fresh)))

@@ -39,17 +39,25 @@ def wait_port(port: int, proc: subprocess.Popen[bytes] | None, timeout_s: float,
 class Server:
     """A child process in its own process group, stopped with SIGTERM, then SIGKILL."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         self.env = env
+        self.cwd = cwd  # None: this process's; a Python child puts it ahead of PYTHONPATH on sys.path
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps writing to it
         self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd, start_new_session=True
         )
         return self
 

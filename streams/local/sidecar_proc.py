@@ -45,8 +45,12 @@ class SidecarProc:
         port: int | None = None,
         tls: ssl.SSLContext | None = None,
         auth: tuple[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.port = port or free_port()
+        # `faust -A streams` imports the app from its working directory first, ahead of PYTHONPATH: code
+        # other than this checkout's (an older release's tree) runs only with that tree as `cwd`.
+        self.cwd = cwd
         self.tls = tls  # client context when the sidecar serves HTTPS
         self.auth = auth  # basic-auth credentials sent with every request
         self.workdir = workdir
@@ -66,7 +70,7 @@ class SidecarProc:
 
     def start(self) -> SidecarProc:
         argv = [FAUST, "-A", "streams", "--datadir", str(self.workdir / "faust"), "worker", "-l", "info"]
-        self.server = Server(self.name, argv, self.workdir / f"{self.name}.log", env=self.env).start()
+        self.server = Server(self.name, argv, self.workdir / f"{self.name}.log", env=self.env, cwd=self.cwd).start()
         return self
 
     def wait_ready(self, timeout_s: float = 90.0, interval_s: float = 0.2) -> None:

@@ -40,14 +40,15 @@ OLD_LAYOUT = LAYOUT_VERSION - 1
 
 @pytest.fixture(scope="module")
 def previous_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """0.1.0's packages from git, its LAYOUT_VERSION lowered by one (a test edit of the old copy only)."""
-    if (
-        shutil.which("git") is None
-        or subprocess.run(
-            ["git", "-C", str(ROOT), "cat-file", "-e", f"{PREVIOUS}^{{commit}}"], capture_output=True
-        ).returncode
-    ):
-        pytest.skip(f"needs the git history holding {PREVIOUS}")
+    """0.1.0's packages from git, its LAYOUT_VERSION lowered by one (a test edit of the old copy only).
+
+    A checkout without that commit (a shallow clone) fails here: skipped, the upgrade path would go
+    untested while the suite reads green."""
+    if shutil.which("git") is None:
+        pytest.fail("git is needed to extract the previous release")
+    found = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{PREVIOUS}^{{commit}}"], capture_output=True)
+    if found.returncode:
+        pytest.fail(f"the git history lacks {PREVIOUS} (0.1.0): fetch it (`git fetch --unshallow`)")
     tree = tmp_path_factory.mktemp("release-0.1.0")
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", PREVIOUS, "streams", "agents", "tables"], capture_output=True, check=True
@@ -96,9 +97,18 @@ def _sidecars(  # type: ignore[no-untyped-def]
     broker, redis_server, names: Names, workdir: Path, release: Path, **new_env: str
 ) -> tuple[SidecarProc, SidecarProc]:
     env = sidecar_env(broker, redis_server, names, STREAMS_BATCH_MAX_RECORDS="2000")
-    old = SidecarProc(workdir / names.app_id / "old", {**env, "PYTHONPATH": str(release)}, name="old")
-    new = SidecarProc(workdir / names.app_id / "new", {**env, "PYTHONPATH": str(ROOT), **new_env}, name="new")
+    # Faust imports `streams` from its working directory first: each replica runs in its own release's tree.
+    old_env = {**env, "PYTHONPATH": str(release)}
+    old = SidecarProc(workdir / names.app_id / "old", old_env, name="old", cwd=release)
+    new_env = {**env, "PYTHONPATH": str(ROOT), **new_env}
+    new = SidecarProc(workdir / names.app_id / "new", new_env, name="new", cwd=ROOT)
     return old, new
+
+
+def _old_code_ran(store: redis.Redis, app: str) -> None:
+    """What only the previous release's code writes: its own layout's keys, and no marker (0.1.0 had none)."""
+    assert _keys(store, app, OLD_LAYOUT), "the old release writes the older layout"
+    assert _keys(store, app, LAYOUT_VERSION) == [] and store.get(marker_key(app)) is None, "0.1.0 ran, not this"
 
 
 def test_a_new_layout_waits_beside_the_old_release_and_starts_after_the_purge(  # type: ignore[no-untyped-def]
@@ -116,7 +126,7 @@ def test_a_new_layout_waits_beside_the_old_release_and_starts_after_the_purge(  
         old.start()
         old.wait_ready()
         wait_until(lambda: all_folded(old, names, half_raw + half_enriched), 90, what="the old release's folds")
-        assert _keys(store, app, OLD_LAYOUT), "the old release writes the older layout"
+        _old_code_ran(store, app)
 
         new.start()
         new.wait_until_serving()
@@ -175,6 +185,7 @@ def test_an_opted_in_rebuild_never_exports_beside_the_old_exporter(  # type: ign
         old.start()
         old.wait_ready()
         wait_until(lambda: all_folded(old, names, total), 90, what="the old release's folds")
+        _old_code_ran(store, app)
 
         new.start()
         wait_until(lambda: store.get(marker_key(app)) == str(LAYOUT_VERSION), 60, what="the marker moved")

@@ -19,7 +19,14 @@ from streams.view import View
 from streams.web import install_routes, metrics_from
 from streams.web_config import WebConfig
 
-CHECKS = ["tables_recovered", "tables_caught_up", "broker_reachable", "redis_reachable", "redis_eviction_policy_ok"]
+CHECKS = [
+    "layout_ok",
+    "tables_recovered",
+    "tables_caught_up",
+    "broker_reachable",
+    "redis_reachable",
+    "redis_eviction_policy_ok",
+]
 
 
 def healthy() -> Status:
@@ -191,6 +198,26 @@ def test_a_stalled_partition_is_named_but_keeps_the_replica_ready() -> None:
     ]
     view = View(status=st, snapshot=None, tables_error=None, settings=Settings(), history=None, now_s=1_000.0)
     assert "stalled at offset 41 for 1 min 40 s: corrupt_batch (CRC mismatch)" in render_live(view)
+
+
+def test_a_replica_refused_beside_another_key_layout_says_why_everywhere() -> None:
+    """The lease loop's refusal (tables/layout.py) is the reason in /ready, the page and the gauges; the
+    tap waits with it, so the tables are not recovered either."""
+    st = healthy()
+    st.layout_refusal = "state in an older key layout (2, this release writes 3): once layout 2's replicas stop"
+    st.recovering = True
+    status, body = get_ready(st)
+    failing = {c["name"]: c["reason"] for c in body["checks"] if not c["ok"]}
+    assert status == 503 and list(failing) == ["layout_ok", "tables_recovered"]
+    assert failing["layout_ok"] == st.layout_refusal
+    rows = page_checks(st)
+    assert rows["layout_ok"][0] is False and st.layout_refusal in html.unescape(rows["layout_ok"][1])
+    assert rows["ready"][1].startswith("Ready") and "Key layout" in rows["ready"][1]
+    samples = parse(metrics_from(View(st, None, None, Settings(), None, 1_000.0)).decode())
+    assert (value(samples, "ecomind_streams_ready"), value(samples, "ecomind_streams_layout_refused")) == (0.0, 1.0)
+    st.layout_refusal, st.recovering = None, False
+    samples = parse(metrics_from(View(st, None, None, Settings(), None, 1_000.0)).decode())
+    assert (value(samples, "ecomind_streams_ready"), value(samples, "ecomind_streams_layout_refused")) == (1.0, 0.0)
 
 
 def test_a_starting_sidecar_is_not_ready() -> None:
