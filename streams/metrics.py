@@ -161,7 +161,12 @@ class ReplicaCollector(Collector):
         )
         yield info
         for name, doc, value in (
-            ("ecomind_streams_ready", "1 when every readiness check passes (key layout in use, tables recovered and caught up, broker and Redis reachable, eviction policy safe); /ready names them.", st.ready),
+            (
+                "ecomind_streams_ready",
+                "1 when every readiness check passes (key layout in use, tables recovered and caught up, "
+                "broker and Redis reachable, eviction policy safe); /ready names them.",
+                st.ready,
+            ),
             (
                 "ecomind_streams_layout_refused",
                 "1 while this replica waits beside another key layout's state (reads and exports nothing).",

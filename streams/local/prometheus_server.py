@@ -14,7 +14,6 @@ import yaml
 
 from streams.local.proc import Server, free_port, wait_port
 
-
 # As docker-compose's static config and the chart's monitors label the sidecar's targets, which the rules match on.
 TARGET_LABELS = {"ecomind_component": "streams"}
 

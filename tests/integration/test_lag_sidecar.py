@@ -108,6 +108,7 @@ def test_topic_granularity_and_a_deleted_group(broker, redis_server, names: Name
         # The design document's series stay per partition for the watched group.
         assert {dict(k)["partition"] for k in series(m, "ecomind_worker_kafka_lag")} == {"0", "1"}
         asyncio.run(_delete_group(broker.bootstrap, outside))
+
         # Kafka 4.4 may still list a just-deleted group (no offsets, state Dead) for one probe cycle: wait for
         # every series of it to go, not only its lag rows.
         def gone(m: Samples) -> bool:
