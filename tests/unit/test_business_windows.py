@@ -18,6 +18,7 @@ from streams.local.workload import raw_event
 from tables.delta import NANO, Delta, pair, unpair
 from tables.keys import NO_NEXT_DAY, ORGS, USERS, WINDOW_DAYS, Keys, active_bucket_of
 from tables.labels import OTHER
+from tables.seen import SeenCache
 from tables.snapshot import RawTables, active_in_window, decode
 from tables.windows import users_by_org, window_section
 from tests.sim.redis import apply_windows
@@ -26,6 +27,10 @@ H = 3_600_000
 D = 24 * H
 NOV27_UTC = 1_795_737_600_000  # 2026-11-27T00:00:00Z
 TODAY = date(2026, 11, 27).toordinal()
+TOP = chr(0x10FFFF)  # the highest code point: where a run's end cannot be one character up
+# Ids' characters around the edges the payload's shortcuts rely on: the pair() separator, digits, the
+# highest code point, one below it, and a lone surrogate (which strict UTF-8 refuses to encode).
+ORG_CHARS = "ab:1 0" + TOP + chr(0x10FFFE) + "\ud800"
 
 
 class Rec:
@@ -111,6 +116,10 @@ def test_the_windows_count_local_days_across_dst(zone: str) -> None:
         ([pair("a", "1")], [["a", 1]]),
         ([pair("b", "1"), pair("a", "2"), pair("a", "1"), pair("ab", "x")], [["a", 2], ["b", 1], ["ab", 1]]),
         ([pair("a:b", "c"), pair("a", ":bc")], [["a", 1], ["a:b", 1]]),  # colons in ids stay apart
+        # An org ending in the highest code point: its run's end is found past that character.
+        ([pair(TOP, "1"), pair(TOP, ""), pair(TOP + "a", "")], [[TOP, 2], [TOP + "a", 1]]),
+        ([pair("a" + TOP * 2, "x"), pair("b" + TOP * 2, "yz")], [["a" + TOP * 2, 1], ["b" + TOP * 2, 1]]),
+        ([pair("", "u"), pair("", "v"), pair("0", "")], [["", 2], ["0", 1]]),  # an empty org
     ],
 )
 def test_a_days_users_are_grouped_by_org_for_the_per_org_count(members: list[str], runs: list[list[object]]) -> None:
@@ -120,9 +129,7 @@ def test_a_days_users_are_grouped_by_org_for_the_per_org_count(members: list[str
 
 
 @given(
-    st.lists(
-        st.tuples(st.text(min_size=1, max_size=4, alphabet="ab:1 0"), st.text(max_size=3, alphabet="ab:1")), max_size=30
-    )
+    st.lists(st.tuples(st.text(max_size=4, alphabet=ORG_CHARS), st.text(max_size=3, alphabet=ORG_CHARS)), max_size=30)
 )
 def test_runs_match_splitting_every_member(pairs: list[tuple[str, str]]) -> None:
     members = {pair(org, user) for org, user in pairs}
@@ -151,6 +158,49 @@ def test_window_entries_are_in_their_members_buckets_with_sorted_days() -> None:
     users = {member: days for _, member, days in section["subjects"][0][2]}  # type: ignore[index]
     assert users[pair("o1", "u1")] == [date(2026, 11, 26).toordinal()]
     assert len(users) == 40
+
+
+_DAY_NAMES = [date.fromordinal(TODAY - back).isoformat() for back in (-1, 0, 1, 2, 29, 30, 31)]
+_members = st.builds(pair, st.text(max_size=3, alphabet=ORG_CHARS), st.text(max_size=2, alphabet=ORG_CHARS))
+_days = st.dictionaries(st.sampled_from(_DAY_NAMES), st.sets(_members, max_size=8), max_size=4)
+
+
+@given(_days, _days, _days, _days, _days)
+def test_window_entries_match_each_members_days_found_one_by_one(
+    users: dict[str, set[str]],
+    window_only_users: dict[str, set[str]],
+    orgs: dict[str, set[str]],
+    window_only_orgs: dict[str, set[str]],
+    seen_users: dict[str, set[str]],
+) -> None:
+    # Days may be both kept and not (folds of two days' contexts), subjects on several days, some
+    # already known to the cache: each entry is what a look at every day for that member gives.
+    delta = Delta(today_index=TODAY)
+    delta.users, delta.window_only_users, delta.orgs, delta.window_only_orgs = (
+        users,
+        window_only_users,
+        orgs,
+        window_only_orgs,
+    )
+    seen = SeenCache(10_000, days_kept=2)
+    seen.learn(TODAY, seen_users, seen_users)  # the same members as users and as orgs: both are strings
+    section: Any = window_section(Keys("app"), delta, seen)
+    # The same from each kept day's new users sorted already, as the payload's usersadd section has them.
+    fresh = {day: sorted(members - seen.users(day)) for day, members in users.items()}
+    assert window_section(Keys("app"), delta, seen, {day: m for day, m in fresh.items() if m}) == section
+    oldest = TODAY - WINDOW_DAYS + 1
+    for (_, _, entries), kept, other, known in (
+        (section["subjects"][0], users, window_only_users, seen.users),
+        (section["subjects"][1], orgs, window_only_orgs, seen.orgs),
+    ):
+        want: dict[str, set[int]] = {}
+        for found, skipped in ((kept, True), (other, False)):
+            for day, members in found.items():
+                index = date.fromisoformat(day).toordinal()
+                for member in (members - known(day) if skipped else members) if index >= oldest else ():
+                    want.setdefault(member, set()).add(index)
+        expected = [[active_bucket_of(m), m, sorted(days)] for m, days in sorted(want.items())]
+        assert entries == expected
 
 
 def test_an_enriched_only_batch_has_no_windows_section() -> None:

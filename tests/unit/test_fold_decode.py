@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from streams.calendar import DayCalendar
 from streams.events import Invalid
 from streams.fold import FoldContext, fold_enriched, fold_raw
+from streams.local.workload import raw_event
+from streams.schema import MAX_KWH
 from tables.delta import NANO, Delta, Rejection, add, pair
 from tests.unit.test_schema_decode import (
     ENRICHED_FIELDS,
@@ -127,3 +129,30 @@ def test_a_missing_value_and_an_oversized_one_are_rejected_with_their_reason() -
     for enriched in (False, True):
         assert _folded("t", None, 64, enriched) == _expected("t", None, 64, enriched)
         assert "too_large" in _folded("t", b"{" + b" " * 100 + b"}", 64, enriched)
+
+
+# Each event's amount is rounded to 1e-9 on its own (ties to even), so totals do not depend on batching:
+# amounts on or next to a tie in those units, tiny ones, the largest.
+_KWH = st.one_of(
+    st.floats(min_value=0.0, max_value=MAX_KWH),
+    st.integers(0, 2 * 10**12).map(lambda half_units: half_units / 2 / NANO),
+    st.integers(0, 2 * 10**12 - 1).map(lambda half_units: (half_units + 0.5) / 2 / NANO),
+    st.sampled_from([0.0, -0.0, 5e-324, 0.5 / NANO, 1.5 / NANO, 2.5 / NANO, MAX_KWH]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_KWH, _KWH, st.sampled_from(["a", "b"])), min_size=1, max_size=60))
+def test_amounts_add_up_to_the_sum_of_each_events_rounded_amount(events: list[tuple[float, float, str]]) -> None:
+    records = [Rec(raw_event(org, "u", NOW_MS - 1000, kwh=kwh, co2_kg=co2)) for kwh, co2, org in events]
+    d = Delta()
+    fold_enriched(d, "enriched", records, _ctx(65536))
+    kwh_want: dict[str, int] = {}
+    co2_want: dict[str, int] = {}
+    for kwh, co2, org in events:
+        add(kwh_want, org, round(kwh * NANO))
+        add(co2_want, org, round(co2 * NANO))
+    (day,) = d.kwh_nano
+    assert d.kwh_nano[day] == kwh_want and d.co2_nano[day] == co2_want
+    assert all(type(n) is int for n in [*d.kwh_nano[day].values(), *d.co2_nano[day].values()])
+    assert d.model_kwh_nano[day] == {("openai", "gpt-4o"): sum(kwh_want.values())}

@@ -6,6 +6,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tables.delta import NANO, Delta, add, pair
 from tables.keys import AMOUNT_BASE, REMAINDER_SUFFIX, Keys, join_amount, split_amount
@@ -66,6 +68,68 @@ def test_payload_of_one_batch() -> None:
     # Label admission rides on the write, capped, with the fold bucket's name never admitted.
     assert [k.labels("org_id"), "1", [OTHER, "o1"]] in payload["admit"]
     assert payload["other"] == OTHER
+
+
+_ids = st.text(max_size=3, alphabet="ab:1" + chr(0x10FFFF))
+_n = st.integers(min_value=0, max_value=3 * AMOUNT_BASE)
+_day = st.sampled_from(["2026-11-26", "2026-11-27"])
+_per_org = st.dictionaries(_day, st.dictionaries(_ids, _n, max_size=4), max_size=2)
+
+
+@given(
+    st.dictionaries(st.tuples(_ids, _ids), st.integers(1, 99), max_size=6),
+    st.dictionaries(st.tuples(_ids, _ids), st.integers(1, 99), max_size=6),
+    _per_org,
+    _per_org,
+    _per_org,
+    _per_org,
+)
+def test_counts_and_amounts_are_those_of_one_call_per_entry(
+    ingested: dict[tuple[str, str], int],
+    calls: dict[tuple[str, str], int],
+    kwh: dict[str, dict[str, int]],
+    co2: dict[str, dict[str, int]],
+    tokens_in: dict[str, dict[str, int]],
+    tokens_out: dict[str, dict[str, int]],
+) -> None:
+    # The builder makes these sections in comprehensions and C loops; here each entry is made on its
+    # own with the key and amount helpers, in the order the script gets them.
+    k = Keys("app")
+    delta = Delta(ingested=ingested, calls=calls, kwh_nano=kwh, co2_nano=co2)
+    delta.tokens_in, delta.tokens_out = tokens_in, tokens_out
+    payload: dict[str, Any] = _store().build_payload(delta, [])
+
+    def amount(key: str, field: str, n: int) -> list[str]:
+        return [key, field, *map(str, split_amount(n))]
+
+    hincr: list[list[str]] = []
+    activity: Counter[str] = Counter()
+    for prefix, label, counts in (("p:", "provider", ingested), ("m:", "model", calls)):
+        totals: Counter[str] = Counter()
+        for (org, value), n in counts.items():
+            hincr.append([k.org(org), prefix + value, str(n)])
+            totals[value] += n
+            if prefix == "p:":
+                activity[org] += n
+        hincr += [[k.activity(label), value, str(n)] for value, n in totals.items()]
+    amounts: list[list[str]] = []
+    for name, total, per_day in (("kwh", "kwh", kwh), ("co2", "co2", co2)):
+        for day, per_org in per_day.items():
+            amounts += [amount(k.day(day, name), org, n) for org, n in per_org.items()]
+            activity.update(dict.fromkeys(per_org, 0))
+            amounts.append(amount(k.day(day, "totals"), total, sum(per_org.values())))
+    for day in tokens_in.keys() | tokens_out.keys():
+        for prefix, total, per_day in (("i:", "tokens_in", tokens_in), ("o:", "tokens_out", tokens_out)):
+            per_org = per_day.get(day, {})
+            amounts += [amount(k.day(day, "tokens"), prefix + org, n) for org, n in per_org.items()]
+            amounts.append(amount(k.day(day, "totals"), total, sum(per_org.values())))
+    hincr += [[k.activity("org_id"), org, str(n)] for org, n in activity.items()]
+    assert payload["hincr"] == hincr
+    assert payload["amount"] == amounts
+    admitted = {key: values for key, _, values in payload["admit"]}
+    assert admitted.get(k.labels("org_id"), []) == sorted(activity)
+    assert admitted.get(k.labels("provider"), []) == sorted({p for _, p in ingested})
+    assert admitted.get(k.labels("model"), []) == sorted({m for _, m in calls})
 
 
 def _raw(**changes: object) -> RawTables:
