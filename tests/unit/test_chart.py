@@ -19,6 +19,7 @@ import yaml
 from streams.settings import Settings
 from streams.web import install_routes
 from streams.web_config import WebConfig
+from tests.unit.test_chart_yaml import load_all_strict
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "ecomind-streams"
@@ -55,7 +56,7 @@ def _render_text(which: str, *extra: str) -> str:
 
 
 def render(which: str, *extra: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(_render_text(which, *extra)) if doc]
+    return load_all_strict(_render_text(which, *extra))
 
 
 def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -181,6 +182,9 @@ def test_rendered_rules_are_ops_rules_with_the_runbook_base_set_once(tmp_path: P
     expected = _ops_groups(base)
     for rule in (r for g in expected for r in g["rules"] if r.get("alert") == "EcoMindStreamsNoExporter"):
         rule["for"] = "2m"  # all-options scrapes every 30 s: the one `for:` that follows the interval
+        # and the description's "for 1 minute" says so
+        assert "for 1 minute" in rule["annotations"]["description"]
+        rule["annotations"]["description"] = rule["annotations"]["description"].replace("for 1 minute", "for 2 minutes")
     assert custom == expected and custom != default
     urls = [r["annotations"]["runbook_url"] for g in custom for r in g["rules"] if "alert" in r]
     assert urls and all(u.startswith(f"{base}#") for u in urls)

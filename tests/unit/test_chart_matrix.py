@@ -22,6 +22,7 @@ from tests.unit.test_chart import (
     _run_helm,
     settings_env_names,
 )
+from tests.unit.test_chart_yaml import load_all_strict
 
 SASL_SSL = {"bootstrapServers": "b-1.msk.example:9096,b-2.msk.example:9096", "securityProtocol": "SASL_SSL"}
 CASES: dict[str, dict[str, Any]] = {
@@ -111,7 +112,7 @@ def test_each_combination_renders_lints_and_validates(case: str, tmp_path: Path)
     path, text = _render(CASES[case], tmp_path)
     lint = _run_helm("lint", "--strict", str(CHART), "--kube-version", KUBERNETES_VERSION, "-f", str(path))
     assert lint.returncode == 0 and "0 chart(s) failed" in lint.stdout, lint.stdout + lint.stderr
-    docs = [d for d in yaml.safe_load_all(text) if d]
+    docs = load_all_strict(text)
     for doc in docs:
         if doc["kind"] not in OPERATOR_KINDS:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
@@ -141,7 +142,7 @@ def test_each_combination_renders_lints_and_validates(case: str, tmp_path: Path)
 
 def _egress(values: dict[str, Any], tmp_path: Path) -> list[dict[str, Any]]:
     _, text = _render(values, tmp_path)
-    (policy,) = [d for d in yaml.safe_load_all(text) if d and d["kind"] == "NetworkPolicy"]
+    (policy,) = [d for d in load_all_strict(text) if d["kind"] == "NetworkPolicy"]
     rules: list[dict[str, Any]] = policy["spec"].get("egress", [])
     return rules
 
@@ -196,7 +197,7 @@ def test_egress_with_a_unix_socket_has_no_redis_rule_and_extra_rules_come_last(t
 def test_the_image_reference(values: dict[str, Any], image: str, tmp_path: Path) -> None:
     _, text = _render(values, tmp_path)
     app = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
-    images = {c["image"] for d in yaml.safe_load_all(text) if d and d["kind"] in ("Deployment", "Pod")
+    images = {c["image"] for d in load_all_strict(text) if d["kind"] in ("Deployment", "Pod")
               for c in (d["spec"].get("template", d)["spec"]["containers"])}  # fmt: skip
     assert images == {image.format(app=app)}  # the test pod runs the same image
 
@@ -207,7 +208,7 @@ def test_renders_validate_on_the_oldest_the_reference_and_a_recent_kubernetes(ku
     args = [] if which == "default" else ["-f", str(CHART / "ci" / "all-options-values.yaml")]
     done = _run_helm("template", "prod", str(CHART), "--namespace", "monitoring", "--kube-version", kube, *args)
     assert done.returncode == 0, done.stderr
-    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    docs = load_all_strict(done.stdout)
     assert {d["kind"] for d in docs} >= {"Deployment", "Service", "PodDisruptionBudget"}
     for doc in docs:
         if doc["kind"] not in OPERATOR_KINDS:

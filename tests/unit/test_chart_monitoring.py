@@ -31,6 +31,7 @@ from tests.unit.test_chart import (
     _tool,
     one,
 )
+from tests.unit.test_chart_yaml import load_all_strict
 
 API = {kind: f"monitoring.coreos.com/v1/{kind}" for kind in OPERATOR_KINDS}
 WITH_OPERATOR = tuple(a for kind in sorted(API) for a in ("--api-versions", API[kind]))
@@ -49,7 +50,7 @@ def _helm_template(release: str, namespace: str, args: tuple[str, ...]) -> subpr
 def render(*args: str, release: str = "prod", namespace: str = "monitoring") -> list[dict[str, Any]]:
     done = _helm_template(release, namespace, args)
     assert done.returncode == 0, done.stderr
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    return load_all_strict(done.stdout)
 
 
 def refused(*args: str) -> str:
@@ -304,9 +305,7 @@ def test_thresholds_follow_reworded_ops_rules_and_a_lost_number_fails_the_render
 
     done = template("--set", "prometheusRule.thresholds.HighKafkaLag=4000")
     assert done.returncode == 0, done.stderr
-    assert alerts([d for d in yaml.safe_load_all(done.stdout) if d])["HighKafkaLag"]["expr"] == aggregated.replace(
-        "1000", "4000"
-    )
+    assert alerts(load_all_strict(done.stdout))["HighKafkaLag"]["expr"] == aggregated.replace("1000", "4000")
     rules.write_text(text.replace("ecomind_worker_kafka_lag > 1000", "ecomind_worker_kafka_lag > 2000"))
     done = template()
     assert done.returncode != 0 and "HighKafkaLag compares with 1000 0 times" in done.stderr, done.stderr

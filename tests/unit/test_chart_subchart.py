@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.unit.test_chart import CHART, KUBERNETES_VERSION, OPERATOR_APIS, OPERATOR_KINDS, _crdcheck, _run_helm
+from tests.unit.test_chart_yaml import load_all_strict
 
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 
@@ -35,7 +36,7 @@ def _render(parent: Path, *extra: str) -> tuple[str, list[dict[str, Any]]]:
     done = _run_helm("template", "edge", str(parent), "--namespace", "platform",
                      "--kube-version", KUBERNETES_VERSION, *OPERATOR_APIS, *extra)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return done.stdout, [d for d in yaml.safe_load_all(done.stdout) if d]
+    return done.stdout, load_all_strict(done.stdout)
 
 
 PARENT_VALUES: dict[str, Any] = {

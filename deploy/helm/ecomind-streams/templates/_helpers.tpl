@@ -26,26 +26,42 @@ app.kubernetes.io/name: {{ include "ecomind-streams.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* Every object's labels, commonLabels included: any template that includes this helper (the
-     monitoring ones too) carries them. The schema keeps commonLabels off the chart's own keys. */}}
-{{- define "ecomind-streams.labels" -}}
+{{- define "ecomind-streams.ownLabels" -}}
 {{ include "ecomind-streams.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: metrics-exporter
 helm.sh/chart: {{ include "ecomind-streams.chart" . }}
+{{- end -}}
+
+{{/* Every object's labels, commonLabels included: any template that includes this helper (the
+     monitoring ones too) carries them. The schema keeps commonLabels off the chart's own keys. */}}
+{{- define "ecomind-streams.labels" -}}
+{{ include "ecomind-streams.ownLabels" . }}
 {{- with .Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
 
-{{/* The image reference: global.imageRegistry wins over image.registry (as in kube-prometheus-stack);
-     a repository that names its own registry (a first part with a dot or a colon, or localhost, as
-     Docker reads it: the 0.1 chart's values) is taken as it is. A digest pins the image whatever the
-     tag says. */}}
+{{/* The labels of an object whose values add their own (podLabels, monitor.labels, ...): one map, so a
+     key in both commonLabels and the object's labels is written once, the object's value winning, and
+     the chart's own keys winning over both. Called with (list $ extraLabels). */}}
+{{- define "ecomind-streams.labelsWith" -}}
+{{- $root := index . 0 -}}
+{{- $own := include "ecomind-streams.ownLabels" $root | fromYaml -}}
+{{- $labels := mergeOverwrite (dict) ($root.Values.commonLabels | default dict) (index . 1 | default dict) $own -}}
+{{- toYaml $labels -}}
+{{- end -}}
+
+{{/* The image reference. global.imageRegistry wins over image.registry (as in kube-prometheus-stack);
+     either is prefixed when set. With neither, the chart's own repository is pulled from ghcr.io and
+     any other as it is written (Docker Hub for `mycompany/ecomind-streams`, as the 0.1 chart read it).
+     A repository that names its own registry (a first part with a dot or a colon, or localhost, as
+     Docker reads it) is taken as it is. A digest pins the image whatever the tag says. */}}
 {{- define "ecomind-streams.image" -}}
-{{- $registry := (.Values.global).imageRegistry | default .Values.image.registry -}}
+{{- $registry := (.Values.global).imageRegistry | default .Values.image.registry | default "" | trimSuffix "/" -}}
 {{- $repository := .Values.image.repository -}}
+{{- if and (not $registry) (eq $repository "ecomind/ecomind-streams") }}{{ $registry = "ghcr.io" }}{{ end -}}
 {{- $named := regexMatch "^([^/]*[.:][^/]*|localhost)/" $repository -}}
 {{- if and $registry (not $named) }}{{ $repository = printf "%s/%s" $registry $repository }}{{ end -}}
 {{- $tag := .Values.image.tag | default .Chart.AppVersion | toString -}}
@@ -88,7 +104,7 @@ helm.sh/chart: {{ include "ecomind-streams.chart" . }}
 {{- define "ecomind-streams.scrapeEndpoint" -}}
 path: /metrics
 interval: {{ .Values.monitor.interval }}
-scrapeTimeout: {{ .Values.monitor.scrapeTimeout }}
+scrapeTimeout: {{ include "ecomind-streams.scrapeTimeout" . }}
 scheme: {{ include "ecomind-streams.scheme" . }}
 {{- if and .Values.webConfig.enabled .Values.webConfig.tls }}
 tlsConfig:
@@ -125,7 +141,26 @@ relabelings:
 {{- $i := .Values.monitor.interval -}}
 {{- $n := regexFind "^[0-9]+" $i | int -}}
 {{- $unit := trimPrefix (toString $n) $i -}}
-{{- if eq $unit "h" }}{{ mul $n 3600 }}{{ else if eq $unit "m" }}{{ mul $n 60 }}{{ else }}{{ $n }}{{ end -}}
+{{- $s := $n -}}
+{{- if eq $unit "h" }}{{ $s = mul $n 3600 }}{{ else if eq $unit "m" }}{{ $s = mul $n 60 }}{{ end -}}
+{{- if gt $s 300 -}}
+{{- fail (printf "monitor.interval=%s is above 5m: the shutdown budget that follows from it would outgrow the sidecar's limits" $i) -}}
+{{- end -}}
+{{- $s -}}
+{{- end -}}
+
+{{/* The scrape timeout: monitor.scrapeTimeout when given, else 10 s or the interval when shorter. A
+     timeout above the interval is refused: the Operator and Prometheus would drop the scrape config. */}}
+{{- define "ecomind-streams.scrapeTimeout" -}}
+{{- $i := include "ecomind-streams.intervalSeconds" . | int -}}
+{{- with .Values.monitor.scrapeTimeout -}}
+{{- if gt (include "ecomind-streams.timing.durationSeconds" . | int) $i -}}
+{{- fail (printf "monitor.scrapeTimeout=%s is longer than monitor.interval=%s: Prometheus refuses such a scrape config (leave scrapeTimeout empty for min(10s, interval))" . $.Values.monitor.interval) -}}
+{{- end -}}
+{{- . -}}
+{{- else -}}
+{{- printf "%ds" (min 10 $i) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The sidecar's shutdown budget, STREAMS_SHUTDOWN_TIMEOUT_SECONDS: streams.extraEnv's when given,
@@ -257,10 +292,8 @@ relabelings:
   value: {{ include "ecomind-streams.intervalSeconds" . | quote }}
 - name: STREAMS_SHUTDOWN_TIMEOUT_SECONDS
   value: {{ include "ecomind-streams.shutdownSeconds" . | quote }}
-{{- if not (hasKey (.Values.streams.extraEnv | default dict) "STREAMS_LAG_SLO_SECONDS") }}{{/* the watched group's SLO is the one WorkerLagAboveSLO fires at, so the status page and ecomind_consumergroup_lag_slo_seconds agree with it */}}
 - name: STREAMS_LAG_SLO_SECONDS
-  value: {{ printf "%s=%s" (regexQuoteMeta .Values.streams.watchGroup) (include "ecomind-streams.promNumber" .Values.prometheusRule.thresholds.WorkerLagAboveSLO) | quote }}
-{{- end }}
+  value: {{ include "ecomind-streams.lagSlo" . | quote }}
 {{- if not (hasKey (.Values.streams.extraEnv | default dict) "STREAMS_LEADER_LEASE_SECONDS") }}{{/* else extraEnv's, which the alert timing reads too */}}
 - name: STREAMS_LEADER_LEASE_SECONDS
   value: {{ include "ecomind-streams.timing.leaseSeconds" . | quote }}
@@ -274,11 +307,37 @@ relabelings:
   value: {{ printf "/etc/ecomind-streams/web/%s" .Values.webConfig.configKey | quote }}
 {{- end }}
 {{- range $name, $value := .Values.streams.extraEnv }}
-{{- if ne $name "STREAMS_SHUTDOWN_TIMEOUT_SECONDS" }}{{/* given above, as the budget the grace period follows */}}
+{{- if not (has $name (list "STREAMS_SHUTDOWN_TIMEOUT_SECONDS" "STREAMS_LAG_SLO_SECONDS")) }}{{/* given above: the budget the grace period follows, the SLO the alert shares */}}
 - name: {{ $name }}
   value: {{ $value | quote }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* STREAMS_LAG_SLO_SECONDS: the watched group's SLO is the one WorkerLagAboveSLO fires at, so the status
+     page and ecomind_consumergroup_lag_slo_seconds agree with it. Rules in streams.extraEnv come first;
+     the sidecar takes the first rule that fully matches a group, so the watched group's pair is added
+     after them unless one of them already covers it. */}}
+{{- define "ecomind-streams.lagSlo" -}}
+{{- $threshold := .Values.prometheusRule.thresholds.WorkerLagAboveSLO -}}
+{{- if le (float64 $threshold) 0.0 -}}
+{{- fail (printf "prometheusRule.thresholds.WorkerLagAboveSLO=%v: the watched group's lag SLO must be above 0 s (the sidecar refuses 0)" $threshold) -}}
+{{- end -}}
+{{- $group := .Values.streams.watchGroup -}}
+{{- $own := printf "%s=%s" (regexQuoteMeta $group) (include "ecomind-streams.promNumber" $threshold) -}}
+{{- $user := get (.Values.streams.extraEnv | default dict) "STREAMS_LAG_SLO_SECONDS" | default "" | toString | trim -}}
+{{- $covered := false -}}
+{{- range $item := splitList "," $user -}}
+{{- $item = trim $item -}}
+{{- if and $item (contains "=" $item) -}}
+{{- $pattern := regexReplaceAll "=[^=]*$" $item "" -}}
+{{- if regexMatch (printf "^(?:%s)$" $pattern) $group }}{{ $covered = true }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $user -}}{{ $own }}
+{{- else if $covered -}}{{ $user }}
+{{- else -}}{{ printf "%s,%s" (trimSuffix "," $user) $own }}
+{{- end -}}
 {{- end -}}
 
 {{/* The `helm test` pod's labels: not the Deployment's selector (the Service and the PDB must not count
