@@ -88,7 +88,8 @@ class Fleet:
         self.live: list[SidecarProc] = []
         self.started: list[SidecarProc] = []
         self.launched_at: dict[str, float] = {}
-        self.handed: list[tuple[str, str, float]] = []  # (name, instance, exit time) of exporters SIGTERM'd
+        # (name, instance, SIGTERM time, exit time) of exporters SIGTERM'd
+        self.handed: list[tuple[str, str, float, float]] = []
         self.problems: list[str] = []
         self.t0 = time.time()
         self.events: list[tuple[float, str]] = []
@@ -141,7 +142,7 @@ class Fleet:
         assert proc.server is not None and proc.server.proc is not None
         holder = self.exporter()
         self.note(f"SIGTERM {proc.name} (lease holder: {holder.name})")
-        began = time.monotonic()
+        began, sent = time.monotonic(), time.time()
         proc.server.stop(timeout_s=self.shutdown_s + 10)
         took = time.monotonic() - began
         self.note(f"{proc.name} exited after {took:.1f}s (rc {proc.server.proc.returncode})")
@@ -149,7 +150,7 @@ class Fleet:
             self.problems.append(f"{proc.name} ignored SIGTERM for {took:.0f}s and was killed")
         self.live.remove(proc)
         if holder is proc:
-            self.handed.append((proc.name, f"127.0.0.1:{proc.port}", time.time()))
+            self.handed.append((proc.name, f"127.0.0.1:{proc.port}", sent, time.time()))
         return took
 
     def kill(self, proc: SidecarProc) -> None:

@@ -155,8 +155,14 @@ def test_exporter_handover_seen_by_prometheus(  # type: ignore[no-untyped-def]
         time.sleep(LEASE_S / 3 + 1)
         drains = _disrupt(fleet, scenario)
         # Until a live worker's series hold the truth: the old exporter's stay visible until they are stale.
+        # After a rollout, a scrape of each successor's business series too, so that the scenario never ends
+        # before the hand-over it measures.
         wait_until(
-            lambda: fleet.exporting_process() and _exact(prom, truth),
+            lambda: (
+                fleet.exporting_process()
+                and _exact(prom, truth)
+                and all(first_business_after(prom, sent, instance) is not None for _, instance, sent, _ in fleet.handed)
+            ),
             LEASE_S + 4 * scenario.scrape_s + 30,
             0.5,
             what="a live worker's exact values after the disruption",
@@ -168,8 +174,10 @@ def test_exporter_handover_seen_by_prometheus(  # type: ignore[no-untyped-def]
         try:
             if prom.server is not None and prom.ready():
                 figures = read_figures(prom, prom_start, time.time(), truth)
-                for name, instance, exited in fleet.handed:
-                    after = first_business_after(prom, exited, instance)
+                # From SIGTERM on, another instance's business series can only be the successor's (the exporter
+                # goes quiet at SIGTERM); it may be scraped before the old process has exited, hence <= 0 s.
+                for name, instance, sent, exited in fleet.handed:
+                    after = first_business_after(prom, sent, instance)
                     successors[name] = None if after is None else after - exited
         finally:
             with capsys.disabled():
