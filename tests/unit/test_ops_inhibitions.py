@@ -63,11 +63,12 @@ def _post(port: int, alerts: list[dict[str, str]]) -> None:
         assert resp.status == 200
 
 
-def _states(port: int, job: str) -> dict[tuple[str, str], str]:
+def _states(port: int, job: str, by: str = "instance") -> dict[tuple[str, str], str]:
+    """The job's alerts' states, by alert name and the label `by`."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/alerts", timeout=10) as resp:
         alerts = json.loads(resp.read())
     return {
-        (a["labels"]["alertname"], a["labels"]["instance"]): a["status"]["state"]
+        (a["labels"]["alertname"], a["labels"][by]): a["status"]["state"]
         for a in alerts
         if a["labels"].get("job") == job
     }
@@ -97,16 +98,6 @@ def test_a_down_replica_silences_its_derived_alerts_only(alertmanager: int, scra
     while (got := _states(alertmanager, scrape_labels["job"])) != want and time.monotonic() < deadline:
         time.sleep(0.2)
     assert got == want
-
-
-def _states_by_namespace(port: int, job: str) -> dict[tuple[str, str], str]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/alerts", timeout=10) as resp:
-        alerts = json.loads(resp.read())
-    return {
-        (a["labels"]["alertname"], a["labels"]["namespace"]): a["status"]["state"]
-        for a in alerts
-        if a["labels"].get("job") == job
-    }
 
 
 def test_one_release_never_silences_the_other(alertmanager: int) -> None:
@@ -139,6 +130,6 @@ def test_one_release_never_silences_the_other(alertmanager: int) -> None:
         ("TablesStuckRecovering", "team-b"): "active",  # same instance, other release
     }
     deadline = time.monotonic() + 10
-    while (got := _states_by_namespace(alertmanager, release["job"])) != want and time.monotonic() < deadline:
+    while (got := _states(alertmanager, release["job"], "namespace")) != want and time.monotonic() < deadline:
         time.sleep(0.2)
     assert got == want
