@@ -225,6 +225,10 @@ class KafkaCluster:
             "transaction.state.log.min.isr": "2",
             "group.initial.rebalance.delay.ms": "0",
             "num.partitions": "4",
+            # A killed broker stays listed in the metadata until the controller fences it. The default 9 s
+            # is shorter than a metadata request to the dead node can hang on a busy machine, so the probe
+            # could miss the outage altogether; 30 s keeps it visible as a managed cluster's would be.
+            "broker.session.timeout.ms": "30000",
         }
         path = self.workdir / f"node{node_id}.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
