@@ -33,6 +33,7 @@ def _run_with_fault(
     truth_plan: tuple[list[bytes], list[bytes], Truth],
     fault: Callable[[], None],
     recover: Callable[[], object],
+    outage_reported: bool = True,
 ) -> None:
     """Stream the workload, inject `fault` at a third, check the outage is reported while the last
     values are served, `recover`, and check exact totals."""
@@ -48,12 +49,14 @@ def _run_with_fault(
         wait_until(lambda: processed(proc.scrape(), names) >= total // 3, 90, what="a third folded")
         before = proc.scrape()
         fault()
-        down = wait_until(lambda: _reported_down(proc), 60, interval_s=0.1, what="broker reported unreachable")
-        # Still serving the business values it had, and never fewer than before the fault.
-        assert value(down, "ecomind_streams_broker_up") == 0.0
-        assert (value(down, "ecomind_daily_active_users") or 0) >= (value(before, "ecomind_daily_active_users") or 0)
-        assert processed(down, names) >= processed(before, names)
-        assert proc.get("/ready")[0] == 503
+        if outage_reported:
+            down = wait_until(lambda: _reported_down(proc), 60, interval_s=0.1, what="broker reported unreachable")
+            # Still serving the business values it had, and never fewer than before the fault.
+            assert value(down, "ecomind_streams_broker_up") == 0.0
+            users = value(down, "ecomind_daily_active_users") or 0
+            assert users >= (value(before, "ecomind_daily_active_users") or 0)
+            assert processed(down, names) >= processed(before, names)
+            assert proc.get("/ready")[0] == 503
         recover()
         wait_until(lambda: proc.get("/ready")[0] == 200, 120, what="ready again after the fault")
         producer.join(240)
@@ -118,6 +121,10 @@ def test_partition_leader_killed_in_three_broker_cluster(redis_server, names: Na
             plan,
             fault=kill_leader,
             recover=lambda: None,  # nothing restarts it: the two others carry on
+            # The dead broker is reported only until the controller fences it out of the metadata; on a busy
+            # machine the probe's request to it can outlast that window, so the report is asserted where the
+            # outage lasts (test_broker_restart_mid_stream), and here what matters: exact through the loss.
+            outage_reported=False,
         )
         assert victim and not cluster.servers[victim[0]].running()
     finally:
