@@ -20,8 +20,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.lag import LagSnapshot
-from streams.lag_probe import LagProbe, build_clients
+from streams.lag.model import LagSnapshot
+from streams.lag.probe import LagProbe, build_clients
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.redis_server import LocalRedis
 from streams.local.scrape import value

@@ -24,8 +24,8 @@ from streams.broker_health import check_brokers
 from streams.calendar import DayCalendar
 from streams.exporter import LEASE_ERRORS, Exporter
 from streams.history import History
-from streams.lag_metrics import prerendered
-from streams.lag_probe import LagProbe, probe_from_settings
+from streams.lag.metrics import prerendered
+from streams.lag.probe import LagProbe, probe_from_settings
 from streams.retry import SERVICES, retry
 from streams.settings import Settings
 from streams.status import Status

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from streams.lag import LagSnapshot
+from streams.lag.model import LagSnapshot
 
 
 @dataclass(frozen=True)

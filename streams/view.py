@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from streams.history import History
-from streams.lag import slo_seconds
+from streams.lag.model import slo_seconds
 from streams.settings import Settings, lag_slo_rules
 from streams.status import Status
 from tables.snapshot import Snapshot

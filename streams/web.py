@@ -11,7 +11,7 @@ from prometheus_client.registry import Collector
 
 from streams.exporter import SCRAPE_HEADER
 from streams.exposition import render
-from streams.lag_metrics import lag_exposition
+from streams.lag.metrics import lag_exposition
 from streams.landing import PAGE_HEADERS, render_live, render_page, render_starting
 from streams.metrics import BusinessCollector, ReplicaCollector
 from streams.status import Status

@@ -13,8 +13,8 @@ from pathlib import Path
 from prometheus_client.registry import Collector
 
 from streams.exposition import render
-from streams.lag import GroupLag, LagSnapshot, PartitionLag
-from streams.lag_metrics import LagCollector
+from streams.lag.metrics import LagCollector
+from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
 from streams.metrics import BusinessCollector, ReplicaCollector
 from streams.status import StalledPartition, Status
 from tables.snapshot import Snapshot

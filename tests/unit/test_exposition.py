@@ -5,8 +5,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 
 from streams.exposition import RowsFamily, render
-from streams.lag import GroupLag, LagSnapshot, PartitionLag
-from streams.lag_metrics import LagCollector
+from streams.lag.metrics import LagCollector
+from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
 from streams.metrics import BusinessCollector
 from tables.snapshot import Snapshot
 

@@ -10,7 +10,7 @@ import time
 
 from aiokafka import TopicPartition
 
-from streams.lag_fetch import FirstRecordReader
+from streams.lag.fetch import FirstRecordReader
 from tests.unit.test_lag_probe_fake import FakeConsumer, FakeLog
 
 

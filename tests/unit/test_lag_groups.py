@@ -1,5 +1,5 @@
 """ListGroups v5 and ConsumerGroupDescribe v0 on the wire, their parsing, and which calls the probe picks
-for a broker's ApiVersions (streams/lag_groups.py), down to the requests the probe sends."""
+for a broker's ApiVersions (streams/lag/groups.py), down to the requests the probe sends."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiokafka.errors import IncompatibleBrokerVersion
 
-from streams.lag_groups import (
+from streams.lag.groups import (
     ConsumerGroupDescribe,
     ConsumerGroupDescribeResponse_v0,
     GroupApis,
@@ -26,7 +26,7 @@ from streams.lag_groups import (
     measurable,
     recheck_as_consumer,
 )
-from streams.lag_probe import LagProbe
+from streams.lag.probe import LagProbe
 from tests.unit.test_lag_probe_fake import FakeAdmin, FakeConsumer, FakeLog
 
 

@@ -3,8 +3,8 @@
 import pytest
 
 from streams.exposition import render
-from streams.lag import GroupLag, LagSnapshot, PartitionLag
-from streams.lag_metrics import LagCollector, LagExport
+from streams.lag.metrics import LagCollector, LagExport
+from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
 from streams.local.scrape import Samples, parse, series, value
 from streams.settings import Settings, SettingsError, lag_slo_rules
 

@@ -12,8 +12,8 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from streams.lag import LagSnapshot
-from streams.lag_probe import LagProbe
+from streams.lag.model import LagSnapshot
+from streams.lag.probe import LagProbe
 
 TP = TopicPartition("orders", 0)
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError
 
-from streams.lag_probe import LagProbe
+from streams.lag.probe import LagProbe
 from tests.unit.test_lag_probe_fake import FakeAdmin, FakeConsumer, FakeLog
 
 

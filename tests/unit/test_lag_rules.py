@@ -5,7 +5,8 @@ import re
 import pytest
 from aiokafka import TopicPartition
 
-from streams.lag import (
+from streams.lag.fetch import plan_rounds, resolve_covered
+from streams.lag.model import (
     First,
     FirstRecord,
     PartitionLag,
@@ -16,7 +17,6 @@ from streams.lag import (
     slo_seconds,
     topic_lag,
 )
-from streams.lag_fetch import plan_rounds, resolve_covered
 
 END, UNKNOWN = Reached.END, Reached.UNKNOWN
 NOW = 10_000

@@ -14,7 +14,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from streams.history import SAMPLE_EVERY_SECONDS, History
-from streams.lag import GroupLag, LagSnapshot, PartitionLag
+from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
 from streams.landing import PAGE_HEADERS, render_live, render_page, runbook_url_from_env
 from streams.local.scrape import parse, value
 from streams.settings import Settings, SettingsError

@@ -1,6 +1,6 @@
 """Consumer-group lag, in messages and in seconds: the pure rules, with no Kafka client in sight.
 
-The probe (streams/lag_probe.py) gathers, for every (group, partition), the committed offset, the log
+The probe (streams/lag/probe.py) gathers, for every (group, partition), the committed offset, the log
 start, the partition's end and what a read_committed fetch from the group's position found first. The
 functions here turn those into lag; they are tested by tables (tests/unit/test_lag_rules.py).
 

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from io import BytesIO
 from typing import Any
 
-from aiokafka.protocol.abstract import AbstractType
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
     Boolean,
@@ -41,27 +39,12 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
+from agents.topic_ids import Uuid
+
 LIST_GROUPS = 16
 CONSUMER_GROUP_DESCRIBE = 69
 GROUP_ID_NOT_FOUND = 69  # the error code ConsumerGroupDescribe gives for a group that is not a consumer group
 SHARE = "share"  # KIP-932 share groups: type and protocol type alike
-
-
-class Uuid(AbstractType[bytes]):  # type: ignore[misc]  # aiokafka ships no type hints
-    """16 raw bytes (topic ids); only read, never needed as text."""
-
-    @classmethod
-    def encode(cls, value: bytes) -> bytes:
-        if len(value) != 16:
-            raise ValueError(f"a uuid is 16 bytes, not {len(value)}")
-        return value
-
-    @classmethod
-    def decode(cls, data: BytesIO) -> bytes:
-        value = data.read(16)
-        if len(value) != 16:
-            raise ValueError("Buffer underrun decoding uuid")
-        return value
 
 
 _STR = CompactString("utf-8")

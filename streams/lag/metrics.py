@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from streams.exposition import render
-from streams.lag import LagSnapshot, PartitionLag, by_topic, slo_seconds
+from streams.lag.model import LagSnapshot, PartitionLag, by_topic, slo_seconds
 from streams.settings import Settings, lag_slo_rules
 
 # The states DescribeGroups reports; every group has a 0/1 series for each, so a change of state

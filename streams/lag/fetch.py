@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams.lag import First, FirstRecord, Reached, partition_end
+from streams.lag.model import First, FirstRecord, Reached, partition_end
 
 # How long one getmany waits for data before the partitions without any are checked against their end.
 _POLL_MS = 20

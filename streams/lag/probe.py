@@ -32,9 +32,8 @@ from aiokafka.errors import (
 from aiokafka.protocol.admin import DescribeGroupsRequest_v3, DescribeGroupsResponse_v3
 
 from streams.clients import FETCHER_WAKE_MS
-from streams.lag import FirstRecord, GroupLag, LagSnapshot, partition_lag, resume_position, select_groups
-from streams.lag_fetch import FirstRecordReader, ProbeConsumer
-from streams.lag_groups import (
+from streams.lag.fetch import FirstRecordReader, ProbeConsumer
+from streams.lag.groups import (
     GROUP_ID_NOT_FOUND,
     ConsumerGroupDescribe,
     GroupApis,
@@ -48,6 +47,7 @@ from streams.lag_groups import (
     measurable,
     recheck_as_consumer,
 )
+from streams.lag.model import FirstRecord, GroupLag, LagSnapshot, partition_lag, resume_position, select_groups
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
