@@ -31,6 +31,7 @@ RUN case "${EXTRAS}" in \
  && python -m pip download --require-hashes --only-binary=:all: --dest /wheels/deps -r "$lock" \
  && cp "$lock" /wheels/requirements.txt
 COPY pyproject.toml README.md LICENSE ./
+COPY core ./core
 COPY streams ./streams
 COPY agents ./agents
 COPY tables ./tables

@@ -14,7 +14,7 @@ after any failed fetch, agents/tap.py). A batch that cannot be read surfaces as 
 naming its partition on both paths, so that the tap pauses that partition alone (agents/stalls.py).
 
 This reads aiokafka internals, so it runs only on the aiokafka version it was checked against
-(`CHECKED_AIOKAFKA`; tests/unit/test_bulk_fetch.py holds both paths to the same records and positions
+(`CHECKED_AIOKAFKA`; tests/unit/agents/test_bulk_fetch.py holds both paths to the same records and positions
 on generated logs); with any other version the consumer is aiokafka's, unchanged.
 """
 
@@ -34,7 +34,7 @@ from aiokafka.errors import CorruptRecordException
 
 from agents.stalls import PartitionUnreadable, describe
 from agents.topic_ids import fetch_topic_ids
-from streams.ratelog import RateLimitedLog
+from core.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 _unreadable = RateLimitedLog(log)

@@ -21,8 +21,8 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from streams.retry import Backoff, retry
-from streams.status import Status
+from core.retry import Backoff, retry
+from core.status import Status
 from tables.delta import Rejection
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from tables.store import Conflict, OffsetMove
 
 if TYPE_CHECKING:
     from agents.stalls import Stalls
-    from streams.settings import Settings
-    from streams.status import Status
+    from agents.tap_settings import TapSettings
+    from core.status import Status
 
 log = logging.getLogger(__name__)
 TOPIC_ID_ERRORS = (KafkaError, OSError, asyncio.TimeoutError)
@@ -41,7 +41,7 @@ class LogChanges:
         stored_ids: dict[TopicPartition, str | None]  # the tables', as last loaded or written
         ids_due: set[TopicPartition]  # whose topic ID must be asked for before their records are written
         _last_id_check: float
-        settings: Settings
+        settings: TapSettings
 
         async def _drain(self) -> None: ...
         async def _write(self, delta: Delta, moves: list[OffsetMove]) -> None: ...

@@ -24,15 +24,15 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from redis.exceptions import RedisError
 
+from agents.fold import FoldContext, fold_enriched, fold_raw
 from agents.log_changes import LogChanges
 from agents.offsets import RESET_REASONS
 from agents.stalls import PartitionUnreadable, Stalls
-from streams.calendar import DayCalendar
-from streams.fold import FoldContext, fold_enriched, fold_raw
-from streams.ratelog import RateLimitedLog
-from streams.retry import retry
-from streams.settings import Settings
-from streams.status import StalledPartition, Status
+from agents.tap_settings import TapSettings
+from core.calendar import DayCalendar
+from core.ratelog import RateLimitedLog
+from core.retry import retry
+from core.status import StalledPartition, Status
 from tables.delta import Delta, Rejection
 from tables.store import Conflict, OffsetMove, WrongKeyType
 
@@ -80,7 +80,7 @@ class DeadLetterSink(Protocol):
 class TapAgent(LogChanges):
     def __init__(
         self,
-        settings: Settings,
+        settings: TapSettings,
         store: StateStore,
         status: Status,
         consumer: TapConsumer,

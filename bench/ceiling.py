@@ -1,7 +1,7 @@
 """The ceiling: a bare aiokafka consumer that reads both topics and decodes every record, nothing else.
 
 `--decoder orjson` (the ceiling the headline is judged against) decodes each record into a dict;
-`--decoder schema` into EcoMind's own msgspec schemas (streams/schema.py), the faster decoder the sidecar
+`--decoder schema` into EcoMind's own msgspec schemas (core/schema.py), the faster decoder the sidecar
 uses, so the table also shows how far EcoMind is from a bare consumer that decodes as it does.
 
 Prints one JSON line: records read, seconds from the consumer's start to the last record, CPU seconds,
@@ -20,7 +20,7 @@ from collections.abc import Callable
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from streams.schema import ENRICHED_DECODER, RAW_DECODER
+from core.schema import ENRICHED_DECODER, RAW_DECODER
 
 
 def decoders(kind: str, topics: list[str]) -> dict[str, Callable[[bytes], object]]:

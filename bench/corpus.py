@@ -5,7 +5,7 @@ from the same seed with a fixed "now", spread over its partitions by a seeded dr
 producer spreads unkeyed events), laid out as Kafka record batches of RECORDS_PER_BATCH records (the
 gateway's small batches). The counted work is what the tap does with a fetched batch: the record path
 (agents/bulk_fetch.py BulkRecords, through aiokafka's FetchResult as getmany reads it) and the fold
-(streams/fold.py, with a FoldContext and in the tap's chunks), and the batch's payload for Redis
+(agents/fold.py, with a FoldContext and in the tap's chunks), and the batch's payload for Redis
 (tables/store.py `build_payload` and its JSON encoding).
 """
 
@@ -19,11 +19,11 @@ from zoneinfo import ZoneInfo
 import orjson
 import redis.asyncio as redis_async
 
+from agents.fold import FoldContext, fold_enriched, fold_raw
 from agents.tap import FOLD_CHUNK_RECORDS
 from bench.records import log_of, read_all
 from bench.workload_rows import SEED, WorkloadRow, workload
-from streams.calendar import DayCalendar
-from streams.fold import FoldContext, fold_enriched, fold_raw
+from core.calendar import DayCalendar
 from streams.settings import Settings
 from tables.delta import Delta
 from tables.store import OffsetMove, RedisStore

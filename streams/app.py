@@ -14,13 +14,13 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
-from streams.landing import runbook_url_from_env
+from streams.auth.sasl_token import TokenError, TokenRejected
 from streams.runtime import tune_gc
-from streams.sasl_token import TokenError, TokenRejected
 from streams.settings import Settings, SettingsError
 from streams.sidecar import Sidecar
-from streams.web import install_routes
-from streams.web_config import WebConfig, WebConfigError, load_web_config
+from streams.web.config import WebConfig, WebConfigError, load_web_config
+from streams.web.landing import runbook_url_from_env
+from streams.web.server import install_routes
 
 log = logging.getLogger(__name__)
 

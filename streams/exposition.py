@@ -1,6 +1,6 @@
 """Text exposition (format 0.0.4) of the families our collectors yield, several times faster than
 prometheus_client's generate_latest, which escapes every label name and re-checks every metric name
-per sample. The output is byte-for-byte the same (tests/unit/test_exposition.py holds it to that).
+per sample. The output is byte-for-byte the same (tests/unit/streams/test_exposition.py holds it to that).
 
 Large families are `RowsFamily`: label names once, then rows of label values. They render without a
 Sample or a labels dict per series, and without sorting each series' labels; they are still Metrics,

@@ -15,8 +15,8 @@ from importlib.metadata import PackageNotFoundError, version
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core.status import Status
 from streams.exposition import RowsFamily
-from streams.status import Status
 from tables.delta import DELAY_BUCKETS_SECONDS
 from tables.snapshot import Snapshot
 

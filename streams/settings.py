@@ -12,6 +12,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
+from streams.auth.msk_iam import MSK_IAM_CHECKS, STANDARD_REGION, MskIam, MskIamTokenProvider, check_region, msk_iam
+from streams.auth.oauth import OAUTH_CHECKS, ClientCredentialsTokenProvider, OAuthClient, oauth_client
+from streams.auth.sasl_token import CachedTokenProvider
 from streams.env_reader import (
     EnvReader,
     check_file,
@@ -24,9 +27,6 @@ from streams.env_reader import (
 from streams.env_reader import (
     SettingsError as SettingsError,
 )
-from streams.msk_iam import MSK_IAM_CHECKS, STANDARD_REGION, MskIam, MskIamTokenProvider, check_region, msk_iam
-from streams.oauth import OAUTH_CHECKS, ClientCredentialsTokenProvider, OAuthClient, oauth_client
-from streams.sasl_token import CachedTokenProvider
 
 log = logging.getLogger(__name__)
 

@@ -19,16 +19,17 @@ from redis.exceptions import ResponseError
 
 from agents.dead_letters import DeadLetters
 from agents.tap import TapAgent
+from core.calendar import DayCalendar
+from core.retry import SERVICES, retry
+from core.status import Status
 from streams import clients
 from streams.broker_health import check_brokers
-from streams.calendar import DayCalendar
 from streams.exporter import LEASE_ERRORS, Exporter
-from streams.history import History
 from streams.lag.metrics import prerendered
+from streams.lag.model import LagSnapshot
 from streams.lag.probe import LagProbe, probe_from_settings
-from streams.retry import SERVICES, retry
 from streams.settings import Settings
-from streams.status import Status
+from streams.web.history import History
 from tables.layout import TOOK_OVER, LayoutStore
 from tables.lease import Lease, LeaseStore
 from tables.snapshot import Snapshot, consistent_tables, decode
@@ -51,6 +52,7 @@ class Sidecar:
     def __init__(self, settings: Settings, web_port: int, redis: aioredis.Redis | None = None) -> None:
         self.settings = settings
         self.status = Status(replica_id=replica_id(web_port))
+        self.lag: LagSnapshot | None = None  # written by the probe loop only, read by the web side
         self.calendar = DayCalendar(settings.zone)
         self.redis = redis if redis is not None else clients.redis_client(settings)
         caps = {
@@ -156,7 +158,7 @@ class Sidecar:
             log.warning(
                 "key layout %d is now the one in use, over layout %d (STREAMS_LAYOUT_UPGRADE=reread): the "
                 "tables are rebuilt from the topics; layout %d's keys stay until "
-                "`python -m streams.layout purge-layout --layout %d`",
+                "`python -m streams.tools.layout purge-layout --layout %d`",
                 *(check.layout, check.found, check.found, check.found),
             )
         elif st.layout_refusal is not None:
@@ -249,7 +251,7 @@ class Sidecar:
             await self._check_brokers(probe)
             if self.status.leader and self.status.broker_ok:
                 try:
-                    self.status.lag = await prerendered(await probe.measure(), s)
+                    self.lag = await prerendered(await probe.measure(), s)
                 except Exception as exc:
                     log.warning("lag probe failed: %s", exc)
             await asyncio.sleep(s.lag_interval_seconds)

@@ -135,7 +135,7 @@ def _advice(outcome: int, found: int, layout: int) -> str:
             "so no purge can tell them apart: delete them by hand once its replicas are stopped (UPGRADING.md)"
         )
     return (
-        f"once layout {found}'s replicas are stopped, `python -m streams.layout purge-layout --layout {found}`, "
+        f"once layout {found}'s replicas are stopped, `python -m streams.tools.layout purge-layout --layout {found}`, "
         "or STREAMS_LAYOUT_UPGRADE=reread to rebuild this layout from the topics (UPGRADING.md)"
     )
 

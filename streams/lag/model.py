@@ -2,7 +2,7 @@
 
 The probe (streams/lag/probe.py) gathers, for every (group, partition), the committed offset, the log
 start, the partition's end and what a read_committed fetch from the group's position found first. The
-functions here turn those into lag; they are tested by tables (tests/unit/test_lag_rules.py).
+functions here turn those into lag; they are tested by tables (tests/unit/streams/lag/test_lag_rules.py).
 
 Rules (docs/lag.md says why):
 - The position a group resumes from is its committed offset, or the log start when it has no commit or

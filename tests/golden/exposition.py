@@ -12,11 +12,11 @@ from pathlib import Path
 
 from prometheus_client.registry import Collector
 
+from core.status import StalledPartition, Status
 from streams.exposition import render
 from streams.lag.metrics import LagCollector
 from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
 from streams.metrics import BusinessCollector, ReplicaCollector
-from streams.status import StalledPartition, Status
 from tables.snapshot import Snapshot
 
 GOLDEN_FILE = Path(__file__).with_name("metrics.prom")
@@ -85,7 +85,6 @@ def status() -> Status:
         redis_ok=True,
         leader=True,
         exporting=True,
-        lag=lag(),
         batches=42,
         records_folded=361,
         batch_conflicts=1,

@@ -10,7 +10,7 @@ from functools import partial
 import orjson
 from hypothesis import strategies as st
 
-from streams.events import EPOCH_MS_THRESHOLD
+from core.events import EPOCH_MS_THRESHOLD
 from streams.local.workload import without
 from tables.labels import OTHER
 

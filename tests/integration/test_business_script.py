@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis.asyncio as redis_async
 
-from streams.calendar import DayCalendar
-from streams.fold import FoldContext, fold_enriched, fold_raw
+from agents.fold import FoldContext, fold_enriched, fold_raw
+from core.calendar import DayCalendar
 from streams.local.redis_server import LocalRedis
 from streams.local.workload import raw_event
 from tables.delta import Delta

@@ -63,7 +63,7 @@ class Scenario:
 
 
 # STREAMS_SCRAPE_INTERVAL_SECONDS is the scrape interval, as the chart and compose set it: it is the floor
-# of the hand-over's waits (tests/unit/test_exporter.py covers what the scrapes teach beyond it).
+# of the hand-over's waits (tests/unit/streams/test_exporter.py covers what the scrapes teach beyond it).
 SCENARIOS = [
     Scenario("rollout-15s", 15, 3, "rollout", seed=81),
     Scenario("kill9-15s", 15, 2, "kill-9", seed=82),

@@ -9,11 +9,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from core.schema import MAX_CO2_KG, MAX_KWH, MAX_TOKENS
 from streams.local.scrape import Samples, series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import raw_event
-from streams.schema import MAX_CO2_KG, MAX_KWH, MAX_TOKENS
 from tests.integration.conftest import Names, sidecar_env
 from tests.integration.kafka_io import Out, produce
 

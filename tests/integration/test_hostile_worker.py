@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.events import REASONS
+from core.events import REASONS
 from streams.local.scrape import Samples, series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics

@@ -18,13 +18,13 @@ import pytest
 from aiokafka.conn import create_conn
 from aiokafka.errors import SaslAuthenticationFailed
 
+from streams.auth.oauth import ClientCredentialsTokenProvider, OAuthClient
 from streams.local.brokers import LocalKafka, OAuthBearer
 from streams.local.oidc import LocalOidc
 from streams.local.redis_server import LocalRedis
 from streams.local.scrape import Samples, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
-from streams.oauth import ClientCredentialsTokenProvider, OAuthClient
 from tests.integration.conftest import Names, sidecar_env
 from tests.integration.kafka_io import Out, commit_group, produce
 

@@ -89,7 +89,7 @@ def _log(proc: SidecarProc) -> str:
 
 def _layout_cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
-    argv = [sys.executable, "-m", "streams.layout", *args]
+    argv = [sys.executable, "-m", "streams.tools.layout", *args]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -25,11 +25,11 @@ from zoneinfo import ZoneInfo
 import orjson
 from aiokafka import TopicPartition
 
+from agents.fold import FoldContext, fold_enriched, fold_raw
 from agents.tap import TapAgent
-from streams.calendar import DayCalendar
-from streams.fold import FoldContext, fold_enriched, fold_raw
+from core.calendar import DayCalendar
+from core.status import Status
 from streams.settings import Settings
-from streams.status import Status
 from tables.delta import Delta, unpair
 from tables.store import OffsetMove, RedisStore
 from tests.sim.cuts import Cuts, Reading

@@ -1,0 +1,1 @@
+"""Kafka SASL token providers: OAUTHBEARER from an OIDC token endpoint and AWS MSK IAM."""

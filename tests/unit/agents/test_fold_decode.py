@@ -1,0 +1,158 @@
+"""The fold decodes records itself (core.events' tiers, inlined for speed): it must count exactly
+what the reference checks accept, and reject the rest with their reason.
+
+One record at a time, on the payloads of test_schema_decode (valid events, one field wrong, junk
+fields, mangled bytes): the Delta the fold fills is compared with the one the reference decode implies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.fold import FoldContext, fold_enriched, fold_raw
+from core.calendar import DayCalendar
+from core.events import Invalid
+from core.schema import MAX_KWH
+from streams.local.workload import raw_event
+from tables.delta import NANO, Delta, Rejection, add, pair
+from tests.unit.core.test_schema_decode import (
+    ENRICHED_FIELDS,
+    FUTURE_MS,
+    LIMITS,
+    NOW_MS,
+    RAW_FIELDS,
+    one_field_wrong,
+    payloads,
+    reference_enriched,
+    reference_raw,
+)
+
+DAYS_KEPT = 3
+CALENDAR = DayCalendar(ZoneInfo("Europe/Berlin"))
+
+
+class Rec:
+    def __init__(self, value: bytes | None) -> None:
+        self.value, self.offset, self.timestamp = value, 7, NOW_MS
+
+
+def _ctx(max_bytes: int) -> FoldContext:
+    return FoldContext(CALENDAR, NOW_MS, DAYS_KEPT, FUTURE_MS, max_bytes)
+
+
+def _summary(d: Delta) -> str:
+    # repr keeps the types: an int where a float belongs would change a sum's rendering.
+    return repr(
+        (
+            dict(d.processed),
+            dict(d.invalid),
+            dict(d.ingested),
+            dict(d.calls),
+            d.users,
+            d.orgs,
+            d.window_only_users,
+            d.window_only_orgs,
+            {day: dict(c) for day, c in d.tokens_in.items()},
+            {day: dict(c) for day, c in d.tokens_out.items()},
+            {day: dict(c) for day, c in d.kwh_nano.items()},
+            {day: dict(c) for day, c in d.co2_nano.items()},
+            {day: dict(c) for day, c in d.model_kwh_nano.items()},
+            dict(d.dropped_late),
+            dict(d.dropped_late_windows),
+            [(r.topic, r.reason) for r in d.rejections],
+        )
+    )
+
+
+def _expected(topic: str, payload: bytes | None, max_bytes: int, enriched: bool) -> str:
+    d = Delta()
+    try:
+        decoded = reference_enriched(payload, max_bytes) if enriched else reference_raw(payload, max_bytes)
+    except Invalid as exc:
+        d.invalid[pair(topic, exc.reason)] += 1
+        d.rejections.append(Rejection(topic, exc.reason, Rec(payload)))
+        return _summary(d)
+    raw: Any = decoded[0] if enriched else decoded
+    org, user, provider, model, t_in, t_out, ts_ms = raw
+    ctx = _ctx(max_bytes)
+    d.processed[topic] += 1
+    late = ts_ms < ctx.oldest_kept_ms
+    if late:
+        d.dropped_late[topic] += 1
+    _, _, day = CALENDAR.day_span(ts_ms)
+    if enriched:
+        if not late:
+            amounts: Any = decoded
+            kwh, co2 = round(amounts[1] * NANO), round(amounts[2] * NANO)
+            add(d.kwh_nano.setdefault(day, {}), org, kwh)
+            add(d.co2_nano.setdefault(day, {}), org, co2)
+            add(d.model_kwh_nano.setdefault(day, {}), (provider, model), kwh)
+        return _summary(d)
+    add(d.ingested, (org, provider), 1)
+    add(d.calls, (org, model), 1)
+    if ts_ms < ctx.oldest_window_ms:
+        d.dropped_late_windows[topic] += 1
+    elif late:
+        d.window_only_users[day] = {pair(org, user)}
+        d.window_only_orgs[day] = {org}
+    else:
+        d.users[day] = {pair(org, user)}
+        d.orgs[day] = {org}
+        add(d.tokens_in.setdefault(day, {}), org, t_in)
+        add(d.tokens_out.setdefault(day, {}), org, t_out)
+    return _summary(d)
+
+
+def _folded(topic: str, payload: bytes | None, max_bytes: int, enriched: bool) -> str:
+    d = Delta()
+    (fold_enriched if enriched else fold_raw)(d, topic, [Rec(payload)], _ctx(max_bytes))
+    return _summary(d)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(payloads(RAW_FIELDS), one_field_wrong(RAW_FIELDS)), LIMITS)
+def test_the_raw_fold_counts_what_the_reference_accepts(payload: bytes, max_bytes: int) -> None:
+    assert _folded("raw", payload, max_bytes, False) == _expected("raw", payload, max_bytes, False)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(payloads(ENRICHED_FIELDS), one_field_wrong(ENRICHED_FIELDS)), LIMITS)
+def test_the_enriched_fold_counts_what_the_reference_accepts(payload: bytes, max_bytes: int) -> None:
+    assert _folded("enriched", payload, max_bytes, True) == _expected("enriched", payload, max_bytes, True)
+
+
+def test_a_missing_value_and_an_oversized_one_are_rejected_with_their_reason() -> None:
+    for enriched in (False, True):
+        assert _folded("t", None, 64, enriched) == _expected("t", None, 64, enriched)
+        assert "too_large" in _folded("t", b"{" + b" " * 100 + b"}", 64, enriched)
+
+
+# Each event's amount is rounded to 1e-9 on its own (ties to even), so totals do not depend on batching:
+# amounts on or next to a tie in those units, tiny ones, the largest.
+_KWH = st.one_of(
+    st.floats(min_value=0.0, max_value=MAX_KWH),
+    st.integers(0, 2 * 10**12).map(lambda half_units: half_units / 2 / NANO),
+    st.integers(0, 2 * 10**12 - 1).map(lambda half_units: (half_units + 0.5) / 2 / NANO),
+    st.sampled_from([0.0, -0.0, 5e-324, 0.5 / NANO, 1.5 / NANO, 2.5 / NANO, MAX_KWH]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_KWH, _KWH, st.sampled_from(["a", "b"])), min_size=1, max_size=60))
+def test_amounts_add_up_to_the_sum_of_each_events_rounded_amount(events: list[tuple[float, float, str]]) -> None:
+    records = [Rec(raw_event(org, "u", NOW_MS - 1000, kwh=kwh, co2_kg=co2)) for kwh, co2, org in events]
+    d = Delta()
+    fold_enriched(d, "enriched", records, _ctx(65536))
+    kwh_want: dict[str, int] = {}
+    co2_want: dict[str, int] = {}
+    for kwh, co2, org in events:
+        add(kwh_want, org, round(kwh * NANO))
+        add(co2_want, org, round(co2 * NANO))
+    (day,) = d.kwh_nano
+    assert d.kwh_nano[day] == kwh_want and d.co2_nano[day] == co2_want
+    assert all(type(n) is int for n in [*d.kwh_nano[day].values(), *d.co2_nano[day].values()])
+    assert d.model_kwh_nano[day] == {("openai", "gpt-4o"): sum(kwh_want.values())}
