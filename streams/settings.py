@@ -124,6 +124,9 @@ class Settings:
     lag_fetch_timeout_ms: int = 2_000
     lag_slo_seconds: str = ""  # "regex=seconds,regex=seconds": first full match wins
     lag_slo_default_seconds: float = 60.0
+    lag_rate_window_seconds: float = 60.0  # consumption rate window, for the time to catch up
+    lag_retention_refresh_seconds: float = 300.0  # how often topic retention configs are read again
+    lag_catch_up_cap_seconds: float = 7 * 86_400.0
 
     @property
     def zone(self) -> ZoneInfo:
@@ -251,6 +254,9 @@ def _lag_settings(r: EnvReader) -> dict[str, Any]:
         "lag_fetch_timeout_ms": r.integer("STREAMS_LAG_FETCH_TIMEOUT_MS", Settings.lag_fetch_timeout_ms, 100, 600_000),
         "lag_slo_seconds": r.text("STREAMS_LAG_SLO_SECONDS", "", _check_slo),
         "lag_slo_default_seconds": r.number("STREAMS_LAG_SLO_DEFAULT_SECONDS", 60.0, 0.001, 31 * 86_400),
+        "lag_rate_window_seconds": r.number("STREAMS_LAG_RATE_WINDOW_SECONDS", 60.0, 1, 86_400),
+        "lag_retention_refresh_seconds": r.number("STREAMS_LAG_RETENTION_REFRESH_SECONDS", 300.0, 1, 86_400),
+        "lag_catch_up_cap_seconds": r.number("STREAMS_LAG_CATCH_UP_CAP_SECONDS", 7 * 86_400.0, 1, 366 * 86_400),
     }
 
 

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from streams.exposition import render
 from streams.lag.model import LagSnapshot, PartitionLag, by_topic, slo_seconds
+from streams.lag.outlook import outlook_families
 from streams.settings import Settings, lag_slo_rules
 
 # The states DescribeGroups reports; every group has a 0/1 series for each, so a change of state
@@ -56,6 +57,7 @@ class LagCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._watched()
         yield from self._groups()
+        yield from outlook_families(self.lag, self.export.granularity == "topic")
         taken = GaugeMetricFamily(
             "ecomind_streams_lag_probe_timestamp_seconds",
             "When the lag figures were measured; older than a few STREAMS_LAG_INTERVAL_SECONDS means stale.",

@@ -23,6 +23,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.lag.outlook import Figures
 
 
 class Reached(Enum):
@@ -75,6 +79,7 @@ class LagSnapshot:
     errors: list[str] = field(default_factory=list)
     phases_s: dict[str, float] = field(default_factory=dict)  # time per step of the cycle, for the benchmark
     exposition: bytes | None = None  # the lag families' text, rendered once per cycle off the scrape path
+    outlook: Figures | None = None  # retention margins and times to catch up (streams/lag/outlook.py)
 
     @property
     def watched(self) -> GroupLag | None:

@@ -48,6 +48,7 @@ from streams.lag.groups import (
     recheck_as_consumer,
 )
 from streams.lag.model import FirstRecord, GroupLag, LagSnapshot, partition_lag, resume_position, select_groups
+from streams.lag.outlook import Outlook, OutlookSettings
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class LagProbe:
         ignore: re.Pattern[str] | None = None,
         fetch_timeout_ms: int = 2000,
         concurrency: int = 32,
+        outlook: Outlook | None = None,
     ) -> None:
         self._admin = admin
         self._consumer = consumer
@@ -131,6 +133,7 @@ class LagProbe:
         self._offsets_for_all: bool | None = None  # can OffsetFetch list a group's offsets without partitions?
         # (partition, position) -> first record at or after it: a slow fetch does not lose a known age.
         self._first_cache: dict[tuple[TopicPartition, int], FirstRecord] = {}
+        self.outlook = outlook or Outlook()
 
     @property
     def client(self) -> Any:
@@ -203,7 +206,10 @@ class LagProbe:
             log.warning("lag probe: %s", e)
         lap("compute")
         phases["fetch_rounds"] = fetched.rounds
-        return LagSnapshot(result, self.watched_group, now_ms / 1000, time.monotonic() - started, errors, phases)
+        snapshot = LagSnapshot(result, self.watched_group, now_ms / 1000, time.monotonic() - started, errors, phases)
+        offsets = {name: g.offsets for name, g in groups.items() if g.offsets is not None}
+        await self.outlook.update(snapshot, self._admin, self._kafka(), offsets, starts, fetched.ends)
+        return snapshot
 
     async def _group_names(self) -> list[str]:
         self._listed = {}
@@ -405,4 +411,7 @@ def probe_from_settings(settings: Settings) -> LagProbe:
         include=re.compile(s.lag_groups) if s.lag_groups else None,
         ignore=re.compile(s.lag_groups_ignore) if s.lag_groups_ignore else None,
         fetch_timeout_ms=s.lag_fetch_timeout_ms,
+        outlook=Outlook(
+            OutlookSettings(s.lag_rate_window_seconds, s.lag_retention_refresh_seconds, s.lag_catch_up_cap_seconds)
+        ),
     )
