@@ -127,6 +127,12 @@ class Settings:
     lag_rate_window_seconds: float = 60.0  # consumption rate window, for the time to catch up
     lag_retention_refresh_seconds: float = 300.0  # how often topic retention configs are read again
     lag_catch_up_cap_seconds: float = 7 * 86_400.0
+    # Which topics get lag series, what becomes of commits no member owns, per-client lag (docs/lag.md).
+    lag_topics: str | None = None  # regex; None: every topic
+    lag_topics_ignore: str | None = None
+    lag_stale: str = "drop"
+    lag_members: bool = False
+    lag_members_per_group: int = 20
 
     @property
     def zone(self) -> ZoneInfo:
@@ -257,6 +263,11 @@ def _lag_settings(r: EnvReader) -> dict[str, Any]:
         "lag_rate_window_seconds": r.number("STREAMS_LAG_RATE_WINDOW_SECONDS", 60.0, 1, 86_400),
         "lag_retention_refresh_seconds": r.number("STREAMS_LAG_RETENTION_REFRESH_SECONDS", 300.0, 1, 86_400),
         "lag_catch_up_cap_seconds": r.number("STREAMS_LAG_CATCH_UP_CAP_SECONDS", 7 * 86_400.0, 1, 366 * 86_400),
+        "lag_topics": r.optional_text("STREAMS_LAG_TOPICS", _check_regex),
+        "lag_topics_ignore": r.optional_text("STREAMS_LAG_TOPICS_IGNORE", _check_regex),
+        "lag_stale": r.choice("STREAMS_LAG_STALE", "DROP", ("DROP", "FLAG", "KEEP")).lower(),
+        "lag_members": r.flag("STREAMS_LAG_MEMBERS", False),
+        "lag_members_per_group": r.integer("STREAMS_LAG_MEMBERS_PER_GROUP", 20, 1, 10_000),
     }
 
 

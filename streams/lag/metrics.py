@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from streams.exposition import render
 from streams.lag.model import LagSnapshot, PartitionLag, by_topic, slo_seconds
 from streams.lag.outlook import outlook_families
+from streams.lag.scope_metrics import scope_families
 from streams.settings import Settings, lag_slo_rules
 
 # The states DescribeGroups reports; every group has a 0/1 series for each, so a change of state
@@ -41,11 +42,22 @@ class LagExport:
     slo_rules: tuple[tuple[re.Pattern[str], float], ...] = ()
     slo_default_seconds: float = 60.0
     interval_seconds: float = 5.0
+    stale: str = "drop"  # STREAMS_LAG_STALE; "flag" adds the stale label
+    members: bool = False
+    members_per_group: int = 20
 
     @classmethod
     def from_settings(cls, s: Settings) -> LagExport:
         rules = lag_slo_rules(s.lag_slo_seconds)
-        return cls(s.lag_granularity, rules, s.lag_slo_default_seconds, s.lag_interval_seconds)
+        return cls(
+            s.lag_granularity,
+            rules,
+            s.lag_slo_default_seconds,
+            s.lag_interval_seconds,
+            stale=s.lag_stale,
+            members=s.lag_members,
+            members_per_group=s.lag_members_per_group,
+        )
 
 
 class LagCollector(Collector):
@@ -58,6 +70,7 @@ class LagCollector(Collector):
         yield from self._watched()
         yield from self._groups()
         yield from outlook_families(self.lag, self.export.granularity == "topic")
+        yield from scope_families(self.lag, self.export.members, self.export.members_per_group)
         taken = GaugeMetricFamily(
             "ecomind_streams_lag_probe_timestamp_seconds",
             "When the lag figures were measured; older than a few STREAMS_LAG_INTERVAL_SECONDS means stale.",
@@ -113,6 +126,8 @@ class LagCollector(Collector):
     def _groups(self) -> Iterator[Metric]:
         per_topic = self.export.granularity == "topic"
         labels = ["group", "topic"] if per_topic else ["group", "topic", "partition"]
+        flag = self.export.stale == "flag"
+        labels += ["stale"] if flag else []
         messages = GaugeMetricFamily(
             "ecomind_consumergroup_lag", "Messages the group has not consumed, up to the LSO.", labels=labels
         )
@@ -149,6 +164,7 @@ class LagCollector(Collector):
             rows: Sequence[PartitionLag] = by_topic(g.partitions) if per_topic else g.partitions
             for p in rows:
                 key = [name, p.topic] if per_topic else [name, p.topic, str(p.partition)]
+                key += [str(p.topic in g.stale_topics).lower()] if flag else []
                 messages.add_metric(key, p.lag_messages)
                 if p.lag_seconds is not None:
                     seconds.add_metric(key, p.lag_seconds)

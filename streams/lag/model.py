@@ -59,11 +59,27 @@ class PartitionLag:
 
 
 @dataclass(frozen=True)
+class MemberLag:
+    """The lag of the partitions one client (client id, host) owns in a group (streams/lag/members.py)."""
+
+    client_id: str
+    host: str
+    partitions: int
+    lag_messages: int
+    lag_seconds: float | None  # None: unknown on one of its partitions
+
+
+@dataclass(frozen=True)
 class GroupLag:
     group: str
     state: str
     members: int
     partitions: tuple[PartitionLag, ...]
+    # Topics it has commits on that none of its members owns (streams/lag/scope.py), and how many
+    # committed partitions those are, whether STREAMS_LAG_STALE measures them or not.
+    stale_topics: frozenset[str] = frozenset()
+    stale_partitions: int = 0
+    member_lag: tuple[MemberLag, ...] = ()  # with STREAMS_LAG_MEMBERS only
 
     @property
     def committed_partitions(self) -> int:

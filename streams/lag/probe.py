@@ -47,8 +47,10 @@ from streams.lag.groups import (
     measurable,
     recheck_as_consumer,
 )
+from streams.lag.members import Member, classic_members, consumer_members, member_lag
 from streams.lag.model import FirstRecord, GroupLag, LagSnapshot, partition_lag, resume_position, select_groups
 from streams.lag.outlook import Outlook, OutlookSettings
+from streams.lag.scope import LagScope, lag_scope, stale_topics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ class _Group:
     members: int = 0
     assigned_topics: frozenset[str] = frozenset()
     offsets: dict[TopicPartition, int] | None = None  # committed offsets; None: they could not be read
+    owners: tuple[Member, ...] | None = None  # who owns what; None: not known (streams/lag/scope.py)
 
 
 class LagProbe:
@@ -117,6 +120,7 @@ class LagProbe:
         fetch_timeout_ms: int = 2000,
         concurrency: int = 32,
         outlook: Outlook | None = None,
+        scope: LagScope | None = None,
     ) -> None:
         self._admin = admin
         self._consumer = consumer
@@ -127,6 +131,7 @@ class LagProbe:
         self.include = include or re.compile(re.escape(watched_group))
         self.ignore = ignore
         self.fetch_timeout_ms = fetch_timeout_ms
+        self.scope = scope or LagScope()
         self._limit = asyncio.Semaphore(concurrency)
         self._coordinators: dict[str, int] = {}
         self._listed: dict[str, ListedGroup] = {}  # this cycle's listing: each group's type, when known
@@ -164,7 +169,8 @@ class LagProbe:
         lap("describe")
         await self._read_offsets(groups, errors)
         lap("offsets")
-        topics_of = {name: self._topics(name, g) for name, g in groups.items()}
+        stale_of = {name: self._stale(name, g) for name, g in groups.items()}
+        topics_of = {name: self._topics(name, g, stale_of[name]) for name, g in groups.items()}
         partitions = await self._partitions(set().union(*topics_of.values()))
         tps = sorted({tp for ts in topics_of.values() for t in ts for tp in partitions.get(t, [])})
         # Assigned first: the consumer then asks metadata for every topic in one request, where
@@ -201,7 +207,12 @@ class LagProbe:
                 parts.append(
                     partition_lag(tp.topic, tp.partition, committed, starts[tp], fetched.ends[tp], first, now_ms)
                 )
-            result[name] = GroupLag(name, g.state, g.members, tuple(parts))
+            stale = stale_of[name]
+            # A rebalancing classic group's members own nothing yet: no rows beat rows of 0.
+            clients = self.scope.members and g.owners and g.state == "Stable"
+            owned = member_lag(parts, g.owners or ()) if clients else ()
+            n_stale = sum(1 for tp in g.offsets if tp.topic in stale)
+            result[name] = GroupLag(name, g.state, g.members, tuple(parts), stale, n_stale, owned)
         for e in errors:
             log.warning("lag probe: %s", e)
         lap("compute")
@@ -246,11 +257,18 @@ class LagProbe:
             found.update((g.name, g) for g in listed_typed(response))
         return list(found.values())
 
-    def _topics(self, name: str, g: _Group) -> set[str]:
+    def _topics(self, name: str, g: _Group, stale: frozenset[str]) -> set[str]:
         topics = {tp.topic for tp in (g.offsets or {})} | set(g.assigned_topics)
         if name == self.watched_group:
             topics.add(self.watched_topic)
-        return topics
+            return topics  # measured whole: see streams/lag/scope.py
+        return self.scope.measured(topics, stale)
+
+    def _stale(self, name: str, g: _Group) -> frozenset[str]:
+        if name == self.watched_group or not g.offsets:
+            return frozenset()
+        committed = (tp.topic for tp in g.offsets if self.scope.selects(tp.topic))
+        return stale_topics(g.state, g.members, committed, g.assigned_topics, g.owners is not None)
 
     async def _bounded(self, work: Callable[[], Awaitable[T]]) -> T:
         async with self._limit:
@@ -309,6 +327,7 @@ class LagProbe:
                 g = groups[name]
                 g.state, g.members = state or "Unknown", len(members)
                 g.assigned_topics = _assigned_topics(protocol_type, members)
+                g.owners = classic_members(protocol_type, members)
         return recheck
 
     async def _describe_consumer(
@@ -319,6 +338,7 @@ class LagProbe:
         except KafkaError as exc:
             errors.append(f"ConsumerGroupDescribe on node {node} failed: {exc!r}")
             return
+        owners = consumer_members(response)
         for d in described_consumer_groups(response):
             if d.name not in groups or d.error_code == GROUP_ID_NOT_FOUND:
                 continue  # deleted since listed, or no consumer group either: Dead, as the classic call says
@@ -328,6 +348,7 @@ class LagProbe:
                 continue
             g = groups[d.name]
             g.state, g.members, g.assigned_topics = d.state, d.members, d.assigned_topics
+            g.owners = owners.get(d.name)
 
     async def _read_offsets(self, groups: dict[str, _Group], errors: list[str]) -> None:
         explicit: list[TopicPartition] | None = None
@@ -336,13 +357,17 @@ class LagProbe:
         if not self._offsets_for_all:
             # The broker cannot list a group's offsets without partitions: name every partition there is.
             explicit = [tp for tps in (await self._partitions(None)).values() for tp in tps]
+        selected = [tp for tp in explicit or () if self.scope.selects(tp.topic)]
 
         async def read(name: str) -> None:
             node = self._coordinators.get(name)
             try:
                 raw = await self._bounded(
                     lambda: self._admin.list_consumer_group_offsets(
-                        name, group_coordinator_id=node, partitions=explicit
+                        name,
+                        group_coordinator_id=node,
+                        # Filtered-out topics are not asked about, but for the watched group (measured whole).
+                        partitions=explicit if explicit is None or name == self.watched_group else selected,
                     )
                 )
             except KafkaError as exc:
@@ -414,4 +439,5 @@ def probe_from_settings(settings: Settings) -> LagProbe:
         outlook=Outlook(
             OutlookSettings(s.lag_rate_window_seconds, s.lag_retention_refresh_seconds, s.lag_catch_up_cap_seconds)
         ),
+        scope=lag_scope(s),
     )
