@@ -9,17 +9,14 @@ BulkRecords (the batches parsed in C). CRCs are checked on both.
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult, PartitionRecords
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 
 from agents.bulk_fetch import BulkRecords
+from streams.local.record_batches import fetch_result, partition_records, record_batch
 from streams.local.workload import build
 from streams.runtime import tune_gc
 
@@ -28,47 +25,16 @@ RECORDS_PER_BATCH = 500
 
 
 def log_of(values: list[bytes], timestamp_ms: int, records_per_batch: int = RECORDS_PER_BATCH) -> bytes:
-    out = []
-    for base in range(0, len(values), records_per_batch):
-        builder = DefaultRecordBatchBuilder(
-            magic=2,
-            compression_type=0,
-            is_transactional=0,
-            producer_id=-1,
-            producer_epoch=-1,
-            base_sequence=-1,
-            batch_size=10**8,
-        )
-        for i, value in enumerate(values[base : base + records_per_batch]):
-            builder.append(i, timestamp=timestamp_ms, key=None, value=value, headers=[])
-        data = bytearray(builder.build())
-        struct.pack_into(">q", data, 0, base)
-        out.append(bytes(data))
-    return b"".join(out)
-
-
-class _State:
-    paused = False
-    position = 0
-
-    def consumed_to(self, position: int) -> None:
-        self.position = position
-
-
-class _Assignment:
-    active = True
-
-    def __init__(self) -> None:
-        self.state = _State()
-
-    def state_value(self, tp: TopicPartition) -> _State:
-        return self.state
+    return b"".join(
+        record_batch(base, values[base : base + records_per_batch], timestamp_ms=timestamp_ms, keyed=False)
+        for base in range(0, len(values), records_per_batch)
+    )
 
 
 def read_all(log: bytes, bulk: bool) -> list[Any]:
-    records = PartitionRecords(TP, MemoryRecords(log), [], 0, None, None, True, READ_COMMITTED)
-    source: Any = BulkRecords(records) if bulk else records
-    got: list[Any] = FetchResult(TP, assignment=_Assignment(), partition_records=source, backoff=0).getall(None)
+    records = partition_records(TP, log)
+    result, _ = fetch_result(TP, BulkRecords(records) if bulk else records)
+    got: list[Any] = result.getall(None)
     return got
 
 

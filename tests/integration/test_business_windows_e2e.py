@@ -5,8 +5,6 @@ against the truth computed from the generated events (events spread over 35 days
 from __future__ import annotations
 
 import random
-import time
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,8 @@ from streams.local.scrape import Samples, summed, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
-from tests.integration.conftest import Names, all_folded, at_least, processed, sidecar_env
+from tests.integration.conftest import Names, all_folded, processed, sidecar_env
+from tests.integration.kill_loop import kill_mid_stream
 
 pytestmark = pytest.mark.integration
 
@@ -42,17 +41,7 @@ def test_kill_9_mid_stream_keeps_the_windows_and_todays_breakdowns_exact(  # typ
     try:
         proc.wait_ready()
         producer.start()
-        for floor in floors:
-            wait_until(partial(at_least, proc, names, floor), 120, what=f"progress past {floor} (seed {seed})")
-            time.sleep(rng.uniform(0, 0.3))
-            assert processed(proc.scrape(), names) < total, f"the kill must land mid-stream (seed {seed})"
-            proc.kill()
-            proc.start()
-            proc.wait_ready()
-        producer.release()
-        producer.join(180)
-        assert producer.error is None and producer.sent == total
-        final = wait_until(lambda: all_folded(proc, names, total), 120, what="all events folded after the kills")
+        final = kill_mid_stream(proc, producer, names, total, floors, rng, seed).final
         assert truth.mismatches(final, names.raw, names.enriched) == [], f"seed {seed}"
         assert truth.business_mismatches(final, names.raw) == [], f"seed {seed}"
         # Not vacuous: the windows see more than today, and the late events were really late.

@@ -7,7 +7,6 @@ import random
 import threading
 import time
 from collections import Counter
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,8 @@ from streams.local.scrape import Samples, summed, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
-from tests.integration.conftest import Names, all_folded, at_least, processed, sidecar_env
+from tests.integration.conftest import Names, sidecar_env
+from tests.integration.kill_loop import kill_mid_stream
 
 pytestmark = pytest.mark.integration
 
@@ -47,23 +47,9 @@ def test_kill_9_at_random_moments_keeps_exact_totals(broker, redis_server, names
     try:
         proc.wait_ready()
         producer.start()
-        kills_at: list[float] = []
-        for floor in floors:
-            wait_until(partial(at_least, proc, names, floor), 120, what=f"progress past {floor} (seed {seed})")
-            time.sleep(rng.uniform(0, 0.3))
-            last = proc.scrape()
-            proc.kill()
-            at_kill = processed(last, names)
-            assert at_kill < total, f"the kill must land mid-stream (seed {seed})"
-            kills_at.append(at_kill)
-            conflicts.append(value(last, "ecomind_streams_batch_conflicts_total"))
-            assert conflicts[-1] == 0.0, f"process {len(conflicts)} had batches refused (seed {seed})"
-            proc.start()
-            proc.wait_ready()
-        producer.release()
-        producer.join(180)
-        assert producer.error is None and producer.sent == total
-        final = wait_until(lambda: all_folded(proc, names, total), 120, what="all events folded after the kills")
+        kills = kill_mid_stream(proc, producer, names, total, floors, rng, seed)
+        final, kills_at = kills.final, kills.at
+        conflicts = [value(last, "ecomind_streams_batch_conflicts_total") for last in kills.last_scrapes]
         conflicts.append(value(final, "ecomind_streams_batch_conflicts_total"))
         assert len(kills_at) == KILLS
         assert truth.mismatches(final, names.raw, names.enriched) == [], f"seed {seed}, kills at {kills_at}"

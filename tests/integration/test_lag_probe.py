@@ -3,6 +3,7 @@ exact lag in messages and seconds."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -149,6 +150,13 @@ async def test_deleted_group_disappears_and_added_partition_appears(cluster: Clu
         assert table(first.groups[c.name("gone")]) == {(topic, 0): (4, True)}
         await c.delete_group(c.name("gone"))
         await c.admin.create_partitions({topic: NewPartitions(total_count=2)})
+        # The broker's metadata cache learns of the partition after the controller answers: a producer
+        # that asks too soon refuses to send to it.
+        for _ in range(100):
+            (described,) = await c.admin.describe_topics([topic])
+            if len(described["partitions"]) == 2:
+                break
+            await asyncio.sleep(0.1)
         await produce_async(c.bootstrap, topic, [Out(b"b", 1) for _ in range(3)])
         second = await probe.measure()
     finally:

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiokafka.consumer.fetcher import READ_COMMITTED, READ_UNCOMMITTED, FetchResult, PartitionRecords
+from aiokafka.consumer.fetcher import READ_COMMITTED, READ_UNCOMMITTED, FetchResult
 from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 from hypothesis import given, settings
@@ -26,46 +24,11 @@ from hypothesis import strategies as st
 
 from agents.bulk_fetch import BulkRecords, broken_partition, bulk_supported, take_over
 from agents.stalls import CORRUPT_BATCH, UNSUPPORTED_CODEC, PartitionUnreadable
+from streams.local.record_batches import FakeAssignment, fetch_result, marker, partition_records, record_batch
 
 TP = TopicPartition("events.raw", 3)
-CONTROL_FLAG = 0x20  # attributes bit 5: a control batch
 GZIP, SNAPPY, LZ4, ZSTD = 1, 2, 3, 4
 UNKNOWN_CODEC = 7  # the attributes' three codec bits allow it; no Kafka codec has it
-
-
-def _batch(
-    base: int,
-    values: list[bytes],
-    producer: int = -1,
-    transactional: bool = False,
-    codec: int = 0,
-    key: bytes | None = None,
-) -> bytes:
-    builder = DefaultRecordBatchBuilder(
-        magic=2,
-        compression_type=codec,
-        is_transactional=int(transactional),
-        producer_id=producer,
-        producer_epoch=0 if producer >= 0 else -1,
-        base_sequence=-1,
-        batch_size=10**7,
-    )
-    for i, value in enumerate(values):
-        record_key = key if key is not None else b"k%d" % (base + i)
-        builder.append(i, timestamp=1_700_000_000_000 + base + i, key=record_key, value=value, headers=[])
-    data = bytearray(builder.build())
-    struct.pack_into(">q", data, 0, base)
-    return bytes(data)
-
-
-def _marker(base: int, producer: int, commit: bool) -> bytes:
-    """A transaction marker: a control batch whose one record's key says commit (1) or abort (0)."""
-    key = struct.pack(">hh", 0, 1 if commit else 0)
-    data = bytearray(_batch(base, [struct.pack(">hi", 0, 0)], producer, transactional=True, key=key))
-    attributes = struct.unpack_from(">h", data, 21)[0] | CONTROL_FLAG
-    struct.pack_into(">h", data, 21, attributes)
-    struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))  # the CRC covers the attributes on
-    return bytes(data)
 
 
 @dataclass
@@ -84,40 +47,21 @@ def logs(draw: Any) -> Log:
         values = [b"v%d" % (log.end + i) for i in range(n)]
         codec = draw(st.sampled_from([0, GZIP, SNAPPY, LZ4, ZSTD]))
         if kind == "plain":
-            log.batches.append(_batch(log.end, values, codec=codec))
+            log.batches.append(record_batch(log.end, values, codec=codec))
             log.end += n
             continue
         producer = draw(st.integers(1, 2))
         first = log.end
-        log.batches.append(_batch(log.end, values, producer, transactional=True, codec=codec))
+        log.batches.append(record_batch(log.end, values, producer=producer, transactional=True, codec=codec))
         log.end += n
         if kind == "abort":
             log.aborted.append((producer, first))
-        log.batches.append(_marker(log.end, producer, commit=kind == "commit"))
+        log.batches.append(marker(log.end, producer, commit=kind == "commit"))
         log.end += 1
     return log
 
 
-class _State:
-    def __init__(self, position: int) -> None:
-        self.paused = False
-        self.position = position
-
-    def consumed_to(self, position: int) -> None:
-        self.position = position
-
-
-class _Assignment:
-    active = True
-
-    def __init__(self, position: int) -> None:
-        self.state = _State(position)
-
-    def state_value(self, tp: TopicPartition) -> _State:
-        return self.state
-
-
-def _fetch(log: Log, fetch_offset: int, isolation: int) -> tuple[FetchResult, _Assignment]:
+def _fetch(log: Log, fetch_offset: int, isolation: int) -> tuple[FetchResult, FakeAssignment]:
     """What the broker answers a fetch at `fetch_offset`: every batch that ends after it, whole."""
     batches = []
     base = 0
@@ -126,18 +70,15 @@ def _fetch(log: Log, fetch_offset: int, isolation: int) -> tuple[FetchResult, _A
         if base + count > fetch_offset:
             batches.append(data)
         base += count
-    records = PartitionRecords(
-        TP, MemoryRecords(b"".join(batches)), list(log.aborted), fetch_offset, None, None, True, isolation
-    )
-    assignment = _Assignment(fetch_offset)
-    return FetchResult(TP, assignment=assignment, partition_records=records, backoff=0), assignment
+    records = partition_records(TP, b"".join(batches), fetch_offset, log.aborted, isolation)
+    return fetch_result(TP, records, fetch_offset)
 
 
 def _fields(records: list[Any]) -> list[tuple[Any, ...]]:
     return [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for r in records]
 
 
-def _read(result: FetchResult, assignment: _Assignment, takes: list[int | None]) -> list[tuple[Any, ...]]:
+def _read(result: FetchResult, assignment: FakeAssignment, takes: list[int | None]) -> list[tuple[Any, ...]]:
     steps = []
     for n in takes:
         got = result.getall(n) if result.has_more() else []
@@ -166,11 +107,15 @@ def test_bulk_path_returns_what_aiokafka_returns_and_moves_alike(
 def test_generated_logs_hold_what_the_comparison_needs() -> None:
     """The generator reaches what matters: aborted records are dropped, markers move the position."""
     log = Log()
-    log.batches = [_batch(0, [b"a", b"b"]), _batch(2, [b"x"], 1, transactional=True), _marker(3, 1, commit=False)]
+    log.batches = [
+        record_batch(0, [b"a", b"b"]),
+        record_batch(2, [b"x"], producer=1, transactional=True),
+        marker(3, 1, commit=False),
+    ]
     log.aborted = [(1, 2)]
-    log.batches.append(_batch(4, [b"c"], codec=GZIP))
-    log.batches.append(_batch(5, [b"d"], 2, transactional=True))
-    log.batches.append(_marker(6, 2, commit=True))
+    log.batches.append(record_batch(4, [b"c"], codec=GZIP))
+    log.batches.append(record_batch(5, [b"d"], producer=2, transactional=True))
+    log.batches.append(marker(6, 2, commit=True))
     result, assignment = _fetch(log, 1, READ_COMMITTED)
     take_over({TP: result})
     got = result.getall(None)
@@ -180,7 +125,7 @@ def test_generated_logs_hold_what_the_comparison_needs() -> None:
 
 
 def test_a_batch_failing_its_crc_ends_the_result_at_its_start() -> None:
-    good, bad, after = _batch(0, [b"a", b"b"]), bytearray(_batch(2, [b"c"])), _batch(3, [b"d"])
+    good, bad, after = record_batch(0, [b"a", b"b"]), bytearray(record_batch(2, [b"c"])), record_batch(3, [b"d"])
     bad[-1] ^= 0xFF
     log = Log(batches=[good, bytes(bad), after], end=4)
     theirs, their_assignment = _fetch(log, 0, READ_COMMITTED)
@@ -194,7 +139,7 @@ def test_a_batch_failing_its_crc_ends_the_result_at_its_start() -> None:
 
 
 def test_a_result_aiokafka_started_reading_is_left_to_it() -> None:
-    log = Log(batches=[_batch(0, [b"a", b"b", b"c"])], end=3)
+    log = Log(batches=[record_batch(0, [b"a", b"b", b"c"])], end=3)
     result, assignment = _fetch(log, 0, READ_COMMITTED)
     assert [r.value for r in result.getall(1)] == [b"a"]
     assert take_over({TP: result, TopicPartition("other", 0): ValueError("an error result")}) == 0
@@ -210,7 +155,7 @@ def test_only_the_checked_aiokafka_version_takes_the_bulk_path() -> None:
 
 def _unreadable(base: int, values: list[bytes]) -> bytes:
     """A batch whose CRC holds but whose codec no reader knows."""
-    data = bytearray(_batch(base, values))
+    data = bytearray(record_batch(base, values))
     attributes = struct.unpack_from(">h", data, 21)[0] | UNKNOWN_CODEC
     struct.pack_into(">h", data, 21, attributes)
     struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))
@@ -218,7 +163,7 @@ def _unreadable(base: int, values: list[bytes]) -> bytes:
 
 
 def test_an_unreadable_batch_delivers_what_precedes_it_and_then_raises_without_moving() -> None:
-    log = Log(batches=[_batch(0, [b"a", b"b"]), _unreadable(2, [b"c"]), _batch(3, [b"d"])], end=4)
+    log = Log(batches=[record_batch(0, [b"a", b"b"]), _unreadable(2, [b"c"]), record_batch(3, [b"d"])], end=4)
     result, assignment = _fetch(log, 0, READ_COMMITTED)
     take_over({TP: result})
     assert [r.value for r in result.getall(None)] == [b"a", b"b"]
@@ -243,10 +188,10 @@ def test_aiokafkas_own_path_names_the_partition_that_failed(bad: str, reason: st
     if bad == "codec":
         broken = _unreadable(0, [b"a"])
     else:
-        data = bytearray(_batch(0, [b"a"]))
+        data = bytearray(record_batch(0, [b"a"]))
         data[-1] ^= 0xFF
         broken = bytes(data)
-    healthy, _ = _fetch(Log(batches=[_batch(0, [b"x"])], end=1), 0, READ_COMMITTED)
+    healthy, _ = _fetch(Log(batches=[record_batch(0, [b"x"])], end=1), 0, READ_COMMITTED)
     result, _ = _fetch(Log(batches=[broken], end=1), 0, READ_COMMITTED)
     other = TopicPartition("events.enriched", 0)
     results = {other: healthy, TP: result}
@@ -262,7 +207,7 @@ def test_aiokafkas_own_path_names_the_partition_that_failed(bad: str, reason: st
 @pytest.mark.parametrize("codec", [GZIP, SNAPPY, LZ4, ZSTD])
 def test_every_kafka_codec_reads_on_both_paths(codec: int) -> None:
     values = [b'{"org_id":"o%d","n":%d}' % (i % 3, i) * 20 for i in range(50)]
-    log = Log(batches=[_batch(0, values[:30], codec=codec), _batch(30, values[30:], codec=codec)], end=50)
+    log = Log(batches=[record_batch(0, values[:30], codec=codec), record_batch(30, values[30:], codec=codec)], end=50)
     theirs, _ = _fetch(log, 0, READ_COMMITTED)
     ours, position = _fetch(log, 0, READ_COMMITTED)
     take_over({TP: ours})
@@ -276,7 +221,7 @@ def test_every_kafka_codec_reads_on_both_paths(codec: int) -> None:
 def test_a_result_and_its_fetched_buffer_are_freed_without_the_cyclic_collector(take: int | None) -> None:
     # A PartitionRecords left in a reference cycle kept its fetched buffer until a full collection: the
     # sidecar's memory grew by hundreds of MB under load.
-    log = Log(batches=[_batch(0, [b"a", b"b"]), _batch(2, [b"c"])], end=3)
+    log = Log(batches=[record_batch(0, [b"a", b"b"]), record_batch(2, [b"c"])], end=3)
     gc.disable()
     try:
         result, _ = _fetch(log, 0, READ_COMMITTED)
