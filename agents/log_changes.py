@@ -20,8 +20,8 @@ from tables.delta import Delta
 from tables.store import Conflict, OffsetMove
 
 if TYPE_CHECKING:
+    from agents.ports import TapSettings
     from agents.stalls import Stalls
-    from agents.tap_settings import TapSettings
     from core.status import Status
 
 log = logging.getLogger(__name__)

@@ -16,68 +16,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
 
-from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka import TopicPartition
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
-from redis.exceptions import RedisError
 
 from agents.fold import FoldContext, fold_enriched, fold_raw
 from agents.log_changes import LogChanges
 from agents.offsets import RESET_REASONS
+from agents.ports import Batch, DeadLetterSink, StateStore, TapConsumer, TapSettings
+from agents.rebalance import REDIS_ERRORS, Listener, Rebalance
 from agents.stalls import PartitionUnreadable, Stalls
-from agents.tap_settings import TapSettings
+from agents.unreadable import FETCH_RETRY_S, Unreadable
 from core.calendar import DayCalendar
 from core.ratelog import RateLimitedLog
 from core.retry import retry
-from core.status import StalledPartition, Status
-from tables.delta import Delta, Rejection
+from core.status import Status
+from tables.delta import Delta
 from tables.store import Conflict, OffsetMove, WrongKeyType
 
 log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 1.0
 FOLD_CHUNK_RECORDS = 5_000
-FETCH_RETRY_S = 1.0
 ASSIGNMENT_RETRY_S = 0.05  # bounds the loop if aiokafka raises again before on_assigned has run
-REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
-Batch = dict[TopicPartition, list[ConsumerRecord]]
 
 
-class TapConsumer(Protocol):
-    """What the tap needs of aiokafka's AIOKafkaConsumer (read_committed, auto_offset_reset="none")."""
-
-    def subscribe(self, topics: list[str], listener: ConsumerRebalanceListener) -> None: ...
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    async def getmany(
-        self, *partitions: TopicPartition, timeout_ms: int = ..., max_records: int | None = ...
-    ) -> Batch: ...
-    def seek(self, partition: TopicPartition, offset: int) -> None: ...
-    def pause(self, *partitions: TopicPartition) -> None: ...
-    def resume(self, *partitions: TopicPartition) -> None: ...
-    async def seek_to_beginning(self, *partitions: TopicPartition) -> Any: ...
-    def assignment(self) -> set[TopicPartition]: ...
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
-    async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
-    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
-    async def topic_ids(self, topics: Any) -> dict[str, str | None]: ...
-
-
-class StateStore(Protocol):
-    async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None: ...
-    async def load_offsets(self, partitions: Any) -> dict[tuple[str, int], int | None]: ...
-    async def load_stored(self, partitions: Any) -> dict[tuple[str, int], tuple[int | None, str | None]]: ...
-
-
-class DeadLetterSink(Protocol):
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    async def send(self, rejections: list[Rejection]) -> None: ...
-
-
-class TapAgent(LogChanges):
+class TapAgent(Rebalance, Unreadable, LogChanges):
     def __init__(
         self,
         settings: TapSettings,
@@ -127,7 +91,7 @@ class TapAgent(LogChanges):
         if self.dead_letters is not None:
             await self.dead_letters.start()
         topics = [self.settings.raw_topic, self.settings.enriched_topic]
-        self.consumer.subscribe(topics, listener=_Listener(self))
+        self.consumer.subscribe(topics, listener=Listener(self))
         await self.consumer.start()
 
     async def stop(self) -> None:
@@ -194,63 +158,6 @@ class TapAgent(LogChanges):
             await self.check_identity_due()
             if self.stalls.waiting:
                 await self._retry_stalled()
-
-    async def _after_failed_fetch(self) -> None:
-        """A getmany that raises may already have moved positions past records it then dropped (aiokafka
-        collects partition after partition and drops them all when one raises): read again from `expected`."""
-        async with self.lock:
-            await self._resync()
-
-    async def _unreadable(self, exc: PartitionUnreadable) -> None:
-        """One partition's records failed to read: read again, and pause it alone once it keeps failing.
-
-        Under the lock, as the rebalance callbacks run: a pause never lands between their forgetting and
-        their seeks, where nothing would resume it."""
-        self.status.fetch_errors += 1
-        tp = exc.partition
-        self.fetch_errors.warning(
-            f"{tp}", "fetch failed on %s/%d at offset %s: %s", tp.topic, tp.partition, exc.offset, exc.cause
-        )
-        async with self.lock:
-            now = asyncio.get_running_loop().time()
-            if tp in self.expected and self.stalls.failed(exc, self.expected[tp], now):
-                self.consumer.pause(tp)
-                stall = self.stalls.paused[tp]
-                log.error(
-                    "%s/%d paused: its records at offset %s cannot be read (%s); the other partitions go on, "
-                    "this one is tried again in %.0f s",
-                    tp.topic,
-                    tp.partition,
-                    stall.offset,
-                    stall.detail,
-                    stall.retry_at_s - now,
-                )
-            self._count_stalled()
-            await self._resync()  # what getmany collected from the other partitions was dropped
-        if tp not in self.stalls.paused:
-            await asyncio.sleep(FETCH_RETRY_S)
-
-    async def _retry_stalled(self) -> None:
-        """Resume paused partitions whose back-off is over, and let retries that stopped failing go."""
-        async with self.lock:
-            now = asyncio.get_running_loop().time()
-            due = self.stalls.due(now)
-            owned = [tp for tp in due if tp in self.expected]
-            self.stalls.forget([tp for tp in due if tp not in self.expected])
-            for tp in owned:
-                await self._seek_expected(tp)
-            if owned:
-                self.consumer.resume(*owned)
-                log.info("trying stalled partitions again: %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in owned))
-            self.stalls.settle(now)
-            self._count_stalled()
-
-    def _count_stalled(self) -> None:
-        ago = asyncio.get_running_loop().time() - self.clock()  # loop time to wall time
-        self.status.stalled = {
-            (tp.topic, tp.partition): StalledPartition(s.offset, s.reason, s.detail, s.since_s - ago)
-            for tp, s in self.stalls.stalled().items()
-        }
 
     async def process(self, batch: Batch, epoch: int) -> None:
         """Fold this batch while the previous one is written, then send this one.
@@ -392,98 +299,6 @@ class TapAgent(LogChanges):
             on_error=count,
         )
 
-    async def _reload(self, partitions: Sequence[TopicPartition]) -> None:
-        """Position owned partitions at the offsets stored with the tables, in a new epoch.
-
-        Runs under the lock, or inside the write in flight, which every lock holder drains first.
-        """
-        owned = [tp for tp in partitions if tp in self.expected or tp in self.consumer.assignment()]
-        keys = [(tp.topic, tp.partition) for tp in owned]
-        stored = await retry(lambda: self.store.load_stored(keys), REDIS_ERRORS, what="loading offsets", log=log)
-        self.epoch += 1
-        for tp in owned:
-            offset, self.stored_ids[tp] = stored[(tp.topic, tp.partition)]
-            self.expected[tp] = offset
-            if offset is None:
-                self.applied.pop(tp, None)
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.applied[tp] = offset
-                self.consumer.seek(tp, offset)
-
-    async def _check_rewind(self, force: bool = False) -> None:
-        """Notice, without waiting for traffic, a Redis that came back empty or from an older snapshot.
-
-        With nothing in flight, the stored offset of a partition this replica owns is what it last
-        applied; anything else means the state moved under it: re-read from what is stored.
-        """
-        now = asyncio.get_running_loop().time()
-        if not force and now - self._last_rewind_check < self.settings.lag_interval_seconds:
-            return
-        self._last_rewind_check = now
-        async with self.lock:
-            await self._drain()
-            owned = list(self.applied)
-            if not owned:
-                return
-            try:
-                stored = await self.store.load_offsets((tp.topic, tp.partition) for tp in owned)
-            except REDIS_ERRORS as exc:
-                log.debug("rewind check skipped: %s", exc)
-                return
-            moved = [tp for tp in owned if stored[(tp.topic, tp.partition)] != self.applied[tp]]
-            if not moved:
-                return
-            for tp in moved:
-                was = self.applied[tp]
-                now_stored = stored[(tp.topic, tp.partition)]
-                if now_stored is None or now_stored < was:
-                    self.catching_up[tp] = max(was, self.catching_up.get(tp, was))
-                log.warning(
-                    "stored offset of %s moved from %d to %s under this replica; re-reading", tp, was, now_stored
-                )
-            self.status.state_rewinds += 1
-            self.status.rewound_partitions = len(self.catching_up)
-            await self._reload(moved)
-
-    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.status.recovering = True
-        async with self.lock:
-            await self._drain()
-            # A new assignment is read afresh: nothing of it stays paused (a pause made while aiokafka was
-            # already handing it over would otherwise outlive what remembers it).
-            held = self.consumer.assignment()
-            self.consumer.resume(*(tp for tp in assigned if tp in held))
-            self.stalls.forget(assigned)
-            self._count_stalled()
-            await self._reload(sorted(assigned))
-            await self._check_identity(sorted(assigned))
-        self._count_assigned()
-        self.status.recovering = False
-        log.info("assigned %d partitions, positioned at stored offsets", len(assigned))
-
-    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self.lock:
-            await self._drain()
-            await self._commit(force=True)
-            for tp in revoked:
-                self.expected.pop(tp, None)
-                self.applied.pop(tp, None)
-                self.catching_up.pop(tp, None)
-                self.topic_ids.pop(tp, None)
-                self.stored_ids.pop(tp, None)
-                self.ids_due.discard(tp)
-            self.status.rewound_partitions = len(self.catching_up)
-            self.stalls.forget(revoked)
-            self._count_stalled()
-        self._count_assigned()
-
-    def _count_assigned(self) -> None:
-        counts: dict[str, int] = {self.settings.raw_topic: 0, self.settings.enriched_topic: 0}
-        for tp in self.expected:
-            counts[tp.topic] = counts.get(tp.topic, 0) + 1
-        self.status.assigned = counts
-
     async def _commit(self, force: bool = False) -> None:
         """Mirror the stored offsets into Kafka so that standard tools see this group's lag."""
         now = asyncio.get_running_loop().time()
@@ -499,14 +314,3 @@ class TapAgent(LogChanges):
             self._committed = offsets
         except Exception as exc:
             log.debug("offset mirror commit skipped: %s", exc)
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
-    def __init__(self, agent: TapAgent) -> None:
-        self.agent = agent
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.agent.on_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.agent.on_assigned(assigned)

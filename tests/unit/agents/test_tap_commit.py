@@ -10,7 +10,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError, NoOffsetForPartitionError
 
-from agents import tap
+from agents import tap, unreadable
 from agents.tap import TapAgent
 from core.status import Status
 from streams.settings import Settings
@@ -89,7 +89,7 @@ def test_a_failed_fetch_is_counted_and_every_owned_partition_read_again_from_the
     agent, consumer, slept = _run_until_cancelled([KafkaError("an unreadable batch")], monkeypatch)
     assert agent.status.fetch_errors == 1
     assert sorted(consumer.seeks) == [(TopicPartition("events.raw", 0), 7), (TopicPartition("events.raw", 1), 3)]
-    assert slept == [tap.FETCH_RETRY_S]
+    assert slept == [unreadable.FETCH_RETRY_S]
 
 
 def test_partitions_not_yet_positioned_after_an_assignment_are_no_failure_and_cost_no_second(

@@ -74,11 +74,11 @@ def test_random_schedules_slice() -> None:
 def test_simulator_finds_a_batch_that_claims_what_it_does_not_contain(monkeypatch: pytest.MonkeyPatch) -> None:
     """The checker is not blind: a tap that writes its batch under offsets computed after a reload (the
     hole once there) is caught by the random search, in the same schedules CI runs."""
-    from agents import tap
+    from agents import ports, tap
 
     original = tap.TapAgent.process
 
-    async def claims_from_reloaded_offsets(self: tap.TapAgent, batch: tap.Batch, epoch: int) -> None:
+    async def claims_from_reloaded_offsets(self: tap.TapAgent, batch: ports.Batch, epoch: int) -> None:
         async with self.lock:
             fresh, _ = self._fresh(batch)
             if not fresh:

@@ -1,0 +1,151 @@
+"""The tap's rebalance callbacks and its checks of the stored offsets: every assignment, reload and rewind
+positions partitions at the offsets stored with the tables, in a new epoch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from redis.exceptions import RedisError
+
+from agents.stalls import Stalls
+from core.retry import retry
+from core.status import Status
+
+if TYPE_CHECKING:
+    from agents.ports import StateStore, TapSettings
+
+log = logging.getLogger("agents.tap")
+REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class Rebalance:
+    """Mixed into TapAgent (agents/tap.py), whose state it reads and moves."""
+
+    if TYPE_CHECKING:
+        lock: asyncio.Lock
+        consumer: Any
+        store: StateStore
+        settings: TapSettings
+        status: Status
+        stalls: Stalls
+        epoch: int
+        expected: dict[TopicPartition, int | None]
+        applied: dict[TopicPartition, int]
+        catching_up: dict[TopicPartition, int]
+        topic_ids: dict[TopicPartition, str | None]
+        stored_ids: dict[TopicPartition, str | None]
+        ids_due: set[TopicPartition]
+        _last_rewind_check: float
+
+        async def _drain(self) -> None: ...
+        async def _commit(self, force: bool = False) -> None: ...
+        async def _check_identity(self, partitions: Sequence[TopicPartition]) -> None: ...
+        def _count_stalled(self) -> None: ...
+
+    async def _reload(self, partitions: Sequence[TopicPartition]) -> None:
+        """Position owned partitions at the offsets stored with the tables, in a new epoch.
+
+        Runs under the lock, or inside the write in flight, which every lock holder drains first.
+        """
+        owned = [tp for tp in partitions if tp in self.expected or tp in self.consumer.assignment()]
+        keys = [(tp.topic, tp.partition) for tp in owned]
+        stored = await retry(lambda: self.store.load_stored(keys), REDIS_ERRORS, what="loading offsets", log=log)
+        self.epoch += 1
+        for tp in owned:
+            offset, self.stored_ids[tp] = stored[(tp.topic, tp.partition)]
+            self.expected[tp] = offset
+            if offset is None:
+                self.applied.pop(tp, None)
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.applied[tp] = offset
+                self.consumer.seek(tp, offset)
+
+    async def _check_rewind(self, force: bool = False) -> None:
+        """Notice, without waiting for traffic, a Redis that came back empty or from an older snapshot.
+
+        With nothing in flight, the stored offset of a partition this replica owns is what it last
+        applied; anything else means the state moved under it: re-read from what is stored.
+        """
+        now = asyncio.get_running_loop().time()
+        if not force and now - self._last_rewind_check < self.settings.lag_interval_seconds:
+            return
+        self._last_rewind_check = now
+        async with self.lock:
+            await self._drain()
+            owned = list(self.applied)
+            if not owned:
+                return
+            try:
+                stored = await self.store.load_offsets((tp.topic, tp.partition) for tp in owned)
+            except REDIS_ERRORS as exc:
+                log.debug("rewind check skipped: %s", exc)
+                return
+            moved = [tp for tp in owned if stored[(tp.topic, tp.partition)] != self.applied[tp]]
+            if not moved:
+                return
+            for tp in moved:
+                was = self.applied[tp]
+                now_stored = stored[(tp.topic, tp.partition)]
+                if now_stored is None or now_stored < was:
+                    self.catching_up[tp] = max(was, self.catching_up.get(tp, was))
+                log.warning(
+                    "stored offset of %s moved from %d to %s under this replica; re-reading", tp, was, now_stored
+                )
+            self.status.state_rewinds += 1
+            self.status.rewound_partitions = len(self.catching_up)
+            await self._reload(moved)
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.status.recovering = True
+        async with self.lock:
+            await self._drain()
+            # A new assignment is read afresh: nothing of it stays paused (a pause made while aiokafka was
+            # already handing it over would otherwise outlive what remembers it).
+            held = self.consumer.assignment()
+            self.consumer.resume(*(tp for tp in assigned if tp in held))
+            self.stalls.forget(assigned)
+            self._count_stalled()
+            await self._reload(sorted(assigned))
+            await self._check_identity(sorted(assigned))
+        self._count_assigned()
+        self.status.recovering = False
+        log.info("assigned %d partitions, positioned at stored offsets", len(assigned))
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.lock:
+            await self._drain()
+            await self._commit(force=True)
+            for tp in revoked:
+                self.expected.pop(tp, None)
+                self.applied.pop(tp, None)
+                self.catching_up.pop(tp, None)
+                self.topic_ids.pop(tp, None)
+                self.stored_ids.pop(tp, None)
+                self.ids_due.discard(tp)
+            self.status.rewound_partitions = len(self.catching_up)
+            self.stalls.forget(revoked)
+            self._count_stalled()
+        self._count_assigned()
+
+    def _count_assigned(self) -> None:
+        counts: dict[str, int] = {self.settings.raw_topic: 0, self.settings.enriched_topic: 0}
+        for tp in self.expected:
+            counts[tp.topic] = counts.get(tp.topic, 0) + 1
+        self.status.assigned = counts
+
+
+class Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    def __init__(self, agent: Rebalance) -> None:
+        self.agent = agent
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.agent.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.agent.on_assigned(assigned)

@@ -1,0 +1,91 @@
+"""The tap's answer to records it cannot read: read again, and pause the one partition that keeps failing
+(agents/stalls.py keeps the count and the back-off), while the others go on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import TopicPartition
+
+from agents.stalls import PartitionUnreadable, Stalls
+from core.ratelog import RateLimitedLog
+from core.status import StalledPartition, Status
+
+log = logging.getLogger("agents.tap")
+FETCH_RETRY_S = 1.0
+
+
+class Unreadable:
+    """Mixed into TapAgent (agents/tap.py), whose state it reads and moves."""
+
+    if TYPE_CHECKING:
+        lock: asyncio.Lock
+        consumer: Any
+        status: Status
+        stalls: Stalls
+        expected: dict[TopicPartition, int | None]
+        fetch_errors: RateLimitedLog
+        clock: Callable[[], float]
+
+        async def _resync(self) -> None: ...
+        async def _seek_expected(self, tp: TopicPartition) -> None: ...
+
+    async def _after_failed_fetch(self) -> None:
+        """A getmany that raises may already have moved positions past records it then dropped (aiokafka
+        collects partition after partition and drops them all when one raises): read again from `expected`."""
+        async with self.lock:
+            await self._resync()
+
+    async def _unreadable(self, exc: PartitionUnreadable) -> None:
+        """One partition's records failed to read: read again, and pause it alone once it keeps failing.
+
+        Under the lock, as the rebalance callbacks run: a pause never lands between their forgetting and
+        their seeks, where nothing would resume it."""
+        self.status.fetch_errors += 1
+        tp = exc.partition
+        self.fetch_errors.warning(
+            f"{tp}", "fetch failed on %s/%d at offset %s: %s", tp.topic, tp.partition, exc.offset, exc.cause
+        )
+        async with self.lock:
+            now = asyncio.get_running_loop().time()
+            if tp in self.expected and self.stalls.failed(exc, self.expected[tp], now):
+                self.consumer.pause(tp)
+                stall = self.stalls.paused[tp]
+                log.error(
+                    "%s/%d paused: its records at offset %s cannot be read (%s); the other partitions go on, "
+                    "this one is tried again in %.0f s",
+                    tp.topic,
+                    tp.partition,
+                    stall.offset,
+                    stall.detail,
+                    stall.retry_at_s - now,
+                )
+            self._count_stalled()
+            await self._resync()  # what getmany collected from the other partitions was dropped
+        if tp not in self.stalls.paused:
+            await asyncio.sleep(FETCH_RETRY_S)
+
+    async def _retry_stalled(self) -> None:
+        """Resume paused partitions whose back-off is over, and let retries that stopped failing go."""
+        async with self.lock:
+            now = asyncio.get_running_loop().time()
+            due = self.stalls.due(now)
+            owned = [tp for tp in due if tp in self.expected]
+            self.stalls.forget([tp for tp in due if tp not in self.expected])
+            for tp in owned:
+                await self._seek_expected(tp)
+            if owned:
+                self.consumer.resume(*owned)
+                log.info("trying stalled partitions again: %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in owned))
+            self.stalls.settle(now)
+            self._count_stalled()
+
+    def _count_stalled(self) -> None:
+        ago = asyncio.get_running_loop().time() - self.clock()  # loop time to wall time
+        self.status.stalled = {
+            (tp.topic, tp.partition): StalledPartition(s.offset, s.reason, s.detail, s.since_s - ago)
+            for tp, s in self.stalls.stalled().items()
+        }
