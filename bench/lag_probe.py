@@ -137,7 +137,9 @@ def scrape_times(
 
         wait_until(measured, 120, 0.5, what="every group measured by the sidecar")
         time.sleep(12)  # two more cycles: the first one also looks up every group's coordinator
-        sidecar_cycle_s = value(proc.scrape(), "ecomind_streams_lag_probe_duration_seconds") or 0.0
+        sidecar_cycle_s = (
+            value(proc.scrape(), "ecomind_streams_lag_probe_duration_seconds", kafka_cluster="default") or 0.0
+        )
         times, size = [], 0
         for _ in range(n):
             started = time.monotonic()

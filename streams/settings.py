@@ -7,14 +7,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-from streams.auth.msk_iam import MSK_IAM_CHECKS, STANDARD_REGION, MskIam, MskIamTokenProvider, check_region, msk_iam
-from streams.auth.oauth import OAUTH_CHECKS, ClientCredentialsTokenProvider, OAuthClient, oauth_client
-from streams.auth.sasl_token import CachedTokenProvider
+from streams.cluster_settings import LagClusterSettings, lag_cluster_settings
 from streams.env_reader import (
     EnvReader,
     check_file,
@@ -27,54 +24,22 @@ from streams.env_reader import (
 from streams.env_reader import (
     SettingsError as SettingsError,
 )
+from streams.kafka_settings import (
+    DEFAULT_BOOTSTRAP_SERVERS,
+    SASL_MECHANISMS,
+    KafkaSecurity,
+    check_regex,
+    check_sasl,
+    msk_iam_settings,
+    oauth_client_settings,
+)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class KafkaSecurity:
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: str | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    oauth: OAuthClient | None = None  # with OAUTHBEARER
-    msk_iam: MskIam | None = None  # with AWS_MSK_IAM
-
-    @cached_property
-    def token_provider(self) -> CachedTokenProvider | None:
-        """One for all the clients built from these settings: they share its cached token."""
-        if self.oauth is not None:
-            return ClientCredentialsTokenProvider(self.oauth)
-        if self.msk_iam is not None:
-            return MskIamTokenProvider(self.msk_iam)
-        return None
-
-    def client_kwargs(self) -> dict[str, object]:
-        """Keyword arguments for every aiokafka client the sidecar opens."""
-        kwargs: dict[str, object] = {"security_protocol": self.security_protocol}
-        if self.sasl_mechanism in TOKEN_MECHANISMS:
-            # MSK IAM is OAUTHBEARER on the wire, with AWS's signed URL as the token.
-            kwargs["sasl_mechanism"] = "OAUTHBEARER"
-            kwargs["sasl_oauth_token_provider"] = self.token_provider
-        elif self.sasl_mechanism:
-            kwargs["sasl_mechanism"] = self.sasl_mechanism
-            kwargs["sasl_plain_username"] = self.sasl_username
-            kwargs["sasl_plain_password"] = self.sasl_password
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            kwargs["ssl_context"] = create_ssl_context(
-                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
-            )
-        return kwargs
-
-
-@dataclass(frozen=True)
 class Settings:
-    bootstrap_servers: str = "localhost:9092"
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
     app_id: str = "ecomind-streams"
     raw_topic: str = "events.raw"
     enriched_topic: str = "events.enriched"
@@ -133,6 +98,8 @@ class Settings:
     lag_stale: str = "drop"
     lag_members: bool = False
     lag_members_per_group: int = 20
+    # Clusters probed for lag only, and the tapped one's kafka_cluster label (streams/cluster_settings.py).
+    lag_clusters: LagClusterSettings = field(default_factory=lambda: _lag_clusters(EnvReader({})))
 
     @property
     def zone(self) -> ZoneInfo:
@@ -189,8 +156,8 @@ class Settings:
                 ssl_cafile=r.optional_text("KAFKA_SSL_CAFILE", check_file),
                 ssl_certfile=r.optional_text("KAFKA_SSL_CERTFILE", check_file),
                 ssl_keyfile=r.optional_text("KAFKA_SSL_KEYFILE", check_file),
-                oauth=_oauth_client(r),
-                msk_iam=_msk_iam(r),
+                oauth=oauth_client_settings(r),
+                msk_iam=msk_iam_settings(r),
             ),
             **_lag_settings(r),
         )
@@ -204,58 +171,14 @@ class Settings:
             raise SettingsError("STREAMS_RAW_TOPIC and STREAMS_ENRICHED_TOPIC must name different topics")
         if settings.dead_letter_topic in (settings.raw_topic, settings.enriched_topic):
             raise SettingsError("STREAMS_DEAD_LETTER_TOPIC must differ from the input topics")
-        _check_sasl(settings.kafka)
+        check_sasl(settings.kafka)
         return settings
-
-
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS_MSK_IAM")
-TOKEN_MECHANISMS = ("OAUTHBEARER", "AWS_MSK_IAM")  # no username or password: a token provider
-
-
-def _oauth_client(r: EnvReader) -> OAuthClient | None:
-    """KAFKA_SASL_OAUTH_*: read whatever the mechanism, so that one set without OAUTHBEARER is refused."""
-    found = {
-        name: r.secret(name, check) if name.endswith("_SECRET") else r.optional_text(name, check)
-        for name, check in OAUTH_CHECKS.items()
-    }
-    try:
-        return oauth_client(found, r.optional_choice("KAFKA_SASL_MECHANISM", SASL_MECHANISMS) == "OAUTHBEARER")
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from None
-
-
-def _msk_iam(r: EnvReader) -> MskIam | None:
-    """KAFKA_SASL_AWS_*: read whatever the mechanism, so that one set without AWS_MSK_IAM is refused."""
-    found = {name: r.optional_text(name, check) for name, check in MSK_IAM_CHECKS.items()}
-    chosen = r.optional_choice("KAFKA_SASL_MECHANISM", SASL_MECHANISMS) == "AWS_MSK_IAM"
-    # Read only with AWS_MSK_IAM: otherwise AWS's own variables are not the sidecar's to judge (EKS's IRSA
-    # webhook sets AWS_REGION in pods that may never use it).
-    standard = {name: r.optional_text(name, check_region) for name in STANDARD_REGION} if chosen else {}
-    servers = r.text("KAFKA_BOOTSTRAP_SERVERS", Settings.bootstrap_servers, check_servers)
-    try:
-        return msk_iam(found, chosen, servers, standard)
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from None
-
-
-def _check_sasl(kafka: KafkaSecurity) -> None:
-    mechanism = kafka.sasl_mechanism
-    if mechanism not in TOKEN_MECHANISMS:
-        if mechanism and not kafka.sasl_username:
-            raise SettingsError("KAFKA_SASL_USERNAME is required when KAFKA_SASL_MECHANISM is set")
-    elif mechanism == "AWS_MSK_IAM" and kafka.security_protocol != "SASL_SSL":
-        # MSK serves IAM authentication on its TLS listener only (port 9098, 9198 for public access).
-        raise SettingsError("KAFKA_SASL_MECHANISM=AWS_MSK_IAM needs KAFKA_SECURITY_PROTOCOL=SASL_SSL")
-    elif not kafka.security_protocol.startswith("SASL_"):
-        raise SettingsError("KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SECURITY_PROTOCOL=SASL_SSL or SASL_PLAINTEXT")
-    elif kafka.sasl_username or kafka.sasl_password:
-        raise SettingsError(f"KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are not used with {mechanism}: unset them")
 
 
 def _lag_settings(r: EnvReader) -> dict[str, Any]:
     return {
-        "lag_groups": r.optional_text("STREAMS_LAG_GROUPS", _check_regex),
-        "lag_groups_ignore": r.optional_text("STREAMS_LAG_GROUPS_IGNORE", _check_regex),
+        "lag_groups": r.optional_text("STREAMS_LAG_GROUPS", check_regex),
+        "lag_groups_ignore": r.optional_text("STREAMS_LAG_GROUPS_IGNORE", check_regex),
         "lag_granularity": r.choice("STREAMS_LAG_GRANULARITY", "PARTITION", ("PARTITION", "TOPIC")).lower(),
         "lag_fetch_timeout_ms": r.integer("STREAMS_LAG_FETCH_TIMEOUT_MS", Settings.lag_fetch_timeout_ms, 100, 600_000),
         "lag_slo_seconds": r.text("STREAMS_LAG_SLO_SECONDS", "", _check_slo),
@@ -263,12 +186,17 @@ def _lag_settings(r: EnvReader) -> dict[str, Any]:
         "lag_rate_window_seconds": r.number("STREAMS_LAG_RATE_WINDOW_SECONDS", 60.0, 1, 86_400),
         "lag_retention_refresh_seconds": r.number("STREAMS_LAG_RETENTION_REFRESH_SECONDS", 300.0, 1, 86_400),
         "lag_catch_up_cap_seconds": r.number("STREAMS_LAG_CATCH_UP_CAP_SECONDS", 7 * 86_400.0, 1, 366 * 86_400),
-        "lag_topics": r.optional_text("STREAMS_LAG_TOPICS", _check_regex),
-        "lag_topics_ignore": r.optional_text("STREAMS_LAG_TOPICS_IGNORE", _check_regex),
+        "lag_topics": r.optional_text("STREAMS_LAG_TOPICS", check_regex),
+        "lag_topics_ignore": r.optional_text("STREAMS_LAG_TOPICS_IGNORE", check_regex),
         "lag_stale": r.choice("STREAMS_LAG_STALE", "DROP", ("DROP", "FLAG", "KEEP")).lower(),
         "lag_members": r.flag("STREAMS_LAG_MEMBERS", False),
         "lag_members_per_group": r.integer("STREAMS_LAG_MEMBERS_PER_GROUP", 20, 1, 10_000),
+        "lag_clusters": _lag_clusters(r),
     }
+
+
+def _lag_clusters(r: EnvReader) -> LagClusterSettings:
+    return lag_cluster_settings(r)
 
 
 def lag_slo_rules(value: str) -> tuple[tuple[re.Pattern[str], float], ...]:
@@ -278,14 +206,6 @@ def lag_slo_rules(value: str) -> tuple[tuple[re.Pattern[str], float], ...]:
         pattern, _, seconds = item.rpartition("=")
         rules.append((re.compile(pattern), float(seconds)))
     return tuple(rules)
-
-
-def _check_regex(value: str) -> str | None:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        return f"a regular expression ({exc})"
-    return None
 
 
 def _check_slo(value: str) -> str | None:

@@ -25,7 +25,7 @@ from core.status import Status
 from streams import clients
 from streams.broker_health import check_brokers
 from streams.exporter import LEASE_ERRORS, Exporter
-from streams.lag.metrics import prerendered
+from streams.lag.clusters import LagClusters
 from streams.lag.model import LagSnapshot
 from streams.lag.probe import LagProbe, probe_from_settings
 from streams.settings import Settings
@@ -74,6 +74,11 @@ class Sidecar:
         # Built per attempt by _run_tap and _run_probe: a Kafka client that failed is never started twice.
         self.agent: TapAgent | None = None
         self.probe: LagProbe | None = None
+        # Every cluster's lag (the tapped one's probe runs in _run_probe); only the exporter probes.
+        self.lag_exposition: bytes | None = None  # every cluster's lag families, merged and labelled
+        self.lag_clusters = LagClusters(
+            settings, lambda text: setattr(self, "lag_exposition", text), lambda: self.status.leader
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self.history = History(self.status)  # landing page: uptime, last batch, records/s
 
@@ -84,6 +89,8 @@ class Sidecar:
             asyncio.create_task(self._retrying("lag probe", self._run_probe)),
             asyncio.create_task(self.history.run()),  # landing page: samples the status every second
         ]
+        if self.settings.lag_clusters.extra:
+            self._tasks.append(asyncio.create_task(self.lag_clusters.run()))  # catches its clusters' failures
 
     async def stop(self) -> None:
         """Bounded by STREAMS_SHUTDOWN_TIMEOUT_SECONDS, so a dead Redis or broker cannot hang a SIGTERM.
@@ -251,9 +258,11 @@ class Sidecar:
             await self._check_brokers(probe)
             if self.status.leader and self.status.broker_ok:
                 try:
-                    self.lag = await prerendered(await probe.measure(), s)
+                    self.lag = await self.lag_clusters.measure(self.lag_clusters.tapped, probe)
                 except Exception as exc:
                     log.warning("lag probe failed: %s", exc)
+            elif self.status.leader:
+                await self.lag_clusters.down(self.lag_clusters.tapped, "Kafka unreachable")
             await asyncio.sleep(s.lag_interval_seconds)
 
     async def _check_brokers(self, probe: LagProbe) -> None:

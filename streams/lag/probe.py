@@ -424,11 +424,11 @@ def _assigned_topics(protocol_type: str, members: list[Any]) -> frozenset[str]:
     return frozenset(topics)
 
 
-def probe_from_settings(settings: Settings) -> LagProbe:
+def probe_from_settings(settings: Settings, probe_class: type[LagProbe] = LagProbe) -> LagProbe:
     """The sidecar's probe: real clients built here, outside the probe, from the validated settings."""
     s = settings
     admin, consumer = build_clients(s.bootstrap_servers, s.kafka.client_kwargs())
-    return LagProbe(
+    return probe_class(
         admin,
         consumer,
         s.watch_group,

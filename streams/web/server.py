@@ -28,7 +28,9 @@ def metrics_from(view: View) -> bytes:
     if view.snapshot is not None:
         s = view.settings
         collectors.append(BusinessCollector(view.snapshot, (s.raw_topic, s.enriched_topic)))
-        lag = lag_exposition(view.lag, s)  # rendered after the probe cycle, not per scrape
+        # Rendered after each probe cycle, not per scrape.
+        merged = view.lag_exposition
+        lag = merged if merged is not None else lag_exposition(view.lag, s)
     return render(collectors) + lag
 
 

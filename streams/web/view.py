@@ -32,6 +32,7 @@ class Source(Protocol):
     settings: Settings
     history: History
     lag: LagSnapshot | None
+    lag_exposition: bytes | None
 
     async def exporting_snapshot(self, scraper: str | None = None) -> Snapshot | None: ...
 
@@ -45,6 +46,7 @@ class View:
     history: History | None
     now_s: float
     lag: LagSnapshot | None = None  # the last probe cycle's, prerendered; None until one has run
+    lag_exposition: bytes | None = None  # every cluster's lag families, merged (streams/lag/clusters.py)
 
     def exporter_state(self) -> str:
         """Whether this replica exports the business figures and, when not, why."""
@@ -131,4 +133,5 @@ async def gather_view(sidecar: Source, scraper: str | None = None) -> View:
         history=sidecar.history,
         now_s=time.time(),
         lag=sidecar.lag,
+        lag_exposition=sidecar.lag_exposition,
     )

@@ -18,6 +18,7 @@ from tests.integration.conftest import Names, promtool_accepts, sidecar_env
 from tests.integration.kafka_io import Out, commit_group, produce
 
 pytestmark = pytest.mark.integration
+TAPPED = "default"  # STREAMS_LAG_CLUSTER_NAME's default: every per-group series is labelled with it
 
 
 def _setup(broker, names: Names) -> str:  # type: ignore[no-untyped-def]
@@ -73,18 +74,20 @@ def test_own_group_and_others_through_metrics(broker, redis_server, names: Names
         own = {(names.raw, "0"): 0.0, (names.raw, "1"): 0.0, (names.enriched, "0"): 0.0, (names.enriched, "1"): 0.0}
         m = _scrape_when(proc, lambda s: _group_rows(s, names.app_id) == own)
         assert _group_rows(m, outside) == {(names.raw, "0"): 3.0, (names.raw, "1"): 0.0}
-        age = value(m, "ecomind_consumergroup_lag_seconds", group=outside, topic=names.raw, partition="0")
+        age = value(
+            m, "ecomind_consumergroup_lag_seconds", kafka_cluster=TAPPED, group=outside, topic=names.raw, partition="0"
+        )
         assert age is not None and 119 <= age <= 180, age  # never 0 while messages wait
         assert not _group_rows(m, f"ext-{names.app_id}-skipme")  # ignored by STREAMS_LAG_GROUPS_IGNORE
-        assert value(m, "ecomind_consumergroup_members", group=names.app_id) == 1.0
-        assert value(m, "ecomind_consumergroup_state", group=names.app_id, state="Stable") == 1.0
-        assert value(m, "ecomind_consumergroup_lag_slo_seconds", group=outside) == 30.0
-        assert value(m, "ecomind_consumergroup_lag_slo_seconds", group=names.app_id) == 5.0
+        assert value(m, "ecomind_consumergroup_members", kafka_cluster=TAPPED, group=names.app_id) == 1.0
+        assert value(m, "ecomind_consumergroup_state", kafka_cluster=TAPPED, group=names.app_id, state="Stable") == 1.0
+        assert value(m, "ecomind_consumergroup_lag_slo_seconds", kafka_cluster=TAPPED, group=outside) == 30.0
+        assert value(m, "ecomind_consumergroup_lag_slo_seconds", kafka_cluster=TAPPED, group=names.app_id) == 5.0
         # The watched group (never committed) is still reported, explicitly, with the design's series.
         assert value(m, "ecomind_streams_watch_group_committed", topic=names.raw, partition="0") == 0.0
         assert value(m, "ecomind_worker_kafka_lag", topic=names.raw, partition="0") == 5.0
         assert value(m, "ecomind_streams_lag_seconds_unknown", topic=names.raw, partition="0") == 0.0
-        taken = value(m, "ecomind_streams_lag_probe_timestamp_seconds")
+        taken = value(m, "ecomind_streams_lag_probe_timestamp_seconds", kafka_cluster=TAPPED)
         assert taken is not None and abs(time.time() - taken) < 10
         promtool_accepts(proc.get("/metrics")[1])
     finally:
@@ -102,7 +105,7 @@ def test_topic_granularity_and_a_deleted_group(broker, redis_server, names: Name
         proc.wait_ready()
         m = _scrape_when(proc, lambda s: bool(_group_rows(s, outside)))
         assert _group_rows(m, outside) == {(names.raw, "*"): 3.0}
-        age = value(m, "ecomind_consumergroup_lag_seconds", group=outside, topic=names.raw)
+        age = value(m, "ecomind_consumergroup_lag_seconds", kafka_cluster=TAPPED, group=outside, topic=names.raw)
         assert age is not None and 119 <= age <= 180, age
         assert _group_rows(m, f"ext-{names.app_id}-skipme") == {(names.raw, "*"): 10.0}  # 5 + 5 with no commit on 1
         # The design document's series stay per partition for the watched group.

@@ -180,7 +180,11 @@ def test_landing_page_in_a_real_browser(broker, redis_server, names: Names, work
         # Lag per partition against the watched group's SLO from the settings, as /metrics exports it;
         # partition 0 highlighted above it.
         slo = float(browser.evaluate("document.getElementById('lag-slo').value"))
-        assert slo == WATCHED_SLO_SECONDS == value(m, "ecomind_consumergroup_lag_slo_seconds", group=names.watch_group)
+        assert (
+            slo
+            == WATCHED_SLO_SECONDS
+            == value(m, "ecomind_consumergroup_lag_slo_seconds", kafka_cluster="default", group=names.watch_group)
+        )
         over = browser.evaluate("[...document.querySelectorAll('#lag tr.over')].map(tr => tr.dataset.partition)")
         assert over == ["0"]
         assert browser.evaluate("document.querySelectorAll('#lag tbody tr').length") == 2

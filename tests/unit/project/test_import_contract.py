@@ -25,10 +25,10 @@ CONTRACT: dict[str, frozenset[str]] = {
     "agents": frozenset({"core", "tables"}),
     "streams.auth": frozenset({"core"}),
     "streams": frozenset({"core", "tables", "agents", "streams.auth"}),
-    "streams.lag": frozenset({"core", "tables", "agents", "streams"}),
+    "streams.lag": frozenset({"core", "tables", "agents", "streams", "streams.auth"}),
     "streams.tools": frozenset({"core", "tables", "agents", "streams"}),
-    "streams.web": frozenset({"core", "tables", "agents", "streams", "streams.lag"}),
-    "streams.sidecar": frozenset({"core", "tables", "agents", "streams", "streams.lag", "streams.web"}),
+    "streams.web": frozenset({"core", "tables", "agents", "streams", "streams.auth", "streams.lag"}),
+    "streams.sidecar": frozenset({"core", "tables", "agents", "streams", "streams.auth", "streams.lag", "streams.web"}),
     "streams.app": frozenset(
         {"core", "tables", "agents", "streams", "streams.auth", "streams.lag", "streams.web", "streams.sidecar"}
     ),

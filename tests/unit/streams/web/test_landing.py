@@ -298,6 +298,7 @@ class _FailingSidecar:
         self.settings = Settings()
         self.history = History(self.status)
         self.lag = None
+        self.lag_exposition = None
 
     async def exporting_snapshot(self, scraper: str | None = None) -> Snapshot | None:
         raise RedisConnectionError("connection refused")
