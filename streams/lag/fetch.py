@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams.lag.drain import Drained, buffered_drain
 from streams.lag.model import First, FirstRecord, Reached, partition_end
 
 # How long one getmany waits for data before the partitions without any are checked against their end.
@@ -120,30 +122,68 @@ class FirstRecordReader:
         for tp, pos in current.items():
             c.seek(tp, pos)
         pending = dict(current)
+        drain = buffered_drain(c)
         while pending and time.monotonic() < deadline_s:
             wait_ms = max(1, min(_POLL_MS, int((deadline_s - time.monotonic()) * 1000)))
-            try:
-                got = await c.getmany(*pending, timeout_ms=wait_ms, max_records=1)
-            except KafkaError:
-                got = {}
+            got = await (self._poll_buffer(drain, pending, wait_ms) if drain else self._poll(pending, wait_ms))
+            resolved = []
             for tp in list(pending):
-                records = got.get(tp)
-                if not records:
-                    try:
-                        records = (await c.getmany(tp, timeout_ms=0, max_records=1)).get(tp)
-                    except KafkaError:
-                        first[(tp, pending.pop(tp))] = Reached.UNKNOWN
-                        continue
+                if tp in got and got[tp] is None:
+                    first[(tp, pending.pop(tp))] = Reached.UNKNOWN  # its fetch failed
+                    continue
+                record = got.get(tp)
                 hw = c.highwater(tp)
                 if hw is not None:
                     ends[tp] = partition_end(hw, c.last_stable_offset(tp))
-                if records:
-                    record, pos = records[0], pending.pop(tp)
+                if record is not None:
+                    pos = pending.pop(tp)
                     # Below the position only after an out-of-range reset: the commit is beyond the log.
                     ok = record.offset >= pos
                     first[(tp, pos)] = FirstRecord(record.offset, record.timestamp) if ok else Reached.END
+                    resolved.append(tp)
                 elif tp in ends and await c.position(tp) >= ends[tp]:
                     first[(tp, pending.pop(tp))] = Reached.END
+                    resolved.append(tp)
+            if drain is not None and resolved:
+                # Answered: fetched no more, and their leftover records are not handed out by the next poll.
+                c.pause(*resolved)
+
+    async def _poll(self, pending: dict[TopicPartition, int], wait_ms: int) -> dict[TopicPartition, Any]:
+        """Each pending partition's first fetched record (None: its fetch failed; absent: nothing yet), with
+        getmany alone: one call per partition, each walking the whole buffer (see drain.py)."""
+        c = self.consumer
+        try:
+            got = await c.getmany(*pending, timeout_ms=wait_ms, max_records=1)
+        except KafkaError:
+            got = {}
+        out: dict[TopicPartition, Any] = {tp: records[0] for tp, records in got.items() if records}
+        for tp in pending:
+            if tp in out:
+                continue
+            try:
+                records = (await c.getmany(tp, timeout_ms=0, max_records=1)).get(tp)
+            except KafkaError:
+                out[tp] = None
+                continue
+            if records:
+                out[tp] = records[0]
+        return out
+
+    async def _poll_buffer(
+        self, drain: Callable[[Iterable[TopicPartition]], Drained], pending: dict[TopicPartition, int], wait_ms: int
+    ) -> dict[TopicPartition, Any]:
+        """The same from aiokafka's buffer, one lookup per partition; getmany only to wait for the next fetch
+        answer, naming no partition (which costs no per-partition test)."""
+        got = drain(pending)
+        if got:
+            return got
+        try:
+            waited = await self.consumer.getmany(timeout_ms=wait_ms, max_records=1)
+        except KafkaError:
+            waited = {}
+        got = {tp: records[0] for tp, records in waited.items() if tp in pending and records}
+        got.update(drain(tp for tp in pending if tp not in got))
+        return got
 
 
 def resolve_covered(

@@ -2,11 +2,12 @@
 
 Per cycle, whatever the number of groups: one ListGroups per broker (none when no include pattern is
 set, as only the watched group can then be measured; v5, which gives each group's type, where every
-broker has it), one FindCoordinator per group not seen before (cached), per coordinator one
-DescribeGroups for its classic groups and one ConsumerGroupDescribe for its KIP-848 groups (see
-lag_groups.py), one OffsetFetch per group sent concurrently (at most `concurrency` in flight) on the
-admin client's one connection per broker, one Metadata request, one ListOffsets(earliest) per broker,
-and the fetch rounds of lag_fetch.py.
+broker has it), one FindCoordinator v4 per 200 groups not seen before (cached), per coordinator and
+200 groups one DescribeGroups for its classic groups and one ConsumerGroupDescribe for its KIP-848
+groups (see groups.py), one OffsetFetch v8+ per coordinator and 200 groups (batch.py), at most
+`concurrency` in flight on the admin client's one connection per broker, one Metadata request, one
+ListOffsets(earliest) per broker, and the fetch rounds of fetch.py. A broker without FindCoordinator
+v4 or OffsetFetch v8 (Kafka < 3.0) gets one of each per group instead.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from aiokafka.errors import (
 from aiokafka.protocol.admin import DescribeGroupsRequest_v3, DescribeGroupsResponse_v3
 
 from streams.clients import FETCHER_WAKE_MS
+from streams.lag.batch import BatchedRequests, chunks
 from streams.lag.fetch import FirstRecordReader, ProbeConsumer
 from streams.lag.groups import (
     GROUP_ID_NOT_FOUND,
@@ -133,6 +135,7 @@ class LagProbe:
         self.fetch_timeout_ms = fetch_timeout_ms
         self.scope = scope or LagScope()
         self._limit = asyncio.Semaphore(concurrency)
+        self._batched = BatchedRequests(admin, self._bounded)  # many groups per request where brokers allow
         self._coordinators: dict[str, int] = {}
         self._listed: dict[str, ListedGroup] = {}  # this cycle's listing: each group's type, when known
         self._offsets_for_all: bool | None = None  # can OffsetFetch list a group's offsets without partitions?
@@ -276,6 +279,7 @@ class LagProbe:
 
     async def _coordinate(self, names: Iterable[str], errors: list[str]) -> None:
         missing = [n for n in names if n not in self._coordinators]
+        missing = await self._batched.coordinators(missing, self._coordinators, errors)
 
         async def find(name: str) -> None:
             try:
@@ -303,7 +307,8 @@ class LagProbe:
             if modern:
                 await self._describe_consumer(node, modern, groups, errors)
 
-        await asyncio.gather(*(describe(node, names) for node, names in by_node.items()))
+        # Per coordinator, one request per 200 groups: no single answer holds the event loop (and /metrics) long.
+        await asyncio.gather(*(describe(node, part) for node, names in by_node.items() for part in chunks(names)))
 
     async def _describe_classic(
         self, node: int, names: list[str], groups: dict[str, _Group], errors: list[str], apis: GroupApis
@@ -377,7 +382,12 @@ class LagProbe:
             # -1 (no commit) comes back only for partitions named explicitly; no commit is no entry.
             groups[name].offsets = {tp: m.offset for tp, m in raw.items() if m is not None and m.offset >= 0}
 
-        await asyncio.gather(*(read(name) for name in groups))
+        rest = list(groups)
+        if explicit is None:
+            got, rest = await self._batched.offsets(rest, self._coordinators, errors)
+            for name, offsets in got.items():
+                groups[name].offsets = offsets
+        await asyncio.gather(*(read(name) for name in rest))
 
     async def _answers_offsets_for_all(self, coordinated: list[str]) -> bool | None:
         """Whether OffsetFetch without partitions works (Kafka >= 0.10.2); Tansu drops the connection.
