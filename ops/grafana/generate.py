@@ -22,9 +22,16 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge, dashboard, piechart, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import BigValueColorMode
 from grafana_foundation_sdk.models.dashboard import (
     DashboardLinkType,
+    DashboardRangeMapOptions,
     DataSourceRef,
+    FieldColorModeId,
+    RangeMap,
+    Threshold,
+    ThresholdsMode,
+    ValueMappingResult,
     VariableOption,
     VariableRefresh,
     VariableSort,
@@ -32,7 +39,7 @@ from grafana_foundation_sdk.models.dashboard import (
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from boards import BOARDS, SERVICE_BOARDS, Panel, runbook  # a sibling module, found through the path above
+from boards import BOARDS, SERVICE_BOARDS, Panel, Thresholds, runbook  # a sibling module, found through the path above
 
 OUT = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -131,6 +138,8 @@ def _panel(spec: Panel) -> object:
             for alert in spec.alerts
         ]
         panel = panel.links(links)
+    if spec.thresholds is not None:
+        panel = _coloured(panel, spec.thresholds, spec.kind)
     for ref, (expr, legend) in zip("ABCDEFGH", spec.queries, strict=False):
         query = prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref)
         # Tables, top-k, pies and stats show one value per series: an instant query, not a range.
@@ -140,6 +149,33 @@ def _panel(spec: Panel) -> object:
         else:
             query = query.range()
         panel = panel.with_target(query)
+    return panel
+
+
+class _UpFrom(DashboardRangeMapOptions):
+    """A range with no upper end. Grafana compares `value > to` when `to` is a number, and null counts as
+    one (0), so `"to": null` would never match +Inf: the key is left out instead."""
+
+    def to_json(self) -> dict[str, object]:
+        payload = super().to_json()
+        if self.to is None:
+            del payload["to"]
+        return payload
+
+
+# Above any finite figure a panel with an `infinite` text shows (the catch-up cap is at most 366 days).
+_INFINITE_FROM = 1e12
+
+
+def _coloured(panel: Any, thresholds: Thresholds, kind: str) -> Any:
+    steps = [Threshold(None, "green")] + [Threshold(value, colour) for value, colour in thresholds.steps]
+    panel = panel.thresholds(dashboard.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(steps))
+    panel = panel.color_scheme(dashboard.FieldColor().mode(FieldColorModeId.THRESHOLDS))
+    if thresholds.infinite:
+        text = ValueMappingResult(text=thresholds.infinite, color=thresholds.steps[-1][1])
+        panel = panel.mappings([RangeMap(_UpFrom(from_val=_INFINITE_FROM, result=text))])
+    if kind == "stat":
+        panel = panel.color_mode(BigValueColorMode.BACKGROUND)
     return panel
 
 

@@ -5,6 +5,7 @@ for another release's job; and the business values in Prometheus equal the event
 from __future__ import annotations
 
 import importlib.util
+import math
 import time
 from functools import partial
 from pathlib import Path
@@ -57,7 +58,16 @@ def test_every_panel_query_returns_data_and_business_values_match(  # type: igno
         [Out(orjson.dumps({**e, "kwh": 0.25, "co2_kg": 0.125}), timestamp_ms=now - 19_000) for e in events],
     )
     commit_group(broker.bootstrap, names.watch_group, names.raw, {0: 1})
-    proc = SidecarProc(workdir / names.app_id, sidecar_env(broker, redis_server, names)).start()
+    # The sidecar's own tap group is a real member-holding group: measured with per-client lag, it feeds the
+    # "Lag per client" panel (the watched group only has commits, no members).
+    env = sidecar_env(
+        broker,
+        redis_server,
+        names,
+        STREAMS_LAG_GROUPS=f"{names.app_id}|{names.watch_group}",
+        STREAMS_LAG_MEMBERS="true",
+    )
+    proc = SidecarProc(workdir / names.app_id, env).start()
     prom = None
     try:
         proc.wait_ready()
@@ -82,10 +92,25 @@ def test_every_panel_query_returns_data_and_business_values_match(  # type: igno
             "ecomind:kwh_today:sum": 7.5,
             "ecomind:co2_kg_today:sum": 3.75,
             'sum(ecomind_streams_events_invalid_total{reason="not_json"})': 1.0,
+            # The tap's one client owns both topics' two partitions, and once it has folded every record and
+            # mirrored its offsets to Kafka, nothing waits on them.
+            f'count(ecomind_consumergroup_member_lag{{group="{names.app_id}"}})': 1.0,
+            f'sum(ecomind_consumergroup_member_partitions{{group="{names.app_id}"}})': 4.0,
+            f'sum(ecomind_consumergroup_member_lag{{group="{names.app_id}"}})': 0.0,
+            # Records wait and the watched group's commit never moves: not consuming, +Inf, not a number.
+            f'max(ecomind_consumergroup_catch_up_seconds{{group="{names.watch_group}",topic="{names.raw}"}})': math.inf,
         }
         for expr, want in truth.items():
             wait_until(partial(prom_equals, prom, expr, want), 60, 0.5, what=f"{expr} == {want}")
+        # The oldest unread record was produced seconds ago under the broker's 7-day retention.ms.
+        margin = f'min(ecomind_consumergroup_retention_margin_seconds{{group="{names.watch_group}",basis="time"}})'
+        wait_until(partial(_within, prom, margin, 7 * 86_400 - 600, 7 * 86_400), 60, 0.5, what=f"{margin} ~ 7 days")
     finally:
         if prom is not None:
             prom.stop()
         proc.stop()
+
+
+def _within(prom: LocalPrometheus, expr: str, low: float, high: float) -> bool:
+    result = prom.query(expr)
+    return bool(result) and low <= float(result[0]["value"][1]) <= high  # type: ignore[index]

@@ -383,7 +383,7 @@ def test_the_runbook_base_has_one_default_everywhere() -> None:
     for template in ("prometheusrule.yaml", "dashboards.yaml"):
         text = (CHART / "templates" / template).read_text()
         assert f'$default := "{default}#"' in text, template
-    assert f'RUNBOOK_BASE = "{default}"' in (ROOT / "ops" / "grafana" / "boards.py").read_text()
+    assert f'RUNBOOK_BASE = "{default}"' in (ROOT / "ops" / "grafana" / "board_kit.py").read_text()
     urls = [r["annotations"]["runbook_url"] for g in _ops_groups() for r in g["rules"] if "alert" in r]
     assert urls and all(u == f"{default}#{u.rpartition('#')[2]}" for u in urls)
 

@@ -184,3 +184,54 @@ def test_no_panel_selects_by_job_name() -> None:
         for target in panel["targets"]:
             matchers = re.findall(r"\bjob\s*(=~|!~|!=|=)\s*\"([^\"]*)\"", target["expr"])
             assert matchers and all(m in {("=~", "$job"), ("=~", "$streams_job")} for m in matchers), panel["title"]
+
+
+def _pipeline_panel(title: str) -> dict[str, Any]:
+    return next(p for p in BOARDS["ecomind-pipeline"]["panels"] if p["title"] == title)
+
+
+def test_every_lag_outlook_series_has_a_panel_on_the_pipeline_board() -> None:
+    exprs = " ".join(t["expr"] for p in BOARDS["ecomind-pipeline"]["panels"] for t in p["targets"])
+    for family in (
+        "ecomind_consumergroup_retention_margin_seconds",
+        "ecomind_consumergroup_catch_up_seconds",
+        "ecomind_consumergroup_stale_partitions",
+        "ecomind_consumergroup_member_lag",
+    ):
+        assert re.search(rf"\b{family}\{{", exprs), family
+    margin = _pipeline_panel("Retention margin (oldest unread record)")
+    assert [link["title"] for link in margin["links"]] == ["Runbook: ConsumerGroupRetentionMarginLow"]
+    assert margin["targets"][0]["expr"].startswith("min by (group, topic) (")
+    clients = _pipeline_panel("Lag per client (messages)")
+    assert clients["targets"][0]["expr"].startswith("sum by (group, client_id) (")
+
+
+def test_time_to_catch_up_is_never_summed_and_shows_infinity_as_not_consuming() -> None:
+    # +Inf is a value by design (messages wait, nothing is consumed): a sum or avg would turn every figure
+    # it touches into +Inf, so only max/min may aggregate it, anywhere on any board.
+    for _, panel in _panels():
+        for target in panel["targets"]:
+            if "catch_up_seconds" in target["expr"]:
+                assert not re.search(r"\b(sum|avg)\b", target["expr"]), panel["title"]
+    panel = _pipeline_panel("Time to catch up")
+    assert panel["type"] == "stat" and panel["targets"][0]["instant"] is True
+    assert panel["targets"][0]["expr"].startswith("max by (group, topic) (")
+    defaults = panel["fieldConfig"]["defaults"]
+    assert [(s["value"], s["color"]) for s in defaults["thresholds"]["steps"]] == [
+        (None, "green"),
+        (3600, "orange"),
+        (21600, "red"),
+    ]
+    [mapping] = defaults["mappings"]
+    # Grafana skips a range whose "to" is a number or null (it compares value > null as value > 0), so
+    # +Inf only matches an open range: no "to" key at all. Its "from" is above any capped figure.
+    assert mapping["type"] == "range" and "to" not in mapping["options"]
+    assert mapping["options"]["from"] > 366 * 86_400
+    assert mapping["options"]["result"] == {"text": "not consuming", "color": "red"}
+    assert panel["options"]["colorMode"] == "background"
+
+
+def test_boards_are_split_by_board_and_stay_small() -> None:
+    # One module per board (or set of service boards) under ~300 lines, all loaded through boards.py.
+    for path in sorted(GRAFANA.glob("*.py")):
+        assert len(path.read_text().splitlines()) <= 300, path.name

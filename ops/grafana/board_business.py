@@ -1,0 +1,100 @@
+"""The Business board: today's active orgs and users, energy, CO2 and tokens, and the month's activity."""
+
+from board_kit import ORG, P
+
+BUSINESS = [
+    P(
+        "Active orgs today",
+        "stat",
+        "short",
+        [("sum(ecomind_daily_active_orgs)", "orgs")],
+        "Distinct orgs with a raw event today (exact; restarts at midnight in STREAMS_TIMEZONE).",
+        "EcoMindStreamsNoExporter",
+    ),
+    P(
+        "Active users today",
+        "stat",
+        "short",
+        [("sum(ecomind_daily_active_users)", "users")],
+        "Distinct (org_id, user_id) pairs with a raw event today (exact).",
+    ),
+    P(
+        "Energy today",
+        "stat",
+        "kwatth",
+        [(f"sum(ecomind_total_kwh_today{{{ORG}}})", "kWh")],
+        "kWh of today's enriched events for the selected orgs.",
+    ),
+    P(
+        "CO2 today",
+        "stat",
+        "masskg",
+        [(f"sum(ecomind_total_co2_kg_today{{{ORG}}})", "kg")],
+        "kg CO2 of today's enriched events for the selected orgs.",
+    ),
+    P(
+        "Top orgs by energy today",
+        "bargauge",
+        "kwatth",
+        [(f"topk(10, sum by (org_id) (ecomind_total_kwh_today{{{ORG}}}))", "{{org_id}}")],
+        "The ten orgs with the most kWh today (today-gauge, instant). __other__ sums the orgs beyond the series cap.",
+        "LabelCapReached",
+    ),
+    P(
+        "Top orgs by CO2 today",
+        "bargauge",
+        "masskg",
+        [(f"topk(10, sum by (org_id) (ecomind_total_co2_kg_today{{{ORG}}}))", "{{org_id}}")],
+        "The ten orgs with the most kg CO2 today (today-gauge, instant).",
+    ),
+    P(
+        "Top orgs by events in the time range",
+        "table",
+        "short",
+        [(f"topk(10, sum by (org_id) (increase(ecomind_events_ingested_total{{{ORG}}}[$__range])))", "{{org_id}}")],
+        "Raw events per org over the dashboard's time range (one instant query, at most ten rows).",
+        "EcoMindNoEventsIngested",
+    ),
+    P(
+        "API calls by model",
+        "timeseries",
+        "reqps",
+        [(f"sum by (model) (rate(ecomind_api_calls_total{{{ORG}}}[5m]))", "{{model}}")],
+        "LLM API calls per second seen in valid raw events, by model.",
+    ),
+    P(
+        "Provider mix in the time range",
+        "piechart",
+        "short",
+        [(f"sum by (provider) (increase(ecomind_events_ingested_total{{{ORG}}}[$__range]))", "{{provider}}")],
+        "Raw events by provider over the dashboard's time range (instant).",
+    ),
+    P(
+        "Weekly and monthly active users",
+        "timeseries",
+        "short",
+        [("sum(ecomind_weekly_active_users)", "WAU"), ("sum(ecomind_monthly_active_users)", "MAU")],
+        "Distinct (org_id, user_id) with a raw event in the 7 and 30 local days ending today (exact).",
+    ),
+    P(
+        "Stickiness (DAU / MAU)",
+        "stat",
+        "percentunit",
+        [("sum(ecomind_daily_active_users) / clamp_min(sum(ecomind_monthly_active_users), 1)", "DAU/MAU")],
+        "Share of the month's active users who were active today.",
+    ),
+    P(
+        "Tokens today by org",
+        "bargauge",
+        "short",
+        [(f"topk(10, sum by (org_id) (ecomind_tokens_today{{{ORG}}}))", "{{org_id}}")],
+        "Tokens (in and out) of today's valid raw events, the ten largest orgs (instant).",
+    ),
+    P(
+        "Energy today by model",
+        "bargauge",
+        "kwatth",
+        [("sort_desc(sum by (provider, model) (ecomind_model_kwh_today))", "{{provider}} {{model}}")],
+        "kWh of today's enriched events by model; the sum equals the org totals (instant).",
+    ),
+]
