@@ -13,32 +13,15 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterable
-from io import BytesIO
 from typing import Any
 
 from aiokafka.errors import IncompatibleBrokerVersion
-from aiokafka.protocol.abstract import AbstractType
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Boolean, CompactArray, CompactString, Int16, Int32, Schema, TaggedFields
 
+from core.kafka_wire import Uuid
+
 log = logging.getLogger(__name__)
-
-
-class Uuid(AbstractType[bytes]):  # type: ignore[misc]  # aiokafka ships no type hints
-    """16 raw bytes (topic ids); only read, never needed as text."""
-
-    @classmethod
-    def encode(cls, value: bytes) -> bytes:
-        if len(value) != 16:
-            raise ValueError(f"a uuid is 16 bytes, not {len(value)}")
-        return value
-
-    @classmethod
-    def decode(cls, data: BytesIO) -> bytes:
-        value = data.read(16)
-        if len(value) != 16:
-            raise ValueError("Buffer underrun decoding uuid")
-        return value
 
 
 METADATA = 3

@@ -39,7 +39,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from agents.topic_ids import Uuid
+from core.kafka_wire import Uuid
 
 LIST_GROUPS = 16
 CONSUMER_GROUP_DESCRIBE = 69

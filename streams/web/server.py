@@ -13,7 +13,7 @@ from core.status import Status
 from streams.exporter import SCRAPE_HEADER
 from streams.exposition import render
 from streams.lag.metrics import lag_exposition
-from streams.metrics import BusinessCollector, ReplicaCollector
+from streams.web.collectors import BusinessCollector, ReplicaCollector
 from streams.web.config import WebConfig
 from streams.web.landing import PAGE_HEADERS, render_live, render_page, render_starting
 from streams.web.view import Source, View, gather_view

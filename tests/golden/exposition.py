@@ -16,7 +16,7 @@ from core.status import StalledPartition, Status
 from streams.exposition import render
 from streams.lag.metrics import LagCollector
 from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
-from streams.metrics import BusinessCollector, ReplicaCollector
+from streams.web.collectors import BusinessCollector, ReplicaCollector
 from tables.snapshot import Snapshot
 
 GOLDEN_FILE = Path(__file__).with_name("metrics.prom")

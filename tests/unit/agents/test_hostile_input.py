@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agents.fold import FoldContext, fold_enriched, fold_raw
 from core.calendar import DayCalendar
 from streams.exposition import render
-from streams.metrics import BusinessCollector
+from streams.web.collectors import BusinessCollector
 from tables.delta import NANO, Delta, add, pair
 from tables.snapshot import Snapshot
 

@@ -7,7 +7,7 @@ from prometheus_client.metrics_core import Metric
 from streams.exposition import RowsFamily, render
 from streams.lag.metrics import LagCollector
 from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
-from streams.metrics import BusinessCollector
+from streams.web.collectors import BusinessCollector
 from tables.snapshot import Snapshot
 
 TRICKY = ['org "quoted"', "back\\slash", "new\nline", "ünïcødé", "__other__", "tab\tand\x01control"]

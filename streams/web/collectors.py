@@ -1,7 +1,7 @@
 """Collectors that build metric families at scrape time from state handed to them.
 
-Business and lag families come from the shared tables and are exported by the one replica that
-holds the exporter lease, so `sum()` over replicas is the fleet total. Replica families describe
+Business families come from the shared tables and are exported by the one replica that holds the
+exporter lease, so `sum()` over replicas is the fleet total (the lag families: streams/lag/metrics.py). Replica families describe
 the process that answers the scrape.
 """
 
