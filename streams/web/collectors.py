@@ -1,8 +1,8 @@
 """Collectors that build metric families at scrape time from state handed to them.
 
 Business families come from the shared tables and are exported by the one replica that holds the
-exporter lease, so `sum()` over replicas is the fleet total (the lag families: streams/lag/metrics.py). Replica families describe
-the process that answers the scrape.
+exporter lease, so `sum()` over replicas is the fleet total (the lag families: streams/lag/metrics.py).
+Replica families describe the process that answers the scrape.
 """
 
 from __future__ import annotations
