@@ -1,25 +1,15 @@
-"""Key layouts: the start-up check's real Lua script over the simulated keyspace, the sidecar's wait on it,
-the setting, and the purge of an older layout over an in-memory keyspace with Redis's SCAN paging.
+"""Key layouts: the start-up check's real Lua script over the simulated keyspace, and the purge of an older
+layout over an in-memory keyspace with Redis's SCAN paging.
 
 tests/integration/test_upgrade.py runs the same paths on redis-server beside the previous release.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from typing import Any
 
 import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
 
-from streams import clients
-from streams import sidecar as sidecar_module
-from streams.env_reader import SettingsError
-from streams.settings import Settings
-from streams.sidecar import Sidecar
-from streams.tools.layout import main as layout_cli
 from tables import layout as layout_module
 from tables.keys import LAYOUT_VERSION, Keys
 from tables.layout import (
@@ -39,82 +29,19 @@ from tables.layout import (
     scan_pattern,
 )
 from tables.lease import Lease, LeaseStore, lease_key, legacy_lease_key
-from tests.sim.lua_redis import Keyspace, Scripts
-
-APP = "app"
-
-
-class _Redis(Scripts):
-    """The real scripts over the simulated keyspace, and the few commands the callers send themselves."""
-
-    def __init__(self, keyspace: Keyspace) -> None:
-        super().__init__(keyspace)
-        self.scans, self.cursors = 0, [""]
-
-    async def hmget(self, key: str, fields: list[str]) -> list[str | None]:
-        return self.keyspace.hmget(key, fields)
-
-    async def config_get(self, name: str) -> dict[str, str]:
-        return {name: "noeviction"}
-
-    async def ping(self) -> bool:
-        return True
-
-    async def type(self, key: str) -> str:
-        found = self.keyspace.data.get(key)
-        return "none" if found is None else "hash" if isinstance(found, dict) else "string"
-
-    async def get(self, key: str) -> str | None:
-        return self.keyspace.call("GET", key)  # type: ignore[no-any-return]
-
-    async def scan(self, cursor: int, match: str, count: int) -> tuple[int, list[str]]:
-        # Pages of `count` keys in name order, MATCH applied per page as Redis does; a cursor is where the
-        # last page ended, so keys deleted meanwhile never make it skip one (Redis's SCAN guarantee).
-        self.scans += 1
-        after = self.cursors[cursor] if cursor else ""
-        page = sorted(k for k in self.keyspace.data if k > after)[:count]
-        matching = [k for k in page if _glob(match).fullmatch(k)]
-        if len(page) < count:
-            return 0, matching
-        self.cursors.append(page[-1])
-        return len(self.cursors) - 1, matching
-
-    async def unlink(self, *keys: str) -> int:
-        return self.keyspace.call("DEL", *keys)  # type: ignore[no-any-return]
-
-    async def aclose(self) -> None:
-        pass
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return self.keyspace.data
-
-
-def _redis(clock: list[float] | None = None) -> _Redis:
-    return _Redis(Keyspace(time.time if clock is None else lambda: clock[0]))
-
-
-def _glob(pattern: str) -> re.Pattern[str]:
-    out, chars = "", iter(pattern)
-    for c in chars:
-        out += re.escape(next(chars)) if c == "\\" else ".*" if c == "*" else "." if c == "?" else re.escape(c)
-    return re.compile(out)
-
-
-def _offsets(redis: Scripts, key: str) -> None:
-    redis.keyspace.call("HSET", key, "raw:0", "42", "raw:0:id", "AAAAAAAAAAAAAAAAAAAAAA")
+from tests.unit.tables.layout_redis import APP, fleet, layout_redis, stored_offsets
 
 
 async def test_an_empty_redis_is_claimed_for_this_layout() -> None:
-    redis = _redis()
+    redis = layout_redis()
     check = await LayoutStore(redis, APP).check(take_over=False)
     assert (check.outcome, check.found, check.runs) == (OK, LAYOUT_VERSION, True)
     assert redis.keyspace.call("GET", marker_key(APP)) == str(LAYOUT_VERSION)
 
 
 async def test_an_older_layouts_state_is_refused_until_the_operator_opts_in() -> None:
-    redis = _redis()
-    _offsets(redis, "{app}:v2:offsets")
+    redis = layout_redis()
+    stored_offsets(redis, "{app}:v2:offsets")
     store = LayoutStore(redis, APP)
     refused = await store.check(take_over=False)
     assert (refused.outcome, refused.found, refused.runs) == (REFUSED, 2, False)
@@ -129,33 +56,33 @@ async def test_an_older_layouts_state_is_refused_until_the_operator_opts_in() ->
 
 
 async def test_this_layouts_own_state_beside_older_leftovers_is_the_one_in_use() -> None:
-    redis = _redis()
-    _offsets(redis, "{app}:v2:offsets")  # left by the silent re-read of a release before the marker
-    _offsets(redis, Keys(APP).offsets)
+    redis = layout_redis()
+    stored_offsets(redis, "{app}:v2:offsets")  # left by the silent re-read of a release before the marker
+    stored_offsets(redis, Keys(APP).offsets)
     assert (await LayoutStore(redis, APP).check(take_over=False)).outcome == OK
     assert redis.keyspace.call("GET", marker_key(APP)) == str(LAYOUT_VERSION)
 
 
 @pytest.mark.parametrize(("marked", "side"), [(LAYOUT_VERSION + 1, "a newer"), (LAYOUT_VERSION - 1, "an older")])
 async def test_a_marker_naming_another_layout_is_refused(marked: int, side: str) -> None:
-    redis = _redis()
+    redis = layout_redis()
     redis.keyspace.call("SET", marker_key(APP), str(marked))
-    _offsets(redis, Keys(APP).offsets)  # this layout's keys do not outvote the marker
+    stored_offsets(redis, Keys(APP).offsets)  # this layout's keys do not outvote the marker
     check = await LayoutStore(redis, APP).check(take_over=False)
     assert (check.outcome, check.found) == (REFUSED, marked)
     assert check.reason.startswith(f"state in {side} key layout ({marked},")
 
 
 async def test_layout_one_is_recognised_by_its_unversioned_offsets() -> None:
-    redis = _redis()
-    _offsets(redis, "{app}:offsets")
+    redis = layout_redis()
+    stored_offsets(redis, "{app}:offsets")
     check = await LayoutStore(redis, APP).check(take_over=False)
     assert (check.outcome, check.found) == (REFUSED, 1)
 
 
 async def test_an_opted_in_replica_waits_while_an_exporter_with_its_own_lease_runs() -> None:
-    redis = _redis()
-    _offsets(redis, "{app}:v2:offsets")
+    redis = layout_redis()
+    stored_offsets(redis, "{app}:v2:offsets")
     redis.keyspace.call("SET", "{app}:v2:leader", "old-pod:6066", "PX", "10000")  # layout 2's lease
     store = LayoutStore(redis, APP)
     waiting = await store.check(take_over=True)
@@ -169,8 +96,8 @@ async def test_an_opted_in_replica_waits_while_an_exporter_with_its_own_lease_ru
 async def test_a_later_layout_leaves_the_shared_lease_to_the_lease_protocol() -> None:
     """Layout 3's lease key is held beside the shared lease by its releases since the shared lease: the
     protocol keeps one exporter there. Held by anyone else, it is a release before that one."""
-    redis = _redis()
-    _offsets(redis, "{app}:v3:offsets")
+    redis = layout_redis()
+    stored_offsets(redis, "{app}:v3:offsets")
     redis.keyspace.call("SET", legacy_lease_key(APP), "pod-a:6066", "PX", "10000")
     store = LayoutStore(redis, APP, layout=4)
     assert (await store.check(take_over=True)).outcome == WAITING
@@ -188,7 +115,7 @@ def test_every_script_runs_at_maxmemory_under_noeviction() -> None:
 
 @pytest.mark.parametrize("value", ["three", "0", "3.5", "-3", ""])
 async def test_a_marker_that_is_no_layout_number_is_a_layout_problem_named(value: str) -> None:
-    redis = _redis()
+    redis = layout_redis()
     redis.keyspace.call("SET", marker_key(APP), value)
     check = await LayoutStore(redis, APP).check(take_over=True)
     assert (check.outcome, check.runs) == (BROKEN, False)
@@ -197,7 +124,7 @@ async def test_a_marker_that_is_no_layout_number_is_a_layout_problem_named(value
 
 
 async def test_a_key_of_the_wrong_type_is_a_layout_problem_named() -> None:
-    redis = _redis()
+    redis = layout_redis()
     redis.keyspace.call("SET", "{app}:v2:offsets", "not a hash")
     check = await LayoutStore(redis, APP).check(take_over=False)
     assert (check.outcome, check.runs) == (BROKEN, False)
@@ -213,83 +140,12 @@ async def test_a_key_of_the_wrong_type_is_a_layout_problem_named() -> None:
     ],
 )
 async def test_a_refusal_gives_advice_that_works(state: dict[str, str], says: str, never: str | None) -> None:
-    redis = _redis()
+    redis = layout_redis()
     for key, kind in state.items():
-        _offsets(redis, key) if kind == "o" else redis.keyspace.call("SET", key, kind)
+        stored_offsets(redis, key) if kind == "o" else redis.keyspace.call("SET", key, kind)
     refusal = (await LayoutStore(redis, APP).check(take_over=False)).refusal
     assert says in refusal and "STREAMS_LAYOUT_UPGRADE=reread" in refusal
     assert never is None or never not in refusal, "no advice to run a purge that would be refused"
-
-
-async def test_the_lease_loop_waits_for_the_layout_and_starts_once_the_old_one_is_gone(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(sidecar_module, "LAYOUT_RECHECK_S", 0.05)
-    redis = _redis()
-    _offsets(redis, "{ecomind-streams}:v2:offsets")
-    sidecar = Sidecar(Settings(), 6066, redis=redis)  # type: ignore[arg-type]
-    rounds = asyncio.create_task(sidecar._run_lease())
-    tap = asyncio.create_task(sidecar._run_tap())
-    st = sidecar.status
-    try:
-        await asyncio.sleep(0.2)
-        assert st.layout_refusal is not None and "older key layout (2" in st.layout_refusal
-        assert "purge-layout --layout 2" in st.layout_refusal
-        assert [c.reason for c in st.checks() if c.name == "layout_ok"] == [st.layout_refusal]
-        assert redis.keyspace.call("HGETALL", lease_key("ecomind-streams")) == [], "no lease round ran"
-        assert not st.leader and not sidecar.exporter.exporting(sidecar.exporter.clock())
-        assert sidecar.agent is None and not tap.done(), "the tap waits without a consumer"
-        assert st.redis_ok and not st.ready
-        # Even refused, the replica is on record as running its layout: that layout is not purged under it.
-        record = redis.keyspace.call("HGET", members_key("ecomind-streams"), st.replica_id)
-        assert record.startswith(f"{LAYOUT_VERSION}:")
-        tap.cancel()  # before the layout clears: this test has no broker for it
-        redis.keyspace.call("DEL", "{ecomind-streams}:v2:offsets")  # what purge-layout does
-        await asyncio.sleep(0.2)
-        assert st.layout_refusal is None and [c.ok for c in st.checks() if c.name == "layout_ok"] == [True]
-        assert st.leader and sidecar.exporter.exporting(sidecar.exporter.clock())
-        assert redis.keyspace.call("GET", marker_key("ecomind-streams")) == str(LAYOUT_VERSION)
-    finally:
-        for task in (rounds, tap):
-            task.cancel()
-        await asyncio.gather(rounds, tap, return_exceptions=True)
-
-
-class _Unreachable(_Redis):
-    """Fails the first `failures` script calls as a Redis out of reach does."""
-
-    failures = 3
-
-    def register_script(self, source: str) -> Any:
-        run = super().register_script(source)
-
-        async def failing(keys: list[str], args: list[Any]) -> Any:
-            if self.failures > 0:
-                self.failures -= 1
-                raise RedisConnectionError("Connection refused")
-            return await run(keys=keys, args=args)
-
-        return failing
-
-
-async def test_a_redis_out_of_reach_at_start_is_polled_not_backed_off(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(sidecar_module, "LAYOUT_REDIS_RETRY_S", 0.05)
-    redis = _Unreachable(Keyspace(time.time))
-    sidecar = Sidecar(Settings(), 6066, redis=redis)  # type: ignore[arg-type]
-    layout = asyncio.create_task(sidecar._layout_in_use())
-    try:
-        await asyncio.sleep(0.02)
-        assert not layout.done() and sidecar.status.redis_ok is False
-        await asyncio.wait_for(layout, 2)  # raised into the services' back-off, it would wait a second or more
-        assert sidecar.status.redis_ok and sidecar.status.layout_refusal is None and redis.failures == 0
-    finally:
-        layout.cancel()
-
-
-def test_the_setting_takes_refuse_or_reread_and_nothing_else() -> None:
-    assert Settings.from_env({}).layout_upgrade == "refuse"
-    assert Settings.from_env({"STREAMS_LAYOUT_UPGRADE": "Refuse"}).layout_upgrade == "refuse"
-    assert Settings.from_env({"STREAMS_LAYOUT_UPGRADE": "reread"}).layout_upgrade == "reread"
-    with pytest.raises(SettingsError, match="STREAMS_LAYOUT_UPGRADE='rebuild': expected one of REFUSE, REREAD"):
-        Settings.from_env({"STREAMS_LAYOUT_UPGRADE": "rebuild"})
 
 
 # An older layout's exporter that comes back ------------------------------------------------------
@@ -297,7 +153,7 @@ async def test_a_layout_two_exporter_back_after_a_take_over_holds_the_shared_lea
     """The check ran once, at the take-over; a layout-2 pod that takes its own lease again later must still
     keep every replica of the shared lease quiet, running or starting, on every round."""
     clock = [1_000.0]
-    redis = _redis(clock)
+    redis = layout_redis(clock)
     leases = LeaseStore(redis, APP)
     assert (await leases.hold("new-a", 10_000, 2_000)).lease == Lease.TAKEN
     redis.keyspace.call("SET", "{app}:v2:leader", "old-pod:6066", "PX", "10000")
@@ -312,19 +168,8 @@ async def test_a_layout_two_exporter_back_after_a_take_over_holds_the_shared_lea
     assert (taken.lease, taken.wait_s) == (Lease.TAKEN, 4.0), "then twice its grace: it released no record"
 
 
-# The purge ------------------------------------------------------------------------------------------
-def _fleet(old: int, new: int) -> _Redis:
-    redis = _redis()
-    keys = {f"{{app}}:v2:org:o{i}": "1" for i in range(old)} | {f"{{app}}:v3:org:o{i}": "1" for i in range(new)}
-    keys |= {"{app}:v2:offsets": "h", "{app}:v30:offsets": "h", "{other}:v2:offsets": "h", "{app}:exporter": "h"}
-    keys |= {marker_key(APP): "3", legacy_lease_key(APP): "pod:1"}
-    for key, value in keys.items():
-        redis.keyspace.call("SET", key, value)
-    return redis
-
-
 async def test_a_purge_deletes_only_that_layouts_keys_in_batches() -> None:
-    redis = _fleet(old=1234, new=50)
+    redis = fleet(old=1234, new=50)
     dry = await purge(redis, APP, 2, dry_run=True, batch=100)
     assert (dry.keys, dry.in_use, dry.marker_cleared) == (1235, 3, False)
     assert len(redis.data) == 1234 + 50 + 6, "a dry run deletes nothing"
@@ -336,7 +181,7 @@ async def test_a_purge_deletes_only_that_layouts_keys_in_batches() -> None:
 
 
 async def test_purging_layout_three_keeps_the_lease_key_newer_releases_hold() -> None:
-    redis = _fleet(old=0, new=7)
+    redis = fleet(old=0, new=7)
     redis.keyspace.call("SET", marker_key(APP), "4")
     done = await purge(redis, APP, 3, batch=3)
     assert done.keys == 7
@@ -347,8 +192,8 @@ async def test_stop_purge_start_clears_the_marker_of_a_layout_no_replica_runs(mo
     """The marker names the old layout once a release writes it: the next layout change's purge takes it,
     marker and all, or the new replicas would wait for good."""
     clock = [1_000.0]
-    redis = _redis(clock)
-    _offsets(redis, "{app}:v3:offsets")
+    redis = layout_redis(clock)
+    stored_offsets(redis, "{app}:v3:offsets")
     redis.keyspace.call("SET", "{app}:v3:org:o1", "1")
     old = LayoutStore(redis, APP, layout=3)
     assert (await old.check(take_over=False)).outcome == OK
@@ -374,7 +219,7 @@ async def test_stop_purge_start_clears_the_marker_of_a_layout_no_replica_runs(mo
 
 
 async def test_a_layout_with_a_running_replica_is_never_purged_marker_or_not() -> None:
-    redis = _fleet(old=3, new=3)
+    redis = fleet(old=3, new=3)
     redis.keyspace.call("SET", marker_key(APP), "4")  # a rebuild took over; layout 3's replicas still run
     running = LayoutStore(redis, APP, layout=3)
     await running.seen("pod-a:6066", 10_000)
@@ -396,7 +241,7 @@ async def test_a_layout_with_a_running_replica_is_never_purged_marker_or_not() -
     ],
 )
 async def test_what_a_purge_cannot_tell_apart_is_never_purged(marker: str | None, layout: int, why: str) -> None:
-    redis = _fleet(old=3, new=3)
+    redis = fleet(old=3, new=3)
     if marker is None:
         redis.keyspace.call("DEL", marker_key(APP))
     else:
@@ -408,27 +253,11 @@ async def test_what_a_purge_cannot_tell_apart_is_never_purged(marker: str | None
 
 
 async def test_a_layout_whose_release_still_exports_is_not_purged() -> None:
-    redis = _fleet(old=3, new=3)
+    redis = fleet(old=3, new=3)
     redis.keyspace.call("SET", "{app}:v2:leader", "old-pod:6066")
     with pytest.raises(PurgeRefused, match="holds its exporter lease"):
         await purge(redis, APP, 2)
     assert sum(1 for k in redis.data if k.startswith("{app}:v2:")) == 5
-
-
-@pytest.mark.parametrize(("command", "marker", "says"), [("status", "x3", "not a layout number"), ("purge", "", "")])
-def test_the_command_line_names_a_layout_problem(monkeypatch, capsys, command: str, marker: str, says: str) -> None:  # type: ignore[no-untyped-def]
-    redis = _fleet(old=2, new=0)
-    if marker:
-        redis.keyspace.call("SET", marker_key(APP), marker)
-    else:
-        redis.keyspace.call("DEL", marker_key(APP))
-        redis.keyspace.call("HSET", marker_key(APP), "layout", "3")  # WRONGTYPE for every GET of the marker
-    monkeypatch.setattr(clients, "redis_client", lambda settings: redis)
-    argv = ["status"] if command == "status" else ["purge-layout", "--layout", "2"]
-    assert layout_cli([*argv, "--app-id", APP]) == 1
-    err = capsys.readouterr().err
-    assert (says or "{app}:layout is a hash, not a string") in err and "Traceback" not in err
-    assert sum(1 for k in redis.data if k.startswith("{app}:v2:")) == 3
 
 
 def test_the_scan_pattern_is_the_layouts_prefix_and_a_colon() -> None:
