@@ -8,65 +8,37 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from streams.settings import Settings
-from streams.web.config import WebConfig
-from streams.web.server import install_routes
-from tests.unit.deploy.test_chart_yaml import load_all_strict
-
-ROOT = Path(__file__).resolve().parents[3]
-CHART = ROOT / "deploy" / "helm" / "ecomind-streams"
-ALL_ON = CHART / "ci" / "all-options-values.yaml"
-KUBERNETES_VERSION = "1.31.0"
-OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
-VALUES = {"default": [], "all-options": ["-f", str(ALL_ON)]}
-# A cluster that serves the Prometheus Operator's kinds: monitors and rules render by default there.
-OPERATOR_APIS = [a for kind in sorted(OPERATOR_KINDS) for a in ("--api-versions", f"monitoring.coreos.com/v1/{kind}")]
-
-
-def _tool(script: str) -> str:
-    """Path of a tool scripts/setup builds and caches (the script only prints it when it is cached)."""
-    done = subprocess.run([str(ROOT / "deploy" / "tools" / script)], capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
-@cache
-def _helm() -> str:
-    return _tool("install-helm")
-
-
-def _run_helm(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_helm(), *args], capture_output=True, text=True, timeout=120)
-
-
-@cache
-def _render_text(which: str, *extra: str) -> str:
-    done = _run_helm("template", "prod", str(CHART), "--namespace", "monitoring", "--kube-version", KUBERNETES_VERSION,
-                     *OPERATOR_APIS, *VALUES[which], *extra)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def render(which: str, *extra: str) -> list[dict[str, Any]]:
-    return load_all_strict(_render_text(which, *extra))
-
-
-def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    (found,) = [d for d in docs if d["kind"] == kind]
-    return found
+from tests.unit.deploy.helm import (
+    ALL_ON,
+    CHART,
+    KUBERNETES_VERSION,
+    OPERATOR_KINDS,
+    ROOT,
+    VALUES,
+    crdcheck,
+    crdschemas,
+    materialise_mounts,
+    one,
+    ops_groups,
+    pod_container,
+    render,
+    render_text,
+    run_helm,
+    settings_env_names,
+    web_routes,
+)
 
 
 @pytest.mark.parametrize("which", VALUES)
 def test_helm_lint_strict(which: str) -> None:
-    done = _run_helm("lint", "--strict", str(CHART), "--kube-version", KUBERNETES_VERSION, *VALUES[which])
+    done = run_helm("lint", "--strict", str(CHART), "--kube-version", KUBERNETES_VERSION, *VALUES[which])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in done.stdout
 
@@ -92,7 +64,7 @@ def test_values_schema_rejects_what_the_sidecar_would_reject() -> None:
         ["--set", "webConfig.enabled=true"],  # without the Secret holding the file
         ["--set", "runbookBaseUrl=RUNBOOK.md"],  # relative links are dead in a pager
     ):
-        done = _run_helm("template", "prod", str(CHART), "--kube-version", KUBERNETES_VERSION, *bad)
+        done = run_helm("template", "prod", str(CHART), "--kube-version", KUBERNETES_VERSION, *bad)
         assert done.returncode != 0, bad
         assert "schema" in done.stderr, done.stderr
 
@@ -112,25 +84,21 @@ def test_strict_validation_catches_a_misspelt_field() -> None:
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
-def _crdcheck(text: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_tool("install-crdcheck")], input=text, capture_output=True, text=True, timeout=60)
-
-
 @pytest.mark.parametrize("which", VALUES)
 def test_operator_objects_decode_strictly_into_the_operators_types(which: str) -> None:
-    done = _crdcheck(_render_text(which))
+    done = crdcheck(render_text(which))
     assert done.returncode == 0, done.stdout + done.stderr
     kinds = {d["kind"] for d in render(which)} & OPERATOR_KINDS
     assert {line.split()[1].split("/")[0] for line in done.stdout.splitlines() if line.startswith("valid ")} == kinds
     # and the other monitor kind, with the same endpoint settings
     other = "ServiceMonitor" if "PodMonitor" in kinds else "PodMonitor"
-    done = _crdcheck(_render_text(which, "--set", f"monitor.kind={other}"))
+    done = crdcheck(render_text(which, "--set", f"monitor.kind={other}"))
     assert done.returncode == 0 and f"valid {other}/" in done.stdout, done.stdout + done.stderr
 
 
 def test_operator_check_catches_a_misspelt_field() -> None:
-    text = _render_text("all-options").replace("podMetricsEndpoints:", "podMetricEndpoints:")
-    done = _crdcheck(text)
+    text = render_text("all-options").replace("podMetricsEndpoints:", "podMetricEndpoints:")
+    done = crdcheck(text)
     assert (
         done.returncode == 1
         and "INVALID PodMonitor/prod-ecomind-streams" in done.stdout
@@ -138,19 +106,12 @@ def test_operator_check_catches_a_misspelt_field() -> None:
     ), done.stdout
 
 
-def _crdschemas(docs: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
-    node = shutil.which("node")
-    assert node, "node comes with Debian's nodejs package (scripts/setup installs it)"
-    validator = _tool("install-crdschemas")
-    return subprocess.run([node, validator], input=json.dumps(docs), capture_output=True, text=True, timeout=60)
-
-
 @pytest.mark.parametrize("which", VALUES)
 def test_operator_objects_match_the_crd_schemas(which: str) -> None:
     # Types, enums, patterns (durations) and required fields, from @kubernetes-models/prometheus-operator.
     for docs in (render(which), render(which, "--set", "monitor.kind=ServiceMonitor"),
                  render(which, "--set", "monitor.kind=PodMonitor")):  # fmt: skip
-        done = _crdschemas(docs)
+        done = crdschemas(docs)
         assert done.returncode == 0, done.stdout + done.stderr
         kinds = {d["kind"] for d in docs} & OPERATOR_KINDS
         assert {line.split()[1].split("/")[0] for line in done.stdout.splitlines()} == kinds
@@ -159,27 +120,17 @@ def test_operator_objects_match_the_crd_schemas(which: str) -> None:
 def test_crd_schemas_catch_a_bad_duration() -> None:
     docs = render("all-options")
     one(docs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["interval"] = "30 seconds"
-    done = _crdschemas(docs)
+    done = crdschemas(docs)
     assert done.returncode == 1 and "INVALID PodMonitor/prod-ecomind-streams" in done.stdout, done.stdout
     assert "interval must match pattern" in done.stdout
 
 
-def _ops_groups(base: str | None = None) -> list[dict[str, Any]]:
-    groups: list[dict[str, Any]] = []
-    for path in sorted((ROOT / "ops" / "prometheus" / "rules").glob("*.yml")):
-        text = path.read_text()
-        if base is not None:
-            text = text.replace("https://github.com/ecomind/ecomind-streams/blob/main/RUNBOOK.md#", f"{base}#")
-        groups += yaml.safe_load(text)["groups"]
-    return groups
-
-
 def test_rendered_rules_are_ops_rules_with_the_runbook_base_set_once(tmp_path: Path) -> None:
     default = one(render("default"), "PrometheusRule")["spec"]["groups"]
-    assert default == _ops_groups()
+    assert default == ops_groups()
     base = yaml.safe_load(ALL_ON.read_text())["runbookBaseUrl"]
     custom = one(render("all-options"), "PrometheusRule")["spec"]["groups"]
-    expected = _ops_groups(base)
+    expected = ops_groups(base)
     for rule in (r for g in expected for r in g["rules"] if r.get("alert") == "EcoMindStreamsNoExporter"):
         rule["for"] = "2m"  # all-options scrapes every 30 s: the one `for:` that follows the interval
         # and the description's "for 1 minute" says so
@@ -224,68 +175,9 @@ def test_dashboards_are_the_ops_json_labelled_for_the_grafana_sidecar(which: str
 # --- the Deployment against the code the sidecar runs --------------------------------------------------
 
 
-class _Recording(dict[str, str]):
-    """An environment that records every variable Settings.from_env asks for."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        super().__init__(values)
-        self.asked: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.asked.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key: str) -> str:
-        self.asked.add(key)
-        return super().__getitem__(key)
-
-
-def settings_env_names() -> set[str]:
-    """Every variable the sidecar's settings code reads, found by running it (no list kept by hand)."""
-    env = _Recording({})
-    Settings.from_env(env)
-    return env.asked
-
-
-def web_routes() -> set[str]:
-    paths: set[str] = set()
-
-    class App:
-        def page(self, path: str) -> Any:
-            paths.add(path)
-            return lambda handler: handler
-
-    install_routes(App(), lambda: None, WebConfig, lambda: None)
-    return paths
-
-
-def _container(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    return pod, container
-
-
-def _materialise_mounts(pod: dict[str, Any], container: dict[str, Any], root: Path) -> dict[str, Path]:
-    """Create, under `root`, the files each Secret volume would put at its mount path."""
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    made: dict[str, Path] = {}
-    for mount in container["volumeMounts"]:
-        secret = volumes[mount["name"]].get("secret")
-        if secret is None:
-            continue
-        assert mount["readOnly"] is True, mount
-        target = root / mount["mountPath"].lstrip("/")
-        target.mkdir(parents=True)
-        keys = [item["path"] for item in secret.get("items", [])] or ["web-config.yml"]
-        for key in keys:
-            (target / key).write_text("secret-value\n")
-        made[mount["mountPath"]] = target
-    return made
-
-
 @pytest.mark.parametrize("which", VALUES)
 def test_deployment_env_probes_port_and_secret_files_agree_with_the_sidecar(which: str, tmp_path: Path) -> None:
-    pod, container = _container(render(which))
+    pod, container = pod_container(render(which))
     # extraEnv's entries are the operator's (valueFrom, a proxy): the chart's own env comes before them.
     extra = (yaml.safe_load(ALL_ON.read_text()) if which == "all-options" else {}).get("extraEnv", [])
     own = container["env"][: len(container["env"]) - len(extra)]
@@ -295,7 +187,7 @@ def test_deployment_env_probes_port_and_secret_files_agree_with_the_sidecar(whic
     assert all(e["name"] for e in container["env"]) and len(env) == len(own)
     # Every file the env names lies in a mounted Secret with that key; with those files in place the
     # sidecar's own settings code accepts the whole environment.
-    mounts = _materialise_mounts(pod, container, tmp_path)
+    mounts = materialise_mounts(pod, container, tmp_path)
     file_vars = {k: v for k, v in env.items() if k.endswith(("_FILE", "_CAFILE", "_CERTFILE", "_KEYFILE"))}
     local = dict(env)
     for name, path in file_vars.items():
@@ -327,7 +219,7 @@ def test_deployment_env_probes_port_and_secret_files_agree_with_the_sidecar(whic
 
 
 def test_all_options_set_every_secret_file_the_sidecar_accepts() -> None:
-    _, container = _container(render("all-options"))
+    _, container = pod_container(render("all-options"))
     names = {e["name"] for e in container["env"]}
     assert {"KAFKA_SASL_PASSWORD_FILE", "REDIS_PASSWORD_FILE", "STREAMS_WEB_CONFIG_FILE"} <= names
     assert {"KAFKA_SASL_PASSWORD", "REDIS_PASSWORD"}.isdisjoint(names)  # secrets never inline
@@ -360,7 +252,7 @@ def test_notes_say_how_to_reach_metrics_and_which_labels_are_expected(tmp_path: 
     notes_tpl = (copy / "templates" / "NOTES.txt").read_text()
     (copy / "templates" / "_notes.tpl").write_text('{{- define "notes" -}}' + notes_tpl + "{{- end -}}")
     (copy / "templates" / "notes.yaml").write_text('notes: {{ include "notes" . | toJson }}\n')
-    done = _run_helm("template", "prod", str(copy), "--namespace", "monitoring", "--kube-version", KUBERNETES_VERSION,
+    done = run_helm("template", "prod", str(copy), "--namespace", "monitoring", "--kube-version", KUBERNETES_VERSION,
                      "-f", str(ALL_ON), "--show-only", "templates/notes.yaml")  # fmt: skip
     assert done.returncode == 0, done.stderr
     notes = yaml.safe_load(done.stdout)["notes"]
@@ -384,7 +276,7 @@ def test_the_runbook_base_has_one_default_everywhere() -> None:
         text = (CHART / "templates" / template).read_text()
         assert f'$default := "{default}#"' in text, template
     assert f'RUNBOOK_BASE = "{default}"' in (ROOT / "ops" / "grafana" / "board_kit.py").read_text()
-    urls = [r["annotations"]["runbook_url"] for g in _ops_groups() for r in g["rules"] if "alert" in r]
+    urls = [r["annotations"]["runbook_url"] for g in ops_groups() for r in g["rules"] if "alert" in r]
     assert urls and all(u == f"{default}#{u.rpartition('#')[2]}" for u in urls)
 
 
@@ -396,7 +288,7 @@ def test_the_hand_over_settings_grace_period_and_alert_follow_the_scrape_interva
     interval: str, seconds: int, shutdown_s: int, grace_s: int, no_exporter_for: str
 ) -> None:
     docs = render("default", "--set", f"monitor.interval={interval}")
-    pod, container = _container(docs)
+    pod, container = pod_container(docs)
     env = {e["name"]: e["value"] for e in container["env"]}
     settings = Settings.from_env(env)
     assert settings.scrape_interval_seconds == seconds
@@ -412,7 +304,7 @@ def test_the_hand_over_settings_grace_period_and_alert_follow_the_scrape_interva
 
 
 def test_a_compound_scrape_interval_is_refused_by_the_schema() -> None:
-    done = _run_helm(
+    done = run_helm(
         "template", "x", str(CHART), "--kube-version", KUBERNETES_VERSION, "--set", "monitor.interval=1m30s"
     )
     assert done.returncode != 0 and "interval" in done.stderr

@@ -14,14 +14,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.unit.deploy.test_chart import ALL_ON, CHART, KUBERNETES_VERSION, OPERATOR_APIS, _run_helm, one
-from tests.unit.deploy.test_chart_yaml import load_all_strict
+from tests.unit.deploy.helm import ALL_ON, CHART, KUBERNETES_VERSION, OPERATOR_APIS, one, run_helm
+from tests.unit.deploy.strict_yaml import load_all_strict
 
 APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 
 
 def _template(*args: str, release: str = "prod") -> tuple[int, str, list[dict[str, Any]]]:
-    done = _run_helm("template", release, str(CHART), "--namespace", "monitoring",
+    done = run_helm("template", release, str(CHART), "--namespace", "monitoring",
                      "--kube-version", KUBERNETES_VERSION, *OPERATOR_APIS, *args)  # fmt: skip
     return done.returncode, done.stderr, load_all_strict(done.stdout) if done.returncode == 0 else []
 
@@ -245,7 +245,7 @@ def test_notes_count_the_dashboards_rendered(service_boards: str, count: int, tm
     (copy / "templates" / "_notes.tpl").write_text('{{- define "notes" -}}' + notes_tpl + "{{- end -}}")
     (copy / "templates" / "notes.yaml").write_text('notes: {{ include "notes" . | toJson }}\n')
     args = ["--set", f"dashboards.serviceBoards={service_boards}"]
-    done = _run_helm("template", "prod", str(copy), "--kube-version", KUBERNETES_VERSION, *args)
+    done = run_helm("template", "prod", str(copy), "--kube-version", KUBERNETES_VERSION, *args)
     assert done.returncode == 0, done.stderr
     docs = load_all_strict(done.stdout)
     notes = next(d["notes"] for d in docs if "notes" in d)

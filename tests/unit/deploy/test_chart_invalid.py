@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.deploy.test_chart import CHART, KUBERNETES_VERSION, _run_helm
+from tests.unit.deploy.helm import CHART, KUBERNETES_VERSION, run_helm
 
 SASL = ["--set", "kafka.securityProtocol=SASL_SSL", "--set", "kafka.sasl.username=streams"]
 SSL = ["--set", "kafka.securityProtocol=SSL"]
@@ -105,7 +105,7 @@ REFUSED = {
 
 
 def _template(*args: str) -> str:
-    done = _run_helm("template", "prod", str(CHART), "--kube-version", KUBERNETES_VERSION, *args)
+    done = run_helm("template", "prod", str(CHART), "--kube-version", KUBERNETES_VERSION, *args)
     assert done.returncode != 0, f"{args} rendered"
     return done.stderr
 
@@ -131,7 +131,7 @@ def test_the_templates_refuse_it_without_the_schema(case: str) -> None:
 def test_the_same_values_completed_render(case: str) -> None:
     # The refusal is about the missing half, not the option: completed (a later --set wins), each renders.
     values, _, _, completion = REFUSED[case]
-    done = _run_helm("template", "prod", str(CHART), "--kube-version", KUBERNETES_VERSION, *values, *completion)
+    done = run_helm("template", "prod", str(CHART), "--kube-version", KUBERNETES_VERSION, *values, *completion)
     assert done.returncode == 0, done.stderr
 
 

@@ -13,16 +13,16 @@ import pytest
 import yaml
 
 from streams.settings import Settings
-from tests.unit.deploy.test_chart import (
+from tests.unit.deploy.helm import (
     CHART,
     KUBERNETES_VERSION,
     OPERATOR_KINDS,
-    _crdcheck,
-    _materialise_mounts,
-    _run_helm,
+    crdcheck,
+    materialise_mounts,
+    run_helm,
     settings_env_names,
 )
-from tests.unit.deploy.test_chart_yaml import load_all_strict
+from tests.unit.deploy.strict_yaml import load_all_strict
 
 SASL_SSL = {"bootstrapServers": "b-1.msk.example:9096,b-2.msk.example:9096", "securityProtocol": "SASL_SSL"}
 CASES: dict[str, dict[str, Any]] = {
@@ -101,7 +101,7 @@ CASES: dict[str, dict[str, Any]] = {
 def _render(values: dict[str, Any], tmp_path: Path) -> tuple[Path, str]:
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump(values))
-    done = _run_helm("template", "prod", str(CHART), "--namespace", "monitoring", "--kube-version",
+    done = run_helm("template", "prod", str(CHART), "--namespace", "monitoring", "--kube-version",
                      KUBERNETES_VERSION, "-f", str(path))  # fmt: skip
     assert done.returncode == 0, done.stderr
     return path, done.stdout
@@ -110,14 +110,14 @@ def _render(values: dict[str, Any], tmp_path: Path) -> tuple[Path, str]:
 @pytest.mark.parametrize("case", CASES)
 def test_each_combination_renders_lints_and_validates(case: str, tmp_path: Path) -> None:
     path, text = _render(CASES[case], tmp_path)
-    lint = _run_helm("lint", "--strict", str(CHART), "--kube-version", KUBERNETES_VERSION, "-f", str(path))
+    lint = run_helm("lint", "--strict", str(CHART), "--kube-version", KUBERNETES_VERSION, "-f", str(path))
     assert lint.returncode == 0 and "0 chart(s) failed" in lint.stdout, lint.stdout + lint.stderr
     docs = load_all_strict(text)
     for doc in docs:
         if doc["kind"] not in OPERATOR_KINDS:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     if {d["kind"] for d in docs} & OPERATOR_KINDS:
-        done = _crdcheck(text)
+        done = crdcheck(text)
         assert done.returncode == 0, done.stdout + done.stderr
     # The chart's own env (before extraEnv's) is what the sidecar's settings code reads and accepts.
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
@@ -128,7 +128,7 @@ def test_each_combination_renders_lints_and_validates(case: str, tmp_path: Path)
     assert container["env"][len(own) :] == extra
     env = {e["name"]: e["value"] for e in own}
     assert set(env) <= settings_env_names(), set(env) - settings_env_names()
-    mounts = _materialise_mounts(pod, container, tmp_path / "root")
+    mounts = materialise_mounts(pod, container, tmp_path / "root")
     for name, value in env.items():
         if name.endswith(("_FILE", "_CAFILE", "_CERTFILE", "_KEYFILE")):
             (mount,) = [m for m in mounts if value.startswith(m + "/")]
@@ -206,7 +206,7 @@ def test_the_image_reference(values: dict[str, Any], image: str, tmp_path: Path)
 @pytest.mark.parametrize("which", ["default", "all-options"])
 def test_renders_validate_on_the_oldest_the_reference_and_a_recent_kubernetes(kube: str, which: str) -> None:
     args = [] if which == "default" else ["-f", str(CHART / "ci" / "all-options-values.yaml")]
-    done = _run_helm("template", "prod", str(CHART), "--namespace", "monitoring", "--kube-version", kube, *args)
+    done = run_helm("template", "prod", str(CHART), "--namespace", "monitoring", "--kube-version", kube, *args)
     assert done.returncode == 0, done.stderr
     docs = load_all_strict(done.stdout)
     assert {d["kind"] for d in docs} >= {"Deployment", "Service", "PodDisruptionBudget"}

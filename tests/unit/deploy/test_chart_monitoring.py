@@ -18,20 +18,20 @@ import pytest
 import yaml
 
 from streams.settings import Settings
-from tests.unit.deploy.test_chart import (
+from tests.unit.deploy.helm import (
     ALL_ON,
     CHART,
     KUBERNETES_VERSION,
     OPERATOR_KINDS,
     ROOT,
-    _crdcheck,
-    _crdschemas,
-    _ops_groups,
-    _run_helm,
-    _tool,
+    crdcheck,
+    crdschemas,
     one,
+    ops_groups,
+    run_helm,
+    tool_path,
 )
-from tests.unit.deploy.test_chart_yaml import load_all_strict
+from tests.unit.deploy.strict_yaml import load_all_strict
 
 API = {kind: f"monitoring.coreos.com/v1/{kind}" for kind in OPERATOR_KINDS}
 WITH_OPERATOR = tuple(a for kind in sorted(API) for a in ("--api-versions", API[kind]))
@@ -43,7 +43,7 @@ BOARD_FILES = sorted((ROOT / "ops" / "grafana" / "dashboards").glob("*.json"))
 
 @cache
 def _helm_template(release: str, namespace: str, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
-    return _run_helm("template", release, str(CHART), "--namespace", namespace, "--kube-version", KUBERNETES_VERSION,
+    return run_helm("template", release, str(CHART), "--namespace", namespace, "--kube-version", KUBERNETES_VERSION,
                      *args)  # fmt: skip
 
 
@@ -69,7 +69,7 @@ def alerts(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def ops_alerts() -> dict[str, dict[str, Any]]:
-    return {r["alert"]: r for g in _ops_groups() for r in g["rules"] if "alert" in r}
+    return {r["alert"]: r for g in ops_groups() for r in g["rules"] if "alert" in r}
 
 
 def promtool_check(groups: list[dict[str, Any]], tmp_path: Path) -> None:
@@ -84,7 +84,9 @@ def promtool_check(groups: list[dict[str, Any]], tmp_path: Path) -> None:
 
 def alertmanager_config_check(docs: list[dict[str, Any]], tmp_path: Path) -> str:
     """AlertmanagerConfig against its CRD schema, from the same pinned kubernetes-models package."""
-    models = Path(_tool("install-crdschemas")).parent / "node_modules" / "@kubernetes-models" / "prometheus-operator"
+    models = (
+        Path(tool_path("install-crdschemas")).parent / "node_modules" / "@kubernetes-models" / "prometheus-operator"
+    )
     script = tmp_path / "amc.mjs"
     script.write_text(
         'import { readFileSync } from "node:fs";\n'
@@ -143,9 +145,9 @@ def test_monitor_options_reach_the_endpoint_and_decode_into_the_operator_types(k
     assert [r.get("targetLabel") for r in endpoint["relabelings"]] == ["ecomind_component", "node"]
     assert endpoint["metricRelabelings"] == extra["monitor"]["metricRelabelings"]
     text = yaml.safe_dump_all(docs)
-    done = _crdcheck(text)
+    done = crdcheck(text)
     assert done.returncode == 0 and f"valid {kind}/prod-ecomind-streams" in done.stdout, done.stdout
-    done = _crdschemas(docs)
+    done = crdschemas(docs)
     assert done.returncode == 0 and f"valid {kind}/prod-ecomind-streams" in done.stdout, done.stdout
 
 
@@ -226,9 +228,9 @@ def test_thresholds_and_for_overrides_are_applied_and_pass_promtool(tmp_path: Pa
     rule = one(docs, "PrometheusRule")
     assert rule["metadata"]["namespace"] == "rules" and rule["metadata"]["labels"]["release"] == "kps"
     records = [r for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
-    assert records == [r for g in _ops_groups() for r in g["rules"] if "record" in r]  # untouched
+    assert records == [r for g in ops_groups() for r in g["rules"] if "record" in r]  # untouched
     promtool_check(rule["spec"]["groups"], tmp_path)
-    assert _crdcheck(yaml.safe_dump_all(docs)).returncode == 0
+    assert crdcheck(yaml.safe_dump_all(docs)).returncode == 0
 
 
 def test_thresholds_given_with_set_are_numbers_and_bad_ones_are_refused() -> None:
@@ -301,7 +303,7 @@ def test_thresholds_follow_reworded_ops_rules_and_a_lost_number_fails_the_render
     rules.write_text(text.replace("ecomind_worker_kafka_lag > 1000", aggregated))
 
     def template(*args: str) -> subprocess.CompletedProcess[str]:
-        return _run_helm("template", "prod", str(copy), "--kube-version", KUBERNETES_VERSION, *FORCED, *args)
+        return run_helm("template", "prod", str(copy), "--kube-version", KUBERNETES_VERSION, *FORCED, *args)
 
     done = template("--set", "prometheusRule.thresholds.HighKafkaLag=4000")
     assert done.returncode == 0, done.stderr
@@ -383,7 +385,7 @@ def test_alertmanager_config_is_off_by_default_and_carries_the_ops_inhibitions(t
         assert got["equal"][0] == "namespace" and set(got["equal"]) == {"namespace", *want["equal"]}
     assert alertmanager_config_check(docs, tmp_path) == "valid prod-ecomind-streams\n"
     # the Operator's Go types, once crdcheck knows the kind (it skips kinds it does not know)
-    done = _crdcheck(yaml.safe_dump_all(docs))
+    done = crdcheck(yaml.safe_dump_all(docs))
     assert done.returncode == 0 and "INVALID" not in done.stdout, done.stdout
     broken = json.loads(json.dumps(docs).replace('"matchType": "=~"', '"matchType": "~"'))
     with pytest.raises(AssertionError, match="matchType"):
@@ -415,17 +417,17 @@ def test_value_combinations_render_and_validate(name: str, tmp_path: Path) -> No
     args = COMBINATIONS[name]
     # helm lint has no --api-versions: it sees a cluster without the Operator
     lint = [a for i, a in enumerate(args) if "--api-versions" not in (a, args[i - 1] if i else "")]
-    done = _run_helm("lint", "--strict", str(CHART), "--kube-version", KUBERNETES_VERSION, *lint)
+    done = run_helm("lint", "--strict", str(CHART), "--kube-version", KUBERNETES_VERSION, *lint)
     assert done.returncode == 0, done.stdout + done.stderr
     docs = render(*args)
     for doc in docs:
         if doc["kind"] not in OPERATOR_KINDS | {"AlertmanagerConfig"}:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     operator = kinds(docs) & OPERATOR_KINDS
-    done = _crdcheck(yaml.safe_dump_all(docs))
+    done = crdcheck(yaml.safe_dump_all(docs))
     assert done.returncode == 0, done.stdout
     assert {line.split()[1].split("/")[0] for line in done.stdout.splitlines() if line.startswith("valid ")} == operator
-    done = _crdschemas(docs)
+    done = crdschemas(docs)
     assert done.returncode == 0, done.stdout
     if "PrometheusRule" in operator:
         promtool_check(one(docs, "PrometheusRule")["spec"]["groups"], tmp_path)

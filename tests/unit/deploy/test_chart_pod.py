@@ -17,7 +17,7 @@ import faust.types._env as faust_env
 import pytest
 from faust.types.settings import Settings as FaustSettings
 
-from tests.unit.deploy.test_chart import VALUES, one, render
+from tests.unit.deploy.helm import VALUES, one, render
 
 
 def service_link_env(name: str, ip: str, port: int) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.tools import chart_readme
-from tests.unit.deploy.test_chart import CHART, ROOT
+from tests.unit.deploy.helm import CHART, ROOT
 
 # Keys whose comments values.yaml keeps in plain form (the generator falls back to them), not `# --`.
 PLAIN_COMMENTED = ("webConfig.", "monitor.", "prometheusRule.", "dashboards.")

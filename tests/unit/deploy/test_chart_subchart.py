@@ -11,8 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.unit.deploy.test_chart import CHART, KUBERNETES_VERSION, OPERATOR_APIS, OPERATOR_KINDS, _crdcheck, _run_helm
-from tests.unit.deploy.test_chart_yaml import load_all_strict
+from tests.unit.deploy.helm import CHART, KUBERNETES_VERSION, OPERATOR_APIS, OPERATOR_KINDS, crdcheck, run_helm
+from tests.unit.deploy.strict_yaml import load_all_strict
 
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 
@@ -26,14 +26,14 @@ def _parent(tmp_path: Path, values: dict[str, Any]) -> Path:
                           "repository": f"file://{CHART}", "condition": "ecomind-streams.enabled"}],
     }))  # fmt: skip
     (parent / "values.yaml").write_text(yaml.safe_dump(values))
-    done = _run_helm("dependency", "update", str(parent))
+    done = run_helm("dependency", "update", str(parent))
     assert done.returncode == 0, done.stdout + done.stderr
     assert (parent / "charts" / f"ecomind-streams-{CHART_META['version']}.tgz").is_file()
     return parent
 
 
 def _render(parent: Path, *extra: str) -> tuple[str, list[dict[str, Any]]]:
-    done = _run_helm("template", "edge", str(parent), "--namespace", "platform",
+    done = run_helm("template", "edge", str(parent), "--namespace", "platform",
                      "--kube-version", KUBERNETES_VERSION, *OPERATOR_APIS, *extra)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout, load_all_strict(done.stdout)
@@ -77,9 +77,9 @@ def test_a_parent_chart_renders_it_with_global_values_and_name_overrides(tmp_pat
     }
     assert pod["serviceAccountName"] == "edge-metrics"
     assert deployment["spec"]["template"]["metadata"]["labels"]["team"] == "data"
-    done = _crdcheck(text)
+    done = crdcheck(text)
     assert done.returncode == 0, done.stdout + done.stderr
-    lint = _run_helm("lint", "--strict", str(parent), "--kube-version", KUBERNETES_VERSION)
+    lint = run_helm("lint", "--strict", str(parent), "--kube-version", KUBERNETES_VERSION)
     assert lint.returncode == 0 and "0 chart(s) failed" in lint.stdout, lint.stdout + lint.stderr
 
 
@@ -104,5 +104,5 @@ def test_the_schema_still_checks_a_subchart_s_values(tmp_path: Path, values: dic
     parent = _parent(tmp_path, PARENT_VALUES)
     overrides = tmp_path / "overrides.yaml"
     overrides.write_text(yaml.safe_dump(values))
-    done = _run_helm("template", "edge", str(parent), "--kube-version", KUBERNETES_VERSION, "-f", str(overrides))
+    done = run_helm("template", "edge", str(parent), "--kube-version", KUBERNETES_VERSION, "-f", str(overrides))
     assert done.returncode != 0 and refused in done.stderr, done.stderr

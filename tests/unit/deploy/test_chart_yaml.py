@@ -4,39 +4,12 @@ writes one label from two values must fail its tests, not pass them with whichev
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import yaml
 
+from tests.unit.deploy.strict_yaml import StrictLoader, construct_mapping, load_all_strict
 
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that raises on a duplicate mapping key."""
-
-
-def _mapping(loader: StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-
-
-def load_all_strict(text: str) -> list[Any]:
-    """Every non-empty document of a multi-document stream, refusing duplicate keys."""
-    return [doc for doc in yaml.load_all(text, Loader=StrictLoader) if doc]
-
-
-def load_strict(text: str) -> Any:
-    return yaml.load(text, Loader=StrictLoader)
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
 
 
 def test_a_duplicate_key_is_refused_at_any_depth() -> None:

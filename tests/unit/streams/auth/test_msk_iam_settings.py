@@ -182,10 +182,10 @@ def _chart_values(tmp_path: Path) -> str:
 def test_the_chart_passes_msk_iam_settings_the_sidecar_accepts_and_annotates_the_service_account(
     tmp_path: Path,
 ) -> None:
-    from tests.unit.deploy.test_chart import KUBERNETES_VERSION, _container, one, render, settings_env_names
+    from tests.unit.deploy.helm import KUBERNETES_VERSION, one, pod_container, render, settings_env_names
 
     docs = render("default", "-f", _chart_values(tmp_path))
-    pod, container = _container(docs)
+    pod, container = pod_container(docs)
     env = {e["name"]: e["value"] for e in container["env"]}
     assert set(env) <= settings_env_names(), set(env) - settings_env_names()
     assert env["KAFKA_SASL_MECHANISM"] == "AWS_MSK_IAM" and "KAFKA_SASL_USERNAME" not in env
@@ -200,7 +200,7 @@ def test_the_chart_passes_msk_iam_settings_the_sidecar_accepts_and_annotates_the
     for doc in (account, one(docs, "Deployment")):
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     with_region = render("default", "-f", _chart_values(tmp_path), "--set", "kafka.sasl.aws.region=us-east-1")
-    assert {"name": "KAFKA_SASL_AWS_REGION", "value": "us-east-1"} in _container(with_region)[1]["env"]
+    assert {"name": "KAFKA_SASL_AWS_REGION", "value": "us-east-1"} in pod_container(with_region)[1]["env"]
 
 
 @pytest.mark.parametrize(
@@ -217,9 +217,9 @@ def test_the_chart_passes_msk_iam_settings_the_sidecar_accepts_and_annotates_the
     ],
 )
 def test_the_values_schema_refuses_what_the_sidecar_would_refuse(tmp_path: Path, bad: list[str]) -> None:
-    from tests.unit.deploy.test_chart import CHART, KUBERNETES_VERSION, _run_helm
+    from tests.unit.deploy.helm import CHART, KUBERNETES_VERSION, run_helm
 
-    done = _run_helm(
+    done = run_helm(
         "template", "prod", str(CHART), "--kube-version", KUBERNETES_VERSION, "-f", _chart_values(tmp_path), *bad
     )
     assert done.returncode != 0 and "schema" in done.stderr, done.stderr

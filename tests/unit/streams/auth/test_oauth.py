@@ -435,13 +435,13 @@ def _chart_values(tmp_path: Path) -> str:
 
 
 def test_the_chart_passes_oauth_settings_the_sidecar_accepts_with_the_secret_from_a_file(tmp_path: Path) -> None:
-    from tests.unit.deploy.test_chart import _container, _materialise_mounts, render, settings_env_names
+    from tests.unit.deploy.helm import materialise_mounts, pod_container, render, settings_env_names
 
-    pod, container = _container(render("default", "-f", _chart_values(tmp_path)))
+    pod, container = pod_container(render("default", "-f", _chart_values(tmp_path)))
     env = {e["name"]: e["value"] for e in container["env"]}
     assert set(env) <= settings_env_names(), set(env) - settings_env_names()
     assert "KAFKA_SASL_OAUTH_CLIENT_SECRET" not in env and "KAFKA_SASL_USERNAME" not in env  # never inline
-    (mount,) = _materialise_mounts(pod, container, tmp_path / "root").items()
+    (mount,) = materialise_mounts(pod, container, tmp_path / "root").items()
     secret = env["KAFKA_SASL_OAUTH_CLIENT_SECRET_FILE"]
     assert secret == f"{mount[0]}/secret"
     settings = Settings.from_env({**env, "KAFKA_SASL_OAUTH_CLIENT_SECRET_FILE": str(mount[1] / "secret")})
@@ -474,8 +474,8 @@ def test_the_chart_passes_oauth_settings_the_sidecar_accepts_with_the_secret_fro
     ],
 )
 def test_the_values_schema_refuses_what_the_sidecar_would_refuse(tmp_path: Path, bad: str) -> None:
-    from tests.unit.deploy.test_chart import CHART, KUBERNETES_VERSION, _run_helm
+    from tests.unit.deploy.helm import CHART, KUBERNETES_VERSION, run_helm
 
     args = ["-f", _chart_values(tmp_path), "--set", bad]
-    done = _run_helm("template", "prod", str(CHART), "--kube-version", KUBERNETES_VERSION, *args)
+    done = run_helm("template", "prod", str(CHART), "--kube-version", KUBERNETES_VERSION, *args)
     assert done.returncode != 0 and "schema" in done.stderr, done.stderr
