@@ -45,14 +45,19 @@ def record_batch(
     return bytes(data)
 
 
+def with_attributes(batch: bytes, flags: int) -> bytes:
+    """The batch with `flags` set in its attributes and its CRC made right again (it covers them)."""
+    data = bytearray(batch)
+    struct.pack_into(">h", data, 21, struct.unpack_from(">h", data, 21)[0] | flags)
+    struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))
+    return bytes(data)
+
+
 def marker(base: int, producer: int, commit: bool) -> bytes:
     """A transaction marker: a control batch whose one record's key says commit (1) or abort (0)."""
     key = struct.pack(">hh", 0, 1 if commit else 0)
-    data = bytearray(record_batch(base, [struct.pack(">hi", 0, 0)], producer=producer, transactional=True, key=key))
-    attributes = struct.unpack_from(">h", data, 21)[0] | CONTROL_FLAG
-    struct.pack_into(">h", data, 21, attributes)
-    struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))  # the CRC covers the attributes on
-    return bytes(data)
+    batch = record_batch(base, [struct.pack(">hi", 0, 0)], producer=producer, transactional=True, key=key)
+    return with_attributes(batch, CONTROL_FLAG)
 
 
 class FakeState:

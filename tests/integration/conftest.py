@@ -121,6 +121,16 @@ def processed(m: Samples, names: Names) -> float:
     return sum(value(m, "ecomind_streams_events_processed_total", topic=t) or 0.0 for t in (names.raw, names.enriched))
 
 
+def summed_processed(scrapes: list[Samples], names: Names) -> float:
+    """Valid events folded from both input topics, summed over replicas' scrapes."""
+    return sum(processed(m, names) for m in scrapes)
+
+
+def leader_of(replicas: list[SidecarProc]) -> SidecarProc:
+    """The replica holding the exporter lease."""
+    return next(r for r in replicas if value(r.scrape(), "ecomind_streams_exporter_leader") == 1.0)
+
+
 def at_least(proc: SidecarProc, names: Names, floor: int) -> float | None:
     """Events folded, once they reach `floor` (for wait_until)."""
     done = processed(proc.scrape(), names)

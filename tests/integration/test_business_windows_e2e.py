@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from streams.local.redis_server import LocalRedis
-from streams.local.scrape import Samples, summed, value
+from streams.local.scrape import Samples, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
-from tests.integration.conftest import Names, all_folded, processed, sidecar_env
+from tests.integration.conftest import Names, all_folded, leader_of, processed, sidecar_env, summed_processed
 from tests.integration.kill_loop import kill_mid_stream
 
 pytestmark = pytest.mark.integration
@@ -66,10 +66,7 @@ def test_two_replicas_export_exact_windows_through_leader_loss(  # type: ignore[
         return [r.scrape() for r in replicas if r.running()]
 
     def done() -> float:
-        scrapes = scrape_all()
-        return summed(scrapes, "ecomind_streams_events_processed_total", topic=names.raw) + summed(
-            scrapes, "ecomind_streams_events_processed_total", topic=names.enriched
-        )
+        return summed_processed(scrape_all(), names)
 
     try:
         a.wait_ready()
@@ -79,7 +76,7 @@ def test_two_replicas_export_exact_windows_through_leader_loss(  # type: ignore[
         )
         producer.start()
         wait_until(lambda: done() >= total // 3, 90, what="a third folded")
-        leader = next(r for r in replicas if value(r.scrape(), "ecomind_streams_exporter_leader") == 1.0)
+        leader = leader_of(replicas)
         assert done() < total, "the leader must die mid-stream"
         leader.kill()
         replicas = [r for r in replicas if r is not leader]

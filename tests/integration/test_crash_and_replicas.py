@@ -15,7 +15,7 @@ from streams.local.scrape import Samples, summed, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
-from tests.integration.conftest import Names, sidecar_env
+from tests.integration.conftest import Names, leader_of, sidecar_env, summed_processed
 from tests.integration.kill_loop import kill_mid_stream
 
 pytestmark = pytest.mark.integration
@@ -98,12 +98,12 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
         plan = [(names.raw, raws), (names.enriched, enriched)]
         producer = BackgroundProducer(broker.bootstrap, plan, RATE_PER_S, hold_back=total // 10)
         producer.start()
-        wait_until(lambda: _summed_processed(scrape_all(), names) >= total // 4, 90, what="a quarter folded")
+        wait_until(lambda: summed_processed(scrape_all(), names) >= total // 4, 90, what="a quarter folded")
 
         watch.phase = "first kill"
-        leader = next(r for r in replicas if value(r.scrape(), "ecomind_streams_exporter_leader") == 1.0)
+        leader = leader_of(replicas)
         follower = b if leader is a else a
-        at_kill = _summed_processed(scrape_all(), names)
+        at_kill = summed_processed(scrape_all(), names)
         leader.kill()
         assert at_kill < total, "the leader must die mid-stream"
         replicas = [follower]
@@ -112,19 +112,19 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
             30,
             what="the survivor takes the exporter lease",
         )
-        wait_until(lambda: _summed_processed(scrape_all(), names) >= total // 2, 90, what="half folded")
+        wait_until(lambda: summed_processed(scrape_all(), names) >= total // 2, 90, what="half folded")
 
         watch.phase = "first restart"
         leader.start()  # rejoins: a second rebalance while events flow
         replicas = [a, b]
         leader.wait_ready()
-        wait_until(lambda: _summed_processed(scrape_all(), names) >= total * 7 // 10, 90, what="70 % folded")
+        wait_until(lambda: summed_processed(scrape_all(), names) >= total * 7 // 10, 90, what="70 % folded")
         watch.phase = "second kill"
-        at_kill = _summed_processed(scrape_all(), names)
+        at_kill = summed_processed(scrape_all(), names)
         follower.kill()  # now the other one, whichever holds the lease
         assert at_kill < total, "the second kill must land mid-stream"
         replicas = [leader]
-        wait_until(lambda: _summed_processed(scrape_all(), names) >= total * 8 // 10, 90, what="80 % folded")
+        wait_until(lambda: summed_processed(scrape_all(), names) >= total * 8 // 10, 90, what="80 % folded")
         watch.phase = "second restart"
         follower.start()
         replicas = [a, b]
@@ -132,7 +132,7 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
         producer.release()
         producer.join(180)
         assert producer.error is None and producer.sent == total
-        wait_until(lambda: _summed_processed(scrape_all(), names) >= total, 120, what="all folded")
+        wait_until(lambda: summed_processed(scrape_all(), names) >= total, 120, what="all folded")
         watch.phase = "settled"
         scrapes = wait_until(lambda: _settled(scrape_all(), names), 60, what="both replicas hold partitions")
         assert sum(value(s, "ecomind_streams_exporter_leader") or 0.0 for s in scrapes) == 1.0
@@ -218,12 +218,6 @@ class ExporterWatch(threading.Thread):
     def stop(self) -> None:
         self._done.set()
         self.join(30)
-
-
-def _summed_processed(scrapes: list[Samples], names: Names) -> float:
-    return summed(scrapes, "ecomind_streams_events_processed_total", topic=names.raw) + summed(
-        scrapes, "ecomind_streams_events_processed_total", topic=names.enriched
-    )
 
 
 def _settled(scrapes: list[Samples], names: Names) -> list[Samples] | None:

@@ -17,14 +17,20 @@ from typing import Any
 import pytest
 from aiokafka.consumer.fetcher import READ_COMMITTED, READ_UNCOMMITTED, FetchResult
 from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
-from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.bulk_fetch import BulkRecords, broken_partition, bulk_supported, take_over
 from agents.stalls import CORRUPT_BATCH, UNSUPPORTED_CODEC, PartitionUnreadable
-from streams.local.record_batches import FakeAssignment, fetch_result, marker, partition_records, record_batch
+from streams.local.record_batches import (
+    FakeAssignment,
+    fetch_result,
+    marker,
+    partition_records,
+    record_batch,
+    with_attributes,
+)
 
 TP = TopicPartition("events.raw", 3)
 GZIP, SNAPPY, LZ4, ZSTD = 1, 2, 3, 4
@@ -155,11 +161,7 @@ def test_only_the_checked_aiokafka_version_takes_the_bulk_path() -> None:
 
 def _unreadable(base: int, values: list[bytes]) -> bytes:
     """A batch whose CRC holds but whose codec no reader knows."""
-    data = bytearray(record_batch(base, values))
-    attributes = struct.unpack_from(">h", data, 21)[0] | UNKNOWN_CODEC
-    struct.pack_into(">h", data, 21, attributes)
-    struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))
-    return bytes(data)
+    return with_attributes(record_batch(base, values), UNKNOWN_CODEC)
 
 
 def test_an_unreadable_batch_delivers_what_precedes_it_and_then_raises_without_moving() -> None:
