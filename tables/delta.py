@@ -1,6 +1,6 @@
 """What one batch adds to the tables: the type the fold fills and the store writes, and its encodings.
 
-It lives here, below both, so that the store never imports the fold: streams depends on tables, never
+It lives here, below both, so that the store never imports the fold: agents depends on tables, never
 the other way round.
 """
 

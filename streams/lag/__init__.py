@@ -1,5 +1,8 @@
 """The lag probe: how far behind every watched consumer group is, in records and in seconds.
 
-`model` holds the pure arithmetic, `groups` the group-listing wire requests, `fetch` the first-record reads,
-`probe` the cycle that asks the brokers, and `metrics` the collector that exports a finished cycle.
+`model` holds the pure arithmetic; `groups`, `batch` and `fetch` the wire requests (group listing and
+describing, batched offset reads, first-record reads); `probe` the cycle that asks the brokers; `metrics`
+the collector that exports a finished cycle. Around them: `retention`, `rates` and `outlook` (retention
+margin, time to catch up), `scope` and `members` (topic filters, stale commits, per-member lag), and
+`clusters` (other Kafka clusters, each probed on its own).
 """

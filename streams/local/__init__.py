@@ -1,1 +1,2 @@
-"""Local infrastructure for the demo, the tests and the benchmarks: brokers and Redis on loopback."""
+"""The harness of the demo, the tests and the benchmarks, not shipped in the wheel: brokers, Redis and
+Prometheus on loopback, sidecar processes, workloads with their truth, and record batches built in memory."""

@@ -48,3 +48,25 @@ def test_the_checker_finds_a_dead_link_and_a_dead_anchor(tmp_path: Path) -> None
     got = [link for link in links(tmp_path / "a.md")]
     assert got == ["#top-part", "b.md", "c.md", "#nope"]
     assert "top-part" in anchors(tmp_path / "a.md") and "nope" not in anchors(tmp_path / "a.md")
+
+
+# A repository path in backticks: folders and a file with an extension the project uses (line anchors such as
+# `::test_name` allowed). Checked from the root, or from the chart's folder for the chart's own files.
+_EXT = r"py|md|yml|yaml|json|sh|toml|txt|prom|tpl|lua"
+PATH = re.compile(r"`([\w.\-]+/(?:[\w.\-]+/)*(?:[\w.\-]+\.(?:" + _EXT + r"))?)(?:::[\w\[\]-]+)?`")
+CHART = ROOT / "deploy" / "helm" / "ecomind-streams"
+
+
+def named_paths(text: str) -> list[str]:
+    return [m.group(1) for m in PATH.finditer(text)]
+
+
+@pytest.mark.parametrize("doc", [d for d in DOCS if d.exists()], ids=lambda d: str(d.relative_to(ROOT)))
+def test_every_repository_path_named_in_backticks_exists(doc: Path) -> None:
+    missing = [p for p in named_paths(doc.read_text()) if not (ROOT / p).exists() and not (CHART / p).exists()]
+    assert not missing, f"{doc.relative_to(ROOT)} names paths that are not in the repository: {missing}"
+
+
+def test_the_path_check_reads_paths_and_skips_the_rest() -> None:
+    text = "`agents/tap.py` `tests/unit/x.py::test_y` `docs/` `{app}:v2:offsets` `a/b` `/etc/x.yml` `KAFKA_X`"
+    assert named_paths(text) == ["agents/tap.py", "tests/unit/x.py", "docs/"]
