@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -20,7 +20,7 @@ from tables.delta import Delta
 from tables.store import Conflict, OffsetMove
 
 if TYPE_CHECKING:
-    from agents.ports import TapSettings
+    from agents.ports import TapConsumer, TapSettings
     from agents.stalls import Stalls
     from core.status import Status
 
@@ -33,7 +33,7 @@ class LogChanges:
 
     if TYPE_CHECKING:
         lock: asyncio.Lock
-        consumer: Any
+        consumer: TapConsumer
         status: Status
         stalls: Stalls
         expected: dict[TopicPartition, int | None]

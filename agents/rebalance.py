@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -17,9 +17,9 @@ from core.retry import retry
 from core.status import Status
 
 if TYPE_CHECKING:
-    from agents.ports import StateStore, TapSettings
+    from agents.ports import StateStore, TapConsumer, TapSettings
 
-log = logging.getLogger("agents.tap")
+log = logging.getLogger("agents.tap")  # the tap's lines under one logger, whichever module of it logs
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
@@ -28,7 +28,7 @@ class Rebalance:
 
     if TYPE_CHECKING:
         lock: asyncio.Lock
-        consumer: Any
+        consumer: TapConsumer
         store: StateStore
         settings: TapSettings
         status: Status

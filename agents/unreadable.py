@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiokafka import TopicPartition
 
@@ -14,7 +14,10 @@ from agents.stalls import PartitionUnreadable, Stalls
 from core.ratelog import RateLimitedLog
 from core.status import StalledPartition, Status
 
-log = logging.getLogger("agents.tap")
+if TYPE_CHECKING:
+    from agents.ports import TapConsumer
+
+log = logging.getLogger("agents.tap")  # the tap's lines under one logger, whichever module of it logs
 FETCH_RETRY_S = 1.0
 
 
@@ -23,7 +26,7 @@ class Unreadable:
 
     if TYPE_CHECKING:
         lock: asyncio.Lock
-        consumer: Any
+        consumer: TapConsumer
         status: Status
         stalls: Stalls
         expected: dict[TopicPartition, int | None]

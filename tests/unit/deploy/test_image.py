@@ -9,6 +9,7 @@ import fnmatch
 import re
 import shlex
 import subprocess
+import tomllib
 
 from tests.unit.project.supply_chain import PYPROJECT, ROOT
 
@@ -153,3 +154,12 @@ def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_else() -
         assert in_context(source), f"{source} is copied but .dockerignore leaves it out"
     for private in (".venv/bin/python", ".git/HEAD", "ops/alertmanager/secrets/x", "tests/unit/deploy/test_image.py"):
         assert not in_context(private), private
+
+
+def test_the_image_copies_every_package_the_wheel_ships() -> None:
+    """A package missing from the COPY lines builds an image that fails on its first import."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.removesuffix("*") for pattern in include}
+    copied = {a.split()[0] for k, a in INSTRUCTIONS if k == "COPY" and "--from" not in a and len(a.split()) == 2}
+    assert packages == {"core", "tables", "agents", "streams"}
+    assert packages <= copied, packages - copied

@@ -31,8 +31,17 @@ def test_the_wheel_holds_the_sidecar_and_no_harness(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = tmp_path.glob("ecomind_streams-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for shipped in ("streams/app.py", "streams/tools/traffic.py", "agents/tap.py", "tables/store.py"):
+    for shipped in ("streams/app.py", "streams/tools/traffic.py", "agents/tap.py", "tables/store.py", "core/events.py"):
         assert shipped in names
+    # Every package of the code but the harness ships, its modules with it.
+    for package in sorted(
+        p.parent for top in ("core", "tables", "agents", "streams") for p in (ROOT / top).rglob("__init__.py")
+    ):
+        relative = package.relative_to(ROOT).as_posix()
+        if relative.startswith("streams/local"):
+            continue
+        for module in package.glob("*.py"):
+            assert f"{relative}/{module.name}" in names, f"{relative}/{module.name} is not in the wheel"
     assert not [n for n in names if n.startswith("streams/local/")], "the harness must stay out of the wheel"
     assert not [n for n in names if n.startswith("tests/")]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
