@@ -5,6 +5,9 @@ letters, label folding and the process."""
 from board_kit import INST, SIDECAR, P, Thresholds
 
 _DELAY = "sum by (le) (rate(ecomind_streams_enrichment_delay_seconds_bucket[5m]))"
+# The consumer groups chosen on the board, within the Kafka clusters chosen (kafka_cluster: STREAMS_LAG_CLUSTERS).
+GROUPS = '{kafka_cluster=~"$kafka_cluster",group=~"$group"}'
+
 PIPELINE = [
     P(
         "Replicas up, ready, exporting",
@@ -55,7 +58,12 @@ PIPELINE = [
         "Consumer-group lag (messages)",
         "timeseries",
         "short",
-        [('sum by (group, topic) (ecomind_consumergroup_lag{group=~"$group"})', "{{group}} {{topic}}")],
+        [
+            (
+                "sum by (kafka_cluster, group, topic) (ecomind_consumergroup_lag" + GROUPS + ")",
+                "{{kafka_cluster}} {{group}} {{topic}}",
+            )
+        ],
         "Messages each selected group has not consumed, up to the last stable offset, by topic.",
         "ConsumerGroupLagGrowing",
     ),
@@ -64,8 +72,14 @@ PIPELINE = [
         "timeseries",
         "s",
         [
-            ('max by (group, topic) (ecomind_consumergroup_lag_seconds{group=~"$group"})', "{{group}} {{topic}}"),
-            ('max by (group) (ecomind_consumergroup_lag_slo_seconds{group=~"$group"})', "{{group}} SLO"),
+            (
+                "max by (kafka_cluster, group, topic) (ecomind_consumergroup_lag_seconds" + GROUPS + ")",
+                "{{kafka_cluster}} {{group}} {{topic}}",
+            ),
+            (
+                "max by (kafka_cluster, group) (ecomind_consumergroup_lag_slo_seconds" + GROUPS + ")",
+                "{{kafka_cluster}} {{group}} SLO",
+            ),
         ],
         "Age of the oldest record each group has not consumed, against the group's SLO.",
         "ConsumerGroupLagAboveSLO",
@@ -75,8 +89,14 @@ PIPELINE = [
         "timeseries",
         "short",
         [
-            ('max by (group) (ecomind_consumergroup_members{group=~"$group"})', "{{group}} members"),
-            ('max by (group) (ecomind_consumergroup_lag_seconds_unknown{group=~"$group"})', "{{group}} age unknown"),
+            (
+                "max by (kafka_cluster, group) (ecomind_consumergroup_members" + GROUPS + ")",
+                "{{kafka_cluster}} {{group}} members",
+            ),
+            (
+                "max by (kafka_cluster, group) (ecomind_consumergroup_lag_seconds_unknown" + GROUPS + ")",
+                "{{kafka_cluster}} {{group}} age unknown",
+            ),
         ],
         "Members per group, and 1 where records wait but their age could not be read in time.",
         "ConsumerGroupMembersNoCommits",
@@ -88,8 +108,8 @@ PIPELINE = [
         "s",
         [
             (
-                'min by (group, topic) (ecomind_consumergroup_retention_margin_seconds{group=~"$group"})',
-                "{{group}} {{topic}}",
+                "min by (kafka_cluster, group, topic) (ecomind_consumergroup_retention_margin_seconds" + GROUPS + ")",
+                "{{kafka_cluster}} {{group}} {{topic}}",
             )
         ],
         "Time until retention may delete the oldest record each group has not read, on the topic's closest "
@@ -102,7 +122,12 @@ PIPELINE = [
         "Time to catch up",
         "stat",
         "s",
-        [('max by (group, topic) (ecomind_consumergroup_catch_up_seconds{group=~"$group"})', "{{group}} {{topic}}")],
+        [
+            (
+                "max by (kafka_cluster, group, topic) (ecomind_consumergroup_catch_up_seconds" + GROUPS + ")",
+                "{{kafka_cluster}} {{group}} {{topic}}",
+            )
+        ],
         "Lag over the group's consumption rate of the last STREAMS_LAG_RATE_WINDOW_SECONDS: 0 when caught up, "
         "capped at STREAMS_LAG_CATCH_UP_CAP_SECONDS, and +Inf (shown as not consuming) when messages wait and "
         "the group commits nothing. Orange from 1 hour, red from 6 hours (the retention alert's window). "
@@ -114,7 +139,12 @@ PIPELINE = [
         "Stale partitions per group (top 20)",
         "bargauge",
         "short",
-        [('topk(20, max by (group) (ecomind_consumergroup_stale_partitions{group=~"$group"}))', "{{group}}")],
+        [
+            (
+                "topk(20, max by (kafka_cluster, group) (ecomind_consumergroup_stale_partitions" + GROUPS + "))",
+                "{{kafka_cluster}} {{group}}",
+            )
+        ],
         "Partitions a group has commits on in topics none of its members owns, as when it left a topic: with "
         'STREAMS_LAG_STALE=drop (the default) they get no lag series, with flag they carry stale="true" '
         "and the lag alerts skip them. Above 0 while the group's old offsets remain on the broker.",
@@ -126,8 +156,8 @@ PIPELINE = [
         "short",
         [
             (
-                'sum by (group, client_id) (ecomind_consumergroup_member_lag{group=~"$group"})',
-                "{{group}} {{client_id}}",
+                "sum by (kafka_cluster, group, client_id) (ecomind_consumergroup_member_lag" + GROUPS + ")",
+                "{{kafka_cluster}} {{group}} {{client_id}}",
             )
         ],
         "Messages waiting on the partitions each client of a group owns, over all its hosts (opt-in: "
@@ -195,5 +225,25 @@ PIPELINE = [
         "bytes",
         [(f"process_resident_memory_bytes{{{INST}}} {SIDECAR}", "{{instance}}")],
         "Resident memory of each replica's process.",
+    ),
+    P(
+        "Lag probe per Kafka cluster",
+        "timeseries",
+        "s",
+        [
+            (
+                "time() - max by (kafka_cluster) (ecomind_streams_lag_cluster_last_success_timestamp_seconds"
+                '{kafka_cluster=~"$kafka_cluster"})',
+                "{{kafka_cluster}} since last cycle",
+            ),
+            (
+                'max by (kafka_cluster) (ecomind_streams_lag_probe_duration_seconds{kafka_cluster=~"$kafka_cluster"})',
+                "{{kafka_cluster}} cycle duration",
+            ),
+        ],
+        "Per Kafka cluster the lag probe measures (the tapped one and STREAMS_LAG_CLUSTERS): the time since its "
+        "last completed cycle, and how long the last cycle took. A line that keeps rising is a cluster whose "
+        "probe fails: its lag series above hold their last values.",
+        "LagProbeClusterDown",
     ),
 ]

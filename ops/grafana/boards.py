@@ -5,8 +5,8 @@ with board_kit.py (Panel, P(), scope(), the runbook base); this module gathers t
 
 Variables: $datasource, then $cluster, $namespace and $job (every board: which release, when several
 share one Prometheus; a label a setup lacks matches All), $org_id (Business), $instance (replica or service
-instance), $group (Pipeline), $streams_job (Worker: the sidecar release whose lag figures it shows); all
-but $datasource multi, with All. Every metric selector of every query is scoped to the release variables
+instance), $kafka_cluster and $group (Pipeline), $streams_job (Worker: the sidecar release whose lag figures
+it shows); all but $datasource multi, with All. Every metric selector of every query is scoped to the release variables
 by scope(). Tables, top-k, pies and stats are instant queries; "today"
 panels read the sidecar's today-gauges; panels an alert watches link to its runbook section.
 
@@ -32,7 +32,12 @@ Board = tuple[str, list[Panel], tuple[str, ...], str]
 # release and $instance variables list)
 SIDECAR_BOARDS: dict[str, Board] = {
     "ecomind-business": ("EcoMind Business", BUSINESS, ("org_id",), "ecomind_streams_build_info"),
-    "ecomind-pipeline": ("EcoMind Pipeline", PIPELINE, ("instance", "group"), "ecomind_streams_build_info"),
+    "ecomind-pipeline": (
+        "EcoMind Pipeline",
+        PIPELINE,
+        ("instance", "kafka_cluster", "group"),
+        "ecomind_streams_build_info",
+    ),
 }
 SERVICE_BOARDS: dict[str, Board] = {
     "ecomind-gateway": ("EcoMind Gateway", GATEWAY, ("instance",), 'up{ecomind_component="gateway"}'),
@@ -41,7 +46,7 @@ SERVICE_BOARDS: dict[str, Board] = {
 }
 BOARDS: dict[str, Board] = {**SIDECAR_BOARDS, **SERVICE_BOARDS}
 
-VARIABLES = ("cluster", "namespace", "job", "org_id", "instance", "group", "streams_job")
+VARIABLES = ("cluster", "namespace", "job", "org_id", "instance", "kafka_cluster", "group", "streams_job")
 
 
 def expand(expr: str, range_: str = "1h", **values: str) -> str:

@@ -82,6 +82,7 @@ def _variables(board: dashboard.Dashboard, names: tuple[str, ...], targets: str)
     own = {
         "org_id": ("Org", "ecomind_events_ingested_total"),
         "instance": ("Instance", targets),
+        "kafka_cluster": ("Kafka cluster", "ecomind_consumergroup_lag"),
         "group": ("Consumer group", "ecomind_consumergroup_lag"),
         "streams_job": ("Streams job", "ecomind_streams_build_info"),
     }
@@ -91,6 +92,8 @@ def _variables(board: dashboard.Dashboard, names: tuple[str, ...], targets: str)
         within = chosen if name != "streams_job" else 'cluster=~"$cluster",namespace=~"$namespace"'
         listed = "job" if name == "streams_job" else name
         board = board.with_variable(_all_of(name, label, f"label_values({_within(metric, within)}, {listed})"))
+        if name == "kafka_cluster":  # the groups listed are those of the clusters chosen
+            chosen += ',kafka_cluster=~"$kafka_cluster"'
     return board
 
 

@@ -201,9 +201,9 @@ def test_every_lag_outlook_series_has_a_panel_on_the_pipeline_board() -> None:
         assert re.search(rf"\b{family}\{{", exprs), family
     margin = _pipeline_panel("Retention margin (oldest unread record)")
     assert [link["title"] for link in margin["links"]] == ["Runbook: ConsumerGroupRetentionMarginLow"]
-    assert margin["targets"][0]["expr"].startswith("min by (group, topic) (")
+    assert margin["targets"][0]["expr"].startswith("min by (kafka_cluster, group, topic) (")
     clients = _pipeline_panel("Lag per client (messages)")
-    assert clients["targets"][0]["expr"].startswith("sum by (group, client_id) (")
+    assert clients["targets"][0]["expr"].startswith("sum by (kafka_cluster, group, client_id) (")
 
 
 def test_time_to_catch_up_is_never_summed_and_shows_infinity_as_not_consuming() -> None:
@@ -215,7 +215,7 @@ def test_time_to_catch_up_is_never_summed_and_shows_infinity_as_not_consuming() 
                 assert not re.search(r"\b(sum|avg)\b", target["expr"]), panel["title"]
     panel = _pipeline_panel("Time to catch up")
     assert panel["type"] == "stat" and panel["targets"][0]["instant"] is True
-    assert panel["targets"][0]["expr"].startswith("max by (group, topic) (")
+    assert panel["targets"][0]["expr"].startswith("max by (kafka_cluster, group, topic) (")
     defaults = panel["fieldConfig"]["defaults"]
     assert [(s["value"], s["color"]) for s in defaults["thresholds"]["steps"]] == [
         (None, "green"),
@@ -235,3 +235,18 @@ def test_boards_are_split_by_board_and_stay_small() -> None:
     # One module per board (or set of service boards) under ~300 lines, all loaded through boards.py.
     for path in sorted(GRAFANA.glob("*.py")):
         assert len(path.read_text().splitlines()) <= 300, path.name
+
+
+def test_consumer_group_panels_keep_kafka_clusters_apart() -> None:
+    # One group name on two Kafka clusters is two groups (STREAMS_LAG_CLUSTERS): every consumer-group panel
+    # groups by kafka_cluster and filters by the board's $kafka_cluster, and the group list follows it.
+    group_panels = [p for _, p in _panels() if any("ecomind_consumergroup_" in t["expr"] for t in p["targets"])]
+    assert len(group_panels) >= 7
+    for panel in group_panels:
+        for target in panel["targets"]:
+            assert "by (kafka_cluster, group" in target["expr"], panel["title"]
+            assert 'kafka_cluster=~"$kafka_cluster"' in target["expr"], panel["title"]
+    board = json.loads((GRAFANA / "dashboards" / "ecomind-pipeline.json").read_text())
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert 'kafka_cluster=~"$kafka_cluster"' in variables["group"]["query"]
+    assert list(variables).index("kafka_cluster") < list(variables).index("group")
