@@ -12,16 +12,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from core.calendar import DayCalendar
-from core.events import (
-    EPOCH_MS_THRESHOLD,
-    MIN_TS_MS,
-    Invalid,
-    enriched_beyond_schema,
-    parse_ts_ms,
-    raw_beyond_schema,
-)
-from core.iso8601 import KNOWN_TEXTS
-from core.schema import ENRICHED_DECODER, RAW_DECODER
+from core.decode import enriched_events, raw_events
+from core.events import MIN_TS_MS
 from tables.delta import DELAY_BOUNDS_MS, MAX_DELAY_MS, NANO, Delta, Record, Rejection, pair
 from tables.keys import WINDOW_DAYS
 
@@ -47,9 +39,9 @@ class FoldContext:
 
 
 def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldContext, partition: int = -1) -> None:
-    now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
+    now_ms, max_future_ms = ctx.now_ms, ctx.max_future_ms
     oldest_kept_ms, oldest_window_ms = ctx.oldest_kept_ms, ctx.oldest_window_ms
-    decode, newest_ts_ms, known_text_ms = RAW_DECODER.decode, now_ms + max_future_ms, KNOWN_TEXTS.get
+    newest_ts_ms = now_ms + max_future_ms
     delta.today_index = ctx.today_index
     # One dict lookup per event: a count per (org, provider, model), and per kept day one entry per org
     # holding its tokens. The labelled families, the day's orgs and token totals are derived after the
@@ -68,52 +60,15 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
     # Late events interleave two days, so the fold keeps the day it left as well as the one it is in:
     # a switch back is a swap, not a calendar lookup (those were 10 % of the fold on such traffic).
     other = (0, 0, users, kept, in_windows, per_org, orgs)
-    for rec in records:
-        # core.events.raw_tuple, inlined: its call and its tuple were 8 % of the fold's instructions
-        # (docs/performance.md); tests/unit/agents/test_fold_decode.py holds the two to the same answers.
-        payload = rec.value
-        try:
-            if payload is None or len(payload) > max_bytes:
-                raise ValueError
-            e = decode(payload)
-        except Exception:
-            try:
-                org, user, provider, model, t_in, t_out, ts_ms = raw_beyond_schema(
-                    payload, now_ms, max_future_ms, max_bytes
-                )
-            except Invalid as exc:
-                _reject(delta, topic, exc.reason, rec, partition)
-                continue
-            same_day = False
-        else:
-            ts = e.ts
-            # The common forms inline (a call per event showed in the profile): epoch-ms integers,
-            # ISO-8601 text read before, epoch-second floats; anything else, or out of bounds, is
-            # parse_ts_ms's to read or reject.
-            if type(ts) is str:
-                ts_ms = known_text_ms(ts, 0)
-            elif type(ts) is int:
-                ts_ms = ts
-            elif type(ts) is float and 0.0 < ts < EPOCH_MS_THRESHOLD:
-                ts_ms = round(ts * 1000)
-            else:
-                ts_ms = 0
-            if lo_ms <= ts_ms < hi_ms:
-                same_day = True
-            else:
-                same_day = False
-                if not MIN_TS_MS <= ts_ms <= newest_ts_ms:
-                    try:
-                        ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
-                    except Invalid as exc:
-                        _reject(delta, topic, exc.reason, rec, partition)
-                        continue
-            org, user, provider, model = e.org_id, e.user_id, e.provider, e.model
-            t_in, t_out = e.tokens_in, e.tokens_out
+    # The tier-1 decode is core/decode.py's, one generator for both folds and the one-payload forms: it
+    # costs no call per record (docs/performance.md, "Regression gate"). Refused records wait in `refused`.
+    refused: list[tuple[Record, str]] = []
+    for _rec, e, ts_ms in raw_events(records, now_ms, max_future_ms, ctx.max_payload_bytes, refused):
+        org = e.org_id
         valid += 1
-        key = (org, provider, model)
+        key = (org, e.provider, e.model)
         combos[key] = combos.get(key, 0) + 1
-        if not same_day and not lo_ms <= ts_ms < hi_ms:
+        if not lo_ms <= ts_ms < hi_ms:
             span = (lo_ms, hi_ms, users, kept, in_windows, per_org, orgs)
             if other[0] <= ts_ms < other[1]:  # back to the day before the last switch
                 lo_ms, hi_ms, users, kept, in_windows, per_org, orgs = other
@@ -133,19 +88,19 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
         if kept:
             if not in_windows:
                 late_windows += 1
-            users.add(f"{len(org)}:{org}{user}")
+            users.add(f"{len(org)}:{org}{e.user_id}")
             tokens = per_org.get(org)
             if tokens is None:
-                per_org[org] = [t_in, t_out]
+                per_org[org] = [e.tokens_in, e.tokens_out]
             else:
-                tokens[0] += t_in
-                tokens[1] += t_out
+                tokens[0] += e.tokens_in
+                tokens[1] += e.tokens_out
         else:
             late += 1
             if not in_windows:  # counted in the labelled families above, in no day
                 late_windows += 1
                 continue
-            users.add(f"{len(org)}:{org}{user}")
+            users.add(f"{len(org)}:{org}{e.user_id}")
             orgs.add(org)
     ingested, calls = delta.ingested, delta.calls
     ingested_get, calls_get = ingested.get, calls.get
@@ -163,13 +118,13 @@ def fold_raw(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldConte
             tokens_out[org] = out_get(org, 0) + t_out
     if late_windows:
         delta.dropped_late_windows[topic] += late_windows
-    _close(delta, topic, valid, late, newest)
+    _close(delta, topic, valid, late, newest, refused, partition)
 
 
 def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: FoldContext, partition: int = -1) -> None:
-    now_ms, max_future_ms, max_bytes = ctx.now_ms, ctx.max_future_ms, ctx.max_payload_bytes
+    now_ms, max_future_ms = ctx.now_ms, ctx.max_future_ms
     oldest_kept_ms = ctx.oldest_kept_ms
-    decode, newest_ts_ms, known_text_ms = ENRICHED_DECODER.decode, now_ms + max_future_ms, KNOWN_TEXTS.get
+    newest_ts_ms = now_ms + max_future_ms
     buckets = delta.delay_buckets
     valid = late = delay_sum_ms = 0
     newest = max(delta.last_ts_ms.get(topic, -1), max(map(_RECORD_TS, records), default=-1))
@@ -180,44 +135,8 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
     amounts: dict[tuple[str, str, str], list[int]] = {}
     by_day: dict[str, dict[tuple[str, str, str], list[int]]] = {}
     other = (0, 0, kept, amounts)
-    for rec in records:
-        payload = rec.value  # core.events.enriched_tuple, inlined as in fold_raw
-        try:
-            if payload is None or len(payload) > max_bytes:
-                raise ValueError
-            e = decode(payload)
-        except Exception:
-            try:
-                raw, kwh_amount, co2_amount = enriched_beyond_schema(payload, now_ms, max_future_ms, max_bytes)
-            except Invalid as exc:
-                _reject(delta, topic, exc.reason, rec, partition)
-                continue
-            org, provider, model, ts_ms = raw[0], raw[2], raw[3], raw[6]
-            same_day = False
-        else:
-            ts = e.ts
-            # The common forms inline (a call per event showed in the profile): epoch-ms integers,
-            # ISO-8601 text read before, epoch-second floats; anything else, or out of bounds, is
-            # parse_ts_ms's to read or reject.
-            if type(ts) is str:
-                ts_ms = known_text_ms(ts, 0)
-            elif type(ts) is int:
-                ts_ms = ts
-            elif type(ts) is float and 0.0 < ts < EPOCH_MS_THRESHOLD:
-                ts_ms = round(ts * 1000)
-            else:
-                ts_ms = 0
-            if lo_ms <= ts_ms < hi_ms:
-                same_day = True
-            else:
-                same_day = False
-                if not MIN_TS_MS <= ts_ms <= newest_ts_ms:
-                    try:
-                        ts_ms = parse_ts_ms(ts, now_ms, max_future_ms)
-                    except Invalid as exc:
-                        _reject(delta, topic, exc.reason, rec, partition)
-                        continue
-            org, provider, model, kwh_amount, co2_amount = e.org_id, e.provider, e.model, e.kwh, e.co2_kg
+    refused: list[tuple[Record, str]] = []
+    for rec, e, ts_ms in enriched_events(records, now_ms, max_future_ms, ctx.max_payload_bytes, refused):
         valid += 1
         delay_ms = rec.timestamp - ts_ms
         if delay_ms < 0:
@@ -226,7 +145,7 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
             delay_ms = MAX_DELAY_MS
         buckets[bisect_left(DELAY_BOUNDS_MS, delay_ms)] += 1
         delay_sum_ms += delay_ms
-        if not same_day and not lo_ms <= ts_ms < hi_ms:
+        if not lo_ms <= ts_ms < hi_ms:
             span = (lo_ms, hi_ms, kept, amounts)
             if other[0] <= ts_ms < other[1]:  # as in fold_raw: a switch back is a swap
                 lo_ms, hi_ms, kept, amounts = other
@@ -240,9 +159,9 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
         if not kept:
             late += 1
             continue
-        key = (org, provider, model)
+        key = (e.org_id, e.provider, e.model)
         # Each event's amount is rounded to 1e-9 on its own, so totals do not depend on batching.
-        kwh_nano, co2_nano = round(kwh_amount * NANO), round(co2_amount * NANO)
+        kwh_nano, co2_nano = round(e.kwh * NANO), round(e.co2_kg * NANO)
         found = amounts.get(key)
         if found is None:
             amounts[key] = [kwh_nano, co2_nano]
@@ -262,7 +181,7 @@ def fold_enriched(delta: Delta, topic: str, records: Sequence[Record], ctx: Fold
             model_kwh[by_model] = model_kwh_get(by_model, 0) + kwh_nano
             model_co2[by_model] = model_co2_get(by_model, 0) + co2_nano
     delta.delay_sum_ms += delay_sum_ms
-    _close(delta, topic, valid, late, newest)
+    _close(delta, topic, valid, late, newest, refused, partition)
 
 
 def delay_bucket(delay_ms: int) -> int:
@@ -275,7 +194,11 @@ def _reject(delta: Delta, topic: str, reason: str, rec: Record, partition: int) 
     delta.rejections.append(Rejection(topic, reason, rec, partition))
 
 
-def _close(delta: Delta, topic: str, valid: int, late: int, newest: int) -> None:
+def _close(
+    delta: Delta, topic: str, valid: int, late: int, newest: int, refused: list[tuple[Record, str]], partition: int
+) -> None:
+    for rec, reason in refused:  # complete now that the decode has run to the end of the chunk
+        _reject(delta, topic, reason, rec, partition)
     if valid:
         delta.processed[topic] += valid
     if late:

@@ -1,6 +1,7 @@
-"""Event contracts: turn a record's bytes into a valid event or a rejection reason.
+"""Event contracts: the checks that turn a record's bytes into a valid event or name the rejection reason.
 
-Pure functions, no Faust import: the hot path calls them once per record.
+Pure functions, no Faust import. core/decode.py tries the msgspec schema first and comes here for
+whatever it refuses, and for event times it cannot read itself (`parse_ts_ms`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import orjson
 from orjson import JSONDecodeError, loads
 
 from core.iso8601 import iso_ms
-from core.schema import ENRICHED_DECODER, MAX_CO2_KG, MAX_KWH, MAX_LABEL_CHARS, MAX_TOKENS, RAW_DECODER
+from core.schema import MAX_CO2_KG, MAX_KWH, MAX_LABEL_CHARS, MAX_TOKENS
 
 # The fixed set of rejection reasons: the `reason` label of ecomind_streams_events_invalid_total.
 NOT_UTF8 = "not_utf8"
@@ -103,40 +104,13 @@ def _decode_reason(payload: bytes, message: str) -> str:
     return NOT_JSON
 
 
-# The hot path works on plain tuples: building a NamedTuple per record showed in the profile (docs/performance.md).
+# The checks return plain tuples: building a NamedTuple per record showed in the profile (docs/performance.md).
 RawTuple = tuple[str, str, str, str, int, int, int]
 EnrichedTuple = tuple[RawTuple, float, float]
 
 
-def parse_raw(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> RawEvent:
-    return RawEvent._make(raw_tuple(payload, now_ms, max_future_ms, max_payload_bytes))
-
-
-def parse_enriched(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> EnrichedEvent:
-    raw, kwh, co2 = enriched_tuple(payload, now_ms, max_future_ms, max_payload_bytes)
-    return EnrichedEvent(RawEvent._make(raw), kwh, co2)
-
-
-def raw_tuple(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> RawTuple:
-    """(org_id, user_id, provider, model, tokens_in, tokens_out, ts_ms), or Invalid with its reason."""
-    # Three tiers, each only for what the one before refused: the schema (an event of exactly the
-    # contract's fields, decoded and bounded in C), orjson with one-pass checks (extra fields), and
-    # decode_object with the per-field checks, which name the reason.
-    if payload is not None and len(payload) <= max_payload_bytes:
-        try:
-            e = RAW_DECODER.decode(payload)
-        except Exception:  # msgspec's errors, or UnicodeDecodeError: the next tier decides
-            pass
-        else:
-            ts = e.ts
-            if type(ts) is not int or not MIN_TS_MS <= ts <= now_ms + max_future_ms:
-                ts = parse_ts_ms(ts, now_ms, max_future_ms)
-            return (e.org_id, e.user_id, e.provider, e.model, e.tokens_in, e.tokens_out, ts)
-    return raw_beyond_schema(payload, now_ms, max_future_ms, max_payload_bytes)
-
-
 def raw_beyond_schema(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> RawTuple:
-    """raw_tuple for a payload the schema refused: the orjson tier, then the checks that name a reason."""
+    """core.decode's tiers after the schema, for a payload it refused: orjson, then the checks that name a reason."""
     if payload is not None and len(payload) <= max_payload_bytes:
         try:
             obj = loads(payload)
@@ -150,25 +124,10 @@ def raw_beyond_schema(payload: bytes | None, now_ms: int, max_future_ms: int, ma
     return tuple(_raw_from(obj, now_ms, max_future_ms))  # type: ignore[return-value]
 
 
-def enriched_tuple(payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int) -> EnrichedTuple:
-    """(raw tuple, kwh, co2_kg), or Invalid with its reason (the tiers of raw_tuple)."""
-    if payload is not None and len(payload) <= max_payload_bytes:
-        try:
-            e = ENRICHED_DECODER.decode(payload)
-        except Exception:
-            pass
-        else:
-            ts = e.ts
-            if type(ts) is not int or not MIN_TS_MS <= ts <= now_ms + max_future_ms:
-                ts = parse_ts_ms(ts, now_ms, max_future_ms)
-            return (e.org_id, e.user_id, e.provider, e.model, e.tokens_in, e.tokens_out, ts), e.kwh, e.co2_kg
-    return enriched_beyond_schema(payload, now_ms, max_future_ms, max_payload_bytes)
-
-
 def enriched_beyond_schema(
     payload: bytes | None, now_ms: int, max_future_ms: int, max_payload_bytes: int
 ) -> EnrichedTuple:
-    """enriched_tuple for a payload the schema refused (the tiers of raw_beyond_schema)."""
+    """raw_beyond_schema's tiers, for an enriched payload the schema refused."""
     obj = _small_object(payload, max_payload_bytes) or decode_object(payload, max_payload_bytes)
     raw = _fast_raw(obj, now_ms, max_future_ms)
     kwh, co2 = obj.get("kwh"), obj.get("co2_kg")

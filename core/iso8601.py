@@ -33,7 +33,7 @@ _REST_BASE = "2000-01-01T00:00"  # any valid minute: the rest's value does not d
 _minutes: dict[str, int] = {}
 _rests: dict[str, int] = {}
 # Whole texts already read: a gateway writing whole seconds repeats each text for every event of that
-# second, and one lookup is cheaper still than the two parts. The fold reads it inline (KNOWN_TEXTS.get).
+# second, and one lookup is cheaper still than the two parts. core/decode.py reads it inline (KNOWN_TEXTS.get).
 KNOWN_TEXTS: dict[str, int] = {}
 
 

@@ -1,8 +1,10 @@
-"""The fold decodes records itself (core.events' tiers, inlined for speed): it must count exactly
-what the reference checks accept, and reject the rest with their reason.
+"""The tier-1 decode (core/decode.py, defined once: the fold's loops iterate it) against the slow,
+checked path of core/events.py, on the payloads of test_schema_decode (valid events, one field wrong,
+junk fields, mangled bytes).
 
-One record at a time, on the payloads of test_schema_decode (valid events, one field wrong, junk
-fields, mangled bytes): the Delta the fold fills is compared with the one the reference decode implies.
+Batches of such records: each record must come out once, accepted with the values the checks give or
+refused with the reason they name, in the records' order. One record at a time through the fold: the
+Delta it fills is compared with the one the checked decode implies.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from hypothesis import strategies as st
 
 from agents.fold import FoldContext, fold_enriched, fold_raw
 from core.calendar import DayCalendar
+from core.decode import enriched_events, raw_events
 from core.events import Invalid
-from core.schema import MAX_KWH
+from core.iso8601 import KNOWN_TEXTS
+from core.schema import MAX_KWH, EnrichedShape
 from streams.local.workload import raw_event
 from tables.delta import NANO, Delta, Rejection, add, pair
 from tests.unit.core.test_schema_decode import (
@@ -26,6 +30,7 @@ from tests.unit.core.test_schema_decode import (
     NOW_MS,
     RAW_FIELDS,
     one_field_wrong,
+    outcome,
     payloads,
     reference_enriched,
     reference_raw,
@@ -105,6 +110,65 @@ def _expected(topic: str, payload: bytes | None, max_bytes: int, enriched: bool)
         add(d.tokens_in.setdefault(day, {}), org, t_in)
         add(d.tokens_out.setdefault(day, {}), org, t_out)
     return _summary(d)
+
+
+def _decoded(batch: list[bytes | None], max_bytes: int, enriched: bool) -> list[tuple[str, str]]:
+    """The decode's answer per record, in the form of test_schema_decode's `outcome`."""
+    records = [Rec(payload) for payload in batch]
+    refused: list[tuple[Rec, str]] = []
+    events = (enriched_events if enriched else raw_events)(records, NOW_MS, FUTURE_MS, max_bytes, refused)
+    answers: dict[int, tuple[str, str]] = {}
+    for rec, e, ts_ms in events:
+        raw = (e.org_id, e.user_id, e.provider, e.model, e.tokens_in, e.tokens_out, ts_ms)
+        answers[id(rec)] = ("ok", repr((raw, e.kwh, e.co2_kg) if isinstance(e, EnrichedShape) else raw))
+    accepted = list(answers)
+    for rec, reason in refused:
+        answers[id(rec)] = ("invalid", reason)
+    # Each record answered once, and the accepted ones and the refused ones each in the records' order.
+    assert sorted(answers) == sorted(map(id, records))
+    assert accepted == [id(r) for r in records if answers[id(r)][0] == "ok"]
+    assert [id(r) for r, _ in refused] == [id(r) for r in records if answers[id(r)][0] == "invalid"]
+    return [answers[id(r)] for r in records]
+
+
+def _checked(batch: list[bytes | None], max_bytes: int, enriched: bool) -> list[tuple[str, str]]:
+    return [outcome(reference_enriched if enriched else reference_raw, payload, max_bytes) for payload in batch]
+
+
+_RAW_BATCH = st.lists(st.one_of(payloads(RAW_FIELDS), one_field_wrong(RAW_FIELDS), st.none()), max_size=12)
+_ENRICHED_BATCH = st.lists(
+    st.one_of(payloads(ENRICHED_FIELDS), one_field_wrong(ENRICHED_FIELDS), st.none()), max_size=12
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_RAW_BATCH, LIMITS)
+def test_the_raw_decode_answers_for_each_record_of_a_batch_as_the_checks_do(
+    batch: list[bytes | None], max_bytes: int
+) -> None:
+    assert _decoded(batch, max_bytes, False) == _checked(batch, max_bytes, False)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_ENRICHED_BATCH, LIMITS)
+def test_the_enriched_decode_answers_for_each_record_of_a_batch_as_the_checks_do(
+    batch: list[bytes | None], max_bytes: int
+) -> None:
+    assert _decoded(batch, max_bytes, True) == _checked(batch, max_bytes, True)
+
+
+def test_a_time_read_before_comes_from_the_cache_with_the_answer_it_had_the_first_time() -> None:
+    text = "2026-11-27T11:59:58.250+01:00"
+    for enriched in (False, True):
+        amounts = ',"kwh":0.5,"co2_kg":0.25' if enriched else ""
+        event = '{"org_id":"o","user_id":"u","provider":"p","model":"m","tokens_in":1,"tokens_out":2,"ts":"%s"%s}'
+        batch: list[bytes | None] = [(event % (t, amounts)).encode() for t in (text, text, "now", "now")]
+        KNOWN_TEXTS.clear()  # the first record's text is read in full, the second's from the cache
+        answers = _decoded(batch, 65_536, enriched)
+        assert dict(KNOWN_TEXTS) == {text: NOW_MS - 3_600_000 - 1_750}
+        assert answers == _checked(batch, 65_536, enriched)
+        assert answers[0] == answers[1] and answers[0][0] == "ok"
+        assert answers[2:] == [("invalid", "bad_timestamp")] * 2
 
 
 def _folded(topic: str, payload: bytes | None, max_bytes: int, enriched: bool) -> str:

@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from core.calendar import DayCalendar
-from core.events import parse_ts_ms, raw_tuple
+from core.decode import raw_tuple
+from core.events import parse_ts_ms
 from streams.local.timestamps import EPOCH_MS, EPOCH_S, ISO, TS_FORMATS, format_ts, previous_day_ms, ts_ms_of
 from streams.local.workload import Truth, build
 

@@ -1,5 +1,6 @@
 import pytest
 
+from core.decode import parse_enriched, parse_raw
 from core.events import (
     BAD_TIMESTAMP,
     MISSING_FIELD,
@@ -13,8 +14,6 @@ from core.events import (
     TOO_LARGE,
     WRONG_TYPE,
     Invalid,
-    parse_enriched,
-    parse_raw,
     parse_ts_ms,
 )
 from streams.local.workload import raw_event, without

@@ -1,9 +1,10 @@
 """The msgspec schemas only accept what the full checks accept, with the same values.
 
-`raw_tuple` / `enriched_tuple` try the schema first and fall back to orjson plus the per-field checks
-(the reference) on any refusal. A fallback is only slower; a schema that accepted what the reference
-refuses, or decoded a value differently, would count a bad event or miscount a good one. So every
-generated payload, valid or not, must get the same answer from both.
+`raw_tuple` / `enriched_tuple` (core/decode.py: the tier-1 decode, the fold's too) try the schema first
+and fall back to orjson plus the per-field checks (the reference) on any refusal. A fallback is only
+slower; a schema that accepted what the reference refuses, or decoded a value differently, would count
+a bad event or miscount a good one. So every generated payload, valid or not, must get the same answer
+from both.
 """
 
 from __future__ import annotations
@@ -16,14 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.events import (
-    Invalid,
-    _amount,
-    _raw_from,
-    decode_object,
-    enriched_tuple,
-    raw_tuple,
-)
+from core.decode import enriched_tuple, raw_tuple
+from core.events import Invalid, _amount, _raw_from, decode_object
 from core.schema import ENRICHED_DECODER, MAX_CO2_KG, MAX_KWH, MAX_LABEL_CHARS, MAX_TOKENS, RAW_DECODER
 from streams.local.workload import build
 
