@@ -10,7 +10,7 @@ from agents.fold import FoldContext, delay_bucket, fold_enriched, fold_raw
 from core.calendar import DayCalendar
 from streams.local.workload import raw_event
 from tables.delta import NANO, Delta, pair, unpair
-from tests.unit.agents.test_fold_decode import _summary
+from tests.unit.tables.delta_summary import delta_summary
 
 H = 3_600_000
 NOV27_UTC = 1_795_737_600_000  # 2026-11-27T00:00:00Z
@@ -165,5 +165,5 @@ def test_a_chunk_folds_as_its_records_one_at_a_time(
         fold(whole, "t", records, ctx(now, zone, days_kept))
         for rec in records:
             fold(one_by_one, "t", [rec], ctx(now, zone, days_kept))
-        assert _summary(whole) == _summary(one_by_one)
+        assert delta_summary(whole) == delta_summary(one_by_one)
         assert whole.delay_buckets == one_by_one.delay_buckets and whole.delay_sum_ms == one_by_one.delay_sum_ms

@@ -23,7 +23,7 @@ from core.iso8601 import KNOWN_TEXTS
 from core.schema import MAX_KWH, EnrichedShape
 from streams.local.workload import raw_event
 from tables.delta import NANO, Delta, Rejection, add, pair
-from tests.unit.core.test_schema_decode import (
+from tests.unit.core.event_strategies import (
     ENRICHED_FIELDS,
     FUTURE_MS,
     LIMITS,
@@ -35,6 +35,7 @@ from tests.unit.core.test_schema_decode import (
     reference_enriched,
     reference_raw,
 )
+from tests.unit.tables.delta_summary import delta_summary
 
 DAYS_KEPT = 3
 CALENDAR = DayCalendar(ZoneInfo("Europe/Berlin"))
@@ -49,30 +50,6 @@ def _ctx(max_bytes: int) -> FoldContext:
     return FoldContext(CALENDAR, NOW_MS, DAYS_KEPT, FUTURE_MS, max_bytes)
 
 
-def _summary(d: Delta) -> str:
-    # repr keeps the types: an int where a float belongs would change a sum's rendering.
-    return repr(
-        (
-            dict(d.processed),
-            dict(d.invalid),
-            dict(d.ingested),
-            dict(d.calls),
-            d.users,
-            d.orgs,
-            d.window_only_users,
-            d.window_only_orgs,
-            {day: dict(c) for day, c in d.tokens_in.items()},
-            {day: dict(c) for day, c in d.tokens_out.items()},
-            {day: dict(c) for day, c in d.kwh_nano.items()},
-            {day: dict(c) for day, c in d.co2_nano.items()},
-            {day: dict(c) for day, c in d.model_kwh_nano.items()},
-            dict(d.dropped_late),
-            dict(d.dropped_late_windows),
-            [(r.topic, r.reason) for r in d.rejections],
-        )
-    )
-
-
 def _expected(topic: str, payload: bytes | None, max_bytes: int, enriched: bool) -> str:
     d = Delta()
     try:
@@ -80,7 +57,7 @@ def _expected(topic: str, payload: bytes | None, max_bytes: int, enriched: bool)
     except Invalid as exc:
         d.invalid[pair(topic, exc.reason)] += 1
         d.rejections.append(Rejection(topic, exc.reason, Rec(payload)))
-        return _summary(d)
+        return delta_summary(d)
     raw: Any = decoded[0] if enriched else decoded
     org, user, provider, model, t_in, t_out, ts_ms = raw
     ctx = _ctx(max_bytes)
@@ -96,7 +73,7 @@ def _expected(topic: str, payload: bytes | None, max_bytes: int, enriched: bool)
             add(d.kwh_nano.setdefault(day, {}), org, kwh)
             add(d.co2_nano.setdefault(day, {}), org, co2)
             add(d.model_kwh_nano.setdefault(day, {}), (provider, model), kwh)
-        return _summary(d)
+        return delta_summary(d)
     add(d.ingested, (org, provider), 1)
     add(d.calls, (org, model), 1)
     if ts_ms < ctx.oldest_window_ms:
@@ -109,7 +86,7 @@ def _expected(topic: str, payload: bytes | None, max_bytes: int, enriched: bool)
         d.orgs[day] = {org}
         add(d.tokens_in.setdefault(day, {}), org, t_in)
         add(d.tokens_out.setdefault(day, {}), org, t_out)
-    return _summary(d)
+    return delta_summary(d)
 
 
 def _decoded(batch: list[bytes | None], max_bytes: int, enriched: bool) -> list[tuple[str, str]]:
@@ -174,7 +151,7 @@ def test_a_time_read_before_comes_from_the_cache_with_the_answer_it_had_the_firs
 def _folded(topic: str, payload: bytes | None, max_bytes: int, enriched: bool) -> str:
     d = Delta()
     (fold_enriched if enriched else fold_raw)(d, topic, [Rec(payload)], _ctx(max_bytes))
-    return _summary(d)
+    return delta_summary(d)
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
