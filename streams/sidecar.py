@@ -3,6 +3,10 @@
 Clients are built here (streams/clients.py) and passed in. Each status field has one writer: the tap
 owns the batch figures and recovery, the lease loop owns Redis's health and the exporter role, the probe
 loop owns the broker's health and the lag. The scrape only reads.
+
+Every lag probe (the tapped cluster's and STREAMS_LAG_CLUSTERS') runs on a thread of its own with its
+own event loop (streams/probe_loops.py), so that decoding thousands of partitions never stalls the
+loop serving /metrics.
 """
 
 from __future__ import annotations
@@ -23,12 +27,11 @@ from core.calendar import DayCalendar
 from core.retry import SERVICES, retry
 from core.status import Status
 from streams import clients
-from streams.broker_health import check_brokers
 from streams.exporter import LEASE_ERRORS, Exporter
-from streams.lag.clusters import LagClusters
 from streams.lag.model import LagSnapshot
-from streams.lag.probe import LagProbe, probe_from_settings
+from streams.probe_loops import LagProbes
 from streams.settings import Settings
+from streams.web.deflated import Deflated
 from streams.web.history import History
 from tables.layout import TOOK_OVER, LayoutStore
 from tables.lease import Lease, LeaseStore
@@ -52,7 +55,6 @@ class Sidecar:
     def __init__(self, settings: Settings, web_port: int, redis: aioredis.Redis | None = None) -> None:
         self.settings = settings
         self.status = Status(replica_id=replica_id(web_port))
-        self.lag: LagSnapshot | None = None  # written by the probe loop only, read by the web side
         self.calendar = DayCalendar(settings.zone)
         self.redis = redis if redis is not None else clients.redis_client(settings)
         caps = {
@@ -71,14 +73,9 @@ class Sidecar:
         self.exporter = Exporter(
             self.leases, self.status.replica_id, settings.leader_lease_seconds, settings.scrape_interval_seconds
         )
-        # Built per attempt by _run_tap and _run_probe: a Kafka client that failed is never started twice.
+        # Built per attempt by _run_tap: a Kafka client that failed is never started twice.
         self.agent: TapAgent | None = None
-        self.probe: LagProbe | None = None
-        # Every cluster's lag (the tapped one's probe runs in _run_probe); only the exporter probes.
-        self.lag_exposition: bytes | None = None  # every cluster's lag families, merged and labelled
-        self.lag_clusters = LagClusters(
-            settings, lambda text: setattr(self, "lag_exposition", text), lambda: self.status.leader
-        )
+        self.probes = LagProbes(settings, self.status)  # every cluster's, on a thread of their own
         self._tasks: list[asyncio.Task[None]] = []
         self.history = History(self.status)  # landing page: uptime, last batch, records/s
 
@@ -86,11 +83,22 @@ class Sidecar:
         self._tasks = [
             asyncio.create_task(self._retrying("tap", self._run_tap)),
             asyncio.create_task(self._retrying("lease", self._run_lease)),
-            asyncio.create_task(self._retrying("lag probe", self._run_probe)),
             asyncio.create_task(self.history.run()),  # landing page: samples the status every second
         ]
-        if self.settings.lag_clusters.extra:
-            self._tasks.append(asyncio.create_task(self.lag_clusters.run()))  # catches its clusters' failures
+        self.probes.start()
+
+    @property
+    def lag(self) -> LagSnapshot | None:
+        return self.probes.lag
+
+    @property
+    def lag_deflated(self) -> Deflated | None:
+        return self.probes.deflated
+
+    @property
+    def lag_exposition(self) -> bytes | None:
+        published = self.probes.deflated
+        return published.text if published is not None else None
 
     async def stop(self) -> None:
         """Bounded by STREAMS_SHUTDOWN_TIMEOUT_SECONDS, so a dead Redis or broker cannot hang a SIGTERM.
@@ -107,6 +115,7 @@ class Sidecar:
         others = [t for t in self._tasks if t is not rounds]
         for task in others:
             task.cancel()
+        probes_stopped = asyncio.create_task(self.probes.stop(max(1.0, budget / 4)))
         try:
             await self.exporter.hand_over(budget, self._stop_tap(others, budget / 4), rounds)
         except Exception as exc:
@@ -117,13 +126,11 @@ class Sidecar:
             await asyncio.wait_for(self._record_layout(stopped=True), timeout=max(1.0, budget / 8))
         except Exception as exc:
             log.warning("clearing this replica's key layout record failed: %s", exc)
-        for name, closing in (("lag probe", self.probe.stop if self.probe else None), ("redis", self.store.close)):
-            if closing is None:
-                continue
-            try:
-                await asyncio.wait_for(closing(), timeout=max(1.0, budget / 4))
-            except Exception as exc:
-                log.warning("closing %s failed: %s", name, exc)
+        await probes_stopped  # bounded inside; it ran meanwhile
+        try:
+            await asyncio.wait_for(self.store.close(), timeout=max(1.0, budget / 4))
+        except Exception as exc:
+            log.warning("closing redis failed: %s", exc)
 
     async def _stop_tap(self, cancelled: list[asyncio.Task[None]], wait_s: float) -> None:
         if cancelled:
@@ -245,39 +252,6 @@ class Sidecar:
                 SAFE_EVICTION_POLICY,
             )
         self.status.redis_policy, self.status.redis_policy_ok = policy, ok
-
-    async def _run_probe(self) -> None:
-        s = self.settings
-        probe = self.probe = probe_from_settings(s)
-        try:
-            await probe.start()
-        except Exception:
-            await probe.stop()
-            raise
-        while True:
-            await self._check_brokers(probe)
-            if self.status.leader and self.status.broker_ok:
-                try:
-                    self.lag = await self.lag_clusters.measure(self.lag_clusters.tapped, probe)
-                except Exception as exc:
-                    log.warning("lag probe failed: %s", exc)
-            elif self.status.leader:
-                await self.lag_clusters.down(self.lag_clusters.tapped, "Kafka unreachable")
-            await asyncio.sleep(s.lag_interval_seconds)
-
-    async def _check_brokers(self, probe: LagProbe) -> None:
-        health = await check_brokers(probe.client)
-        if self.status.broker_ok and not health.ok:
-            log.warning(
-                "Kafka unreachable: metadata %s, %d of %d brokers refuse connections",
-                "answered" if health.metadata_ok else "failed",
-                health.brokers_unreachable,
-                health.brokers_known,
-            )
-        elif health.ok and not self.status.broker_ok:
-            log.info("Kafka reachable: %d brokers answer", health.brokers_known)
-        self.status.broker_ok = health.ok
-        self.status.brokers_unreachable = health.brokers_unreachable
 
     async def exporting_snapshot(self, scraper: str | None = None) -> Snapshot | None:
         """The tables' values when this replica is the exporter, else None. Reads only.

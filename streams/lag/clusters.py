@@ -199,6 +199,7 @@ class LagClusters:
         self._exporting = exporting
         self._build = build
         self.probes: dict[str, LagProbe] = {}
+        self._merging = asyncio.Lock()  # bound to the loop that first waits on it: the probes' own
 
     @property
     def tapped(self) -> str:
@@ -230,9 +231,12 @@ class LagClusters:
         await self._merge()
 
     async def _merge(self) -> None:
-        parts = [h.families for h in self.health.values()]
-        health = render([HealthCollector(self.health.values())]).decode()
-        self._publish(await asyncio.to_thread(merged, [*parts, labelled(health, None)]))
+        """Merged and published on a worker thread (the publisher may compress ~7 MB there); one merge at
+        a time, each over the clusters' families when it starts, so the newest is always published last."""
+        async with self._merging:
+            parts = [h.families for h in self.health.values()]
+            health = render([HealthCollector(self.health.values())]).decode()
+            await asyncio.to_thread(lambda: self._publish(merged([*parts, labelled(health, None)])))
 
     async def run(self) -> None:
         """The extra clusters' loops, until cancelled; each one's failures stay its own."""

@@ -15,23 +15,27 @@ from streams.exposition import render
 from streams.lag.metrics import lag_exposition
 from streams.web.collectors import BusinessCollector, ReplicaCollector
 from streams.web.config import WebConfig
+from streams.web.deflated import GZIP_LEVEL, Deflated, deflated, gzip_joined
 from streams.web.landing import PAGE_HEADERS, render_live, render_page, render_starting
 from streams.web.view import Source, View, gather_view
 
-# Level 6 keeps a 10,000-org scrape (~0.3 MB) to a few ms of CPU for about the size level 9 gives.
-GZIP_LEVEL = 6
 
-
-def metrics_from(view: View) -> bytes:
+def metrics_parts(view: View) -> tuple[bytes, bytes | Deflated]:
+    """The scrape's own families, and the lag's: prerendered (and precompressed) once per probe cycle."""
     collectors: list[Collector] = [ReplicaCollector(view.status), ProcessCollector(registry=None)]
-    lag = b""
+    lag: bytes | Deflated = b""
     if view.snapshot is not None:
         s = view.settings
         collectors.append(BusinessCollector(view.snapshot, (s.raw_topic, s.enriched_topic)))
         # Rendered after each probe cycle, not per scrape.
-        merged = view.lag_exposition
+        merged = view.lag_deflated or view.lag_exposition
         lag = merged if merged is not None else lag_exposition(view.lag, s)
-    return render(collectors) + lag
+    return render(collectors), lag
+
+
+def metrics_from(view: View) -> bytes:
+    head, lag = metrics_parts(view)
+    return head + (lag.text if isinstance(lag, Deflated) else lag)
 
 
 async def render_metrics(sidecar: Source, scraper: str | None = None) -> bytes:
@@ -73,6 +77,14 @@ def encode_metrics(body: bytes, accept_encoding: str | None) -> tuple[bytes, dic
         headers["Content-Encoding"] = "gzip"
         return gzip.compress(body, compresslevel=GZIP_LEVEL), headers
     return body, headers
+
+
+def encode_parts(head: bytes, lag: bytes | Deflated, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
+    """As encode_metrics(head + lag), compressing only `head` when the lag's blocks are ready."""
+    if isinstance(lag, Deflated) and accepts_gzip(accept_encoding):
+        headers = {"Content-Type": CONTENT_TYPE_PLAIN_0_0_4, "Vary": "Accept-Encoding", "Content-Encoding": "gzip"}
+        return gzip_joined([deflated(head), lag]), headers
+    return encode_metrics(head + (lag.text if isinstance(lag, Deflated) else lag), accept_encoding)
 
 
 def ready_body(st: Status) -> dict[str, Any]:
@@ -138,8 +150,8 @@ def install_routes(
         sidecar = get_sidecar()
         if sidecar is None:
             return web.bytes(b"# starting\n", content_type="text/plain", status=503)
-        rendered = await render_metrics(sidecar, scraper_of(request))
-        body, headers = encode_metrics(rendered, request.headers.get("Accept-Encoding"))
+        head, lag = metrics_parts(await gather_view(sidecar, scraper_of(request)))
+        body, headers = encode_parts(head, lag, request.headers.get("Accept-Encoding"))
         return web.bytes(body, headers=headers)
 
     async def health(web: Any, request: Any) -> Any:

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from core.status import Status
 from streams.lag.model import LagSnapshot, slo_seconds
 from streams.settings import Settings, lag_slo_rules
+from streams.web.deflated import Deflated
 from streams.web.history import History
 from tables.snapshot import Snapshot
 
@@ -31,8 +32,12 @@ class Source(Protocol):
     status: Status
     settings: Settings
     history: History
-    lag: LagSnapshot | None
-    lag_exposition: bytes | None
+
+    @property
+    def lag(self) -> LagSnapshot | None: ...
+
+    @property
+    def lag_exposition(self) -> bytes | None: ...
 
     async def exporting_snapshot(self, scraper: str | None = None) -> Snapshot | None: ...
 
@@ -47,6 +52,7 @@ class View:
     now_s: float
     lag: LagSnapshot | None = None  # the last probe cycle's, prerendered; None until one has run
     lag_exposition: bytes | None = None  # every cluster's lag families, merged (streams/lag/clusters.py)
+    lag_deflated: Deflated | None = None  # the same with its gzip blocks (streams/web/deflated.py)
 
     def exporter_state(self) -> str:
         """Whether this replica exports the business figures and, when not, why."""
@@ -124,6 +130,8 @@ async def gather_view(sidecar: Source, scraper: str | None = None) -> View:
         log.warning("could not read the tables: %s", exc)
         snap, error = None, f"{type(exc).__name__}: {exc}"
     status = copy.copy(sidecar.status)
+    # Read once: its text and its blocks are one probe cycle's, whatever the probe thread publishes next.
+    deflated = getattr(sidecar, "lag_deflated", None)
     status.exporting = snap is not None  # on the copy: what this very response carries
     return View(
         status=status,
@@ -133,5 +141,6 @@ async def gather_view(sidecar: Source, scraper: str | None = None) -> View:
         history=sidecar.history,
         now_s=time.time(),
         lag=sidecar.lag,
-        lag_exposition=sidecar.lag_exposition,
+        lag_exposition=deflated.text if deflated is not None else sidecar.lag_exposition,
+        lag_deflated=deflated,
     )
