@@ -5,7 +5,7 @@ owns the batch figures and recovery, the lease loop owns Redis's health and the 
 loop owns the broker's health and the lag. The scrape only reads.
 
 Every lag probe (the tapped cluster's and STREAMS_LAG_CLUSTERS') runs on a thread of its own with its
-own event loop (streams/probe_loops.py), so that decoding thousands of partitions never stalls the
+own event loop (streams/lag/loops.py), so that decoding thousands of partitions never stalls the
 loop serving /metrics.
 """
 
@@ -27,11 +27,11 @@ from core.calendar import DayCalendar
 from core.retry import SERVICES, retry
 from core.status import Status
 from streams import clients
+from streams.deflated import Deflated
 from streams.exporter import LEASE_ERRORS, Exporter
+from streams.lag.loops import LagProbes
 from streams.lag.model import LagSnapshot
-from streams.probe_loops import LagProbes
 from streams.settings import Settings
-from streams.web.deflated import Deflated
 from streams.web.history import History
 from tables.layout import TOOK_OVER, LayoutStore
 from tables.lease import Lease, LeaseStore

@@ -10,12 +10,12 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, ProcessCollector
 from prometheus_client.registry import Collector
 
 from core.status import Status
+from streams.deflated import GZIP_LEVEL, Deflated, deflated, gzip_joined
 from streams.exporter import SCRAPE_HEADER
 from streams.exposition import render
 from streams.lag.metrics import lag_exposition
 from streams.web.collectors import BusinessCollector, ReplicaCollector
 from streams.web.config import WebConfig
-from streams.web.deflated import GZIP_LEVEL, Deflated, deflated, gzip_joined
 from streams.web.landing import PAGE_HEADERS, render_live, render_page, render_starting
 from streams.web.view import Source, View, gather_view
 

@@ -16,9 +16,9 @@ from typing import Protocol
 from redis.exceptions import RedisError
 
 from core.status import Status
+from streams.deflated import Deflated
 from streams.lag.model import LagSnapshot, slo_seconds
 from streams.settings import Settings, lag_slo_rules
-from streams.web.deflated import Deflated
 from streams.web.history import History
 from tables.snapshot import Snapshot
 
@@ -52,7 +52,7 @@ class View:
     now_s: float
     lag: LagSnapshot | None = None  # the last probe cycle's, prerendered; None until one has run
     lag_exposition: bytes | None = None  # every cluster's lag families, merged (streams/lag/clusters.py)
-    lag_deflated: Deflated | None = None  # the same with its gzip blocks (streams/web/deflated.py)
+    lag_deflated: Deflated | None = None  # the same with its gzip blocks (streams/deflated.py)
 
     def exporter_state(self) -> str:
         """Whether this replica exports the business figures and, when not, why."""

@@ -9,11 +9,11 @@ from typing import Any
 
 from core.retry import Backoff
 from streams.broker_health import BrokerHealth
+from streams.deflated import gzip_joined
 from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
 from streams.local.scrape import parse, value
 from streams.settings import Settings
 from streams.sidecar import Sidecar
-from streams.web.deflated import gzip_joined
 from tests.unit.streams.test_sidecar_lease import _Redis
 
 
@@ -46,8 +46,8 @@ async def test_probe_cycles_run_off_the_web_loop_and_publish_compressed_figures(
     async def healthy(_: Any) -> BrokerHealth:
         return BrokerHealth(True, 1, 0)
 
-    monkeypatch.setattr("streams.probe_loops.probe_from_settings", lambda _: probe)
-    monkeypatch.setattr("streams.probe_loops.check_brokers", healthy)
+    monkeypatch.setattr("streams.lag.loops.probe_from_settings", lambda _: probe)
+    monkeypatch.setattr("streams.lag.loops.check_brokers", healthy)
     sidecar = Sidecar(replace(Settings(), lag_interval_seconds=0.01), 6066, redis=_Redis("noeviction"))  # type: ignore[arg-type]
     sidecar.status.leader = True  # read across threads by the probe loop
     sidecar.probes.start()
@@ -76,8 +76,8 @@ async def test_no_cycle_while_not_the_exporter(monkeypatch: Any) -> None:
     async def healthy(_: Any) -> BrokerHealth:
         return BrokerHealth(True, 1, 0)
 
-    monkeypatch.setattr("streams.probe_loops.probe_from_settings", lambda _: probe)
-    monkeypatch.setattr("streams.probe_loops.check_brokers", healthy)
+    monkeypatch.setattr("streams.lag.loops.probe_from_settings", lambda _: probe)
+    monkeypatch.setattr("streams.lag.loops.check_brokers", healthy)
     sidecar = Sidecar(replace(Settings(), lag_interval_seconds=0.01), 6066, redis=_Redis("noeviction"))  # type: ignore[arg-type]
     sidecar.status.leader = False
     sidecar.probes.start()
@@ -101,9 +101,9 @@ async def test_a_failed_probe_loop_closes_its_clients_before_building_new_ones(m
             raise RuntimeError("metadata answer could not be decoded")
         return BrokerHealth(True, 1, 0)
 
-    monkeypatch.setattr("streams.probe_loops.probe_from_settings", build)
-    monkeypatch.setattr("streams.probe_loops.check_brokers", first_fails)
-    monkeypatch.setattr("streams.probe_loops.SERVICES", Backoff(0.01, 0.01))
+    monkeypatch.setattr("streams.lag.loops.probe_from_settings", build)
+    monkeypatch.setattr("streams.lag.loops.check_brokers", first_fails)
+    monkeypatch.setattr("streams.lag.loops.SERVICES", Backoff(0.01, 0.01))
     sidecar = Sidecar(replace(Settings(), lag_interval_seconds=0.01), 6066, redis=_Redis("noeviction"))  # type: ignore[arg-type]
     sidecar.probes.start()
     deadline = time.monotonic() + 5

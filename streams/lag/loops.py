@@ -15,12 +15,12 @@ import logging
 from core.retry import SERVICES, retry
 from core.status import Status
 from streams.broker_health import check_brokers
+from streams.deflated import Deflated, deflated
 from streams.lag.clusters import LagClusters
 from streams.lag.model import LagSnapshot
 from streams.lag.own_loop import LoopThread
 from streams.lag.probe import LagProbe, probe_from_settings
 from streams.settings import Settings
-from streams.web.deflated import Deflated, deflated
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from streams.web.deflated import deflated, gzip_joined
+from streams.deflated import deflated, gzip_joined
 from streams.web.server import encode_metrics, encode_parts
 
 
