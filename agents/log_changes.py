@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 
 from agents.offsets import IN_RANGE, RECREATED, out_of_range_rule, recreated
 from tables.delta import Delta
-from tables.store import Conflict, OffsetMove
+from tables.store import Conflict, OffsetMove, WriteRefused
 
 if TYPE_CHECKING:
     from agents.ports import TapConsumer, TapSettings
@@ -47,6 +47,7 @@ class LogChanges:
         async def _write(self, delta: Delta, moves: list[OffsetMove]) -> None: ...
         async def _reload(self, partitions: Sequence[TopicPartition]) -> None: ...
         def _count_stalled(self) -> None: ...
+        async def _refused(self, exc: WriteRefused, moves: list[OffsetMove]) -> None: ...
 
     def _owned_of(self, topics: set[str]) -> list[TopicPartition]:
         return sorted(tp for tp in self.expected if tp.topic in topics)
@@ -184,6 +185,8 @@ class LogChanges:
         except Conflict:
             # Another replica moved it first: the reload takes what it stored.
             self.status.batch_conflicts += 1
+        except WriteRefused as exc:
+            await self._refused(exc, moves)  # paused and tried again after a back-off, as a batch would be
 
     def _log_recreated(self, tp: TopicPartition, stored: int, start: int) -> None:
         log.error(

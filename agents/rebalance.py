@@ -12,15 +12,19 @@ from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from redis.exceptions import RedisError
 
-from agents.stalls import Stalls
-from core.retry import retry
+from agents.stalls import Stalls, describe
+from core.retry import Backoff, DelayIterator, retry
 from core.status import Status
+from tables.store import InvalidStoredValue
 
 if TYPE_CHECKING:
     from agents.ports import StateStore, TapConsumer, TapSettings
 
 log = logging.getLogger("agents.tap")  # the tap's lines under one logger, whichever module of it logs
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+# Positioning assigned partitions that failed for another reason than Redis's absence (a stored offset that
+# is not a number, a broker error) is tried again this often, not at every fetch.
+POSITIONING = Backoff(0.5, 30.0)
 
 
 class Rebalance:
@@ -41,6 +45,9 @@ class Rebalance:
         stored_ids: dict[TopicPartition, str | None]
         ids_due: set[TopicPartition]
         _last_rewind_check: float
+        unpositioned: list[TopicPartition]
+        _position_at: float
+        _position_delays: DelayIterator
 
         async def _drain(self) -> None: ...
         async def _commit(self, force: bool = False) -> None: ...
@@ -86,6 +93,9 @@ class Rebalance:
             except REDIS_ERRORS as exc:
                 log.debug("rewind check skipped: %s", exc)
                 return
+            except InvalidStoredValue as exc:
+                log.warning("rewind check skipped: a stored offset is not a number: %s %s", exc, exc.detail)
+                return
             moved = [tp for tp in owned if stored[(tp.topic, tp.partition)] != self.applied[tp]]
             if not moved:
                 return
@@ -111,27 +121,79 @@ class Rebalance:
             self.consumer.resume(*(tp for tp in assigned if tp in held))
             self.stalls.forget(assigned)
             self._count_stalled()
-            await self._reload(sorted(assigned))
-            await self._check_identity(sorted(assigned))
+            self._position_delays = POSITIONING.delays()
+            positioned = await self._position(sorted(assigned))
+        if positioned:
+            self._positioned(len(assigned))
+
+    async def _position(self, partitions: list[TopicPartition]) -> bool:
+        """Seek `partitions` to their stored offsets (callers hold the lock). A failure that Redis's
+        retries do not cover is kept for `retry_positioning`: aiokafka would only log it, and every fetch
+        would then fail at once on the unpositioned partitions, a silent loop."""
+        try:
+            await self._reload(partitions)
+            await self._check_identity(partitions)
+        except Exception as exc:
+            delay = next(self._position_delays)
+            self.unpositioned = partitions
+            self._position_at = asyncio.get_running_loop().time() + delay
+            self.status.assignment_failures += 1
+            self.status.assignment_error = describe(exc)
+            log.error(
+                "assigned partitions %s could not be positioned at their stored offsets, tried again in %.1f s: %s",
+                ", ".join(f"{tp.topic}/{tp.partition}" for tp in partitions),
+                delay,
+                describe(exc),
+            )
+            return False
+        self.unpositioned = []
+        self.status.assignment_error = None
+        return True
+
+    def _positioned(self, count: int) -> None:
         self._count_assigned()
         self.status.recovering = False
-        log.info("assigned %d partitions, positioned at stored offsets", len(assigned))
+        log.info("assigned %d partitions, positioned at stored offsets", count)
+
+    async def retry_positioning(self, wait: bool) -> None:
+        """Once the back-off of a failed positioning is over, try it again on what is still held; before,
+        wait it out (`wait`: every fetch fails meanwhile) or return."""
+        left = self._position_at - asyncio.get_running_loop().time()
+        if left > 0:
+            if wait:
+                await asyncio.sleep(left)
+            return
+        async with self.lock:
+            held = self.consumer.assignment()
+            partitions = [tp for tp in self.unpositioned if tp in held]
+            if not partitions:  # revoked meanwhile: the next assignment positions afresh
+                self.unpositioned = []
+                self.status.assignment_error = None
+                return
+            positioned = await self._position(partitions)
+        if positioned:
+            self._positioned(len(partitions))
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
-            await self._drain()
-            await self._commit(force=True)
-            for tp in revoked:
-                self.expected.pop(tp, None)
-                self.applied.pop(tp, None)
-                self.catching_up.pop(tp, None)
-                self.topic_ids.pop(tp, None)
-                self.stored_ids.pop(tp, None)
-                self.ids_due.discard(tp)
-            self.status.rewound_partitions = len(self.catching_up)
-            self.stalls.forget(revoked)
-            self._count_stalled()
-        self._count_assigned()
+            try:
+                await self._drain()
+                await self._commit(force=True)
+            finally:
+                # Whatever the write in flight raised: a partition kept here would be sought by a later
+                # resync or retry, which aiokafka refuses for a partition it no longer assigns.
+                for tp in revoked:
+                    self.expected.pop(tp, None)
+                    self.applied.pop(tp, None)
+                    self.catching_up.pop(tp, None)
+                    self.topic_ids.pop(tp, None)
+                    self.stored_ids.pop(tp, None)
+                    self.ids_due.discard(tp)
+                self.unpositioned = [tp for tp in self.unpositioned if tp not in revoked]
+                self.status.rewound_partitions = len(self.catching_up)
+                self.stalls.forget(revoked)
+                self._count_stalled()
+                self._count_assigned()
 
     def _count_assigned(self) -> None:
         counts: dict[str, int] = {self.settings.raw_topic: 0, self.settings.enriched_topic: 0}

@@ -22,6 +22,7 @@ from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 UNSUPPORTED_CODEC = "unsupported_codec"
 CORRUPT_BATCH = "corrupt_batch"
 UNREADABLE = "unreadable"
+STATE_REFUSED = "state_write_refused"  # its batch's state write was refused: read again after the back-off
 
 
 def describe(exc: BaseException) -> str:
@@ -95,6 +96,13 @@ class Stalls:
         self._pause(tp, offset, error, now_s, now_s, 1)
         return True
 
+    def hold(self, tp: TopicPartition, offset: int | None, reason: str, detail: str, now_s: float) -> Stall:
+        """Pause `tp` now (no count of failures first): a refused state write fails the same way again."""
+        previous = self._retrying.pop(tp, None) or self.paused.get(tp)
+        since_s, pauses = (previous.since_s, previous.pauses + 1) if previous else (now_s, 1)
+        self._pause_as(tp, offset, reason, detail, now_s, since_s, pauses)
+        return self.paused[tp]
+
     def _pause(
         self,
         tp: TopicPartition,
@@ -104,9 +112,20 @@ class Stalls:
         since_s: float,
         pauses: int,
     ) -> None:
+        self._pause_as(tp, offset, error.reason, describe(error.cause), now_s, since_s, pauses)
+
+    def _pause_as(
+        self,
+        tp: TopicPartition,
+        offset: int | None,
+        reason: str,
+        detail: str,
+        now_s: float,
+        since_s: float,
+        pauses: int,
+    ) -> None:
         backoff = min(self.max_backoff_s, self.first_backoff_s * 2 ** (pauses - 1))
-        detail = describe(error.cause)
-        self.paused[tp] = Stall(offset, error.reason, detail, since_s, now_s + backoff, pauses)
+        self.paused[tp] = Stall(offset, reason, detail, since_s, now_s + backoff, pauses)
         self._failures.pop(tp, None)
 
     @property

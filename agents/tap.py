@@ -25,15 +25,15 @@ from agents.fold import FoldContext, fold_enriched, fold_raw
 from agents.log_changes import LogChanges
 from agents.offsets import RESET_REASONS
 from agents.ports import Batch, DeadLetterSink, StateStore, TapConsumer, TapSettings
-from agents.rebalance import REDIS_ERRORS, Listener, Rebalance
+from agents.rebalance import POSITIONING, REDIS_ERRORS, Listener, Rebalance
 from agents.stalls import PartitionUnreadable, Stalls
-from agents.unreadable import FETCH_RETRY_S, Unreadable
+from agents.unreadable import FETCH_RETRY_S, WRITE_REFUSALS, Unreadable
 from core.calendar import DayCalendar
 from core.ratelog import RateLimitedLog
 from core.retry import retry
 from core.status import Status
 from tables.delta import Delta
-from tables.store import Conflict, OffsetMove, WrongKeyType
+from tables.store import Conflict, OffsetMove, WriteRefused
 
 log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 1.0
@@ -79,8 +79,13 @@ class TapAgent(Rebalance, Unreadable, LogChanges):
         self._committed: dict[TopicPartition, int] = {}  # the offsets the last mirror commit sent
         self._last_rewind_check = 0.0
         self.stalls = Stalls(settings.stall_after_failures, FETCH_RETRY_S, settings.stall_max_backoff_seconds)
+        self.unpositioned: list[TopicPartition] = []  # assigned, but on_assigned failed to seek them
+        self._position_at = 0.0
+        self._position_delays = POSITIONING.delays()
         # Every series the log-change alerts read exists from the start at 0: `increase()` cannot see the
         # first count of a series that appears with it.
+        for reason in WRITE_REFUSALS:
+            status.writes_refused[reason] += 0
         for topic in (settings.raw_topic, settings.enriched_topic):
             status.topics_recreated[topic] += 0
             status.records_skipped[topic] += 0
@@ -142,7 +147,10 @@ class TapAgent(Rebalance, Unreadable, LogChanges):
                 # (auto_offset_reset="none"): not a failure. Waiting the failure's second here delayed the
                 # first events after every start and rebalance by up to that second (docs/performance.md).
                 await self._after_failed_fetch()
-                await asyncio.sleep(ASSIGNMENT_RETRY_S)
+                if self.unpositioned:
+                    await self.retry_positioning(wait=True)
+                else:
+                    await asyncio.sleep(ASSIGNMENT_RETRY_S)
                 continue
             except Exception as exc:
                 # The lag probe's broker check owns broker_ok: a fetch that returns nothing says nothing.
@@ -155,6 +163,8 @@ class TapAgent(Rebalance, Unreadable, LogChanges):
                 await self.process(batch, epoch)
             await self._commit()
             await self._check_rewind()
+            if self.unpositioned:  # positioned in part (the fetch did not fail): the rest when due
+                await self.retry_positioning(wait=False)
             await self.check_identity_due()
             if self.stalls.waiting:
                 await self._retry_stalled()
@@ -215,10 +225,14 @@ class TapAgent(Rebalance, Unreadable, LogChanges):
         return fresh, starts
 
     async def _resync(self) -> None:
-        """Seek every owned partition back to where the tables expect it (callers hold the lock)."""
+        """Seek every owned partition back to where the tables expect it (callers hold the lock).
+
+        Only those aiokafka still assigns: between a revocation and its callback a seek would raise."""
         self.epoch += 1
+        held = self.consumer.assignment()
         for tp in self.expected:
-            await self._seek_expected(tp)
+            if tp in held:
+                await self._seek_expected(tp)
 
     async def _seek_expected(self, tp: TopicPartition) -> None:
         offset = self.expected[tp]
@@ -265,6 +279,9 @@ class TapAgent(Rebalance, Unreadable, LogChanges):
             log.warning("batch refused, %s moved elsewhere; reloading offsets", exc.field)
             await self._reload([TopicPartition(m.topic, m.partition) for m in moves])
             return
+        except WriteRefused as exc:
+            await self._refused(exc, moves)
+            return
         self.status.batches += 1
         self.status.last_batch_at_s = self.clock()
         for m in moves:
@@ -282,18 +299,14 @@ class TapAgent(Rebalance, Unreadable, LogChanges):
         self.status.rewound_partitions = len(self.catching_up)
 
     async def _write(self, delta: Delta, moves: list[OffsetMove]) -> None:
-        """Retry until Redis answers; a key of the wrong type is retried slowly, as an operator must act."""
+        """Retry until Redis answers; a refusal (WriteRefused) is not retried here but raised."""
 
         def count(exc: BaseException) -> None:
-            if isinstance(exc, WrongKeyType):
-                self.status.wrong_key_type += 1
-                log.error("state write refused: key %s holds another type; nothing was written", exc)
-            else:
-                self.status.redis_errors += 1
+            self.status.redis_errors += 1
 
         await retry(
             lambda: self.store.apply(delta, moves),
-            (*REDIS_ERRORS, WrongKeyType),
+            REDIS_ERRORS,
             what="state write",
             log=log,
             on_error=count,

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from aiokafka import TopicPartition
 
-from agents.stalls import PartitionUnreadable, Stalls
+from agents.stalls import STATE_REFUSED, PartitionUnreadable, Stalls
 from core.ratelog import RateLimitedLog
 from core.status import StalledPartition, Status
+from tables.store import InvalidStoredValue, OffsetMove, ScriptFailed, WriteRefused, WrongKeyType
 
 if TYPE_CHECKING:
     from agents.ports import TapConsumer
 
 log = logging.getLogger("agents.tap")  # the tap's lines under one logger, whichever module of it logs
 FETCH_RETRY_S = 1.0
+# Bounded label values of ecomind_streams_state_writes_refused_total.
+WRITE_REFUSALS = tuple(kind.reason for kind in (InvalidStoredValue, WrongKeyType, ScriptFailed))
 
 
 class Unreadable:
@@ -34,6 +37,7 @@ class Unreadable:
         clock: Callable[[], float]
 
         async def _resync(self) -> None: ...
+        async def _reload(self, partitions: Sequence[TopicPartition]) -> None: ...
         async def _seek_expected(self, tp: TopicPartition) -> None: ...
 
     async def _after_failed_fetch(self) -> None:
@@ -70,6 +74,33 @@ class Unreadable:
             await self._resync()  # what getmany collected from the other partitions was dropped
         if tp not in self.stalls.paused:
             await asyncio.sleep(FETCH_RETRY_S)
+
+    async def _refused(self, exc: WriteRefused, moves: list[OffsetMove]) -> None:
+        """Redis refused the batch as the tables stand: sent again it would be refused again (or, after a
+        script error, count twice what it wrote before failing). Its partitions are paused and put back to
+        their stored offsets, then read and written again after a back-off that doubles, until an operator
+        has repaired the key. Runs inside the write in flight, which every lock holder drains first."""
+        self.status.writes_refused[exc.reason] += 1
+        now = asyncio.get_running_loop().time()
+        held = [(TopicPartition(m.topic, m.partition), m.expected) for m in moves]
+        held = [(tp, start) for tp, start in held if tp in self.expected]
+        detail = f"{exc.reason}: {exc}" + (f" ({exc.detail})" if exc.detail else "")
+        backoff = 0.0
+        for tp, start in held:
+            stall = self.stalls.hold(tp, start, STATE_REFUSED, detail[:300], now)
+            backoff = stall.retry_at_s - now
+        if held:
+            self.consumer.pause(*(tp for tp, _ in held))
+        log.error(
+            "state write refused (%s) on key %s: %s paused, written again in %.0f s; repair or delete the key%s",
+            exc.reason,
+            exc,
+            ", ".join(f"{tp.topic}/{tp.partition}" for tp, _ in held) or "no partition held",
+            backoff,
+            f"; {exc.detail}" if exc.detail else "",
+        )
+        await self._reload([tp for tp, _ in held])
+        self._count_stalled()
 
     async def _retry_stalled(self) -> None:
         """Resume paused partitions whose back-off is over, and let retries that stopped failing go."""

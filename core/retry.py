@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -51,17 +52,24 @@ async def retry(
     on_error: Callable[[BaseException], None] | None = None,
     attempts: int | None = None,
     sleep: Sleep = asyncio.sleep,
+    healthy_after_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """Run `attempt` until it succeeds; errors in `retry_on` are logged and retried, others raise.
 
-    With `attempts`, the last error is raised after that many tries.
+    With `attempts`, the last error is raised after that many tries. With `healthy_after_s`, an attempt
+    that ran that long before failing starts the back-off over: a service that failed a few times at
+    start and then ran for hours waits the first delay after its next failure, not the longest one.
     """
     delays = policy.delays()
     tried = 0
     while True:
+        started = clock()
         try:
             return await attempt()
         except retry_on as exc:
+            if healthy_after_s is not None and clock() - started >= healthy_after_s:
+                delays = policy.delays()
             tried += 1
             if on_error is not None:
                 on_error(exc)

@@ -52,7 +52,10 @@ class Status:
     fetch_errors: int = 0  # getmany raised: positions put back to what the tables hold, read again
     redis_errors: int = 0
     state_rewinds: int = 0
-    wrong_key_type: int = 0
+    # reason -> batch writes refused (tables/store.py WriteRefused): their partitions are paused, not retried.
+    writes_refused: Counter[str] = field(default_factory=Counter)
+    assignment_failures: int = 0  # on_assigned could not position the partitions (retried with back-off)
+    assignment_error: str | None = None  # why the last try failed, until one succeeds
     offset_resets: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, reason)
     records_skipped: Counter[str] = field(default_factory=Counter)  # topic -> records lost to the log's start
     topics_recreated: Counter[str] = field(default_factory=Counter)  # topic -> re-creations found by topic ID
@@ -94,7 +97,10 @@ class Status:
                 not self.recovering,
                 "recovered",
                 "recovering: the tap is positioning its partitions at the offsets stored in Redis, or holds "
-                "none yet (starting, rebalancing, or Redis did not answer at start)",
+                "none yet (starting, rebalancing, or Redis did not answer at start)"
+                if self.assignment_error is None
+                else "recovering: the assigned partitions cannot be positioned at their stored offsets "
+                f"(tried again with back-off): {self.assignment_error}",
             ),
             _check(
                 "tables_caught_up",

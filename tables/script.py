@@ -1,13 +1,15 @@
 """The batch write as one Lua script: the payload `RedisStore.build_payload` makes, applied atomically.
 
 Replies: {1, ''} written; {0, field} an offset is not the expected one; {2, key} a key holds another
-type; {3, key} the writer's lineage count is not the one it expects. Nothing is written unless 1.
+type; {3, key} the writer's lineage count is not the one it expects; {4, key, field} a stored value the
+batch increments or compares is not a number. Nothing is written unless 1.
 
 The shebang makes Redis (7.0 and later) refuse the script whole when it is over maxmemory, instead of
 failing at a write halfway. Redis never rolls a script back, so every other check that can fail
-(offsets, key types) comes before the first write, no stored total can overflow (amounts carry their
-remainder into whole units), and the offsets are written last. tests/sim/redis.py carries the same
-semantics out in Python for the simulator; a change here is mirrored there.
+(offsets, key types, every stored value it increments or compares) comes before the first write, no
+stored total can overflow (amounts carry their remainder into whole units), and the offsets are written
+last. tests/sim/redis.py carries the same semantics out in Python for the simulator; a change here is
+mirrored there (the simulator never stores a value that is not a number, so reply 4 has no counterpart).
 
 Rolling windows (`act`): each subject (a user, an org) keeps its active local days as a sorted list,
 compacted to the last day up to today and the days after it (a future-dated event's day). For every two
@@ -77,7 +79,7 @@ end
 -- Rolling windows, computed before any write: new day lists, pair-count changes, the sweep's deletions.
 local w = p.win
 if w == cjson.null then w = nil end  -- a batch without raw records has no windows section
-local lists, pairs_by_key, pair_keys, sweep = {}, {}, {}, {}
+local lists, pairs_by_key, pair_keys, sweep, cursor = {}, {}, {}, {}, nil
 local function bump(key, b, n)
   local h = pairs_by_key[key]
   if not h then h = {}; pairs_by_key[key] = h; pair_keys[#pair_keys + 1] = key end
@@ -85,7 +87,9 @@ local function bump(key, b, n)
 end
 if w then
   if not is(w.state, 'hash') then return {2, w.state} end
-  local cursor = tonumber(redis.call('HGET', w.state, 'sweep') or '0')
+  local at = redis.call('HGET', w.state, 'sweep') or '0'
+  if not string.find(at, '^%d+$') then return {4, w.state, 'sweep'} end
+  cursor = tonumber(at)
   for si, s in ipairs(w.subjects) do
     local bk = s[1] .. cursor
     if not is(bk, 'hash') then return {2, bk} end
@@ -93,6 +97,7 @@ if w then
     local stale = {}
     for i = 1, #found, 2 do
       local last = tonumber(string.match(found[i + 1], '(%d+)$'))
+      if not last then return {4, bk, found[i]} end
       if last < w.horizon then stale[#stale + 1] = found[i] end
     end
     if #stale > 0 then sweep[#sweep + 1] = {bk, stale} end
@@ -137,8 +142,33 @@ if w then
     end
   end
   for _, key in ipairs(pair_keys) do if not is(key, 'hash') then return {2, key} end end
-  redis.call('HSET', w.state, 'sweep', (cursor + 1) % w.buckets)
 end
+-- Every stored value the batch increments or compares must be a number, checked here, before the first
+-- write: Redis keeps what a script wrote before a runtime error, so a batch failing halfway would count
+-- its first part again on every retry. HINCRBY takes a decimal integer without '+' or leading zeros;
+-- at most 18 characters here, so that no increment can overflow either. Once per field and batch.
+local function bad_int(key, field)
+  local v = redis.call('HGET', key, field)
+  return v and not (v == '0' or (#v <= 18 and string.find(v, '^%-?[1-9]%d*$')))
+end
+for _, h in ipairs(p.hincr) do if bad_int(h[1], h[2]) then return {4, h[1], h[2]} end end
+for _, a in ipairs(p.amount) do
+  if bad_int(a[1], a[2]) then return {4, a[1], a[2]} end
+  if bad_int(a[1] .. p.lo, a[2]) then return {4, a[1] .. p.lo, a[2]} end
+end
+for _, u in ipairs(p.usersadd) do
+  for _, r in ipairs(u[4]) do if bad_int(u[2], r[1]) then return {4, u[2], r[1]} end end
+end
+for _, m in ipairs(p.hmax) do
+  local cur = redis.call('HGET', m[1], m[2])
+  if cur and not tonumber(cur) then return {4, m[1], m[2]} end
+end
+for _, key in ipairs(pair_keys) do
+  for b, n in pairs(pairs_by_key[key]) do
+    if n ~= 0 and bad_int(key, b) then return {4, key, tostring(b)} end
+  end
+end
+if w then redis.call('HSET', w.state, 'sweep', (cursor + 1) % w.buckets) end
 for _, h in ipairs(p.hincr) do redis.call('HINCRBY', h[1], h[2], h[3]) end
 for _, a in ipairs(p.amount) do
   if a[3] ~= '0' then redis.call('HINCRBY', a[1], a[2], a[3]) end

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from tables.checked import readable
 from tables.delta import DELAY_BUCKETS_SECONDS, NANO, unpair
 from tables.keys import (
     CO2_FIELD,
@@ -80,6 +81,8 @@ class Snapshot:
     model_kwh: dict[tuple[str, str], float] = field(default_factory=dict)  # (provider, model) -> kWh today
     model_co2_kg: dict[tuple[str, str], float] = field(default_factory=dict)
     dropped_late_windows: dict[str, int] = field(default_factory=dict)  # topic -> events beyond the windows
+    # table (a RawTables field) -> stored values that are not numbers, left out of this scrape
+    unreadable: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -220,7 +223,18 @@ async def read_tables(client: aioredis.Redis, keys: Keys, today: str, members: d
 
 
 def decode(raw: RawTables, raw_topic: str) -> Snapshot:
-    """The Snapshot a scrape exports, from Redis's raw replies: pure, so it is tested on plain data."""
+    """The Snapshot a scrape exports, from Redis's raw replies: pure, so it is tested on plain data.
+
+    A stored value that is not a number (something else wrote it) costs its own series only: it is left
+    out, counted in `unreadable` and logged, and the rest of the scrape is exported.
+    """
+    raw, unreadable = readable(raw)
+    snap = _decode(raw, raw_topic)
+    snap.unreadable = unreadable
+    return snap
+
+
+def _decode(raw: RawTables, raw_topic: str) -> Snapshot:
     providers, models = set(raw.members["provider"]), set(raw.members["model"])
     per_org_ingested = {org: _prefixed(f, PROVIDER_FIELD) for org, f in raw.org_fields.items()}
     per_org_calls = {org: _prefixed(f, MODEL_FIELD) for org, f in raw.org_fields.items()}

@@ -17,6 +17,16 @@ from operator import itemgetter
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 
 from tables.delta import Delta
 from tables.keys import (
@@ -83,16 +93,67 @@ class Conflict(Exception):
         self.field = field
 
 
-class WrongKeyType(Exception):
+class WriteRefused(Exception):
+    """The batch cannot be written as the tables stand: sending it again would fail again. `reason` is a
+    bounded label value, `key` (and `field`) what an operator has to look at."""
+
+    reason = "refused"
+
+    def __init__(self, key: str, field: str | None = None, detail: str = "") -> None:
+        super().__init__(key if field is None else f"{key} field {field!r}")
+        self.key = key
+        self.field = field
+        self.detail = detail
+
+
+class WrongKeyType(WriteRefused):
     """A key the batch writes holds another type: something else wrote it. Nothing was written."""
+
+    reason = "wrong_type"
+
+
+class InvalidStoredValue(WriteRefused):
+    """A stored value the batch increments or compares is not a number: something else wrote it. Nothing
+    was written (the script checks every such value before its first write)."""
+
+    reason = "invalid_value"
+
+
+class ScriptFailed(WriteRefused):
+    """The script stopped with a runtime error: what it wrote before the error stays (Redis never rolls a
+    script back), so the batch is not sent again until an operator has looked."""
+
+    reason = "script_error"
+
+
+# Errors with which Redis refuses a script before running it (nothing written) and that pass by
+# themselves or once an operator frees memory, promotes a primary, grants a permission: retried.
+_REFUSED_WHOLE = (
+    ClusterDownError,
+    MasterDownError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+)
+_REFUSED_WHOLE_PREFIXES = ("BUSY", "NOREPLICAS")
+
+
+def script_failed(exc: ResponseError, key: str) -> ScriptFailed | None:
+    """The refusal a script's error reply amounts to, or None when it is one Redis gives before running it."""
+    if isinstance(exc, _REFUSED_WHOLE) or str(exc).startswith(_REFUSED_WHOLE_PREFIXES):
+        return None
+    return ScriptFailed(key, detail=str(exc)[:300])
 
 
 # A lineage key per process start: expiry only costs one refused write and a full resend, so it need not
 # live as long as the day keys (up to a year), and keys of stopped processes go soon.
 LINEAGE_TTL_SECONDS = 3 * 86_400
 
-# Script replies other than 1 (written): refused for an offset, for a key's type, for the lineage.
-_CONFLICT, _WRONG_TYPE, _LINEAGE = 0, 2, 3
+# Script replies other than 1 (written): refused for an offset, for a key's type, for the lineage, for a
+# stored value that is not a number.
+_CONFLICT, _WRONG_TYPE, _LINEAGE, _INVALID_VALUE = 0, 2, 3, 4
 
 _SECOND = itemgetter(1)
 
@@ -138,7 +199,7 @@ class RedisStore:
         if not wanted:
             return {}
         values = await self.client.hmget(self.keys.offsets, [offset_field(t, p) for t, p in wanted])
-        return {tp: (int(v) if v is not None else None) for tp, v in zip(wanted, values, strict=True)}
+        return {tp: self._offset(tp, v) for tp, v in zip(wanted, values, strict=True)}
 
     async def load_stored(
         self, partitions: Iterable[tuple[str, int]]
@@ -151,16 +212,25 @@ class RedisStore:
         fields = [f(t, p) for t, p in wanted for f in (offset_field, topic_id_field)]
         values = await self.client.hmget(self.keys.offsets, fields)
         return {
-            tp: (int(offset) if offset is not None else None, str(tid) if tid is not None else None)
+            tp: (self._offset(tp, offset), str(tid) if tid is not None else None)
             for tp, offset, tid in zip(wanted, values[0::2], values[1::2], strict=True)
         }
+
+    def _offset(self, tp: tuple[str, int], value: bytes | str | None) -> int | None:
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise InvalidStoredValue(self.keys.offsets, offset_field(*tp), detail=f"holds {value!r}") from None
 
     async def eviction_policy(self) -> str:
         found = await self.client.config_get("maxmemory-policy")
         return str(found.get("maxmemory-policy", ""))
 
     async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
-        """Write the batch and its offsets atomically, or raise (Conflict, WrongKeyType) having written nothing."""
+        """Write the batch and its offsets atomically, or raise: Conflict or WriteRefused having written
+        nothing, ScriptFailed having maybe written part (never expected: every value is checked first)."""
         self.seen.prune(delta.today_index)
         while True:
             trusted = self._lineage_expected is not None and self.seen.max_entries > 0
@@ -174,12 +244,17 @@ class RedisStore:
                 str(min(self.day_ttl_seconds, LINEAGE_TTL_SECONDS)),
             ]
             try:
-                status, detail = await self._apply(keys=[self.keys.offsets], args=[orjson.dumps(payload_dict)])
-            except BaseException:
+                reply = await self._apply(keys=[self.keys.offsets], args=[orjson.dumps(payload_dict)])
+            except BaseException as exc:
                 # The write may or may not have landed: nothing learnt since can be trusted.
                 self._forget()
+                failed = script_failed(exc, self.keys.offsets) if isinstance(exc, ResponseError) else None
+                if failed is not None:
+                    raise failed from exc
                 raise
-            status = int(status)
+            status, detail = int(reply[0]), str(reply[1])
+            if status == _INVALID_VALUE:
+                raise InvalidStoredValue(detail, str(reply[2]))
             if status == _LINEAGE:
                 self._forget()  # Redis lost some of this store's writes: send everything again
                 continue

@@ -61,6 +61,15 @@ class BusinessCollector(Collector):
         for label, n in sorted(s.folded.items()):
             folded.add_metric([label], n)
         yield folded
+        unreadable = GaugeMetricFamily(
+            "ecomind_streams_state_values_unreadable",
+            "Stored values this scrape left out because they are not numbers (something else wrote them), "
+            "by table: their series are missing until the value is repaired.",
+            labels=["table"],
+        )
+        for table, n in sorted(s.unreadable.items()):
+            unreadable.add_metric([table], n)
+        yield unreadable
         yield from self._pipeline()
 
     def _second_set(self) -> Iterator[Metric]:
@@ -230,6 +239,13 @@ class ReplicaCollector(Collector):
             {(t,): n for t, n in st.topics_recreated.items()},
         )
         yield _counter_by(
+            "ecomind_streams_state_writes_refused",
+            "Batch writes Redis refused, by reason (a key of another type, a stored value that is not a number, "
+            "a script error): the batch's partitions are paused and written again after a back-off.",
+            ["reason"],
+            {(r,): n for r, n in st.writes_refused.items()},
+        )
+        yield _counter_by(
             "ecomind_streams_dead_letters_dropped",
             "Invalid records not forwarded to the dead-letter topic after bounded attempts (still in their topic).",
             ["reason"],
@@ -259,14 +275,14 @@ class ReplicaCollector(Collector):
                 st.fetch_errors,
             ),
             (
+                "ecomind_streams_assignment_failures",
+                "Times the assigned partitions could not be positioned at their stored offsets (tried again).",
+                st.assignment_failures,
+            ),
+            (
                 "ecomind_streams_state_rewinds",
                 "Times the stored offsets moved under this replica (Redis restarted empty or older).",
                 st.state_rewinds,
-            ),
-            (
-                "ecomind_streams_state_writes_refused",
-                "Batch writes refused because a key held another type (nothing written; retried).",
-                st.wrong_key_type,
             ),
             ("ecomind_streams_dead_letters", "Invalid records forwarded to the dead-letter topic.", st.dead_letters),
             (

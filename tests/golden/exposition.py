@@ -8,6 +8,7 @@ number format shows up as one reviewed diff of that file. Regenerate it with
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 from prometheus_client.registry import Collector
@@ -39,6 +40,7 @@ def snapshot() -> Snapshot:
         ingested={(org, "openai"): 10 * (i + 1) for i, org in enumerate(orgs)} | {("org_a", 'pro"vider'): 1},
         calls={(org, "gpt-4o"): 10 * (i + 1) for i, org in enumerate(orgs)} | {("org_a", "mod\\el"): 10**12},
         processed={"events.raw": 211, "events.enriched": 150},
+        unreadable={"last_ts": 1},
         invalid={("events.raw", "not_json"): 3, ("events.enriched", "missing_field"): 2},
         dropped_late={"events.raw": 4},
         last_ts_ms={"events.raw": 1_795_780_800_123},  # none yet on the enriched topic: no sample
@@ -92,6 +94,8 @@ def status() -> Status:
         dead_letters=5,
         dead_letter_errors=0,
         stalled={("events.raw", 2): StalledPartition(1200, "unsupported_codec", "UnsupportedCodecError: lz4", 0.0)},
+        writes_refused=Counter({"invalid_value": 3, "wrong_type": 0, "script_error": 0}),
+        assignment_failures=1,
     )
 
 

@@ -56,6 +56,9 @@ class _FetchingConsumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
 
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition("events.raw", 0), TopicPartition("events.raw", 1)}
+
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         pass
 

@@ -1,0 +1,86 @@
+"""A scrape's stored values checked before decoding: one value that is not a number (something else wrote
+it into the tables' hashes) costs its own series, never the whole /metrics answer."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from core.ratelog import RateLimitedLog
+from tables.delta import unpair
+
+if TYPE_CHECKING:
+    from tables.snapshot import RawTables
+
+log = logging.getLogger("tables.snapshot")
+_warn = RateLimitedLog(log)
+
+
+def readable(raw: RawTables) -> tuple[RawTables, dict[str, int]]:
+    """`raw` without the values `decode` cannot read as numbers, and how many were left out per table."""
+    bad: dict[str, int] = {}
+
+    def ok(table: str, name: object, value: object, check: Any = int) -> bool:
+        try:
+            check(value)
+            return True
+        except (TypeError, ValueError, OverflowError):
+            bad[table] = bad.get(table, 0) + 1
+            _warn.warning(
+                table, "scrape: %s field %r holds %r, not a number: its series is left out", table, name, value
+            )
+            return False
+
+    def flat(table: str, values: dict[str, str], check: Any = int, name_check: Any = str) -> dict[str, str]:
+        return {f: v for f, v in values.items() if ok(table, f, f, name_check) and ok(table, f, v, check)}
+
+    def parts(table: str, values: dict[str, tuple[str | None, str | None]]) -> dict[str, tuple[str | None, str | None]]:
+        return {
+            name: pair if all(v is None or ok(table, name, v) for v in pair) else (None, None)
+            for name, pair in values.items()
+        }
+
+    def optional(table: str, values: dict[str, str | None]) -> dict[str, str | None]:
+        return {name: v if v is None or ok(table, name, v) else None for name, v in values.items()}
+
+    def pairs(table: str, by_day: dict[int, dict[str, str]]) -> dict[int, dict[str, str]]:
+        return {
+            day: {b: n for b, n in found.items() if ok(table, b, b) and ok(table, b, n)}
+            for day, found in by_day.items()
+        }
+
+    cleaned = replace(
+        raw,
+        processed=flat("processed", raw.processed),
+        invalid=flat("invalid", raw.invalid, name_check=unpair),
+        dropped_late=flat("dropped_late", raw.dropped_late),
+        last_ts=flat("last_ts", raw.last_ts, _timestamp),
+        delay=flat("delay", raw.delay),
+        delay_remainder=flat("delay", raw.delay_remainder),
+        org_fields={org: flat("org_fields", fields) for org, fields in raw.org_fields.items()},
+        kwh=parts("kwh", raw.kwh),
+        co2=parts("co2", raw.co2),
+        totals=flat("totals", raw.totals),
+        totals_remainder=flat("totals", raw.totals_remainder),
+        by_provider=optional("activity", raw.by_provider),
+        by_model=optional("activity", raw.by_model),
+        window_pairs={subject: pairs("window_pairs", by_day) for subject, by_day in raw.window_pairs.items()},
+        dropped_late_windows=flat("dropped_late_windows", raw.dropped_late_windows),
+        org_users=optional("org_users", raw.org_users),
+        tokens=parts("tokens", raw.tokens),
+        provider_energy={
+            p: (flat("provider_energy", fields), flat("provider_energy", rests))
+            for p, (fields, rests) in raw.provider_energy.items()
+        },
+        model_energy=parts("model_energy", raw.model_energy),
+    )
+    return cleaned, bad
+
+
+def _timestamp(value: str) -> int:
+    found = float(value)
+    if not math.isfinite(found):
+        raise ValueError(value)
+    return int(found)

@@ -1,0 +1,139 @@
+"""A state write Redis refuses (a stored value that is not a number, a key of another type, a script
+error) is never sent again at once: counted by reason, its partition paused and reported stalled, read
+again from the stored offset after a back-off, and counted exactly once when Redis accepts it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+
+from agents.stalls import STATE_REFUSED, Stalls
+from agents.tap import TapAgent
+from core.status import Status
+from streams.local.workload import raw_event
+from streams.settings import Settings
+from tables.delta import Delta
+from tables.store import InvalidStoredValue, OffsetMove, ScriptFailed, WriteRefused, WrongKeyType
+
+TP = TopicPartition("events.raw", 0)
+EVENTS = 10
+
+
+def _record(offset: int) -> ConsumerRecord:
+    value = raw_event("org", f"u{offset}", int(time.time() * 1000))
+    return ConsumerRecord(TP.topic, TP.partition, offset, 0, 0, None, value, None, 0, len(value), ())
+
+
+class _Consumer:
+    """One partition's log of valid raw events, served from the position unless paused."""
+
+    def __init__(self) -> None:
+        self.log = [_record(i) for i in range(EVENTS)]
+        self.positions: dict[TopicPartition, int] = {}
+        self.paused: set[TopicPartition] = set()
+
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        await asyncio.sleep(0.002)
+        position = self.positions.get(TP)
+        if TP in self.paused or position is None or position >= len(self.log):
+            return {}
+        self.positions[TP] = len(self.log)
+        return {TP: self.log[position:]}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.positions[tp] = offset
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        for tp in partitions:
+            self.positions[tp] = 0
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused.update(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.paused.difference_update(partitions)
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        pass
+
+    async def topic_ids(self, topics: Any) -> dict[str, str | None]:
+        return dict.fromkeys(topics, "id-1")
+
+
+class _Store:
+    """Refuses the first writes with the given errors, then applies: what it counted is what Redis holds."""
+
+    def __init__(self, refusals: list[WriteRefused]) -> None:
+        self.refusals = refusals
+        self.offset: int | None = None
+        self.processed = 0
+        self.calls = 0
+        self.refused = asyncio.Event()
+
+    async def load_stored(self, partitions: Any) -> dict[tuple[str, int], tuple[int | None, str | None]]:
+        return {p: (self.offset, "id-1" if self.offset is not None else None) for p in partitions}
+
+    async def load_offsets(self, partitions: Any) -> dict[tuple[str, int], int | None]:
+        return {p: self.offset for p in partitions}
+
+    async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
+        self.calls += 1
+        if self.refusals:
+            self.refused.set()
+            raise self.refusals.pop(0)
+        assert [(m.expected, m.next_offset) for m in moves] == [(self.offset, EVENTS)]
+        self.offset = moves[0].next_offset
+        self.processed += sum(delta.processed.values())
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        InvalidStoredValue("{s}:v3:last_ts", "events.raw"),
+        WrongKeyType("{s}:v3:processed"),
+        ScriptFailed("{s}:v3:offsets", detail="user_script:1: attempt to compare nil with number"),
+    ],
+    ids=lambda e: e.reason,
+)
+async def test_a_refused_write_pauses_its_partition_and_is_written_once_after_the_back_off(
+    refusal: WriteRefused,
+) -> None:
+    consumer, store = _Consumer(), _Store([refusal, refusal])
+    status = Status(replica_id="r")
+    agent = TapAgent(Settings(), store, status, consumer)  # type: ignore[arg-type]
+    agent.stalls = Stalls(1, 0.2, 0.4)  # back-offs of 0.2 s then 0.4 s
+    agent._last_rewind_check = 1e18  # no rewind checks: they are not what this is about
+    await agent.on_assigned({TP})
+    run = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(store.refused.wait(), 5)
+        await asyncio.sleep(0.05)
+        assert store.calls == 1, "a refused write must not be sent again at once"
+        assert consumer.paused == {TP}
+        assert status.writes_refused[refusal.reason] == 1
+        assert {r: n for r, n in status.writes_refused.items() if r != refusal.reason} == {
+            r: 0 for r in ("invalid_value", "wrong_type", "script_error") if r != refusal.reason
+        }
+        stall = status.stalled[(TP.topic, TP.partition)]
+        assert stall.reason == STATE_REFUSED and stall.offset is None
+        assert refusal.reason in stall.detail and refusal.key in stall.detail
+        assert agent.expected[TP] is None, "put back to the stored offset, not left past the refused batch"
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if store.processed:
+                break
+        await asyncio.sleep(0.1)
+    finally:
+        run.cancel()
+    assert store.calls == 3  # once, then once after each back-off
+    assert status.writes_refused[refusal.reason] == 2
+    assert (store.offset, store.processed) == (EVENTS, EVENTS), "counted exactly once"
+    assert consumer.paused == set() and status.stalled == {}
+    assert status.redis_errors == 0
