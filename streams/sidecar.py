@@ -143,7 +143,8 @@ class Sidecar:
             await self.agent.stop()  # bounded by the same setting inside
 
     async def _retrying(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
-        await retry(body, (Exception,), what=name, log=log, policy=SERVICES)
+        # A service that ran healthy for a minute starts its back-off over: one failure a day never waits minutes.
+        await retry(body, (Exception,), what=name, log=log, policy=SERVICES, healthy_after_s=60.0)
 
     async def _layout_in_use(self) -> None:
         """Returns once Redis's state is in this release's key layout (tables/layout.py). Until then the

@@ -51,7 +51,7 @@ class LagProbes:
     async def _run(self) -> None:
         """On the probe thread's loop until cancelled; the tapped cluster's clients are closed here, on
         the loop they were built on."""
-        loops = [retry(self._run_probe, (Exception,), what="lag probe", log=log, policy=SERVICES)]
+        loops = [retry(self._run_probe, (Exception,), what="lag probe", log=log, policy=SERVICES, healthy_after_s=60.0)]
         if self.settings.lag_clusters.extra:
             loops.append(self.clusters.run())  # catches its clusters' failures
         try:

@@ -161,7 +161,7 @@ def test_the_sidecar_pauses_on_a_value_that_is_not_a_number_and_counts_once_repa
         # The lag families are in the same answer: one bad value never costs the endpoint.
         assert b"# TYPE ecomind_worker_kafka_lag gauge" in body
         assert re.search(rb"\necomind_streams_lag_\w+(\{[^}]*\})? \d", body), "a lag sample with its value"
-        ready_status, ready = proc.get("/ready")
+        _, ready = proc.get("/ready")
         assert b"state_write_refused" in ready and keys.key(LAST_TS).encode() in ready, ready[:2000]
         assert f"state write refused (invalid_value) on key {keys.key(LAST_TS)} field '{names.raw}'" in proc.log_tail(
             50_000
