@@ -28,15 +28,21 @@ class Member:
     partitions: frozenset[TopicPartition]  # owned now: the lag a member is answerable for
 
 
-def classic_members(protocol_type: str, members: Iterable[Any]) -> tuple[Member, ...] | None:
+def classic_members(protocol_type: str, members: Iterable[Any], state: str = "") -> tuple[Member, ...] | None:
     """DescribeGroups members (member_id, client_id, client_host, metadata, assignment); None when any
     assignment is not the consumer protocol's (Connect, or a client's own encoding): then who owns what,
-    and so which topics no one owns, is not known."""
+    and so which topics no one owns, is not known.
+
+    In a Stable group Kafka always sends each member's encoded assignment, even one owning nothing
+    (version and an empty list are bytes too); empty bytes there mean a broker that does not keep
+    assignments (Tansu), not a member that owns nothing. Mid-rebalance they are normal."""
     if protocol_type != "consumer":
         return None
     found = []
     for _member_id, client_id, host, _metadata, assignment, *_ in members:
         owned: set[TopicPartition] = set()
+        if not assignment and state == "Stable":
+            return None
         if assignment:
             try:
                 decoded = ConsumerProtocolMemberAssignment.decode(assignment)
@@ -68,6 +74,8 @@ def member_lag(parts: Iterable[PartitionLag], members: Iterable[Member]) -> tupl
     by_tp = {(p.topic, p.partition): p for p in parts}
     owned: dict[tuple[str, str], list[PartitionLag]] = {}
     for m in members:
+        if not m.client_id and not m.host:
+            continue  # a broker that names no one (Tansu): a row labelled "" would be nobody's
         rows = owned.setdefault((m.client_id, m.host), [])
         rows.extend(by_tp[(tp.topic, tp.partition)] for tp in m.partitions if (tp.topic, tp.partition) in by_tp)
     return tuple(_row(client, host, owned[(client, host)]) for client, host in sorted(owned))

@@ -147,7 +147,8 @@ class LagCollector(Collector):
         )
         committed = GaugeMetricFamily(
             "ecomind_consumergroup_committed_partitions",
-            "Partitions measured for the group on which it has a committed offset (0: no commit at all).",
+            "Partitions on which the group has a committed offset: measured ones and those of filtered-out topics "
+            "(0: no commit at all).",
             labels=["group"],
         )
         measured = GaugeMetricFamily(

@@ -80,10 +80,13 @@ class GroupLag:
     stale_topics: frozenset[str] = frozenset()
     stale_partitions: int = 0
     member_lag: tuple[MemberLag, ...] = ()  # with STREAMS_LAG_MEMBERS only
+    filtered_commits: int = 0  # committed partitions of topics STREAMS_LAG_TOPICS(_IGNORE) leaves out
 
     @property
     def committed_partitions(self) -> int:
-        return sum(1 for p in self.partitions if p.committed)
+        """Measured partitions with a commit, plus those of filtered-out topics: a group committing only
+        where it is not measured still commits."""
+        return sum(1 for p in self.partitions if p.committed) + self.filtered_commits
 
 
 @dataclass

@@ -1,47 +1,34 @@
 """What the lag means ahead: the retention margin of each group's oldest unread record and the time the
 group needs to catch up, computed at the end of each probe cycle (never at scrape time).
 
-Topic configs (cleanup.policy, retention.ms, retention.bytes: one DescribeConfigs for all topics due)
-and, for topics with retention.bytes, partition sizes (one DescribeLogDirs per broker) are refreshed
-every STREAMS_LAG_RETENTION_REFRESH_SECONDS, not every cycle: they change rarely, and the average
-record size they give changes slowly.
+Topic configs and partition sizes are read every STREAMS_LAG_RETENTION_REFRESH_SECONDS, not every
+cycle, and off the cycle's critical path (streams/lag/retention_reader.py). Topics a group is not
+reading (stale, streams/lag/scope.py) get neither a margin nor a time to catch up; a partition whose
+commit is below the log start has lost records already: no margin, but the count of offsets lost.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
 from streams.lag.rates import RateWindow, Sample, catch_up_seconds
-from streams.lag.retention import (
-    DescribeLogDirs,
-    TopicRetention,
-    config_resources,
-    parse_configs,
-    partition_sizes,
-    record_bytes,
-    size_margin,
-    time_margin,
-)
-
-log = logging.getLogger(__name__)
-_REFRESH_TIMEOUT_S = 10.0
+from streams.lag.retention import TopicRetention, size_margin, time_margin
+from streams.lag.retention_reader import RetentionReader
 
 
 @dataclass
 class Figures:
     margins: dict[tuple[str, str, int, str], float] = field(default_factory=dict)  # (group, topic, partition, basis)
     catch_up: dict[tuple[str, str], float] = field(default_factory=dict)  # (group, topic)
+    # (group, topic, partition) -> offsets retention deleted before the group read them
+    lost: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -55,10 +42,23 @@ class Outlook:
     def __init__(self, settings: OutlookSettings | None = None) -> None:
         self.settings = settings or OutlookSettings()
         self.rates = RateWindow(self.settings.rate_window_s)
-        self.retention: dict[str, TopicRetention] = {}
-        self.record_bytes: dict[TopicPartition, float] = {}
-        self._asked_at: dict[str, float] = {}
-        self._failing = False
+        self.reader = RetentionReader(self.settings.retention_refresh_s)
+
+    @property
+    def retention(self) -> dict[str, TopicRetention]:
+        return self.reader.retention
+
+    @retention.setter
+    def retention(self, value: dict[str, TopicRetention]) -> None:
+        self.reader.retention = value
+
+    @property
+    def record_bytes(self) -> dict[TopicPartition, float]:
+        return self.reader.record_bytes
+
+    @record_bytes.setter
+    def record_bytes(self, value: dict[TopicPartition, float]) -> None:
+        self.reader.record_bytes = value
 
     async def update(
         self,
@@ -70,60 +70,31 @@ class Outlook:
         ends: Mapping[TopicPartition, int],
     ) -> Figures:
         now = time.monotonic()
-        self.rates.add(Sample(now, dict(committed), dict(ends)))
+        self.rates.add(Sample(now, committed, ends))
         topics = {p.topic for g in snapshot.groups.values() for p in g.partitions}
-        try:
-            # Bounded: a broker slow to describe configs must not hold back the lag figures themselves.
-            await asyncio.wait_for(self._refresh(admin, kafka, topics, starts, ends, now), _REFRESH_TIMEOUT_S)
-            self._failing = False
-        except (KafkaError, ValueError, OSError) as exc:  # OSError: TimeoutError too
-            # Not a probe error: lag stays exact; only margins of topics not described yet are missing.
-            # Asked again next cycle, logged once per run of failures.
-            log.log(logging.DEBUG if self._failing else logging.WARNING, "lag probe: retention not read: %r", exc)
-            self._failing = True
-        snapshot.outlook = self.figures(snapshot.groups.values())
+        self.reader.keep_only(topics)
+        # Never an error of the cycle, and never more than a short wait: see streams/lag/retention_reader.py.
+        await self.reader.refresh(admin, kafka, topics, starts, ends, now)
+        snapshot.outlook = self.figures(snapshot.groups.values(), lost_offsets(snapshot, committed, starts))
         return snapshot.outlook
 
-    async def _refresh(
-        self,
-        admin: Any,
-        kafka: Any,
-        topics: set[str],
-        starts: Mapping[TopicPartition, int],
-        ends: Mapping[TopicPartition, int],
-        now: float,
-    ) -> None:
-        due = {t for t in topics if now - self._asked_at.get(t, -math.inf) >= self.settings.retention_refresh_s}
-        describe = getattr(admin, "describe_configs", None)
-        if not due or describe is None:
-            return
-        found = parse_configs(await describe(config_resources(due)))
-        for t in due:
-            self._asked_at[t] = now
-            self.retention.pop(t, None)
-        self.retention.update(found)
-        sized = [tp for tp in ends if tp.topic in found and found[tp.topic].retention_bytes is not None]
-        for tp in [tp for tp in self.record_bytes if tp.topic in due]:
-            del self.record_bytes[tp]
-        if sized and kafka is not None:
-            nodes = sorted(b.nodeId for b in kafka.cluster.brokers())
-            sizes = partition_sizes(await asyncio.gather(*(kafka.send(node, DescribeLogDirs(sized)) for node in nodes)))
-            for tp in sized:
-                average = record_bytes(sizes.get(tp), starts.get(tp, 0), ends[tp])
-                if average is not None:
-                    self.record_bytes[tp] = average
+    async def close(self) -> None:
+        await self.reader.close()
 
-    def figures(self, groups: Iterable[GroupLag]) -> Figures:
-        out = Figures()
+    def figures(self, groups: Iterable[GroupLag], lost: Mapping[tuple[str, str, int], int] | None = None) -> Figures:
+        out = Figures(lost=dict(lost or {}))
         cap = self.settings.catch_up_cap_s
         for g in groups:
             by_topic: dict[str, list[PartitionLag]] = {}
             for p in g.partitions:
+                if p.topic in g.stale_topics:
+                    continue  # no member will read it: no deadline to meet, nothing to catch up on
                 by_topic.setdefault(p.topic, []).append(p)
                 retention = self.retention.get(p.topic)
-                if retention is None or not p.committed:
+                if retention is None or not p.committed or (g.group, p.topic, p.partition) in out.lost:
                     # Without a commit the "oldest unread" is the log start, always the next record to go,
-                    # and whether the group reads it at all depends on its auto.offset.reset.
+                    # and whether the group reads it at all depends on its auto.offset.reset. Below the log
+                    # start the loss has happened: a margin near 0 would page until the offsets expire.
                     continue
                 tp = TopicPartition(p.topic, p.partition)
                 margins = {
@@ -142,6 +113,20 @@ class Outlook:
                 if value is not None:
                     out.catch_up[(g.group, topic)] = value
         return out
+
+
+def lost_offsets(
+    snapshot: LagSnapshot, committed: Mapping[str, Mapping[TopicPartition, int]], starts: Mapping[TopicPartition, int]
+) -> dict[tuple[str, str, int], int]:
+    """Measured, non-stale partitions whose commit is below the log start: records deleted unread."""
+    lost = {}
+    for g in snapshot.groups.values():
+        offsets = committed.get(g.group, {})
+        for p in g.partitions:
+            tp = TopicPartition(p.topic, p.partition)
+            if p.topic not in g.stale_topics and tp in offsets and tp in starts and offsets[tp] < starts[tp]:
+                lost[(g.group, p.topic, p.partition)] = starts[tp] - offsets[tp]
+    return lost
 
 
 def outlook_families(lag: LagSnapshot | None, per_topic: bool) -> Iterator[Metric]:
@@ -174,3 +159,23 @@ def outlook_families(lag: LagSnapshot | None, per_topic: bool) -> Iterator[Metri
             catch_up.add_metric([group, topic], value)
     yield margin
     yield catch_up
+    yield _lost_family(figures.lost if figures is not None else {}, per_topic)
+
+
+def _lost_family(lost: Mapping[tuple[str, str, int], int], per_topic: bool) -> Metric:
+    family = GaugeMetricFamily(
+        "ecomind_consumergroup_lost_messages",
+        "Offsets between the group's commit and the log start: records retention deleted before the group "
+        "read them (compaction gaps and transaction markers count too); absent while the commit is in the log.",
+        labels=["group", "topic"] if per_topic else ["group", "topic", "partition"],
+    )
+    if per_topic:
+        summed: dict[tuple[str, str], int] = {}
+        for (group, topic, _partition), n in lost.items():
+            summed[(group, topic)] = summed.get((group, topic), 0) + n
+        for (group, topic), n in sorted(summed.items()):
+            family.add_metric([group, topic], n)
+    else:
+        for (group, topic, partition), n in sorted(lost.items()):
+            family.add_metric([group, topic, str(partition)], n)
+    return family

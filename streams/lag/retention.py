@@ -19,7 +19,9 @@ from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Int64, Schema, String
 
 CONFIGS = ("cleanup.policy", "retention.ms", "retention.bytes")
+DESCRIBE_CONFIGS = 32
 DESCRIBE_LOG_DIRS = 35
+TOPIC_AUTHORIZATION_FAILED = 29
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,11 @@ def parse_configs(responses: Iterable[Any]) -> dict[str, TopicRetention]:
             if not error_code:
                 found[name] = topic_retention({e[0]: e[1] for e in entries})
     return found
+
+
+def refused_topics(responses: Iterable[Any]) -> set[str]:
+    """Topics DescribeConfigs refused for want of an ACL."""
+    return {r[3] for response in responses for r in response.resources if r[0] == TOPIC_AUTHORIZATION_FAILED}
 
 
 def time_margin(retention: TopicRetention, lag_messages: int, lag_seconds: float | None) -> float | None:

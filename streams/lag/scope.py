@@ -9,7 +9,9 @@ and stale offsets"). Pure rules, tested by tables (tests/unit/test_lag_scope.py)
   offsets.retention.minutes after the group empties, their "lag" growing with every record produced.
   Judged only when that is certain: the group is Stable (mid-rebalance, classic members own nothing yet),
   has members (an Empty group owns nothing, and its lag is what the alerts are for), and every member's
-  assignment could be read (Connect, or a client's own encoding, leave ownership unknown).
+  assignment could be read (Connect, or a client's own encoding, leave ownership unknown; so does a
+  Stable member's empty assignment, as Tansu sends: see members.py). Between such judgements the last
+  one holds (remembered_stale), so rebalances and Empty spells do not flip a topic's status.
 - The watched group is measured whole, whatever the filters or staleness: the design document's
   ecomind_worker_kafka_lag series and the worker's alerts are computed from it.
 """
@@ -48,6 +50,23 @@ def stale_topics(
     if state != "Stable" or members == 0 or not ownership_known:
         return frozenset()
     return frozenset(committed) - owned
+
+
+def remembered_stale(
+    state: str,
+    members: int,
+    committed: Iterable[str],
+    owned: frozenset[str],
+    ownership_known: bool,
+    last: frozenset[str],
+) -> frozenset[str]:
+    """Stale topics judged afresh when that is certain, else the last judgement (still committed):
+    a rebalance or an Empty spell (a restart) says nothing new about what the group reads, and
+    re-judging there would flip the stale label, or bring a dropped series back, at every one."""
+    committed = frozenset(committed)
+    if state == "Stable" and members > 0 and ownership_known:
+        return stale_topics(state, members, committed, owned, ownership_known)
+    return last & committed
 
 
 def lag_scope(s: Settings) -> LagScope:

@@ -166,7 +166,7 @@ def lag(topic: str, partition: int, messages: int, seconds: float | None) -> Par
 
 
 def test_outlook_figures_per_partition_and_per_topic_families() -> None:
-    o = Outlook(OutlookSettings(rate_window_s=1.0, catch_up_cap_s=1000.0))
+    o = Outlook(OutlookSettings(rate_window_s=10.0, catch_up_cap_s=1000.0))
     o.retention = {"t": TopicRetention(3_600_000, 1_000_000), "forever": TopicRetention(None, None)}
     o.record_bytes = {T0: 1000.0, T1: 1000.0}
     o.rates.add(Sample(0.0, {"g": {T0: 0, T1: 0, TopicPartition("forever", 0): 0}}, {T0: 100, T1: 100}))
@@ -281,16 +281,36 @@ class FailingAdmin(ConfigAdmin):
         return await super().describe_configs(resources)
 
 
-async def test_a_failed_describe_leaves_the_cycle_whole_and_is_asked_again_next_cycle() -> None:
+async def test_a_failed_describe_leaves_the_cycle_whole_and_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("streams.lag.outlook.time.monotonic", lambda: clock[0])
     admin = FailingAdmin()
+    admin.failures = 2
     o = Outlook(OutlookSettings(retention_refresh_s=300.0))
     g = GroupLag("g", "Stable", 1, (lag("a", 0, 0, 0.0), lag("a", 1, 5, 20.0)))
+    calls = [0]
+    describe = admin.describe_configs
 
-    async def cycle() -> tuple[LagSnapshot, Figures]:
+    async def counted(resources: list[Any]) -> list[Any]:
+        calls[0] += 1
+        return await describe(resources)
+
+    admin.describe_configs = counted  # type: ignore[method-assign]
+
+    async def cycle(after_s: float) -> tuple[LagSnapshot, Figures]:
+        clock[0] += after_s
         snap = LagSnapshot({"g": g}, "g", 0.0)
         return snap, await o.update(snap, admin, None, {"g": {}}, {}, {})
 
-    snap, figures = await cycle()
-    assert figures.margins == {} and snap.errors == []  # lag figures unaffected; margins only missing
-    _, figures = await cycle()
-    assert figures.margins == {("g", "a", 1, "time"): 40.0}
+    snap, figures = await cycle(0)
+    assert figures.margins == {} and snap.errors == [] and calls[0] == 1  # lag whole; margins only missing
+    # Asked, though not answered: not again until the refresh interval has passed.
+    for _ in range(5):
+        assert (await cycle(5))[1].margins == {}
+    assert calls[0] == 1
+    await cycle(275)
+    assert calls[0] == 2  # failed again: the interval doubles
+    await cycle(599)
+    assert calls[0] == 2
+    _, figures = await cycle(1)
+    assert calls[0] == 3 and figures.margins == {("g", "a", 1, "time"): 40.0}
