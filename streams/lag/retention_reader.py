@@ -116,7 +116,8 @@ class RetentionReader:
         starts: Mapping[TopicPartition, int],
         ends: Mapping[TopicPartition, int],
     ) -> None:
-        if kafka is not None and not await _advertises(kafka, DESCRIBE_CONFIGS, 0):
+        # aiokafka's admin speaks DescribeConfigs v0-v2; Kafka 4 answers v1 and up (KIP-896 removed v0).
+        if kafka is not None and not await _advertises(kafka, DESCRIBE_CONFIGS, 0, 2):
             return  # asked again at the next refresh, in case a broker upgraded meanwhile
         answers = await admin.describe_configs(config_resources(due))
         found = parse_configs(answers)
@@ -136,7 +137,7 @@ class RetentionReader:
         unsized = due - {tp.topic for tp in sized}
         for tp in [tp for tp in self.record_bytes if tp.topic in unsized]:
             del self.record_bytes[tp]
-        if not sized or kafka is None or not await _advertises(kafka, DESCRIBE_LOG_DIRS, 1):
+        if not sized or kafka is None or not await _advertises(kafka, DESCRIBE_LOG_DIRS, 1, 1):
             return
         nodes = sorted(b.nodeId for b in kafka.cluster.brokers())
         answered = await asyncio.gather(*(kafka.send(n, DescribeLogDirs(sized)) for n in nodes), return_exceptions=True)
@@ -153,8 +154,9 @@ class RetentionReader:
             log.info("lag probe: DescribeLogDirs failed on %d broker(s), sizes kept: %r", len(failed), failed[0])
 
 
-async def _advertises(kafka: Any, api_key: int, version: int) -> bool:
-    """Whether the brokers advertise that version of the API (aiokafka 0.14 keeps each connection's
+async def _advertises(kafka: Any, api_key: int, lowest: int, highest: int) -> bool:
+    """Whether the brokers advertise a version of the API between `lowest` and `highest`, the versions this
+    side speaks (aiokafka 0.14 keeps each connection's
     ApiVersions; the first connected broker speaks for the cluster); a client without them (tests'
     fakes) is assumed to."""
     if not hasattr(kafka, "_get_conn"):
@@ -164,5 +166,5 @@ async def _advertises(kafka: Any, api_key: int, version: int) -> bool:
         versions = getattr(conn, "_versions", None) if conn is not None else None
         if versions is not None:
             low, high = versions.get(api_key, (0, -1))
-            return bool(low <= version <= high)
+            return bool(low <= highest and lowest <= high)
     return True

@@ -25,6 +25,7 @@ from streams.local.topics import make_topics
 from tests.integration.conftest import Names, promtool_accepts, sidecar_env
 from tests.integration.kafka_io import Out, commit_group, commit_group_async, produce, produce_async
 
+CLUSTER = "default"  # the tapped cluster's kafka_cluster label (STREAMS_LAG_CLUSTER_NAME unset)
 pytestmark = [pytest.mark.integration, pytest.mark.kafka_only]  # Tansu has no DescribeConfigs/DescribeLogDirs
 
 DAY_MS = 86_400_000
@@ -95,6 +96,9 @@ async def test_retention_margin_by_time_and_size_and_none_where_nothing_expires(
     await commit_group_async(broker.bootstrap, caught_up, timed_t, {0: 5, 1: 3})
 
     probe = new_probe(broker.bootstrap, uid, window_s=0.1)
+    # The values are under test here, not the cycle's short wait for the configs (0.5 s, then the next
+    # cycle uses the answer): on a loaded machine the first answer can take longer than that.
+    probe.outlook.reader.wait_s = 10.0
     await probe.start()
     try:
         first, before_first, after_first = await timed(probe)
@@ -206,17 +210,18 @@ def test_through_the_sidecars_metrics(broker, redis_server, names: Names, workdi
 
     def ready() -> Samples | None:
         m = proc.scrape()
-        settled = value(m, "ecomind_consumergroup_catch_up_seconds", group=stopped, topic=names.raw) is not None
-        own = value(m, "ecomind_consumergroup_lag", group=names.app_id, topic=names.enriched, partition="1")
-        return m if settled and own == 0.0 else None
-
-    try:
-        proc.wait_ready()
-        m = wait_until(ready, 60, what="catch-up series")
-        # 3 records wait on raw/0 and the group does not move: it never catches up.
-        assert value(m, "ecomind_consumergroup_catch_up_seconds", group=stopped, topic=names.raw) == math.inf
-        # The sidecar's own group has read everything.
-        assert value(m, "ecomind_consumergroup_catch_up_seconds", group=names.app_id, topic=names.raw) == 0.0
+        settled = (
+            value(m, "ecomind_consumergroup_catch_up_seconds", group=stopped, topic=names.raw, kafka_cluster=CLUSTER)
+            is not None
+        )
+        own = value(
+            m,
+            "ecomind_consumergroup_lag",
+            group=names.app_id,
+            topic=names.enriched,
+            partition="1",
+            kafka_cluster=CLUSTER,
+        )
         margin = value(
             m,
             "ecomind_consumergroup_retention_margin_seconds",
@@ -224,6 +229,34 @@ def test_through_the_sidecars_metrics(broker, redis_server, names: Names, workdi
             topic=names.raw,
             partition="0",
             basis="time",
+            kafka_cluster=CLUSTER,
+        )
+        # The topic configs come in the background: a cycle that had not got them yet shows no margin.
+        return m if settled and own == 0.0 and margin is not None else None
+
+    try:
+        proc.wait_ready()
+        m = wait_until(ready, 60, what="catch-up series")
+        # 3 records wait on raw/0 and the group does not move: it never catches up.
+        assert (
+            value(m, "ecomind_consumergroup_catch_up_seconds", group=stopped, topic=names.raw, kafka_cluster=CLUSTER)
+            == math.inf
+        )
+        # The sidecar's own group has read everything.
+        assert (
+            value(
+                m, "ecomind_consumergroup_catch_up_seconds", group=names.app_id, topic=names.raw, kafka_cluster=CLUSTER
+            )
+            == 0.0
+        )
+        margin = value(
+            m,
+            "ecomind_consumergroup_retention_margin_seconds",
+            group=stopped,
+            topic=names.raw,
+            partition="0",
+            basis="time",
+            kafka_cluster=CLUSTER,
         )
         assert margin is not None and 3600 - 120 - 60 <= margin <= 3600 - 120, margin
         assert {dict(k)["group"] for k in series(m, "ecomind_consumergroup_retention_margin_seconds")} == {stopped}

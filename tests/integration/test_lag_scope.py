@@ -325,9 +325,9 @@ async def test_through_the_sidecar_topics_ignored_stale_flagged_clients_named(  
         await consumer.stop()
         proc.stop()
     assert _rows(m, moved) == {(names.raw, "0", "false"): 3.0, (old, "0", "true"): 3.0}
-    assert value(m, "ecomind_consumergroup_stale_partitions", group=moved) == 1.0
-    assert value(m, "ecomind_consumergroup_stale_partitions", group=names.app_id) == 0.0
-    client = {"group": moved, "client_id": "mover", "host": "/127.0.0.1"}
+    assert value(m, "ecomind_consumergroup_stale_partitions", group=moved, kafka_cluster="default") == 1.0
+    assert value(m, "ecomind_consumergroup_stale_partitions", group=names.app_id, kafka_cluster="default") == 0.0
+    client = {"group": moved, "client_id": "mover", "host": "/127.0.0.1", "kafka_cluster": "default"}
     assert value(m, "ecomind_consumergroup_member_lag", **client) == 3.0  # raw only: old is no one's
     assert value(m, "ecomind_consumergroup_member_partitions", **client) == 1.0
     own_clients = {

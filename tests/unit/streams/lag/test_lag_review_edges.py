@@ -279,14 +279,29 @@ async def test_a_refused_describe_configs_is_logged_once(
     assert len(refusals) == 1 and "secret" in refusals[0].getMessage()
 
 
-class NoConfigsKafka(Kafka):
-    """A client whose brokers advertise no DescribeConfigs (ApiVersions as aiokafka 0.14 keeps them)."""
+class VersionedKafka(Kafka):
+    """A client whose brokers advertise the given ApiVersions (as aiokafka 0.14 keeps them per connection)."""
+
+    def __init__(self, versions: dict[int, tuple[int, int]]) -> None:
+        super().__init__()
+        self.versions = versions
 
     async def _get_conn(self, node: int) -> Any:
-        return SimpleNamespace(_versions={3: (0, 12), 35: (1, 4)})
+        return SimpleNamespace(_versions=self.versions)
 
 
-async def test_a_broker_without_describe_configs_is_not_asked() -> None:
+@pytest.mark.parametrize(
+    ("versions", "asked_once"),
+    [
+        ({3: (0, 12), 35: (1, 4)}, False),  # no DescribeConfigs at all
+        ({3: (0, 12), 32: (1, 4), 35: (1, 4)}, True),  # Kafka 4: v0 removed (KIP-896), v1-v2 still spoken
+        ({3: (0, 12), 32: (0, 4), 35: (1, 4)}, True),  # Kafka 3
+        ({3: (0, 12), 32: (3, 4), 35: (1, 4)}, False),  # only versions aiokafka cannot speak
+    ],
+)
+async def test_describe_configs_is_asked_when_a_version_both_sides_speak_exists(
+    versions: dict[int, tuple[int, int]], asked_once: bool
+) -> None:
     asked = []
 
     async def configs(resources: list[Any]) -> list[Any]:
@@ -296,6 +311,6 @@ async def test_a_broker_without_describe_configs_is_not_asked() -> None:
     o = Outlook()
     g = GroupLag("g", "Stable", 1, (PartitionLag("t", 0, True, 5, 1.0),))
     await o.update(
-        LagSnapshot({"g": g}, "g", 0.0), SimpleNamespace(describe_configs=configs), NoConfigsKafka(), {}, {}, {}
+        LagSnapshot({"g": g}, "g", 0.0), SimpleNamespace(describe_configs=configs), VersionedKafka(versions), {}, {}, {}
     )
-    assert asked == []
+    assert len(asked) == (1 if asked_once else 0)
