@@ -25,7 +25,7 @@ from streams.local.java_clients import ConsoleConsumer
 from streams.local.scrape import Samples, parse, series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import create_topics
-from tests.integration.conftest import Names, promtool_accepts, sidecar_env
+from tests.integration.conftest import BROKER_KIND, Names, promtool_accepts, sidecar_env
 from tests.integration.kafka_io import Out, commit_group_async, produce_async
 from tests.integration.test_lag_kip848 import until
 from tests.integration.test_lag_probe import measure, table
@@ -113,8 +113,11 @@ async def test_topic_filters_leave_topics_out_of_every_request_but_the_watched_g
     assert table(snap.groups[group]) == {(a, 0): (4, True)}  # b ignored, c not included
     # The watched group is measured whole: the design document's series are computed from it.
     assert table(snap.groups[watched]) == {(c, 0): (1, True), (raw, 0): (5, False)}
-    # b is asked about by no one (c only for the watched group, which has commits there).
-    assert b not in spy.metadata and "<all>" not in spy.metadata
+    # b is asked about by no one (c only for the watched group, which has commits there). Tansu answers
+    # OffsetFetch only for partitions named in it, so there the probe lists every topic's partitions to
+    # name them: the filter then shows in what is read (the assignment below), not in the listing.
+    if BROKER_KIND != "tansu":
+        assert b not in spy.metadata and "<all>" not in spy.metadata
     assert {tp.topic for tp in spy.assigned} == {a, c, raw}
 
 
