@@ -20,8 +20,9 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams.clients import build_clients
 from streams.lag.model import LagSnapshot
-from streams.lag.probe import LagProbe, build_clients
+from streams.lag.probe import LagProbe
 from streams.local.brokers import LocalKafka, LocalTansu
 from streams.local.redis_server import LocalRedis
 from streams.local.scrape import value

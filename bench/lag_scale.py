@@ -35,7 +35,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import procstat
 from bench.lag_probe import check, prepare
-from streams.lag.probe import LagProbe, build_clients
+from streams.clients import build_clients
+from streams.lag.probe import LagProbe
 from streams.local.brokers import LocalKafka
 from streams.local.redis_server import LocalRedis
 from streams.local.sidecar_proc import SidecarProc, wait_until

@@ -70,15 +70,20 @@ def dead_letter_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-def probe_admin(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **settings.kafka.client_kwargs())
-
-
-def probe_consumer(settings: Settings) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+def build_clients(
+    bootstrap_servers: str, client_kwargs: dict[str, object]
+) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+    """The real clients: an admin client and a group-less read_committed consumer that fetches small."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_kwargs)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
         enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=64 * 1024,
-        **settings.kafka.client_kwargs(),
+        isolation_level="read_committed",  # skips aborted records and gives the LSO
+        auto_offset_reset="earliest",  # a position below the log start resumes at it, as the group would
+        max_partition_fetch_bytes=64 * 1024,  # only the first record matters; larger batches come alone
+        fetch_max_bytes=16 * 1024 * 1024,
+        fetch_max_wait_ms=50,  # caught-up partitions answer empty quickly
+        consumer_timeout_ms=FETCHER_WAKE_MS,  # paused between measurements: nothing to wake for
+        **client_kwargs,
     )
+    return admin, consumer

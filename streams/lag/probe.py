@@ -21,10 +21,9 @@ import re
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
-from streams.clients import FETCHER_WAKE_MS
+from streams.clients import build_clients
 from streams.lag.batch import BatchedRequests
 from streams.lag.describe import GroupDescriber, GroupFacts, ProbeAdmin
 from streams.lag.fetch import FirstRecordReader, ProbeConsumer
@@ -39,25 +38,6 @@ from streams.settings import Settings
 __all__ = ["LagProbe", "ProbeAdmin", "build_clients", "probe_from_settings"]
 
 log = logging.getLogger(__name__)
-
-
-def build_clients(
-    bootstrap_servers: str, client_kwargs: dict[str, Any]
-) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
-    """The real clients: an admin client and a group-less read_committed consumer that fetches small."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_kwargs)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        enable_auto_commit=False,
-        isolation_level="read_committed",  # skips aborted records and gives the LSO
-        auto_offset_reset="earliest",  # a position below the log start resumes at it, as the group would
-        max_partition_fetch_bytes=64 * 1024,  # only the first record matters; larger batches come alone
-        fetch_max_bytes=16 * 1024 * 1024,
-        fetch_max_wait_ms=50,  # caught-up partitions answer empty quickly
-        consumer_timeout_ms=FETCHER_WAKE_MS,  # paused between measurements: nothing to wake for
-        **client_kwargs,
-    )
-    return admin, consumer
 
 
 class LagProbe(GroupDescriber, OffsetReader):

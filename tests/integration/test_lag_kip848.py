@@ -18,7 +18,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from streams.lag.probe import LagProbe, build_clients
+from streams.clients import build_clients
+from streams.lag.probe import LagProbe
 from streams.local.java_clients import ConsoleConsumer, GroupView, describe_groups, parse_groups
 from tests.integration.kafka_io import Out, produce_async
 from tests.integration.test_lag_probe import measure, table

@@ -15,7 +15,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.lag.probe import LagProbe, build_clients
+from streams.clients import build_clients
+from streams.lag.probe import LagProbe
 from streams.lag.scope import LagScope
 from tests.integration.conftest import BROKER_KIND
 from tests.integration.kafka_io import Out, produce_async

@@ -16,9 +16,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.clients import build_clients
 from streams.lag.model import LagSnapshot
 from streams.lag.outlook import Outlook, OutlookSettings
-from streams.lag.probe import LagProbe, build_clients
+from streams.lag.probe import LagProbe
 from streams.local.scrape import Samples, series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics

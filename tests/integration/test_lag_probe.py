@@ -15,8 +15,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
+from streams.clients import build_clients
 from streams.lag.model import GroupLag, LagSnapshot
-from streams.lag.probe import LagProbe, build_clients
+from streams.lag.probe import LagProbe
 from tests.integration.conftest import BROKER_KIND
 from tests.integration.kafka_io import Out, commit_group_async, produce_async
 

@@ -16,10 +16,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 from aiokafka.protocol.commit import OffsetCommitRequest
 
+from streams.clients import build_clients
 from streams.lag.batch import GROUPS_PER_REQUEST
 from streams.lag.drain import buffered_drain
 from streams.lag.model import LagSnapshot
-from streams.lag.probe import LagProbe, build_clients
+from streams.lag.probe import LagProbe
 from tests.integration.conftest import BROKER_KIND
 from tests.integration.kafka_io import Out, produce_async
 

@@ -16,10 +16,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.clients import build_clients
 from streams.exposition import render
 from streams.lag.metrics import LagCollector, LagExport
 from streams.lag.model import LagSnapshot
-from streams.lag.probe import LagProbe, build_clients
+from streams.lag.probe import LagProbe
 from streams.lag.scope import LagScope
 from streams.local.java_clients import ConsoleConsumer
 from streams.local.scrape import Samples, parse, series, value

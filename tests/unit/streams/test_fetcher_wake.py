@@ -3,8 +3,7 @@ to do, instead of waking five times a second (aiokafka's 200 ms default): idle c
 
 from __future__ import annotations
 
-from streams.clients import FETCHER_WAKE_MS, tap_consumer
-from streams.lag.probe import build_clients
+from streams.clients import FETCHER_WAKE_MS, build_clients, tap_consumer
 from streams.settings import Settings
 
 

@@ -14,7 +14,7 @@ from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
 from streams.local.scrape import parse, value
 from streams.settings import Settings
 from streams.sidecar import Sidecar
-from tests.unit.streams.test_sidecar_lease import _Redis
+from tests.unit.streams.lease_redis import LeaseRedis
 
 
 class BusyProbe:
@@ -48,7 +48,7 @@ async def test_probe_cycles_run_off_the_web_loop_and_publish_compressed_figures(
 
     monkeypatch.setattr("streams.lag.loops.probe_from_settings", lambda _: probe)
     monkeypatch.setattr("streams.lag.loops.check_brokers", healthy)
-    sidecar = Sidecar(replace(Settings(), lag_interval_seconds=0.01), 6066, redis=_Redis("noeviction"))  # type: ignore[arg-type]
+    sidecar = Sidecar(replace(Settings(), lag_interval_seconds=0.01), 6066, redis=LeaseRedis("noeviction"))  # type: ignore[arg-type]
     sidecar.status.leader = True  # read across threads by the probe loop
     sidecar.probes.start()
     worst, until = 0.0, time.monotonic() + 1.5
@@ -78,7 +78,7 @@ async def test_no_cycle_while_not_the_exporter(monkeypatch: Any) -> None:
 
     monkeypatch.setattr("streams.lag.loops.probe_from_settings", lambda _: probe)
     monkeypatch.setattr("streams.lag.loops.check_brokers", healthy)
-    sidecar = Sidecar(replace(Settings(), lag_interval_seconds=0.01), 6066, redis=_Redis("noeviction"))  # type: ignore[arg-type]
+    sidecar = Sidecar(replace(Settings(), lag_interval_seconds=0.01), 6066, redis=LeaseRedis("noeviction"))  # type: ignore[arg-type]
     sidecar.status.leader = False
     sidecar.probes.start()
     await asyncio.sleep(0.3)
@@ -104,7 +104,7 @@ async def test_a_failed_probe_loop_closes_its_clients_before_building_new_ones(m
     monkeypatch.setattr("streams.lag.loops.probe_from_settings", build)
     monkeypatch.setattr("streams.lag.loops.check_brokers", first_fails)
     monkeypatch.setattr("streams.lag.loops.SERVICES", Backoff(0.01, 0.01))
-    sidecar = Sidecar(replace(Settings(), lag_interval_seconds=0.01), 6066, redis=_Redis("noeviction"))  # type: ignore[arg-type]
+    sidecar = Sidecar(replace(Settings(), lag_interval_seconds=0.01), 6066, redis=LeaseRedis("noeviction"))  # type: ignore[arg-type]
     sidecar.probes.start()
     deadline = time.monotonic() + 5
     while len(built) < 2 and time.monotonic() < deadline:

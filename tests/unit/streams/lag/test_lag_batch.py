@@ -28,7 +28,7 @@ from streams.lag.batch import (
 )
 from streams.lag.drain import buffered_drain
 from streams.lag.probe import LagProbe
-from tests.unit.streams.lag.test_lag_probe_fake import TP, FakeAdmin, FakeConsumer, FakeLog
+from tests.unit.streams.lag.fakes import TP, FakeAdmin, FakeConsumer, FakeLog
 
 # Written by Kafka 4.1.1's own serializers (MessageUtil.toByteBufferAccessor on the generated *Data classes):
 # OffsetFetch v8 and v9 asking for every offset of g1 and g2; its v8 answer with g1 at orders/0 = 42

@@ -11,7 +11,7 @@ import time
 from aiokafka import TopicPartition
 
 from streams.lag.fetch import FirstRecordReader
-from tests.unit.streams.lag.test_lag_probe_fake import FakeConsumer, FakeLog
+from tests.unit.streams.lag.fakes import FakeConsumer, FakeLog
 
 
 class TrackingConsumer(FakeConsumer):

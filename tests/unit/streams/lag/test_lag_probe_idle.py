@@ -9,7 +9,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError
 
 from streams.lag.probe import LagProbe
-from tests.unit.streams.lag.test_lag_probe_fake import FakeAdmin, FakeConsumer, FakeLog
+from tests.unit.streams.lag.fakes import FakeAdmin, FakeConsumer, FakeLog
 
 
 class CountingAdmin(FakeAdmin):

@@ -24,8 +24,8 @@ from streams.lag.rates import RateWindow, Sample
 from streams.lag.retention import DescribeLogDirsResponse_v1
 from streams.lag.scope import LagScope
 from streams.local.scrape import parse, series, value
-from tests.unit.streams.lag.test_lag_probe_fake import FakeAdmin, FakeConsumer, FakeLog
-from tests.unit.streams.lag.test_lag_scope import encoded
+from tests.unit.streams.lag.fakes import FakeAdmin, FakeConsumer, FakeLog
+from tests.unit.streams.lag.group_wire import encoded
 
 ORDERS = TP("orders", 0)
 

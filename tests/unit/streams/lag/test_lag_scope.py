@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition as TP
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from streams.exposition import render
 from streams.lag.groups import ConsumerGroupDescribeResponse_v0
@@ -21,8 +20,8 @@ from streams.lag.scope import LagScope, lag_scope, stale_topics
 from streams.local.scrape import Samples, parse, series, value
 from streams.settings import Settings, SettingsError
 from tables.labels import OTHER
-from tests.unit.streams.lag.test_lag_groups import TOPIC_ID, assignment, cgd_response, described, member
-from tests.unit.streams.lag.test_lag_probe_fake import FakeAdmin, FakeConsumer, FakeLog
+from tests.unit.streams.lag.fakes import FakeAdmin, FakeConsumer, FakeLog
+from tests.unit.streams.lag.group_wire import TOPIC_ID, assignment, cgd_response, described, encoded, member
 
 ORDERS = re.compile(r"orders\..*")
 
@@ -68,11 +67,6 @@ def test_stale_topics_are_measured_unless_dropped(mode: str, measured: set[str])
 )
 def test_staleness_only_when_certain(state: str, members: int, known: bool, stale: set[str]) -> None:
     assert stale_topics(state, members, ["t1", "t2", "t1"], frozenset({"t1", "t3"}), known) == stale
-
-
-def encoded(*topics: tuple[str, list[int]]) -> bytes:
-    data: bytes = ConsumerProtocolMemberAssignment(0, list(topics), b"").encode()
-    return data
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,42 @@
+"""The sidecar's lease loop over the real lease script on the simulated keyspace: a Redis fake, a sidecar
+built on it, and one round of the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from redis.exceptions import ResponseError
+
+from streams.settings import Settings
+from streams.sidecar import Sidecar
+from tests.sim.lua_redis import Keyspace, Scripts
+
+
+class LeaseRedis(Scripts):
+    """The real lease scripts over a simulated keyspace; CONFIG GET answers `policy` or is refused."""
+
+    def __init__(self, policy: str | None) -> None:
+        super().__init__(Keyspace(time.time))
+        self.policy = policy
+
+    async def hmget(self, key: str, fields: list[str]) -> list[str | None]:
+        return self.keyspace.hmget(key, fields)
+
+    async def config_get(self, name: str) -> dict[str, str]:
+        if self.policy is None:
+            raise ResponseError("unknown command 'CONFIG'")
+        return {name: self.policy}
+
+
+def lease_sidecar(policy: str | None) -> Sidecar:
+    return Sidecar(Settings(), 6066, redis=LeaseRedis(policy))  # type: ignore[arg-type]
+
+
+async def one_round(sidecar: Sidecar) -> None:
+    """One pass of the real lease loop, stopped at its first sleep."""
+    task = asyncio.create_task(sidecar._run_lease())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
