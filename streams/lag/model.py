@@ -23,10 +23,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from streams.lag.outlook import Figures
+
+@dataclass
+class Figures:
+    """A cycle's retention margins, times to catch up and lost records (computed by streams/lag/outlook.py)."""
+
+    margins: dict[tuple[str, str, int, str], float] = field(default_factory=dict)  # (group, topic, partition, basis)
+    catch_up: dict[tuple[str, str], float] = field(default_factory=dict)  # (group, topic)
+    # (group, topic, partition) -> offsets retention deleted before the group read them
+    lost: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
 
 class Reached(Enum):

@@ -11,24 +11,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
+from streams.lag.model import Figures, GroupLag, LagSnapshot, PartitionLag
 from streams.lag.rates import RateWindow, Sample, catch_up_seconds
 from streams.lag.retention import TopicRetention, size_margin, time_margin
 from streams.lag.retention_reader import RetentionReader
-
-
-@dataclass
-class Figures:
-    margins: dict[tuple[str, str, int, str], float] = field(default_factory=dict)  # (group, topic, partition, basis)
-    catch_up: dict[tuple[str, str], float] = field(default_factory=dict)  # (group, topic)
-    # (group, topic, partition) -> offsets retention deleted before the group read them
-    lost: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

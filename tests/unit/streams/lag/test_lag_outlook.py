@@ -9,8 +9,8 @@ from aiokafka.errors import KafkaConnectionError
 
 from streams.exposition import render
 from streams.lag.metrics import LagCollector, LagExport
-from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
-from streams.lag.outlook import Figures, Outlook, OutlookSettings
+from streams.lag.model import Figures, GroupLag, LagSnapshot, PartitionLag
+from streams.lag.outlook import Outlook, OutlookSettings
 from streams.lag.rates import RateWindow, Sample, advance, catch_up_seconds
 from streams.lag.retention import (
     DescribeLogDirsResponse_v1,
