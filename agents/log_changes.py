@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 
 from agents.offsets import IN_RANGE, RECREATED, out_of_range_rule, recreated
 from tables.delta import Delta
-from tables.store import Conflict, OffsetMove, WriteRefused
+from tables.writes import Conflict, OffsetMove, WriteRefused
 
 if TYPE_CHECKING:
     from agents.ports import TapConsumer, TapSettings

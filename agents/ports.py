@@ -11,7 +11,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from tables.delta import Delta, Rejection
-from tables.store import OffsetMove
+from tables.writes import OffsetMove
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
 

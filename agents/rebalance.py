@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from agents.stalls import Stalls, describe
 from core.retry import Backoff, DelayIterator, retry
 from core.status import Status
-from tables.store import InvalidStoredValue
+from tables.writes import InvalidStoredValue
 
 if TYPE_CHECKING:
     from agents.ports import StateStore, TapConsumer, TapSettings

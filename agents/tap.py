@@ -33,7 +33,7 @@ from core.ratelog import RateLimitedLog
 from core.retry import retry
 from core.status import Status
 from tables.delta import Delta
-from tables.store import Conflict, OffsetMove, WriteRefused
+from tables.writes import Conflict, OffsetMove, WriteRefused
 
 log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 1.0

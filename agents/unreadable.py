@@ -13,7 +13,7 @@ from aiokafka import TopicPartition
 from agents.stalls import STATE_REFUSED, PartitionUnreadable, Stalls
 from core.ratelog import RateLimitedLog
 from core.status import StalledPartition, Status
-from tables.store import InvalidStoredValue, OffsetMove, ScriptFailed, WriteRefused, WrongKeyType
+from tables.writes import InvalidStoredValue, OffsetMove, ScriptFailed, WriteRefused, WrongKeyType
 
 if TYPE_CHECKING:
     from agents.ports import TapConsumer

@@ -26,7 +26,8 @@ from bench.workload_rows import SEED, WorkloadRow, workload
 from core.calendar import DayCalendar
 from streams.settings import Settings
 from tables.delta import Delta
-from tables.store import OffsetMove, RedisStore
+from tables.store import RedisStore
+from tables.writes import OffsetMove
 
 FIXED_NOW_MS = 1_759_838_400_000  # 2025-10-07T12:00:00Z, a Tuesday far from any DST change
 RECORD_TIMESTAMP_MS = FIXED_NOW_MS + 2_000  # the broker's append time, a little after the events

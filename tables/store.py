@@ -10,23 +10,13 @@ from __future__ import annotations
 import secrets
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date
 from itertools import repeat
 from operator import itemgetter
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import (
-    ClusterDownError,
-    MasterDownError,
-    NoPermissionError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
-    TryAgainError,
-)
+from redis.exceptions import ResponseError
 
 from tables.delta import Delta
 from tables.keys import (
@@ -67,85 +57,7 @@ from tables.labels import OTHER
 from tables.script import APPLY_LUA
 from tables.seen import SeenCache
 from tables.windows import users_by_org, window_section
-
-
-@dataclass(frozen=True)
-class OffsetMove:
-    """A batch moves a partition from `expected` (None: never written) to `next_offset`.
-
-    With `topic_id`, the stored topic ID moves from `expected_topic_id` (None: none stored) to it, in the
-    same write: an offset is never stored under the ID of another topic.
-    """
-
-    topic: str
-    partition: int
-    expected: int | None
-    next_offset: int
-    topic_id: str | None = None
-    expected_topic_id: str | None = None
-
-
-class Conflict(Exception):
-    """The stored offset of a partition is not the one the batch started from."""
-
-    def __init__(self, field: str) -> None:
-        super().__init__(field)
-        self.field = field
-
-
-class WriteRefused(Exception):
-    """The batch cannot be written as the tables stand: sending it again would fail again. `reason` is a
-    bounded label value, `key` (and `field`) what an operator has to look at."""
-
-    reason = "refused"
-
-    def __init__(self, key: str, field: str | None = None, detail: str = "") -> None:
-        super().__init__(key if field is None else f"{key} field {field!r}")
-        self.key = key
-        self.field = field
-        self.detail = detail
-
-
-class WrongKeyType(WriteRefused):
-    """A key the batch writes holds another type: something else wrote it. Nothing was written."""
-
-    reason = "wrong_type"
-
-
-class InvalidStoredValue(WriteRefused):
-    """A stored value the batch increments or compares is not a number: something else wrote it. Nothing
-    was written (the script checks every such value before its first write)."""
-
-    reason = "invalid_value"
-
-
-class ScriptFailed(WriteRefused):
-    """The script stopped with a runtime error: what it wrote before the error stays (Redis never rolls a
-    script back), so the batch is not sent again until an operator has looked."""
-
-    reason = "script_error"
-
-
-# Errors with which Redis refuses a script before running it (nothing written) and that pass by
-# themselves or once an operator frees memory, promotes a primary, grants a permission: retried.
-_REFUSED_WHOLE = (
-    ClusterDownError,
-    MasterDownError,
-    NoPermissionError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    TryAgainError,
-)
-_REFUSED_WHOLE_PREFIXES = ("BUSY", "NOREPLICAS")
-
-
-def script_failed(exc: ResponseError, key: str) -> ScriptFailed | None:
-    """The refusal a script's error reply amounts to, or None when it is one Redis gives before running it."""
-    if isinstance(exc, _REFUSED_WHOLE) or str(exc).startswith(_REFUSED_WHOLE_PREFIXES):
-        return None
-    return ScriptFailed(key, detail=str(exc)[:300])
-
+from tables.writes import Conflict, InvalidStoredValue, OffsetMove, WrongKeyType, script_failed
 
 # A lineage key per process start: expiry only costs one refused write and a full resend, so it need not
 # live as long as the day keys (up to a year), and keys of stopped processes go soon.

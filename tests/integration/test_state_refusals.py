@@ -24,7 +24,8 @@ from streams.local.topics import make_topics
 from streams.local.workload import raw_event
 from tables.delta import Delta
 from tables.keys import LAST_TS, PROCESSED, Keys
-from tables.store import InvalidStoredValue, OffsetMove, RedisStore
+from tables.store import RedisStore
+from tables.writes import InvalidStoredValue, OffsetMove
 from tests.integration.conftest import Names, processed, sidecar_env
 from tests.integration.kafka_io import Out, produce
 

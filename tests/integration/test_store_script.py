@@ -15,7 +15,8 @@ from redis.exceptions import ResponseError
 from streams.local.redis_server import LocalRedis
 from tables.delta import NANO, Delta, add
 from tables.keys import AMOUNT_BASE, REMAINDER_SUFFIX, Keys
-from tables.store import Conflict, OffsetMove, RedisStore, WrongKeyType
+from tables.store import RedisStore
+from tables.writes import Conflict, OffsetMove, WrongKeyType
 
 pytestmark = pytest.mark.integration
 DAY = "2026-11-27"

@@ -31,7 +31,8 @@ from core.calendar import DayCalendar
 from core.status import Status
 from streams.settings import Settings
 from tables.delta import Delta, unpair
-from tables.store import OffsetMove, RedisStore
+from tables.store import RedisStore
+from tables.writes import OffsetMove
 from tests.sim.cuts import Cuts, Reading
 from tests.sim.kafka import PartitionLog, SimConsumer, SimRecord
 from tests.sim.loop import VirtualTimeLoop, run_virtually

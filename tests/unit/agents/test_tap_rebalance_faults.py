@@ -17,7 +17,7 @@ from agents.tap import TapAgent
 from core.retry import Backoff
 from core.status import Status
 from streams.settings import Settings
-from tables.store import InvalidStoredValue
+from tables.writes import InvalidStoredValue
 
 TP = TopicPartition("events.raw", 0)
 GONE = TopicPartition("events.raw", 1)

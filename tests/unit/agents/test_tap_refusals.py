@@ -17,7 +17,7 @@ from core.status import Status
 from streams.local.workload import raw_event
 from streams.settings import Settings
 from tables.delta import Delta
-from tables.store import InvalidStoredValue, OffsetMove, ScriptFailed, WriteRefused, WrongKeyType
+from tables.writes import InvalidStoredValue, OffsetMove, ScriptFailed, WriteRefused, WrongKeyType
 
 TP = TopicPartition("events.raw", 0)
 EVENTS = 10

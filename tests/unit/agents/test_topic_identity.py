@@ -16,7 +16,8 @@ from agents.topic_ids import MetadataResponse_v12, TopicMetadata, id_text, topic
 from core.status import Status
 from streams.settings import Settings
 from tables.delta import Delta
-from tables.store import OffsetMove, RedisStore
+from tables.store import RedisStore
+from tables.writes import OffsetMove
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from aiokafka import TopicPartition
 
-from tables.store import OffsetMove
+from tables.writes import OffsetMove
 from tests.sim.world import PROFILES, Violation, simulate
 
 # Fixed schedules, replayed every run (40 steps, the fault profile PROFILES[seed % 3], as the search runs

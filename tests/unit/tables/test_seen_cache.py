@@ -10,7 +10,8 @@ import pytest
 from tables.delta import Delta, pair
 from tables.keys import Keys
 from tables.seen import SeenCache
-from tables.store import OffsetMove, RedisStore
+from tables.store import RedisStore
+from tables.writes import OffsetMove
 
 TODAY = "2026-11-28"
 TODAY_INDEX = date.fromisoformat(TODAY).toordinal()

@@ -13,7 +13,8 @@ from tables.delta import NANO, Delta, add, pair
 from tables.keys import AMOUNT_BASE, REMAINDER_SUFFIX, Keys, join_amount, split_amount
 from tables.labels import OTHER
 from tables.snapshot import RawTables, decode
-from tables.store import OffsetMove, RedisStore
+from tables.store import RedisStore
+from tables.writes import OffsetMove
 
 
 class _NoClient:

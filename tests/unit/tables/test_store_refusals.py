@@ -10,7 +10,8 @@ import pytest
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
 from tables.delta import Delta
-from tables.store import InvalidStoredValue, OffsetMove, RedisStore, ScriptFailed, WrongKeyType
+from tables.store import RedisStore
+from tables.writes import InvalidStoredValue, OffsetMove, ScriptFailed, WrongKeyType
 
 
 class _Client:
