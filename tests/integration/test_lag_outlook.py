@@ -209,6 +209,10 @@ def test_through_the_sidecars_metrics(broker, redis_server, names: Names, workdi
     )
     proc = SidecarProc(workdir / names.app_id, env).start()
 
+    def margin_of(m: Samples) -> float | None:
+        labels = {"group": stopped, "topic": names.raw, "partition": "0", "basis": "time", "kafka_cluster": CLUSTER}
+        return value(m, "ecomind_consumergroup_retention_margin_seconds", **labels)
+
     def ready() -> Samples | None:
         m = proc.scrape()
         settled = (
@@ -223,15 +227,7 @@ def test_through_the_sidecars_metrics(broker, redis_server, names: Names, workdi
             partition="1",
             kafka_cluster=CLUSTER,
         )
-        margin = value(
-            m,
-            "ecomind_consumergroup_retention_margin_seconds",
-            group=stopped,
-            topic=names.raw,
-            partition="0",
-            basis="time",
-            kafka_cluster=CLUSTER,
-        )
+        margin = margin_of(m)
         # The topic configs come in the background: a cycle that had not got them yet shows no margin.
         return m if settled and own == 0.0 and margin is not None else None
 
@@ -250,15 +246,7 @@ def test_through_the_sidecars_metrics(broker, redis_server, names: Names, workdi
             )
             == 0.0
         )
-        margin = value(
-            m,
-            "ecomind_consumergroup_retention_margin_seconds",
-            group=stopped,
-            topic=names.raw,
-            partition="0",
-            basis="time",
-            kafka_cluster=CLUSTER,
-        )
+        margin = margin_of(m)
         assert margin is not None and 3600 - 120 - 60 <= margin <= 3600 - 120, margin
         assert {dict(k)["group"] for k in series(m, "ecomind_consumergroup_retention_margin_seconds")} == {stopped}
         promtool_accepts(proc.get("/metrics")[1])
