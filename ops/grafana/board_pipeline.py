@@ -165,6 +165,40 @@ PIPELINE = [
         "in __other__, so a group's clients sum to the lag of the partitions its members own.",
     ),
     P(
+        "Per client: oldest unread record and partitions owned",
+        "timeseries",
+        "short",
+        [
+            (
+                "max by (kafka_cluster, group, client_id) (ecomind_consumergroup_member_lag_seconds" + GROUPS + ")",
+                "{{kafka_cluster}} {{group}} {{client_id}} age (s)",
+            ),
+            (
+                "sum by (kafka_cluster, group, client_id) (ecomind_consumergroup_member_partitions" + GROUPS + ")",
+                "{{kafka_cluster}} {{group}} {{client_id}} partitions",
+            ),
+        ],
+        "Per client of a group (opt-in: STREAMS_LAG_MEMBERS=true): the age in seconds of the oldest record "
+        "waiting on the partitions it owns, and how many measured partitions it owns (0: a member that owns "
+        "nothing, as while a group rebalances or when it has more members than partitions).",
+    ),
+    P(
+        "Records lost before they were read",
+        "timeseries",
+        "short",
+        [
+            (
+                "sum by (kafka_cluster, group, topic) (ecomind_consumergroup_lost_messages" + GROUPS + ")",
+                "{{kafka_cluster}} {{group}} {{topic}}",
+            )
+        ],
+        "Offsets between a group's commit and the log start: records retention deleted before the group read "
+        "them, which it will skip when it resumes. Above 0 for a group that stopped longer than its topic's "
+        "retention (an abandoned group shows here until its offsets expire); ConsumerGroupRetentionMarginLow "
+        "is the alert that comes before.",
+        "ConsumerGroupRetentionMarginLow",
+    ),
+    P(
         "Enrichment delay",
         "timeseries",
         "s",

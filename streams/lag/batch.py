@@ -14,7 +14,7 @@ one-group way in the same cycle, and the next cycle tries batching again.
 
 OffsetFetch here always asks for every committed offset of a group (topics null): a broker that cannot
 (Tansu, detected by the probe) is asked one group at a time with the partitions named, as before.
-The structs are checked byte for byte against Kafka 4.1.1's serializers (tests/unit/test_lag_batch.py).
+The structs are checked byte for byte against Kafka 4.1.1's serializers (tests/unit/streams/lag/test_lag_batch.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Which of a group's topics get lag series: topic filters and stale offsets (docs/lag.md, "Topic filters
-and stale offsets"). Pure rules, tested by tables (tests/unit/test_lag_scope.py).
+and stale offsets"). Pure rules, tested by tables (tests/unit/streams/lag/test_lag_scope.py).
 
 - STREAMS_LAG_TOPICS / STREAMS_LAG_TOPICS_IGNORE: full-match regexes. A topic left out is not asked
   about at all (no Metadata, ListOffsets or fetch for it); only OffsetFetch, which answers with all of a

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from streams.clients import build_clients
 from streams.lag.model import LagSnapshot
@@ -146,6 +146,31 @@ class Consumer:
             got += sum(len(records) for records in batch.values())
         await self.inner.commit()
         self.consumed += got
+
+
+async def test_records_deleted_before_the_group_read_them_are_counted_lost_not_given_a_margin(
+    broker,  # type: ignore[no-untyped-def]
+    admin: AIOKafkaAdminClient,
+) -> None:
+    uid = uuid.uuid4().hex[:8]
+    topic, group = f"out-{uid}-lost", f"out-{uid}-behind"
+    await admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"retention.ms": str(DAY_MS)})])
+    await produce_async(broker.bootstrap, topic, [Out(b"x", 0) for _ in range(10)])
+    await commit_group_async(broker.bootstrap, group, topic, {0: 2})
+    # What retention does to an old segment, done at once: the log now starts at 6, four records the group
+    # never read are gone.
+    await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(6)})
+    probe = new_probe(broker.bootstrap, uid, window_s=0.1)
+    probe.outlook.reader.wait_s = 10.0  # the values are under test, not the cycle's short wait for configs
+    await probe.start()
+    try:
+        snap = await probe.measure()
+    finally:
+        await probe.stop()
+    assert snap.errors == [] and snap.outlook is not None
+    assert snap.outlook.lost == {(group, topic, 0): 4}
+    # No margin: the oldest unread record is already gone, so "time until it goes" means nothing.
+    assert [k for k in snap.outlook.margins if k[0] == group] == []
 
 
 async def test_catch_up_rises_when_the_consumer_slows_and_falls_when_it_speeds_up(

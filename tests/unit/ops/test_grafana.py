@@ -197,6 +197,9 @@ def test_every_lag_outlook_series_has_a_panel_on_the_pipeline_board() -> None:
         "ecomind_consumergroup_catch_up_seconds",
         "ecomind_consumergroup_stale_partitions",
         "ecomind_consumergroup_member_lag",
+        "ecomind_consumergroup_member_lag_seconds",
+        "ecomind_consumergroup_member_partitions",
+        "ecomind_consumergroup_lost_messages",
     ):
         assert re.search(rf"\b{family}\{{", exprs), family
     margin = _pipeline_panel("Retention margin (oldest unread record)")
