@@ -4,6 +4,7 @@ for another release's job; and the business values in Prometheus equal the event
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import math
 import time
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from streams.local.prometheus_server import LocalPrometheus
 from streams.local.sidecar_proc import SidecarProc, wait_until
@@ -21,8 +24,9 @@ from tests.integration.kafka_io import Out, commit_group, produce
 
 pytestmark = pytest.mark.integration
 # What Tansu cannot give: topic configs (it drops the connection on DescribeConfigs), so no retention margin;
-# members' names and assignments (DescribeGroups answers them empty), so no per-client lag.
-TANSU_HAS_NO = ("retention_margin_seconds", "member_lag")
+# members' names and assignments (DescribeGroups answers them empty), so no per-client lag; lost records
+# are not set up there (the test moves a log start with DeleteRecords).
+TANSU_HAS_NO = ("retention_margin_seconds", "member_lag", "lost_messages")
 OPS = Path(__file__).resolve().parents[2] / "ops"
 SIDECAR_BOARDS = ("ecomind-business", "ecomind-pipeline")
 
@@ -61,13 +65,22 @@ def test_every_panel_query_returns_data_and_business_values_match(  # type: igno
         [Out(orjson.dumps({**e, "kwh": 0.25, "co2_kg": 0.125}), timestamp_ms=now - 19_000) for e in events],
     )
     commit_group(broker.bootstrap, names.watch_group, names.raw, {0: 1})
+    lost_group = f"lost-{names.app_id}"
+    if BROKER_KIND != "tansu":
+        # A group whose unread records retention already deleted: 3 of them, for "Records lost before they
+        # were read" (DeleteRecords moves the log start as retention would).
+        lost_topic = f"{names.raw}-lost"
+        make_topics(broker.bootstrap, [lost_topic], partitions=1)
+        produce(broker.bootstrap, lost_topic, [Out(b"x") for _ in range(5)])
+        commit_group(broker.bootstrap, lost_group, lost_topic, {0: 0})
+        asyncio.run(_delete_records(broker.bootstrap, TopicPartition(lost_topic, 0), 3))
     # The sidecar's own tap group is a real member-holding group: measured with per-client lag, it feeds the
     # "Lag per client" panel (the watched group only has commits, no members).
     env = sidecar_env(
         broker,
         redis_server,
         names,
-        STREAMS_LAG_GROUPS=f"{names.app_id}|{names.watch_group}",
+        STREAMS_LAG_GROUPS=f"{names.app_id}|{names.watch_group}|{lost_group}",
         STREAMS_LAG_MEMBERS="true",
     )
     proc = SidecarProc(workdir / names.app_id, env).start()
@@ -106,6 +119,7 @@ def test_every_panel_query_returns_data_and_business_values_match(  # type: igno
             # The tap's one client owns both topics' two partitions, and once it has folded every record and
             # mirrored its offsets to Kafka, nothing waits on them.
             truth |= {
+                f'sum(ecomind_consumergroup_lost_messages{{group="{lost_group}"}})': 3.0,
                 f'count(ecomind_consumergroup_member_lag{{group="{names.app_id}"}})': 1.0,
                 f'sum(ecomind_consumergroup_member_partitions{{group="{names.app_id}"}})': 4.0,
                 f'sum(ecomind_consumergroup_member_lag{{group="{names.app_id}"}})': 0.0,
@@ -125,3 +139,12 @@ def test_every_panel_query_returns_data_and_business_values_match(  # type: igno
 def _within(prom: LocalPrometheus, expr: str, low: float, high: float) -> bool:
     result = prom.query(expr)
     return bool(result) and low <= float(result[0]["value"][1]) <= high  # type: ignore[index]
+
+
+async def _delete_records(bootstrap: str, tp: TopicPartition, before: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({tp: RecordsToDelete(before)})
+    finally:
+        await admin.close()
