@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 # What Tansu cannot give: topic configs (it drops the connection on DescribeConfigs), so no retention margin;
 # members' names and assignments (DescribeGroups answers them empty), so no per-client lag; lost records
 # are not set up there (the test moves a log start with DeleteRecords).
-TANSU_HAS_NO = ("retention_margin_seconds", "member_lag", "lost_messages")
+TANSU_HAS_NO = ("retention_margin_seconds", "member_lag", "member_partitions", "lost_messages")
 OPS = Path(__file__).resolve().parents[2] / "ops"
 SIDECAR_BOARDS = ("ecomind-business", "ecomind-pipeline")
 
