@@ -7,7 +7,6 @@ no longer has offsets for, has no series at the next probe cycle.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -181,14 +180,6 @@ class LagCollector(Collector):
 
 
 def lag_exposition(lag: LagSnapshot | None, settings: Settings) -> bytes:
-    """The lag families for a scrape: the text rendered after the probe cycle, or rendered now."""
-    if lag is not None and lag.exposition is not None:
-        return lag.exposition
+    """The lag families of one snapshot (or of none yet). The probe loops render them once per cycle, off the
+    scrape path (streams/lag/clusters.py); a scrape renders them itself only before the first cycle."""
     return render([LagCollector(lag, settings.watch_group, LagExport.from_settings(settings))])
-
-
-async def prerendered(lag: LagSnapshot, settings: Settings) -> LagSnapshot:
-    """Renders the snapshot's families once, in a thread: thousands of series cost tens of milliseconds
-    of CPU that would otherwise land on every scrape (or block the event loop the scrape runs on)."""
-    lag.exposition = await asyncio.to_thread(lag_exposition, lag, settings)
-    return lag

@@ -103,7 +103,6 @@ class LagSnapshot:
     duration_s: float = 0.0
     errors: list[str] = field(default_factory=list)
     phases_s: dict[str, float] = field(default_factory=dict)  # time per step of the cycle, for the benchmark
-    exposition: bytes | None = None  # the lag families' text, rendered once per cycle off the scrape path
     outlook: Figures | None = None  # retention margins and times to catch up (streams/lag/outlook.py)
 
     @property

@@ -50,7 +50,7 @@ class View:
     settings: Settings
     history: History | None
     now_s: float
-    lag: LagSnapshot | None = None  # the last probe cycle's, prerendered; None until one has run
+    lag: LagSnapshot | None = None  # the last probe cycle's; None until one has run
     lag_exposition: bytes | None = None  # every cluster's lag families, merged (streams/lag/clusters.py)
     lag_deflated: Deflated | None = None  # the same with its gzip blocks (streams/deflated.py)
 
