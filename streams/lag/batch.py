@@ -188,6 +188,13 @@ class FindGroupCoordinators(Request[FindCoordinatorRequest_v4]):  # type: ignore
         return request_struct_class(0, self.group_ids, {})  # key type 0: consumer groups
 
 
+async def node_versions(client: Any, node: int) -> Mapping[int, tuple[int, int]] | None:
+    """The ApiVersions a broker answered on the client's connection to it (aiokafka 0.14 keeps them per
+    connection and asks again when it reconnects); None when there is no connection or no answer kept."""
+    conn = await client._get_conn(node)
+    return getattr(conn, "_versions", None) if conn is not None else None
+
+
 def supports(versions: Mapping[int, tuple[int, int]] | None, api_key: int, version: int) -> bool:
     low, high = (versions or {}).get(api_key, (0, -1))
     return low <= version <= high
@@ -249,8 +256,7 @@ class BatchedRequests:
         return client if self.enabled and hasattr(client, "_get_conn") else None
 
     async def _versions(self, client: Any, node: int) -> Mapping[int, tuple[int, int]] | None:
-        conn = await client._get_conn(node)
-        return getattr(conn, "_versions", None)
+        return await node_versions(client, node)
 
     async def coordinators(self, names: list[str], found: dict[str, int], errors: list[str]) -> list[str]:
         client = self._client()

@@ -15,7 +15,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.admin import DescribeGroupsRequest_v3, DescribeGroupsResponse_v3
 
-from streams.lag.batch import BatchedRequests, chunks
+from streams.lag.batch import BatchedRequests, chunks, node_versions
 from streams.lag.groups import (
     GROUP_ID_NOT_FOUND,
     ConsumerGroupDescribe,
@@ -97,8 +97,7 @@ class GroupDescriber:
         if client is None or not hasattr(client, "_get_conn"):
             return _CLASSIC_ONLY  # not aiokafka 0.14's client: the classic calls, as before
         # aiokafka 0.14 keeps the ApiVersions answer of each connection, refreshed when it reconnects.
-        conn = await client._get_conn(node)
-        versions = getattr(conn, "_versions", None)
+        versions = await node_versions(client, node)
         return group_apis(versions) if versions else _CLASSIC_ONLY
 
     async def _list_groups(self) -> list[ListedGroup]:

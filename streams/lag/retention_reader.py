@@ -23,6 +23,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from streams.lag.batch import node_versions
 from streams.lag.retention import (
     DESCRIBE_CONFIGS,
     DESCRIBE_LOG_DIRS,
@@ -162,8 +163,7 @@ async def _advertises(kafka: Any, api_key: int, lowest: int, highest: int) -> bo
     if not hasattr(kafka, "_get_conn"):
         return True
     for b in kafka.cluster.brokers():
-        conn = await kafka._get_conn(b.nodeId)
-        versions = getattr(conn, "_versions", None) if conn is not None else None
+        versions = await node_versions(kafka, b.nodeId)
         if versions is not None:
             low, high = versions.get(api_key, (0, -1))
             return bool(low <= highest and lowest <= high)
