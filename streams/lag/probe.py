@@ -73,6 +73,7 @@ class LagProbe(GroupDescriber, OffsetReader):
         self._first_cache: dict[tuple[TopicPartition, int], FirstRecord] = {}
         self.outlook = outlook or Outlook()
         self._stale_of: dict[str, frozenset[str]] = {}  # each group's last stale judgement (scope.py)
+        self._last: dict[str, GroupLag] = {}  # each group's last figures, kept while it cannot be read
 
     @property
     def client(self) -> Any:
@@ -130,11 +131,18 @@ class LagProbe(GroupDescriber, OffsetReader):
         result: dict[str, GroupLag] = {}
         for name, g in groups.items():
             if g.offsets is None:
-                continue  # reported in errors; a guess would be worse than a gap
+                # Reported in errors. Its last figures stay, as a down cluster's do: a coordinator that
+                # moves or loads for a cycle should not break every graph and reset every alert's `for`.
+                if name in self._last:
+                    result[name] = self._last[name]
+                continue
+            before = {(p.topic, p.partition): p for p in self._last[name].partitions} if name in self._last else {}
             parts = []
             for tp in (tp for t in sorted(topics_of[name]) for tp in partitions.get(t, [])):
                 if tp not in fetched.ends:
                     errors.append(f"no end for {tp.topic}/{tp.partition}")
+                    if (tp.topic, tp.partition) in before:
+                        parts.append(before[(tp.topic, tp.partition)])
                     continue
                 committed = g.offsets.get(tp)
                 pos = resume_position(committed, starts[tp])
@@ -152,6 +160,7 @@ class LagProbe(GroupDescriber, OffsetReader):
                 1 for tp in g.offsets if not self.scope.selects(tp.topic) and tp.topic not in topics_of[name]
             )
             result[name] = GroupLag(name, g.state, g.members, tuple(parts), stale, n_stale, owned, n_filtered)
+        self._last = result
         for e in errors:
             log.warning("lag probe: %s", e)
         lap("compute")

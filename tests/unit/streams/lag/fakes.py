@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.structs import OffsetAndMetadata
 
 from streams.lag.model import LagSnapshot
@@ -25,6 +26,7 @@ class FakeLog:
 
     ts_ms: list[int] = field(default_factory=lambda: [int(time.time() * 1000) - 60_000 + i for i in range(10)])
     slow: bool = False  # a broker that never answers a fetch before the deadline
+    no_end: bool = False  # ListOffsets fails too (a broker just thawed, a leader moving)
 
 
 class FakeAdmin:
@@ -102,6 +104,8 @@ class FakeConsumer:
         return dict.fromkeys(partitions, 0)
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self.log.no_end:
+            raise KafkaTimeoutError("ListOffsets")
         return dict.fromkeys(partitions, len(self.log.ts_ms))
 
 

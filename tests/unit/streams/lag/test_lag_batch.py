@@ -208,14 +208,16 @@ async def test_a_batched_request_dropped_on_the_wire_falls_back_to_one_group_at_
     assert len(admin.one_group) == 1 + 2 * GROUPS
 
 
-async def test_a_group_whose_coordinator_moved_is_reported_and_looked_up_again() -> None:
+async def test_a_group_whose_coordinator_moved_is_reported_keeps_its_last_figures_and_is_looked_up_again() -> None:
     p, client, _admin = setup(KAFKA_4)
-    await p.measure()
+    first = await p.measure()
     client.group_errors["g007"] = 16  # NOT_COORDINATOR
     client.sent.clear()
     snap = await p.measure()
     assert snap.errors == ["OffsetFetch g007 failed: error 16"]
-    assert "g007" not in snap.groups and len(snap.groups) == GROUPS - 1  # a gap, not a guess
+    # Its last figures stay (no gap in its series, no alert's `for` reset), the others are measured anew.
+    assert snap.groups["g007"] is first.groups["g007"] and lags(snap) == WANT
+    assert snap.groups["g008"] is not first.groups["g008"]
     del client.group_errors["g007"]
     client.sent.clear()
     again = await p.measure()
@@ -237,3 +239,11 @@ def test_chunk_size_is_what_the_docs_say() -> None:
 
 def test_a_consumer_without_aiokafkas_fetch_buffer_is_read_with_getmany() -> None:
     assert buffered_drain(FakeConsumer(FakeLog())) is None
+
+
+async def test_a_group_never_read_has_no_figures_rather_than_a_guess() -> None:
+    p, client, _admin = setup(KAFKA_4)
+    client.group_errors["g007"] = 15  # COORDINATOR_NOT_AVAILABLE from the first cycle on
+    snap = await p.measure()
+    assert snap.errors == ["OffsetFetch g007 failed: error 15"]
+    assert "g007" not in snap.groups and len(snap.groups) == GROUPS - 1

@@ -34,3 +34,15 @@ async def test_groups_at_different_offsets_of_one_partition_cost_one_round_each(
     assert [lag_of(snap, f"g{i}")[0] for i in range(10)] == [10 - i for i in range(10)]
     consumer = p._consumer
     assert isinstance(consumer, FakeConsumer) and consumer.fetches <= 2 * 10
+
+
+async def test_a_partition_whose_end_cannot_be_read_keeps_its_last_figures_never_a_gap() -> None:
+    log = FakeLog()
+    p = probe(log, {"w": 4})
+    first = await p.measure()
+    log.slow = log.no_end = True
+    second = await p.measure()
+    assert second.errors == ["no end for orders/0"]
+    assert second.groups["w"].partitions == first.groups["w"].partitions
+    fresh = probe(log, {"w": 4})  # never measured: nothing to keep, so no row rather than a guess
+    assert (await fresh.measure()).groups["w"].partitions == ()
