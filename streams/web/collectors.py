@@ -214,7 +214,7 @@ class ReplicaCollector(Collector):
         )
         stalled = GaugeMetricFamily(
             "ecomind_streams_partition_stalled",
-            "1 for an input partition paused because its records cannot be read (tried again with back-off).",
+            "1 for an input partition paused: its records cannot be read, or Redis refused its batch (reason).",
             labels=["topic", "partition", "reason"],
         )
         for (topic, partition), stall in sorted(st.stalled.items()):
