@@ -29,6 +29,7 @@ from agents.rebalance import POSITIONING, REDIS_ERRORS, Listener, Rebalance
 from agents.stalls import PartitionUnreadable, Stalls
 from agents.unreadable import FETCH_RETRY_S, WRITE_REFUSALS, Unreadable
 from core.calendar import DayCalendar
+from core.deadline import Deadline
 from core.ratelog import RateLimitedLog
 from core.retry import retry
 from core.status import Status
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 1.0
 FOLD_CHUNK_RECORDS = 5_000
 ASSIGNMENT_RETRY_S = 0.05  # bounds the loop if aiokafka raises again before on_assigned has run
+CLOSE_RESERVE_S = 2.0  # kept from the write's wait to close the consumer: its partitions move at once
 
 
 class TapAgent(Rebalance, Unreadable, LogChanges):
@@ -99,23 +101,21 @@ class TapAgent(Rebalance, Unreadable, LogChanges):
         self.consumer.subscribe(topics, listener=Listener(self))
         await self.consumer.start()
 
-    async def stop(self) -> None:
-        """Bounded: a write that cannot finish in time is abandoned; its offsets are never committed."""
+    async def stop(self, deadline: Deadline | None = None) -> None:
+        """Within `deadline` (by default STREAMS_SHUTDOWN_TIMEOUT_SECONDS from now): the write in flight is
+        waited for, never cancelled; one that cannot finish in time is left behind, its offsets uncommitted."""
+        if deadline is None:
+            deadline = Deadline(self.settings.shutdown_timeout_seconds, asyncio.get_running_loop().time)
         self.status.recovering = True  # a stopped tap holds no partitions: not ready until one runs again
         self.status.stalled = {}
-        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout_seconds
-        try:
-            await asyncio.wait_for(self._stop_writes(), timeout=self.settings.shutdown_timeout_seconds)
-        except TimeoutError:
-            log.warning("shutdown: the batch write in flight did not finish in time; its offsets stay unapplied")
-            if self._inflight is not None:
-                self._inflight.cancel()
-        remaining = max(1.0, deadline - asyncio.get_running_loop().time())
-        for name, closing in (("consumer", self.consumer.stop), ("dead letters", self._stop_dead_letters)):
-            try:
-                await asyncio.wait_for(closing(), timeout=remaining)
-            except Exception as exc:
-                log.warning("shutdown: closing the %s failed: %s", name, exc)
+        closing_s = deadline.reserve(CLOSE_RESERVE_S)
+        await deadline.within(self._stop_writes(), "the drain of the batch write in flight", log, reserve_s=closing_s)
+        if self._inflight is not None and not self._inflight.done():
+            log.warning("shutdown: the batch write in flight is left unacknowledged; its offsets stay uncommitted")
+        await asyncio.gather(
+            deadline.within(self.consumer.stop(), "closing the consumer", log),
+            deadline.within(self._stop_dead_letters(), "closing the dead letters", log),
+        )
 
     async def _stop_writes(self) -> None:
         async with self.lock:
@@ -196,10 +196,21 @@ class TapAgent(Rebalance, Unreadable, LogChanges):
             self._inflight = asyncio.create_task(self._apply(delta, moves))
 
     async def _drain(self) -> None:
-        """Wait for the batch write in flight, if any (callers hold the lock)."""
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            await task
+        """Wait for the batch write in flight, if any (callers hold the lock); it stays in `_inflight` until done.
+
+        Shielded: a cancel (SIGTERM cancels the tap's task) stops the wait, never the write. A write cancelled
+        client-side may still apply server-side (sent, or queued in a frozen Redis's socket buffer), and
+        `applied` would then lag what Redis holds. Left running, its outcome is recorded when it comes; the
+        script is atomic and checks the stored offsets, so state and offsets move together either way.
+        """
+        task = self._inflight
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done() and self._inflight is task:
+                self._inflight = None
 
     def _fresh(self, batch: Batch) -> tuple[Batch, dict[TopicPartition, int | None]]:
         """Records of owned partitions at or past the expected offset, and the offset each batch claims from.

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
+from core.deadline import Deadline
 from tables.lease import Lease, LeaseStore
 
 LEASE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
@@ -241,27 +242,33 @@ class Exporter:
                 return  # a scraper that would have come back by now is not coming: the release covers it
             await asyncio.sleep(poll_s)
 
-    async def hand_over(self, budget_s: float, meanwhile: Awaitable[None], rounds: asyncio.Task[None] | None) -> None:
+    async def hand_over(
+        self, budget: Deadline | float, meanwhile: Awaitable[None], rounds: asyncio.Task[None] | None
+    ) -> None:
         """SIGTERM: quiet at once and drain while `meanwhile` (the tap's own drain) runs; the lease is kept,
         renewed by `rounds`, until the drain ends, and released then, not after the tap: every second
-        the release waits is a second of the next exporter's gap."""
-        handed = asyncio.create_task(self._drain_and_release(budget_s, rounds))
+        the release waits is a second of the next exporter's gap. `budget` is the shutdown's deadline
+        (or seconds from now), shared with `meanwhile`."""
+        deadline = budget if isinstance(budget, Deadline) else Deadline(budget, self.clock)
+        handed = asyncio.create_task(self._drain_and_release(deadline, rounds))
         try:
             await meanwhile
         finally:
             await handed
 
-    async def _drain_and_release(self, budget_s: float, rounds: asyncio.Task[None] | None) -> None:
+    async def _drain_and_release(self, deadline: Deadline, rounds: asyncio.Task[None] | None) -> None:
         started_s = self.clock()
-        await self.drain(max(0.0, budget_s - RELEASE_BUDGET_S))
+        # Bounded from outside too: its first renewal against a frozen Redis waits out the client's timeout.
+        drain = self.drain(deadline.left(RELEASE_BUDGET_S))
+        await deadline.within(drain, "the exporter's drain", log, reserve_s=RELEASE_BUDGET_S)
         if rounds is not None:
             rounds.cancel()
-            await asyncio.wait([rounds], timeout=RELEASE_BUDGET_S / 2)  # a swallowed cancel must not hang it
-        left_s = budget_s - (self.clock() - started_s)
+            # A swallowed cancel must not hang it.
+            await asyncio.wait([rounds], timeout=max(0.001, min(RELEASE_BUDGET_S / 2, deadline.left())))
         owed = len(self.owed())
         visible_s = self.visible_for_s(self.clock())
-        released = await asyncio.wait_for(self.release(), timeout=max(RELEASE_BUDGET_S / 2, left_s))
-        if released:
+        release = asyncio.ensure_future(self.release())
+        if await deadline.within(release, "releasing the exporter lease", log) and release.result():
             log.info(
                 "exporter lease released after %.1fs of drain: %d scraper(s) not back, series visible %.1fs more",
                 self.clock() - started_s,

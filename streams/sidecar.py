@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 from agents.dead_letters import DeadLetters
 from agents.tap import TapAgent
 from core.calendar import DayCalendar
+from core.deadline import LOCAL_CLOSE_S, Deadline
 from core.retry import SERVICES, retry
 from core.status import Status
 from streams import clients
@@ -100,14 +101,17 @@ class Sidecar:
         published = self.probes.deflated
         return published.text if published is not None else None
 
-    async def stop(self) -> None:
-        """Bounded by STREAMS_SHUTDOWN_TIMEOUT_SECONDS, so a dead Redis or broker cannot hang a SIGTERM.
+    async def stop(self, deadline: Deadline | None = None) -> None:
+        """Within STREAMS_SHUTDOWN_TIMEOUT_SECONDS, counted once from the stop for every step, so that a
+        frozen Redis and a hung broker together still cannot hold a SIGTERM longer (docs/operations.md,
+        "Stopping", lists the steps and their bounds).
 
         The exporter goes quiet first and keeps its lease (the web server keeps answering) while the tap
         drains, until its scrapers have seen it without business series; the lease is released last,
         saying how long this replica's series may still be seen (streams/exporter.py).
         """
-        budget = self.settings.shutdown_timeout_seconds
+        if deadline is None:
+            deadline = Deadline(self.settings.shutdown_timeout_seconds, asyncio.get_running_loop().time)
         # Quiet at once, before anything that could hang: a task that swallows its cancel (asyncio.wait_for
         # in Python 3.11 can) must not keep this replica exporting beside the next one.
         self.exporter.draining = True
@@ -115,32 +119,32 @@ class Sidecar:
         others = [t for t in self._tasks if t is not rounds]
         for task in others:
             task.cancel()
-        probes_stopped = asyncio.create_task(self.probes.stop(max(1.0, budget / 4)))
+        # On its own thread, beside every other step; a thread still stuck at the deadline is a daemon.
+        probes_stopped = asyncio.create_task(self.probes.stop(deadline.left()))
         try:
-            await self.exporter.hand_over(budget, self._stop_tap(others, budget / 4), rounds)
+            await self.exporter.hand_over(deadline, self._stop_tap(others, deadline), rounds)
         except Exception as exc:
             log.warning("handing the exporter lease over failed: %s", exc)
         self.status.leader = False
-        try:
-            # A purge right after a clean stop need not wait for this replica's record to run out.
-            await asyncio.wait_for(self._record_layout(stopped=True), timeout=max(1.0, budget / 8))
-        except Exception as exc:
-            log.warning("clearing this replica's key layout record failed: %s", exc)
-        await probes_stopped  # bounded inside; it ran meanwhile
-        try:
-            await asyncio.wait_for(self.store.close(), timeout=max(1.0, budget / 4))
-        except Exception as exc:
-            log.warning("closing redis failed: %s", exc)
+        # A purge right after a clean stop need not wait for this replica's record to run out.
+        await deadline.within(self._record_layout(stopped=True), "clearing this replica's key layout record", log)
+        await probes_stopped  # bounded by the deadline; it ran meanwhile
+        # Only closes sockets: run even when nothing is left, bounded by core.deadline.LOCAL_CLOSE_S.
+        await deadline.within(self.store.close(), "closing redis", log, floor_s=LOCAL_CLOSE_S)
+        log.info("stopped %.1fs after the stop began (budget %.0fs)", deadline.elapsed(), deadline.budget_s)
 
-    async def _stop_tap(self, cancelled: list[asyncio.Task[None]], wait_s: float) -> None:
+    async def _stop_tap(self, cancelled: list[asyncio.Task[None]], deadline: Deadline) -> None:
         if cancelled:
-            _, stuck = await asyncio.wait(cancelled, timeout=wait_s)
+            # They end at their cancel (the tap's write in flight is shielded and waited for below): a
+            # quarter of the budget at most for one that swallowed it, not the whole of it.
+            wait_s = min(deadline.left(), deadline.budget_s / 4)
+            _, stuck = await asyncio.wait(cancelled, timeout=wait_s) if wait_s > 0 else (set(), set(cancelled))
             if stuck:
                 log.warning(
                     "%d task(s) did not end %.0fs after their cancel; stopping without them", len(stuck), wait_s
                 )
         if self.agent is not None:
-            await self.agent.stop()  # bounded by the same setting inside
+            await self.agent.stop(deadline)
 
     async def _retrying(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         # A service that ran healthy for a minute starts its back-off over: one failure a day never waits minutes.

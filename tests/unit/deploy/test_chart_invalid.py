@@ -136,11 +136,22 @@ def test_the_same_values_completed_render(case: str) -> None:
 
 
 def test_a_grace_period_below_the_worst_case_stop_is_refused_with_the_least_one() -> None:
-    error = _template("--set", "terminationGracePeriodSeconds=64")
-    assert "terminationGracePeriodSeconds=64 is below the sidecar's worst-case shutdown: at least 65 s" in error
-    budget = ["--set-string", "streams.extraEnv.STREAMS_SHUTDOWN_TIMEOUT_SECONDS=40"]
-    error = _template(*budget, "--set", "terminationGracePeriodSeconds=119")
-    assert "at least 120 s with STREAMS_SHUTDOWN_TIMEOUT_SECONDS=40" in error, error
+    error = _template("--set", "terminationGracePeriodSeconds=24")
+    assert "terminationGracePeriodSeconds=24 is below the sidecar's worst-case shutdown: at least 25 s" in error
+    budget = ["--set-string", "streams.extraEnv.STREAMS_SHUTDOWN_TIMEOUT_SECONDS=40.5"]
+    error = _template(*budget, "--set", "terminationGracePeriodSeconds=45")
+    assert "at least 46 s with STREAMS_SHUTDOWN_TIMEOUT_SECONDS=40.5 (the budget + 5 s)" in error, error
+    done = run_helm(
+        "template",
+        "prod",
+        str(CHART),
+        "--kube-version",
+        KUBERNETES_VERSION,
+        *budget,
+        "--set",
+        "terminationGracePeriodSeconds=46",
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_shutdown_budget_too_short_for_the_hand_over_is_refused() -> None:

@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from core.deadline import EXIT_MARGIN_S
 from streams.settings import Settings
 from tests.unit.deploy.helm import (
     CHART,
@@ -136,7 +137,7 @@ def test_each_combination_renders_lints_and_validates(case: str, tmp_path: Path)
     if "STREAMS_WEB_CONFIG_FILE" in env:
         Path(env["STREAMS_WEB_CONFIG_FILE"]).write_text("basic_auth_users: {}\n")
     settings = Settings.from_env(env)
-    assert pod["terminationGracePeriodSeconds"] >= 2.75 * settings.shutdown_timeout_seconds + 10
+    assert pod["terminationGracePeriodSeconds"] >= settings.shutdown_timeout_seconds + EXIT_MARGIN_S
     assert pod["enableServiceLinks"] is False
 
 

@@ -182,20 +182,20 @@ relabelings:
 {{- end -}}
 {{- end -}}
 
-{{/* The sidecar's worst-case stop for a budget B (streams/sidecar.py, agents/tap.py): B/4 for its tasks
-     to end after their cancel; the tap's drain within B, then its consumer and its dead-letter producer
-     closed within what is left of B (at least 1 s each), 2 B at most; then the lag probe and Redis closed
-     within B/4 each. 2.75 B in all, and 10 s for Faust's own services before the kubelet's SIGKILL. */}}
+{{/* The sidecar's worst-case stop for a budget B (docs/operations.md, "Stopping"): every step of its stop
+     shares one deadline, B from SIGTERM, and closing its sockets may run 0.5 s past it; Faust's own
+     teardown takes 1-2 s more (it waits 1 s for tasks left behind, then 1 s before closing its loop).
+     B + 5 s, rounded up: the margin is core/deadline.py's EXIT_MARGIN_S (tests/unit/deploy check both). */}}
 {{- define "ecomind-streams.minGraceSeconds" -}}
 {{- $budget := include "ecomind-streams.shutdownSeconds" . | float64 -}}
-{{- add (ceil (mulf $budget 2.75) | int) 10 -}}
+{{- add (ceil $budget | int) 5 -}}
 {{- end -}}
 
 {{- define "ecomind-streams.graceSeconds" -}}
 {{- $least := include "ecomind-streams.minGraceSeconds" . | int -}}
 {{- with .Values.terminationGracePeriodSeconds -}}
 {{- if lt (int .) $least -}}
-{{- fail (printf "terminationGracePeriodSeconds=%d is below the sidecar's worst-case shutdown: at least %d s with STREAMS_SHUTDOWN_TIMEOUT_SECONDS=%s (2.75 budgets + 10 s)" (int .) $least (include "ecomind-streams.shutdownSeconds" $)) -}}
+{{- fail (printf "terminationGracePeriodSeconds=%d is below the sidecar's worst-case shutdown: at least %d s with STREAMS_SHUTDOWN_TIMEOUT_SECONDS=%s (the budget + 5 s)" (int .) $least (include "ecomind-streams.shutdownSeconds" $)) -}}
 {{- end -}}
 {{- int . -}}
 {{- else -}}
