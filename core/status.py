@@ -150,5 +150,5 @@ class Status:
             )
         return (
             f"maxmemory-policy is {self.redis_policy or 'not noeviction'}: Redis may evict the tables or their "
-            "offsets; set it to noeviction"
+            "offsets; set it to noeviction (docs/operations.md#managed-redis-the-eviction-policy: each cloud's setting)"
         )

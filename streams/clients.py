@@ -6,11 +6,16 @@ sink), so the same code runs against in-memory fakes in the deterministic simula
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
 
 from agents.bulk_fetch import TapKafkaConsumer
+from streams.redis_settings import CLUSTER, SENTINEL
 from streams.settings import Settings
 
 REDIS_TIMEOUT_S = 5
@@ -26,12 +31,35 @@ TAP_METADATA_MAX_AGE_MS = 30_000
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
-    return aioredis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=REDIS_TIMEOUT_S,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
-    )
+    """The state's client for the topology REDIS_URL names (streams/redis_settings.py). Nothing connects
+    here: the first command does, and fails within the timeouts rather than hanging.
+
+    A Sentinel client asks the sentinels for the primary on every new connection, and drops its
+    connections when the server it reached says it is a replica now, so a failover is followed. A
+    cluster client follows MOVED and ASK redirections and refreshes its slot map when a node fails."""
+    r = settings.redis
+    timeouts: dict[str, Any] = {"socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S}
+    if r.topology == SENTINEL:
+        sentinel_auth = {"password": r.sentinel_password} if r.sentinel_password else {}
+        sentinels = Sentinel(  # type: ignore[no-untyped-call]
+            list(r.nodes),
+            sentinel_kwargs={**timeouts, **r.tls_kwargs(), **sentinel_auth, "decode_responses": True},
+            **timeouts,
+        )
+        primary = sentinels.master_for(
+            r.service or "", db=r.db, decode_responses=True, **r.auth_kwargs(), **r.tls_kwargs(), **timeouts
+        )
+        return primary  # type: ignore[no-any-return]
+    if r.topology == CLUSTER:
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in r.nodes],
+            decode_responses=True,
+            **r.auth_kwargs(),
+            **r.tls_kwargs(),
+            **timeouts,
+        )
+        return cluster  # type: ignore[return-value]
+    return aioredis.from_url(r.url, decode_responses=True, **r.tls_files(), **timeouts)
 
 
 def tap_consumer(settings: Settings, replica_id: str) -> AIOKafkaConsumer:

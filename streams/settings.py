@@ -8,7 +8,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from streams.cluster_settings import LagClusterSettings, lag_cluster_settings
@@ -33,6 +32,7 @@ from streams.kafka_settings import (
     msk_iam_settings,
     oauth_client_settings,
 )
+from streams.redis_settings import RedisSettings, redis_settings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Settings:
     timezone: str = "UTC"
     web_port: int = 6066
     web_bind: str = "0.0.0.0"
-    redis_url: str = "redis://localhost:6379/0"
+    redis: RedisSettings = field(default_factory=RedisSettings)
     days_kept: int = 2
     # Members (org, user) already written to today's or yesterday's sets, left out of later writes
     # (tables/seen.py); about 100 bytes each. 0 sends every member every time.
@@ -102,6 +102,10 @@ class Settings:
     lag_clusters: LagClusterSettings = field(default_factory=lambda: _lag_clusters(EnvReader({})))
 
     @property
+    def redis_url(self) -> str:
+        return self.redis.url
+
+    @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
@@ -118,9 +122,7 @@ class Settings:
             timezone=r.text("STREAMS_TIMEZONE", cls.timezone, check_zone),
             web_port=r.integer("STREAMS_WEB_PORT", cls.web_port, 1, 65535),
             web_bind=r.text("STREAMS_WEB_BIND", cls.web_bind, check_nonempty),
-            redis_url=_with_redis_password(
-                r.secret("REDIS_URL", _check_redis_url) or cls.redis_url, r.secret("REDIS_PASSWORD", check_nonempty)
-            ),
+            redis=redis_settings(r),
             days_kept=r.integer("STREAMS_DAYS_KEPT", cls.days_kept, 1, 366),
             seen_cache_entries=r.integer("STREAMS_SEEN_CACHE_ENTRIES", cls.seen_cache_entries, 0, 50_000_000),
             max_future_seconds=r.integer("STREAMS_MAX_FUTURE_SECONDS", cls.max_future_seconds, 0, 31 * 86_400),
@@ -220,21 +222,3 @@ def _check_slo(value: str) -> str | None:
         if not ok:
             return expected
     return None
-
-
-def _with_redis_password(url: str, password: str | None) -> str:
-    """REDIS_URL with REDIS_PASSWORD put in, so the password can come from its own Secret."""
-    if password is None:
-        return url
-    parts = urlsplit(url)
-    if parts.password is not None or "password=" in parts.query:
-        raise SettingsError("REDIS_URL already holds a password: drop it there or unset REDIS_PASSWORD")
-    if parts.scheme == "unix":
-        return f"{url}{'&' if parts.query else '?'}password={quote(password, safe='')}"
-    user, _, host = parts.netloc.rpartition("@")  # the user stays as written (already URL-encoded)
-    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
-
-
-def _check_redis_url(value: str) -> str | None:
-    ok = value.startswith(("redis://", "rediss://", "unix://"))
-    return None if ok else "a redis://, rediss:// or unix:// URL"

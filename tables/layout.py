@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from tables.keys import LAYOUT_VERSION, state_prefix
@@ -251,13 +252,26 @@ async def purge(client: Any, app_id: str, layout: int, dry_run: bool = False, ba
     in_use = int(marked) if marked else None
     count, pending, cursor = 0, [], 0
     while True:
-        cursor, found = await client.scan(cursor, match=scan_pattern(app_id, layout), count=batch)
+        cursor, found = await _scan(client, cursor, scan_pattern(app_id, layout), batch, marker_key(app_id))
         pending += [k for k in found if not (shared and _text(k) == lease)]
         while len(pending) >= batch or (cursor == 0 and pending):
             chunk, pending = pending[:batch], pending[batch:]
             count += len(chunk) if dry_run else await client.unlink(*chunk)
         if cursor == 0:
             return Purge(count, in_use, in_use == layout and not dry_run)
+
+
+async def _scan(client: Any, cursor: int, match: str, count: int, slot_key: str) -> tuple[int, list[Any]]:
+    """One SCAN page; in a Redis Cluster, of the primary holding the app's slot, where all its keys are."""
+    if not isinstance(client, RedisCluster):
+        return await client.scan(cursor, match=match, count=count)  # type: ignore[no-any-return]
+    await client.initialize()
+    node = client.get_node_from_key(slot_key)
+    assert node is not None  # after initialize, every slot has a primary (or initialize raised)
+    # One node asked, yet a cluster client answers as for many: {node name: cursor}, keys.
+    cursors: Any
+    cursors, found = await client.scan(cursor, match=match, count=count, target_nodes=node)
+    return int(cursors[node.name]), list(found)
 
 
 def _refuse(why: int, detail: str, app_id: str, layout: int, lease: str) -> None:

@@ -16,6 +16,7 @@ from operator import itemgetter
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from tables.delta import Delta
@@ -137,8 +138,18 @@ class RedisStore:
             raise InvalidStoredValue(self.keys.offsets, offset_field(*tp), detail=f"holds {value!r}") from None
 
     async def eviction_policy(self) -> str:
-        found = await self.client.config_get("maxmemory-policy")
-        return str(found.get("maxmemory-policy", ""))
+        """maxmemory-policy; in a Redis Cluster, every primary's (each evicts its own keys), the first that
+        is not noeviction named with its node, since the state's slot may move to any of them."""
+        if not isinstance(self.client, RedisCluster):
+            found = await self.client.config_get("maxmemory-policy")
+            return str(found.get("maxmemory-policy", ""))
+        await self.client.initialize()  # the slot map, once: the primaries are known after it
+        for node in sorted(self.client.get_primaries(), key=lambda n: n.name):
+            found = await self.client.config_get("maxmemory-policy", target_nodes=node)
+            policy = str(found.get("maxmemory-policy", ""))
+            if policy != "noeviction":
+                return f"{policy} (primary {node.name})"
+        return "noeviction"
 
     async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
         """Write the batch and its offsets atomically, or raise: Conflict or WriteRefused having written

@@ -135,11 +135,11 @@ def pod_container(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str,
 
 
 def materialise_mounts(pod: dict[str, Any], container: dict[str, Any], root: Path) -> dict[str, Path]:
-    """Create, under `root`, the files each Secret volume would put at its mount path."""
+    """Create, under `root`, the files each Secret (or ConfigMap) volume would put at its mount path."""
     volumes = {v["name"]: v for v in pod["volumes"]}
     made: dict[str, Path] = {}
     for mount in container["volumeMounts"]:
-        secret = volumes[mount["name"]].get("secret")
+        secret = volumes[mount["name"]].get("secret") or volumes[mount["name"]].get("configMap")
         if secret is None:
             continue
         assert mount["readOnly"] is True, mount

@@ -276,6 +276,25 @@ relabelings:
 - name: REDIS_PASSWORD_FILE
   value: {{ printf "%s/redis/%s" $secrets .Values.redis.passwordKey | quote }}
 {{- end }}
+{{- if .Values.redis.sentinel.existingSecret }}
+- name: REDIS_SENTINEL_PASSWORD_FILE
+  value: {{ printf "%s/redis-sentinel/%s" $secrets .Values.redis.sentinel.passwordKey | quote }}
+{{- end }}
+{{- with .Values.redis.tls }}
+{{- if .caConfigMap }}
+- name: REDIS_TLS_CA_FILE
+  value: {{ printf "%s/redis-ca/%s" $secrets .caKey | quote }}
+{{- else if .existingSecret }}
+- name: REDIS_TLS_CA_FILE
+  value: {{ printf "%s/redis-tls/%s" $secrets .caKey | quote }}
+{{- end }}
+{{- if .certKey }}
+- name: REDIS_TLS_CERT_FILE
+  value: {{ printf "%s/redis-tls/%s" $secrets .certKey | quote }}
+- name: REDIS_TLS_KEY_FILE
+  value: {{ printf "%s/redis-tls/%s" $secrets .keyKey | quote }}
+{{- end }}
+{{- end }}
 - name: STREAMS_APP_ID
   value: {{ .Values.streams.appId | quote }}
 - name: STREAMS_RAW_TOPIC
