@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from agents.dead_letters import DeadLetters
 from agents.tap import TapAgent
@@ -34,6 +34,8 @@ from streams.lag.loops import LagProbes
 from streams.lag.model import LagSnapshot
 from streams.settings import Settings
 from streams.web.history import History
+from tables.eviction import SAFE as SAFE_EVICTION_POLICY
+from tables.eviction import is_safe
 from tables.layout import TOOK_OVER, LayoutStore
 from tables.lease import Lease, LeaseStore
 from tables.snapshot import Snapshot, consistent_tables, decode
@@ -41,7 +43,7 @@ from tables.store import RedisStore
 
 log = logging.getLogger(__name__)
 # Any other policy lets Redis drop day sets (actives undercounted) or the offsets (everything re-read).
-SAFE_EVICTION_POLICY = "noeviction"
+POLICY_CHECK_TIMEOUT_S = 10.0  # a cluster of a few primaries at tables.eviction.NODE_TIMEOUT_S each
 LAYOUT_RECHECK_S = 5.0  # a refused replica starts this long after the operator resolved it
 LAYOUT_REDIS_RETRY_S = 1.0
 
@@ -78,6 +80,7 @@ class Sidecar:
         self.agent: TapAgent | None = None
         self.probes = LagProbes(settings, self.status)  # every cluster's, on a thread of their own
         self._tasks: list[asyncio.Task[None]] = []
+        self._policy_check: asyncio.Task[None] | None = None
         self.history = History(self.status)  # landing page: uptime, last batch, records/s
 
     async def start(self) -> None:
@@ -119,6 +122,8 @@ class Sidecar:
         others = [t for t in self._tasks if t is not rounds]
         for task in others:
             task.cancel()
+        if self._policy_check is not None:
+            self._policy_check.cancel()
         # On its own thread, beside every other step; a thread still stuck at the deadline is a daemon.
         probes_stopped = asyncio.create_task(self.probes.stop(deadline.left()))
         try:
@@ -194,7 +199,10 @@ class Sidecar:
 
     async def _before_round(self) -> None:
         await self._record_layout()
-        await self._check_eviction_policy()
+        # Beside the round, not in it: in a Redis Cluster the check asks every primary, and one that is
+        # slow or down must not delay the lease's renewal nor drop the exporter role.
+        if self._policy_check is None or self._policy_check.done():
+            self._policy_check = asyncio.create_task(self._check_eviction_policy())
 
     async def _run_tap(self) -> None:
         s = self.settings
@@ -236,8 +244,12 @@ class Sidecar:
         if not self.settings.redis_policy_check:
             return
         try:
-            policy = await self.store.eviction_policy()
-        except ResponseError as exc:
+            policy = await asyncio.wait_for(self.store.eviction_policy(), POLICY_CHECK_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            if not isinstance(exc, ResponseError):
+                # Unanswered: the lease rounds report Redis itself; the policy is kept as last read.
+                log.debug("maxmemory-policy check did not complete: %r", exc)
+                return
             # CONFIG refused (a managed Redis, an ACL without +config): unknown is not safe, but it must
             # not stop the lease either; say which setting turns the check off.
             if self.status.redis_policy_ok or self.status.redis_policy != "unknown":
@@ -248,7 +260,7 @@ class Sidecar:
                 )
             self.status.redis_policy, self.status.redis_policy_ok = "unknown", False
             return
-        ok = policy == SAFE_EVICTION_POLICY
+        ok = is_safe(policy)
         if not ok and (self.status.redis_policy_ok or policy != self.status.redis_policy):
             log.error(
                 "Redis maxmemory-policy is %r: it may evict the tables or their offsets; set it to %s "

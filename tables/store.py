@@ -16,10 +16,10 @@ from operator import itemgetter
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from tables.delta import Delta
+from tables.eviction import eviction_policy
 from tables.keys import (
     AMOUNT_BASE,
     CO2_FIELD,
@@ -138,18 +138,8 @@ class RedisStore:
             raise InvalidStoredValue(self.keys.offsets, offset_field(*tp), detail=f"holds {value!r}") from None
 
     async def eviction_policy(self) -> str:
-        """maxmemory-policy; in a Redis Cluster, every primary's (each evicts its own keys), the first that
-        is not noeviction named with its node, since the state's slot may move to any of them."""
-        if not isinstance(self.client, RedisCluster):
-            found = await self.client.config_get("maxmemory-policy")
-            return str(found.get("maxmemory-policy", ""))
-        await self.client.initialize()  # the slot map, once: the primaries are known after it
-        for node in sorted(self.client.get_primaries(), key=lambda n: n.name):
-            found = await self.client.config_get("maxmemory-policy", target_nodes=node)
-            policy = str(found.get("maxmemory-policy", ""))
-            if policy != "noeviction":
-                return f"{policy} (primary {node.name})"
-        return "noeviction"
+        """maxmemory-policy where the state lives (tables/eviction.py)."""
+        return await eviction_policy(self.client, self.keys.offsets)
 
     async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
         """Write the batch and its offsets atomically, or raise: Conflict or WriteRefused having written

@@ -19,11 +19,17 @@ class LeaseRedis(Scripts):
     def __init__(self, policy: str | None) -> None:
         super().__init__(Keyspace(time.time))
         self.policy = policy
+        self.config_hangs = False  # CONFIG GET never answers (a slow or frozen node)
+        self.config_fails: Exception | None = None  # CONFIG GET fails as a connection would
 
     async def hmget(self, key: str, fields: list[str]) -> list[str | None]:
         return self.keyspace.hmget(key, fields)
 
     async def config_get(self, name: str) -> dict[str, str]:
+        if self.config_hangs:
+            await asyncio.Event().wait()
+        if self.config_fails is not None:
+            raise self.config_fails
         if self.policy is None:
             raise ResponseError("unknown command 'CONFIG'")
         return {name: self.policy}
@@ -40,3 +46,5 @@ async def one_round(sidecar: Sidecar) -> None:
         await asyncio.sleep(0)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    if sidecar._policy_check is not None and not getattr(sidecar.redis, "config_hangs", False):
+        await sidecar._policy_check  # runs beside the round: its outcome is what the tests read

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from streams.settings import Settings
 from streams.sidecar import Sidecar
 from tables.lease import Lease
@@ -22,6 +24,24 @@ async def test_an_evicting_policy_is_not_ready_and_noeviction_is() -> None:
     sidecar.redis.policy = "noeviction"  # type: ignore[attr-defined]
     await one_round(sidecar)
     assert sidecar.status.redis_policy_ok is True
+
+
+async def test_a_policy_check_that_hangs_delays_no_round_and_one_that_fails_keeps_the_last_policy() -> None:
+    sidecar = lease_sidecar(policy="noeviction")
+    await one_round(sidecar)
+    assert sidecar.status.redis_policy == "noeviction" and sidecar.status.leader
+    sidecar.redis.config_hangs = True  # type: ignore[attr-defined]
+    await one_round(sidecar)
+    await one_round(sidecar)  # the hanging check is not started twice, and the rounds go on
+    assert sidecar.status.leader and sidecar.status.redis_ok
+    assert sidecar._policy_check is not None and not sidecar._policy_check.done()
+    sidecar._policy_check.cancel()
+    await asyncio.gather(sidecar._policy_check, return_exceptions=True)
+    sidecar.redis.config_hangs = False  # type: ignore[attr-defined]
+    sidecar.redis.config_fails = ConnectionError("node gone")  # type: ignore[attr-defined]
+    await one_round(sidecar)
+    # Unanswered is not "refused": the policy stays as last read, the replica stays ready for it.
+    assert (sidecar.status.redis_policy, sidecar.status.redis_policy_ok) == ("noeviction", True)
 
 
 async def test_a_fresh_replica_exports_at_once_and_a_second_one_does_not() -> None:

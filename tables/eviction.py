@@ -1,0 +1,47 @@
+"""Redis's maxmemory-policy as the state needs it: noeviction wherever the state's keys live or may move.
+
+In a Redis Cluster each primary evicts its own keys, and a reshard may move the state's slot to any of
+them, so every primary is asked. The primary holding the state's slot must answer (its error is raised:
+unknown is not safe); another primary that does not answer in time is left out and named, so that a
+shard the app does not use, down and not failed over, cannot make every replica unready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+SAFE = "noeviction"
+NODE_TIMEOUT_S = 2.0  # per primary: the check runs beside the lease rounds and must end soon
+
+
+async def eviction_policy(client: Any, state_key: str) -> str:
+    """ "noeviction", or the unsafe policy found (in a cluster, with the primary that has it)."""
+    if not isinstance(client, RedisCluster):
+        found = await client.config_get("maxmemory-policy")
+        return str(found.get("maxmemory-policy", ""))
+    await client.initialize()  # the slot map, once: the primaries are known after it
+    home = client.get_node_from_key(state_key)
+    silent: list[str] = []
+    for node in sorted(client.get_primaries(), key=lambda n: n.name):
+        try:
+            found = await asyncio.wait_for(
+                client.config_get("maxmemory-policy", target_nodes=node), timeout=NODE_TIMEOUT_S
+            )
+        except (RedisError, OSError, TimeoutError):
+            if home is not None and node.name == home.name:
+                raise
+            silent.append(node.name)
+            continue
+        policy = str(found.get("maxmemory-policy", ""))
+        if policy != SAFE:
+            return f"{policy} (primary {node.name})"
+    # The state's primary and every other that answered are safe; those that did not are named.
+    return SAFE if not silent else f"{SAFE} (not answering: {', '.join(silent)})"
+
+
+def is_safe(policy: str) -> bool:
+    return policy == SAFE or policy.startswith(f"{SAFE} (not answering")
