@@ -117,6 +117,13 @@ class TapAgent(Rebalance, Unreadable, LogChanges):
             deadline.within(self._stop_dead_letters(), "closing the dead letters", log),
         )
 
+    def abandon(self) -> None:
+        """For a stopped tap that is replaced: a write still in flight (retrying a Redis that is down) is
+        cancelled, not left retrying beside the next tap's. Safe then: the next tap reads the stored offsets
+        afresh, and the script refuses a late write whose offsets no longer match (Conflict)."""
+        if self._inflight is not None:
+            self._inflight.cancel()
+
     async def _stop_writes(self) -> None:
         async with self.lock:
             await self._drain()

@@ -220,6 +220,7 @@ class Sidecar:
             raise
         except Exception:
             await self.agent.stop()
+            self.agent.abandon()  # _retrying builds the next tap on the same store
             raise
 
     async def _run_lease(self) -> None:

@@ -108,3 +108,16 @@ async def test_the_consumer_close_keeps_its_share_when_the_write_hangs() -> None
     assert consumer.stopped, "the group is left even though the write never answered"
     assert deadline.elapsed() < 0.4
     store.release.set()
+
+
+async def test_a_tap_replaced_after_a_failure_cancels_its_write_left_in_flight() -> None:
+    store, consumer = _Store(), _Consumer()
+    agent = _agent(store, consumer)
+    await store.started.wait()
+    await agent.stop(Deadline(0.1, asyncio.get_running_loop().time))
+    task = agent._inflight
+    assert task is not None and not task.done()  # stop leaves it (a SIGTERM's exit ends it anyway)
+    agent.abandon()  # the sidecar is about to build the next tap on the same store
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled() and store.cancelled == 1 and store.applied == []
+    assert agent.applied[TP] == 100  # nothing recorded for a write that did not answer
