@@ -26,10 +26,10 @@ from agents.log_changes import LogChanges
 from agents.offsets import RESET_REASONS
 from agents.ports import Batch, DeadLetterSink, StateStore, TapConsumer, TapSettings
 from agents.rebalance import POSITIONING, REDIS_ERRORS, Listener, Rebalance
+from agents.shutdown import Shutdown
 from agents.stalls import PartitionUnreadable, Stalls
 from agents.unreadable import FETCH_RETRY_S, WRITE_REFUSALS, Unreadable
 from core.calendar import DayCalendar
-from core.deadline import Deadline
 from core.ratelog import RateLimitedLog
 from core.retry import retry
 from core.status import Status
@@ -40,10 +40,9 @@ log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 1.0
 FOLD_CHUNK_RECORDS = 5_000
 ASSIGNMENT_RETRY_S = 0.05  # bounds the loop if aiokafka raises again before on_assigned has run
-CLOSE_RESERVE_S = 2.0  # kept from the write's wait to close the consumer: its partitions move at once
 
 
-class TapAgent(Rebalance, Unreadable, LogChanges):
+class TapAgent(Rebalance, Unreadable, LogChanges, Shutdown):
     def __init__(
         self,
         settings: TapSettings,
@@ -100,38 +99,6 @@ class TapAgent(Rebalance, Unreadable, LogChanges):
         topics = [self.settings.raw_topic, self.settings.enriched_topic]
         self.consumer.subscribe(topics, listener=Listener(self))
         await self.consumer.start()
-
-    async def stop(self, deadline: Deadline | None = None) -> None:
-        """Within `deadline` (by default STREAMS_SHUTDOWN_TIMEOUT_SECONDS from now): the write in flight is
-        waited for, never cancelled; one that cannot finish in time is left behind, its offsets uncommitted."""
-        if deadline is None:
-            deadline = Deadline(self.settings.shutdown_timeout_seconds, asyncio.get_running_loop().time)
-        self.status.recovering = True  # a stopped tap holds no partitions: not ready until one runs again
-        self.status.stalled = {}
-        closing_s = deadline.reserve(CLOSE_RESERVE_S)
-        await deadline.within(self._stop_writes(), "the drain of the batch write in flight", log, reserve_s=closing_s)
-        if self._inflight is not None and not self._inflight.done():
-            log.warning("shutdown: the batch write in flight is left unacknowledged; its offsets stay uncommitted")
-        await asyncio.gather(
-            deadline.within(self.consumer.stop(), "closing the consumer", log),
-            deadline.within(self._stop_dead_letters(), "closing the dead letters", log),
-        )
-
-    def abandon(self) -> None:
-        """For a stopped tap that is replaced: a write still in flight (retrying a Redis that is down) is
-        cancelled, not left retrying beside the next tap's. Safe then: the next tap reads the stored offsets
-        afresh, and the script refuses a late write whose offsets no longer match (Conflict)."""
-        if self._inflight is not None:
-            self._inflight.cancel()
-
-    async def _stop_writes(self) -> None:
-        async with self.lock:
-            await self._drain()
-            await self._commit(force=True)
-
-    async def _stop_dead_letters(self) -> None:
-        if self.dead_letters is not None:
-            await self.dead_letters.stop()
 
     async def run(self) -> None:
         while True:
