@@ -2,14 +2,16 @@
 
 Replies: {1, ''} written; {0, field} an offset is not the expected one; {2, key} a key holds another
 type; {3, key} the writer's lineage count is not the one it expects; {4, key, field} a stored value the
-batch increments or compares is not a number. Nothing is written unless 1.
+batch increments or compares is not a number; {5, slot} the state's slot is moving between cluster
+primaries. Nothing is written unless 1.
 
 The shebang makes Redis (7.0 and later) refuse the script whole when it is over maxmemory, instead of
 failing at a write halfway. Redis never rolls a script back, so every other check that can fail
 (offsets, key types, every stored value it increments or compares) comes before the first write, no
 stored total can overflow (amounts carry their remainder into whole units), and the offsets are written
 last. tests/sim/redis.py carries the same semantics out in Python for the simulator; a change here is
-mirrored there (the simulator never stores a value that is not a number, so reply 4 has no counterpart).
+mirrored there (the simulator never stores a value that is not a number and is no cluster, so replies 4
+and 5 have no counterpart).
 
 Rolling windows (`act`): each subject (a user, an org) keeps its active local days as a sorted list,
 compacted to the last day up to today and the days after it (a future-dated event's day). For every two
@@ -25,6 +27,15 @@ from __future__ import annotations
 
 APPLY_LUA = """#!lua
 local p = cjson.decode(ARGV[1])
+-- In a Redis Cluster (the payload names the state's slot): never while that slot moves between primaries.
+-- Only KEYS[1] is declared, so Redis routes on it alone: the keys a batch writes may be on either side,
+-- and run here under ASKING, a key still on the source reads as missing. Refused whole (reply 5), the
+-- batch is sent again once the slot has moved. CLUSTER NODES shows this node's own [slot->-id] (moving
+-- out) or [slot-<-id] (moving in); a Redis that refuses the command inside scripts skips the check.
+if p.slot then
+  local nodes = redis.pcall('CLUSTER', 'NODES')
+  if type(nodes) == 'string' and string.find(nodes, '[' .. p.slot .. '-', 1, true) then return {5, p.slot} end
+end
 for _, o in ipairs(p.off) do
   local cur = redis.call('HGET', KEYS[1], o[1])
   if o[2] == '' then
@@ -202,13 +213,22 @@ for _, m in ipairs(p.hmax) do
   local cur = redis.call('HGET', m[1], m[2])
   if (not cur) or tonumber(cur) < tonumber(m[3]) then redis.call('HSET', m[1], m[2], m[3]) end
 end
+-- The new day lists before the sweep, which leaves alone the members they rewrite (the same result as
+-- deleting and setting again): a sweep emptying a bucket deletes the key, and a write to a key deleted
+-- in this script is refused by a cluster node whose slot is moving, which would stop the script halfway.
+local rewritten = {}
+for _, l in ipairs(lists) do
+  redis.call('HSET', l[1], l[2], l[3])
+  rewritten[l[1]] = rewritten[l[1]] or {}
+  rewritten[l[1]][l[2]] = true
+end
 for _, s in ipairs(sweep) do
-  local fields = s[2]
+  local fields, kept = {}, rewritten[s[1]] or {}
+  for _, f in ipairs(s[2]) do if not kept[f] then fields[#fields + 1] = f end end
   for i = 1, #fields, 4000 do
     redis.call('HDEL', s[1], unpack(fields, i, math.min(i + 3999, #fields)))
   end
 end
-for _, l in ipairs(lists) do redis.call('HSET', l[1], l[2], l[3]) end
 for _, key in ipairs(pair_keys) do
   local day = tonumber(string.match(key, '(%d+)$'))
   for b, n in pairs(pairs_by_key[key]) do

@@ -16,6 +16,8 @@ from operator import itemgetter
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from tables.delta import Delta
@@ -58,15 +60,15 @@ from tables.labels import OTHER
 from tables.script import APPLY_LUA
 from tables.seen import SeenCache
 from tables.windows import users_by_org, window_section
-from tables.writes import Conflict, InvalidStoredValue, OffsetMove, WrongKeyType, script_failed
+from tables.writes import Conflict, InvalidStoredValue, OffsetMove, SlotMoving, WrongKeyType, script_failed
 
 # A lineage key per process start: expiry only costs one refused write and a full resend, so it need not
 # live as long as the day keys (up to a year), and keys of stopped processes go soon.
 LINEAGE_TTL_SECONDS = 3 * 86_400
 
 # Script replies other than 1 (written): refused for an offset, for a key's type, for the lineage, for a
-# stored value that is not a number.
-_CONFLICT, _WRONG_TYPE, _LINEAGE, _INVALID_VALUE = 0, 2, 3, 4
+# stored value that is not a number, for the state's cluster slot moving.
+_CONFLICT, _WRONG_TYPE, _LINEAGE, _INVALID_VALUE, _SLOT_MOVING = 0, 2, 3, 4, 5
 
 _SECOND = itemgetter(1)
 
@@ -93,6 +95,8 @@ class RedisStore:
         self.keys = Keys(app_id)
         self.day_ttl_seconds = (days_kept + 1) * 86_400
         self._apply = client.register_script(APPLY_LUA)
+        # In a cluster the script checks that the state's slot is not moving (tables/script.py).
+        self._slot = str(key_slot(self.keys.offsets.encode())) if isinstance(client, RedisCluster) else None
         # Members already written to a recent day are left out of later writes (tables/seen.py), as long
         # as every write this store made since is still in Redis: its lineage key counts them, and the
         # script refuses a write whose expected count is not there.
@@ -156,6 +160,8 @@ class RedisStore:
                 written,
                 str(min(self.day_ttl_seconds, LINEAGE_TTL_SECONDS)),
             ]
+            if self._slot is not None:
+                payload_dict["slot"] = self._slot
             try:
                 reply = await self._apply(keys=[self.keys.offsets], args=[orjson.dumps(payload_dict)])
             except BaseException as exc:
@@ -175,6 +181,8 @@ class RedisStore:
                 raise Conflict(str(detail))
             if status == _WRONG_TYPE:
                 raise WrongKeyType(str(detail))
+            if status == _SLOT_MOVING:
+                raise SlotMoving(f"TRYAGAIN slot {detail} of {self.keys.offsets} is moving between primaries")
             self._lineage_expected = written
             self.seen.learn(delta.today_index, delta.users, delta.orgs)
             return

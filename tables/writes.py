@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis.exceptions import (
+    AskError,
     ClusterDownError,
     MasterDownError,
+    MovedError,
     NoPermissionError,
     NoScriptError,
     OutOfMemoryError,
@@ -74,18 +76,37 @@ class ScriptFailed(WriteRefused):
     reason = "script_error"
 
 
+class SlotMoving(TryAgainError):
+    """The state's Redis Cluster slot is moving between primaries (the script's reply 5): nothing was
+    written, and the batch is sent again, whole, as after Redis's own TRYAGAIN, once the slot has moved."""
+
+
 # Errors with which Redis refuses a script before running it (nothing written) and that pass by
-# themselves or once an operator frees memory, promotes a primary, grants a permission: retried.
+# themselves or once an operator frees memory, promotes a primary (READONLY from a demoted one), grants
+# a permission, or a cluster settles (CLUSTERDOWN, TRYAGAIN, and a MOVED or ASK the client did not
+# follow): retried, never counted as refused.
 _REFUSED_WHOLE = (
+    AskError,
     ClusterDownError,
     MasterDownError,
+    MovedError,
     NoPermissionError,
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     TryAgainError,
 )
-_REFUSED_WHOLE_PREFIXES = ("BUSY", "NOREPLICAS")
+# A script's own command refused by a cluster node (a key not served here, the cluster down) is met at
+# the first command touching that key, or at the first command (write) of all: the script reads or
+# checks the type of every key it writes before its first write, and neither the cluster's state nor
+# where a key lives changes while a script runs. Nothing written, so retried whole.
+_REFUSED_WHOLE_PREFIXES = (
+    "BUSY",
+    "NOREPLICAS",
+    "Script attempted to access a non local key",
+    "Script attempted to execute a command while the cluster is down",
+    "Script attempted to execute a write command while the cluster is down",
+)
 
 
 def script_failed(exc: ResponseError, key: str) -> ScriptFailed | None:

@@ -48,6 +48,11 @@ class _Node:
         tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(self.tls[0])} if self.tls else {}
         return redis.Redis("127.0.0.1", self.port, password=password, decode_responses=True, socket_timeout=5, **tls)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing flushed, replicas left with what they had received."""
+        if self.server:
+            self.server.kill()
+
     def stop(self) -> None:
         if self.server:
             self.server.stop()
@@ -99,9 +104,11 @@ class LocalSentinel(_Topology):
         password: str | None = None,
         sentinel_password: str | None = None,
         tls: tuple[Path, Path] | None = None,
+        down_after_ms: int = 2000,
     ) -> None:
         super().__init__(workdir, password, tls)
         self.sentinel_password = sentinel_password
+        self.down_after_ms = down_after_ms  # how long a primary stays silent before the sentinels fail over
         self.sentinels: list[_Node] = []
 
     def _seeds(self) -> list[_Node]:
@@ -125,8 +132,8 @@ class LocalSentinel(_Topology):
         for i in range(3):
             watch = [
                 f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2",
-                f"sentinel down-after-milliseconds {SERVICE} 2000",
-                f"sentinel failover-timeout {SERVICE} 10000",
+                f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}",
+                f"sentinel failover-timeout {SERVICE} {max(5000, 5 * self.down_after_ms)}",
                 *([f"sentinel auth-pass {SERVICE} {self.password}"] if self.password else []),
                 *([f"requirepass {self.sentinel_password}"] if self.sentinel_password else []),
             ]
@@ -191,15 +198,19 @@ class LocalCluster(_Topology):
             time.sleep(0.2)
         raise RuntimeError(f"the Redis Cluster in {self.workdir} did not settle within {timeout_s}s")
 
+    def _alive(self) -> redis.Redis:
+        """A client of a node still running (a test may have killed some)."""
+        return next(n for n in self.nodes if n.server and n.server.running()).client(self.password)
+
     def primaries(self) -> list[_Node]:
         """The nodes serving slots now."""
-        slots = self.nodes[0].client(self.password).execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+        slots = self._alive().execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
         ports = {int(primary[1]) for _, _, primary, *_ in slots}
         return [n for n in self.nodes if n.port in ports]
 
     def primary_of(self, key: str) -> _Node:
         """The node that serves `key`'s slot now."""
-        any_node = self.nodes[0].client(self.password)
+        any_node = self._alive()
         slot = int(any_node.cluster("keyslot", key))
         slots = any_node.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
         for low, high, primary, *_ in slots:

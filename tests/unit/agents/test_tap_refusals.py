@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
+from redis.exceptions import ClusterDownError, ConnectionError, ReadOnlyError, RedisError
 
 from agents.stalls import STATE_REFUSED, Stalls
 from agents.tap import TapAgent
@@ -17,7 +18,7 @@ from core.status import Status
 from streams.local.workload import raw_event
 from streams.settings import Settings
 from tables.delta import Delta
-from tables.writes import InvalidStoredValue, OffsetMove, ScriptFailed, WriteRefused, WrongKeyType
+from tables.writes import InvalidStoredValue, OffsetMove, ScriptFailed, SlotMoving, WriteRefused, WrongKeyType
 
 TP = TopicPartition("events.raw", 0)
 EVENTS = 10
@@ -70,7 +71,7 @@ class _Consumer:
 class _Store:
     """Refuses the first writes with the given errors, then applies: what it counted is what Redis holds."""
 
-    def __init__(self, refusals: list[WriteRefused]) -> None:
+    def __init__(self, refusals: list[WriteRefused] | list[RedisError]) -> None:
         self.refusals = refusals
         self.offset: int | None = None
         self.processed = 0
@@ -137,3 +138,35 @@ async def test_a_refused_write_pauses_its_partition_and_is_written_once_after_th
     assert (store.offset, store.processed) == (EVENTS, EVENTS), "counted exactly once"
     assert consumer.paused == set() and status.stalled == {}
     assert status.redis_errors == 0
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        ReadOnlyError("You can't write against a read only replica."),  # a demoted primary
+        ClusterDownError("CLUSTERDOWN The cluster is down"),
+        SlotMoving("TRYAGAIN slot 3828 of {s}:v3:offsets is moving between primaries"),
+        ConnectionError("Error 111 connecting to 127.0.0.1:6379."),
+    ],
+    ids=["readonly", "clusterdown", "slot-moving", "connection"],
+)
+async def test_a_failover_or_a_moving_slot_is_retried_not_refused(fault: RedisError) -> None:
+    consumer, store = _Consumer(), _Store([fault, fault])
+    status = Status(replica_id="r")
+    agent = TapAgent(Settings(), store, status, consumer)  # type: ignore[arg-type]
+    agent._last_rewind_check = 1e18
+    await agent.on_assigned({TP})
+    run = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(store.refused.wait(), 5)
+        await asyncio.sleep(0.05)
+        assert consumer.paused == set() and status.stalled == {}, "a topology fault pauses nothing"
+        for _ in range(300):  # back-offs of 0.2 s then 0.4 s
+            await asyncio.sleep(0.01)
+            if store.processed:
+                break
+    finally:
+        run.cancel()
+    assert store.calls == 3 and status.redis_errors == 2
+    assert sum(status.writes_refused.values()) == 0
+    assert (store.offset, store.processed) == (EVENTS, EVENTS), "the same batch, written once"

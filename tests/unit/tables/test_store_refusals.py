@@ -6,12 +6,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from tables.delta import Delta
 from tables.store import RedisStore
-from tables.writes import InvalidStoredValue, OffsetMove, ScriptFailed, WrongKeyType
+from tables.writes import InvalidStoredValue, OffsetMove, ScriptFailed, SlotMoving, WrongKeyType
 
 
 class _Client:
@@ -65,10 +77,63 @@ async def test_a_runtime_error_is_a_refusal_with_redis_text() -> None:
         ReadOnlyError("You can't write against a read only replica."),
         ResponseError("BUSY Redis is busy running a script."),
         ResponseError("NOREPLICAS Not enough good replicas to write."),
+        ClusterDownError("CLUSTERDOWN The cluster is down"),
+        TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot"),
+        MovedError("3999 127.0.0.1:6381"),
+        AskError("3999 127.0.0.1:6381"),
+        # Met at the script's type checks, before its first write: a key of a slot half moved, a cluster down.
+        ResponseError("Script attempted to access a non local key in a cluster node script: de32, on @user_script:14."),
+        ResponseError(
+            "Script attempted to execute a command while the cluster is down script: de32, on @user_script:4."
+        ),
+        ResponseError("Script attempted to execute a write command while the cluster is down and readonly"),
     ],
-    ids=["oom", "readonly", "busy", "noreplicas"],
+    ids=[
+        "oom",
+        "readonly",
+        "busy",
+        "noreplicas",
+        "clusterdown",
+        "tryagain",
+        "moved",
+        "ask",
+        "nonlocal",
+        "down",
+        "down-ro",
+    ],
 )
 async def test_a_script_refused_before_it_ran_stays_a_redis_error(error: ResponseError) -> None:
     with pytest.raises(type(error)) as raised:
         await _apply(error)
     assert raised.value is error
+
+
+async def test_a_slot_moving_is_a_retried_redis_error_not_a_refusal() -> None:
+    with pytest.raises(SlotMoving) as raised:
+        await _apply([5, "3999"])
+    assert isinstance(raised.value, TryAgainError) and isinstance(raised.value, RedisError)
+    assert "slot 3999 of {s}:v3:offsets is moving" in str(raised.value)
+
+
+class _Cluster(RedisCluster):
+    """A cluster client that only records the script's payload."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+
+    def register_script(self, source: Any) -> Any:
+        async def run(keys: list[str], args: list[Any]) -> Any:
+            self.payloads.append(orjson.loads(args[0]))
+            return [1, ""]
+
+        return run
+
+
+async def test_the_payload_names_the_state_slot_on_a_cluster_only() -> None:
+    cluster, plain = _Cluster(), RedisStore(_Client([1, ""]), "s", days_kept=2)  # type: ignore[arg-type]
+    store = RedisStore(cluster, "s", days_kept=2)  # type: ignore[arg-type]
+    delta = Delta()
+    delta.processed["raw"] += 1
+    await store.apply(delta, [OffsetMove("raw", 0, 2, 3)])
+    assert cluster.payloads[0]["slot"] == str(key_slot(b"{s}:v3:offsets")) == "3828"
+    assert "slot" not in plain.build_payload(delta, [OffsetMove("raw", 0, 2, 3)])
