@@ -15,6 +15,7 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
+from core.ratelog import RateLimitedLog
 from core.status import Status
 from streams.deflated import Deflated
 from streams.lag.model import LagSnapshot, slo_seconds
@@ -23,6 +24,7 @@ from streams.web.history import History
 from tables.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
+_unread = RateLimitedLog(log)
 
 
 class Source(Protocol):
@@ -127,7 +129,7 @@ async def gather_view(sidecar: Source, scraper: str | None = None) -> View:
         snap = await sidecar.exporting_snapshot(scraper)
     except (RedisError, OSError) as exc:
         # Reported, not recorded: the sidecar's own Redis loops own `redis_ok`, a scrape only reads.
-        log.warning("could not read the tables: %s", exc)
+        _unread.warning("tables", "could not read the tables: %s", exc)  # once per 10 s, not per scrape
         snap, error = None, f"{type(exc).__name__}: {exc}"
     status = copy.copy(sidecar.status)
     # Read once: its text and its blocks are one probe cycle's, whatever the probe thread publishes next.
