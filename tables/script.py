@@ -9,9 +9,8 @@ The shebang makes Redis (7.0 and later) refuse the script whole when it is over 
 failing at a write halfway. Redis never rolls a script back, so every other check that can fail
 (offsets, key types, every stored value it increments or compares) comes before the first write, no
 stored total can overflow (amounts carry their remainder into whole units), and the offsets are written
-last. tests/sim/redis.py carries the same semantics out in Python for the simulator; a change here is
-mirrored there (the simulator never stores a value that is not a number and is no cluster, so replies 4
-and 5 have no counterpart).
+last. The simulator runs this same text in Lua over its simulated keyspace (tests/sim/lua_redis.py); it is
+no cluster, so reply 5 (a moving slot) never comes there.
 
 Rolling windows (`act`): each subject (a user, an org) keeps its active local days as a sorted list,
 compacted to the last day up to today and the days after it (a future-dated event's day). For every two

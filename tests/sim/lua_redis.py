@@ -1,147 +1,163 @@
 """Redis scripts run for real, in Lua 5.1 (Redis's own Lua) through lupa, over a simulated keyspace.
 
-The keyspace implements the commands the lease scripts call, with Redis's replies as Lua sees them
-(nil as false, integers, arrays as tables, TIME as two strings) and key expiry on the caller's clock. A
-script that raises keeps the writes it made before the error, as Redis does. A differential test holds
-it to a real redis-server (tests/integration/test_lease_script.py).
+The keyspace (tests/sim/keyspace.py) implements the commands the project's scripts call; this module
+gives a script what Redis gives it: KEYS and ARGV, `redis.call` and `redis.pcall` with Redis's
+conversions both ways (nil bulk as false, status replies as {ok = ...}, arrays as tables; a number
+argument as its integer text, a script's numbers truncated to integers, false as nil, a table as an
+array up to its first nil), `cjson`, and the shebang's flags with Redis 7's refusals (over maxmemory a
+script without `allow-oom` is refused whole; `no-writes` refuses its writes). A script that raises keeps
+the writes it made before the error, as Redis does; the error reaches the caller as the ResponseError
+redis-py raises. Differential tests hold it to a real redis-server (tests/integration/test_lease_script.py,
+tests/integration/test_business_script.py).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-from lupa.lua51 import LuaRuntime
-from redis.exceptions import ResponseError
+import orjson
+from lupa.lua51 import LuaError, LuaRuntime, lua_type
+from redis.exceptions import OutOfMemoryError, ResponseError
+
+from tests.sim.keyspace import Keyspace, Status
+
+__all__ = ["Keyspace", "Scripts", "Status", "shebang_flags"]
+
+_MIN = -(2**63)
+_ARG_TYPES = frozenset({str, int, float})
+_SCALARS = frozenset({str, int, float, bool})
+_FLAGS = frozenset({"no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"})
 
 
-class Keyspace:
-    def __init__(self, clock_s: Callable[[], float]) -> None:
-        self.clock_s = clock_s
-        self.data: dict[str, Any] = {}
-        self.expires_ms: dict[str, int] = {}
-
-    def now_ms(self) -> int:
-        return int(self.clock_s() * 1000)
-
-    def _live(self, key: str) -> Any:
-        if key in self.expires_ms and self.expires_ms[key] <= self.now_ms():
-            self.data.pop(key, None)
-            self.expires_ms.pop(key, None)
-        return self.data.get(key)
-
-    def _hash(self, key: str) -> dict[str, str]:
-        found = self._live(key)
-        if found is None:
-            found = self.data[key] = {}
-        if not isinstance(found, dict):
-            raise ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
-        return found
-
-    def call(self, command: str, *args: Any) -> Any:
-        name, a = command.upper(), [_text(x) for x in args]
-        if name == "TIME":
-            now_us = int(self.clock_s() * 1_000_000)
-            return [str(now_us // 1_000_000), str(now_us % 1_000_000)]
-        if name == "GET":
-            found = self._live(a[0])
-            if isinstance(found, dict):
-                raise ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
-            return found
-        if name == "SET":
-            self.data[a[0]] = a[1]
-            self.expires_ms.pop(a[0], None)
-            if len(a) >= 4 and a[2].upper() == "PX":
-                self.expires_ms[a[0]] = self.now_ms() + int(a[3])
-            return "OK"
-        if name == "DEL":
-            gone = [k for k in a if self._live(k) is not None]
-            for k in gone:
-                self.data.pop(k, None)
-                self.expires_ms.pop(k, None)
-            return len(gone)
-        if name == "PTTL":
-            if self._live(a[0]) is None:
-                return -2
-            return self.expires_ms[a[0]] - self.now_ms() if a[0] in self.expires_ms else -1
-        if name in ("PEXPIRE", "PERSIST"):
-            if self._live(a[0]) is None:
-                return 0
-            if name == "PERSIST":
-                return 1 if self.expires_ms.pop(a[0], None) is not None else 0
-            self.expires_ms[a[0]] = self.now_ms() + int(a[1])
-            return 1
-        if name == "HSET":
-            h, pairs = self._hash(a[0]), a[1:]
-            added = sum(1 for f in pairs[::2] if f not in h)
-            h.update(zip(pairs[::2], pairs[1::2], strict=True))
-            return added
-        if name in ("HGET", "HMGET", "HGETALL", "HDEL"):
-            found = self._live(a[0])
-            h = {} if found is None else found
-            if not isinstance(h, dict):
-                raise ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
-            if name == "HDEL":
-                gone = [f for f in a[1:] if h.pop(f, None) is not None]
-                if not h:
-                    self.data.pop(a[0], None)  # Redis deletes a hash whose last field goes
-                    self.expires_ms.pop(a[0], None)
-                return len(gone)
-            if name == "HGETALL":
-                return [x for pair in h.items() for x in pair]
-            return h.get(a[1]) if name == "HGET" else [h.get(f) for f in a[1:]]
-        raise ResponseError(f"the simulated keyspace does not implement {name}")
-
-    # What the Python client reads directly ----------------------------------------------------------
-    def hmget(self, key: str, fields: list[str]) -> list[str | None]:
-        result = self.call("HMGET", key, *fields)
-        return list(result)
+def shebang_flags(source: str) -> frozenset[str] | None:
+    """The flags a script's `#!lua` line declares (None: no shebang, a pre-7 script), or Redis's refusal."""
+    if not source.startswith("#!"):
+        return None
+    words = source.split("\n", 1)[0].split()
+    if words[0] != "#!lua":
+        raise ResponseError(f"Unexpected engine in script shebang: {words[0][2:]}")
+    flags: set[str] = set()
+    for word in words[1:]:
+        if not word.startswith("flags="):
+            raise ResponseError(f"Unknown lua shebang option: {word}")
+        for flag in filter(None, word[len("flags=") :].split(",")):
+            if flag not in _FLAGS:
+                raise ResponseError(f"Unexpected flag in script shebang: {flag}")
+            flags.add(flag)
+    return frozenset(flags)
 
 
 class Scripts:
     """`register_script` as redis-py has it, running each script's Lua against `keyspace`."""
 
-    def __init__(self, keyspace: Keyspace) -> None:
+    def __init__(self, keyspace: Keyspace, shared: bool = False) -> None:
+        """`shared`: on the process's one Lua runtime, each script compiled once (the simulator makes a
+        Redis per schedule); scripts keep no state between runs, so nothing leaks from one to the next."""
         self.keyspace = keyspace
-        self.lua = LuaRuntime(unpack_returned_tuples=False)
-        self._call = self.lua.eval("function(py) return function(...) return py(...) end end")(self._redis_call)
+        self.lua, self._bodies = _shared() if shared else (_runtime(), {})
+        self._null = self.lua.eval("newproxy()")  # cjson.null: one value, equal only to itself
+        make = self.lua.eval(
+            "function(decode, null) return {"
+            " status_reply = function(s) return {ok = s} end,"
+            " error_reply = function(s) return {err = s} end,"
+            " cjson = {decode = function(s) return decode(s) end, null = null}} end"
+        )
+        # Lua holds these functions and Python the Lua tables: through a weak reference, so that the two
+        # make no cycle (which neither garbage collector can see) and a dropped Scripts is freed.
+        me = weakref.ref(self)
+        made = make(lambda text: me()._decode(text), self._null)  # type: ignore[union-attr]
+        # Python callables, not Lua functions around them, which would double the cost of a call.
+        self._redis = self.lua.table_from(
+            {
+                "call": lambda *a: me()._redis_call(*a),  # type: ignore[union-attr]
+                "pcall": lambda *a: me()._redis_pcall(*a),  # type: ignore[union-attr]
+            }
+        )
+        self._redis.status_reply, self._redis.error_reply = made.status_reply, made.error_reply
+        self._cjson = made.cjson
+        self.on_first_write: Callable[[], None] | None = None  # called before a run's first write
 
     def _redis_call(self, command: Any, *args: Any) -> Any:
         # A ResponseError raised here stops the script where it stands, writes made so far kept, and
         # reaches the caller as itself: what redis-py raises for a script's runtime error.
-        return self._to_lua(self.keyspace.call(str(command), *args))
+        if type(command) is not str or not _ARG_TYPES.issuperset(map(type, args)):
+            raise ResponseError("Lua redis lib command arguments must be strings or integers")
+        return self._to_lua(self.keyspace.call(command, *args))
+
+    def _redis_pcall(self, command: Any, *args: Any) -> Any:
+        try:
+            return self._redis_call(command, *args)
+        except ResponseError as exc:
+            return self.lua.table_from({"err": str(exc)})
+
+    def _decode(self, text: str) -> Any:
+        return self.lua.table_from(_nulls(orjson.loads(text), self._null), recursive=True)
 
     def _to_lua(self, reply: Any) -> Any:
+        if type(reply) is str or type(reply) is int:
+            return reply
         if reply is None:
             return False
+        if isinstance(reply, Status):
+            return self.lua.table_from({"ok": str(reply)})
         if isinstance(reply, list):
             return self.lua.table_from([self._to_lua(x) for x in reply])
         return reply
 
-    def register_script(self, source: str) -> Callable[..., Any]:
-        if source.startswith("#!"):  # Redis 7's shebang line (flags) is not Lua
-            source = "--" + source
-        body = self.lua.eval(f"function(KEYS, ARGV, redis)\n{source}\nend")
+    def run(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        """One EVAL of `source`, synchronously: its reply, or the ResponseError Redis answers."""
+        flags = shebang_flags(source)
+        if flags is not None and self.keyspace.over_maxmemory and not flags & {"allow-oom", "no-writes"}:
+            # Its flags make EVAL a command that may grow memory: refused before it runs, as any such.
+            raise OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+        body = self._bodies.get(source)
+        if body is None:
+            lua = "--" + source if flags is not None else source  # the shebang line is not Lua
+            body = self._bodies[source] = self.lua.eval(f"function(KEYS, ARGV, redis, cjson)\n{lua}\nend")
+        self.keyspace.begin(
+            self.on_first_write, allow_oom=flags is not None, read_only=flags is not None and "no-writes" in flags
+        )
+        try:
+            reply = body(
+                self.lua.table_from(list(keys)),
+                self.lua.table_from([_arg(x) for x in args]),
+                self._redis,
+                self._cjson,
+            )
+        except LuaError as exc:
+            raise ResponseError(str(exc).splitlines()[0]) from None
+        finally:
+            self.keyspace.end()
+        return _from_lua(reply)
 
+    def register_script(self, source: str) -> Callable[..., Any]:
         async def run(keys: list[str], args: list[Any]) -> Any:
-            redis = self.lua.table_from({"call": self._call})
-            reply = body(self.lua.table_from(list(keys)), self.lua.table_from([str(x) for x in args]), redis)
-            return _from_lua(reply)
+            return self.run(source, keys, args)
 
         return run
 
 
 def _from_lua(value: Any) -> Any:
     """Redis's conversion of a script's reply: numbers to integers (truncated), tables to arrays up to the
-    first nil, false to nil."""
+    first nil, {ok = s} a status, {err = s} an error, false to nil, true to 1."""
     if value is None or value is False:
         return None
     if isinstance(value, bool):
         return 1
     if isinstance(value, float | int):
-        return int(value)
+        # C's (long long) cast: truncated; out of range (or NaN) it is x86's "integer indefinite", -2^63.
+        n = int(value) if value == value and abs(value) != float("inf") else _MIN
+        return n if _MIN <= n < -_MIN else _MIN
     if isinstance(value, str | bytes):
         return value
+    if lua_type(value) != "table":  # a function, userdata (cjson.null): Redis answers nil
+        return None
+    if value["err"] is not None:
+        raise ResponseError(str(value["err"]))
+    if value["ok"] is not None:
+        return Status(value["ok"])
     out, i = [], 1
     while value[i] is not None:
         out.append(_from_lua(value[i]))
@@ -149,9 +165,40 @@ def _from_lua(value: Any) -> Any:
     return out
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+_SHARED: list[tuple[LuaRuntime, dict[str, Any]]] = []
+
+
+def _shared() -> tuple[LuaRuntime, dict[str, Any]]:
+    if not _SHARED:
+        _SHARED.append((_runtime(), {}))
+    return _SHARED[0]
+
+
+def _runtime() -> LuaRuntime:
+    """Lua 5.1 with Redis 7's guard on globals: a script can neither set one (the globals are read-only)
+    nor read one that is not there, so no run leaves anything behind for the next."""
+    lua = LuaRuntime(unpack_returned_tuples=False)
+    lua.execute(
+        "setmetatable(_G, {"
+        " __newindex = function() error('Attempt to modify a readonly table', 2) end,"
+        ' __index = function(_, name) error("Script attempted to access nonexistent global variable \'"'
+        ' .. tostring(name) .. "\'", 2) end})'
+    )
+    return lua
+
+
+def _nulls(value: Any, null: Any) -> Any:
+    """JSON's nulls as cjson's `null` (not nil, which would end an array)."""
+    if value is None:
+        return null
+    if type(value) is list:
+        if set(map(type, value)) <= _SCALARS:  # most of a payload: lists of members, walked in C
+            return value
+        return [_nulls(x, null) for x in value]
+    if type(value) is dict:
+        return {k: _nulls(v, null) for k, v in value.items()}
+    return value
+
+
+def _arg(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -14,6 +14,7 @@ read: the tables equal the fold of every committed record, each counted once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import random
@@ -24,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from aiokafka import TopicPartition
+from redis.exceptions import ResponseError
 
 from agents.fold import FoldContext, fold_enriched, fold_raw
 from agents.tap import TapAgent
@@ -36,7 +38,7 @@ from tables.writes import OffsetMove
 from tests.sim.cuts import Cuts, Reading
 from tests.sim.kafka import PartitionLog, SimConsumer, SimRecord
 from tests.sim.loop import VirtualTimeLoop, run_virtually
-from tests.sim.redis import FAIL_BEFORE, LOST_REPLY, OK, SimRedis, window_insert_is_noop
+from tests.sim.store_redis import FAIL_BEFORE, LOST_REPLY, OK, SimRedis
 
 RAW, ENRICHED = "raw", "enriched"
 START_S = 1_790_000_000.0  # a fixed noon-ish instant, so day bounds never move during a run
@@ -62,7 +64,7 @@ class Point:
     kind: str
     replica: int | None
     future: asyncio.Future[Outcome]
-    write: tuple[str, dict[str, Any]] | None = None  # (offsets key, payload) of a batch write
+    write: tuple[str, list[str], list[Any]] | None = None  # (script, keys, args) of a batch write
 
 
 @dataclass
@@ -109,6 +111,7 @@ class World:
         # Event days come from their own stream, so the schedules (and the regression seeds) stay as they were.
         self.day_rng = random.Random(seed + 1_000_003)
         self.codec_rng = random.Random(seed ^ 0xC0DEC)  # unreadable batches, apart from the schedule's draws
+        self.memory_rng = random.Random(seed ^ 0x00A11C)  # Redis over maxmemory, apart from them too
         self.steps = steps
         self.faults = faults or Faults()
         self.start_replicas = replicas
@@ -146,7 +149,9 @@ class World:
     def order(self) -> list[int]:
         return [self.rng.randrange(1000) for _ in self.partitions]
 
-    async def point(self, kind: str, replica: int | None, write: tuple[str, dict[str, Any]] | None = None) -> Outcome:
+    async def point(
+        self, kind: str, replica: int | None, write: tuple[str, list[str], list[Any]] | None = None
+    ) -> Outcome:
         owner = REPLICA.get() if replica is None else replica
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.points.append(Point(kind, owner, future, write))
@@ -298,7 +303,8 @@ class World:
         for p in self.pending():
             if p.replica == replica.index and p.write and not self.redis.down and self.rng.random() < 0.5:
                 self.trace.append(f"r{replica.index}'s write in flight reaches Redis")
-                self.redis.apply_payload(*p.write)
+                with contextlib.suppress(ResponseError):  # refused (over maxmemory): nobody reads the reply
+                    self.redis.apply(*p.write)
         replica.consumer.dead = True
         for task in replica.tasks:
             task.cancel()
@@ -442,8 +448,16 @@ class World:
                 self.trace.append(f"redis restart {'from snapshot' if older else 'empty'}")
                 self.redis.restart(from_snapshot=older)
         elif roll < 0.9 and f.redis_errors:
-            self.redis.down = not self.redis.down
-            self.trace.append(f"redis {'down' if self.redis.down else 'up'}")
+            keyspace = self.redis.keyspace
+            if self.redis.down or keyspace.over_maxmemory:
+                self.redis.down = keyspace.over_maxmemory = False
+                self.trace.append("redis up, with room")
+            elif self.memory_rng.random() < 0.3:
+                keyspace.over_maxmemory = True  # the batch script's shebang has Redis refuse it whole
+                self.trace.append("redis over maxmemory")
+            else:
+                self.redis.down = True
+                self.trace.append("redis down")
         elif roll < 0.92 and f.truncation:
             self.truncate()
             if f.log_cuts:
@@ -462,7 +476,7 @@ class World:
 
     async def heal(self) -> None:
         """No more faults: finish open transactions, keep one replica, let everything be read."""
-        self.redis.down = False
+        self.redis.down = self.redis.keyspace.over_maxmemory = False
         for txn, tp in sorted(self.open_txns.items()):
             self.logs[tp].end_txn(txn, True, int(self.now_s() * 1000))
         self.open_txns.clear()
@@ -522,6 +536,7 @@ class World:
         the tables must equal the fold of the counted ranges.
         """
         delta, moves = Delta(), []
+        self.redis.keyspace.expire_all()
         ranges = self.redis.data.get("__sim_ranges__", {})
         for tp, log in self.logs.items():
             name = f"{tp.topic}:{tp.partition}"
@@ -549,7 +564,10 @@ class World:
         have = tables_as_effects(self.redis.data, self.store.keys.prefix, payload["win"])  # type: ignore[arg-type]
         if want != have:
             missing = {k: v for k, v in want.items() if have.get(k) != v}
-            raise Violation(f"tables differ from the truth, e.g. {list(missing.items())[:3]}")
+            extra = {k: v for k, v in have.items() if k not in want}
+            raise Violation(
+                f"tables differ from the truth, e.g. {list(missing.items())[:3]}, beyond it {list(extra.items())[:3]}"
+            )
 
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()  # type: ignore[assignment]
@@ -568,7 +586,8 @@ class World:
 
 def normalize(payload: dict[str, Any]) -> dict[tuple[str, ...], Any]:
     """A batch's effect on the tables as plain data: increments summed, set members joined, a day's users
-    counted per org, and each subject's active days with the pair counts they imply (tables/script.py)."""
+    counted per org, the newest times, the label values admitted, and each subject's active days with the
+    pair counts they imply (tables/script.py)."""
     out: dict[tuple[str, ...], Any] = {}
     counts: Counter[tuple[str, ...]] = Counter()
     for key, f, n in payload["hincr"]:
@@ -579,7 +598,11 @@ def normalize(payload: dict[str, Any]) -> dict[tuple[str, ...], Any]:
         for member in set(members):
             counts[("n", org_key, unpair(member)[0])] += 1
     out.update({k: v for k, v in counts.items() if v})
-    for key, members in payload["sadd"] + [[u[0], u[2]] for u in payload["usersadd"]]:
+    for key, f, ts in payload["hmax"]:
+        out[("n", key, f)] = max(int(ts), out.get(("n", key, f), 0))
+    # Label values admitted: all of them, the simulated labels being fewer than the caps.
+    admitted = [[key, [v for v in values if v != payload["other"]]] for key, _, values in payload["admit"]]
+    for key, members in payload["sadd"] + [[u[0], u[2]] for u in payload["usersadd"]] + admitted:
         current = out.setdefault(("s", key), set())
         current.update(members)
     w = payload["win"]
@@ -598,6 +621,17 @@ def normalize(payload: dict[str, Any]) -> dict[tuple[str, ...], Any]:
     return out
 
 
+def window_insert_is_noop(data: dict[str, Any], w: dict[str, Any], key: str, member: str, day: int) -> bool:
+    """Whether inserting `day` into the member's stored list changes nothing (tables/script.py's rule: the
+    day is there, or it is before a first day not after today)."""
+    cur = data.get(key, {}).get(member)
+    days = [int(x) for x in cur.split(",")] if cur else []
+    if days and days[-1] < w["horizon"]:
+        return False
+    pos = next((i for i, x in enumerate(days) if x >= day), len(days))
+    return (pos < len(days) and days[pos] == day) or (pos == 0 and bool(days) and days[0] <= w["today"])
+
+
 def _compact(days: list[int], today: int) -> list[int]:
     keep = max((i for i, x in enumerate(days) if x <= today), default=0)
     return days[keep:]
@@ -610,7 +644,8 @@ def tables_as_effects(
     window pair counts only where a scrape on `window`'s today or later can read them."""
     out: dict[tuple[str, ...], Any] = {}
     amounts = {key[: -len(":lo")] for key in data if key.endswith(":lo")}
-    for key, value in data.items():
+    # An amount whose whole units are all zero has only its remainder hash (the script writes no zero).
+    for key, value in [*data.items(), *((k, {}) for k in amounts if k not in data)]:
         if not key.startswith(prefix) or key.endswith(":offsets") or key.endswith(":lo"):
             continue
         if key.endswith(":win:state") or ":seen:" in key:

@@ -33,6 +33,7 @@ REGRESSIONS = [
     pytest.param(62, id="members-left-out-after-redis-lost-writes"),
     pytest.param(222, id="users-left-out-after-redis-lost-writes"),
     pytest.param(136, id="log-cut-below-the-stored-offset"),
+    pytest.param(10, id="batch-script-refused-whole-over-maxmemory"),
 ]
 
 # Schedules the reverted fix must be found within (it is found far sooner; see the note in docs/guarantees.md).
@@ -107,23 +108,29 @@ def test_simulator_finds_a_batch_that_claims_what_it_does_not_contain(monkeypatc
     assert "claims" in found[1]
 
 
+def _mutant(monkeypatch: pytest.MonkeyPatch, guard: str, replacement: str = "") -> None:
+    """The simulated stores run `tables/script.py`'s text with `guard` replaced: the real script, mutated."""
+    from tables import script, store
+
+    assert script.APPLY_LUA.count(guard) == 1, guard
+    monkeypatch.setattr(store, "APPLY_LUA", script.APPLY_LUA.replace(guard, replacement))
+
+
 def test_simulator_finds_members_left_out_after_redis_lost_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A store that keeps trusting its cache of written members after Redis lost some of its writes (the
-    lineage check removed) leaves out members Redis no longer holds: the search finds it."""
-    from tests.sim.redis import SimRedis
-
-    original = SimRedis.apply_payload
-
-    def without_lineage_check(self: SimRedis, offkey: str, p: dict[str, object]) -> list[object]:
-        lineage = p.get("lineage")
-        if isinstance(lineage, list):
-            p = {**p, "lineage": [lineage[0], "", *lineage[2:]]}
-        return original(self, offkey, p)
-
-    monkeypatch.setattr(SimRedis, "apply_payload", without_lineage_check)
+    """The batch script without its lineage check lets a store keep trusting its cache of written members
+    after Redis lost some of its writes: it leaves out members Redis no longer holds; the search finds it."""
+    _mutant(monkeypatch, "if lin[2] ~= '' and redis.call('GET', lin[1]) ~= lin[2] then return {3, lin[1]} end")
     found = _first_violation()
     assert found is not None, f"a cache trusted after lost writes went unnoticed in {SEARCH_BUDGET} schedules"
     assert "left out" in found[1]
+
+
+def test_simulator_finds_a_script_that_does_not_check_the_offsets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch script accepting a batch whose starting offset is not the stored one (a zombie's, or a
+    resend after a lost reply) counts records twice: the search finds it."""
+    _mutant(monkeypatch, "  elseif cur ~= o[2] then\n    return {0, o[1]}\n")
+    found = _first_violation()
+    assert found is not None, f"a script without its offset check went unnoticed in {SEARCH_BUDGET} schedules"
 
 
 def test_simulator_finds_records_skipped_after_a_fetch_that_raised(monkeypatch: pytest.MonkeyPatch) -> None:

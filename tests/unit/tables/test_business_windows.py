@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,10 +19,11 @@ from streams.local.workload import raw_event
 from tables.delta import NANO, Delta, pair, unpair
 from tables.keys import NO_NEXT_DAY, ORGS, USERS, WINDOW_DAYS, Keys, active_bucket_of
 from tables.labels import OTHER
+from tables.script import APPLY_LUA
 from tables.seen import SeenCache
 from tables.snapshot import RawTables, active_in_window, decode
 from tables.windows import users_by_org, window_section
-from tests.sim.redis import apply_windows
+from tests.sim.lua_redis import Keyspace, Scripts
 
 H = 3_600_000
 D = 24 * H
@@ -209,7 +211,18 @@ def test_an_enriched_only_batch_has_no_windows_section() -> None:
     assert window_section(Keys("app"), delta) is None
 
 
-# ---- the windows' bookkeeping (the script's semantics, via the simulator's port) ---------------------
+# ---- the windows' bookkeeping (the real script, in Lua over the simulated keyspace) ------------------
+def apply_windows(scripts: Scripts, section: dict[str, Any]) -> None:
+    """A batch of nothing but its windows section, through the real batch script."""
+    payload: dict[str, Any] = {"off": [], "lineage": None, "win": section, "lo": ":lo", "base": 10**9, "other": OTHER}
+    payload |= {part: [] for part in ("hincr", "amount", "sadd", "usersadd", "hmax", "expire", "admit")}
+    assert scripts.run(APPLY_LUA, ["{app}:offsets"], [orjson.dumps(payload)]) == [1, ""]
+
+
+def _scripts() -> Scripts:
+    return Scripts(Keyspace(lambda: NOV27_UTC / 1000))
+
+
 def _section(today: int, events: list[tuple[str, int]]) -> dict[str, Any]:
     k = Keys("app")
     found: dict[str, set[int]] = {}
@@ -242,13 +255,14 @@ def test_window_counts_are_exact_whatever_order_and_batching_events_arrive_in(se
     rng = random.Random(seed)
     start = TODAY - 40
     # Writes happen on non-decreasing days; each carries events up to 35 days old or one day ahead.
-    data: dict[str, Any] = {}
+    scripts = _scripts()
+    data = scripts.keyspace.data
     seen: list[tuple[str, int]] = []
     today = start
     for _ in range(rng.randint(1, 30)):
         today += rng.choice([0, 0, 0, 1, 2, 7])
         batch = [(f"u{rng.randrange(8)}", today - rng.randint(-1, 35)) for _ in range(rng.randint(0, 6))]
-        apply_windows(data, _section(today, batch))
+        apply_windows(scripts, _section(today, batch))
         seen += [(m, d) for m, d in batch if d >= today - WINDOW_DAYS + 1]
         # A scrape on any day from the last write's on (no write in between) reads the exact counts.
         for scrape_day in (today, today + 1, today + 3):
@@ -258,13 +272,15 @@ def test_window_counts_are_exact_whatever_order_and_batching_events_arrive_in(se
 
 
 def test_the_sweep_forgets_subjects_beyond_the_windows_and_their_return_counts_once() -> None:
-    data: dict[str, Any] = {}
-    apply_windows(data, _section(TODAY - 40, [("u1", TODAY - 40), ("u2", TODAY - 41)]))
-    for _ in range(4):  # one bucket per write: four writes sweep all four
-        apply_windows(data, _section(TODAY, []))
+    scripts = _scripts()
+    data = scripts.keyspace.data
+    apply_windows(scripts, _section(TODAY - 40, [("u1", TODAY - 40), ("u2", TODAY - 41)]))
     bucket = Keys("app").active_bucket(USERS, 0)
-    assert data[bucket] == {}
-    apply_windows(data, _section(TODAY, [("u1", TODAY)]))
+    assert data[bucket] == {"u1": str(TODAY - 40), "u2": str(TODAY - 41)}
+    for _ in range(4):  # one bucket per write: four writes sweep all four
+        apply_windows(scripts, _section(TODAY, []))
+    assert bucket not in data  # Redis deletes a hash whose last field goes
+    apply_windows(scripts, _section(TODAY, [("u1", TODAY)]))
     assert data[bucket] == {"u1": str(TODAY)}
     assert active_in_window(_pairs(data), TODAY, WINDOW_DAYS) == 1
 
