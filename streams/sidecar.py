@@ -43,7 +43,7 @@ from tables.store import RedisStore
 
 log = logging.getLogger(__name__)
 # Any other policy lets Redis drop day sets (actives undercounted) or the offsets (everything re-read).
-POLICY_CHECK_TIMEOUT_S = 10.0  # a cluster of a few primaries at tables.eviction.NODE_TIMEOUT_S each
+POLICY_CHECK_TIMEOUT_S = 10.0  # the primaries are asked at once, each within tables.eviction.NODE_TIMEOUT_S
 LAYOUT_RECHECK_S = 5.0  # a refused replica starts this long after the operator resolved it
 LAYOUT_REDIS_RETRY_S = 1.0
 

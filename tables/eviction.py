@@ -15,7 +15,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 SAFE = "noeviction"
-NODE_TIMEOUT_S = 2.0  # per primary: the check runs beside the lease rounds and must end soon
+NODE_TIMEOUT_S = 2.0  # every primary at once: the check runs beside the lease rounds and must end soon
 
 
 async def eviction_policy(client: Any, state_key: str) -> str:
@@ -25,20 +25,24 @@ async def eviction_policy(client: Any, state_key: str) -> str:
         return str(found.get("maxmemory-policy", ""))
     await client.initialize()  # the slot map, once: the primaries are known after it
     home = client.get_node_from_key(state_key)
+    nodes = sorted(client.get_primaries(), key=lambda n: n.name)
+
+    async def ask(node: Any) -> str:
+        found = await asyncio.wait_for(client.config_get("maxmemory-policy", target_nodes=node), NODE_TIMEOUT_S)
+        return str(found.get("maxmemory-policy", ""))
+
+    # At once, not one after another: a few silent primaries cost one timeout, not one each.
+    answers = await asyncio.gather(*(ask(n) for n in nodes), return_exceptions=True)
     silent: list[str] = []
-    for node in sorted(client.get_primaries(), key=lambda n: n.name):
-        try:
-            found = await asyncio.wait_for(
-                client.config_get("maxmemory-policy", target_nodes=node), timeout=NODE_TIMEOUT_S
-            )
-        except (RedisError, OSError, TimeoutError):
-            if home is not None and node.name == home.name:
-                raise
+    for node, answer in zip(nodes, answers, strict=True):
+        if isinstance(answer, BaseException):
+            if not isinstance(answer, RedisError | OSError | TimeoutError) or (
+                home is not None and node.name == home.name
+            ):
+                raise answer
             silent.append(node.name)
-            continue
-        policy = str(found.get("maxmemory-policy", ""))
-        if policy != SAFE:
-            return f"{policy} (primary {node.name})"
+        elif answer != SAFE:
+            return f"{answer} (primary {node.name})"
     # The state's primary and every other that answered are safe; those that did not are named.
     return SAFE if not silent else f"{SAFE} (not answering: {', '.join(silent)})"
 

@@ -3,7 +3,8 @@
 Replies: {1, ''} written; {0, field} an offset is not the expected one; {2, key} a key holds another
 type; {3, key} the writer's lineage count is not the one it expects; {4, key, field} a stored value the
 batch increments or compares is not a number; {5, slot} the state's slot is moving between cluster
-primaries. Nothing is written unless 1.
+primaries; {6, error} the Redis user may not run CLUSTER NODES, so a moving slot cannot be
+told. Nothing is written unless 1.
 
 The shebang makes Redis (7.0 and later) refuse the script whole when it is over maxmemory, instead of
 failing at a write halfway. Redis never rolls a script back, so every other check that can fail
@@ -25,16 +26,19 @@ sweep, one bucket per write).
 from __future__ import annotations
 
 APPLY_LUA = """#!lua
-local p = cjson.decode(ARGV[1])
--- In a Redis Cluster (the payload names the state's slot): never while that slot moves between primaries.
+-- In a Redis Cluster (ARGV[2] names the state's slot): never while that slot moves between primaries.
 -- Only KEYS[1] is declared, so Redis routes on it alone: the keys a batch writes may be on either side,
 -- and run here under ASKING, a key still on the source reads as missing. Refused whole (reply 5), the
 -- batch is sent again once the slot has moved. CLUSTER NODES shows this node's own [slot->-id] (moving
--- out) or [slot-<-id] (moving in); a Redis that refuses the command inside scripts skips the check.
-if p.slot then
+-- out) or [slot-<-id] (moving in). Checked before the payload is decoded: a retry costs no decode. A
+-- Redis user that may not run CLUSTER NODES cannot tell, so nothing is written (reply 6): skipping the
+-- check could split the state across two primaries without a sign.
+if ARGV[2] then
   local nodes = redis.pcall('CLUSTER', 'NODES')
-  if type(nodes) == 'string' and string.find(nodes, '[' .. p.slot .. '-', 1, true) then return {5, p.slot} end
+  if type(nodes) ~= 'string' then return {6, tostring(nodes['err'] or nodes)} end
+  if string.find(nodes, '[' .. ARGV[2] .. '-', 1, true) then return {5, ARGV[2]} end
 end
+local p = cjson.decode(ARGV[1])
 for _, o in ipairs(p.off) do
   local cur = redis.call('HGET', KEYS[1], o[1])
   if o[2] == '' then

@@ -60,7 +60,15 @@ from tables.labels import OTHER
 from tables.script import APPLY_LUA
 from tables.seen import SeenCache
 from tables.windows import users_by_org, window_section
-from tables.writes import Conflict, InvalidStoredValue, OffsetMove, SlotMoving, WrongKeyType, script_failed
+from tables.writes import (
+    ClusterStateHidden,
+    Conflict,
+    InvalidStoredValue,
+    OffsetMove,
+    SlotMoving,
+    WrongKeyType,
+    script_failed,
+)
 
 # A lineage key per process start: expiry only costs one refused write and a full resend, so it need not
 # live as long as the day keys (up to a year), and keys of stopped processes go soon.
@@ -68,7 +76,7 @@ LINEAGE_TTL_SECONDS = 3 * 86_400
 
 # Script replies other than 1 (written): refused for an offset, for a key's type, for the lineage, for a
 # stored value that is not a number, for the state's cluster slot moving.
-_CONFLICT, _WRONG_TYPE, _LINEAGE, _INVALID_VALUE, _SLOT_MOVING = 0, 2, 3, 4, 5
+_CONFLICT, _WRONG_TYPE, _LINEAGE, _INVALID_VALUE, _SLOT_MOVING, _CLUSTER_UNSEEN = 0, 2, 3, 4, 5, 6
 
 _SECOND = itemgetter(1)
 
@@ -96,7 +104,7 @@ class RedisStore:
         self.day_ttl_seconds = (days_kept + 1) * 86_400
         self._apply = client.register_script(APPLY_LUA)
         # In a cluster the script checks that the state's slot is not moving (tables/script.py).
-        self._slot = str(key_slot(self.keys.offsets.encode())) if isinstance(client, RedisCluster) else None
+        self._slot: str | None = str(key_slot(self.keys.offsets.encode())) if isinstance(client, RedisCluster) else None
         # Members already written to a recent day are left out of later writes (tables/seen.py), as long
         # as every write this store made since is still in Redis: its lineage key counts them, and the
         # script refuses a write whose expected count is not there.
@@ -160,10 +168,11 @@ class RedisStore:
                 written,
                 str(min(self.day_ttl_seconds, LINEAGE_TTL_SECONDS)),
             ]
+            args: list[bytes | str] = [orjson.dumps(payload_dict)]
             if self._slot is not None:
-                payload_dict["slot"] = self._slot
+                args.append(self._slot)
             try:
-                reply = await self._apply(keys=[self.keys.offsets], args=[orjson.dumps(payload_dict)])
+                reply = await self._apply(keys=[self.keys.offsets], args=args)
             except BaseException as exc:
                 # The write may or may not have landed: nothing learnt since can be trusted.
                 self._forget()
@@ -183,6 +192,8 @@ class RedisStore:
                 raise WrongKeyType(str(detail))
             if status == _SLOT_MOVING:
                 raise SlotMoving(f"TRYAGAIN slot {detail} of {self.keys.offsets} is moving between primaries")
+            if status == _CLUSTER_UNSEEN:
+                raise ClusterStateHidden(self.keys.offsets, detail=detail)
             self._lineage_expected = written
             self.seen.learn(delta.today_index, delta.users, delta.orgs)
             return

@@ -76,6 +76,14 @@ class ScriptFailed(WriteRefused):
     reason = "script_error"
 
 
+class ClusterStateHidden(WriteRefused):
+    """In a Redis Cluster, the Redis user may not run CLUSTER NODES, so the script cannot tell whether the
+    state's slot is moving, where writing could split the state across two primaries. Nothing was written;
+    the fix is a permission (`+cluster|nodes`, docs/operations.md)."""
+
+    reason = "cluster_nodes_refused"
+
+
 class SlotMoving(TryAgainError):
     """The state's Redis Cluster slot is moving between primaries (the script's reply 5): nothing was
     written, and the batch is sent again, whole, as after Redis's own TRYAGAIN, once the slot has moved."""

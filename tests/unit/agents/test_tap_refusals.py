@@ -18,7 +18,15 @@ from core.status import Status
 from streams.local.workload import raw_event
 from streams.settings import Settings
 from tables.delta import Delta
-from tables.writes import InvalidStoredValue, OffsetMove, ScriptFailed, SlotMoving, WriteRefused, WrongKeyType
+from tables.writes import (
+    ClusterStateHidden,
+    InvalidStoredValue,
+    OffsetMove,
+    ScriptFailed,
+    SlotMoving,
+    WriteRefused,
+    WrongKeyType,
+)
 
 TP = TopicPartition("events.raw", 0)
 EVENTS = 10
@@ -100,6 +108,7 @@ class _Store:
         InvalidStoredValue("{s}:v3:last_ts", "events.raw"),
         WrongKeyType("{s}:v3:processed"),
         ScriptFailed("{s}:v3:offsets", detail="user_script:1: attempt to compare nil with number"),
+        ClusterStateHidden("{s}:v3:offsets", detail="NOPERM this user has no permissions to run 'cluster|nodes'"),
     ],
     ids=lambda e: e.reason,
 )
@@ -120,7 +129,9 @@ async def test_a_refused_write_pauses_its_partition_and_is_written_once_after_th
         assert consumer.paused == {TP}
         assert status.writes_refused[refusal.reason] == 1
         assert {r: n for r, n in status.writes_refused.items() if r != refusal.reason} == {
-            r: 0 for r in ("invalid_value", "wrong_type", "script_error") if r != refusal.reason
+            r: 0
+            for r in ("invalid_value", "wrong_type", "script_error", "cluster_nodes_refused")
+            if r != refusal.reason
         }
         stall = status.stalled[(TP.topic, TP.partition)]
         assert stall.reason == STATE_REFUSED and stall.offset is None

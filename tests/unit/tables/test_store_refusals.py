@@ -23,15 +23,25 @@ from redis.exceptions import (
 
 from tables.delta import Delta
 from tables.store import RedisStore
-from tables.writes import InvalidStoredValue, OffsetMove, ScriptFailed, SlotMoving, WrongKeyType
+from tables.writes import (
+    ClusterStateHidden,
+    InvalidStoredValue,
+    OffsetMove,
+    ScriptFailed,
+    SlotMoving,
+    WriteRefused,
+    WrongKeyType,
+)
 
 
 class _Client:
     def __init__(self, reply: Any) -> None:
         self.reply = reply
+        self.args: list[list[Any]] = []
 
     def register_script(self, source: str) -> Any:
         async def run(keys: list[str], args: list[Any]) -> Any:
+            self.args.append(args)
             if isinstance(self.reply, BaseException):
                 raise self.reply
             return self.reply
@@ -123,17 +133,27 @@ class _Cluster(RedisCluster):
 
     def register_script(self, source: Any) -> Any:
         async def run(keys: list[str], args: list[Any]) -> Any:
-            self.payloads.append(orjson.loads(args[0]))
+            self.payloads.append({"args": args[1:], **orjson.loads(args[0])})
             return [1, ""]
 
         return run
 
 
-async def test_the_payload_names_the_state_slot_on_a_cluster_only() -> None:
-    cluster, plain = _Cluster(), RedisStore(_Client([1, ""]), "s", days_kept=2)  # type: ignore[arg-type]
+async def test_the_script_is_told_the_state_slot_on_a_cluster_only() -> None:
+    cluster, plain_client = _Cluster(), _Client([1, ""])
     store = RedisStore(cluster, "s", days_kept=2)  # type: ignore[arg-type]
+    plain = RedisStore(plain_client, "s", days_kept=2)  # type: ignore[arg-type]
     delta = Delta()
     delta.processed["raw"] += 1
     await store.apply(delta, [OffsetMove("raw", 0, 2, 3)])
-    assert cluster.payloads[0]["slot"] == str(key_slot(b"{s}:v3:offsets")) == "3828"
-    assert "slot" not in plain.build_payload(delta, [OffsetMove("raw", 0, 2, 3)])
+    await plain.apply(delta, [OffsetMove("raw", 0, 2, 3)])
+    # A second argument, read before the payload is decoded (a retry while the slot moves costs no decode).
+    assert cluster.payloads[0]["args"] == [str(key_slot(b"{s}:v3:offsets"))] == ["3828"]
+    assert len(plain_client.args[0]) == 1
+
+
+async def test_a_user_that_may_not_run_cluster_nodes_is_a_named_refusal_not_a_skipped_check() -> None:
+    with pytest.raises(ClusterStateHidden) as raised:
+        await _apply([6, "NOPERM this user has no permissions to run the 'cluster|nodes' command"])
+    assert raised.value.reason == "cluster_nodes_refused" and isinstance(raised.value, WriteRefused)
+    assert "cluster|nodes" in raised.value.detail
