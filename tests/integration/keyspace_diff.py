@@ -5,12 +5,15 @@ message without where each says it happened)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 import redis as redis_sync
 from redis.exceptions import ResponseError
 
+from streams.local.redis_server import LocalRedis
 from tests.sim.lua_redis import Keyspace, Scripts
 
 TTL_TOLERANCE_MS = 3_000  # the two set their expiries a few milliseconds apart on the wall clock
@@ -24,6 +27,27 @@ class SimClient(Scripts):
 
     async def aclose(self) -> None:
         pass
+
+
+def own_server(name: str) -> Callable[..., Iterator[LocalRedis]]:
+    """A module's own throwaway redis-server (its flag tests set maxmemory, which must reach no other)."""
+
+    @pytest.fixture(scope="module")
+    def server(workdir: Path) -> Iterator[LocalRedis]:
+        found = LocalRedis(workdir / name).start(keep_data=False)
+        yield found
+        found.stop()
+
+    return server
+
+
+@pytest.fixture
+def real_client(server: LocalRedis) -> Iterator[redis_sync.Redis]:
+    """A client of the module's server, on an empty keyspace."""
+    client = redis_sync.Redis.from_url(server.url, decode_responses=True)
+    client.flushall()
+    yield client
+    client.close()
 
 
 def real_dump(client: redis_sync.Redis) -> dict[str, tuple[str, Any, int]]:

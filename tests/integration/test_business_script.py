@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,7 +28,7 @@ from tables.script import APPLY_LUA
 from tables.snapshot import active_in_window
 from tables.store import RedisStore
 from tables.writes import OffsetMove
-from tests.integration.keyspace_diff import SimClient, assert_same_keyspace, same_outcome
+from tests.integration.keyspace_diff import SimClient, assert_same_keyspace, own_server, real_client, same_outcome
 from tests.sim.lua_redis import Keyspace, Scripts
 
 pytestmark = pytest.mark.integration
@@ -46,19 +44,8 @@ class Rec:
         self.value, self.offset, self.timestamp, self.partition = value, 0, NOW_MS, 0
 
 
-@pytest.fixture(scope="module")
-def server(workdir: Path) -> Iterator[LocalRedis]:
-    found = LocalRedis(workdir / "redis-business-script").start(keep_data=False)
-    yield found
-    found.stop()
-
-
-@pytest.fixture
-def real(server: LocalRedis) -> Iterator[redis_sync.Redis]:
-    client = redis_sync.Redis.from_url(server.url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
+server = own_server("redis-business-script")
+real = real_client  # the fixture, under the name the tests ask for
 
 
 # ---- generated batches through RedisStore, on both ------------------------------------------------------

@@ -6,34 +6,19 @@ converts them, and the shebang's flags refuse as Redis 7 does over maxmemory."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
 import redis as redis_sync
 
-from streams.local.redis_server import LocalRedis
-from tests.integration.keyspace_diff import assert_same_keyspace, same_outcome
+from tests.integration.keyspace_diff import assert_same_keyspace, own_server, real_client, same_outcome
 from tests.sim.lua_redis import Keyspace, Scripts
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server(workdir: Path) -> Iterator[LocalRedis]:
-    # Its own server: the flag tests set maxmemory, which must not reach other tests.
-    found = LocalRedis(workdir / "redis-lua-keyspace").start(keep_data=False)
-    yield found
-    found.stop()
-
-
-@pytest.fixture
-def real(server: LocalRedis) -> Iterator[redis_sync.Redis]:
-    client = redis_sync.Redis.from_url(server.url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
+server = own_server("redis-lua-keyspace")
+real = real_client  # the fixture, under the name the tests ask for
 
 
 PARTIAL = """
