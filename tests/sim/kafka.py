@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError, OffsetOutOfRangeError, UnsupportedCodecError
+from aiokafka.errors import IllegalStateError, KafkaError, OffsetOutOfRangeError, UnsupportedCodecError
 
 from agents.stalls import PartitionUnreadable
 
@@ -178,18 +178,42 @@ class SimConsumer:
         self.paused = set()  # a new assignment starts every partition unpaused, as aiokafka's does
         await self.listener.on_partitions_assigned(set(new))
 
+    # Each refuses a partition the consumer is not assigned, as aiokafka's do (its subscription state
+    # raises IllegalStateError): a tap that keeps revoked partitions and seeks them fails here as in production.
+    def _assigned(self, partitions: tuple[TopicPartition, ...]) -> None:
+        not_assigned = set(partitions) - self.assigned
+        if not_assigned:
+            from tests.sim.world import Violation
+
+            # The tap handles no IllegalStateError: in production it would end the tap's run, so the
+            # driver fails the schedule even when a task swallows the error.
+            self.world.violation = Violation(
+                f"r{self.replica} asks the consumer about partitions it is not assigned: {sorted(not_assigned)}"
+            )
+            raise IllegalStateError(f"Partitions {not_assigned} are not assigned")
+
     def seek(self, partition: TopicPartition, offset: int) -> None:
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError("Offset must be a positive integer")
+        self._assigned((partition,))
         self.positions[partition] = offset
 
     def pause(self, *partitions: TopicPartition) -> None:
-        self.paused.update(tp for tp in partitions if tp in self.assigned)
+        self._assigned(partitions)
+        self.paused.update(partitions)
 
     def resume(self, *partitions: TopicPartition) -> None:
+        self._assigned(partitions)
         self.paused.difference_update(partitions)
 
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self._assigned(partitions)
         for tp in partitions:
             self.positions[tp] = self.world.logs[tp].start
+
+    async def position(self, partition: TopicPartition) -> int:
+        self._assigned((partition,))
+        return self.positions[partition]
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)

@@ -21,7 +21,6 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
-from zoneinfo import ZoneInfo
 
 import orjson
 from aiokafka import TopicPartition
@@ -35,13 +34,13 @@ from streams.settings import Settings
 from tables.delta import Delta, unpair
 from tables.store import RedisStore
 from tables.writes import OffsetMove
+from tests.sim.calendar_oracle import check_days, clock_for, event_ts, fold_instants
 from tests.sim.cuts import Cuts, Reading
-from tests.sim.kafka import PartitionLog, SimConsumer, SimRecord
+from tests.sim.kafka import Entry, PartitionLog, SimConsumer, SimRecord
 from tests.sim.loop import VirtualTimeLoop, run_virtually
 from tests.sim.store_redis import FAIL_BEFORE, LOST_REPLY, OK, SimRedis
 
 RAW, ENRICHED = "raw", "enriched"
-START_S = 1_790_000_000.0  # a fixed noon-ish instant, so day bounds never move during a run
 REPLICA: contextvars.ContextVar[int | None] = contextvars.ContextVar("replica", default=None)
 
 
@@ -112,6 +111,10 @@ class World:
         self.day_rng = random.Random(seed + 1_000_003)
         self.codec_rng = random.Random(seed ^ 0xC0DEC)  # unreadable batches, apart from the schedule's draws
         self.memory_rng = random.Random(seed ^ 0x00A11C)  # Redis over maxmemory, apart from them too
+        # Where virtual time starts, in which zone (a noon, or seconds before a midnight or DST change), and
+        # the late events around a boundary: their own streams too (tests/sim/calendar_oracle.py).
+        self.clock = clock_for(seed)
+        self.late_rng = random.Random(seed ^ 0x1A7E)
         self.steps = steps
         self.faults = faults or Faults()
         self.start_replicas = replicas
@@ -128,6 +131,7 @@ class World:
             batch_max_records=50,
             lag_interval_seconds=2.0,
             shutdown_timeout_seconds=5.0,
+            timezone=self.clock.zone,
         )
         self.redis = SimRedis(self)
         # The checker's store: builds the full payloads a write is compared with (it never writes).
@@ -162,7 +166,7 @@ class World:
 
     def now_s(self) -> float:
         assert self.loop is not None
-        return START_S + self.loop.time()
+        return self.clock.start_s + self.loop.time()
 
     # The write check ---------------------------------------------------------------------------------
     def check_write(self, payload: dict[str, Any]) -> None:
@@ -180,18 +184,24 @@ class World:
             start = int(expected) if expected else self.logs[tp].start
             claims.append((field_name, tp, int(expected) if expected else None, start, int(nxt)))
         first: Violation | None = None
-        for gens in self.cuts.candidates([(c[1], c[3], c[4]) for c in claims]):
-            try:
-                kinds = self._matches(payload, claims, gens)
-            except Violation as exc:  # this history does not hold what the write left out; another may
-                first, self.violation = first or exc, None
-                continue
-            if kinds is not None:
-                ranges = self.redis.data.setdefault("__sim_ranges__", {})
-                for (field_name, tp, *_), kind in zip(claims, kinds, strict=True):
-                    for start, end, gen in gens[tp]:
-                        ranges.setdefault(field_name, []).append((start, end, kind, gen))
-                return
+        # The batch was folded before this write, maybe on the day before: each local date since the start.
+        for now_ms in fold_instants(self.clock, int(self.now_s() * 1000)):
+            for gens in self.cuts.candidates([(c[1], c[3], c[4]) for c in claims]):
+                try:
+                    kinds = self._matches(payload, claims, gens, now_ms)
+                except Violation as exc:  # this history does not hold what the write left out; another may
+                    first, self.violation = first or exc, None
+                    continue
+                if kinds is not None:
+                    ranges = self.redis.data.setdefault("__sim_ranges__", {})
+                    # Beside the ranges (in Redis's data, so snapshots keep them): the checker folds the
+                    # truth on the day each record was folded.
+                    folded = self.redis.data.setdefault("__sim_fold_times__", {})
+                    for (field_name, tp, *_), kind in zip(claims, kinds, strict=True):
+                        for start, end, gen in gens[tp]:
+                            ranges.setdefault(field_name, []).append((start, end, kind, gen))
+                            folded.setdefault(field_name, []).append((start, end, gen, now_ms))
+                    return
         # Raised inside the replica's task, which may swallow it: the driver re-raises it after the step.
         self.violation = first or Violation(
             f"a write claims {payload['off']} but its changes are not the fold of those records"
@@ -199,7 +209,7 @@ class World:
         raise self.violation
 
     def _matches(
-        self, payload: dict[str, Any], claims: list[Any], gens: dict[TopicPartition, Reading]
+        self, payload: dict[str, Any], claims: list[Any], gens: dict[TopicPartition, Reading], now_ms: int
     ) -> list[str] | None:
         delta, moves, kinds = Delta(), [], []
         for _, tp, expected, _, end in claims:
@@ -208,7 +218,7 @@ class World:
             records = [r for s, e, g in gens[tp] for r in log.records(s, e, self.cuts.entries(self, tp, g))]
             skipping = bool(records) and end <= log.start and not payload["hincr"] and not payload["sadd"]
             if not skipping:
-                self._fold(delta, tp, records)
+                self._fold(delta, tp, records, now_ms)
             kinds.append("skipped" if skipping else "counted")
         built = self.store.build_payload(delta, moves)
         return kinds if normalize(built) == normalize(self._restore_left_out(payload, built)) else None
@@ -259,10 +269,10 @@ class World:
         self.violation = Violation(message)
         raise self.violation
 
-    def _fold(self, delta: Delta, tp: TopicPartition, records: list[SimRecord]) -> None:
+    def _fold(self, delta: Delta, tp: TopicPartition, records: list[SimRecord], now_ms: int) -> None:
         ctx = FoldContext(
-            calendar=DayCalendar(ZoneInfo("UTC")),
-            now_ms=int(self.now_s() * 1000),
+            calendar=DayCalendar(self.settings.zone),
+            now_ms=now_ms,
             days_kept=self.settings.days_kept,
             max_future_ms=self.settings.max_future_seconds * 1000,
             max_payload_bytes=self.settings.max_payload_bytes,
@@ -376,6 +386,7 @@ class World:
             body["ts"] -= self.day_rng.randint(1, 35) * 86_400_000
         elif shift < 0.2:
             body["ts"] += self.day_rng.randint(0, 80_000_000)
+        body["ts"] = event_ts(self.late_rng, self.clock, body["ts"])
         if topic == ENRICHED:
             body["kwh"] = self.rng.choice([0.0, 0.000123, 1.5, 1000.0])
             body["co2_kg"] = self.rng.choice([0.0, 0.5, 999.999999999])
@@ -476,6 +487,14 @@ class World:
 
     async def heal(self) -> None:
         """No more faults: finish open transactions, keep one replica, let everything be read."""
+        boundary = self.clock.boundary_s
+        if boundary is not None and self.now_s() <= boundary:
+            # Across the boundary before healing: what is read from here on is folded on the new day,
+            # among it a few events of the new day and late ones of the day before.
+            await asyncio.sleep(boundary - self.now_s() + 0.5)
+            self.trace.append(f"past the boundary at {boundary}")
+            for _ in range(3):
+                self.produce()
         self.redis.down = self.redis.keyspace.over_maxmemory = False
         for txn, tp in sorted(self.open_txns.items()):
             self.logs[tp].end_txn(txn, True, int(self.now_s() * 1000))
@@ -537,6 +556,7 @@ class World:
         """
         delta, moves = Delta(), []
         self.redis.keyspace.expire_all()
+        counted: dict[TopicPartition, list[Entry]] = {}
         ranges = self.redis.data.get("__sim_ranges__", {})
         for tp, log in self.logs.items():
             name = f"{tp.topic}:{tp.partition}"
@@ -546,8 +566,7 @@ class World:
                     raise Violation(f"{name} holds records and none was ever counted")
                 continue
             if tp in self.cuts.points:
-                counted = self.cuts.check(self, tp, claimed)
-                self._fold(delta, tp, log.records(0, len(counted), counted))
+                counted[tp] = self.cuts.check(self, tp, claimed)
                 moves.append(OffsetMove(tp.topic, tp.partition, None, log.end))
                 continue
             if claimed[0][0] != 0 and tp not in self.truncated:
@@ -555,10 +574,24 @@ class World:
             for (_, prev_end, _, _), (start, _, _, _) in itertools.pairwise(claimed):
                 if start != prev_end:
                     raise Violation(f"{name}: ranges {claimed} leave a gap or overlap")
-            for start, end, kind, _ in claimed:
-                if kind == "counted":
-                    self._fold(delta, tp, log.records(start, end))
+            counted[tp] = [
+                e
+                for start, end, kind, _ in claimed
+                if kind == "counted"
+                for e in log.entries[start:end]
+                if log.visible(e)
+            ]
             moves.append(OffsetMove(tp.topic, tp.partition, None, log.end))
+        # Each record folded on the day it was (a write before midnight kept what one after it drops), the
+        # days in order, so that the windows' today is the last one's.
+        folded_at, end_ms = self._fold_times(), int(self.now_s() * 1000)
+        groups: dict[tuple[int, int], list[Entry]] = {}
+        for i, entries in enumerate(counted.values()):
+            for e in entries:
+                groups.setdefault((folded_at.get(id(e), end_ms), i), []).append(e)
+        tps = list(counted)
+        for (now_ms, i), entries in sorted(groups.items()):
+            self._fold(delta, tps[i], self.logs[tps[i]].records(0, len(entries), entries), now_ms)
         payload = self.store.build_payload(delta, moves)
         want = normalize(payload)
         have = tables_as_effects(self.redis.data, self.store.keys.prefix, payload["win"])  # type: ignore[arg-type]
@@ -568,6 +601,18 @@ class World:
             raise Violation(
                 f"tables differ from the truth, e.g. {list(missing.items())[:3]}, beyond it {list(extra.items())[:3]}"
             )
+        check_days(self, [e for entries in counted.values() for e in entries])
+
+    def _fold_times(self) -> dict[int, int]:
+        """id(entry) -> the instant standing for the day its accepted write was folded on; the last write wins."""
+        out: dict[int, int] = {}
+        for field_name, folds in self.redis.data.get("__sim_fold_times__", {}).items():
+            topic, _, part = field_name.rpartition(":")
+            tp = TopicPartition(topic, int(part))
+            for start, end, gen, now_ms in folds:
+                for e in self.cuts.entries(self, tp, gen)[start:end]:
+                    out[id(e)] = now_ms
+        return out
 
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()  # type: ignore[assignment]
@@ -654,8 +699,12 @@ def tables_as_effects(
             for member, found in value.items():
                 days = [int(x) for x in found.split(",")]
                 # A list is compacted when it is written; one a write left out may still hold a day that a
-                # write would have dropped, which no scrape from today on reads.
-                out[("w", key, member)] = tuple(_compact(days, window["today"]) if window else days)
+                # write would have dropped, which no scrape from today on reads. Nor does one read a day
+                # the horizon passed since it was written (at midnight).
+                if window:
+                    days = [d for d in _compact(days, window["today"]) if d >= window["horizon"]]
+                if days:
+                    out[("w", key, member)] = tuple(days)
             continue
         if ":win:" in key:
             a = int(key.rpartition(":")[2])
