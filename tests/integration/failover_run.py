@@ -50,12 +50,12 @@ def stream_through(
         proc.wait_ready()
         producer.start()
         wait_until(lambda: at_least(proc, names, total // 3), 60, what="a third folded")
+        assert processed(proc.scrape(), names) < total, "the fault must land mid-stream"
         started = time.monotonic()
         fault()
         at_fault = time.monotonic()
         fault_s = at_fault - started
         after = proc.scrape()
-        assert processed(after, names) < total, "the fault must land mid-stream"
         before = _batches(after)
         wait_until(lambda: _batches(proc.scrape()) > before, 60, interval_s=0.05, what=f"a write after {what}")
         first_write_s = time.monotonic() - at_fault
