@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import redis
 
@@ -87,6 +87,17 @@ class _Topology:
         """REDIS_URL and the TLS CA for the sidecar."""
         return {"REDIS_URL": self.url, **({"REDIS_TLS_CA_FILE": str(self.tls[0])} if self.tls else {})}
 
+    def start(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # a setup that did not settle leaves no server behind
+            raise
+        return self
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
@@ -119,14 +130,7 @@ class LocalSentinel(_Topology):
         extra = {"REDIS_SENTINEL_PASSWORD": self.sentinel_password} if self.sentinel_password else {}
         return {**super().env, **extra}
 
-    def start(self) -> LocalSentinel:
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()  # a setup that did not settle leaves no server behind
-            raise
-
-    def _start(self) -> LocalSentinel:
+    def _start(self) -> None:
         self.primary = self._node("primary", []).start()
         self.replica = self._node("replica", [f"replicaof 127.0.0.1 {self.primary.port}"]).start()
         for i in range(3):
@@ -141,7 +145,6 @@ class LocalSentinel(_Topology):
             self.sentinels.append(sentinel)
             self.nodes.append(sentinel)
         self._wait_ready()
-        return self
 
     def _wait_ready(self, timeout_s: float = 30.0) -> None:
         """The replica in sync, and every sentinel knowing it and the other sentinels."""
@@ -164,14 +167,7 @@ class LocalCluster(_Topology):
 
     scheme = "cluster"
 
-    def start(self) -> LocalCluster:
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()  # a cluster that did not form leaves no server behind
-            raise
-
-    def _start(self) -> LocalCluster:
+    def _start(self) -> None:
         for i in range(6):
             bus = free_port()  # the default bus port (port + 10000) may not exist for a high free port
             extra = ["cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 2000"]
@@ -183,7 +179,6 @@ class LocalCluster(_Topology):
         if done.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
         self._wait_ready()
-        return self
 
     def _cli_options(self) -> list[str]:
         tls = ["--tls", "--cacert", str(self.tls[0])] if self.tls else []
