@@ -53,6 +53,9 @@ def new_probe(bootstrap: str, uid: str, window_s: float) -> LagProbe:
     )
 
 
+PACE_S = 2.0
+
+
 async def timed(probe: LagProbe) -> tuple[LagSnapshot, float, float]:
     before = time.monotonic()
     snap = await probe.measure()
@@ -192,8 +195,10 @@ async def test_catch_up_rises_when_the_consumer_slows_and_falls_when_it_speeds_u
         _, _, last = await timed(probe)
         seen: list[tuple[int, float, float]] = []  # per step: records taken, catch-up, expected
         for step in (200, 200, 40, 40, 200, 200):
-            await asyncio.sleep(0.5)  # cycles further apart than the window: one step per rate
+            # Cycles a fixed 2 s apart, further than the window, so the records taken set the rate: a slow
+            # take or cycle on a loaded machine adds under a second and cannot make 40 records look like 200.
             await member.take(step)
+            await asyncio.sleep(max(0.0, last + PACE_S - time.monotonic()))
             snap, _, done = await timed(probe)
             assert snap.outlook is not None and snap.errors == []
             expected = (total - member.consumed) / (step / (done - last))
