@@ -187,9 +187,12 @@ class TapAgent(Rebalance, Unreadable, LogChanges, Shutdown):
                 self._inflight = None
 
     def _fresh(self, batch: Batch) -> tuple[Batch, dict[TopicPartition, int | None]]:
-        """Records of owned partitions at or past the expected offset, and the offset each batch claims from.
+        """Records of owned partitions, and the offset each batch claims from: the expected one.
 
-        A partition whose topic ID is unsettled is put back to its stored offset instead: read again once
+        Within an epoch a partition's fetch position is its expected offset (every seek starts an epoch and
+        sets both; each batch moves both to its end), and a fetch returns nothing before its position, so no
+        record here lies before its claim: nothing to filter (docs/guarantees.md, the mutation run). A
+        partition whose topic ID is unsettled is put back to its stored offset instead: read again once
         `check_identity_due` has settled it.
         """
         fresh, starts = {}, {}
@@ -203,10 +206,7 @@ class TapAgent(Rebalance, Unreadable, LogChanges, Shutdown):
                 # the log start, so that is where to read again from.
                 self.consumer.seek(tp, start if start is not None else records[0].offset)
                 continue
-            if start is not None and records[0].offset < start:
-                records = [r for r in records if r.offset >= start]
-            if records:
-                fresh[tp], starts[tp] = records, start
+            fresh[tp], starts[tp] = records, start
         return fresh, starts
 
     async def _resync(self) -> None:
