@@ -3,16 +3,27 @@
 A log keeps every entry it ever had (truncated ones are only marked), so the checker can always tell
 what a range of offsets held. Consumers read committed records only, as the tap's real consumer does.
 Rebalances reach a consumer only when the simulator delivers them: until then it keeps fetching the
-partitions it had (a zombie), as a real consumer does between a rebalance and its next poll.
+partitions it had (a zombie), as a real consumer does between a rebalance and its next poll. A delivered
+rebalance runs as aiokafka's coordinator runs it, in a task of its own beside the tap's loop: the old
+assignment stops serving records, the revocation callback runs, the new assignment starts without
+positions (auto_offset_reset="none": a fetch then raises NoOffsetForPartitionError), and the assignment
+callback positions it, while the tap's loop goes on fetching, folding and writing.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError, OffsetOutOfRangeError, UnsupportedCodecError
+from aiokafka.errors import (
+    IllegalStateError,
+    KafkaError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+    UnsupportedCodecError,
+)
 
 from agents.stalls import PartitionUnreadable
 
@@ -122,6 +133,8 @@ class SimConsumer:
         self.positions: dict[TopicPartition, int] = {}
         self.paused: set[TopicPartition] = set()
         self.dead = False
+        self.active = True  # False from a rebalance's start until its new assignment: nothing is served
+        self.coordinator: asyncio.Task[None] | None = None
 
     # Lifecycle ---------------------------------------------------------------------------------------
     def subscribe(self, topics: list[str], listener: Any) -> None:
@@ -137,13 +150,22 @@ class SimConsumer:
     # Fetching ----------------------------------------------------------------------------------------
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         outcome = await self.world.point("kafka.fetch", self.replica)
-        if self.generation != self.world.group.generation and outcome.deliver_rebalance:
-            await self._rebalance()
+        rebalancing = self.coordinator is not None and not self.coordinator.done()
+        if self.generation != self.world.group.generation and outcome.deliver_rebalance and not rebalancing:
+            self.active = False  # aiokafka's begin_reassignment: what was fetched for the old one is dropped
+            self.coordinator = asyncio.ensure_future(self._rebalance())
+            self.world.replicas[self.replica].tasks.append(self.coordinator)
+            return {}
+        if not self.active:
             return {}
         out: dict[TopicPartition, list[SimRecord]] = {}
         out_of_range = {}
+        unpositioned = False
         for tp in sorted(self.assigned):
-            if tp not in self.positions or tp in self.paused:
+            if tp in self.paused:
+                continue
+            if tp not in self.positions:
+                unpositioned = True
                 continue
             log = self.world.logs[tp]
             pos = self.positions[tp]
@@ -165,18 +187,26 @@ class SimConsumer:
                 out[tp] = records
         if out_of_range and not out:
             raise OffsetOutOfRangeError(out_of_range)
+        if unpositioned and not out:
+            raise NoOffsetForPartitionError("simulated: an assigned partition has no position yet")
         if outcome.fetch_error and out:
             raise KafkaError("simulated: a later partition failed; the records collected were dropped")
         return out
 
     async def _rebalance(self) -> None:
+        """aiokafka's coordinator: a callback that raises is logged and the rebalance goes on."""
         new = set(self.world.group.assignment.get(id(self), set()))
         old, self.generation = self.assigned, self.world.group.generation
-        await self.listener.on_partitions_revoked(set(old))
-        self.assigned = new
-        self.positions = {tp: p for tp, p in self.positions.items() if tp in new}
-        self.paused = set()  # a new assignment starts every partition unpaused, as aiokafka's does
-        await self.listener.on_partitions_assigned(set(new))
+        try:
+            await self.listener.on_partitions_revoked(set(old))
+        except Exception as exc:
+            self.world.trace.append(f"r{self.replica} on_revoked raised {type(exc).__name__}")
+        # A new assignment has fresh partition states: no position, nothing paused.
+        self.assigned, self.positions, self.paused, self.active = new, {}, set(), True
+        try:
+            await self.listener.on_partitions_assigned(set(new))
+        except Exception as exc:
+            self.world.trace.append(f"r{self.replica} on_assigned raised {type(exc).__name__}")
 
     # Each refuses a partition the consumer is not assigned, as aiokafka's do (its subscription state
     # raises IllegalStateError): a tap that keeps revoked partitions and seeks them fails here as in production.

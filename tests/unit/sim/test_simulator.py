@@ -21,18 +21,18 @@ from tests.sim.world import PROFILES, Violation, simulate
 # them). The first two are where the search finds a tap whose batch claims offsets from a reload that
 # happened while it folded; the others each contain the named fault.
 REGRESSIONS = [
-    pytest.param(167, id="refused-write-while-folding-1"),
-    pytest.param(290, id="refused-write-while-folding-2"),
+    pytest.param(697, id="refused-write-while-folding-1"),
+    pytest.param(1988, id="refused-write-while-folding-2"),
     pytest.param(0, id="aborted-transaction"),
-    pytest.param(1, id="sigterm-during-redis-outage"),
+    pytest.param(18, id="sigterm-during-redis-outage"),
     pytest.param(2, id="redis-restart-from-older-snapshot"),
-    pytest.param(6, id="zombie-write-after-rebalance"),
-    pytest.param(8, id="write-applied-reply-lost"),
-    pytest.param(14, id="redis-restart-empty"),
-    pytest.param(22, id="log-truncated-and-kill-9-with-write-in-flight"),
-    pytest.param(62, id="members-left-out-after-redis-lost-writes"),
+    pytest.param(5, id="zombie-write-after-rebalance"),
+    pytest.param(38, id="write-applied-reply-lost"),
+    pytest.param(15, id="redis-restart-empty"),
+    pytest.param(394, id="log-truncated-and-kill-9-with-write-in-flight"),
+    pytest.param(17, id="members-left-out-after-redis-lost-writes"),
     pytest.param(222, id="users-left-out-after-redis-lost-writes"),
-    pytest.param(136, id="log-cut-below-the-stored-offset"),
+    pytest.param(295, id="log-cut-below-the-stored-offset"),
     pytest.param(10, id="batch-script-refused-whole-over-maxmemory"),
 ]
 
@@ -105,7 +105,9 @@ def test_simulator_finds_a_batch_that_claims_what_it_does_not_contain(monkeypatc
     found = _first_violation()
     monkeypatch.setattr(tap.TapAgent, "process", original)
     assert found is not None, f"the reverted fix went unnoticed in {SEARCH_BUDGET} schedules"
-    assert "claims" in found[1]
+    # The check of a write against the records it claims finds it; which of the write's parts differs
+    # first (a count, or members left out) depends on the schedule.
+    assert ": a write " in found[1], found[1]
 
 
 def _mutant(monkeypatch: pytest.MonkeyPatch, guard: str, replacement: str = "") -> None:
@@ -179,11 +181,11 @@ def test_the_search_reaches_unreadable_batches() -> None:
 
 
 def test_a_cut_log_is_resumed_at_its_end_and_counted() -> None:
-    """Seed 136 cuts enriched/0 below its stored offset (an unclean leader election, same topic ID): the
+    """Seed 295 cuts raw/1 below its stored offset (an unclean leader election, same topic ID): the
     tap that finds it resumes at the log's end and counts the reset; the checker holds it exact."""
-    world = simulate(136, steps=40, faults=PROFILES[136 % len(PROFILES)])
-    assert any(t.startswith("log cut enriched/0") for t in world.trace)
-    resets = sum(r.agent.status.offset_resets[("enriched", "log_cut")] for r in world.replicas.values())
+    world = simulate(295, steps=40, faults=PROFILES[295 % len(PROFILES)])
+    assert any(t.startswith("log cut raw/1") for t in world.trace)
+    resets = sum(r.agent.status.offset_resets[("raw", "log_cut")] for r in world.replicas.values())
     assert resets >= 1
 
 
