@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import (
+    CommitFailedError,
     IllegalStateError,
+    KafkaConnectionError,
     KafkaError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
@@ -249,10 +251,12 @@ class SimConsumer:
         return set(self.assigned)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        await self.world.point("kafka.commit", self.replica)
+        if (await self.world.point("kafka.commit", self.replica)).kafka_error:
+            raise CommitFailedError("simulated: the group is rebalancing")
 
     async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        await self.world.point("kafka.offsets", self.replica)
+        if (await self.world.point("kafka.offsets", self.replica)).kafka_error:
+            raise KafkaConnectionError("simulated: the partition leader is unreachable")
         return {tp: self.world.logs[tp].start for tp in partitions}
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:

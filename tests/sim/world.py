@@ -56,6 +56,9 @@ class Outcome:
     # aiokafka's getmany moves each partition's position as it collects its records and drops them all when
     # a later partition raises (a corrupt or unreadable batch, an error result).
     fetch_error: bool = False
+    # A Kafka request other than a fetch fails (a commit refused mid-rebalance, offsets unavailable): in the
+    # rebalance callbacks as anywhere else.
+    kafka_error: bool = False
 
 
 @dataclass
@@ -91,6 +94,7 @@ class Faults:
     invalid_records: bool = True
     fetch_errors: bool = True
     unreadable_batches: bool = True
+    kafka_errors: bool = True
 
 
 # The fault mixes random schedules rotate through. Truncation runs without Redis restarts: with both, what
@@ -111,6 +115,7 @@ class World:
         self.day_rng = random.Random(seed + 1_000_003)
         self.codec_rng = random.Random(seed ^ 0xC0DEC)  # unreadable batches, apart from the schedule's draws
         self.memory_rng = random.Random(seed ^ 0x00A11C)  # Redis over maxmemory, apart from them too
+        self.kafka_rng = random.Random(seed ^ 0xCAFE)  # Kafka requests other than fetches failing, too
         # Where virtual time starts, in which zone (a noon, or seconds before a midnight or DST change), and
         # the late events around a boundary: their own streams too (tests/sim/calendar_oracle.py).
         self.clock = clock_for(seed)
@@ -419,9 +424,12 @@ class World:
                 outcome.redis = LOST_REPLY
             elif p.kind == "kafka.fetch" and self.faults.fetch_errors and roll < 0.06:
                 outcome.fetch_error = True
+            if p.kind in ("kafka.commit", "kafka.offsets") and self.faults.kafka_errors:
+                outcome.kafka_error = self.kafka_rng.random() < 0.4
         self.trace.append(
             f"{p.kind} r{p.replica} -> {outcome.redis} rb={outcome.deliver_rebalance} n={outcome.max_records}"
             + (" fetch-error" if outcome.fetch_error else "")
+            + (" kafka-error" if outcome.kafka_error else "")
         )
         p.future.set_result(outcome)
 
@@ -445,7 +453,8 @@ class World:
             self.kill(victim)
         elif roll < 0.81 and f.sigterms and len(live) > 1:
             victim = self.rng.choice(live)
-            self.trace.append(f"SIGTERM r{victim.index}")
+            inflight = victim.agent._inflight is not None and not victim.agent._inflight.done()
+            self.trace.append(f"SIGTERM r{victim.index}" + (" with a write in flight" if inflight else ""))
             self.sigterm(victim)
         elif roll < 0.85 and len(live) < 3:
             self.start_replica()
