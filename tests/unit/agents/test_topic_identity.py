@@ -39,6 +39,10 @@ from tables.writes import OffsetMove
         (150, 200, 300, "A", "A", (TRUNCATED, 200, 50)),
         # The log holds the offset after all (it moved between the fetch and the look): stay.
         (250, 200, 300, "A", "A", (IN_RANGE, 250, 0)),
+        # Both bounds are in range: at the log start nothing is gone, at its end (caught up) nothing was cut.
+        (200, 200, 300, "A", "A", (IN_RANGE, 200, 0)),
+        (300, 200, 300, "A", "A", (IN_RANGE, 300, 0)),
+        (200, 200, 300, None, None, (BEYOND_END, 200, 0)),
     ],
 )
 def test_out_of_range_rule(
