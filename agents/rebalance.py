@@ -63,15 +63,21 @@ class Rebalance:
         keys = [(tp.topic, tp.partition) for tp in owned]
         stored = await retry(lambda: self.store.load_stored(keys), REDIS_ERRORS, what="loading offsets", log=log)
         self.epoch += 1
-        for tp in owned:
-            offset, self.stored_ids[tp] = stored[(tp.topic, tp.partition)]
-            self.expected[tp] = offset
-            if offset is None:
-                self.applied.pop(tp, None)
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.applied[tp] = offset
-                self.consumer.seek(tp, offset)
+        try:
+            for tp in owned:
+                offset, self.stored_ids[tp] = stored[(tp.topic, tp.partition)]
+                self.expected[tp] = offset
+                if offset is None:
+                    self.applied.pop(tp, None)
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    self.applied[tp] = offset
+                    self.consumer.seek(tp, offset)
+        finally:
+            # aiokafka's seek_to_beginning waits for the log start: a fetch begun meanwhile, in the epoch
+            # above, may hold records of a partition sought after it, from where aiokafka had put it (the
+            # group's committed offset). Once every seek is done, the epoch moves again and drops them.
+            self.epoch += 1
 
     async def _check_rewind(self, force: bool = False) -> None:
         """Notice, without waiting for traffic, a Redis that came back empty or from an older snapshot.
