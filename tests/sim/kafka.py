@@ -5,9 +5,10 @@ what a range of offsets held. Consumers read committed records only, as the tap'
 Rebalances reach a consumer only when the simulator delivers them: until then it keeps fetching the
 partitions it had (a zombie), as a real consumer does between a rebalance and its next poll. A delivered
 rebalance runs as aiokafka's coordinator runs it, in a task of its own beside the tap's loop: the old
-assignment stops serving records, the revocation callback runs, the new assignment starts without
-positions (auto_offset_reset="none": a fetch then raises NoOffsetForPartitionError), and the assignment
-callback positions it, while the tap's loop goes on fetching, folding and writing.
+assignment stops serving records, the revocation callback runs, the new assignment starts at the group's
+committed offsets (elsewhere without a position: auto_offset_reset="none", a fetch then raises
+NoOffsetForPartitionError), and the assignment callback positions it, while the tap's loop goes on
+fetching, folding and writing. A commit of an older generation (a zombie's) is refused.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class Group:
         self.members: list[SimConsumer] = []
         self.generation = 0
         self.assignment: dict[int, set[TopicPartition]] = {}  # id(consumer) -> partitions
+        self.committed: dict[TopicPartition, int] = {}  # where aiokafka positions a new assignment
 
     def rebalance(self, order: list[int]) -> None:
         self.generation += 1
@@ -203,8 +205,11 @@ class SimConsumer:
             await self.listener.on_partitions_revoked(set(old))
         except Exception as exc:
             self.world.trace.append(f"r{self.replica} on_revoked raised {type(exc).__name__}")
-        # A new assignment has fresh partition states: no position, nothing paused.
-        self.assigned, self.positions, self.paused, self.active = new, {}, set(), True
+        # A new assignment has fresh partition states, nothing paused; aiokafka's fetcher positions them at
+        # the group's committed offsets while the assignment callback runs (the tap then seeks its own).
+        committed = self.world.group.committed
+        positions = {tp: committed[tp] for tp in new if tp in committed}
+        self.assigned, self.positions, self.paused, self.active = new, positions, set(), True
         try:
             await self.listener.on_partitions_assigned(set(new))
         except Exception as exc:
@@ -240,6 +245,9 @@ class SimConsumer:
 
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         self._assigned(partitions)
+        # At once, though aiokafka awaits the broker's answer: a scheduling point here slowed every schedule
+        # enough that few reached truncation or cuts. The race in that wait is tests/unit/agents/
+        # test_tap_reload_epoch.py's.
         for tp in partitions:
             self.positions[tp] = self.world.logs[tp].start
 
@@ -253,6 +261,9 @@ class SimConsumer:
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         if (await self.world.point("kafka.commit", self.replica)).kafka_error:
             raise CommitFailedError("simulated: the group is rebalancing")
+        if self.generation != self.world.group.generation:
+            raise CommitFailedError("simulated: a commit of an older generation")
+        self.world.group.committed.update(offsets)
 
     async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         if (await self.world.point("kafka.offsets", self.replica)).kafka_error:
