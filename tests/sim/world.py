@@ -38,6 +38,7 @@ from tests.sim.calendar_oracle import check_days, clock_for, event_ts, fold_inst
 from tests.sim.cuts import Cuts, Reading
 from tests.sim.kafka import Entry, PartitionLog, SimConsumer, SimRecord
 from tests.sim.loop import VirtualTimeLoop, run_virtually
+from tests.sim.oracle import check_oracle
 from tests.sim.store_redis import FAIL_BEFORE, LOST_REPLY, OK, SimRedis
 
 RAW, ENRICHED = "raw", "enriched"
@@ -611,6 +612,8 @@ class World:
                 f"tables differ from the truth, e.g. {list(missing.items())[:3]}, beyond it {list(extra.items())[:3]}"
             )
         check_days(self, [e for entries in counted.values() for e in entries])
+        # Apart from the fold and build_payload used above: the export against the checker's own fold.
+        check_oracle(self, counted, folded_at, end_ms)
 
     def _fold_times(self) -> dict[int, int]:
         """id(entry) -> the instant standing for the day its accepted write was folded on; the last write wins."""
