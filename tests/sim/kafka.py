@@ -8,12 +8,14 @@ rebalance runs as aiokafka's coordinator runs it, in a task of its own beside th
 assignment stops serving records, the revocation callback runs, the new assignment starts at the group's
 committed offsets (elsewhere without a position: auto_offset_reset="none", a fetch then raises
 NoOffsetForPartitionError), and the assignment callback positions it, while the tap's loop goes on
-fetching, folding and writing. A commit of an older generation (a zombie's) is refused.
+fetching, folding and writing. A commit of an older generation (a zombie's) is refused. Fetches answer
+with real record batches, read through the tap's real record path (tests/sim/batches.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +27,9 @@ from aiokafka.errors import (
     KafkaError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
-    UnsupportedCodecError,
 )
 
-from agents.stalls import PartitionUnreadable
+from tests.sim.batches import Assignment, Batch, drain, fetch, joins_last
 
 if TYPE_CHECKING:
     from tests.sim.world import World
@@ -41,6 +42,7 @@ class Entry:
     timestamp: int
     txn: int | None = None  # producer transaction id, if written in one
     marker: bool = False
+    batch: Batch | None = field(default=None, repr=False, compare=False)  # the record batch holding it
 
 
 @dataclass
@@ -60,7 +62,9 @@ class PartitionLog:
     start: int = 0  # log start offset: entries below it were removed by retention
     open_txns: dict[int, int] = field(default_factory=dict)  # txn id -> first offset
     aborted: set[int] = field(default_factory=set)
-    unreadable_at: int | None = None  # a batch from here on cannot be read until the fix is deployed
+    unreadable_at: int | None = None  # the batch holding it cannot be read until the fix is deployed
+    spans: dict[int, tuple[int, int]] = field(default_factory=dict)  # ended txn id -> (first, marker offset)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))  # batching (tests/sim/batches.py)
 
     @property
     def end(self) -> int:
@@ -74,15 +78,22 @@ class PartitionLog:
     def append(self, value: bytes, timestamp: int, txn: int | None = None) -> None:
         if txn is not None and txn not in self.open_txns:
             self.open_txns[txn] = self.end
-        self.entries.append(Entry(self.end, value, timestamp, txn))
+        self._add(Entry(self.end, value, timestamp, txn), joins_last(self, txn))
+
+    def _add(self, entry: Entry, join: bool) -> None:
+        last = self.entries[-1].batch if join else None
+        if last is not None:
+            last.entries.append(entry)
+        entry.batch = last or Batch([entry])
+        self.entries.append(entry)
 
     def end_txn(self, txn: int, commit: bool, timestamp: int) -> None:
         if txn not in self.open_txns:
             return
-        del self.open_txns[txn]
+        self.spans[txn] = (self.open_txns.pop(txn), self.end)
         if not commit:
             self.aborted.add(txn)
-        self.entries.append(Entry(self.end, None, timestamp, txn, marker=True))
+        self._add(Entry(self.end, None, timestamp, txn, marker=True), join=False)
 
     def visible(self, entry: Entry) -> bool:
         return not entry.marker and (entry.txn is None or entry.txn not in self.aborted)
@@ -139,6 +150,9 @@ class SimConsumer:
         self.dead = False
         self.active = True  # False from a rebalance's start until its new assignment: nothing is served
         self.coordinator: asyncio.Task[None] | None = None
+        # aiokafka's fetcher: a result per partition, kept until read (tests/sim/batches.py)
+        self.assignment_state = Assignment(self)
+        self.fetched: dict[TopicPartition, Any] = {}
 
     # Lifecycle ---------------------------------------------------------------------------------------
     def subscribe(self, topics: list[str], listener: Any) -> None:
@@ -162,12 +176,11 @@ class SimConsumer:
             return {}
         if not self.active:
             return {}
-        out: dict[TopicPartition, list[SimRecord]] = {}
         out_of_range = {}
         unpositioned = False
         for tp in sorted(self.assigned):
-            if tp in self.paused:
-                continue
+            if tp in self.paused or tp in self.fetched:
+                continue  # aiokafka fetches a partition again once what it holds of it was read
             if tp not in self.positions:
                 unpositioned = True
                 continue
@@ -177,18 +190,11 @@ class SimConsumer:
                 out_of_range[tp] = pos
                 continue
             limit = min(log.stable_end, pos + outcome.max_records)
-            if log.unreadable_at is not None and pos <= log.unreadable_at < limit:
-                if pos == log.unreadable_at:
-                    # As aiokafka does: what was collected from the other partitions is dropped, their
-                    # positions already moved past it.
-                    raise PartitionUnreadable(tp, pos, UnsupportedCodecError("simulated: no codec for this batch"))
-                limit = log.unreadable_at  # the records before the bad batch are read
-            if limit <= pos:
-                continue
-            records = log.records(pos, limit)
-            self.positions[tp] = limit
-            if records:
-                out[tp] = records
+            if limit > pos:
+                self.fetched[tp] = fetch(self, tp, pos, limit)
+        # The real record path: an unreadable batch raises PartitionUnreadable from it, dropping what was
+        # collected from the other partitions, their positions already moved past it (as aiokafka does).
+        out = drain(self.fetched, max_records)
         if out_of_range and not out:
             raise OffsetOutOfRangeError(out_of_range)
         if unpositioned and not out:
@@ -210,6 +216,7 @@ class SimConsumer:
         committed = self.world.group.committed
         positions = {tp: committed[tp] for tp in new if tp in committed}
         self.assigned, self.positions, self.paused, self.active = new, positions, set(), True
+        self.assignment_state, self.fetched = Assignment(self), {}  # what was fetched for the old one is gone
         try:
             await self.listener.on_partitions_assigned(set(new))
         except Exception as exc:
