@@ -97,6 +97,9 @@ class Faults:
     fetch_errors: bool = True
     unreadable_batches: bool = True
     kafka_errors: bool = True
+    # A foreign value (another type, or not a number) in a key the write uses, put back after it: off in
+    # the search's profiles, on in the batch script's mutation run (tests/sim/mutants.py).
+    foreign_values: bool = False
 
 
 # The fault mixes random schedules rotate through. Truncation runs without Redis restarts: with both, what
