@@ -21,16 +21,16 @@ from tests.sim.world import PROFILES, Violation, simulate
 # whether that took foreign values in Redis (Faults.foreign_values) besides the search's own faults.
 SIMULATOR_KILLS = {
     "offset-none-expected": (5, False),
-    "offset-equal": (9, False),
-    "partition-offset": (9, False),
-    "lineage": (62, False),
-    "type-admit": (25, True),
-    "number-hincr": (31, True),
-    "number-amount": (52, True),
-    "number-amount-remainder": (50, True),
-    "number-org-users": (0, True),
-    "number-hmax": (75, True),
-    "number-length": (31, True),
+    "offset-equal": (17, False),
+    "partition-offset": (17, False),
+    "lineage": (17, False),
+    "type-admit": (111, True),
+    "number-hincr": (6, True),
+    "number-amount": (33, True),
+    "number-amount-remainder": (65, True),
+    "number-org-users": (5, True),
+    "number-hmax": (60, True),
+    "number-length": (8, True),
 }
 # Schedules each must be found within: the mutation run's budget.
 SCHEDULE_BUDGET = 600
