@@ -24,6 +24,7 @@ from streams.settings import Settings
 from tables.delta import Delta
 from tables.keys import offset_field
 from tables.writes import Conflict, OffsetMove
+from tests.unit.agents.fake_consumer import PositionsConsumer
 
 TP = TopicPartition("events.raw", 0)
 EVENTS, BATCH = 12, 5
@@ -34,13 +35,13 @@ def _record(offset: int) -> ConsumerRecord:
     return ConsumerRecord(TP.topic, TP.partition, offset, 0, 0, None, value, None, 0, len(value), ())
 
 
-class _Consumer:
+class _Consumer(PositionsConsumer):
     """One partition of valid raw events, BATCH at a time from the position; `after_fetch[n]` runs once the
     n-th fetch (from 1) has collected its records, before they are returned."""
 
     def __init__(self) -> None:
+        super().__init__({TP})
         self.log = [_record(i) for i in range(EVENTS)]
-        self.positions: dict[TopicPartition, int] = {}
         self.fetches = 0
         self.after_fetch: dict[int, Callable[[], Awaitable[None]]] = {}
 
@@ -56,28 +57,6 @@ class _Consumer:
         if hook is not None:
             await hook()
         return {TP: records}
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.positions[tp] = offset
-
-    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
-        for tp in partitions:
-            self.positions[tp] = 0
-
-    def pause(self, *partitions: TopicPartition) -> None:
-        pass
-
-    def resume(self, *partitions: TopicPartition) -> None:
-        pass
-
-    def assignment(self) -> set[TopicPartition]:
-        return {TP}
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        pass
-
-    async def topic_ids(self, topics: Any) -> dict[str, str | None]:
-        return dict.fromkeys(topics, "id-1")
 
 
 class _Store:

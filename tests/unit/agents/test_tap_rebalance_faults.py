@@ -18,18 +18,15 @@ from core.retry import Backoff
 from core.status import Status
 from streams.settings import Settings
 from tables.writes import InvalidStoredValue
+from tests.unit.agents.fake_consumer import PositionsConsumer
 
 TP = TopicPartition("events.raw", 0)
 GONE = TopicPartition("events.raw", 1)
 
 
-class _Consumer:
+class _Consumer(PositionsConsumer):
     """Refuses what aiokafka refuses: a fetch while an assigned partition has no position
     (auto_offset_reset="none"), and a seek of a partition it does not assign."""
-
-    def __init__(self, assigned: set[TopicPartition]) -> None:
-        self.assigned = assigned
-        self.positions: dict[TopicPartition, int] = {}
 
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         await asyncio.sleep(0.001)
@@ -45,21 +42,6 @@ class _Consumer:
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         for tp in partitions:
             self.seek(tp, 0)
-
-    def pause(self, *partitions: TopicPartition) -> None:
-        pass
-
-    def resume(self, *partitions: TopicPartition) -> None:
-        pass
-
-    def assignment(self) -> set[TopicPartition]:
-        return set(self.assigned)
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        pass
-
-    async def topic_ids(self, topics: Any) -> dict[str, str | None]:
-        return dict.fromkeys(topics, "id-1")
 
 
 class _Store:

@@ -27,6 +27,7 @@ from tables.writes import (
     WriteRefused,
     WrongKeyType,
 )
+from tests.unit.agents.fake_consumer import PositionsConsumer
 
 TP = TopicPartition("events.raw", 0)
 EVENTS = 10
@@ -37,13 +38,12 @@ def _record(offset: int) -> ConsumerRecord:
     return ConsumerRecord(TP.topic, TP.partition, offset, 0, 0, None, value, None, 0, len(value), ())
 
 
-class _Consumer:
+class _Consumer(PositionsConsumer):
     """One partition's log of valid raw events, served from the position unless paused."""
 
     def __init__(self) -> None:
+        super().__init__({TP})
         self.log = [_record(i) for i in range(EVENTS)]
-        self.positions: dict[TopicPartition, int] = {}
-        self.paused: set[TopicPartition] = set()
 
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         await asyncio.sleep(0.002)
@@ -52,28 +52,6 @@ class _Consumer:
             return {}
         self.positions[TP] = len(self.log)
         return {TP: self.log[position:]}
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.positions[tp] = offset
-
-    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
-        for tp in partitions:
-            self.positions[tp] = 0
-
-    def pause(self, *partitions: TopicPartition) -> None:
-        self.paused.update(partitions)
-
-    def resume(self, *partitions: TopicPartition) -> None:
-        self.paused.difference_update(partitions)
-
-    def assignment(self) -> set[TopicPartition]:
-        return {TP}
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        pass
-
-    async def topic_ids(self, topics: Any) -> dict[str, str | None]:
-        return dict.fromkeys(topics, "id-1")
 
 
 class _Store:

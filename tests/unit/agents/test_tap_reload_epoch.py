@@ -25,6 +25,7 @@ from streams.settings import Settings
 from tables.delta import Delta
 from tables.keys import offset_field
 from tables.writes import Conflict, OffsetMove
+from tests.unit.agents.fake_consumer import PositionsConsumer
 
 A = TopicPartition("events.raw", 0)
 B = TopicPartition("events.raw", 1)
@@ -36,11 +37,12 @@ def _record(offset: int) -> ConsumerRecord:
     return ConsumerRecord(B.topic, B.partition, offset, 0, 0, None, value, None, 0, len(value), ())
 
 
-class _Consumer:
+class _Consumer(PositionsConsumer):
     def __init__(self, committed: int) -> None:
+        super().__init__({A, B})
         self.log = [_record(i) for i in range(EVENTS)]
         # aiokafka positioned B from the group's committed offset when the assignment arrived.
-        self.positions: dict[TopicPartition, int] = {B: committed}
+        self.positions[B] = committed
         self.resetting = False
         self.reset_done = asyncio.Event()
 
@@ -58,30 +60,12 @@ class _Consumer:
             asyncio.get_running_loop().call_later(0.005, self.reset_done.set)  # A's ListOffsets answers
         return {B: records}
 
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.positions[tp] = offset
-
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         self.resetting = True
         await self.reset_done.wait()
         self.resetting = False
         for tp in partitions:
             self.positions[tp] = 0
-
-    def pause(self, *partitions: TopicPartition) -> None:
-        pass
-
-    def resume(self, *partitions: TopicPartition) -> None:
-        pass
-
-    def assignment(self) -> set[TopicPartition]:
-        return {A, B}
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        pass
-
-    async def topic_ids(self, topics: Any) -> dict[str, str | None]:
-        return dict.fromkeys(topics, "id-1")
 
 
 class _Store:

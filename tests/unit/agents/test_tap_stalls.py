@@ -15,15 +15,15 @@ from agents.stalls import PartitionUnreadable
 from agents.tap import TapAgent
 from core.status import Status
 from streams.settings import Settings
+from tests.unit.agents.fake_consumer import PositionsConsumer
 
 TP1 = TopicPartition("events.raw", 0)  # stored offset 100, an unreadable batch there
 TP2 = TopicPartition("events.raw", 1)  # nothing stored: its seek to the beginning awaits the broker
 
 
-class _Consumer:
+class _Consumer(PositionsConsumer):
     def __init__(self, commit_s: float = 0.0) -> None:
-        self.paused: set[TopicPartition] = set()
-        self.positions: dict[TopicPartition, int] = {}
+        super().__init__({TP1, TP2})
         self.commit_s = commit_s
 
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> Any:
@@ -32,28 +32,13 @@ class _Consumer:
             raise PartitionUnreadable(TP1, 100, UnsupportedCodecError("lz4"))
         return {}
 
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.positions[tp] = offset
-
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         await asyncio.sleep(0.05)  # a ListOffsets round trip, during which the tap loop runs
         for tp in partitions:
             self.positions[tp] = 0
 
-    def pause(self, *partitions: TopicPartition) -> None:
-        self.paused.update(partitions)
-
-    def resume(self, *partitions: TopicPartition) -> None:
-        self.paused.difference_update(partitions)
-
-    def assignment(self) -> set[TopicPartition]:
-        return {TP1, TP2}
-
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         await asyncio.sleep(self.commit_s)
-
-    async def topic_ids(self, topics: Any) -> dict[str, str | None]:
-        return dict.fromkeys(topics, "id-1")
 
 
 class _Store:
