@@ -88,7 +88,7 @@ class Exporter:
         self.scrapers: dict[str, Scraper] = {}
         self.inherited_at_s: float | None = None
         self.holds_taken = 0
-        self.fleet_interval_s: float | None = None
+        self.fleet_interval_s = 0.0
         self.failed_at_s: float | None = None  # the last round that could not reach Redis
 
     # The lease --------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ class Exporter:
     def interval_s(self) -> float:
         """The setting, or longer where a scraper (here, or as the last holder measured) is seen slower:
         the setting is the floor, so two jobs behind one address cannot make it look shorter."""
-        return max(self.fallback_interval_s, self.measured_interval_s or 0.0, self.fleet_interval_s or 0.0)
+        return max(self.fallback_interval_s, self.measured_interval_s or 0.0, self.fleet_interval_s)
 
     @property
     def poll_s(self) -> float:

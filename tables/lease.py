@@ -129,7 +129,7 @@ class Hold:
     lease: Lease
     wait_s: float  # until this term's series may appear: 0 unless the lease came from another lately
     inherited: bool = False  # the lease was in this id's name already: an earlier process of this replica
-    fleet_interval_s: float | None = None  # the scrape interval a holder measured last
+    fleet_interval_s: float = 0.0  # the scrape interval a holder measured last (0: none measured)
     fresh: bool = False  # no record at all: never held, or Redis lost it (restarted, flushed, failed over)
 
 
@@ -156,25 +156,27 @@ OLDER_LEASES = (("v2:", ":v2:leader"), ("v1:", ":leader"))
 class LeaseStore:
     def __init__(self, client: Any, app_id: str) -> None:
         self.client = client
-        self.keys = [lease_key(app_id), legacy_lease_key(app_id), members_key(app_id)]
+        self.lease_key, self.legacy_key = lease_key(app_id), legacy_lease_key(app_id)
+        self.keys = [self.lease_key, self.legacy_key, members_key(app_id)]
         self.keys += ["{" + app_id + "}" + suffix for _, suffix in OLDER_LEASES]
         self.tags = [tag for tag, _ in OLDER_LEASES]
         self._hold = client.register_script(HOLD_LUA)
         self._release = client.register_script(RELEASE_LUA)
 
-    async def hold(self, replica_id: str, ttl_ms: int, grace_ms: int, poll_ms: int = 500, interval_ms: int = 0) -> Hold:
+    async def hold(self, replica_id: str, ttl_ms: int, grace_ms: int, poll_ms: int, interval_ms: int) -> Hold:
         args = [replica_id, str(ttl_ms), str(grace_ms), str(poll_ms), str(interval_ms), *self.tags]
         kind, wait_ms, inherited, fleet_ms, fresh = await self._hold(keys=self.keys, args=args)
-        fleet_s = int(fleet_ms) / 1000 if int(fleet_ms) > 0 else None
+        fleet_s = int(fleet_ms) / 1000
         return Hold(Lease(int(kind)), int(wait_ms) / 1000, bool(int(inherited)), fleet_s, bool(int(fresh)))
 
     async def holder(self) -> str | None:
         """The id of the replica whose term is current, or None when the lease is released or unknown."""
-        holder, state = await self.client.hmget(self.keys[0], ["holder", "state"])
+        holder, state = await self.client.hmget(self.lease_key, ["holder", "state"])
         return None if holder is None or _text(state) != "held" else _text(holder)
 
     async def release(self, replica_id: str, visible_ms: int) -> bool:
-        return bool(await self._release(keys=self.keys[:2], args=[replica_id, str(max(0, visible_ms))]))
+        keys = [self.lease_key, self.legacy_key]
+        return bool(await self._release(keys=keys, args=[replica_id, str(max(0, visible_ms))]))
 
 
 def _text(value: Any) -> str:

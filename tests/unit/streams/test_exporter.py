@@ -187,7 +187,7 @@ async def test_a_take_whose_reply_was_lost_still_waits_for_the_last_holders_seri
     await ex["a"].hold()
     ex["a"].scraped("prom", clock(), True)
     await ex["a"].release()  # owed: its series stay visible for 2.2 fallback intervals + 1 s
-    await ex["b"].leases.hold("b", 10_000, 2_000)  # the take ran in Redis; its reply never came back
+    await ex["b"].leases.hold("b", 10_000, 2_000, 500, 0)  # the take ran in Redis; its reply never came back
     clock.now_s += 1.0
     assert await ex["b"].hold() == Lease.KEPT
     assert ex["b"].starts_in_s(clock()) == pytest.approx(2.2 * FALLBACK_S + 1.0 - 1.0, abs=0.002)

@@ -155,16 +155,16 @@ async def test_a_layout_two_exporter_back_after_a_take_over_holds_the_shared_lea
     clock = [1_000.0]
     redis = layout_redis(clock)
     leases = LeaseStore(redis, APP)
-    assert (await leases.hold("new-a", 10_000, 2_000)).lease == Lease.TAKEN
+    assert (await leases.hold("new-a", 10_000, 2_000, 500, 0)).lease == Lease.TAKEN
     redis.keyspace.call("SET", "{app}:v2:leader", "old-pod:6066", "PX", "10000")
-    assert (await leases.hold("new-a", 10_000, 2_000)).lease == Lease.LOST
-    assert (await leases.hold("new-b", 10_000, 2_000)).lease == Lease.LOST
+    assert (await leases.hold("new-a", 10_000, 2_000, 500, 0)).lease == Lease.LOST
+    assert (await leases.hold("new-b", 10_000, 2_000, 500, 0)).lease == Lease.LOST
     assert await leases.holder() == "v2:old-pod:6066"
     assert redis.keyspace.call("GET", legacy_lease_key(APP)) is None, "new-a's term ended with the lease"
     redis.keyspace.call("DEL", "{app}:v2:leader")  # its SIGTERM: its series may be seen for its grace yet
-    assert (await leases.hold("new-b", 10_000, 2_000)).lease == Lease.LOST, "its term runs to its key's end"
+    assert (await leases.hold("new-b", 10_000, 2_000, 500, 0)).lease == Lease.LOST, "its term runs to its key's end"
     clock[0] += 10.0
-    taken = await leases.hold("new-b", 10_000, 2_000)
+    taken = await leases.hold("new-b", 10_000, 2_000, 500, 0)
     assert (taken.lease, taken.wait_s) == (Lease.TAKEN, 4.0), "then twice its grace: it released no record"
 
 
