@@ -68,15 +68,19 @@ def main() -> int:
     base = args.seed if args.seed is not None else random.SystemRandom().randrange(10**9)
     print(f"simulator: {args.schedules} schedules of {args.steps} steps, base seed {base}", flush=True)
     workers = os.cpu_count() or 1
-    chunk = max(1, args.schedules // (workers * 8))
+    # Small jobs, so that every core stays busy to the end: an exporter schedule costs tens of tap schedules.
+    chunk = max(1, min(100, args.schedules // (workers * 8)))
     jobs = [(base + i, min(chunk, args.schedules - i), args.steps) for i in range(0, args.schedules, chunk)]
     started = time.monotonic()
     n = args.exporter_schedules
-    exporter_jobs = [(args.exporter_seed + i, min(8, n - i)) for i in range(0, n, 8)]
+    print(f"simulator: {n} schedules of the exporter hand-over, from seed {args.exporter_seed}", flush=True)
+    exporter_jobs = [(args.exporter_seed + i, min(2, n - i)) for i in range(0, n, 2)]
     with ProcessPoolExecutor(workers) as pool:
-        failures = [f for found in pool.map(_run, jobs) for f in found]
-        print(f"simulator: {n} schedules of the exporter hand-over, from seed {args.exporter_seed}", flush=True)
-        failures += [f for found in pool.map(_run_exporters, exporter_jobs) for f in found]
+        # The exporter's schedules first, the longest jobs; the tap's short ones then fill in around them.
+        exporter_found = [pool.submit(_run_exporters, job) for job in exporter_jobs]
+        tap_found = [pool.submit(_run, job) for job in jobs]
+        failures = [f for future in tap_found for f in future.result()]
+        failures += [f for future in exporter_found for f in future.result()]
     for failure in failures[:3]:
         print(failure)
     elapsed = time.monotonic() - started

@@ -78,7 +78,7 @@ class Client(Scripts):
     """One replica's Redis connection: the shared keyspace, unless cut, down, slow or losing replies."""
 
     def __init__(self, world: ExporterWorld, replica: Replica | None, keyspace: Keyspace) -> None:
-        super().__init__(keyspace)
+        super().__init__(keyspace, shared=True)
         self.world, self.replica = world, replica
 
     async def _gate(self) -> bool:

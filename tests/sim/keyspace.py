@@ -31,9 +31,21 @@ class Status(str):
 
 def redis_int(text: str, error: str = "value is not an integer or out of range") -> int:
     """`text` as Redis's string2ll reads it, or the error Redis answers."""
-    if _INTEGER.fullmatch(text) is None or not _MIN <= int(text) <= _MAX:
+    n = _READ.get(text)
+    if n is not None:
+        return n
+    if _INTEGER.fullmatch(text) is None:
         raise ResponseError(error)
-    return int(text)
+    n = int(text)
+    if not _MIN <= n <= _MAX:
+        raise ResponseError(error)
+    if len(_READ) < 50_000:
+        _READ[text] = n
+    return n
+
+
+# Texts read as integers before, and their values: counters, times and TTLs are read again and again.
+_READ: dict[str, int] = {}
 
 
 class Keyspace:
@@ -67,7 +79,8 @@ class Keyspace:
             self._live(key)
 
     def _live(self, key: str) -> Any:
-        if key in self.expires_ms and self.expires_ms[key] <= self.now_ms():
+        expires_ms = self.expires_ms.get(key)
+        if expires_ms is not None and expires_ms <= self.now_ms():
             self._drop(key)
         return self.data.get(key)
 
@@ -82,15 +95,21 @@ class Keyspace:
         return found
 
     def call(self, command: str, *args: Any) -> Any:
-        name, a = command.upper(), [x if type(x) is str else _text(x) for x in args]
+        return self.run(command, [x if type(x) is str else _text(x) for x in args])
+
+    def run(self, command: str, a: list[str]) -> Any:
+        """`call` with its arguments already as text."""
+        name = command.upper()
         handler, arity = _COMMANDS.get(name, (None, 0))
         if handler is None:
             raise ResponseError(f"the simulated keyspace does not implement {name}")
         if (arity > 0 and len(a) + 1 != arity) or len(a) + 1 < -arity:
             raise ResponseError("Wrong number of args calling Redis command from script")
-        if name in WRITES and self._read_only:
+        if name not in WRITES:
+            return handler(self, a)
+        if self._read_only:
             raise ResponseError("Write commands are not allowed from read-only scripts.")
-        if name in WRITES and not self._dirty:
+        if not self._dirty:
             if self.over_maxmemory and not self._allow_oom and name in DENYOOM:
                 # Redis refuses a script's first write when over maxmemory; a later one it lets through.
                 raise OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
@@ -109,10 +128,16 @@ def _time(ks: Keyspace, a: list[str]) -> list[str]:
     return [str(now_us // 1_000_000), str(now_us % 1_000_000)]
 
 
+_KINDS: dict[Any, Status] = {str: Status("string"), dict: Status("hash"), set: Status("set")}
+_NONE, _OK = Status("none"), Status("OK")
+
+
 def _type(ks: Keyspace, a: list[str]) -> Status:
     found = ks._live(a[0])
-    kinds = ((str, "string"), (dict, "hash"), (set, "set"))
-    return Status("none" if found is None else next(n for t, n in kinds if isinstance(found, t)))
+    if found is None:
+        return _NONE
+    kind = _KINDS.get(type(found))
+    return kind if kind is not None else next(n for t, n in _KINDS.items() if isinstance(found, t))
 
 
 def _get(ks: Keyspace, a: list[str]) -> str | None:
@@ -134,7 +159,7 @@ def _set(ks: Keyspace, a: list[str]) -> Status:
     ks.expires_ms.pop(a[0], None)
     if ttl_ms is not None:
         ks.expires_ms[a[0]] = ks.now_ms() + ttl_ms
-    return Status("OK")
+    return _OK
 
 
 def _del(ks: Keyspace, a: list[str]) -> int:
@@ -145,29 +170,32 @@ def _del(ks: Keyspace, a: list[str]) -> int:
 
 
 def _expire(ks: Keyspace, a: list[str], unit_ms: int) -> int:
-    flags = [x.upper() for x in a[2:]]
+    flags = [x.upper() for x in a[2:]] if len(a) > 2 else []
     for flag, given in zip(flags, a[2:], strict=True):
         if flag not in ("NX", "XX", "GT", "LT"):
             raise ResponseError(f"Unsupported option {given}")
     if len(flags) > 1:
         raise ResponseError("NX and XX, GT or LT options at the same time are not compatible")
-    when = ks.now_ms() + redis_int(a[1]) * unit_ms
+    now_ms = ks.now_ms()  # a command runs at one instant
+    when = now_ms + redis_int(a[1]) * unit_ms
     if ks._live(a[0]) is None:
         return 0
     current = ks.expires_ms.get(a[0])
-    refused = {
-        "NX": current is not None,
-        "XX": current is None,
-        "GT": current is None or when <= current,
-        "LT": current is not None and when >= current,
-    }
-    if flags and refused[flags[0]]:
+    if flags and _REFUSED[flags[0]](current, when):
         return 0
-    if when <= ks.now_ms():  # a time already past deletes the key, as Redis does
+    if when <= now_ms:  # a time already past deletes the key, as Redis does
         ks._drop(a[0])
         return 1
     ks.expires_ms[a[0]] = when
     return 1
+
+
+_REFUSED: dict[str, Callable[[int | None, int], bool]] = {
+    "NX": lambda current, when: current is not None,
+    "XX": lambda current, when: current is None,
+    "GT": lambda current, when: current is None or when <= current,
+    "LT": lambda current, when: current is not None and when >= current,
+}
 
 
 def _pttl(ks: Keyspace, a: list[str]) -> int:
@@ -183,14 +211,18 @@ def _persist(ks: Keyspace, a: list[str]) -> int:
 
 
 def _hset(ks: Keyspace, a: list[str]) -> int:
-    pairs = a[1:]
-    if len(pairs) % 2:
+    if len(a) % 2 == 0:  # a key, then field and value pairs
         raise ResponseError("wrong number of arguments for 'hset' command")
     h = ks._typed(a[0], dict)
     if h is None:
         h = ks.data[a[0]] = {}
-    added = sum(1 for f in dict.fromkeys(pairs[::2]) if f not in h)
-    h.update(zip(pairs[::2], pairs[1::2], strict=True))
+    if len(a) == 3:  # one field, as most calls set
+        added = 0 if a[1] in h else 1
+        h[a[1]] = a[2]
+        return added
+    fields = a[1::2]
+    added = len(set(fields).difference(h))
+    h.update(zip(fields, a[2::2], strict=True))
     return added
 
 
@@ -206,12 +238,18 @@ def _hincrby(ks: Keyspace, a: list[str]) -> int:
     return old + by
 
 
-def _hread(ks: Keyspace, a: list[str], name: str) -> Any:
+def _hget(ks: Keyspace, a: list[str]) -> str | None:
+    h = ks._typed(a[0], dict)
+    return None if h is None else h.get(a[1])
+
+
+def _hmget(ks: Keyspace, a: list[str]) -> list[str | None]:
     h = ks._typed(a[0], dict) or {}
-    if name == "HGET":
-        return h.get(a[1])
-    if name == "HMGET":
-        return [h.get(f) for f in a[1:]]
+    return [h.get(f) for f in a[1:]]
+
+
+def _hgetall(ks: Keyspace, a: list[str]) -> list[str]:
+    h = ks._typed(a[0], dict) or {}
     return [x for pair in h.items() for x in pair]
 
 
@@ -256,9 +294,9 @@ _COMMANDS: dict[str, tuple[Callable[[Keyspace, list[str]], Any], int]] = {
     "PERSIST": (_persist, 2),
     "HSET": (_hset, -4),
     "HINCRBY": (_hincrby, 4),
-    "HGET": (lambda ks, a: _hread(ks, a, "HGET"), 3),
-    "HMGET": (lambda ks, a: _hread(ks, a, "HMGET"), -3),
-    "HGETALL": (lambda ks, a: _hread(ks, a, "HGETALL"), 2),
+    "HGET": (_hget, 3),
+    "HMGET": (_hmget, -3),
+    "HGETALL": (_hgetall, 2),
     "HDEL": (_hdel, -3),
     "SADD": (_sadd, -3),
     "SMISMEMBER": (_smismember, -3),

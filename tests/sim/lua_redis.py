@@ -21,14 +21,23 @@ import orjson
 from lupa.lua51 import LuaError, LuaRuntime, lua_type
 from redis.exceptions import OutOfMemoryError, ResponseError
 
-from tests.sim.keyspace import Keyspace, Status
+from tests.sim.keyspace import Keyspace, Status, _text
 
 __all__ = ["Keyspace", "Scripts", "Status", "shebang_flags"]
 
 _MIN = -(2**63)
-_ARG_TYPES = frozenset({str, int, float})
+_ARG_ERROR = "Lua redis lib command arguments must be strings or integers"
 _SCALARS = frozenset({str, int, float, bool})
 _FLAGS = frozenset({"no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"})
+_PACKED = 200  # values passed to or returned from one Lua call at most (Lua's stack bounds them)
+# A script's reply table read as _from_lua reads it (indexed, not raw): `err`, `ok`, the length of its
+# array up to the first nil, and that array's values when there are few enough to return at once.
+_READ_REPLY = """function(t)
+  local n, items = 0, {}
+  while t[n + 1] ~= nil do n = n + 1; items[n] = t[n] end
+  if n > 200 then return t.err, t.ok, n end
+  return t.err, t.ok, n, unpack(items, 1, n)
+end"""
 
 
 def shebang_flags(source: str) -> frozenset[str] | None:
@@ -58,7 +67,7 @@ class Scripts:
         self.keyspace = keyspace
         self.lua, self._bodies = _shared() if shared else (_runtime(), {})
         self._null = self.lua.eval("newproxy()")  # cjson.null: one value, equal only to itself
-        make = self.lua.eval(
+        make = self._helper(
             "function(decode, null) return {"
             " status_reply = function(s) return {ok = s} end,"
             " error_reply = function(s) return {err = s} end,"
@@ -68,23 +77,44 @@ class Scripts:
         # make no cycle (which neither garbage collector can see) and a dropped Scripts is freed.
         me = weakref.ref(self)
         made = make(lambda text: me()._decode(text), self._null)  # type: ignore[union-attr]
+
+        def call(*a: Any) -> Any:
+            scripts: Any = me()
+            if not a or type(a[0]) is not str:
+                return scripts._redis_call(*a)  # its refusals
+            # _redis_call's steps, inlined: a batch makes hundreds of calls.
+            reply = scripts.keyspace.run(a[0], [x if type(x) is str else _script_arg(x) for x in a[1:]])
+            return reply if type(reply) is str or type(reply) is int else scripts._to_lua(reply)
+
         # Python callables, not Lua functions around them, which would double the cost of a call.
         self._redis = self.lua.table_from(
             {
-                "call": lambda *a: me()._redis_call(*a),  # type: ignore[union-attr]
+                "call": call,
                 "pcall": lambda *a: me()._redis_pcall(*a),  # type: ignore[union-attr]
             }
         )
         self._redis.status_reply, self._redis.error_reply = made.status_reply, made.error_reply
-        self._cjson = made.cjson
+        self._cjson, self._status = made.cjson, made.status_reply
+        # Tables built and read in Lua, one crossing each, rather than element by element from Python.
+        self._pack = self._helper("function(...) return {...} end")
+        self._reply = self._helper(_READ_REPLY)
         self.on_first_write: Callable[[], None] | None = None  # called before a run's first write
+
+    def _helper(self, source: str) -> Any:
+        """A Lua function of this module's, compiled once per runtime (a Redis per schedule shares one)."""
+        function = self._bodies.get(source)
+        if function is None:
+            function = self._bodies[source] = self.lua.eval(source)
+        return function
 
     def _redis_call(self, command: Any, *args: Any) -> Any:
         # A ResponseError raised here stops the script where it stands, writes made so far kept, and
         # reaches the caller as itself: what redis-py raises for a script's runtime error.
-        if type(command) is not str or not _ARG_TYPES.issuperset(map(type, args)):
-            raise ResponseError("Lua redis lib command arguments must be strings or integers")
-        return self._to_lua(self.keyspace.call(command, *args))
+        if type(command) is not str:
+            raise ResponseError(_ARG_ERROR)
+        # Checked and turned to text in one pass: strings as they are, Lua's numbers as Redis prints them.
+        reply = self.keyspace.run(command, [x if type(x) is str else _script_arg(x) for x in args])
+        return reply if type(reply) is str or type(reply) is int else self._to_lua(reply)
 
     def _redis_pcall(self, command: Any, *args: Any) -> Any:
         try:
@@ -93,7 +123,9 @@ class Scripts:
             return self.lua.table_from({"err": str(exc)})
 
     def _decode(self, text: str) -> Any:
-        return self.lua.table_from(_nulls(orjson.loads(text), self._null), recursive=True)
+        value = orjson.loads(text)
+        # JSON without the word has no null to replace: most payloads, not walked then.
+        return self.lua.table_from(_nulls(value, self._null) if "null" in text else value, recursive=True)
 
     def _to_lua(self, reply: Any) -> Any:
         if type(reply) is str or type(reply) is int:
@@ -101,36 +133,50 @@ class Scripts:
         if reply is None:
             return False
         if isinstance(reply, Status):
-            return self.lua.table_from({"ok": str(reply)})
+            return self._status(str(reply))
         if isinstance(reply, list):
-            return self.lua.table_from([self._to_lua(x) for x in reply])
+            items = [x if type(x) is str else False if x is None else self._to_lua(x) for x in reply]
+            # Lua's stack bounds how many values one call may pass.
+            return self._pack(*items) if len(items) <= _PACKED else self.lua.table_from(items)
         return reply
 
     def run(self, source: str, keys: list[str], args: list[Any]) -> Any:
         """One EVAL of `source`, synchronously: its reply, or the ResponseError Redis answers."""
-        flags = shebang_flags(source)
+        compiled = self._bodies.get(source)
+        flags = shebang_flags(source) if compiled is None else compiled[0]
         if flags is not None and self.keyspace.over_maxmemory and not flags & {"allow-oom", "no-writes"}:
             # Its flags make EVAL a command that may grow memory: refused before it runs, as any such.
             raise OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
-        body = self._bodies.get(source)
-        if body is None:
+        if compiled is None:
             lua = "--" + source if flags is not None else source  # the shebang line is not Lua
-            body = self._bodies[source] = self.lua.eval(f"function(KEYS, ARGV, redis, cjson)\n{lua}\nend")
+            body = self.lua.eval(f"function(KEYS, ARGV, redis, cjson)\n{lua}\nend")
+            compiled = self._bodies[source] = (flags, body)
         self.keyspace.begin(
             self.on_first_write, allow_oom=flags is not None, read_only=flags is not None and "no-writes" in flags
         )
+        argv = [x if type(x) is str else _arg(x) for x in args]
+        keys_t = self._pack(*keys) if len(keys) <= _PACKED else self.lua.table_from(list(keys))
+        argv_t = self._pack(*argv) if len(argv) <= _PACKED else self.lua.table_from(argv)
         try:
-            reply = body(
-                self.lua.table_from(list(keys)),
-                self.lua.table_from([_arg(x) for x in args]),
-                self._redis,
-                self._cjson,
-            )
+            reply = compiled[1](keys_t, argv_t, self._redis, self._cjson)
         except LuaError as exc:
             raise ResponseError(str(exc).splitlines()[0]) from None
         finally:
             self.keyspace.end()
-        return _from_lua(reply)
+        return self._from_lua(reply)
+
+    def _from_lua(self, value: Any) -> Any:
+        """_from_lua, with a table's fields and array read in Lua in one call."""
+        if type(value) is str or value is None or value is False or lua_type(value) != "table":
+            return _from_lua(value)
+        err, ok, n, *items = self._reply(value)
+        if err is not None:
+            raise ResponseError(str(err))
+        if ok is not None:
+            return Status(ok)
+        if len(items) < n:  # too many to return at once: read one by one
+            items = [value[i] for i in range(1, n + 1)]
+        return [x if type(x) is str or (type(x) is int and _MIN <= x < -_MIN) else self._from_lua(x) for x in items]
 
     def register_script(self, source: str) -> Callable[..., Any]:
         async def run(keys: list[str], args: list[Any]) -> Any:
@@ -198,6 +244,14 @@ def _nulls(value: Any, null: Any) -> Any:
     if type(value) is dict:
         return {k: _nulls(v, null) for k, v in value.items()}
     return value
+
+
+def _script_arg(value: Any) -> str:
+    if type(value) is int:
+        return str(value)
+    if type(value) is not float:
+        raise ResponseError(_ARG_ERROR)
+    return _text(value)
 
 
 def _arg(value: Any) -> str:

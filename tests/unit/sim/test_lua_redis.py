@@ -107,3 +107,20 @@ def test_expire_of_a_past_time_deletes_and_expired_keys_go() -> None:
     now[0] += 10
     ks.expire_all()
     assert ks.data == {}
+
+
+def test_many_keys_arguments_and_reply_values_cross_whole() -> None:
+    # More values than one Lua call passes at once (tests/sim/lua_redis.py packs the smaller ones).
+    s = scripts()
+    fields = [f"f{i}" for i in range(250)]
+    s.keyspace.call("HSET", "h", *[x for i, f in enumerate(fields) for x in (f, str(i))])
+    source = (
+        "local got = redis.call('HMGET', KEYS[1], unpack(ARGV))\n"
+        "local out = {#KEYS, #ARGV, KEYS[300], ARGV[250], #got, got[1], got[250], got[251] == false}\n"
+        "for i = 1, 250 do out[#out + 1] = got[i] end\n"
+        "return out"
+    )
+    keys = ["h"] + [f"k{i}" for i in range(2, 301)]
+    reply = s.run(source, keys, [*fields, "missing"])
+    assert reply[:8] == [300, 251, "k300", "f249", 251, "0", "249", 1]
+    assert reply[8:] == [str(i) for i in range(250)]
