@@ -41,6 +41,9 @@ class _ReadCommands:
     def end(self) -> None:
         self.keyspace.end()
 
+    def run(self, command: str, a: list[str]) -> Any:  # the Lua bridge's entry, arguments already text
+        return self.call(command, *a)
+
     def call(self, command: str, *args: Any) -> Any:
         if command.upper() != "HLEN":
             return self.keyspace.call(command, *args)
