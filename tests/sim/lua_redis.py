@@ -166,7 +166,7 @@ class Scripts:
         return self._from_lua(reply)
 
     def _from_lua(self, value: Any) -> Any:
-        """_from_lua, with a table's fields and array read in Lua in one call."""
+        """Redis's conversion of a script's reply, a table's fields and array read in Lua in one call."""
         if type(value) is str or value is None or value is False or lua_type(value) != "table":
             return _from_lua(value)
         err, ok, n, *items = self._reply(value)
@@ -186,8 +186,8 @@ class Scripts:
 
 
 def _from_lua(value: Any) -> Any:
-    """Redis's conversion of a script's reply: numbers to integers (truncated), tables to arrays up to the
-    first nil, {ok = s} a status, {err = s} an error, false to nil, true to 1."""
+    """Redis's conversion of a script's reply that is not a table: numbers to integers (truncated), false to
+    nil, true to 1 (Scripts._from_lua reads tables: arrays up to the first nil, {ok = s}, {err = s})."""
     if value is None or value is False:
         return None
     if isinstance(value, bool):
@@ -198,17 +198,7 @@ def _from_lua(value: Any) -> Any:
         return n if _MIN <= n < -_MIN else _MIN
     if isinstance(value, str | bytes):
         return value
-    if lua_type(value) != "table":  # a function, userdata (cjson.null): Redis answers nil
-        return None
-    if value["err"] is not None:
-        raise ResponseError(str(value["err"]))
-    if value["ok"] is not None:
-        return Status(value["ok"])
-    out, i = [], 1
-    while value[i] is not None:
-        out.append(_from_lua(value[i]))
-        i += 1
-    return out
+    return None  # a function, userdata (cjson.null): Redis answers nil; tables are Scripts._from_lua's
 
 
 _SHARED: list[tuple[LuaRuntime, dict[str, Any]]] = []
