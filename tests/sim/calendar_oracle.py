@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from tables.keys import AMOUNT_BASE, DAY_CO2, DAY_KWH, DAY_ORGS, DAY_TOKENS, DAY_USERS, TOKENS_IN, TOKENS_OUT
+from tests.sim.oracle_contract import local_day
 
 if TYPE_CHECKING:
     from tests.sim.kafka import Entry
@@ -87,10 +88,6 @@ def event_ts(rng: random.Random, clock: Clock, ts_ms: int) -> int:
     if roll < 0.05 + 1 / 3:
         return ts_ms - rng.randint(0, 3 * 3_600_000)
     return ts_ms
-
-
-def local_day(ts_ms: int, zone: ZoneInfo) -> date:
-    return datetime.fromtimestamp(ts_ms / 1000, zone).date()
 
 
 def fold_instants(clock: Clock, now_ms: int) -> list[int]:

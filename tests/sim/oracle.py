@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from tests.sim.oracle_contract import Event, Refused, read_event
+from tests.sim.oracle_contract import Event, Refused, local_day, read_event
 
 if TYPE_CHECKING:
     from aiokafka import TopicPartition
@@ -34,10 +34,6 @@ if TYPE_CHECKING:
 OTHER = "__other__"  # the label value every capped family exports, at 0 when nothing is folded into it
 WEEK, MONTH = 7, 30  # local days of the rolling windows, today included
 NANO = 1_000_000_000  # energy is summed in units of 1e-9, each event's amount rounded on its own
-
-
-def local_day(ts_ms: int, zone: ZoneInfo) -> date:
-    return datetime.fromtimestamp(ts_ms / 1000, zone).date()
 
 
 class Folded(NamedTuple):

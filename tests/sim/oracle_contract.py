@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 # The contract (docs/design.md, "Event contracts").
 MAX_LABEL_CHARS, MAX_TOKENS, MAX_AMOUNT = 256, 10_000_000_000, 1_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_TS_MS = (datetime(2000, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(milliseconds=1)
 MS_THRESHOLD = 100_000_000_000  # epoch numbers at or above 1e11 are milliseconds
+
+
+def local_day(ts_ms: int, zone: ZoneInfo) -> date:
+    """The local date of an instant: the day an event counts on (both checker oracles use this one)."""
+    return datetime.fromtimestamp(ts_ms / 1000, zone).date()
 
 
 class Refused(Exception):

@@ -18,8 +18,9 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 
 from core.calendar import DayCalendar
-from tests.sim.calendar_oracle import BOUNDARIES, Clock, clock_for, expected_days, fold_instants, local_day
+from tests.sim.calendar_oracle import BOUNDARIES, Clock, clock_for, expected_days, fold_instants
 from tests.sim.kafka import Entry, SimConsumer
+from tests.sim.oracle_contract import local_day
 from tests.sim.world import PROFILES, Violation, World, simulate
 
 BUDGET = 400  # schedules, as CI runs them; each mutant below is found far sooner (docs/guarantees.md)
