@@ -7,8 +7,7 @@ keeps its revoked partitions, within the schedules CI runs.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -24,13 +23,6 @@ from tests.sim.oracle_contract import local_day
 from tests.sim.world import PROFILES, Violation, World, simulate
 
 BUDGET = 400  # schedules, as CI runs them; each mutant below is found far sooner (docs/guarantees.md)
-
-
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    logging.disable(logging.CRITICAL)
-    yield
-    logging.disable(logging.NOTSET)
 
 
 def _hours(zone: str, day: date) -> float:

@@ -6,8 +6,7 @@ The full search runs in ./scripts/test as part of `python -m tests.sim`.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -16,13 +15,6 @@ import tables.lease
 from tests.sim.exporters import PROFILES, Violation, simulate_exporters
 
 SEARCH_BUDGET = 40  # each mutant below is found within its first few schedules; this leaves room
-
-
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    logging.disable(logging.CRITICAL)
-    yield
-    logging.disable(logging.NOTSET)
 
 
 @pytest.mark.parametrize("seed", range(6))

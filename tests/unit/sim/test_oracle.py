@@ -8,8 +8,7 @@ bug the checker's fold shares, and a scrape bug, each caught in a schedule the o
 from __future__ import annotations
 
 import ast
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -32,13 +31,6 @@ from tests.sim.world import PROFILES, Violation, simulate
 NOW_MS = 1_790_000_000_000
 FUTURE_MS, MAX_BYTES = 86_400_000, 65_536
 ORACLE = [Path(tests.sim.world.__file__).with_name(name) for name in ("oracle.py", "oracle_contract.py")]
-
-
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    logging.disable(logging.CRITICAL)
-    yield
-    logging.disable(logging.NOTSET)
 
 
 def test_the_oracle_imports_nothing_of_the_code_it_checks() -> None:

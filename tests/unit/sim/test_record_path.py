@@ -9,9 +9,7 @@ each of its rules, removed, is found within the schedules CI runs.
 from __future__ import annotations
 
 import inspect
-import logging
 import struct
-from collections.abc import Iterator
 
 import pytest
 from aiokafka import TopicPartition
@@ -26,13 +24,6 @@ from tests.sim.world import PROFILES, Violation, World, simulate
 
 TP = TopicPartition("raw", 0)
 SEARCH_BUDGET = 300  # schedules each removed rule must be found within (each is within the first 60)
-
-
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    logging.disable(logging.CRITICAL)
-    yield
-    logging.disable(logging.NOTSET)
 
 
 def _log(seed: int = 1) -> PartitionLog:

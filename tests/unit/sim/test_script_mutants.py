@@ -4,9 +4,7 @@ docs/guarantees.md "Mutation run: the batch script"); the rest are the ones argu
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,13 +54,6 @@ CHECK_KILLS = {
     "offsets-first": "offsets-last",
 }
 BY_NAME = {m.name: m for m in MUTANTS}
-
-
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    logging.disable(logging.CRITICAL)
-    yield
-    logging.disable(logging.NOTSET)
 
 
 def test_every_mutant_is_killed_or_argued_equivalent_in_the_docs() -> None:

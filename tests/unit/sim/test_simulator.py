@@ -7,9 +7,7 @@ The full search (10,000 random schedules, seed printed) runs as its own step of 
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
-from collections.abc import Iterator
 
 import pytest
 from aiokafka import TopicPartition
@@ -53,13 +51,6 @@ def _first_violation() -> tuple[int, str] | None:
         except Violation as exc:
             return seed, str(exc)
     return None
-
-
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    logging.disable(logging.CRITICAL)
-    yield
-    logging.disable(logging.NOTSET)
 
 
 @pytest.mark.parametrize("seed", REGRESSIONS)
