@@ -19,6 +19,7 @@ import contextvars
 import itertools
 import random
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -756,3 +757,14 @@ def simulate(seed: int, steps: int = 60, faults: Faults | None = None, replicas:
             f"seed {seed}: {exc}\ntrace (last 40 of {len(world.trace)}):\n  " + "\n  ".join(world.trace[-40:])
         ) from exc
     return world
+
+
+def first_violation(seeds: Iterable[int]) -> tuple[int, str] | None:
+    """The first of `seeds` whose schedule, run as the search runs it (40 steps, the profile by seed), the
+    checker refuses, with its message: how the tests show the search finds a bug put in on purpose."""
+    for seed in seeds:
+        try:
+            simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)])
+        except Violation as exc:
+            return seed, str(exc)
+    return None

@@ -20,7 +20,7 @@ from core.calendar import DayCalendar
 from tests.sim.calendar_oracle import BOUNDARIES, Clock, clock_for, expected_days, fold_instants
 from tests.sim.kafka import Entry, SimConsumer
 from tests.sim.oracle_contract import local_day
-from tests.sim.world import PROFILES, Violation, World, simulate
+from tests.sim.world import PROFILES, Violation, World, first_violation, simulate
 
 BUDGET = 400  # schedules, as CI runs them; each mutant below is found far sooner (docs/guarantees.md)
 
@@ -94,12 +94,8 @@ def test_the_checker_dates_events_by_their_local_day() -> None:
 
 
 def _first_violation(budget: int = BUDGET) -> str | None:
-    for seed in range(budget):
-        try:
-            simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)])
-        except Violation as exc:
-            return str(exc)
-    return None
+    found = first_violation(range(budget))
+    return None if found is None else found[1]
 
 
 def _utc(self: DayCalendar, zone: ZoneInfo, original: Callable[..., None] = DayCalendar.__init__) -> None:

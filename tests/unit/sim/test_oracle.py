@@ -26,7 +26,7 @@ from tests.sim.keyspace import Keyspace
 from tests.sim.oracle import Folded, exported_day, exported_totals, fold
 from tests.sim.oracle_contract import Refused, read_event
 from tests.sim.scrape import scrape
-from tests.sim.world import PROFILES, Violation, simulate
+from tests.sim.world import PROFILES, first_violation, simulate
 
 NOW_MS = 1_790_000_000_000
 FUTURE_MS, MAX_BYTES = 86_400_000, 65_536
@@ -215,13 +215,7 @@ def test_the_oracle_sees_what_the_old_comparison_does_not(
     mutate: Callable[[pytest.MonkeyPatch], None], shows: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mutate(monkeypatch)
-    found = None
-    for seed in range(40):
-        try:
-            simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)])
-        except Violation as exc:
-            found = seed, str(exc)
-            break
+    found = first_violation(range(40))
     assert found is not None, "the oracle missed the mutant in 40 schedules"
     seed, message = found
     assert "the export differs from the oracle's own fold" in message and shows in message

@@ -20,7 +20,7 @@ from agents import bulk_fetch
 from agents.stalls import CORRUPT_BATCH, UNSUPPORTED_CODEC, PartitionUnreadable
 from tests.sim import batches
 from tests.sim.kafka import PartitionLog, SimConsumer
-from tests.sim.world import PROFILES, Violation, World, simulate
+from tests.sim.world import PROFILES, World, first_violation, simulate
 
 TP = TopicPartition("raw", 0)
 SEARCH_BUDGET = 300  # schedules each removed rule must be found within (each is within the first 60)
@@ -164,11 +164,5 @@ def test_the_search_finds_a_record_path_without_one_of_its_rules(rule: str, monk
     namespace = dict(vars(bulk_fetch))
     exec(source.replace(PARSE_RULES[rule], ""), namespace)  # the module's own code, one rule less
     monkeypatch.setattr(bulk_fetch, "parse", namespace["parse"])
-    found = None
-    for seed in range(SEARCH_BUDGET):
-        try:
-            simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)])
-        except Violation as exc:
-            found = seed, str(exc)
-            break
+    found = first_violation(range(SEARCH_BUDGET))
     assert found is not None, f"a record path without its {rule} rule went unnoticed in {SEARCH_BUDGET} schedules"

@@ -13,7 +13,8 @@ import pytest
 from aiokafka import TopicPartition
 
 from tables.writes import OffsetMove
-from tests.sim.world import PROFILES, Violation, simulate
+from tests.sim.mutants import Mutant
+from tests.sim.world import PROFILES, Violation, first_violation, simulate
 
 # Fixed schedules, replayed every run (40 steps, the fault profile PROFILES[seed % 3], as the search runs
 # them). The first two are where the search finds a tap whose batch claims offsets from a reload that
@@ -44,13 +45,7 @@ SEARCH_BUDGET = 1_000
 
 
 def _first_violation() -> tuple[int, str] | None:
-    """The first of the search's schedules (as CI runs them) that the checker refuses, if any."""
-    for seed in range(SEARCH_BUDGET):
-        try:
-            simulate(seed, steps=40, faults=PROFILES[seed % len(PROFILES)])
-        except Violation as exc:
-            return seed, str(exc)
-    return None
+    return first_violation(range(SEARCH_BUDGET))
 
 
 @pytest.mark.parametrize("seed", REGRESSIONS)
@@ -110,8 +105,8 @@ def _mutant(monkeypatch: pytest.MonkeyPatch, guard: str, replacement: str = "") 
     """The simulated stores run `tables/script.py`'s text with `guard` replaced: the real script, mutated."""
     from tables import script, store
 
-    assert script.APPLY_LUA.count(guard) == 1, guard
-    monkeypatch.setattr(store, "APPLY_LUA", script.APPLY_LUA.replace(guard, replacement))
+    mutated = Mutant("guard", ((guard, replacement),)).apply(script.APPLY_LUA)  # found once, or it fails
+    monkeypatch.setattr(store, "APPLY_LUA", mutated)
 
 
 def test_simulator_finds_members_left_out_after_redis_lost_writes(monkeypatch: pytest.MonkeyPatch) -> None:
