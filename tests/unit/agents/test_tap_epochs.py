@@ -22,9 +22,8 @@ from core.status import Status
 from streams.local.workload import raw_event
 from streams.settings import Settings
 from tables.delta import Delta
-from tables.keys import offset_field
-from tables.writes import Conflict, OffsetMove
-from tests.unit.agents.fake_consumer import PositionsConsumer
+from tables.writes import OffsetMove
+from tests.unit.agents.fakes import OffsetsStore, PositionsConsumer
 
 TP = TopicPartition("events.raw", 0)
 EVENTS, BATCH = 12, 5
@@ -59,15 +58,12 @@ class _Consumer(PositionsConsumer):
         return {TP: records}
 
 
-class _Store:
-    """The stored offset and what it counted, moved together; a write whose start is not the stored offset
-    is refused whole, as the batch script refuses it. `hold_loads` / `hold_writes` stop the next load or
-    write until released."""
+class _Store(OffsetsStore):
+    """TP's stored offset and what it counted; `hold_loads` / `hold_writes` stop the next load or write until
+    released, `before_write` runs once just before the next write."""
 
     def __init__(self) -> None:
-        self.stored: int | None = 0
-        self.processed = 0
-        self.writes: list[tuple[int | None, int]] = []
+        super().__init__({TP: 0})
         self.hold_loads: asyncio.Event | None = None
         self.hold_writes: asyncio.Event | None = None
         self.before_write: Callable[[], None] | None = None
@@ -79,22 +75,13 @@ class _Store:
         if self.before_write is not None:
             act, self.before_write = self.before_write, None
             act()
-        for m in moves:
-            if m.expected != self.stored:
-                raise Conflict(offset_field(m.topic, m.partition))
-        for m in moves:
-            self.writes.append((m.expected, m.next_offset))
-            self.stored = m.next_offset
-        self.processed += delta.processed[TP.topic]
+        await super().apply(delta, moves)
 
     async def load_stored(self, partitions: Any) -> dict[tuple[str, int], tuple[int | None, str | None]]:
         if self.hold_loads is not None:
             gate, self.hold_loads = self.hold_loads, None
             await gate.wait()
-        return {p: (self.stored, "id-1") for p in partitions}
-
-    async def load_offsets(self, partitions: Any) -> dict[tuple[str, int], int | None]:
-        return {p: self.stored for p in partitions}
+        return await super().load_stored(partitions)
 
 
 def _agent(consumer: _Consumer, store: _Store) -> TapAgent:
@@ -109,7 +96,7 @@ async def _run_until_all_read(agent: TapAgent, store: _Store) -> None:
     try:
         for _ in range(500):
             await asyncio.sleep(0.002)
-            if store.stored == EVENTS and agent._inflight is None:
+            if store.stored[TP] == EVENTS and agent._inflight is None:
                 break
         await asyncio.sleep(0.02)  # a stray write after the last would show in `writes`
     finally:
@@ -128,7 +115,7 @@ async def test_a_batch_fetched_before_a_callback_seeks_is_read_again_not_claimed
     released = asyncio.Event()
 
     async def rebalance_meanwhile() -> None:
-        store.stored, store.processed = 2, 2
+        store.stored[TP], store.processed = 2, 2
         store.hold_loads = released
         callback.append(asyncio.create_task(agent.on_assigned({TP})))
         await asyncio.sleep(0)  # the callback takes the lock and waits on Redis
@@ -138,7 +125,7 @@ async def test_a_batch_fetched_before_a_callback_seeks_is_read_again_not_claimed
     consumer.after_fetch[2] = rebalance_meanwhile
     await _run_until_all_read(agent, store)
     assert callback and callback[0].done()
-    assert (store.stored, store.processed) == (EVENTS, EVENTS), store.writes
+    assert (store.stored[TP], store.processed) == (EVENTS, EVENTS), store.writes
     assert store.writes == [(0, 5), (2, 7), (7, 12)]
     assert agent.status.batch_conflicts == 0
     # Dropped before its fold: the check after the drain would catch it too, once folded for nothing.
@@ -157,7 +144,7 @@ async def test_a_batch_fetched_while_the_write_before_it_is_refused_is_read_agai
     store.hold_writes = released
 
     def zombie_wrote_it() -> None:
-        store.stored, store.processed = 5, 5
+        store.stored[TP], store.processed = 5, 5
 
     store.before_write = zombie_wrote_it
 
@@ -167,6 +154,6 @@ async def test_a_batch_fetched_while_the_write_before_it_is_refused_is_read_agai
     consumer.after_fetch[2] = release_the_write
     await _run_until_all_read(agent, store)
     assert agent.status.batch_conflicts == 1
-    assert (store.stored, store.processed) == (EVENTS, EVENTS), store.writes
+    assert (store.stored[TP], store.processed) == (EVENTS, EVENTS), store.writes
     assert store.writes == [(5, 10), (10, 12)]
     assert agent.status.records_folded == 5 + 5 + 5 + 2  # 5-9 folded once for nothing: found stale after it

@@ -18,7 +18,7 @@ from core.retry import Backoff
 from core.status import Status
 from streams.settings import Settings
 from tables.writes import InvalidStoredValue
-from tests.unit.agents.fake_consumer import PositionsConsumer
+from tests.unit.agents.fakes import PositionsConsumer
 
 TP = TopicPartition("events.raw", 0)
 GONE = TopicPartition("events.raw", 1)

@@ -27,7 +27,7 @@ from tables.writes import (
     WriteRefused,
     WrongKeyType,
 )
-from tests.unit.agents.fake_consumer import PositionsConsumer
+from tests.unit.agents.fakes import PositionsConsumer
 
 TP = TopicPartition("events.raw", 0)
 EVENTS = 10

@@ -22,10 +22,7 @@ from agents.tap import TapAgent
 from core.status import Status
 from streams.local.workload import raw_event
 from streams.settings import Settings
-from tables.delta import Delta
-from tables.keys import offset_field
-from tables.writes import Conflict, OffsetMove
-from tests.unit.agents.fake_consumer import PositionsConsumer
+from tests.unit.agents.fakes import OffsetsStore, PositionsConsumer
 
 A = TopicPartition("events.raw", 0)
 B = TopicPartition("events.raw", 1)
@@ -68,27 +65,13 @@ class _Consumer(PositionsConsumer):
             self.positions[tp] = 0
 
 
-class _Store:
+class _Store(OffsetsStore):
     def __init__(self) -> None:
-        self.stored: dict[TopicPartition, int | None] = {A: None, B: STORED}
-        self.processed = STORED  # what another replica counted of B: 0-4
-        self.writes: list[tuple[int | None, int]] = []
-
-    async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
-        for m in moves:
-            if m.expected != self.stored[TopicPartition(m.topic, m.partition)]:
-                raise Conflict(offset_field(m.topic, m.partition))
-        for m in moves:
-            self.writes.append((m.expected, m.next_offset))
-            self.stored[TopicPartition(m.topic, m.partition)] = m.next_offset
-        self.processed += delta.processed[B.topic]
+        super().__init__({A: None, B: STORED}, processed=STORED)  # another replica counted B's 0-4
 
     async def load_stored(self, partitions: Any) -> dict[tuple[str, int], tuple[int | None, str | None]]:
-        await asyncio.sleep(0.001)
-        return {p: (self.stored[TopicPartition(*p)], "id-1") for p in partitions}
-
-    async def load_offsets(self, partitions: Any) -> dict[tuple[str, int], int | None]:
-        return {p: self.stored[TopicPartition(*p)] for p in partitions}
+        await asyncio.sleep(0.001)  # a round trip: the loop runs meanwhile
+        return await super().load_stored(partitions)
 
 
 @pytest.mark.parametrize("committed", [0, 7], ids=["committed-below-stored", "committed-above-stored"])

@@ -15,7 +15,7 @@ from agents.stalls import PartitionUnreadable
 from agents.tap import TapAgent
 from core.status import Status
 from streams.settings import Settings
-from tests.unit.agents.fake_consumer import PositionsConsumer
+from tests.unit.agents.fakes import PositionsConsumer
 
 TP1 = TopicPartition("events.raw", 0)  # stored offset 100, an unreadable batch there
 TP2 = TopicPartition("events.raw", 1)  # nothing stored: its seek to the beginning awaits the broker
