@@ -78,6 +78,14 @@ def test_a_mutant_whose_text_left_the_script_fails_loudly() -> None:
 def test_the_real_script_passes_every_direct_check() -> None:
     assert script_checks.first_failure(APPLY_LUA) is None
     assert len(script_checks.batches()) >= 10
+    # Among them a key only the expire section names, whose type that section alone checks.
+    only_expired = []
+    for batch in script_checks.batches():
+        p = batch.payload
+        named = {h[0] for h in p["hincr"]} | {m[0] for m in p["hmax"]} | {a[0] for a in p["amount"]}
+        named |= {s[0] for s in p["sadd"]} | {k for u in p["usersadd"] for k in u[:2]} | {a[0] for a in p["admit"]}
+        only_expired += [e[0] for e in p["expire"] if e[0] not in named and not e[0].endswith(p["lo"])]
+    assert only_expired
 
 
 @pytest.mark.parametrize("name", sorted(SIMULATOR_KILLS))
