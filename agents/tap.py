@@ -192,9 +192,8 @@ class TapAgent(Rebalance, Unreadable, LogChanges, Shutdown):
         Within an epoch a partition's fetch position is its expected offset (a reload sets both and moves the
         epoch before its first seek and after its last; each batch moves both to its end), and a fetch
         returns nothing before its position, so no record here lies before its claim: nothing to filter
-        (docs/guarantees.md, "What the tap's own checks are for"). A
-        partition whose topic ID is unsettled is put back to its stored offset instead: read again once
-        `check_identity_due` has settled it.
+        (docs/guarantees.md, "What the tap's own checks are for"). A partition whose topic ID is unsettled
+        is put back to its stored offset instead: read again once `check_identity_due` has settled it.
         """
         fresh, starts = {}, {}
         for tp, records in batch.items():
