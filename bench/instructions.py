@@ -182,7 +182,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--measure", action="store_true", help="count, and print the table against the baseline")
-    mode.add_argument("--check", action="store_true", help=f"the same; exit 1 if a row is over +{TOLERANCE:.0%}")
+    mode.add_argument("--check", action="store_true", help=f"the same; exit 1 over +{TOLERANCE * 100:.0f}%% on a row")
     mode.add_argument("--update", action="store_true", help=f"count, and write {BASELINE.name}")
     mode.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # the process valgrind runs
     p.add_argument("--rows", default="all", help="comma-separated rows (bench/workload_rows.py); all by default")

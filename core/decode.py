@@ -53,8 +53,9 @@ def decode_batch(
     which is complete once the generator is.
 
     A generator over the batch, so that the decode is written once and the fold still pays no call per
-    record: a function called per record cost the fold 2.3-2.7 % more instructions, this 1.2-1.4 %
-    (docs/performance.md, "Regression gate"). `beyond` answers for what the schema refused.
+    record: a function called per record cost the fold 2.3-2.7 % more instructions than inlined copies,
+    this 1.2-1.4 %, which the fold's loops won back (docs/performance.md, "Regression gate"). `beyond`
+    answers for what the schema refused.
     """
     decode, newest_ts_ms, known_text_ms = decoder.decode, now_ms + max_future_ms, KNOWN_TEXTS.get
     min_ts_ms = MIN_TS_MS  # a local reads cheaper than a global, once per record
