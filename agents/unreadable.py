@@ -13,7 +13,15 @@ from aiokafka import TopicPartition
 from agents.stalls import STATE_REFUSED, PartitionUnreadable, Stalls
 from core.ratelog import RateLimitedLog
 from core.status import StalledPartition, Status
-from tables.writes import ClusterStateHidden, InvalidStoredValue, OffsetMove, ScriptFailed, WriteRefused, WrongKeyType
+from tables.writes import (
+    ClusterStateHidden,
+    InvalidStoredValue,
+    OffsetMove,
+    PartialWrite,
+    ScriptFailed,
+    WriteRefused,
+    WrongKeyType,
+)
 
 if TYPE_CHECKING:
     from agents.ports import TapConsumer
@@ -21,7 +29,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("agents.tap")  # the tap's lines under one logger, whichever module of it logs
 FETCH_RETRY_S = 1.0
 # Bounded label values of ecomind_streams_state_writes_refused_total.
-WRITE_REFUSALS = tuple(kind.reason for kind in (InvalidStoredValue, WrongKeyType, ScriptFailed, ClusterStateHidden))
+WRITE_REFUSALS = tuple(
+    kind.reason for kind in (InvalidStoredValue, WrongKeyType, ScriptFailed, PartialWrite, ClusterStateHidden)
+)
 
 
 class Unreadable:

@@ -74,6 +74,12 @@ class Keys:
     def offsets(self) -> str:
         return self.key("offsets")
 
+    @property
+    def writing(self) -> str:
+        """The marker of a batch write in progress, which the batch script names after its KEYS[1]
+        (tables/script.py): present between two scripts only when one stopped halfway."""
+        return self.offsets + ":writing"
+
     def org(self, org: str) -> str:
         return self.key(f"org:{org}")
 

@@ -4,14 +4,20 @@ Replies: {1, ''} written; {0, field} an offset is not the expected one; {2, key}
 type; {3, key} the writer's lineage count is not the one it expects; {4, key, field} a stored value the
 batch increments or compares is not a number; {5, slot} the state's slot is moving between cluster
 primaries; {6, error} the Redis user may not run CLUSTER NODES, so a moving slot cannot be
-told. Nothing is written unless 1.
+told; {7, key, moves} a batch before this one stopped halfway (see below). Nothing is written unless 1.
 
 The shebang makes Redis (7.0 and later) refuse the script whole when it is over maxmemory, instead of
 failing at a write halfway. Redis never rolls a script back, so every other check that can fail
 (offsets, key types, every stored value it increments or compares) comes before the first write, no
 stored total can overflow (amounts carry their remainder into whole units), and the offsets are written
-last. The simulator runs this same text in Lua over its simulated keyspace (tests/sim/lua_redis.py); it is
-no cluster, so reply 5 (a moving slot) never comes there.
+last. What no check can foresee (a Redis user allowed the checks' commands but not a later write's: Redis
+7.0 answers `ERR The user executing the script can't run this command` there, after the writes before it)
+still stops a script halfway. So the first write sets a marker, `<offsets key>:writing` (same hash tag),
+naming the batch's offset moves, and the last deletes it: a marker found at the start means the tables
+hold part of a batch whose offsets never moved, and every batch is refused (reply 7) until an operator
+has chosen how to repair (RUNBOOK.md, StateWritesRefused), instead of that part counting again at every
+retry. The simulator runs this same text in Lua over its simulated keyspace (tests/sim/lua_redis.py); it
+is no cluster, so reply 5 (a moving slot) never comes there.
 
 Rolling windows (`act`): each subject (a user, an org) keeps its active local days as a sorted list,
 compacted to the last day up to today and the days after it (a future-dated event's day). For every two
@@ -39,6 +45,10 @@ if ARGV[2] then
   if string.find(nodes, '[' .. ARGV[2] .. '-', 1, true) then return {5, ARGV[2]} end
 end
 local p = cjson.decode(ARGV[1])
+-- Left by a batch that stopped after its first write (the module's doc): refused, whatever the offsets.
+local writing = KEYS[1] .. ':writing'
+local left = redis.call('GET', writing)
+if left then return {7, writing, left} end
 for _, o in ipairs(p.off) do
   local cur = redis.call('HGET', KEYS[1], o[1])
   if o[2] == '' then
@@ -182,6 +192,10 @@ for _, key in ipairs(pair_keys) do
     if n ~= 0 and bad_int(key, b) then return {4, key, tostring(b)} end
   end
 end
+-- The first write: the marker, naming the offsets this batch moves (field from>to), deleted by the last.
+local moves = {}
+for _, o in ipairs(p.off) do moves[#moves + 1] = o[1] .. ' ' .. o[2] .. '>' .. o[3] end
+redis.call('SET', writing, table.concat(moves, ', '))
 if w then redis.call('HSET', w.state, 'sweep', (cursor + 1) % w.buckets) end
 for _, h in ipairs(p.hincr) do redis.call('HINCRBY', h[1], h[2], h[3]) end
 for _, a in ipairs(p.amount) do
@@ -249,5 +263,8 @@ for _, a in ipairs(p.admit) do
 end
 if lin then redis.call('SET', lin[1], lin[3], 'EX', lin[4]) end
 for _, o in ipairs(p.off) do redis.call('HSET', KEYS[1], o[1], o[3]) end
+-- Last, after the offsets: a DEL refused here leaves a whole batch marked, which refuses (safe), where a
+-- marker deleted before an offsets write that failed would let the batch's first part count twice.
+redis.call('DEL', writing)
 return {1, ''}
 """

@@ -65,6 +65,7 @@ from tables.writes import (
     Conflict,
     InvalidStoredValue,
     OffsetMove,
+    PartialWrite,
     SlotMoving,
     WrongKeyType,
     script_failed,
@@ -76,7 +77,7 @@ LINEAGE_TTL_SECONDS = 3 * 86_400
 
 # Script replies other than 1 (written): refused for an offset, for a key's type, for the lineage, for a
 # stored value that is not a number, for the state's cluster slot moving.
-_CONFLICT, _WRONG_TYPE, _LINEAGE, _INVALID_VALUE, _SLOT_MOVING, _CLUSTER_UNSEEN = 0, 2, 3, 4, 5, 6
+_CONFLICT, _WRONG_TYPE, _LINEAGE, _INVALID_VALUE, _SLOT_MOVING, _CLUSTER_UNSEEN, _PARTIAL = 0, 2, 3, 4, 5, 6, 7
 
 _SECOND = itemgetter(1)
 
@@ -194,6 +195,8 @@ class RedisStore:
                 raise SlotMoving(f"TRYAGAIN slot {detail} of {self.keys.offsets} is moving between primaries")
             if status == _CLUSTER_UNSEEN:
                 raise ClusterStateHidden(self.keys.offsets, detail=detail)
+            if status == _PARTIAL:
+                raise PartialWrite(detail, detail=f"the batch that stopped moved {reply[2]!s}")
             self._lineage_expected = written
             self.seen.learn(delta.today_index, delta.users, delta.orgs)
             return

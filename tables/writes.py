@@ -70,10 +70,19 @@ class InvalidStoredValue(WriteRefused):
 
 
 class ScriptFailed(WriteRefused):
-    """The script stopped with a runtime error: what it wrote before the error stays (Redis never rolls a
-    script back), so the batch is not sent again until an operator has looked."""
+    """The script stopped with a runtime error. Before its first write, nothing was written; after it,
+    what it wrote stays (Redis never rolls a script back) and so does its marker, which refuses every
+    later batch (PartialWrite) until an operator has repaired the state."""
 
     reason = "script_error"
+
+
+class PartialWrite(WriteRefused):
+    """A batch stopped halfway before this one (its marker is still there, `detail` names its offset
+    moves): the tables hold part of it and its offsets never moved, so writing any batch would count that
+    part again. Nothing was written; refused until an operator repairs (RUNBOOK.md, StateWritesRefused)."""
+
+    reason = "partial_write"
 
 
 class ClusterStateHidden(WriteRefused):

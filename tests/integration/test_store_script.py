@@ -14,9 +14,9 @@ from redis.exceptions import ResponseError
 
 from streams.local.redis_server import LocalRedis
 from tables.delta import NANO, Delta, add
-from tables.keys import AMOUNT_BASE, REMAINDER_SUFFIX, Keys
+from tables.keys import AMOUNT_BASE, REMAINDER_SUFFIX, Keys, offset_field
 from tables.store import RedisStore
-from tables.writes import Conflict, OffsetMove, WrongKeyType
+from tables.writes import Conflict, OffsetMove, PartialWrite, ScriptFailed, WrongKeyType
 
 pytestmark = pytest.mark.integration
 DAY = "2026-11-27"
@@ -164,3 +164,34 @@ async def _user_set_calls(
     before = calls()
     await store.apply(delta, [OffsetMove("raw", 0, start, end)])
     return calls() - before
+
+
+def test_a_script_stopped_halfway_refuses_every_batch_until_its_marker_is_deleted(redis_home: LocalRedis) -> None:
+    """What no check before the first write can foresee: a Redis user allowed the checks' commands but
+    not EXPIRE, which the batch runs after its first writes. Redis keeps those writes; the marker they
+    leave makes every later batch a refusal instead of a second count of them."""
+    admin = redis_sync.Redis.from_url(redis_home.url, decode_responses=True)
+    keys = Keys("s")
+    asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, None, 5)]))
+    admin.acl_setuser(
+        "limited", enabled=True, passwords=["+pw"], keys=["*"], categories=["+@all"], commands=["-expire"]
+    )
+    limited = redis_home.url.replace("redis://", "redis://limited:pw@")
+    kwh = keys.day(DAY, "kwh")
+    assert admin.hget(kwh, "o") == "1" and admin.get(keys.writing) is None
+    with pytest.raises(ScriptFailed) as failed:
+        asyncio.run(_apply(limited, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)]))
+    assert "can't run this command" in failed.value.detail
+    assert admin.hget(kwh, "o") == "2", "Redis keeps what the script wrote before its error"
+    assert admin.hget(keys.offsets, offset_field("enriched", 0)) == "5"
+    assert admin.get(keys.writing) == f"{offset_field('enriched', 0)} 5>9"
+    stopped = _snapshot(admin)
+    for url in (limited, redis_home.url):  # whoever writes next, with every permission or not
+        with pytest.raises(PartialWrite) as raised:
+            asyncio.run(_apply(url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)]))
+        assert _snapshot(admin) == stopped, "a batch after one stopped halfway must write nothing"
+    assert raised.value.key == keys.writing and "5>9" in raised.value.detail
+    admin.delete(keys.writing)  # the operator's choice (RUNBOOK.md): the batch written again, whole
+    asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)]))
+    assert admin.hget(kwh, "o") == "3" and admin.hget(keys.offsets, offset_field("enriched", 0)) == "9"
+    assert admin.get(keys.writing) is None

@@ -51,6 +51,7 @@ def _m(name: str, old: str, new: str = "") -> Mutant:
 _OFFSETS = "for _, o in ipairs(p.off) do redis.call('HSET', KEYS[1], o[1], o[3]) end\n"
 _FIRST_WRITE = "if w then redis.call('HSET', w.state, 'sweep', (cursor + 1) % w.buckets) end\n"
 _CUR = "  local cur = redis.call('HGET', KEYS[1], o[1])\n"
+_DEL_MARKER = "redis.call('DEL', writing)\n"
 
 MUTANTS = (
     # The cluster slot check (reply 5) and its refusal when CLUSTER NODES is not allowed (reply 6).
@@ -117,6 +118,10 @@ MUTANTS = (
     _m("shebang", "#!lua\n"),
     # Offsets written first: a failure after them would leave the offsets ahead of the state.
     Mutant("offsets-first", ((_OFFSETS, ""), (_FIRST_WRITE, _OFFSETS + _FIRST_WRITE))),
+    # The write-in-progress marker (reply 7): not checked, not set, deleted before the offsets are written.
+    _m("marker-check", "if left then return {7, writing, left} end\n"),
+    _m("marker-set", "redis.call('SET', writing, table.concat(moves, ', '))\n"),
+    Mutant("marker-deleted-early", ((_DEL_MARKER, ""), (_OFFSETS, _DEL_MARKER + _OFFSETS))),
 )
 
 # Mutants no run can tell from the script, each argued in docs/guarantees.md ("Mutation run: the batch script").

@@ -224,13 +224,57 @@ def check_cluster_slot(source: str) -> None:
 
 
 def check_offsets_last(source: str) -> None:
-    """The offsets hash is written after every other write of the batch."""
+    """The write-in-progress marker is the batch's first write and its last; the offsets hash is written
+    after every other write."""
     for batch in batches():
         node = _Node(batch)
         _run(source, node, batch)
-        last_other = max((i for i, k in enumerate(node.writes) if k != batch.keys[0]), default=-1)
-        first_offset = min((i for i, k in enumerate(node.writes) if k == batch.keys[0]), default=len(node.writes))
+        marker = batch.keys[0] + ":writing"
+        assert node.writes[0] == node.writes[-1] == marker, f"writes {node.writes}: not between the marker's"
+        writes = node.writes[1:-1]
+        last_other = max((i for i, k in enumerate(writes) if k != batch.keys[0]), default=-1)
+        first_offset = min((i for i, k in enumerate(writes) if k == batch.keys[0]), default=len(writes))
         assert last_other < first_offset, f"writes {node.writes}: the offsets are not written last"
+        assert marker not in node.data, "a whole batch left its marker"
+
+
+class _Stopping(_Node):
+    """A node whose `stop_at`-th write (0: the first) fails as a command the Redis user may not run."""
+
+    def __init__(self, batch: Batch, stop_at: int) -> None:
+        super().__init__(batch)
+        self.stop_at = stop_at
+
+    def run(self, command: str, a: list[str]) -> Any:
+        if command.upper() in WRITES and len(self.writes) == self.stop_at:
+            raise ResponseError("ERR The user executing the script can't run this command or subcommand")
+        return super().run(command, a)
+
+
+def check_stopped_halfway(source: str) -> None:
+    """A script stopped by an error at any write after its first leaves the marker, and then every batch
+    is refused with nothing written (reply 7); stopped at its first write, it wrote nothing."""
+    for batch in batches()[:8]:
+        whole = _Node(batch)
+        _run(source, whole, batch)
+        marker = batch.keys[0] + ":writing"
+        for stop_at in sorted({0, 1, len(whole.writes) // 2, len(whole.writes) - 2, len(whole.writes) - 1}):
+            node = _Stopping(batch, stop_at)
+            try:
+                _run(source, node, batch)
+            except Exception:  # the script's error, as Redis answers it
+                pass
+            else:
+                raise AssertionError(f"a write refused at {stop_at} did not stop the script")
+            if stop_at == 0:
+                assert node.data == batch.data, "stopped at its first write, the script wrote something"
+                continue
+            assert marker in node.data, f"stopped at write {stop_at} of {whole.writes}, no marker left"
+            node.stop_at, before = -1, copy.deepcopy(node.data)
+            node.writes.clear()
+            reply = _run(source, node, batch)
+            assert reply[0] == 7 and not node.writes, f"after a batch stopped halfway: {reply}, wrote {node.writes}"
+            assert node.data == before
 
 
 def check_label_caps(source: str) -> None:
@@ -256,6 +300,7 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "lineage": check_lineage,
     "cluster-slot": check_cluster_slot,
     "offsets-last": check_offsets_last,
+    "stopped-halfway": check_stopped_halfway,
     "label-caps": check_label_caps,
 }
 

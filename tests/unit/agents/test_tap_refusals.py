@@ -22,6 +22,7 @@ from tables.writes import (
     ClusterStateHidden,
     InvalidStoredValue,
     OffsetMove,
+    PartialWrite,
     ScriptFailed,
     SlotMoving,
     WriteRefused,
@@ -86,6 +87,7 @@ class _Store:
         InvalidStoredValue("{s}:v3:last_ts", "events.raw"),
         WrongKeyType("{s}:v3:processed"),
         ScriptFailed("{s}:v3:offsets", detail="user_script:1: attempt to compare nil with number"),
+        PartialWrite("{s}:v3:offsets:writing", detail="the batch that stopped moved o:events.raw:0 5>9"),
         ClusterStateHidden("{s}:v3:offsets", detail="NOPERM this user has no permissions to run 'cluster|nodes'"),
     ],
     ids=lambda e: e.reason,
@@ -108,7 +110,7 @@ async def test_a_refused_write_pauses_its_partition_and_is_written_once_after_th
         assert status.writes_refused[refusal.reason] == 1
         assert {r: n for r, n in status.writes_refused.items() if r != refusal.reason} == {
             r: 0
-            for r in ("invalid_value", "wrong_type", "script_error", "cluster_nodes_refused")
+            for r in ("invalid_value", "wrong_type", "script_error", "partial_write", "cluster_nodes_refused")
             if r != refusal.reason
         }
         stall = status.stalled[(TP.topic, TP.partition)]

@@ -52,6 +52,9 @@ CHECK_KILLS = {
     "label-cap": "label-caps",
     "label-other": "label-caps",
     "offsets-first": "offsets-last",
+    "marker-check": "stopped-halfway",
+    "marker-set": "stopped-halfway",
+    "marker-deleted-early": "offsets-last",
 }
 BY_NAME = {m.name: m for m in MUTANTS}
 
