@@ -49,14 +49,6 @@ local p = cjson.decode(ARGV[1])
 local writing = KEYS[1] .. ':writing'
 local left = redis.call('GET', writing)
 if left then return {7, writing, left} end
-for _, o in ipairs(p.off) do
-  local cur = redis.call('HGET', KEYS[1], o[1])
-  if o[2] == '' then
-    if cur then return {0, o[1]} end
-  elseif cur ~= o[2] then
-    return {0, o[1]}
-  end
-end
 local seen = {}
 local function is(key, kind)
   if seen[key] == nil then
@@ -65,7 +57,16 @@ local function is(key, kind)
   end
   return seen[key]
 end
+-- Before the offsets' HGETs, which Redis would answer with WRONGTYPE: refused by name (reply 2).
 if not is(KEYS[1], 'hash') then return {2, KEYS[1]} end
+for _, o in ipairs(p.off) do
+  local cur = redis.call('HGET', KEYS[1], o[1])
+  if o[2] == '' then
+    if cur then return {0, o[1]} end
+  elseif cur ~= o[2] then
+    return {0, o[1]}
+  end
+end
 -- The writer's lineage (tables/seen.py): it left out members it wrote before, so every write it made
 -- since must still be here. A missing or older count means Redis lost some: refuse, it sends in full.
 local lin = p.lineage

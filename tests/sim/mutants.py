@@ -126,7 +126,6 @@ MUTANTS = (
 
 # Mutants no run can tell from the script, each argued in docs/guarantees.md ("Mutation run: the batch script").
 EQUIVALENT = {
-    "type-offsets-key": "dead check: the offsets loop's HGET meets another type first, refused with nothing written",
     "type-sadd": "every sadd key is in the expire section with its type, checked before any read or write",
     "type-usersadd": "both keys of every usersadd entry are in the expire section with their types",
     "window-day-set-shortcut": "a day the day's set holds is in the list, or was compacted: re-inserting it is a no-op",

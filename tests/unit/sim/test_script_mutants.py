@@ -36,6 +36,7 @@ CHECK_KILLS = {
     "cluster-unseen": "cluster-slot",
     "cluster-slot-moving": "cluster-slot",
     "topic-id": "offsets-and-ids",
+    "type-offsets-key": "refused-whole",
     "type-lineage": "refused-whole",
     "type-hincr": "refused-whole",
     "type-amount": "refused-whole",
