@@ -1,20 +1,23 @@
-"""Lag of several Kafka clusters: one `LagProbe` per cluster, each on its own clients, task and deadline.
+"""Lag of several Kafka clusters: one `LagProbe` per cluster, each on its own clients, thread, event loop
+and deadline.
 
-The tapped cluster's probe stays the sidecar's own (its loop also checks the brokers for readiness);
-each cluster of STREAMS_LAG_CLUSTERS gets a loop here. Every cycle's families are rendered by the usual
-collector (streams/lag/metrics.py), given a `kafka_cluster` label, and merged with the other clusters'
-last ones into the one text the scrape serves. A cluster that is down or slow costs its own loop at most
-STREAMS_LAG_CLUSTER_TIMEOUT_SECONDS and never delays another cluster's figures.
-
-The label is `kafka_cluster`, not `cluster`: the rules group by a Kubernetes target label `cluster`,
-and Prometheus would rename a scraped `cluster` to `exported_cluster` (honor_labels off).
+The tapped cluster's probe stays the sidecar's own (its loop, streams/lag/loops.py, also checks the
+brokers for readiness); each cluster of STREAMS_LAG_CLUSTERS gets a loop here, on a thread and event
+loop of its own (streams/lag/own_loop.py): aiokafka decoding one answer for thousands of partitions holds
+its loop for up to a second, and on a shared loop that would hold every other cluster's cycle too.
+Every cycle's families are rendered by the usual collector (streams/lag/metrics.py), given a
+`kafka_cluster` label (streams/lag/cluster_label.py), and merged with the other clusters' last ones into
+the one text the scrape serves. A cluster that is down, slow or busy decoding costs its own loop at most
+STREAMS_LAG_CLUSTER_TIMEOUT_SECONDS (a blocking decode, its own duration) and never delays another
+cluster's cycle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -24,104 +27,21 @@ from prometheus_client.registry import Collector
 
 from streams.cluster_settings import LagCluster
 from streams.exposition import render
+from streams.lag.cluster_label import LABEL, Families, labelled, merged
 from streams.lag.metrics import lag_exposition
 from streams.lag.model import LagSnapshot
+from streams.lag.own_loop import LoopThread, wait_for
 from streams.lag.probe import LagProbe, probe_from_settings
+from streams.lag.scope import StaleMemory
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-LABEL = "kafka_cluster"
-# The design document's series of the watched group: the tapped cluster's only, with the labels the
-# design document, the recording rules and the worker alerts name exactly.
-UNLABELLED = frozenset(
-    {
-        "ecomind_worker_kafka_lag",
-        "ecomind_worker_kafka_lag_seconds",
-        "ecomind_streams_lag_seconds_unknown",
-        "ecomind_streams_watch_group_committed",
-    }
-)
 # No consumer group is named so (a NUL byte): the extra clusters' probes have no watched group.
 NO_WATCHED_GROUP = "\x00no-watched-group"
 # A cluster that keeps failing is tried again after a pause that doubles up to this: each attempt builds
 # clients anew, and aiokafka logs every refused connection at ERROR.
 BACKOFF_MAX_S = 30.0
-
-
-@dataclass
-class Family:
-    header: str  # its HELP and TYPE lines
-    samples: list[str]  # blocks of sample lines, one per cluster, each ending with a newline
-
-
-Families = dict[str, Family]
-_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-# The names a family's samples can have (prometheus_client's types): labelled with str.replace on
-# "\n<sample name>{" and "\n<sample name> ", a few C passes over the block instead of a Python loop
-# over 100,000 lines.
-_SAMPLE_SUFFIXES = ("", "_total", "_created", "_bucket", "_sum", "_count", "_info", "_gsum", "_gcount")
-
-
-def _label_pair(cluster: str) -> str:
-    escaped = cluster.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'{LABEL}="{escaped}"'
-
-
-def with_label(line: str, pair: str) -> str:
-    """A sample line with `pair` as its first label; the others stay as written (already escaped)."""
-    match = _METRIC_NAME.match(line)
-    if match is None:
-        return line
-    end = match.end()
-    if line[end : end + 1] == "{":
-        rest = line[end + 1 :]
-        return f"{line[: end + 1]}{pair}{'' if rest.startswith('}') else ','}{rest}"
-    return f"{line[:end]}{{{pair}}}{line[end:]}"
-
-
-def _family_with_label(name: str, lines: str, pair: str) -> str:
-    """A family's sample lines (each ending with a newline), every one with `pair` as its first label."""
-    out, wanted = "\n" + lines, lines.count("\n")
-    for suffix in _SAMPLE_SUFFIXES:
-        sample = f"\n{name}{suffix}"
-        out = out.replace(sample + "{", f"{sample}{{{pair},").replace(sample + " ", f"{sample}{{{pair}}} ")
-        if out.count(pair) == wanted:  # a gauge's lines are all done after the first suffix
-            return out[1:].replace(f"{{{pair},}}", f"{{{pair}}}")
-    # A sample name of no known type, or the pair's text inside a label value: line by line.
-    return "".join(with_label(line, pair) + "\n" for line in lines.splitlines())
-
-
-def labelled(text: str, cluster: str | None) -> Families:
-    """An exposition split by family, every sample given the cluster's label (None: none) but UNLABELLED's."""
-    pair = _label_pair(cluster) if cluster is not None else None
-    families: Families = {}
-    for rest in ("\n" + text).split("\n# HELP ")[1:]:  # [0]: what comes before the first family
-        block = "# HELP " + rest + "\n"
-        name = block.split(" ", 3)[2]
-        cut = 0
-        while block.startswith("#", cut):
-            cut = block.find("\n", cut) + 1 or len(block)
-        header, samples = block[:cut], block[cut:].rstrip("\n")
-        samples = samples + "\n" if samples else ""
-        if pair is not None and name not in UNLABELLED:
-            samples = _family_with_label(name, samples, pair)
-        family = families.setdefault(name, Family(header, []))
-        if samples:
-            family.samples.append(samples)
-    return families
-
-
-def merged(parts: Iterable[Families]) -> bytes:
-    """Every cluster's families as one exposition: each family once (its first header), with the
-    samples of all clusters, as the text format requires."""
-    out: Families = {}
-    for families in parts:
-        for name, family in families.items():
-            if name in out:
-                out[name].samples.extend(family.samples)
-            else:
-                out[name] = Family(family.header, list(family.samples))
-    return "".join(chunk for f in out.values() for chunk in (f.header, *f.samples)).encode()
+Build = Callable[[Settings, LagCluster, StaleMemory], LagProbe]
 
 
 @dataclass
@@ -168,7 +88,7 @@ class ClusterProbe(LagProbe):
         return [name for name in await super()._group_names() if name != self.watched_group]
 
 
-def cluster_probe(settings: Settings, cluster: LagCluster) -> LagProbe:
+def cluster_probe(settings: Settings, cluster: LagCluster, stale_memory: StaleMemory) -> LagProbe:
     """Built as the tapped cluster's probe is (so every lag setting applies), on this cluster's clients."""
     own = replace(
         settings,
@@ -178,38 +98,57 @@ def cluster_probe(settings: Settings, cluster: LagCluster) -> LagProbe:
         lag_groups=cluster.groups,
         lag_groups_ignore=cluster.groups_ignore,
     )
-    return probe_from_settings(own, ClusterProbe)
+    return probe_from_settings(own, ClusterProbe, stale_memory)
 
 
 class LagClusters:
-    """Every cluster's health and last families; `publish` receives the merged text after each change."""
+    """Every cluster's health, stale judgements and last families; `publish` receives the merged text
+    after each change, on a worker thread of whichever cluster's loop made it."""
 
     def __init__(
         self,
         settings: Settings,
         publish: Callable[[bytes], None],
         exporting: Callable[[], bool],
-        build: Callable[[Settings, LagCluster], LagProbe] = cluster_probe,
+        build: Build = cluster_probe,
     ) -> None:
         self.settings = settings
         self.config = settings.lag_clusters
         self.timeout_s = self.config.timeout_seconds
         self.health = {name: ClusterHealth(name) for name in self.config.names}
+        # One per cluster, handed to every probe built for it (the tapped one's too): see scope.py.
+        self.stale: dict[str, StaleMemory] = {name: {} for name in self.config.names}
         self._publish = publish
         self._exporting = exporting
         self._build = build
-        self.probes: dict[str, LagProbe] = {}
-        self._merging = asyncio.Lock()  # bound to the loop that first waits on it: the probes' own
+        self.probes: dict[str, LagProbe] = {}  # each key written by its own cluster's thread only
+        self.threads = {c.name: LoopThread(f"lag-probe-{c.name}") for c in self.config.extra}
+        # Merges come from several threads: one at a time, and one that finds its change already
+        # merged by a later one skips (see _merge_now).
+        self._merging = threading.Lock()
+        self._counting = threading.Lock()
+        self._changes = 0
+        self._merged = 0
 
     @property
     def tapped(self) -> str:
         return self.config.tapped_name
 
+    def start(self) -> None:
+        """Each extra cluster's loop on a thread and event loop of its own."""
+        for cluster in self.config.extra:
+            self.threads[cluster.name].start(functools.partial(self._loop, cluster))
+
+    async def stop(self, timeout_s: float) -> bool:
+        """Cancels every extra cluster's loop and waits for all of them at once, `timeout_s` at most;
+        False when one was left behind (a daemon thread)."""
+        return all(await asyncio.gather(*(t.stop(timeout_s) for t in self.threads.values())))
+
     async def measure(self, name: str, probe: LagProbe) -> LagSnapshot:
         """One bounded cycle of `name`'s probe; its families replace the cluster's last ones. Raises
         (TimeoutError included) after recording the cluster as down."""
         try:
-            snapshot = await asyncio.wait_for(probe.measure(), self.timeout_s)
+            snapshot = await wait_for(probe.measure(), self.timeout_s)
         except Exception as exc:
             await self.down(name, exc)
             raise
@@ -231,39 +170,49 @@ class LagClusters:
         await self._merge()
 
     async def _merge(self) -> None:
-        """Merged and published on a worker thread (the publisher may compress ~7 MB there); one merge at
-        a time, each over the clusters' families when it starts, so the newest is always published last."""
-        async with self._merging:
+        """Merged and published on a worker thread: the publisher may compress ~7 MB there."""
+        await asyncio.to_thread(self._merge_now)
+
+    def _merge_now(self) -> None:
+        """Each merge reads every cluster's families when it starts, so the last one published holds the
+        newest of each. A change counted before a merge started is in it: a caller whose change a merge
+        already covered returns at once rather than merge the same figures again."""
+        with self._counting:
+            self._changes += 1
+            mine = self._changes
+        with self._merging:
+            if self._merged >= mine:
+                return
+            with self._counting:
+                upto = self._changes
             parts = [h.families for h in self.health.values()]
             health = render([HealthCollector(self.health.values())]).decode()
-            await asyncio.to_thread(lambda: self._publish(merged([*parts, labelled(health, None)])))
-
-    async def run(self) -> None:
-        """The extra clusters' loops, until cancelled; each one's failures stay its own."""
-        await asyncio.gather(*(self._loop(c) for c in self.config.extra))
+            self._publish(merged([*parts, labelled(health, None)]))
+            self._merged = upto
 
     async def _loop(self, cluster: LagCluster) -> None:
+        """One extra cluster's cycles, on its own thread's loop, until cancelled; its failures stay its own."""
         try:
             while True:
                 if self._exporting():
                     await self._cycle(cluster)
                 await asyncio.sleep(self.health[cluster.name].pause_s(self.settings.lag_interval_seconds))
         finally:
-            # Also the probe of a cycle cancelled half-way (the sidecar stopping).
+            # Also the probe of a cycle cancelled half-way (the sidecar stopping), on the loop it was built on.
             probe = self.probes.pop(cluster.name, None)
             if probe is not None:
                 await self._close(probe)
 
     async def _cycle(self, cluster: LagCluster) -> None:
         """A failed probe is closed and its clients built anew next cycle: a cycle cancelled by its
-        deadline half-way leaves no state behind."""
+        deadline half-way leaves no state behind but the cluster's stale judgements (self.stale)."""
         name = cluster.name
         probe = self.probes.get(name)
         try:
             if probe is None:
                 try:
-                    probe = self.probes[name] = self._build(self.settings, cluster)
-                    await asyncio.wait_for(probe.start(), self.timeout_s)
+                    probe = self.probes[name] = self._build(self.settings, cluster, self.stale[name])
+                    await wait_for(probe.start(), self.timeout_s)
                 except Exception as exc:
                     await self.down(name, exc)
                     raise

@@ -1,10 +1,12 @@
-"""The sidecar's lag probes: the tapped cluster's loop and STREAMS_LAG_CLUSTERS', on a thread of their own.
+"""The sidecar's lag probes: the tapped cluster's loop on a thread of its own, and each cluster of
+STREAMS_LAG_CLUSTERS' on one of its own (streams/lag/clusters.py).
 
-They run on their own event loop (streams/lag/own_loop.py), so that aiokafka decoding thousands of
-partitions never stalls the loop serving /metrics. Across threads they read only `status.leader` and
-write only by swapping references: the tapped cluster's snapshot (`lag`), every cluster's families with
-their gzip blocks (`deflated`, one reference, so a scrape never pairs one cycle's text with another's
-compression), and the broker flags, which this loop alone writes.
+Each thread runs its own event loop (streams/lag/own_loop.py), so that aiokafka decoding thousands of
+partitions never stalls the loop serving /metrics, nor another cluster's cycle. Across threads they read
+only `status.leader` and write only by swapping references: the tapped cluster's snapshot (`lag`), every
+cluster's families with their gzip blocks (`deflated`, one reference, so a scrape never pairs one
+cycle's text with another's compression; merges take turns, see LagClusters._merge_now), and the broker
+flags, which the tapped cluster's loop alone writes.
 """
 
 from __future__ import annotations
@@ -39,23 +41,23 @@ class LagProbes:
 
     def start(self) -> None:
         self.thread.start(self._run)
+        self.clusters.start()  # the extra clusters' threads; none without STREAMS_LAG_CLUSTERS
 
     async def stop(self, timeout_s: float) -> bool:
-        """Cancels every probe loop and waits for their clients to close, `timeout_s` at most."""
-        return await self.thread.stop(timeout_s)
+        """Cancels every probe loop and waits for their clients to close: all threads at once, so
+        `timeout_s` at most in all. False when one was left behind (a daemon thread)."""
+        return all(await asyncio.gather(self.thread.stop(timeout_s), self.clusters.stop(timeout_s)))
 
     def _publish(self, text: bytes) -> None:
-        """Called on a worker thread of the probes' loop: compressed there once per cycle, not per scrape."""
+        """Called on a worker thread of a probe loop (one merge at a time): compressed there once per
+        cycle, not per scrape."""
         self.deflated = deflated(text)
 
     async def _run(self) -> None:
         """On the probe thread's loop until cancelled; the tapped cluster's clients are closed here, on
         the loop they were built on."""
-        loops = [retry(self._run_probe, (Exception,), what="lag probe", log=log, policy=SERVICES, healthy_after_s=60.0)]
-        if self.settings.lag_clusters.extra:
-            loops.append(self.clusters.run())  # catches its clusters' failures
         try:
-            await asyncio.gather(*loops)
+            await retry(self._run_probe, (Exception,), what="lag probe", log=log, policy=SERVICES, healthy_after_s=60.0)
         finally:
             if self.probe is not None:
                 try:
@@ -65,7 +67,8 @@ class LagProbes:
 
     async def _run_probe(self) -> None:
         s = self.settings
-        probe = self.probe = probe_from_settings(s)
+        # The cluster's stale judgements outlive this attempt's clients (streams/lag/scope.py).
+        probe = self.probe = probe_from_settings(s, stale_memory=self.clusters.stale[self.clusters.tapped])
         try:
             await probe.start()
         except Exception:

@@ -18,8 +18,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 CANCEL_AGAIN_S = 0.1
 # Measured with a thread rendering 2,000 groups' lag families beside a loop: that loop's p99 stall went
@@ -86,3 +87,16 @@ class LoopThread:
         if loop is not None and task is not None:
             with contextlib.suppress(RuntimeError):  # its loop closed in between: it has ended
                 loop.call_soon_threadsafe(task.cancel)
+
+
+async def wait_for(awaitable: Coroutine[Any, Any, T], timeout_s: float) -> T:
+    """asyncio.wait_for, except that a cancel arriving as `awaitable` finishes is raised, not swallowed.
+
+    Python 3.11's wait_for returns the result then. A cycle that holds its loop (a long decode, no await)
+    always finishes before the cancel sent meanwhile is handled, so every cancel would be lost and the
+    probe's thread never stopped; the task still counts the request (Task.cancelling)."""
+    result = await asyncio.wait_for(awaitable, timeout_s)
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    return result

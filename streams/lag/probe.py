@@ -32,7 +32,7 @@ from streams.lag.members import member_lag
 from streams.lag.model import FirstRecord, GroupLag, LagSnapshot, partition_lag, resume_position
 from streams.lag.offsets import OffsetReader
 from streams.lag.outlook import Outlook, OutlookSettings
-from streams.lag.scope import LagScope, lag_scope, remembered_stale
+from streams.lag.scope import LagScope, StaleMemory, lag_scope, remembered_stale
 from streams.settings import Settings
 
 __all__ = ["LagProbe", "ProbeAdmin", "build_clients", "probe_from_settings"]
@@ -53,6 +53,7 @@ class LagProbe(GroupDescriber, OffsetReader):
         concurrency: int = 32,
         outlook: Outlook | None = None,
         scope: LagScope | None = None,
+        stale_memory: StaleMemory | None = None,
     ) -> None:
         self._admin = admin
         self._consumer = consumer
@@ -72,7 +73,8 @@ class LagProbe(GroupDescriber, OffsetReader):
         # (partition, position) -> first record at or after it: a slow fetch does not lose a known age.
         self._first_cache: dict[tuple[TopicPartition, int], FirstRecord] = {}
         self.outlook = outlook or Outlook()
-        self._stale_of: dict[str, frozenset[str]] = {}  # each group's last stale judgement (scope.py)
+        # Each group's last stale judgement (scope.py): the cluster's, shared with the probes before this one.
+        self._stale_of = stale_memory if stale_memory is not None else {}
         self._last: dict[str, GroupLag] = {}  # each group's last figures, kept while it cannot be read
 
     @property
@@ -105,7 +107,9 @@ class LagProbe(GroupDescriber, OffsetReader):
         lap("describe")
         await self._read_offsets(groups, errors)
         lap("offsets")
-        stale_of = self._stale_of = {name: self._stale(name, g) for name, g in groups.items()}
+        stale_of = {name: self._stale(name, g) for name, g in groups.items()}
+        self._stale_of.clear()  # in place: the memory is the cluster's, not this probe's
+        self._stale_of.update(stale_of)
         topics_of = {name: self._topics(name, g, stale_of[name]) for name, g in groups.items()}
         partitions = await self._partitions(set().union(*topics_of.values()))
         tps = sorted({tp for ts in topics_of.values() for t in ts for tp in partitions.get(t, [])})
@@ -187,8 +191,11 @@ class LagProbe(GroupDescriber, OffsetReader):
         return remembered_stale(g.state, g.members, committed, g.assigned_topics, g.owners is not None, last)
 
 
-def probe_from_settings(settings: Settings, probe_class: type[LagProbe] = LagProbe) -> LagProbe:
-    """The sidecar's probe: real clients built here, outside the probe, from the validated settings."""
+def probe_from_settings(
+    settings: Settings, probe_class: type[LagProbe] = LagProbe, stale_memory: StaleMemory | None = None
+) -> LagProbe:
+    """The sidecar's probe: real clients built here, outside the probe, from the validated settings;
+    `stale_memory`: the cluster's stale judgements, kept across the probes built for it."""
     s = settings
     admin, consumer = build_clients(s.bootstrap_servers, s.kafka.client_kwargs())
     return probe_class(
@@ -203,4 +210,5 @@ def probe_from_settings(settings: Settings, probe_class: type[LagProbe] = LagPro
             OutlookSettings(s.lag_rate_window_seconds, s.lag_retention_refresh_seconds, s.lag_catch_up_cap_seconds)
         ),
         scope=lag_scope(s),
+        stale_memory=stale_memory,
     )

@@ -11,7 +11,8 @@ and stale offsets"). Pure rules, tested by tables (tests/unit/streams/lag/test_l
   has members (an Empty group owns nothing, and its lag is what the alerts are for), and every member's
   assignment could be read (Connect, or a client's own encoding, leave ownership unknown; so does a
   Stable member's empty assignment, as Tansu sends: see members.py). Between such judgements the last
-  one holds (remembered_stale), so rebalances and Empty spells do not flip a topic's status.
+  one holds (remembered_stale), so rebalances and Empty spells do not flip a topic's status. That memory
+  (StaleMemory) belongs to the cluster, not to one probe: a probe rebuilt after a failure keeps it.
 - The watched group is measured whole, whatever the filters or staleness: the design document's
   ecomind_worker_kafka_lag series and the worker's alerts are computed from it.
 """
@@ -23,6 +24,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from streams.settings import Settings
+
+# Each group's last stale judgement on one cluster. Owned by what outlives that cluster's probes
+# (streams/lag/loops.py, clusters.py) and handed to each probe it builds: a probe rebuilt after a failed
+# cycle must not forget that an Empty group left a topic, or the topic's series would come back.
+StaleMemory = dict[str, frozenset[str]]
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ async def test_probe_cycles_run_off_the_web_loop_and_publish_compressed_figures(
     async def healthy(_: Any) -> BrokerHealth:
         return BrokerHealth(True, 1, 0)
 
-    monkeypatch.setattr("streams.lag.loops.probe_from_settings", lambda _: probe)
+    monkeypatch.setattr("streams.lag.loops.probe_from_settings", lambda *_, **__: probe)
     monkeypatch.setattr("streams.lag.loops.check_brokers", healthy)
     sidecar = Sidecar(replace(Settings(), lag_interval_seconds=0.01), 6066, redis=LeaseRedis("noeviction"))  # type: ignore[arg-type]
     sidecar.status.leader = True  # read across threads by the probe loop
@@ -76,7 +76,7 @@ async def test_no_cycle_while_not_the_exporter(monkeypatch: Any) -> None:
     async def healthy(_: Any) -> BrokerHealth:
         return BrokerHealth(True, 1, 0)
 
-    monkeypatch.setattr("streams.lag.loops.probe_from_settings", lambda _: probe)
+    monkeypatch.setattr("streams.lag.loops.probe_from_settings", lambda *_, **__: probe)
     monkeypatch.setattr("streams.lag.loops.check_brokers", healthy)
     sidecar = Sidecar(replace(Settings(), lag_interval_seconds=0.01), 6066, redis=LeaseRedis("noeviction"))  # type: ignore[arg-type]
     sidecar.status.leader = False
@@ -88,9 +88,11 @@ async def test_no_cycle_while_not_the_exporter(monkeypatch: Any) -> None:
 
 async def test_a_failed_probe_loop_closes_its_clients_before_building_new_ones(monkeypatch: Any) -> None:
     built: list[BusyProbe] = []
+    memories: list[object] = []
     checks = 0
 
-    def build(_: Any) -> BusyProbe:
+    def build(*_: Any, stale_memory: object = None) -> BusyProbe:
+        memories.append(stale_memory)
         built.append(BusyProbe())
         return built[-1]
 
@@ -112,3 +114,6 @@ async def test_a_failed_probe_loop_closes_its_clients_before_building_new_ones(m
     assert await sidecar.probes.stop(5.0) is True
     assert len(built) == 2 and built[0].stopped_on != 0  # the failed attempt's clients were closed
     assert built[1].stopped_on != 0 and sidecar.status.broker_ok is True
+    # The second attempt's probe judges stale topics from the first one's memory (streams/lag/scope.py).
+    tapped = sidecar.probes.clusters.stale["default"]
+    assert len(memories) == 2 and all(m is tapped for m in memories)

@@ -1,6 +1,8 @@
 """Several clusters' lag families as one exposition, and one cluster's loop never held up by another's."""
 
 import asyncio
+import itertools
+import time
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -12,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.cluster_settings import LagCluster, LagClusterSettings
 from streams.exposition import render
 from streams.kafka_settings import KafkaSecurity
-from streams.lag.clusters import LagClusters, labelled, merged, with_label
+from streams.lag.cluster_label import labelled, merged, with_label
+from streams.lag.clusters import LagClusters
 from streams.lag.metrics import LagCollector
 from streams.lag.model import GroupLag, LagSnapshot, PartitionLag
 from streams.local.scrape import parse, series, value
@@ -97,22 +100,22 @@ def settings(timeout_s: float = 0.3) -> Settings:
     return replace(Settings(), lag_interval_seconds=0.05, lag_clusters=LagClusterSettings("tapped", extra, timeout_s))
 
 
+async def run_for(clusters: LagClusters, seconds: float) -> None:
+    """The extra clusters' loops, each on its thread, for `seconds`; then stopped within 2 s."""
+    clusters.start()
+    await asyncio.sleep(seconds)
+    assert await clusters.stop(2.0) is True
+
+
 def test_a_stuck_cluster_costs_only_its_own_loop() -> None:
     probes = {"up": FakeProbe("up"), "stuck": FakeProbe("stuck", hang=True)}
     published: list[bytes] = []
 
-    def build(_: Settings, cluster: LagCluster) -> Any:
+    def build(_: Settings, cluster: LagCluster, __: Any) -> Any:
         return probes[cluster.name]
 
     clusters = LagClusters(settings(), published.append, lambda: True, build)
-
-    async def run() -> None:
-        task = asyncio.create_task(clusters.run())
-        await asyncio.sleep(1.0)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    asyncio.run(run())
+    asyncio.run(run_for(clusters, 1.0))
     # 1 s at a 0.05 s pause: the healthy cluster kept its pace while the other timed out every 0.3 s.
     assert probes["up"].cycles >= 8, probes["up"].cycles
     assert probes["stuck"].cycles == 0 and probes["stuck"].started >= 2  # rebuilt after each timeout
@@ -127,6 +130,33 @@ def test_a_stuck_cluster_costs_only_its_own_loop() -> None:
     last = value(m, "ecomind_consumergroup_lag", kafka_cluster="up", group="g", topic="t", partition="0")
     assert last is not None and last >= 8
     assert not [k for k in series(m, "ecomind_consumergroup_lag") if dict(k)["kafka_cluster"] == "stuck"]
+
+
+class BlockingProbe(FakeProbe):
+    """Each cycle holds its event loop 0.4 s, as aiokafka decoding an answer for 5,000 partitions does."""
+
+    async def measure(self) -> LagSnapshot:
+        time.sleep(0.4)
+        return await super().measure()
+
+
+def test_a_cluster_holding_its_loop_does_not_delay_another_clusters_figures() -> None:
+    probes = {"up": FakeProbe("up"), "stuck": BlockingProbe("stuck")}
+    fresh: list[tuple[float, float]] = []  # when a new figure of "up" was published, and the figure
+
+    def publish(text: bytes) -> None:
+        m = parse(text.decode())
+        lag = value(m, "ecomind_consumergroup_lag", kafka_cluster="up", group="g", topic="t", partition="0")
+        if lag is not None and (not fresh or lag != fresh[-1][1]):
+            fresh.append((time.monotonic(), lag))
+
+    clusters = LagClusters(settings(timeout_s=5.0), publish, lambda: True, lambda _, c, __: probes[c.name])  # type: ignore[arg-type,return-value]
+    asyncio.run(run_for(clusters, 1.5))
+    assert probes["stuck"].cycles >= 2  # it did hold its loop, 0.4 s a cycle, all along
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(fresh)]
+    # A 0.05 s pause: on one shared loop, "up" would wait out every 0.4 s block of the other cluster.
+    assert len(fresh) >= 10 and max(gaps) < 0.25, gaps
+    assert all(a[1] < b[1] for a, b in itertools.pairwise(fresh))
 
 
 def test_a_cluster_keeps_its_last_figures_while_down_and_says_so() -> None:
@@ -150,15 +180,8 @@ def test_a_cluster_keeps_its_last_figures_while_down_and_says_so() -> None:
 
 def test_no_probing_while_not_the_exporter() -> None:
     probes = {"up": FakeProbe("up"), "stuck": FakeProbe("stuck")}
-    clusters = LagClusters(settings(), lambda _: None, lambda: False, lambda _, c: probes[c.name])  # type: ignore[arg-type,return-value]
-
-    async def run() -> None:
-        task = asyncio.create_task(clusters.run())
-        await asyncio.sleep(0.3)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    asyncio.run(run())
+    clusters = LagClusters(settings(), lambda _: None, lambda: False, lambda _, c, __: probes[c.name])  # type: ignore[arg-type,return-value]
+    asyncio.run(run_for(clusters, 0.3))
     assert [p.started for p in probes.values()] == [0, 0]
 
 

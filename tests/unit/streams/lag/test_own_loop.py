@@ -4,7 +4,7 @@ import asyncio
 import threading
 import time
 
-from streams.lag.own_loop import LoopThread
+from streams.lag.own_loop import LoopThread, wait_for
 
 
 async def test_the_body_runs_on_another_thread_and_loop_and_its_finally_runs_there_on_stop() -> None:
@@ -75,3 +75,19 @@ async def test_stop_before_start_and_a_failing_body() -> None:
     thread = LoopThread("test-failing")
     thread.start(body)
     assert await thread.stop(2.0) is True and not thread.running
+
+
+async def test_a_body_whose_cycles_hold_its_loop_still_stops() -> None:
+    async def cycle() -> None:  # a decode with no await: the cancel sent meanwhile lands as it finishes
+        end = time.monotonic() + 0.2
+        while time.monotonic() < end:
+            pass
+
+    async def body() -> None:
+        while True:
+            await wait_for(cycle(), 5.0)  # asyncio.wait_for (3.11) would swallow every such cancel
+
+    thread = LoopThread("test-held")
+    thread.start(body)
+    await asyncio.sleep(0.3)
+    assert await thread.stop(2.0) is True
