@@ -42,21 +42,29 @@ def kafka_libs(version: str = KAFKA_VERSION) -> Path:
 
 @dataclass(frozen=True)
 class SaslSsl:
-    """A SASL_SSL listener: TLS with a PEM key and certificate, SASL/PLAIN users."""
+    """A SASL_SSL listener: TLS with a PEM key and certificate, SASL/PLAIN users. With `internal_port`, also
+    a PLAINTEXT listener there, for a test's own setup (topics, records, commits) with plain clients."""
 
     keystore_pem: Path  # private key (PKCS#8) followed by the certificate
     ca_pem: Path
     users: dict[str, str]  # name -> password; the first one is the broker's own
+    internal_port: int | None = None
+
+    @property
+    def internal_bootstrap(self) -> str:
+        assert self.internal_port is not None, "SaslSsl(internal_port=...) has no plaintext listener otherwise"
+        return f"127.0.0.1:{self.internal_port}"
 
     def broker_props(self, port: int, controller_port: int) -> dict[str, str]:
         (admin, admin_pw), *_ = self.users.items()
         users = " ".join(f'user_{u}="{pw}"' for u, pw in self.users.items())
         jaas = f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{admin}" '
         jaas += f'password="{admin_pw}" {users};'
+        plain = f",PLAINTEXT://127.0.0.1:{self.internal_port}" if self.internal_port is not None else ""
         return {
-            "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}",
-            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "listeners": f"SASL_SSL://127.0.0.1:{port}{plain},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}{plain}",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "SASL_SSL",
             "sasl.enabled.mechanisms": "PLAIN",
             "sasl.mechanism.inter.broker.protocol": "PLAIN",
