@@ -38,6 +38,17 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class RightAxis:
+    """One query of a time series panel drawn against a right-hand axis in a unit of its own (a cluster's
+    0/1 state beside durations), as steps rather than slopes."""
+
+    query: int  # its index in Panel.queries
+    unit: str
+    min: float
+    max: float
+
+
+@dataclass(frozen=True)
 class Panel:
     title: str
     kind: str  # stat, timeseries, bargauge, piechart, table
@@ -46,6 +57,7 @@ class Panel:
     description: str
     alerts: tuple[str, ...] = ()  # alerts that watch what the panel shows
     thresholds: Thresholds | None = None
+    right: RightAxis | None = None
 
     @property
     def instant(self) -> bool:
@@ -65,8 +77,10 @@ def P(
     description: str,
     *alerts: str,
     thresholds: Thresholds | None = None,
+    right: RightAxis | None = None,
 ) -> Panel:
-    return Panel(title, kind, unit, tuple((scope(q), legend) for q, legend in queries), description, alerts, thresholds)
+    scoped = tuple((scope(q), legend) for q, legend in queries)
+    return Panel(title, kind, unit, scoped, description, alerts, thresholds, right)
 
 
 def runbook(alert: str) -> str:

@@ -2,7 +2,7 @@
 (retention margin, time to catch up, stale commits, lag per client), enrichment delay, events, dead
 letters, label folding and the process."""
 
-from board_kit import INST, SIDECAR, P, Thresholds
+from board_kit import INST, SIDECAR, P, RightAxis, Thresholds
 
 _DELAY = "sum by (le) (rate(ecomind_streams_enrichment_delay_seconds_bucket[5m]))"
 # The consumer groups chosen on the board, within the Kafka clusters chosen (kafka_cluster: STREAMS_LAG_CLUSTERS).
@@ -274,10 +274,17 @@ PIPELINE = [
                 'max by (kafka_cluster) (ecomind_streams_lag_probe_duration_seconds{kafka_cluster=~"$kafka_cluster"})',
                 "{{kafka_cluster}} cycle duration",
             ),
+            (
+                'max by (kafka_cluster) (ecomind_streams_lag_cluster_up{kafka_cluster=~"$kafka_cluster"})',
+                "{{kafka_cluster}} up",
+            ),
         ],
         "Per Kafka cluster the lag probe measures (the tapped one and STREAMS_LAG_CLUSTERS): the time since its "
-        "last completed cycle, and how long the last cycle took. A line that keeps rising is a cluster whose "
-        "probe fails: its lag series above hold their last values.",
+        "last completed cycle, how long the last cycle took, and, on the right axis, whether its last cycle "
+        "completed in time (up: yes, or no when it failed, timed out, or none ran yet). A line that keeps "
+        "rising, or up at no, is a cluster whose probe fails: its lag series above hold their last values.",
         "LagProbeClusterDown",
+        "LagProbeStale",
+        right=RightAxis(2, "bool_yes_no", 0, 1),
     ),
 ]

@@ -21,11 +21,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from board_business import BUSINESS
-from board_kit import Panel, Thresholds, runbook
+from board_kit import Panel, RightAxis, Thresholds, runbook
 from board_pipeline import PIPELINE
 from board_services import API, GATEWAY, WORKER
 
-__all__ = ["BOARDS", "SERVICE_BOARDS", "SIDECAR_BOARDS", "Panel", "Thresholds", "expand", "panel_queries", "runbook"]
+__all__ = [
+    "BOARDS",
+    "SERVICE_BOARDS",
+    "SIDECAR_BOARDS",
+    "Panel",
+    "RightAxis",
+    "Thresholds",
+    "expand",
+    "panel_queries",
+    "runbook",
+]
 
 Board = tuple[str, list[Panel], tuple[str, ...], str]
 # uid: (title, panels, variables beyond $datasource and the release's, the metric whose targets the

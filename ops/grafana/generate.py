@@ -27,6 +27,7 @@ from grafana_foundation_sdk.models.dashboard import (
     DashboardLinkType,
     DashboardRangeMapOptions,
     DataSourceRef,
+    DynamicConfigValue,
     FieldColorModeId,
     RangeMap,
     Threshold,
@@ -143,6 +144,11 @@ def _panel(spec: Panel) -> object:
         panel = panel.links(links)
     if spec.thresholds is not None:
         panel = _coloured(panel, spec.thresholds, spec.kind)
+    if spec.right is not None:
+        r = spec.right
+        properties = [("unit", r.unit), ("min", r.min), ("max", r.max), ("custom.axisPlacement", "right")]
+        properties.append(("custom.lineInterpolation", "stepAfter"))
+        panel = panel.override_by_query("ABCDEFGH"[r.query], [DynamicConfigValue(k, v) for k, v in properties])
     for ref, (expr, legend) in zip("ABCDEFGH", spec.queries, strict=False):
         query = prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref)
         # Tables, top-k, pies and stats show one value per series: an instant query, not a range.

@@ -253,3 +253,24 @@ def test_consumer_group_panels_keep_kafka_clusters_apart() -> None:
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert 'kafka_cluster=~"$kafka_cluster"' in variables["group"]["query"]
     assert list(variables).index("kafka_cluster") < list(variables).index("group")
+
+
+def test_each_kafka_clusters_probe_health_is_on_one_panel() -> None:
+    # Durations on the left axis in seconds; up (0/1) on the right axis as no/yes, in steps: on the
+    # seconds axis a 1 would read as "1 s".
+    panel = _pipeline_panel("Lag probe per Kafka cluster")
+    exprs = [t["expr"] for t in panel["targets"]]
+    assert [re.findall(r"ecomind_streams_lag_\w+", e) for e in exprs] == [
+        ["ecomind_streams_lag_cluster_last_success_timestamp_seconds"],
+        ["ecomind_streams_lag_probe_duration_seconds"],
+        ["ecomind_streams_lag_cluster_up"],
+    ]
+    assert all(e.startswith(("max by (kafka_cluster) (", "time() - max by (kafka_cluster) (")) for e in exprs)
+    assert panel["fieldConfig"]["defaults"]["unit"] == "s"
+    [override] = panel["fieldConfig"]["overrides"]
+    assert override["matcher"] == {"id": "byFrameRefID", "options": panel["targets"][2]["refId"]}
+    properties = {p["id"]: p["value"] for p in override["properties"]}
+    assert properties["unit"] == "bool_yes_no" and (properties["min"], properties["max"]) == (0, 1)
+    assert properties["custom.axisPlacement"] == "right"
+    titles = [link["title"] for link in panel["links"]]
+    assert titles == ["Runbook: LagProbeClusterDown", "Runbook: LagProbeStale"]
