@@ -98,6 +98,7 @@ class Settings:
     lag_stale: str = "drop"
     lag_members: bool = False
     lag_members_per_group: int = 20
+    lag_members_total: int = 2_000  # labelled clients over all groups of one Kafka cluster
     # Clusters probed for lag only, and the tapped one's kafka_cluster label (streams/cluster_settings.py).
     lag_clusters: LagClusterSettings = field(default_factory=lambda: _lag_clusters(EnvReader({})))
 
@@ -193,6 +194,7 @@ def _lag_settings(r: EnvReader) -> dict[str, Any]:
         "lag_stale": r.choice("STREAMS_LAG_STALE", "DROP", ("DROP", "FLAG", "KEEP")).lower(),
         "lag_members": r.flag("STREAMS_LAG_MEMBERS", False),
         "lag_members_per_group": r.integer("STREAMS_LAG_MEMBERS_PER_GROUP", 20, 1, 10_000),
+        "lag_members_total": r.integer("STREAMS_LAG_MEMBERS_TOTAL", 2_000, 1, 1_000_000),
         "lag_clusters": _lag_clusters(r),
     }
 

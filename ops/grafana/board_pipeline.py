@@ -161,8 +161,9 @@ PIPELINE = [
             )
         ],
         "Messages waiting on the partitions each client of a group owns, over all its hosts (opt-in: "
-        "STREAMS_LAG_MEMBERS=true). Beyond STREAMS_LAG_MEMBERS_PER_GROUP clients, the least lagging add up "
-        "in __other__, so a group's clients sum to the lag of the partitions its members own.",
+        "STREAMS_LAG_MEMBERS=true). Beyond STREAMS_LAG_MEMBERS_PER_GROUP clients per group, or "
+        "STREAMS_LAG_MEMBERS_TOTAL over all groups, the least lagging add up in __other__, so a group's "
+        "clients sum to the lag of the partitions its members own.",
     ),
     P(
         "Per client: oldest unread record and partitions owned",

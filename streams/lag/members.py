@@ -4,13 +4,15 @@ Both describe calls name every member with its client id, host and assignment: D
 bytes of the consumer protocol's assignment, ConsumerGroupDescribe (KIP-848) as topic names and
 partitions. Series are keyed by (client id, host), never by member id: a member id is new at every
 join, so it would leave one dead series per restart; two members of one process with one client id add
-up in one series. Beyond the cap, the most lagging clients keep their labels and the others fold into
-one `__other__` row, so a sum over a group stays exact.
+up in one series. Beyond the caps (per group, and over all groups of a cluster), the most lagging clients
+keep their labels and the others fold into their group's `__other__` row, so a sum over a group stays
+exact. Who is labelled is decided afresh every cycle, by lag: these are gauges (a client leaving the
+labelled set breaks no counter), and the question they answer is who holds the lag now.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,15 +87,34 @@ def capped(rows: Sequence[MemberLag], limit: int) -> list[MemberLag]:
     """At most `limit` labelled rows, the most lagging first, plus one `__other__` row for the rest.
 
     A client spelled like the fold bucket never has a row of its own (tables/labels.py does the same)."""
-    named = sorted(
-        (r for r in rows if OTHER not in (r.client_id, r.host)),
-        key=lambda r: (-r.lag_messages, r.client_id, r.host),
-    )
+    named = _ranked(rows)
     rest = named[limit:] + [r for r in rows if OTHER in (r.client_id, r.host)]
     kept = named[:limit]
     if rest:
         kept.append(_merged(rest))
     return kept
+
+
+def capped_groups(groups: Mapping[str, Sequence[MemberLag]], per_group: int, total: int) -> dict[str, list[MemberLag]]:
+    """Each group's rows as `capped` leaves them, with at most `total` labelled rows over all groups: the
+    most lagging of those `per_group` allows keep their labels, the others fold into their group's
+    `__other__`. So at most `total` + one `__other__` per group, whatever the number of clients."""
+    # Ranked as within a group, the group's name breaking ties: each group keeps a prefix of its ranking.
+    ranked = sorted(
+        ((r, group) for group, rows in groups.items() for r in _ranked(rows)[:per_group]),
+        key=lambda rg: (-rg[0].lag_messages, rg[1], rg[0].client_id, rg[0].host),
+    )
+    allowed = dict.fromkeys(groups, 0)
+    for _, group in ranked[:total]:
+        allowed[group] += 1
+    return {group: capped(rows, allowed[group]) for group, rows in groups.items()}
+
+
+def _ranked(rows: Sequence[MemberLag]) -> list[MemberLag]:
+    return sorted(
+        (r for r in rows if OTHER not in (r.client_id, r.host)),
+        key=lambda r: (-r.lag_messages, r.client_id, r.host),
+    )
 
 
 def _row(client_id: str, host: str, parts: list[PartitionLag]) -> MemberLag:

@@ -44,6 +44,7 @@ class LagExport:
     stale: str = "drop"  # STREAMS_LAG_STALE; "flag" adds the stale label
     members: bool = False
     members_per_group: int = 20
+    members_total: int = 2_000
 
     @classmethod
     def from_settings(cls, s: Settings) -> LagExport:
@@ -56,6 +57,7 @@ class LagExport:
             stale=s.lag_stale,
             members=s.lag_members,
             members_per_group=s.lag_members_per_group,
+            members_total=s.lag_members_total,
         )
 
 
@@ -69,7 +71,8 @@ class LagCollector(Collector):
         yield from self._watched()
         yield from self._groups()
         yield from outlook_families(self.lag, self.export.granularity == "topic")
-        yield from scope_families(self.lag, self.export.members, self.export.members_per_group)
+        e = self.export
+        yield from scope_families(self.lag, e.members, e.members_per_group, e.members_total)
         taken = GaugeMetricFamily(
             "ecomind_streams_lag_probe_timestamp_seconds",
             "When the lag figures were measured; older than a few STREAMS_LAG_INTERVAL_SECONDS means stale.",

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.lag.members import capped
+from streams.lag.members import capped_groups
 from streams.lag.model import LagSnapshot
 
 MEMBER_LABELS = ["group", "client_id", "host"]
 
 
-def scope_families(lag: LagSnapshot | None, members: bool, per_group: int) -> Iterator[Metric]:
+def scope_families(lag: LagSnapshot | None, members: bool, per_group: int, total: int) -> Iterator[Metric]:
     groups = lag.groups if lag is not None else {}
     stale = GaugeMetricFamily(
         "ecomind_consumergroup_stale_partitions",
@@ -40,8 +40,9 @@ def scope_families(lag: LagSnapshot | None, members: bool, per_group: int) -> It
         "Measured partitions the client owns in the group.",
         labels=MEMBER_LABELS,
     )
+    rows = capped_groups({name: g.member_lag for name, g in groups.items()}, per_group, total)
     for name in sorted(groups):
-        for row in capped(groups[name].member_lag, per_group):
+        for row in rows[name]:
             key = [name, row.client_id, row.host]
             messages.add_metric(key, row.lag_messages)
             if row.lag_seconds is not None:
