@@ -78,7 +78,7 @@ class Sidecar:
         )
         # Built per attempt by _run_tap: a Kafka client that failed is never started twice.
         self.agent: TapAgent | None = None
-        self.probes = LagProbes(settings, self.status)  # every cluster's, on a thread of their own
+        self.probes = LagProbes(settings, self.status)  # each Kafka cluster's on a thread of its own
         self._tasks: list[asyncio.Task[None]] = []
         self._policy_check: asyncio.Task[None] | None = None
         self.history = History(self.status)  # landing page: uptime, last batch, records/s

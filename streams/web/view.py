@@ -132,7 +132,7 @@ async def gather_view(sidecar: Source, scraper: str | None = None) -> View:
         _unread.warning("tables", "could not read the tables: %s", exc)  # once per 10 s, not per scrape
         snap, error = None, f"{type(exc).__name__}: {exc}"
     status = copy.copy(sidecar.status)
-    # Read once: its text and its blocks are one probe cycle's, whatever the probe thread publishes next.
+    # Read once: its text and its blocks are one merge's, whatever a probe thread publishes next.
     deflated = getattr(sidecar, "lag_deflated", None)
     status.exporting = snap is not None  # on the copy: what this very response carries
     return View(
