@@ -4,6 +4,7 @@ and the benchmark that read them through the real record path (agents/bulk_fetch
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult, PartitionRecords
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -16,9 +17,10 @@ CONTROL_FLAG = 0x20  # attributes bit 5: a control batch
 
 def record_batch(
     base: int,
-    values: list[bytes],
+    values: Sequence[bytes | None],
     *,
     timestamp_ms: int | None = None,
+    timestamps: Sequence[int] | None = None,
     keyed: bool = True,
     key: bytes | None = None,
     producer: int = -1,
@@ -26,7 +28,7 @@ def record_batch(
     codec: int = 0,
 ) -> bytes:
     """One batch at offset `base`. Keys are `k<offset>` unless `key` is given or `keyed` is off; timestamps
-    are `timestamp_ms`, or distinct per offset when it is None."""
+    are `timestamps` (one per value), else `timestamp_ms`, else distinct per offset."""
     builder = DefaultRecordBatchBuilder(
         magic=2,
         compression_type=codec,
@@ -38,7 +40,10 @@ def record_batch(
     )
     for i, value in enumerate(values):
         record_key = key if key is not None else (b"k%d" % (base + i) if keyed else None)
-        ts = timestamp_ms if timestamp_ms is not None else 1_700_000_000_000 + base + i
+        if timestamps is not None:
+            ts = timestamps[i]
+        else:
+            ts = timestamp_ms if timestamp_ms is not None else 1_700_000_000_000 + base + i
         builder.append(i, timestamp=ts, key=record_key, value=value, headers=[])
     data = bytearray(builder.build())
     struct.pack_into(">q", data, 0, base)  # the builder starts every batch at 0

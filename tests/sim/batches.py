@@ -13,17 +13,14 @@ TapKafkaConsumer.getmany does, and drained by the fetcher's loop with `max_recor
 from __future__ import annotations
 
 import random
-import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
-from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult, PartitionRecords
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.consumer.fetcher import FetchResult
 
 from agents.bulk_fetch import take_over
-from streams.local.record_batches import marker, with_attributes
+from streams.local.record_batches import marker, partition_records, record_batch, with_attributes
 
 if TYPE_CHECKING:
     from tests.sim.kafka import Entry, PartitionLog, SimConsumer
@@ -98,20 +95,15 @@ def _encode(log: PartitionLog, batch: Batch, codec: int) -> bytes:
     producer = -1 if first.txn is None else PRODUCER_BASE + first.txn
     if first.marker:
         return marker(first.offset, producer, commit=first.txn not in log.aborted)
-    builder = DefaultRecordBatchBuilder(
-        magic=2,
-        compression_type=codec,
-        is_transactional=int(first.txn is not None),
-        producer_id=producer,
-        producer_epoch=0 if producer >= 0 else -1,
-        base_sequence=-1,
-        batch_size=10**8,
+    return record_batch(
+        first.offset,
+        [e.value for e in batch.entries],
+        timestamps=[e.timestamp for e in batch.entries],
+        keyed=False,
+        producer=producer,
+        transactional=first.txn is not None,
+        codec=codec,
     )
-    for i, e in enumerate(batch.entries):
-        builder.append(i, timestamp=e.timestamp, key=None, value=e.value, headers=[])
-    data = bytearray(builder.build())
-    struct.pack_into(">q", data, 0, first.offset)  # the builder starts every batch at offset 0
-    return bytes(data)
 
 
 def response(log: PartitionLog, position: int, limit: int) -> tuple[bytes, list[tuple[int, int]]]:
@@ -167,7 +159,7 @@ class Assignment:
 
 def fetch(consumer: SimConsumer, tp: TopicPartition, position: int, limit: int) -> FetchResult:
     data, aborted = response(consumer.world.logs[tp], position, limit)
-    records = PartitionRecords(tp, MemoryRecords(data), aborted, position, None, None, True, READ_COMMITTED)
+    records = partition_records(tp, data, position, aborted)
     return FetchResult(tp, assignment=consumer.assignment_state, partition_records=records, backoff=0)
 
 
