@@ -1,4 +1,5 @@
-"""kill -9 a sidecar at random moments of a stream and restart it, the loop the crash tests share."""
+"""kill -9 sidecars mid-stream and restart them, the loops the crash tests share: one process killed at
+random moments, or two replicas of one app losing one of them at a time."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import random
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from streams.local.scrape import Samples
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.workload import BackgroundProducer
-from tests.integration.conftest import Names, all_folded, at_least, processed
+from tests.integration.conftest import Names, all_folded, at_least, processed, summed_processed
 
 
 @dataclass
@@ -44,8 +46,60 @@ def kill_mid_stream(
         at.append(at_kill)
         proc.start()
         proc.wait_ready()
+    _release(producer, total)
+    final = wait_until(lambda: all_folded(proc, names, total), 120, what="all events folded after the kills")
+    return Kills(final, last_scrapes, at)
+
+
+def _release(producer: BackgroundProducer, total: int) -> None:
+    """Lets the producer send its held-back tail, and checks that all `total` events went out."""
     producer.release()
     producer.join(180)
     assert producer.error is None and producer.sent == total
-    final = wait_until(lambda: all_folded(proc, names, total), 120, what="all events folded after the kills")
-    return Kills(final, last_scrapes, at)
+
+
+class Replicas:
+    """Two sidecars of one app (one consumer group, one exporter lease), started at once. `up` holds the
+    ones a scrape may reach: a killed replica leaves it until it is restarted."""
+
+    def __init__(self, home: Path, env: dict[str, str], names: Names) -> None:
+        self.a = SidecarProc(home, env, name="a").start()
+        self.b = SidecarProc(home, env, name="b").start()
+        self.both = [self.a, self.b]
+        self.up = list(self.both)
+        self.names = names
+
+    def wait_ready(self) -> None:
+        for r in self.both:
+            r.wait_ready()
+
+    def scrape_all(self) -> list[Samples]:
+        return [r.scrape() for r in self.up if r.running()]
+
+    def processed(self) -> float:
+        """Events folded, summed over the replicas up."""
+        return summed_processed(self.scrape_all(), self.names)
+
+    def wait_processed(self, floor: int, what: str, timeout_s: float = 90) -> None:
+        wait_until(lambda: self.processed() >= floor, timeout_s, what=what)
+
+    def kill(self, proc: SidecarProc, total: int, what: str) -> None:
+        """kill -9 `proc`, asserting it died mid-stream: fewer than `total` events folded beforehand."""
+        at_kill = self.processed()
+        proc.kill()
+        assert at_kill < total, f"{what} must land mid-stream"
+        self.up = [r for r in self.up if r is not proc]
+
+    def restart(self, proc: SidecarProc) -> None:
+        proc.start()  # rejoins the group: a rebalance while events flow
+        self.up = list(self.both)
+        proc.wait_ready()
+
+    def finish(self, producer: BackgroundProducer, total: int) -> None:
+        """Releases the producer's held-back tail and waits until the replicas folded all `total` events."""
+        _release(producer, total)
+        self.wait_processed(total, "all folded", timeout_s=120)
+
+    def stop(self) -> None:
+        for r in self.both:
+            r.stop()

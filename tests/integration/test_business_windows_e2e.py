@@ -14,8 +14,8 @@ from streams.local.scrape import Samples, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
-from tests.integration.conftest import Names, all_folded, leader_of, processed, sidecar_env, summed_processed
-from tests.integration.kill_loop import kill_mid_stream
+from tests.integration.conftest import Names, all_folded, leader_of, processed, sidecar_env
+from tests.integration.kill_loop import Replicas, kill_mid_stream
 
 pytestmark = pytest.mark.integration
 
@@ -58,40 +58,23 @@ def test_two_replicas_export_exact_windows_through_leader_loss(  # type: ignore[
     raws, enriched, truth = build(seed=22, raw_events=60_000, enriched_every=3, spread=SPREAD)
     total = truth.raw_count + truth.enriched_count
     env = sidecar_env(broker, redis_server, names, STREAMS_BATCH_MAX_RECORDS="2000")
-    a = SidecarProc(workdir / names.app_id, env, name="a").start()
-    b = SidecarProc(workdir / names.app_id, env, name="b").start()
-    replicas = [a, b]
-
-    def scrape_all() -> list[Samples]:
-        return [r.scrape() for r in replicas if r.running()]
-
-    def done() -> float:
-        return summed_processed(scrape_all(), names)
-
+    pair = Replicas(workdir / names.app_id, env, names)
     try:
-        a.wait_ready()
-        b.wait_ready()
+        pair.wait_ready()
         producer = BackgroundProducer(
             broker.bootstrap, [(names.raw, raws), (names.enriched, enriched)], RATE_PER_S, hold_back=total // 10
         )
         producer.start()
-        wait_until(lambda: done() >= total // 3, 90, what="a third folded")
-        leader = leader_of(replicas)
-        assert done() < total, "the leader must die mid-stream"
-        leader.kill()
-        replicas = [r for r in replicas if r is not leader]
-        wait_until(lambda: done() >= total * 2 // 3, 90, what="two thirds folded by the survivor")
-        leader.start()
-        replicas = [a, b]
-        leader.wait_ready()
-        producer.release()
-        producer.join(180)
-        assert producer.error is None and producer.sent == total
-        wait_until(lambda: done() >= total, 120, what="all folded")
+        pair.wait_processed(total // 3, "a third folded")
+        leader = leader_of(pair.up)
+        pair.kill(leader, total, "the leader's death")
+        pair.wait_processed(total * 2 // 3, "two thirds folded by the survivor")
+        pair.restart(leader)
+        pair.finish(producer, total)
 
         # Exactly one replica exports the business families; `sum()` over replicas is the truth.
         def one_exporter() -> list[Samples] | None:
-            scrapes = scrape_all()
+            scrapes = pair.scrape_all()
             exporting = [m for m in scrapes if value(m, "ecomind_weekly_active_users") is not None]
             return scrapes if len(exporting) == 1 else None
 
@@ -99,8 +82,7 @@ def test_two_replicas_export_exact_windows_through_leader_loss(  # type: ignore[
         exporting = next(m for m in scrapes if value(m, "ecomind_weekly_active_users") is not None)
         assert truth.business_mismatches(exporting, names.raw) == []
     finally:
-        for r in (a, b):
-            r.stop()
+        pair.stop()
 
 
 def test_redis_restarted_empty_recounts_the_windows_exactly(broker, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]

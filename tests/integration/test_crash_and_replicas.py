@@ -15,8 +15,8 @@ from streams.local.scrape import Samples, summed, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import BackgroundProducer, build
-from tests.integration.conftest import Names, leader_of, sidecar_env, summed_processed
-from tests.integration.kill_loop import kill_mid_stream
+from tests.integration.conftest import Names, leader_of, sidecar_env
+from tests.integration.kill_loop import Replicas, kill_mid_stream
 
 pytestmark = pytest.mark.integration
 
@@ -73,23 +73,18 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
     total = truth.raw_count + truth.enriched_count
     assert total >= 200_000
     env = sidecar_env(broker, redis_server, names, STREAMS_BATCH_MAX_RECORDS="2000")
-    a = SidecarProc(workdir / names.app_id, env, name="a").start()
-    b = SidecarProc(workdir / names.app_id, env, name="b").start()
-    replicas = [a, b]
-    watch = ExporterWatch([a, b])
-
-    def scrape_all() -> list[Samples]:
-        return [r.scrape() for r in replicas if r.running()]
+    pair = Replicas(workdir / names.app_id, env, names)
+    watch = ExporterWatch(pair.both)
 
     try:
         watch.start()
-        a.wait_ready()
-        b.wait_ready()
+        pair.wait_ready()
         wait_until(
             lambda: (
-                summed(scrape_all(), "ecomind_streams_assigned_partitions", topic=names.raw) == 4
+                summed(pair.scrape_all(), "ecomind_streams_assigned_partitions", topic=names.raw) == 4
                 and all(
-                    (value(s, "ecomind_streams_assigned_partitions", topic=names.raw) or 0) > 0 for s in scrape_all()
+                    (value(s, "ecomind_streams_assigned_partitions", topic=names.raw) or 0) > 0
+                    for s in pair.scrape_all()
                 )
             ),
             60,
@@ -98,43 +93,30 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
         plan = [(names.raw, raws), (names.enriched, enriched)]
         producer = BackgroundProducer(broker.bootstrap, plan, RATE_PER_S, hold_back=total // 10)
         producer.start()
-        wait_until(lambda: summed_processed(scrape_all(), names) >= total // 4, 90, what="a quarter folded")
+        pair.wait_processed(total // 4, "a quarter folded")
 
         watch.phase = "first kill"
-        leader = leader_of(replicas)
-        follower = b if leader is a else a
-        at_kill = summed_processed(scrape_all(), names)
-        leader.kill()
-        assert at_kill < total, "the leader must die mid-stream"
-        replicas = [follower]
+        leader = leader_of(pair.up)
+        follower = pair.b if leader is pair.a else pair.a
+        pair.kill(leader, total, "the leader's death")
         wait_until(
             lambda: value(follower.scrape(), "ecomind_streams_exporter_leader") == 1.0,
             30,
             what="the survivor takes the exporter lease",
         )
-        wait_until(lambda: summed_processed(scrape_all(), names) >= total // 2, 90, what="half folded")
+        pair.wait_processed(total // 2, "half folded")
 
         watch.phase = "first restart"
-        leader.start()  # rejoins: a second rebalance while events flow
-        replicas = [a, b]
-        leader.wait_ready()
-        wait_until(lambda: summed_processed(scrape_all(), names) >= total * 7 // 10, 90, what="70 % folded")
+        pair.restart(leader)
+        pair.wait_processed(total * 7 // 10, "70 % folded")
         watch.phase = "second kill"
-        at_kill = summed_processed(scrape_all(), names)
-        follower.kill()  # now the other one, whichever holds the lease
-        assert at_kill < total, "the second kill must land mid-stream"
-        replicas = [leader]
-        wait_until(lambda: summed_processed(scrape_all(), names) >= total * 8 // 10, 90, what="80 % folded")
+        pair.kill(follower, total, "the second kill")  # now the other one, whichever holds the lease
+        pair.wait_processed(total * 8 // 10, "80 % folded")
         watch.phase = "second restart"
-        follower.start()
-        replicas = [a, b]
-        follower.wait_ready()
-        producer.release()
-        producer.join(180)
-        assert producer.error is None and producer.sent == total
-        wait_until(lambda: summed_processed(scrape_all(), names) >= total, 120, what="all folded")
+        pair.restart(follower)
+        pair.finish(producer, total)
         watch.phase = "settled"
-        scrapes = wait_until(lambda: _settled(scrape_all(), names), 60, what="both replicas hold partitions")
+        scrapes = wait_until(lambda: _settled(pair.scrape_all(), names), 60, what="both replicas hold partitions")
         assert sum(value(s, "ecomind_streams_exporter_leader") or 0.0 for s in scrapes) == 1.0
         exporting = [s for s in scrapes if _business(s)]
         assert len(exporting) == 1
@@ -143,8 +125,7 @@ def test_two_replicas_sum_to_exact_totals_through_rebalances_and_leader_loss(  #
         wait_until(lambda: watch.rounds["settled"] >= 5, 30, what="a few rounds of the watch once settled")
     finally:
         watch.stop()
-        for r in (a, b):
-            r.stop()
+        pair.stop()
     # Checked throughout, kills and restarts included, not only once settled.
     assert watch.failure is None, watch.failure
     by_phase = Counter(phase for phase, _ in watch.doubles)
