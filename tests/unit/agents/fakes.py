@@ -1,16 +1,25 @@
-"""What the tap's unit tests share of their fakes: a TapConsumer's positions moved by seeks, pauses kept,
-the assignment fixed, commits dropped, one topic ID (each test's fake adds its own getmany); and a store
-that keeps offsets and the events counted under them together, refusing as the batch script does."""
+"""What the tap's unit tests share of their fakes: a record of a valid raw event; a TapConsumer's positions
+moved by seeks, pauses kept, the assignment fixed, commits dropped, one topic ID (each test's fake adds its
+own getmany); and a store that keeps offsets and the events counted under them together, refusing as the
+batch script does."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
+from streams.local.workload import raw_event
 from tables.delta import Delta
 from tables.keys import offset_field
 from tables.writes import Conflict, OffsetMove
+
+
+def raw_record(tp: TopicPartition, offset: int) -> ConsumerRecord:
+    """A valid raw event at `offset` of `tp`, dated now, from a user of its own."""
+    value = raw_event("org", f"u{offset}", int(time.time() * 1000))
+    return ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, None, value, None, 0, len(value), ())
 
 
 class PositionsConsumer:

@@ -11,27 +11,20 @@ offset as the batch script does; `processed` is what Redis would count.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 
 from agents.tap import TapAgent
 from core.status import Status
-from streams.local.workload import raw_event
 from streams.settings import Settings
 from tables.delta import Delta
 from tables.writes import OffsetMove
-from tests.unit.agents.fakes import OffsetsStore, PositionsConsumer
+from tests.unit.agents.fakes import OffsetsStore, PositionsConsumer, raw_record
 
 TP = TopicPartition("events.raw", 0)
 EVENTS, BATCH = 12, 5
-
-
-def _record(offset: int) -> ConsumerRecord:
-    value = raw_event("org", f"u{offset}", int(time.time() * 1000))
-    return ConsumerRecord(TP.topic, TP.partition, offset, 0, 0, None, value, None, 0, len(value), ())
 
 
 class _Consumer(PositionsConsumer):
@@ -40,7 +33,7 @@ class _Consumer(PositionsConsumer):
 
     def __init__(self) -> None:
         super().__init__({TP})
-        self.log = [_record(i) for i in range(EVENTS)]
+        self.log = [raw_record(TP, i) for i in range(EVENTS)]
         self.fetches = 0
         self.after_fetch: dict[int, Callable[[], Awaitable[None]]] = {}
 

@@ -5,17 +5,15 @@ again from the stored offset after a back-off, and counted exactly once when Red
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 from redis.exceptions import ClusterDownError, ConnectionError, ReadOnlyError, RedisError
 
 from agents.stalls import STATE_REFUSED, Stalls
 from agents.tap import TapAgent
 from core.status import Status
-from streams.local.workload import raw_event
 from streams.settings import Settings
 from tables.delta import Delta
 from tables.writes import (
@@ -28,15 +26,10 @@ from tables.writes import (
     WriteRefused,
     WrongKeyType,
 )
-from tests.unit.agents.fakes import PositionsConsumer
+from tests.unit.agents.fakes import PositionsConsumer, raw_record
 
 TP = TopicPartition("events.raw", 0)
 EVENTS = 10
-
-
-def _record(offset: int) -> ConsumerRecord:
-    value = raw_event("org", f"u{offset}", int(time.time() * 1000))
-    return ConsumerRecord(TP.topic, TP.partition, offset, 0, 0, None, value, None, 0, len(value), ())
 
 
 class _Consumer(PositionsConsumer):
@@ -44,7 +37,7 @@ class _Consumer(PositionsConsumer):
 
     def __init__(self) -> None:
         super().__init__({TP})
-        self.log = [_record(i) for i in range(EVENTS)]
+        self.log = [raw_record(TP, i) for i in range(EVENTS)]
 
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         await asyncio.sleep(0.002)

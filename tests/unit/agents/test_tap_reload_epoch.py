@@ -12,32 +12,25 @@ B = events.raw/1: stored 5 (another replica counted 0-4), committed offset in Ka
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 
 from agents.tap import TapAgent
 from core.status import Status
-from streams.local.workload import raw_event
 from streams.settings import Settings
-from tests.unit.agents.fakes import OffsetsStore, PositionsConsumer
+from tests.unit.agents.fakes import OffsetsStore, PositionsConsumer, raw_record
 
 A = TopicPartition("events.raw", 0)
 B = TopicPartition("events.raw", 1)
 EVENTS, BATCH, STORED = 12, 5, 5
 
 
-def _record(offset: int) -> ConsumerRecord:
-    value = raw_event("org", f"u{offset}", int(time.time() * 1000))
-    return ConsumerRecord(B.topic, B.partition, offset, 0, 0, None, value, None, 0, len(value), ())
-
-
 class _Consumer(PositionsConsumer):
     def __init__(self, committed: int) -> None:
         super().__init__({A, B})
-        self.log = [_record(i) for i in range(EVENTS)]
+        self.log = [raw_record(B, i) for i in range(EVENTS)]
         # aiokafka positioned B from the group's committed offset when the assignment arrived.
         self.positions[B] = committed
         self.resetting = False

@@ -8,7 +8,7 @@ from io import BytesIO
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 
 from agents.offsets import BEYOND_END, IN_RANGE, LOG_CUT, RECREATED, TRUNCATED, out_of_range_rule, recreated
 from agents.tap import TapAgent
@@ -18,6 +18,7 @@ from streams.settings import Settings
 from tables.delta import Delta
 from tables.store import RedisStore
 from tables.writes import OffsetMove
+from tests.unit.agents.fakes import PositionsConsumer, raw_record
 
 
 @pytest.mark.parametrize(
@@ -120,10 +121,12 @@ def test_the_id_moves_with_the_offset_only_when_it_changes() -> None:
 TP = TopicPartition("events.raw", 0)
 
 
-class _Consumer:
+class _Consumer(PositionsConsumer):
+    """Its topic IDs are the test's to set: an answer, or the error the broker gives."""
+
     def __init__(self, ids: dict[str, str | None] | Exception) -> None:
+        super().__init__({TP})
         self.ids = ids
-        self.positions: dict[TopicPartition, int] = {}
         self.asked = 0
 
     async def topic_ids(self, topics: Any) -> dict[str, str | None]:
@@ -137,19 +140,6 @@ class _Consumer:
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         return dict.fromkeys(partitions, 30)
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.positions[tp] = offset
-
-    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
-        for tp in partitions:
-            self.positions[tp] = 0
-
-    def assignment(self) -> set[TopicPartition]:
-        return {TP}
-
-    def resume(self, *partitions: TopicPartition) -> None:
-        pass
 
 
 class _Store:
@@ -170,12 +160,6 @@ def _tap(consumer: _Consumer, store: _Store) -> TapAgent:
     return TapAgent(Settings(), store, Status(replica_id="r"), consumer)  # type: ignore[arg-type]
 
 
-def _record(offset: int) -> ConsumerRecord:
-    value = b'{"org_id":"o","user_id":"u","provider":"p","model":"m","tokens_in":1,"tokens_out":1,'
-    value += b'"ts":"2026-12-06T12:00:00Z"}'
-    return ConsumerRecord(TP.topic, TP.partition, offset, 0, 0, None, value, None, 0, len(value), [])
-
-
 async def test_a_recreated_topic_is_read_from_its_start_and_its_deleted_start_counted_as_skipped() -> None:
     consumer, store = _Consumer({"events.raw": "B"}), _Store(120, "A")
     tap = _tap(consumer, store)
@@ -190,7 +174,7 @@ async def test_no_batch_is_written_while_the_topic_id_cannot_be_asked_then_it_is
     tap = _tap(consumer, store)
     await tap.on_assigned({TP})
     assert store.applied == [] and TP in tap.ids_due
-    await tap.process({TP: [_record(100), _record(101)]}, tap.epoch)
+    await tap.process({TP: [raw_record(TP, 100), raw_record(TP, 101)]}, tap.epoch)
     await tap._drain()
     assert store.applied == [], "a batch was written with no ID to compare the stored one with"
     assert consumer.positions[TP] == 100  # read again from the stored offset
@@ -207,15 +191,15 @@ async def test_a_batch_never_replaces_a_stored_id() -> None:
     tap = _tap(consumer, store)
     await tap.on_assigned({TP})
     tap.topic_ids[TP] = "B"
-    await tap.process({TP: [_record(100)]}, tap.epoch)
+    await tap.process({TP: [raw_record(TP, 100)]}, tap.epoch)
     await tap._drain()
     assert store.applied == [] and TP in tap.ids_due and consumer.positions[TP] == 100
-    await tap.process({TP: [_record(100)]}, tap.epoch)  # still unsettled: still not written
+    await tap.process({TP: [raw_record(TP, 100)]}, tap.epoch)  # still unsettled: still not written
     await tap._drain()
     assert store.applied == []
     await tap.check_identity_due()  # the broker says A after all: settled, nothing moved
     assert store.applied == [] and not tap.ids_due
-    await tap.process({TP: [_record(100)]}, tap.epoch)
+    await tap.process({TP: [raw_record(TP, 100)]}, tap.epoch)
     await tap._drain()
     assert store.applied == [[OffsetMove("events.raw", 0, 100, 101, "A", "A")]]
 
