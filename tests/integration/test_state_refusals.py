@@ -5,7 +5,6 @@ stayed); the tap pauses the partition instead of retrying at once; the scrape le
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from pathlib import Path
@@ -13,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis as redis_sync
-import redis.asyncio as aioredis
 
 from agents.fold import FoldContext, fold_enriched, fold_raw
 from core.calendar import DayCalendar
@@ -24,10 +22,10 @@ from streams.local.topics import make_topics
 from streams.local.workload import raw_event
 from tables.delta import Delta
 from tables.keys import LAST_TS, PROCESSED, Keys
-from tables.store import RedisStore
 from tables.writes import InvalidStoredValue, OffsetMove
 from tests.integration.conftest import Names, processed, sidecar_env
 from tests.integration.kafka_io import Out, produce
+from tests.integration.redis_io import apply_batch
 
 pytestmark = pytest.mark.integration
 
@@ -79,23 +77,15 @@ def _hashes(client: redis_sync.Redis) -> dict[str, dict[str, str]]:
     return out
 
 
-async def _apply(url: str, delta: Delta, moves: list[OffsetMove]) -> None:
-    client = aioredis.from_url(url, decode_responses=True)
-    try:
-        await RedisStore(client, "s", days_kept=2).apply(delta, moves)
-    finally:
-        await client.aclose()
-
-
 def test_every_value_the_script_increments_or_compares_is_checked_before_its_first_write(workdir: Path) -> None:
     redis = LocalRedis(workdir / "redis-refusals").start(keep_data=False)
     client = redis_sync.Redis.from_url(redis.url)
     keys = Keys("s")
     try:
-        asyncio.run(_apply(redis.url, _delta(0), [OffsetMove("raw", 0, None, 10)]))
+        apply_batch(redis.url, _delta(0), [OffsetMove("raw", 0, None, 10)])
         first = _dump(client)
         before = _hashes(client)
-        asyncio.run(_apply(redis.url, _delta(1), [OffsetMove("raw", 0, 10, 20)]))
+        apply_batch(redis.url, _delta(1), [OffsetMove("raw", 0, 10, 20)])
         after = _hashes(client)
         # What a clean second batch increments: each of these, made not a number, must refuse it whole.
         active = keys.active_prefix("u"), keys.active_prefix("o")  # day lists, rewritten rather than incremented
@@ -115,7 +105,7 @@ def test_every_value_the_script_increments_or_compares_is_checked_before_its_fir
                 client.hset(key, field, BAD)
                 corrupt = _dump(client)
                 try:
-                    asyncio.run(_apply(redis.url, _delta(1), [OffsetMove("raw", 0, 10, 20)]))
+                    apply_batch(redis.url, _delta(1), [OffsetMove("raw", 0, 10, 20)])
                 except InvalidStoredValue as exc:
                     assert (exc.key, exc.field) == (key, field)
                     assert _same(_dump(client), corrupt), f"refused on {key} {field} after writing"

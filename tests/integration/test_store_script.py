@@ -17,6 +17,7 @@ from tables.delta import NANO, Delta, add
 from tables.keys import AMOUNT_BASE, REMAINDER_SUFFIX, Keys, offset_field
 from tables.store import RedisStore
 from tables.writes import Conflict, OffsetMove, PartialWrite, ScriptFailed, WrongKeyType
+from tests.integration.redis_io import apply_batch
 
 pytestmark = pytest.mark.integration
 DAY = "2026-11-27"
@@ -33,14 +34,6 @@ def _snapshot(client: redis_sync.Redis) -> dict[str, object]:
     return {str(key): client.dump(key) for key in sorted(client.keys("*"))}
 
 
-async def _apply(url: str, delta: Delta, moves: list[OffsetMove]) -> None:
-    client = aioredis.from_url(url, decode_responses=True)
-    try:
-        await RedisStore(client, "s", days_kept=2).apply(delta, moves)
-    finally:
-        await client.aclose()
-
-
 @pytest.fixture
 def redis_home(tmp_path: Path) -> Iterator[LocalRedis]:
     server = LocalRedis(tmp_path / "redis").start(keep_data=False)
@@ -52,7 +45,7 @@ def test_remainders_carry_and_totals_stay_exact(redis_home: LocalRedis) -> None:
     client = redis_sync.Redis.from_url(redis_home.url, decode_responses=True)
     amounts = [999 * NANO + 999_999_999, 1, 1000 * NANO, 123_456_789] * 25  # carries on most writes
     for i, n in enumerate(amounts):
-        asyncio.run(_apply(redis_home.url, _kwh_delta("o", n), [OffsetMove("enriched", 0, i or None, i + 1)]))
+        apply_batch(redis_home.url, _kwh_delta("o", n), [OffsetMove("enriched", 0, i or None, i + 1)])
     key = Keys("s").day(DAY, "kwh")
     whole, rest = int(client.hget(key, "o")), int(client.hget(key + REMAINDER_SUFFIX, "o"))  # type: ignore[arg-type]
     assert 0 <= rest < AMOUNT_BASE
@@ -61,22 +54,22 @@ def test_remainders_carry_and_totals_stay_exact(redis_home: LocalRedis) -> None:
 
 def test_a_refused_or_failing_write_changes_nothing(redis_home: LocalRedis) -> None:
     client = redis_sync.Redis.from_url(redis_home.url, decode_responses=True)
-    asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, None, 5)]))
+    apply_batch(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, None, 5)])
     before = _snapshot(client)
     with pytest.raises(Conflict):  # the batch claims to start at 3, the stored offset is 5
-        asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 3, 9)]))
+        apply_batch(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 3, 9)])
     assert _snapshot(client) == before
     activity = Keys("s").activity("org_id")
     client.set(activity, "not a hash")  # something else wrote one of the batch's keys
     before = _snapshot(client)
     with pytest.raises(WrongKeyType):
-        asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)]))
+        apply_batch(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)])
     assert _snapshot(client) == before, "a refused batch must write nothing, offsets included"
     client.delete(activity)
     client.config_set("maxmemory", "1")  # over the limit: Redis refuses the script before it starts
     before = _snapshot(client)
     with pytest.raises(ResponseError, match="maxmemory"):
-        asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)]))
+        apply_batch(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)])
     client.config_set("maxmemory", "0")
     assert _snapshot(client) == before
 
@@ -95,17 +88,17 @@ def test_the_topic_id_moves_with_the_offset_or_not_at_all(redis_home: LocalRedis
     """The ID is checked like the offset: a write that expects another topic's ID writes nothing."""
     client = redis_sync.Redis.from_url(redis_home.url, decode_responses=True)
     url = redis_home.url
-    asyncio.run(_apply(url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, None, 5, "A", None)]))
+    apply_batch(url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, None, 5, "A", None)])
     assert asyncio.run(_load_stored(url, [("enriched", 0), ("enriched", 1)])) == {
         ("enriched", 0): (5, "A"),
         ("enriched", 1): (None, None),
     }
     before = _snapshot(client)
     with pytest.raises(Conflict, match="enriched:0:id"):  # the writer thinks no ID is stored yet
-        asyncio.run(_apply(url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9, "B", None)]))
+        apply_batch(url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9, "B", None)])
     assert _snapshot(client) == before
     # The topic was re-created: offset and ID move together, from the old topic's to the new one's.
-    asyncio.run(_apply(url, Delta(), [OffsetMove("enriched", 0, 5, 0, "B", "A")]))
+    apply_batch(url, Delta(), [OffsetMove("enriched", 0, 5, 0, "B", "A")])
     assert asyncio.run(_load_stored(url, [("enriched", 0)])) == {("enriched", 0): (0, "B")}
 
 
@@ -172,7 +165,7 @@ def test_a_script_stopped_halfway_refuses_every_batch_until_its_marker_is_delete
     leave makes every later batch a refusal instead of a second count of them."""
     admin = redis_sync.Redis.from_url(redis_home.url, decode_responses=True)
     keys = Keys("s")
-    asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, None, 5)]))
+    apply_batch(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, None, 5)])
     admin.acl_setuser(
         "limited", enabled=True, passwords=["+pw"], keys=["*"], categories=["+@all"], commands=["-expire"]
     )
@@ -180,7 +173,7 @@ def test_a_script_stopped_halfway_refuses_every_batch_until_its_marker_is_delete
     kwh = keys.day(DAY, "kwh")
     assert admin.hget(kwh, "o") == "1" and admin.get(keys.writing) is None
     with pytest.raises(ScriptFailed) as failed:
-        asyncio.run(_apply(limited, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)]))
+        apply_batch(limited, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)])
     assert "can't run this command" in failed.value.detail
     assert admin.hget(kwh, "o") == "2", "Redis keeps what the script wrote before its error"
     assert admin.hget(keys.offsets, offset_field("enriched", 0)) == "5"
@@ -188,10 +181,10 @@ def test_a_script_stopped_halfway_refuses_every_batch_until_its_marker_is_delete
     stopped = _snapshot(admin)
     for url in (limited, redis_home.url):  # whoever writes next, with every permission or not
         with pytest.raises(PartialWrite) as raised:
-            asyncio.run(_apply(url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)]))
+            apply_batch(url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)])
         assert _snapshot(admin) == stopped, "a batch after one stopped halfway must write nothing"
     assert raised.value.key == keys.writing and "5>9" in raised.value.detail
     admin.delete(keys.writing)  # the operator's choice (RUNBOOK.md): the batch written again, whole
-    asyncio.run(_apply(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)]))
+    apply_batch(redis_home.url, _kwh_delta("o", NANO), [OffsetMove("enriched", 0, 5, 9)])
     assert admin.hget(kwh, "o") == "3" and admin.hget(keys.offsets, offset_field("enriched", 0)) == "9"
     assert admin.get(keys.writing) is None
