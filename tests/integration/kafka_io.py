@@ -1,11 +1,18 @@
-"""Small synchronous helpers that talk to the broker the way the gateway and the worker would."""
+"""Small synchronous helpers that talk to the broker the way the gateway and the worker would, and the
+names a test gives its topics and groups on a broker other tests share."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 
 @dataclass
@@ -70,3 +77,30 @@ async def commit_group_async(bootstrap: str, group: str, topic: str, offsets: di
 
 def commit_group(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
     asyncio.run(commit_group_async(bootstrap, group, topic, offsets))
+
+
+class BrokerNamespace:
+    """One test's part of the shared broker: an admin client, and topics and groups named
+    `<prefix>-<uid>-<what>`, unique so that tests share the broker without sharing state (`name(".*")`
+    matches them all). `workdir` is where the test's Java clients run."""
+
+    prefix = "test"
+
+    def __init__(self, bootstrap: str, admin: AIOKafkaAdminClient, workdir: Path) -> None:
+        self.bootstrap = bootstrap
+        self.admin = admin
+        self.workdir = workdir
+        self.uid = uuid.uuid4().hex[:8]
+
+    def name(self, what: str) -> str:
+        return f"{self.prefix}-{self.uid}-{what}"
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, bootstrap: str, workdir: Path) -> AsyncIterator[Self]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            yield cls(bootstrap, admin, workdir / "java-clients")
+        finally:
+            await admin.close()

@@ -9,19 +9,18 @@ import functools
 import inspect
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 
 from streams.clients import build_clients
 from streams.lag.probe import LagProbe
 from streams.local.java_clients import ConsoleConsumer, GroupView, describe_groups, parse_groups
-from tests.integration.kafka_io import Out, produce_async
+from tests.integration.kafka_io import BrokerNamespace, Out, produce_async
 from tests.integration.test_lag_probe import measure, table
 
 pytestmark = pytest.mark.integration
@@ -31,15 +30,8 @@ pytestmark = pytest.mark.integration
 FROZEN_MEMBER_S = 45
 
 
-class Groups:
-    def __init__(self, bootstrap: str, admin: AIOKafkaAdminClient, workdir: Path) -> None:
-        self.bootstrap = bootstrap
-        self.admin = admin
-        self.workdir = workdir
-        self.uid = uuid.uuid4().hex[:8]
-
-    def name(self, what: str) -> str:
-        return f"kip848-{self.uid}-{what}"
+class Groups(BrokerNamespace):
+    prefix = "kip848"
 
     async def committed(self, group: str) -> int:
         try:
@@ -57,10 +49,8 @@ class Groups:
 
 @pytest.fixture
 async def groups(broker, workdir: Path) -> AsyncIterator[Groups]:  # type: ignore[no-untyped-def]
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    yield Groups(broker.bootstrap, admin, workdir / "java-clients")
-    await admin.close()
+    async with Groups.open(broker.bootstrap, workdir) as g:
+        yield g
 
 
 async def until(check: Callable[[], bool | Awaitable[bool]], timeout_s: float, what: str) -> None:
@@ -102,7 +92,7 @@ async def test_consumer_protocol_groups_match_kafka_consumer_groups(groups: Grou
         await produce_async(g.bootstrap, topic, [Out(f"rec-{i}".encode(), i % 2) for i in range(10, 20)])
 
         names = [c.group for c in consumers]
-        listed = await measure(g.probe(f"kip848-{g.uid}-.*", g.name("modern"), topic))
+        listed = await measure(g.probe(g.name(".*"), g.name("modern"), topic))
         alone = await measure(g.probe(None, g.name("modern"), topic))  # no listing: type unknown
         raw = await asyncio.to_thread(describe_groups, g.bootstrap, *names)
         elapsed = time.monotonic() - frozen_at

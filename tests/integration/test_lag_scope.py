@@ -7,14 +7,13 @@ import asyncio
 import functools
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from streams.clients import build_clients
 from streams.exposition import render
@@ -27,22 +26,15 @@ from streams.local.scrape import Samples, parse, series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import create_topics
 from tests.integration.conftest import BROKER_KIND, Names, promtool_accepts, sidecar_env
-from tests.integration.kafka_io import Out, commit_group_async, produce_async
+from tests.integration.kafka_io import BrokerNamespace, Out, commit_group_async, produce_async
 from tests.integration.test_lag_kip848 import until
 from tests.integration.test_lag_probe import measure, table
 
 pytestmark = pytest.mark.integration
 
 
-class Env:
-    def __init__(self, bootstrap: str, admin: AIOKafkaAdminClient, workdir: Path) -> None:
-        self.bootstrap = bootstrap
-        self.admin = admin
-        self.workdir = workdir
-        self.uid = uuid.uuid4().hex[:8]
-
-    def name(self, what: str) -> str:
-        return f"scope-{self.uid}-{what}"
+class Env(BrokerNamespace):
+    prefix = "scope"
 
     async def topic(self, name: str, partitions: int, per_partition: int) -> None:
         await self.admin.create_topics([NewTopic(name, partitions, 1)])
@@ -51,7 +43,7 @@ class Env:
 
     def probe(self, scope: LagScope, watched: str | None = None) -> LagProbe:
         admin, consumer = build_clients(self.bootstrap, {})
-        include = re.compile(f"scope-{self.uid}-.*")
+        include = re.compile(self.name(".*"))
         watched = watched or self.name("watched")
         return LagProbe(admin, consumer, watched, self.name("raw"), include=include, fetch_timeout_ms=5000, scope=scope)
 
@@ -70,10 +62,8 @@ class Env:
 
 @pytest.fixture
 async def env(broker, workdir: Path) -> AsyncIterator[Env]:  # type: ignore[no-untyped-def]
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    yield Env(broker.bootstrap, admin, workdir / "java-clients")
-    await admin.close()
+    async with Env.open(broker.bootstrap, workdir) as e:
+        yield e
 
 
 class Requests:
@@ -106,7 +96,7 @@ async def test_topic_filters_leave_topics_out_of_every_request_but_the_watched_g
     for t, offset in ((a, 1), (b, 2), (c, 3)):
         await commit_group_async(e.bootstrap, group, t, {0: offset})
     await commit_group_async(e.bootstrap, watched, c, {0: 4})
-    scope = LagScope(re.compile(f"scope-{e.uid}-(a|b)"), re.compile(".*-b"))
+    scope = LagScope(re.compile(e.name("(a|b)")), re.compile(".*-b"))
     probe = e.probe(scope)
     spy = Requests(probe)
     snap = await measure(probe)
