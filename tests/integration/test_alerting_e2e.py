@@ -7,7 +7,6 @@ detection time (fault injected -> alert at the receiver) for each fault."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import threading
 import time
@@ -19,7 +18,8 @@ import orjson
 import pytest
 import yaml
 
-from streams.local.proc import Server, free_port, wait_port
+from streams.local.alertmanager_server import start_alertmanager
+from streams.local.proc import Server
 from streams.local.prometheus_server import LocalPrometheus
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
@@ -77,21 +77,7 @@ def _alertmanager(workdir: Path, webhook: Webhook) -> tuple[Server, int]:
     route = config["route"]
     for r in [route, *route["routes"]]:
         r.update({"group_wait": "1s", "group_interval": "1s"})
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    assert binary, "Alertmanager comes with Debian's prometheus-alertmanager package (scripts/setup installs it)"
-    argv = [
-        binary,
-        f"--config.file={workdir / 'alertmanager.yml'}",
-        f"--storage.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-    ]
-    server = Server("alertmanager", argv, workdir / "alertmanager.log").start()
-    wait_port(port, server.proc, 30, server.log_path)
-    return server, port
+    return start_alertmanager(workdir, config)
 
 
 def _short_rules(workdir: Path) -> list[Path]:

@@ -5,7 +5,6 @@ two releases on one Alertmanager, one release's alerts never silence the other's
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.local.proc import Server, free_port, wait_port
+from streams.local.alertmanager_server import start_alertmanager
 
 CONFIG = Path(__file__).resolve().parents[3] / "ops" / "alertmanager" / "alertmanager.yml"
 STATIC = {"job": "ecomind-streams", "ecomind_component": "streams"}
@@ -35,20 +34,8 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         name = receiver["name"]
         receiver.clear()
         receiver["name"] = name
-    (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    assert binary, "Alertmanager comes with Debian's prometheus-alertmanager package (scripts/setup installs it)"
-    port = free_port()
-    argv = [
-        binary,
-        f"--config.file={workdir / 'alertmanager.yml'}",
-        f"--storage.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-    ]
-    server = Server("alertmanager", argv, workdir / "alertmanager.log").start()
+    server, port = start_alertmanager(workdir, config)
     try:
-        wait_port(port, server.proc, 30, server.log_path)
         yield port
     finally:
         server.stop()
