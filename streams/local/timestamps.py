@@ -3,7 +3,7 @@
 The contract (docs/design.md, "Event contracts") accepts ISO-8601 text, epoch seconds and epoch
 milliseconds. The workload writes each, and its truth reads them back here, from the contract rather than
 with the sidecar's parser (core/events.py `parse_ts_ms`): a truth that shared the parser would agree
-with it whatever it did. tests/unit/bench/test_bench_workload.py holds the two to the same day.
+with it whatever it did. tests/unit/streams/local/test_workload.py holds the two to the same day.
 """
 
 from __future__ import annotations
