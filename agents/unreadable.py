@@ -102,11 +102,12 @@ class Unreadable:
         if held:
             self.consumer.pause(*(tp for tp, _ in held))
         log.error(
-            "state write refused (%s) on key %s: %s paused, written again in %.0f s; repair or delete the key%s",
+            "state write refused (%s) on key %s: %s paused, written again in %.0f s; %s%s",
             exc.reason,
             exc,
             ", ".join(f"{tp.topic}/{tp.partition}" for tp, _ in held) or "no partition held",
             backoff,
+            exc.advice,
             f"; {exc.detail}" if exc.detail else "",
         )
         await self._reload([tp for tp, _ in held])

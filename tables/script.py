@@ -45,10 +45,6 @@ if ARGV[2] then
   if string.find(nodes, '[' .. ARGV[2] .. '-', 1, true) then return {5, ARGV[2]} end
 end
 local p = cjson.decode(ARGV[1])
--- Left by a batch that stopped after its first write (the module's doc): refused, whatever the offsets.
-local writing = KEYS[1] .. ':writing'
-local left = redis.call('GET', writing)
-if left then return {7, writing, left} end
 local seen = {}
 local function is(key, kind)
   if seen[key] == nil then
@@ -57,6 +53,11 @@ local function is(key, kind)
   end
   return seen[key]
 end
+-- Left by a batch that stopped after its first write (the module's doc): refused, whatever the offsets.
+local writing = KEYS[1] .. ':writing'
+if not is(writing, 'string') then return {2, writing} end
+local left = redis.call('GET', writing)
+if left then return {7, writing, left} end
 -- Before the offsets' HGETs, which Redis would answer with WRONGTYPE: refused by name (reply 2).
 if not is(KEYS[1], 'hash') then return {2, KEYS[1]} end
 for _, o in ipairs(p.off) do

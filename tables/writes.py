@@ -48,6 +48,7 @@ class WriteRefused(Exception):
     bounded label value, `key` (and `field`) what an operator has to look at."""
 
     reason = "refused"
+    advice = "repair or delete the key"  # what the log tells an operator
 
     def __init__(self, key: str, field: str | None = None, detail: str = "") -> None:
         super().__init__(key if field is None else f"{key} field {field!r}")
@@ -83,6 +84,7 @@ class PartialWrite(WriteRefused):
     part again. Nothing was written; refused until an operator repairs (RUNBOOK.md, StateWritesRefused)."""
 
     reason = "partial_write"
+    advice = "repair as RUNBOOK.md (StateWritesRefused) says: deleting this key alone can count part of a batch twice"
 
 
 class ClusterStateHidden(WriteRefused):

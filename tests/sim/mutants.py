@@ -120,6 +120,7 @@ MUTANTS = (
     Mutant("offsets-first", ((_OFFSETS, ""), (_FIRST_WRITE, _OFFSETS + _FIRST_WRITE))),
     # The write-in-progress marker (reply 7): not checked, not set, deleted before the offsets are written.
     _m("marker-check", "if left then return {7, writing, left} end\n"),
+    _m("type-marker", "if not is(writing, 'string') then return {2, writing} end\n"),
     _m("marker-set", "redis.call('SET', writing, table.concat(moves, ', '))\n"),
     Mutant("marker-deleted-early", ((_DEL_MARKER, ""), (_OFFSETS, _DEL_MARKER + _OFFSETS))),
 )

@@ -175,7 +175,8 @@ def check_refused_whole(source: str) -> None:
     for batch in batches():
         written, _ = _written(original, batch)
         p = batch.payload
-        for key, kind in written.items():
+        marker = batch.keys[0] + ":writing"  # deleted by a whole run, so not among `written`
+        for key, kind in [*written.items(), (marker, str)]:
             wrong: Any = {"f": "1"} if kind is str else "planted"
             _refused_whole(source, batch, _put(key, wrong), f"{key} of another type")
         after = _Node(batch)

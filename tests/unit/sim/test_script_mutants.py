@@ -54,6 +54,7 @@ CHECK_KILLS = {
     "label-other": "label-caps",
     "offsets-first": "offsets-last",
     "marker-check": "stopped-halfway",
+    "type-marker": "refused-whole",
     "marker-set": "stopped-halfway",
     "marker-deleted-early": "offsets-last",
 }
