@@ -33,6 +33,7 @@ from streams.lag.model import LagSnapshot
 from streams.lag.own_loop import LoopThread, wait_for
 from streams.lag.probe import LagProbe, probe_from_settings
 from streams.lag.scope import StaleMemory
+from streams.lag.stale_store import StaleStore
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class LagClusters:
         publish: Callable[[bytes], None],
         exporting: Callable[[], bool],
         build: Build = cluster_probe,
+        stale_store: StaleStore | None = None,
     ) -> None:
         self.settings = settings
         self.config = settings.lag_clusters
@@ -118,6 +120,7 @@ class LagClusters:
         self.health = {name: ClusterHealth(name) for name in self.config.names}
         # One per cluster, handed to every probe built for it (the tapped one's too): see scope.py.
         self.stale: dict[str, StaleMemory] = {name: {} for name in self.config.names}
+        self.stale_store = stale_store  # and in Redis, for the next exporter (stale_store.py)
         self._publish = publish
         self._exporting = exporting
         self._build = build
@@ -147,11 +150,15 @@ class LagClusters:
     async def measure(self, name: str, probe: LagProbe) -> LagSnapshot:
         """One bounded cycle of `name`'s probe; its families replace the cluster's last ones. Raises
         (TimeoutError included) after recording the cluster as down."""
+        if self.stale_store is not None:
+            await self.stale_store.before(name, self.stale[name])
         try:
             snapshot = await wait_for(probe.measure(), self.timeout_s)
         except Exception as exc:
             await self.down(name, exc)
             raise
+        if self.stale_store is not None:
+            await self.stale_store.after(name, self.stale[name])
         text = await asyncio.to_thread(lag_exposition, snapshot, self.settings)
         families = await asyncio.to_thread(labelled, text.decode(), name)
         h = self.health[name]

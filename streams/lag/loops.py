@@ -12,16 +12,19 @@ flags, which the tapped cluster's loop alone writes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from core.retry import SERVICES, retry
 from core.status import Status
 from streams.broker_health import check_brokers
+from streams.clients import redis_client
 from streams.deflated import Deflated, deflated
 from streams.lag.clusters import LagClusters
 from streams.lag.model import LagSnapshot
 from streams.lag.own_loop import LoopThread
 from streams.lag.probe import LagProbe, probe_from_settings
+from streams.lag.stale_store import StaleStore
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,8 +38,11 @@ class LagProbes:
         self.deflated: Deflated | None = None
         # Built per attempt by _run_probe: a Kafka client that failed is never started twice.
         self.probe: LagProbe | None = None
-        # Every cluster's lag; only the exporter probes.
-        self.clusters = LagClusters(settings, self._publish, lambda: status.leader)
+        # Every cluster's lag; only the exporter probes. A probe that has not measured for two intervals
+        # and a deadline may have missed another exporter's stale judgements: it reads them first.
+        gap_s = 2 * settings.lag_interval_seconds + settings.lag_clusters.timeout_seconds
+        store = StaleStore(functools.partial(redis_client, settings), settings.app_id, gap_s)
+        self.clusters = LagClusters(settings, self._publish, lambda: status.leader, stale_store=store)
         self.thread = LoopThread("lag-probe")
 
     def start(self) -> None:

@@ -12,7 +12,8 @@ and stale offsets"). Pure rules, tested by tables (tests/unit/streams/lag/test_l
   assignment could be read (Connect, or a client's own encoding, leave ownership unknown; so does a
   Stable member's empty assignment, as Tansu sends: see members.py). Between such judgements the last
   one holds (remembered_stale), so rebalances and Empty spells do not flip a topic's status. That memory
-  (StaleMemory) belongs to the cluster, not to one probe: a probe rebuilt after a failure keeps it.
+  (StaleMemory) belongs to the cluster, not to one probe: a probe rebuilt after a failure keeps it, and
+  the next exporter reads it from Redis (stale_store.py).
 - The watched group is measured whole, whatever the filters or staleness: the design document's
   ecomind_worker_kafka_lag series and the worker's alerts are computed from it.
 """

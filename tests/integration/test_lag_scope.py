@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
 
@@ -20,8 +21,10 @@ from streams.exposition import render
 from streams.lag.metrics import LagCollector, LagExport
 from streams.lag.model import LagSnapshot
 from streams.lag.probe import LagProbe
-from streams.lag.scope import LagScope
+from streams.lag.scope import LagScope, StaleMemory
+from streams.lag.stale_store import StaleStore
 from streams.local.java_clients import ConsoleConsumer
+from streams.local.redis_server import LocalRedis
 from streams.local.scrape import Samples, parse, series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import create_topics
@@ -41,11 +44,20 @@ class Env(BrokerNamespace):
         records = [Out(f"{p}-{i}".encode(), p) for p in range(partitions) for i in range(per_partition)]
         await produce_async(self.bootstrap, name, records)
 
-    def probe(self, scope: LagScope, watched: str | None = None) -> LagProbe:
+    def probe(self, scope: LagScope, watched: str | None = None, stale_memory: StaleMemory | None = None) -> LagProbe:
         admin, consumer = build_clients(self.bootstrap, {})
         include = re.compile(self.name(".*"))
         watched = watched or self.name("watched")
-        return LagProbe(admin, consumer, watched, self.name("raw"), include=include, fetch_timeout_ms=5000, scope=scope)
+        return LagProbe(
+            admin,
+            consumer,
+            watched,
+            self.name("raw"),
+            include=include,
+            fetch_timeout_ms=5000,
+            scope=scope,
+            stale_memory=stale_memory,
+        )
 
     def member(self, group: str, client_id: str, *topics: str) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -117,7 +129,9 @@ def probe_scrape(snap: LagSnapshot, export: LagExport) -> dict[frozenset[tuple[s
 
 
 @pytest.mark.kafka_only  # Tansu lists a group only once it has committed, and rebalances differently
-async def test_a_group_that_leaves_a_topic_has_stale_offsets_dropped_flagged_or_kept(env: Env) -> None:
+async def test_a_group_that_leaves_a_topic_has_stale_offsets_dropped_flagged_or_kept(
+    env: Env, redis_server: LocalRedis
+) -> None:
     e = env
     t1, t2 = e.name("t1"), e.name("t2")
     await e.topic(t1, 1, 6)
@@ -165,9 +179,36 @@ async def test_a_group_that_leaves_a_topic_has_stale_offsets_dropped_flagged_or_
         empty = await probe.measure()
         assert table(empty.groups[group]) == {(t1, 0): (4, True)}
         assert (empty.groups[group].stale_topics, empty.groups[group].stale_partitions) == (frozenset({t2}), 2)
+
+        # The exporter lease moves: the next exporter's probe starts with no memory. Without what the last
+        # one wrote to Redis it measures t2 again; with it, t2 stays dropped (streams/lag/stale_store.py).
+        forgetful = e.probe(LagScope())
+        await forgetful.start()
+        try:
+            assert table((await forgetful.measure()).groups[group]) == everything
+        finally:
+            await forgetful.stop()
+        app = e.name("app")
+        memory = probe._stale_of
+        await stale_store(redis_server, app).after("default", memory)
+        assert memory[group] == frozenset({t2})
+        fresh_memory: StaleMemory = {}
+        await stale_store(redis_server, app).before("default", fresh_memory)
+        assert fresh_memory == {group: frozenset({t2})}
+        successor = e.probe(LagScope(), stale_memory=fresh_memory)
+        await successor.start()
+        try:
+            inherited = (await successor.measure()).groups[group]
+            assert table(inherited) == {(t1, 0): (4, True)} and inherited.stale_topics == frozenset({t2})
+        finally:
+            await successor.stop()
     finally:
         await consumer.stop()
         await probe.stop()
+
+
+def stale_store(redis: LocalRedis, app_id: str) -> StaleStore:
+    return StaleStore(lambda: aioredis.from_url(redis.url, decode_responses=True), app_id, gap_s=60.0)
 
 
 async def _state(probe: LagProbe, group: str, state: str) -> bool:
