@@ -8,11 +8,13 @@ loop says so instead of blocking.
 from __future__ import annotations
 
 import asyncio
-import heapq
+import contextvars
+import functools
 import selectors
-from asyncio import events
+from asyncio import events, format_helpers, futures
 from asyncio.base_events import MAXIMUM_SELECT_TIMEOUT  # type: ignore[attr-defined]
 from collections.abc import Coroutine
+from heapq import heapify, heappop, heappush
 from typing import Any
 
 
@@ -46,10 +48,61 @@ class _NoIoSelector(selectors.BaseSelector):
         self._map.clear()
 
 
+class _Handle(events.Handle):
+    """asyncio's Handle as it is outside debug mode, built without asking the loop about debug mode."""
+
+    __slots__ = ()
+
+    def __init__(self, callback: Any, args: Any, loop: Any, context: Any) -> None:
+        self._context = contextvars.copy_context() if context is None else context
+        self._loop, self._callback, self._args = loop, callback, args
+        self._cancelled, self._repr, self._source_traceback = False, None, None
+
+
+class _Timer(events.TimerHandle):
+    """asyncio's TimerHandle likewise; its cancel does what TimerHandle.cancel does, in one call."""
+
+    __slots__ = ()
+
+    def __init__(self, when: float, callback: Any, args: Any, loop: Any, context: Any) -> None:
+        self._context = contextvars.copy_context() if context is None else context
+        self._loop, self._callback, self._args = loop, callback, args
+        self._cancelled, self._repr, self._source_traceback = False, None, None
+        self._when, self._scheduled = when, False
+
+    def cancel(self) -> None:
+        timer: Any = self
+        if timer._cancelled:
+            return
+        loop: Any = timer._loop
+        if loop._debug:
+            super().cancel()
+            return
+        if timer._scheduled:
+            loop._timer_cancelled_count += 1
+        timer._cancelled, timer._callback, timer._args = True, None, None
+
+
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def __init__(self, start: float = 0.0) -> None:
         self.now = start
+        # Outside debug mode the timers wait here, each as (when, handle): heapq compares the times in C,
+        # and equal times by the handles, whose `<` is false as TimerHandle's is, so the heap pops them in
+        # the order asyncio's heap of TimerHandles does.
+        self._timers: list[tuple[float, _Timer]] = []
         super().__init__(selector=_NoIoSelector(self))
+        # BaseEventLoop.create_future's one line, without a Python frame: every sleep makes a future.
+        self.create_future = functools.partial(futures.Future, loop=self)  # type: ignore[method-assign]
+
+    def set_debug(self, enabled: bool) -> None:
+        base: Any = self
+        if hasattr(base, "_debug") and bool(enabled) != base._debug and (self._timers or base._scheduled):
+            raise RuntimeError("the virtual loop's debug mode is chosen before any timer is set")
+        super().set_debug(enabled)
+
+    def close(self) -> None:
+        super().close()
+        self._timers.clear()
 
     def time(self) -> float:
         return self.now
@@ -65,7 +118,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         base: Any = self
         if base._debug or base._closed:
             return super().call_soon(callback, *args, context=context)
-        handle = events.Handle(callback, args, self, context)
+        handle = _Handle(callback, args, self, context)
         base._ready.append(handle)
         return handle
 
@@ -73,56 +126,76 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         base: Any = self
         if when is None or base._debug or base._closed:
             return super().call_at(when, callback, *args, context=context)
-        timer: Any = events.TimerHandle(when, callback, args, self, context)
-        heapq.heappush(base._scheduled, timer)
+        timer = _Timer(when, callback, args, self, context)
+        heappush(self._timers, (when, timer))
         timer._scheduled = True
-        return timer  # type: ignore[no-any-return]
+        return timer
 
     def call_later(self, delay: float, callback: Any, *args: Any, context: Any = None) -> asyncio.TimerHandle:  # type: ignore[override]
-        if delay is None:
+        base: Any = self
+        if delay is None or base._debug or base._closed:
             return super().call_later(delay, callback, *args, context=context)
-        return self.call_at(self.now + delay, callback, *args, context=context)
+        when = self.now + delay  # call_at's steps, inlined: every sleep comes here
+        timer = _Timer(when, callback, args, self, context)
+        heappush(self._timers, (when, timer))
+        timer._scheduled = True
+        return timer
 
     def _run_once(self) -> None:
         base: Any = self
         if base._debug:
             super()._run_once()  # type: ignore[misc]
             return
-        scheduled = base._scheduled
-        count = len(scheduled)
+        timers = self._timers
+        count = len(timers)
         if count > 100 and base._timer_cancelled_count / count > 0.5:
             kept = []
-            for handle in scheduled:
-                if handle._cancelled:
-                    handle._scheduled = False
+            for entry in timers:
+                if entry[1]._cancelled:
+                    entry[1]._scheduled = False
                 else:
-                    kept.append(handle)
-            heapq.heapify(kept)
-            base._scheduled = scheduled = kept
+                    kept.append(entry)
+            heapify(kept)
+            self._timers = timers = kept
             base._timer_cancelled_count = 0
         else:
-            while scheduled and scheduled[0]._cancelled:
+            while timers and timers[0][1]._cancelled:
                 base._timer_cancelled_count -= 1
-                heapq.heappop(scheduled)._scheduled = False
+                heappop(timers)[1]._scheduled = False
         ready = base._ready
         if ready or base._stopping:
             timeout = 0
-        elif scheduled:
-            timeout = min(max(0, scheduled[0]._when - self.now), MAXIMUM_SELECT_TIMEOUT)
+        elif timers:
+            timeout = min(max(0, timers[0][0] - self.now), MAXIMUM_SELECT_TIMEOUT)
         else:
             raise Hang("no task can run and no timer is set")
         self.now += max(0.0, timeout)  # what the selector's wait does
         end_time = self.now + base._clock_resolution
-        while scheduled:
-            if scheduled[0]._when >= end_time:
+        while timers:
+            if timers[0][0] >= end_time:
                 break
-            handle = heapq.heappop(scheduled)
+            handle = heappop(timers)[1]
             handle._scheduled = False
             ready.append(handle)
         for _ in range(len(ready)):
             handle = ready.popleft()
-            if not handle._cancelled:
-                handle._run()
+            if handle._cancelled:
+                continue
+            try:  # Handle._run's steps, inlined
+                handle._context.run(handle._callback, *handle._args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                _report(handle, exc)
+
+
+def _report(handle: Any, exc: BaseException) -> None:
+    """What Handle._run does with a callback's exception (outside debug mode)."""
+    callback = format_helpers._format_callback_source(handle._callback, handle._args)
+    context = {"message": f"Exception in callback {callback}", "exception": exc, "handle": handle}
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
 
 
 def run_virtually(main: Coroutine[Any, Any, None]) -> None:
