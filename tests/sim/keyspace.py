@@ -12,7 +12,7 @@ refuses commands that may grow memory (maxmemory reached, noeviction). Every scr
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.exceptions import OutOfMemoryError, ResponseError
@@ -57,9 +57,11 @@ class Keyspace:
         self.on_first_write: Callable[[], None] | None = None
         self._dirty = True  # outside a script run, nothing to watch
         self._allow_oom, self._read_only = True, False
+        self._run_ms: int | None = None  # the instant of the script running now
 
     def now_ms(self) -> int:
-        return int(self.clock_s() * 1000)
+        run_ms = self._run_ms
+        return int(self.clock_s() * 1000) if run_ms is None else run_ms
 
     def begin(
         self, on_first_write: Callable[[], None] | None = None, allow_oom: bool = False, read_only: bool = False
@@ -67,11 +69,15 @@ class Keyspace:
         """A script run starts: it has written nothing yet; its flags say what Redis lets it do."""
         self._dirty, self.on_first_write = False, on_first_write
         self._allow_oom, self._read_only = allow_oom, read_only
+        # A script runs at one instant, as Redis 7 has it (keys expire against the time the script began):
+        # the clock is read once per run, not once per key.
+        self._run_ms = int(self.clock_s() * 1000)
 
     def end(self) -> None:
         """The run is over: later calls come from outside a script."""
         self._dirty, self.on_first_write = True, None
         self._allow_oom, self._read_only = True, False
+        self._run_ms = None
 
     def expire_all(self) -> None:
         """Drop every key whose time has come (Redis's active expiry), so `data` holds only live keys."""
@@ -80,7 +86,7 @@ class Keyspace:
 
     def _live(self, key: str) -> Any:
         expires_ms = self.expires_ms.get(key)
-        if expires_ms is not None and expires_ms <= self.now_ms():
+        if expires_ms is not None and expires_ms <= (self._run_ms or self.now_ms()):
             self._drop(key)
         return self.data.get(key)
 
@@ -89,7 +95,10 @@ class Keyspace:
         self.expires_ms.pop(key, None)
 
     def _typed(self, key: str, kind: type) -> Any:
-        found = self._live(key)
+        expires_ms = self.expires_ms.get(key)  # _live's steps, inlined: most commands come here
+        if expires_ms is not None and expires_ms <= (self._run_ms or self.now_ms()):
+            self._drop(key)
+        found = self.data.get(key)
         if found is not None and not isinstance(found, kind):
             raise ResponseError(WRONGTYPE)
         return found
@@ -97,20 +106,23 @@ class Keyspace:
     def call(self, command: str, *args: Any) -> Any:
         return self.run(command, [x if type(x) is str else _text(x) for x in args])
 
-    def run(self, command: str, a: list[str]) -> Any:
+    def run(self, command: str, a: Sequence[str]) -> Any:
         """`call` with its arguments already as text."""
-        name = command.upper()
-        handler, arity = _COMMANDS.get(name, (None, 0))
-        if handler is None:
-            raise ResponseError(f"the simulated keyspace does not implement {name}")
+        found = _BY_NAME.get(command)
+        if found is None:
+            name = command.upper()
+            if name not in _COMMANDS:
+                raise ResponseError(f"the simulated keyspace does not implement {name}")
+            found = _BY_NAME[command] = (*_COMMANDS[name], name in WRITES, name in DENYOOM)
+        handler, arity, write, denyoom = found
         if (arity > 0 and len(a) + 1 != arity) or len(a) + 1 < -arity:
             raise ResponseError("Wrong number of args calling Redis command from script")
-        if name not in WRITES:
+        if not write:
             return handler(self, a)
         if self._read_only:
             raise ResponseError("Write commands are not allowed from read-only scripts.")
         if not self._dirty:
-            if self.over_maxmemory and not self._allow_oom and name in DENYOOM:
+            if self.over_maxmemory and not self._allow_oom and denyoom:
                 # Redis refuses a script's first write when over maxmemory; a later one it lets through.
                 raise OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
             self._dirty = True
@@ -123,7 +135,7 @@ class Keyspace:
         return list(self.call("HMGET", key, *fields))
 
 
-def _time(ks: Keyspace, a: list[str]) -> list[str]:
+def _time(ks: Keyspace, a: Sequence[str]) -> list[str]:
     now_us = int(ks.clock_s() * 1_000_000)
     return [str(now_us // 1_000_000), str(now_us % 1_000_000)]
 
@@ -132,7 +144,7 @@ _KINDS: dict[Any, Status] = {str: Status("string"), dict: Status("hash"), set: S
 _NONE, _OK = Status("none"), Status("OK")
 
 
-def _type(ks: Keyspace, a: list[str]) -> Status:
+def _type(ks: Keyspace, a: Sequence[str]) -> Status:
     found = ks._live(a[0])
     if found is None:
         return _NONE
@@ -140,12 +152,12 @@ def _type(ks: Keyspace, a: list[str]) -> Status:
     return kind if kind is not None else next(n for t, n in _KINDS.items() if isinstance(found, t))
 
 
-def _get(ks: Keyspace, a: list[str]) -> str | None:
+def _get(ks: Keyspace, a: Sequence[str]) -> str | None:
     found: str | None = ks._typed(a[0], str)
     return found
 
 
-def _set(ks: Keyspace, a: list[str]) -> Status:
+def _set(ks: Keyspace, a: Sequence[str]) -> Status:
     ttl_ms = None
     options = [x.upper() for x in a[2:]]
     if options:  # the one option the scripts use: EX or PX and its time
@@ -162,14 +174,14 @@ def _set(ks: Keyspace, a: list[str]) -> Status:
     return _OK
 
 
-def _del(ks: Keyspace, a: list[str]) -> int:
+def _del(ks: Keyspace, a: Sequence[str]) -> int:
     gone = [k for k in dict.fromkeys(a) if ks._live(k) is not None]
     for k in gone:
         ks._drop(k)
     return len(gone)
 
 
-def _expire(ks: Keyspace, a: list[str], unit_ms: int) -> int:
+def _expire(ks: Keyspace, a: Sequence[str], unit_ms: int) -> int:
     flags = [x.upper() for x in a[2:]] if len(a) > 2 else []
     for flag, given in zip(flags, a[2:], strict=True):
         if flag not in ("NX", "XX", "GT", "LT"):
@@ -198,19 +210,19 @@ _REFUSED: dict[str, Callable[[int | None, int], bool]] = {
 }
 
 
-def _pttl(ks: Keyspace, a: list[str]) -> int:
+def _pttl(ks: Keyspace, a: Sequence[str]) -> int:
     if ks._live(a[0]) is None:
         return -2
     return ks.expires_ms[a[0]] - ks.now_ms() if a[0] in ks.expires_ms else -1
 
 
-def _persist(ks: Keyspace, a: list[str]) -> int:
+def _persist(ks: Keyspace, a: Sequence[str]) -> int:
     if ks._live(a[0]) is None:
         return 0
     return 1 if ks.expires_ms.pop(a[0], None) is not None else 0
 
 
-def _hset(ks: Keyspace, a: list[str]) -> int:
+def _hset(ks: Keyspace, a: Sequence[str]) -> int:
     if len(a) % 2 == 0:  # a key, then field and value pairs
         raise ResponseError("wrong number of arguments for 'hset' command")
     h = ks._typed(a[0], dict)
@@ -226,7 +238,7 @@ def _hset(ks: Keyspace, a: list[str]) -> int:
     return added
 
 
-def _hincrby(ks: Keyspace, a: list[str]) -> int:
+def _hincrby(ks: Keyspace, a: Sequence[str]) -> int:
     by = redis_int(a[2])
     h = ks._typed(a[0], dict)
     old = redis_int(h[a[1]], "hash value is not an integer") if h is not None and a[1] in h else 0
@@ -238,22 +250,22 @@ def _hincrby(ks: Keyspace, a: list[str]) -> int:
     return old + by
 
 
-def _hget(ks: Keyspace, a: list[str]) -> str | None:
+def _hget(ks: Keyspace, a: Sequence[str]) -> str | None:
     h = ks._typed(a[0], dict)
     return None if h is None else h.get(a[1])
 
 
-def _hmget(ks: Keyspace, a: list[str]) -> list[str | None]:
+def _hmget(ks: Keyspace, a: Sequence[str]) -> list[str | None]:
     h = ks._typed(a[0], dict) or {}
     return [h.get(f) for f in a[1:]]
 
 
-def _hgetall(ks: Keyspace, a: list[str]) -> list[str]:
+def _hgetall(ks: Keyspace, a: Sequence[str]) -> list[str]:
     h = ks._typed(a[0], dict) or {}
     return [x for pair in h.items() for x in pair]
 
 
-def _hdel(ks: Keyspace, a: list[str]) -> int:
+def _hdel(ks: Keyspace, a: Sequence[str]) -> int:
     h = ks._typed(a[0], dict)
     if h is None:
         return 0
@@ -263,7 +275,7 @@ def _hdel(ks: Keyspace, a: list[str]) -> int:
     return len(gone)
 
 
-def _sadd(ks: Keyspace, a: list[str]) -> int:
+def _sadd(ks: Keyspace, a: Sequence[str]) -> int:
     s = ks._typed(a[0], set)
     if s is None:
         s = ks.data[a[0]] = set()
@@ -272,17 +284,17 @@ def _sadd(ks: Keyspace, a: list[str]) -> int:
     return len(s) - before
 
 
-def _smismember(ks: Keyspace, a: list[str]) -> list[int]:
+def _smismember(ks: Keyspace, a: Sequence[str]) -> list[int]:
     s = ks._typed(a[0], set) or set()
     return [1 if m in s else 0 for m in a[1:]]
 
 
-def _scard(ks: Keyspace, a: list[str]) -> int:
+def _scard(ks: Keyspace, a: Sequence[str]) -> int:
     return len(ks._typed(a[0], set) or ())
 
 
 # Each command and its arity as Redis declares it (counting the name; negative: at least that many).
-_COMMANDS: dict[str, tuple[Callable[[Keyspace, list[str]], Any], int]] = {
+_COMMANDS: dict[str, tuple[Callable[[Keyspace, Sequence[str]], Any], int]] = {
     "TIME": (_time, 1),
     "TYPE": (_type, 2),
     "GET": (_get, 2),
@@ -302,6 +314,11 @@ _COMMANDS: dict[str, tuple[Callable[[Keyspace, list[str]], Any], int]] = {
     "SMISMEMBER": (_smismember, -3),
     "SCARD": (_scard, 2),
 }
+
+
+# Each command name as a script spells it (any case): its handler, arity, whether it writes and whether
+# Redis refuses it over maxmemory; filled as scripts call them.
+_BY_NAME: dict[str, tuple[Callable[[Keyspace, Sequence[str]], Any], int, bool, bool]] = {}
 
 
 def _text(value: Any) -> str:

@@ -12,7 +12,7 @@ holds the two answers equal on simulated tables (`ReadClient(lua=True)`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -41,7 +41,7 @@ class _ReadCommands:
     def end(self) -> None:
         self.keyspace.end()
 
-    def run(self, command: str, a: list[str]) -> Any:  # the Lua bridge's entry, arguments already text
+    def run(self, command: str, a: Sequence[str]) -> Any:  # the Lua bridge's entry, arguments already text
         return self.call(command, *a)
 
     def call(self, command: str, *args: Any) -> Any:

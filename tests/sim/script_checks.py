@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -65,7 +65,7 @@ class _Node(Keyspace):
         self.nodes = nodes
         self.writes: list[str] = []
 
-    def run(self, command: str, a: list[str]) -> Any:
+    def run(self, command: str, a: Sequence[str]) -> Any:
         # `run`, not `call`: the Lua bridge sends every redis.call here, its arguments already text.
         if command.upper() == "CLUSTER":
             if self.nodes is None:
