@@ -14,7 +14,7 @@ tests/integration/test_business_script.py).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -82,8 +82,14 @@ class Scripts:
             scripts: Any = me()
             if not a or type(a[0]) is not str:
                 return scripts._redis_call(*a)  # its refusals
-            # _redis_call's steps, inlined: a batch makes hundreds of calls.
-            reply = scripts.keyspace.run(a[0], [x if type(x) is str else _script_arg(x) for x in a[1:]])
+            # _redis_call's steps, inlined: a batch makes hundreds of calls, most of them with text only,
+            # which goes to the keyspace as it came (a loop that finds no number costs less than a copy).
+            args: Sequence[Any] = a[1:]
+            for x in args:
+                if type(x) is not str:
+                    args = [x if type(x) is str else _script_arg(x) for x in args]
+                    break
+            reply = scripts.keyspace.run(a[0], args)
             return reply if type(reply) is str or type(reply) is int else scripts._to_lua(reply)
 
         # Python callables, not Lua functions around them, which would double the cost of a call.
