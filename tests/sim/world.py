@@ -147,6 +147,8 @@ class World:
             timezone=self.clock.zone,
         )
         self.redis = SimRedis(self)
+        # The checker's calendar: one per run, so that its days' bounds are computed once, not per fold.
+        self.calendar = DayCalendar(self.settings.zone)
         # The checker's store: builds the full payloads a write is compared with (it never writes).
         self.store = RedisStore(self.redis, "sim", self.settings.days_kept)  # type: ignore[arg-type]
         # Drawn apart from self.rng, so that the fixed regression seeds still replay their schedules.
@@ -284,7 +286,7 @@ class World:
 
     def _fold(self, delta: Delta, tp: TopicPartition, records: list[SimRecord], now_ms: int) -> None:
         ctx = FoldContext(
-            calendar=DayCalendar(self.settings.zone),
+            calendar=self.calendar,
             now_ms=now_ms,
             days_kept=self.settings.days_kept,
             max_future_ms=self.settings.max_future_seconds * 1000,
