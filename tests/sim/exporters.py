@@ -28,8 +28,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.exporter import LEASE_ERRORS, POLL_S, Exporter
 from tables.lease import LeaseStore
+from tests.sim.lease_keyspace import LeaseKeyspace, LeaseScripts
 from tests.sim.loop import VirtualTimeLoop, run_virtually
-from tests.sim.lua_redis import Keyspace, Scripts
 
 START_S = 1_790_000_000.0
 TTL_S = 10.0
@@ -74,11 +74,11 @@ class Seen:
     dropped: bool = False  # the target left discovery with that sample shown: its markers came late
 
 
-class Client(Scripts):
+class Client(LeaseScripts):
     """One replica's Redis connection: the shared keyspace, unless cut, down, slow or losing replies."""
 
-    def __init__(self, world: ExporterWorld, replica: Replica | None, keyspace: Keyspace) -> None:
-        super().__init__(keyspace, shared=True)
+    def __init__(self, world: ExporterWorld, replica: Replica | None, keyspace: LeaseKeyspace) -> None:
+        super().__init__(keyspace)
         self.world, self.replica = world, replica
 
     async def _gate(self) -> bool:
@@ -110,7 +110,7 @@ class ExporterWorld:
         self.interval_s = self.rng.choice([1.0, 5.0, 15.0, 30.0, 60.0])
         self.fallback_s = self.rng.choice([self.interval_s, 60.0])  # the setting: right, or the default
         self.scrapers = [f"prom{i}" for i in range(self.rng.choice([1, 1, 2]))]
-        self.keyspace = Keyspace(self.now_s)
+        self.keyspace = LeaseKeyspace(self.now_s)
         self.replicas: dict[str, Replica] = {}
         self.seen: dict[tuple[str, str], Seen] = {}
         self.redis_down = False
