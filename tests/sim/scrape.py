@@ -24,6 +24,8 @@ from tables.snapshot import Snapshot, consistent_tables, decode
 from tests.sim.keyspace import Keyspace
 from tests.sim.lua_redis import Scripts
 
+_READS = {"G": "HGETALL", "S": "SCARD", "L": "HLEN"}  # the read script's ops that name one command
+
 
 class _ReadCommands:
     """The keyspace as a script sees it, plus HLEN (the read script's, which the writes never call)."""
@@ -91,8 +93,9 @@ class ReadClient:
         lists = orjson.loads(args[1])
         out: list[Any] = []
         for key, op in zip(keys, str(args[0]).split(), strict=True):
-            if op in ("G", "S", "L"):
-                out.append(self.commands.call({"G": "HGETALL", "S": "SCARD", "L": "HLEN"}[op], key))
+            command = _READS.get(op)
+            if command is not None:
+                out.append(self.commands.call(command, key))
             elif op.startswith("M"):
                 fields = lists[int(op[1:]) - 1]
                 out.append(self.commands.call("HMGET", key, *fields) if fields else [])

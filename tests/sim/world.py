@@ -18,7 +18,7 @@ import contextlib
 import contextvars
 import itertools
 import random
-from collections import Counter
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -655,14 +655,19 @@ def normalize(payload: dict[str, Any]) -> dict[tuple[str, ...], Any]:
     counted per org, the newest times, the label values admitted, and each subject's active days with the
     pair counts they imply (tables/script.py)."""
     out: dict[tuple[str, ...], Any] = {}
-    counts: Counter[tuple[str, ...]] = Counter()
+    # Plain dicts, not Counters: a Counter's missing key costs a Python call, and every write is checked.
+    counts: dict[tuple[str, ...], int] = {}
     for key, f, n in payload["hincr"]:
-        counts[("n", key, f)] += int(n)
+        k = ("n", key, f)
+        counts[k] = counts.get(k, 0) + int(n)
+    base = payload["base"]
     for key, f, whole, rest in payload["amount"]:
-        counts[("a", key, f)] += int(whole) * payload["base"] + int(rest)
+        k = ("a", key, f)
+        counts[k] = counts.get(k, 0) + int(whole) * base + int(rest)
     for _key, org_key, members, *_ in payload["usersadd"]:
         for member in set(members):
-            counts[("n", org_key, unpair(member)[0])] += 1
+            k = ("n", org_key, unpair(member)[0])
+            counts[k] = counts.get(k, 0) + 1
     out.update({k: v for k, v in counts.items() if v})
     for key, f, ts in payload["hmax"]:
         out[("n", key, f)] = max(int(ts), out.get(("n", key, f), 0))
@@ -676,14 +681,23 @@ def normalize(payload: dict[str, Any]) -> dict[tuple[str, ...], Any]:
         days: dict[tuple[str, ...], set[int]] = {}
         for bucket_prefix, pair_prefix, entries in w["subjects"]:
             for bucket, member, found in entries:
-                days.setdefault(("w", bucket_prefix + str(bucket), member, pair_prefix), set()).update(found)
+                day_key = ("w", bucket_prefix + str(bucket), member, pair_prefix)
+                have = days.get(day_key)
+                if have is None:
+                    days[day_key] = set(found)
+                else:
+                    have.update(found)
+        today, horizon, none = w["today"], w["horizon"], w["none"]
+        pairs: dict[tuple[str, ...], int] = {}
         for (kind, key, member, pair_prefix), found in days.items():
-            compacted = _compact(sorted(found), w["today"])
+            ordered = sorted(found)
+            compacted = ordered[max(bisect_right(ordered, today) - 1, 0) :]  # _compact's, the days sorted
             out[(kind, key, member)] = tuple(compacted)
-            for a, b in zip(compacted, [*compacted[1:], w["none"]], strict=True):
-                if a >= w["horizon"] and b > w["today"]:
-                    counts[("p", pair_prefix + str(a), str(b))] += 1
-        out.update({k: v for k, v in counts.items() if k[0] == "p" and v})
+            for a, b in zip(compacted, [*compacted[1:], none], strict=True):
+                if a >= horizon and b > today:
+                    pair = ("p", pair_prefix + str(a), str(b))
+                    pairs[pair] = pairs.get(pair, 0) + 1
+        out.update({k: v for k, v in pairs.items() if v})
     return out
 
 
