@@ -146,47 +146,52 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         if base._debug:
             super()._run_once()  # type: ignore[misc]
             return
-        timers = self._timers
-        count = len(timers)
-        if count > 100 and base._timer_cancelled_count / count > 0.5:
-            kept = []
-            for entry in timers:
-                if entry[1]._cancelled:
-                    entry[1]._scheduled = False
-                else:
-                    kept.append(entry)
-            heapify(kept)
-            self._timers = timers = kept
-            base._timer_cancelled_count = 0
-        else:
-            while timers and timers[0][1]._cancelled:
-                base._timer_cancelled_count -= 1
-                heappop(timers)[1]._scheduled = False
+        # run_forever calls this again and again until the loop stops: the iterations run here back to back
+        # instead, each as BaseEventLoop._run_once runs it, with one call and one lookup of the loop's parts.
         ready = base._ready
-        if ready or base._stopping:
-            timeout = 0
-        elif timers:
-            timeout = min(max(0, timers[0][0] - self.now), MAXIMUM_SELECT_TIMEOUT)
-        else:
-            raise Hang("no task can run and no timer is set")
-        self.now += max(0.0, timeout)  # what the selector's wait does
-        end_time = self.now + base._clock_resolution
-        while timers:
-            if timers[0][0] >= end_time:
-                break
-            handle = heappop(timers)[1]
-            handle._scheduled = False
-            ready.append(handle)
-        for _ in range(len(ready)):
-            handle = ready.popleft()
-            if handle._cancelled:
-                continue
-            try:  # Handle._run's steps, inlined
-                handle._context.run(handle._callback, *handle._args)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                _report(handle, exc)
+        while True:
+            timers = self._timers
+            count = len(timers)
+            if count > 100 and base._timer_cancelled_count / count > 0.5:
+                kept = []
+                for entry in timers:
+                    if entry[1]._cancelled:
+                        entry[1]._scheduled = False
+                    else:
+                        kept.append(entry)
+                heapify(kept)
+                self._timers = timers = kept
+                base._timer_cancelled_count = 0
+            else:
+                while timers and timers[0][1]._cancelled:
+                    base._timer_cancelled_count -= 1
+                    heappop(timers)[1]._scheduled = False
+            if ready or base._stopping:
+                timeout = 0
+            elif timers:
+                timeout = min(max(0, timers[0][0] - self.now), MAXIMUM_SELECT_TIMEOUT)
+            else:
+                raise Hang("no task can run and no timer is set")
+            self.now += max(0.0, timeout)  # what the selector's wait does
+            end_time = self.now + base._clock_resolution
+            while timers:
+                if timers[0][0] >= end_time:
+                    break
+                handle = heappop(timers)[1]
+                handle._scheduled = False
+                ready.append(handle)
+            for _ in range(len(ready)):
+                handle = ready.popleft()
+                if handle._cancelled:
+                    continue
+                try:  # Handle._run's steps, inlined
+                    handle._context.run(handle._callback, *handle._args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    _report(handle, exc)
+            if base._stopping or base._debug:
+                return  # run_forever's check after each iteration (and asyncio's own code in debug mode)
 
 
 def _report(handle: Any, exc: BaseException) -> None:
