@@ -32,8 +32,10 @@ _KEYSPACE = r"""function(unmodeled)
     if at ~= nil and at <= now_ms then data[key], expires[key] = nil, nil end
     return data[key]
   end
-  local function hash(key)
-    local found = live(key)
+  local function hash(key)  -- live(key), a hash or nil
+    local at = expires[key]
+    if at ~= nil and at <= now_ms then data[key], expires[key] = nil, nil end
+    local found = data[key]
     if found ~= nil and type(found) ~= 'table' then unmodeled('a hash command on a string key') end
     return found
   end
@@ -50,22 +52,25 @@ _KEYSPACE = r"""function(unmodeled)
     end
     return unmodeled('an integer argument outside what the lease scripts send: ' .. x)
   end
-  local function count(ok)
-    if not ok then unmodeled('that count of arguments') end
+  local function miscounted()
+    return unmodeled('that count of arguments')
   end
 
+  -- Commands of a fixed count of arguments see one more: an argument the lease scripts never pass (nil,
+  -- which keyspace.py refuses too) or one too many ends the run as miscounted.
   local commands = {}
-  function commands.TIME(n)
-    count(n == 0)
+  function commands.TIME(extra)
+    if extra ~= nil then miscounted() end
     return {time_s, time_us}
   end
-  function commands.GET(n, key)
-    count(n == 1)
+  function commands.GET(key, extra)
+    if key == nil or extra ~= nil then miscounted() end
     local found = live(type(key) == 'string' and key or text(key))
     if type(found) == 'table' then unmodeled('GET of a hash') end
     return found or false
   end
-  function commands.SET(n, key, value, option, ms)
+  function commands.SET(...)
+    local n, key, value, option, ms = select('#', ...), ...
     key, value = text(key), text(value)
     local at = nil
     if n == 4 and text(option):upper() == 'PX' then
@@ -78,8 +83,9 @@ _KEYSPACE = r"""function(unmodeled)
     data[key], expires[key] = value, at
     return {ok = 'OK'}
   end
-  function commands.DEL(n, ...)
-    count(n >= 1)
+  function commands.DEL(...)
+    local n = select('#', ...)
+    if n < 1 then miscounted() end
     local keys, gone, seen = {...}, 0, {}
     for i = 1, n do
       local key = text(keys[i])
@@ -90,40 +96,42 @@ _KEYSPACE = r"""function(unmodeled)
     end
     return gone
   end
-  function commands.PEXPIRE(n, key, ms)
-    count(n == 2)
+  function commands.PEXPIRE(key, ms, extra)
+    if ms == nil or extra ~= nil then miscounted() end
     key = type(key) == 'string' and key or text(key)
     local at = now_ms + integer(ms)
     if live(key) == nil then return 0 end
     if at <= now_ms then data[key], expires[key] = nil, nil else expires[key] = at end
     return 1
   end
-  function commands.PTTL(n, key)
-    count(n == 1)
+  function commands.PTTL(key, extra)
+    if key == nil or extra ~= nil then miscounted() end
     key = text(key)
     if live(key) == nil then return -2 end
     local at = expires[key]
     if at == nil then return -1 end
     return at - now_ms
   end
-  function commands.HGET(n, key, field)
-    count(n == 2)
+  function commands.HGET(key, field, extra)
+    if field == nil or extra ~= nil then miscounted() end
     local h = hash(type(key) == 'string' and key or text(key))
     if h == nil then return false end
-    return h.values[type(field) == 'string' and field or text(field)] or false
+    -- Only text is stored as a field: a field found is text; one not found may be a number to convert.
+    return h.values[field] or h.values[text(field)] or false
   end
-  function commands.HMGET(n, key, ...)
-    count(n >= 2)
+  function commands.HMGET(key, ...)
+    local n = select('#', ...)
+    if n < 1 then miscounted() end
     local h, fields, out = hash(text(key)), {...}, {}
     local values = h and h.values or {}
-    for i = 1, n - 1 do
+    for i = 1, n do
       local field = fields[i]
       out[i] = values[type(field) == 'string' and field or text(field)] or false
     end
     return out
   end
-  function commands.HGETALL(n, key)
-    count(n == 1)
+  function commands.HGETALL(key, extra)
+    if key == nil or extra ~= nil then miscounted() end
     local h, out = hash(type(key) == 'string' and key or text(key)), {}
     if h ~= nil then
       local values = h.values
@@ -131,26 +139,30 @@ _KEYSPACE = r"""function(unmodeled)
     end
     return out
   end
-  function commands.HSET(n, key, ...)
-    count(n >= 3 and n % 2 == 1)
+  function commands.HSET(key, ...)
+    local n = select('#', ...)
+    if n < 2 or n % 2 == 1 then miscounted() end
     key = type(key) == 'string' and key or text(key)
     local h = hash(key)
     if h == nil then h = {order = {}, values = {}}; data[key] = h end
     local pairs_, values, added = {...}, h.values, 0
-    for i = 1, n - 1, 2 do
-      local field, value = text(pairs_[i]), text(pairs_[i + 1])
+    for i = 1, n, 2 do
+      local field, value = pairs_[i], pairs_[i + 1]
+      if type(field) ~= 'string' then field = text(field) end
+      if type(value) ~= 'string' then value = text(value) end
       if values[field] == nil then insert(h.order, field); added = added + 1 end
       values[field] = value
     end
     return added
   end
-  function commands.HDEL(n, key, ...)
-    count(n >= 2)
+  function commands.HDEL(key, ...)
+    local n = select('#', ...)
+    if n < 1 then miscounted() end
     key = text(key)
     local h = hash(key)
     if h == nil then return 0 end
     local fields, values, order, gone = {...}, h.values, h.order, 0
-    for i = 1, n - 1 do
+    for i = 1, n do
       local field = text(fields[i])
       if values[field] ~= nil then
         values[field] = nil
@@ -168,7 +180,7 @@ _KEYSPACE = r"""function(unmodeled)
   function keyspace.call(command, ...)
     local run = commands[command]
     if run == nil then unmodeled('the command ' .. tostring(command)) end
-    return run(select('#', ...), ...)
+    return run(...)
   end
   function keyspace.pcall() unmodeled('redis.pcall') end
   function keyspace.at(ms, s, us) now_ms, time_s, time_us = ms, s, us end
