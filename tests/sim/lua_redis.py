@@ -105,6 +105,9 @@ class Scripts:
         self._pack = self._helper("function(...) return {...} end")
         self._reply = self._helper(_READ_REPLY)
         self.on_first_write: Callable[[], None] | None = None  # called before a run's first write
+        # A JSON text the caller has parsed already, and its value, which cjson.decode then reads again
+        # instead of parsing the text twice (the value is read, never changed).
+        self.decoded: tuple[str, Any] | None = None
 
     def _helper(self, source: str) -> Any:
         """A Lua function of this module's, compiled once per runtime (a Redis per schedule shares one)."""
@@ -129,7 +132,8 @@ class Scripts:
             return self.lua.table_from({"err": str(exc)})
 
     def _decode(self, text: str) -> Any:
-        value = orjson.loads(text)
+        known = self.decoded
+        value = known[1] if known is not None and known[0] == text else orjson.loads(text)
         # JSON without the word has no null to replace: most payloads, not walked then.
         return self.lua.table_from(_nulls(value, self._null) if "null" in text else value, recursive=True)
 

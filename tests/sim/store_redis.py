@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tests.sim.keyspace import Keyspace
-from tests.sim.lua_redis import Scripts
+from tests.sim.lua_redis import Scripts, _arg
 
 if TYPE_CHECKING:
     from tests.sim.world import World
@@ -62,10 +62,11 @@ class SimRedis(Scripts):
         payload = orjson.loads(args[0])
         self.on_first_write = lambda: self.world.check_write(payload)
         restore = self._foreign_value(payload) if self.world.faults.foreign_values else None
+        self.decoded = (_arg(args[0]), payload)  # the script decodes the same text: as Scripts.run passes it
         try:
             return self.run(source, keys, args)
         finally:
-            self.on_first_write = None
+            self.on_first_write = self.decoded = None
             if restore is not None:
                 restore()
 
