@@ -90,7 +90,9 @@ class Scripts:
                     args = [x if type(x) is str else _script_arg(x) for x in args]
                     break
             reply = scripts.keyspace.run(a[0], args)
-            return reply if type(reply) is str or type(reply) is int else scripts._to_lua(reply)
+            if type(reply) is str or type(reply) is int:
+                return reply
+            return False if reply is None else scripts._to_lua(reply)  # a nil bulk, frequent: at once
 
         # Python callables, not Lua functions around them, which would double the cost of a call.
         self._redis = self.lua.table_from(
