@@ -244,7 +244,7 @@ class _Stopping(_Node):
         super().__init__(batch)
         self.stop_at = stop_at
 
-    def run(self, command: str, a: list[str]) -> Any:
+    def run(self, command: str, a: Sequence[str]) -> Any:
         if command.upper() in WRITES and len(self.writes) == self.stop_at:
             raise ResponseError("ERR The user executing the script can't run this command or subcommand")
         return super().run(command, a)

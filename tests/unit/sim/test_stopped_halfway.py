@@ -5,7 +5,7 @@ counted as `partial_write`, instead of counting the stopped batch's first part a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -46,7 +46,7 @@ def stopping(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             return apply(self, source, keys, args)
         keyspace, writes = self.keyspace, [0]
 
-        def run(command: str, a: list[str]) -> Any:
+        def run(command: str, a: Sequence[str]) -> Any:
             if command.upper() in WRITES:
                 writes[0] += 1
                 if writes[0] == STOP_AT_WRITE:
