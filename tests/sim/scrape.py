@@ -24,7 +24,7 @@ from tables.snapshot import Snapshot, consistent_tables, decode
 from tests.sim.keyspace import Keyspace
 from tests.sim.lua_redis import Scripts
 
-_READS = {"G": "HGETALL", "S": "SCARD", "L": "HLEN"}  # the read script's ops that name one command
+_READS = {"G": "HGETALL", "S": "SCARD"}  # the read script's ops that name one keyspace command (L: HLEN)
 
 
 class _ReadCommands:
@@ -94,8 +94,10 @@ class ReadClient:
         out: list[Any] = []
         for key, op in zip(keys, str(args[0]).split(), strict=True):
             command = _READS.get(op)
-            if command is not None:
-                out.append(self.commands.call(command, key))
+            if command is not None and type(key) is str:
+                out.append(self.keyspace.run(command, (key,)))  # Keyspace.call's steps for one key as text
+            elif command is not None or op == "L":
+                out.append(self.commands.call(command or "HLEN", key))
             elif op.startswith("M"):
                 fields = lists[int(op[1:]) - 1]
                 out.append(self.commands.call("HMGET", key, *fields) if fields else [])
