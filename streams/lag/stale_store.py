@@ -81,18 +81,19 @@ class StaleStore:
         if self._saved.get(cluster) == text:
             return
 
-        async def write(r: Any) -> None:
+        async def write(r: Any) -> bool:
             await r.hset(self.key, cluster, text)
             await r.expire(self.key, TTL_S)
+            return True
 
-        if await self._call(write, "writing", ok=True):
+        if await self._call(write, "writing"):
             self._saved[cluster] = text
 
-    async def _call(self, op: Callable[[Any], Any], what: str, ok: Any = None) -> Any:
+    async def _call(self, op: Callable[[Any], Any], what: str) -> Any:
+        """What `op` returns on a client of its own, or None when Redis failed (logged)."""
         r = self.client()
         try:
-            found = await op(r)
-            return ok if ok is not None else found
+            return await op(r)
         except (RedisError, OSError) as exc:
             log.warning("%s the lag probe's stale judgements in Redis failed: %s", what, exc)
             return None

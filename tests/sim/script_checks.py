@@ -112,6 +112,11 @@ def _written(source: str, batch: Batch) -> tuple[dict[str, type], list[str]]:
     return {k: type(node.data[k]) for k in node.writes if k in node.data}, node.writes
 
 
+def _marker(batch: Batch) -> str:
+    """The write-in-progress marker, as the script names it after its KEYS[1] (tables/keys.py Keys.writing)."""
+    return batch.keys[0] + ":writing"
+
+
 def _put(key: str | None, value: Any, field: str | None = None) -> Callable[[_Node], None]:
     """What a check plants: `value` as the key's whole value, or as one field of its hash (None: nothing)."""
 
@@ -175,7 +180,7 @@ def check_refused_whole(source: str) -> None:
     for batch in batches():
         written, _ = _written(original, batch)
         p = batch.payload
-        marker = batch.keys[0] + ":writing"  # deleted by a whole run, so not among `written`
+        marker = _marker(batch)  # deleted by a whole run, so not among `written`
         for key, kind in [*written.items(), (marker, str)]:
             wrong: Any = {"f": "1"} if kind is str else "planted"
             _refused_whole(source, batch, _put(key, wrong), f"{key} of another type")
@@ -228,7 +233,7 @@ def check_offsets_last(source: str) -> None:
     for batch in batches():
         node = _Node(batch)
         _run(source, node, batch)
-        marker = batch.keys[0] + ":writing"
+        marker = _marker(batch)
         assert node.writes[0] == node.writes[-1] == marker, f"writes {node.writes}: not between the marker's"
         writes = node.writes[1:-1]
         last_other = max((i for i, k in enumerate(writes) if k != batch.keys[0]), default=-1)
@@ -256,7 +261,7 @@ def check_stopped_halfway(source: str) -> None:
     for batch in batches()[:8]:
         whole = _Node(batch)
         _run(source, whole, batch)
-        marker = batch.keys[0] + ":writing"
+        marker = _marker(batch)
         for stop_at in sorted({0, 1, len(whole.writes) // 2, len(whole.writes) - 2, len(whole.writes) - 1}):
             node = _Stopping(batch, stop_at)
             try:

@@ -22,11 +22,8 @@ from tests.sim.world import PROFILES, Violation, World
 STOP_AT_CALL, STOP_AT_WRITE = 2, 3  # the second script run of the schedule, at its third write
 
 
-MARKER = ":offsets:writing"
-
-
 def _marked(world: World) -> bool:
-    return any(k.endswith(MARKER) for k in world.redis.data)
+    return world.store.keys.writing in world.redis.data
 
 
 @contextmanager
