@@ -15,11 +15,12 @@ import pytest
 
 from streams.local.brokers import LocalKafka, SaslSsl
 from streams.local.proc import free_port
-from streams.local.scrape import Samples, series, value
+from streams.local.scrape import Samples, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from tests.integration.conftest import Names, self_signed, sidecar_env
 from tests.integration.kafka_io import Out, commit_group, produce
+from tests.integration.test_lag_clusters import cluster_lag
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka_only]  # Tansu has no SASL listener
 TIMEOUT_S = 6.0  # STREAMS_LAG_CLUSTER_TIMEOUT_SECONDS
@@ -47,14 +48,6 @@ def secured(workdir: Path) -> Iterator[Secured]:
         yield Secured(kafka, sasl.internal_bootstrap, cert)
     finally:
         kafka.stop()
-
-
-def _lag(m: Samples, cluster: str, group: str) -> dict[tuple[str, str], float]:
-    return {
-        (d["topic"], d["partition"]): v
-        for d, v in ((dict(k), v) for k, v in series(m, "ecomind_consumergroup_lag").items())
-        if d.get("kafka_cluster") == cluster and d["group"] == group
-    }
 
 
 def _cluster_env(key: str, secured: Secured, password_file: Path, groups: str) -> dict[str, str]:
@@ -105,15 +98,15 @@ def test_a_sasl_ssl_cluster_is_measured_and_a_refused_one_costs_only_itself(
 
         def measured() -> Samples | None:
             m = proc.scrape()
-            return m if _lag(m, "eu-secure", group) and _lag(m, "local", group) else None
+            return m if cluster_lag(m, "eu-secure", group) and cluster_lag(m, "local", group) else None
 
         m = wait_until(measured, 60, what="the SASL_SSL cluster's lag")
-        assert _lag(m, "eu-secure", group) == {(topic, "0"): 4.0, (topic, "1"): 0.0}
+        assert cluster_lag(m, "eu-secure", group) == {(topic, "0"): 4.0, (topic, "1"): 0.0}
         age = value(
             m, "ecomind_consumergroup_lag_seconds", kafka_cluster="eu-secure", group=group, topic=topic, partition="0"
         )
         assert age is not None and 89 <= age <= 150, age  # the record at offset 2, stamped 90 s ago
-        assert _lag(m, "local", group) == {(names.raw, "0"): 0.0, (names.raw, "1"): 0.0}
+        assert cluster_lag(m, "local", group) == {(names.raw, "0"): 0.0, (names.raw, "1"): 0.0}
 
         # The refused cluster, through several of its attempts: down all along, no figures, and neither
         # the tapped cluster's cycles nor the authenticated cluster's wait for it.
@@ -135,7 +128,7 @@ def test_a_sasl_ssl_cluster_is_measured_and_a_refused_one_costs_only_itself(
             gaps = [b - a for a, b in itertools.pairwise(sorted(seen))]
             # A 0.5 s pause: a gap near the refused cluster's 6 s deadline would mean it held this one up.
             assert len(seen) >= TIMEOUT_S and max(gaps) < TIMEOUT_S / 2, (c, gaps)
-        assert not _lag(m, "eu-refused", group)
+        assert not cluster_lag(m, "eu-refused", group)
         assert (
             value(m, "ecomind_streams_lag_cluster_last_success_timestamp_seconds", kafka_cluster="eu-refused") is None
         )

@@ -79,7 +79,8 @@ def _outage(proc: SidecarProc, seconds: float) -> Outage:
     return Outage(down_after, max(gaps), max(scrape_s), m)
 
 
-def _lag(m: Samples, cluster: str, group: str) -> dict[tuple[str, str], float]:
+def cluster_lag(m: Samples, cluster: str, group: str) -> dict[tuple[str, str], float]:
+    """One cluster's lag of a group, by (topic, partition), from a scrape."""
     rows = {}
     for labels, v in series(m, "ecomind_consumergroup_lag").items():
         d = dict(labels)
@@ -116,12 +117,12 @@ def test_two_clusters_one_killed(broker, second: LocalKafka, redis_server, names
 
         def both() -> Samples | None:
             m = proc.scrape()
-            return m if _lag(m, "local", shared) and _lag(m, "second", only_second) else None
+            return m if cluster_lag(m, "local", shared) and cluster_lag(m, "second", only_second) else None
 
         m = wait_until(both, 60, what="both clusters' lag")
-        assert _lag(m, "local", shared) == {(names.raw, "0"): 3.0, (names.raw, "1"): 0.0}
-        assert _lag(m, "second", shared) == {(t2, "0"): 4.0, (t2, "1"): 0.0}
-        assert _lag(m, "second", only_second) == {(t2, "0"): 0.0, (t2, "1"): 2.0}
+        assert cluster_lag(m, "local", shared) == {(names.raw, "0"): 3.0, (names.raw, "1"): 0.0}
+        assert cluster_lag(m, "second", shared) == {(t2, "0"): 4.0, (t2, "1"): 0.0}
+        assert cluster_lag(m, "second", only_second) == {(t2, "0"): 0.0, (t2, "1"): 2.0}
         age = value(
             m, "ecomind_consumergroup_lag_seconds", kafka_cluster="second", group=shared, topic=t2, partition="0"
         )
@@ -153,15 +154,15 @@ def test_two_clusters_one_killed(broker, second: LocalKafka, redis_server, names
 
         m = wait_until(back, 60, 0.2, what="second cluster measured again")
         assert value(m, "ecomind_streams_lag_cluster_up", kafka_cluster="second") == 1.0
-        assert _lag(m, "second", shared) == {(t2, "0"): 4.0, (t2, "1"): 0.0}
+        assert cluster_lag(m, "second", shared) == {(t2, "0"): 4.0, (t2, "1"): 0.0}
         back_after = time.time() - thawed
 
         second.server.kill()  # type: ignore[union-attr]
         killed = _outage(proc, 2.5 * TIMEOUT_S)
         m = killed.last
-        assert _lag(m, "local", shared) == {(names.raw, "0"): 3.0, (names.raw, "1"): 0.0}
+        assert cluster_lag(m, "local", shared) == {(names.raw, "0"): 3.0, (names.raw, "1"): 0.0}
         # The dead cluster's last figures stay, their age plain from its frozen timestamp and up == 0.
-        assert _lag(m, "second", shared) == {(t2, "0"): 4.0, (t2, "1"): 0.0}
+        assert cluster_lag(m, "second", shared) == {(t2, "0"): 4.0, (t2, "1"): 0.0}
         last = value(m, "ecomind_streams_lag_cluster_last_success_timestamp_seconds", kafka_cluster="second")
         assert last is not None and time.time() - last >= 2 * TIMEOUT_S
         assert value(m, "ecomind_streams_lag_cluster_up", kafka_cluster="local") == 1.0
