@@ -47,7 +47,9 @@ class Cuts:
         # enough that leaving those out loses nothing the checker needs.
         if log.open_txns or log.end <= log.start or f"{tp.topic}:{tp.partition}" not in stored:
             return
-        at = self.rng.randint(log.start, log.end - 1)
+        at = keeping_markers(log.entries, self.rng.randint(log.start, log.end - 1))
+        if at < log.start:
+            return
         self.histories.setdefault(tp, []).append(log.entries)
         self.points.setdefault(tp, []).append(at)
         log.entries = log.entries[:at]
@@ -107,3 +109,19 @@ class Cuts:
             if not any(at <= e.offset < resumed for at, resumed in windows):
                 raise Violation(f"{tp.topic}:{tp.partition}: offset {e.offset} of the cut log was never counted")
         return counted
+
+
+def keeping_markers(entries: list[Entry], at: int) -> int:
+    """The cut point lowered until no transaction keeps records below it and loses its marker above it.
+
+    Such a cut leaves a hanging transaction: the new leader rebuilds its producer state from its own
+    log, finds the transaction open, and holds the last stable offset below it until an operator aborts
+    it, a broker fault no reader can work around (and no longer in the aborted-transaction index, so a
+    read_committed reader could not tell its records from a later transaction's).
+    """
+    while True:
+        kept = {e.txn for e in entries[:at] if e.txn is not None and not e.marker}
+        lost = {e.txn for e in entries[at:] if e.marker} & kept
+        if not lost:
+            return at
+        at = min(e.offset for e in entries[:at] if e.txn in lost and not e.marker)

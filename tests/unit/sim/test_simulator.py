@@ -13,6 +13,8 @@ import pytest
 from aiokafka import TopicPartition
 
 from tables.writes import OffsetMove
+from tests.sim.cuts import keeping_markers
+from tests.sim.kafka import Entry
 from tests.sim.mutants import Mutant
 from tests.sim.world import PROFILES, Violation, first_violation, simulate
 
@@ -192,3 +194,34 @@ def test_simulator_finds_a_tap_that_reads_a_cut_log_again(monkeypatch: pytest.Mo
     found = _first_violation()
     assert found is not None, f"a cut log read again went unnoticed in {SEARCH_BUDGET} schedules"
     assert "counted twice after a log cut" in found[1]
+
+
+def _entries(spec: str) -> list[Entry]:
+    """'.' a record outside transactions, 'a'/'b' a record of that transaction, 'A'/'B' its marker."""
+    return [
+        Entry(k, None if c.isupper() else b"{}", 0, None if c == "." else ord(c.lower()), c.isupper())
+        for k, c in enumerate(spec)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "drawn", "cut"),
+    [
+        ("..aaA..", 6, 6),  # the transaction and its marker both kept
+        ("..aaA..", 4, 2),  # its marker would go: the cut goes below its first record
+        ("..aaA..", 2, 2),  # all of it goes
+        (".abaBA.", 5, 1),  # b's marker would go, then a's: below both
+        (".abaB.A", 5, 1),  # a's marker past the cut, with b's kept: below a
+        ("..aa...", 3, 3),  # still open: its marker comes later, after the new leader's records
+    ],
+)
+def test_a_cut_never_parts_a_transaction_from_its_marker(spec: str, drawn: int, cut: int) -> None:
+    assert keeping_markers(_entries(spec), drawn) == cut
+
+
+def test_seed_cutting_through_an_aborted_transaction_reads_on() -> None:
+    """Seed 20749 drew a cut between an aborted transaction's records and its marker; the broker model
+    then left those records aborted with no marker, and a later committed transaction of the same
+    producer was dropped as aborted, so the tap never caught up. The cut now goes below it."""
+    world = simulate(20749, steps=40, faults=PROFILES[20749 % len(PROFILES)])
+    assert "log cut raw/1 at 1 (was 8)" in world.trace
