@@ -20,7 +20,7 @@ from tables.delta import Delta
 from tables.writes import Conflict, OffsetMove, WriteRefused
 
 if TYPE_CHECKING:
-    from agents.ports import TapConsumer, TapSettings
+    from agents.ports import Batch, TapConsumer, TapSettings
     from agents.stalls import Stalls
     from core.status import Status
 
@@ -107,6 +107,41 @@ class LogChanges:
                 self.status.topics_recreated[topic] += 1
         await self._write_moves(moves)
         await self._reload(changed)
+
+    def ask_topic_ids(self, batch: Batch) -> asyncio.Future[dict[str, str | None]] | None:
+        """The IDs of the batch's topics, asked once its fetch has answered (`same_topics` reads them).
+
+        Only topics whose ID is known: a broker without IDs is not asked for each batch."""
+        topics = {tp.topic for tp in batch if self.topic_ids.get(tp) is not None}
+        return asyncio.ensure_future(self.consumer.topic_ids(topics)) if topics else None
+
+    async def same_topics(self, asked: asyncio.Future[dict[str, str | None]] | None, tps: list[TopicPartition]) -> bool:
+        """Whether a fetched batch may be written: its topics' IDs after the fetch are those known before it.
+
+        A topic ID never comes back once its topic is deleted, so the same ID asked before the fetch and
+        after it means the fetch read that topic. A changed one means the records may be the new topic's,
+        at an offset the old one reached (no error tells a fetch that): the batch is dropped, the change
+        settled (`_check_identity`), and the records read again. Callers hold the lock, nothing in flight.
+        """
+        if asked is None:
+            return True
+        try:
+            ids = await asked
+        except TOPIC_ID_ERRORS as exc:
+            log.warning("topic IDs unavailable after a fetch; its records are read again once known: %s", exc)
+            self.ids_due.update(tps)
+            return False
+        changed = [tp for tp in tps if tp.topic in ids and ids[tp.topic] != self.topic_ids.get(tp)]
+        if not changed:
+            return True
+        # Deleted and not yet created again: nothing to compare with until the broker names an ID.
+        self.ids_due.update(tp for tp in changed if ids[tp.topic] is None)
+        renamed = [tp for tp in changed if ids[tp.topic] is not None]
+        for tp in renamed:
+            self.topic_ids[tp] = ids[tp.topic]
+        if renamed:
+            await self._check_identity(renamed)
+        return False
 
     async def check_identity_due(self) -> None:
         """From the tap's loop: partitions whose ID lookup failed are asked again (at most once a second),

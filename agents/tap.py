@@ -156,12 +156,15 @@ class TapAgent(Rebalance, Unreadable, LogChanges, Shutdown):
             fresh, starts = self._fresh(batch)
             if not fresh:
                 return
+            asked = self.ask_topic_ids(fresh)  # answered while the batch folds
             self.status.records_folded += sum(len(records) for records in fresh.values())
             delta = await self._fold(fresh)
             await self._drain()
-            if epoch != self.epoch:
-                # The write before this one was refused and the partitions were sought back meanwhile:
-                # these records were fetched from positions that no longer hold. Read them again.
+            if epoch != self.epoch and asked is not None:
+                asked.cancel()
+            # The write before this one was refused and the partitions were sought back meanwhile, or a topic
+            # was re-created since the fetch: these records may not be what their offsets claim. Read again.
+            if epoch != self.epoch or not await self.same_topics(asked, list(fresh)):
                 await self._resync()
                 return
             moves = [self._move(tp, starts[tp], records[-1].offset + 1) for tp, records in fresh.items()]

@@ -15,6 +15,7 @@ ledger notes which history a write's records came from, and the checker works on
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 from collections import Counter
@@ -38,6 +39,8 @@ class Cuts:
         self.rng = random.Random(seed ^ 0xC07)
         self.histories: dict[TopicPartition, list[list[Entry]]] = {}  # the entry lists cuts replaced
         self.points: dict[TopicPartition, list[int]] = {}  # each cut's offset, in order
+        self.recreations: dict[TopicPartition, set[int]] = {}  # which of a partition's cuts were new topics
+        self.recreate_rng = random.Random(seed ^ 0xDE1)  # apart again: cut schedules draw as before
 
     def maybe_cut(self, world: World) -> None:
         tp = self.rng.choice(world.partitions)
@@ -57,6 +60,39 @@ class Cuts:
         if log.unreadable_at is not None and log.unreadable_at >= at:
             log.unreadable_at = None
             world.trace.append("the unreadable batch was cut away")
+
+    def maybe_recreate(self, world: World) -> None:
+        """The topic deleted and created again under its name (a new ID), every partition empty.
+
+        Kafka drops the group's committed offsets of a deleted topic; the tap keeps its position until a
+        fetch or an ID check tells it. The new topic is a new history of each partition, read from its
+        start: no record of it may go uncounted (no window, unlike a cut)."""
+        if self.recreate_rng.random() >= 0.5:
+            return
+        topic = self.recreate_rng.choice(sorted({tp.topic for tp in world.partitions}))
+        tps = [tp for tp in world.partitions if tp.topic == topic]
+        stored = world.redis.data.get(world.store.keys.offsets, {})
+        if not any(f"{tp.topic}:{tp.partition}" in stored for tp in tps):
+            return
+        # Open transactions on it end with it: their producers are fenced, nothing of them is ever read.
+        for txn in [txn for txn, tp in world.open_txns.items() if tp.topic == topic]:
+            del world.open_txns[txn]
+        world.topic_ids[topic] = f"{topic}-id-{self.recreate_rng.randrange(10**6)}"
+        for tp in tps:
+            log = world.logs[tp]
+            self.histories.setdefault(tp, []).append(log.entries)
+            self.points.setdefault(tp, []).append(0)
+            self.recreations.setdefault(tp, set()).add(len(self.points[tp]) - 1)
+            old = log.end
+            log.entries, log.start, log.unreadable_at, log.spans, log.open_txns = [], 0, None, {}, {}
+            world.group.committed.pop(tp, None)
+            # Producers write on before the tap's next fetch, often past its position in the old topic: the
+            # case where a fetch returns the new topic's records with no error at all.
+            ts_ms = int(world.now_s() * 1000)
+            with _drawing_from(world, self.recreate_rng):
+                for _ in range(self.recreate_rng.randint(0, old + 3)):
+                    log.append(world.event(topic, ts_ms), ts_ms, None)
+        world.trace.append(f"topic {topic} deleted and created again as {world.topic_ids[topic]}")
 
     def generation(self, tp: TopicPartition) -> int:
         return len(self.histories.get(tp, []))
@@ -102,13 +138,26 @@ class Cuts:
             # log grew back to the stored offset before a fetch saw it short) where the old one stopped.
             reached = max((end for _, end, _, gen in claimed if gen <= k), default=at)
             later = [start for start, _, _, gen in claimed if gen > k]
-            windows.append((at, min(later, default=reached)))
+            # A new topic is read from its start: nothing of it is excused.
+            windows.append((at, at if k in self.recreations.get(tp, ()) else min(later, default=reached)))
         for e in log.entries[log.start :]:
             if not log.visible(e) or times[id(e)] == 1:
                 continue
             if not any(at <= e.offset < resumed for at, resumed in windows):
                 raise Violation(f"{tp.topic}:{tp.partition}: offset {e.offset} of the cut log was never counted")
         return counted
+
+
+@contextlib.contextmanager
+def _drawing_from(world: World, rng: random.Random) -> Iterator[None]:
+    """World.event draws from the schedule's streams; events made here draw from `rng` instead, so that
+    every other event of the schedule stays as it was."""
+    saved = world.rng, world.day_rng, world.late_rng
+    world.rng = world.day_rng = world.late_rng = rng
+    try:
+        yield
+    finally:
+        world.rng, world.day_rng, world.late_rng = saved
 
 
 def keeping_markers(entries: list[Entry], at: int) -> int:

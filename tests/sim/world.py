@@ -492,6 +492,7 @@ class World:
             self.truncate()
             if f.log_cuts:
                 self.cuts.maybe_cut(self)
+                self.cuts.maybe_recreate(self)
 
     def truncate(self) -> None:
         tp = self.rng.choice(self.partitions)

@@ -218,3 +218,62 @@ async def test_an_out_of_range_fetch_without_an_id_to_compare_moves_nothing() ->
     await tap.out_of_range({TP: 500})
     assert store.applied == [[OffsetMove("events.raw", 0, 500, 30, "A", "A")]]
     assert tap.status.offset_resets[("events.raw", "log_cut")] == 1
+
+
+# Each batch's topic IDs asked after its fetch: a topic re-created while the tap reads it -----------------
+
+
+async def test_a_topic_re_created_after_a_fetch_has_that_batch_read_again_from_the_new_start() -> None:
+    """The fetch read offsets 100-101 and the broker now names another ID: the records may be the new
+    topic's (a fetch gets no error when the new topic has grown past the old position), so the batch is
+    not written; the stored offset moves to the new topic's start."""
+    consumer, store = _Consumer({"events.raw": "A"}), _Store(100, "A")
+    tap = _tap(consumer, store)
+    await tap.on_assigned({TP})
+    consumer.ids = {"events.raw": "B"}
+    await tap.process({TP: [raw_record(TP, 100), raw_record(TP, 101)]}, tap.epoch)
+    await tap._drain()
+    assert store.applied == [[OffsetMove("events.raw", 0, 100, 7, "B", "A")]]
+    assert consumer.positions[TP] == 7 and tap.expected[TP] == 7 and tap.topic_ids[TP] == "B"
+    assert tap.status.topics_recreated["events.raw"] == 1
+    await tap.process({TP: [raw_record(TP, 7)]}, tap.epoch)
+    await tap._drain()
+    assert store.applied[1:] == [[OffsetMove("events.raw", 0, 7, 8, "B", "B")]]
+
+
+async def test_a_topic_re_created_before_its_first_write_is_read_from_its_start_under_the_new_id() -> None:
+    """Nothing stored yet: no offset to move, but the batch fetched may be the old topic's; it is read
+    again, and the first write stores the new topic's ID."""
+    consumer, store = _Consumer({"events.raw": "A"}), _Store(None, None)
+    tap = _tap(consumer, store)
+    await tap.on_assigned({TP})
+    consumer.ids = {"events.raw": "B"}
+    consumer.positions[TP] = 3
+    await tap.process({TP: [raw_record(TP, 0), raw_record(TP, 1), raw_record(TP, 2)]}, tap.epoch)
+    await tap._drain()
+    assert store.applied == [] and tap.topic_ids[TP] == "B" and consumer.positions[TP] == 0
+    await tap.process({TP: [raw_record(TP, 0)]}, tap.epoch)
+    await tap._drain()
+    assert store.applied == [[OffsetMove("events.raw", 0, None, 1, "B", None)]]
+
+
+async def test_a_topic_deleted_after_a_fetch_is_not_written_until_the_broker_names_an_id() -> None:
+    consumer, store = _Consumer({"events.raw": "A"}), _Store(100, "A")
+    tap = _tap(consumer, store)
+    await tap.on_assigned({TP})
+    consumer.ids = {}  # not in the broker's answer: deleted, not created again yet
+    await tap.process({TP: [raw_record(TP, 100)]}, tap.epoch)
+    await tap._drain()
+    assert store.applied == [] and TP in tap.ids_due and consumer.positions[TP] == 100
+
+
+@pytest.mark.parametrize(("known", "asked"), [("A", 1), (None, 0)])
+async def test_a_batch_asks_for_its_topic_id_only_where_the_broker_gives_ids(known: str | None, asked: int) -> None:
+    consumer, store = _Consumer({"events.raw": known}), _Store(100, known)
+    tap = _tap(consumer, store)
+    await tap.on_assigned({TP})
+    before = consumer.asked
+    await tap.process({TP: [raw_record(TP, 100)]}, tap.epoch)
+    await tap._drain()
+    assert consumer.asked - before == asked
+    assert store.applied == [[OffsetMove("events.raw", 0, 100, 101, known, known)]]

@@ -35,6 +35,7 @@ REGRESSIONS = [
     pytest.param(222, id="users-left-out-after-redis-lost-writes"),
     pytest.param(295, id="log-cut-below-the-stored-offset"),
     pytest.param(58, id="batch-script-refused-whole-over-maxmemory"),
+    pytest.param(517, id="topic-re-created-while-read"),
     # The record path (tests/sim/batches.py): a fetch that starts inside a batch, past visible records;
     # unreadable batches of each kind, an unknown codec and a failing CRC.
     pytest.param(111, id="fetch-inside-a-batch"),
@@ -225,3 +226,28 @@ def test_seed_cutting_through_an_aborted_transaction_reads_on() -> None:
     producer was dropped as aborted, so the tap never caught up. The cut now goes below it."""
     world = simulate(20749, steps=40, faults=PROFILES[20749 % len(PROFILES)])
     assert "log cut raw/1 at 1 (was 8)" in world.trace
+
+
+def test_simulator_finds_a_tap_that_writes_a_re_created_topics_records_under_the_old_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A topic deleted and created again, its producers writing past the tap's position before the next
+    fetch: without the ID asked after each fetch, the new topic's records are written under the old ID
+    and counted again once the change is found (or never, below the old position)."""
+    from agents import log_changes
+
+    async def trusting(self: object, asked: asyncio.Future[object] | None, tps: object) -> bool:
+        if asked is not None:
+            await asked
+        return True
+
+    monkeypatch.setattr(log_changes.LogChanges, "same_topics", trusting)
+    found = _first_violation()
+    assert found is not None, f"a re-created topic read under its old ID went unnoticed in {SEARCH_BUDGET} schedules"
+    assert "counted twice after a log cut" in found[1] or "was never counted" in found[1]
+
+
+def test_a_re_created_topic_is_read_from_its_start() -> None:
+    world = simulate(517, steps=40, faults=PROFILES[517 % len(PROFILES)])
+    assert any(t.startswith("topic raw deleted and created again") for t in world.trace)
+    assert sum(r.agent.status.topics_recreated["raw"] for r in world.replicas.values()) >= 1
