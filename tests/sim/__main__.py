@@ -12,7 +12,7 @@ import os
 import random
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from tests.sim.exporters import Violation as ExporterViolation
 from tests.sim.exporters import simulate_exporters
@@ -47,7 +47,10 @@ def _run_exporters(args: tuple[int, int]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.sim")
-    parser.add_argument("--schedules", type=int, default=10_000)
+    parser.add_argument("--schedules", type=int, default=10_000, help="the tap's schedules (at most, with --seconds)")
+    # A time budget, as fuzzers run in CI: no new schedules are begun after it, so the step's length holds
+    # on a slower or busier machine, and what ran is printed (the seeds stay consecutive from the base).
+    parser.add_argument("--seconds", type=float, default=None, help="begin no tap schedule after this")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--seed", type=int, default=None, help="base seed (default: random, printed)")
     parser.add_argument("--replay", type=int, default=None, help="run one seed and print its trace")
@@ -69,7 +72,8 @@ def main() -> int:
     print(f"simulator: {args.schedules} schedules of {args.steps} steps, base seed {base}", flush=True)
     workers = os.cpu_count() or 1
     # Small jobs, so that every core stays busy to the end: an exporter schedule costs tens of tap schedules.
-    chunk = max(1, min(100, args.schedules // (workers * 8)))
+    # Under a time budget, smaller still: the jobs begun before it ends are what it overruns by.
+    chunk = max(1, min(100 if args.seconds is None else 20, args.schedules // (workers * 8)))
     jobs = [(base + i, min(chunk, args.schedules - i), args.steps) for i in range(0, args.schedules, chunk)]
     started = time.monotonic()
     n = args.exporter_schedules
@@ -78,15 +82,35 @@ def main() -> int:
     with ProcessPoolExecutor(workers) as pool:
         # The exporter's schedules first, the longest jobs; the tap's short ones then fill in around them.
         exporter_found = [pool.submit(_run_exporters, job) for job in exporter_jobs]
-        tap_found = [pool.submit(_run, job) for job in jobs]
-        failures = [f for future in tap_found for f in future.result()]
+        failures, ran = _search(pool, jobs, workers, None if args.seconds is None else started + args.seconds)
         failures += [f for future in exporter_found for f in future.result()]
     for failure in failures[:3]:
         print(failure)
     elapsed = time.monotonic() - started
-    print(f"simulator: {elapsed:.0f} s")
-    print(f"{args.schedules + n - len(failures)} passed, {len(failures)} failed")
+    print(f"simulator: {elapsed:.0f} s, {ran} of the tap's schedules (seeds {base} to {base + ran - 1})")
+    print(f"{ran + n - len(failures)} passed, {len(failures)} failed")
     return 1 if failures else 0
+
+
+def _search(
+    pool: ProcessPoolExecutor, jobs: list[tuple[int, int, int]], workers: int, deadline: float | None
+) -> tuple[list[str], int]:
+    """The tap's jobs in seed order, a few in flight at a time; none begun after the deadline."""
+    failures: list[str] = []
+    ran, queue = 0, iter(jobs)
+    running: dict[Future[list[str]], int] = {}  # each job's schedule count
+    while True:
+        while len(running) < workers * 2 and (deadline is None or time.monotonic() < deadline):
+            job = next(queue, None)
+            if job is None:
+                break
+            running[pool.submit(_run, job)] = job[1]
+        if not running:
+            return failures, ran
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            failures += future.result()
+            ran += running.pop(future)
 
 
 if __name__ == "__main__":
