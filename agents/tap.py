@@ -22,6 +22,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 
 from agents.fold import FoldContext, fold_enriched, fold_raw
+from agents.invisible import Invisible
 from agents.log_changes import LogChanges
 from agents.offsets import RESET_REASONS
 from agents.ports import Batch, DeadLetterSink, StateStore, TapConsumer, TapSettings
@@ -42,7 +43,7 @@ FOLD_CHUNK_RECORDS = 5_000
 ASSIGNMENT_RETRY_S = 0.05  # bounds the loop if aiokafka raises again before on_assigned has run
 
 
-class TapAgent(Rebalance, Unreadable, LogChanges, Shutdown):
+class TapAgent(Rebalance, Unreadable, LogChanges, Invisible, Shutdown):
     def __init__(
         self,
         settings: TapSettings,
@@ -73,6 +74,7 @@ class TapAgent(Rebalance, Unreadable, LogChanges, Shutdown):
         self.stored_ids: dict[TopicPartition, str | None] = {}
         self.ids_due: set[TopicPartition] = set()
         self._last_id_check = 0.0
+        self._last_pass = 0.0
         self.epoch = 0
         self._inflight: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
@@ -135,6 +137,8 @@ class TapAgent(Rebalance, Unreadable, LogChanges, Shutdown):
                 continue
             if batch:
                 await self.process(batch, epoch)
+            else:
+                await self.pass_invisible()
             await self._commit()
             await self._check_rewind()
             if self.unpositioned:  # positioned in part (the fetch did not fail): the rest when due

@@ -35,6 +35,9 @@ class PositionsConsumer:
         for tp in partitions:
             self.positions[tp] = 0
 
+    async def position(self, partition: TopicPartition) -> int:
+        return self.positions[partition]
+
     def pause(self, *partitions: TopicPartition) -> None:
         self.paused.update(partitions)
 

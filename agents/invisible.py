@@ -1,0 +1,77 @@
+"""Offsets a read_committed consumer moves past without a record: aborted transactions and their markers.
+
+A batch claims offsets up to its last record, so a partition whose log ends in a transaction marker (every
+committed transaction does) or in an aborted transaction keeps its stored offset, and Kafka's committed
+offset that mirrors it, short of the log's end: the sidecar's own group shows a lag of one, or of the whole
+aborted tail, forever. When a fetch brings nothing, positions past the expected offsets are stored as moves
+with no records: nothing visible lies in between, since the records before a position were all handed
+over (aiokafka moves a position as it hands records out, and skips those it never will) and every batch
+moves its partitions' expected offsets to its end or seeks them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from aiokafka import TopicPartition
+
+from tables.delta import Delta
+from tables.writes import OffsetMove
+
+if TYPE_CHECKING:
+    from agents.ports import TapConsumer
+    from agents.stalls import Stalls
+
+log = logging.getLogger(__name__)
+PASS_INTERVAL_S = 1.0
+POSITION_TIMEOUT_S = 0.2  # aiokafka waits for a position being reset: not worth waiting for here
+
+
+class Invisible:
+    """Mixed into TapAgent (agents/tap.py), whose state it reads and moves."""
+
+    if TYPE_CHECKING:
+        lock: asyncio.Lock
+        consumer: TapConsumer
+        stalls: Stalls
+        expected: dict[TopicPartition, int | None]
+        unpositioned: list[TopicPartition]
+        _inflight: asyncio.Task[None] | None
+        _last_pass: float
+
+        async def _drain(self) -> None: ...
+        async def _apply(self, delta: Delta, moves: list[OffsetMove]) -> None: ...
+        def identity_unsettled(self, tp: TopicPartition) -> bool: ...
+        def _move(self, tp: TopicPartition, stored: int | None, resume: int) -> OffsetMove: ...
+
+    async def pass_invisible(self) -> None:
+        """From the tap's loop after a fetch that brought nothing, at most once a second."""
+        now = asyncio.get_running_loop().time()
+        # Never waits on the lock: a reload or a rebalance holding it may be waiting for fetches to go on.
+        if now - self._last_pass < PASS_INTERVAL_S or self.lock.locked():
+            return
+        self._last_pass = now
+        async with self.lock:
+            await self._drain()
+            held = self.consumer.assignment()
+            moves = []
+            for tp, offset in self.expected.items():
+                # Never written: nothing to mirror yet, and its first batch claims from the log start.
+                if offset is None or tp not in held or tp in self.unpositioned or tp in self.stalls.paused:
+                    continue
+                if self.identity_unsettled(tp):
+                    continue  # its stored ID is settled first (agents/log_changes.py)
+                try:
+                    position = await asyncio.wait_for(self.consumer.position(tp), POSITION_TIMEOUT_S)
+                except Exception as exc:  # a timeout, or revoked meanwhile: tried again next time
+                    log.debug("%s: position unavailable: %s", tp, exc)
+                    continue
+                if position > offset:
+                    moves.append(self._move(tp, offset, position))
+            if not moves:
+                return
+            for m in moves:
+                self.expected[TopicPartition(m.topic, m.partition)] = m.next_offset
+            self._inflight = asyncio.create_task(self._apply(Delta(), moves))
