@@ -3,7 +3,8 @@
 A lease round (tables/lease.py's HOLD_LUA) makes a dozen `redis.call`s; through the Python keyspace
 (tests/sim/keyspace.py) each crosses from Lua to Python and back, which made the script runs about half
 of the exporter search's time. Here the keys live in Lua tables and `redis.call` is a Lua function, doing
-what keyspace.py does for the commands and arguments the lease scripts use, on the same clock (one instant
+what keyspace.py does for the commands and arguments the lease scripts use (and those of the build before the
+shared lease, tests/sim/releases.py: GET, SET PX, PEXPIRE, DEL), on the same clock (one instant
 per script, TIME as keyspace.py answers it): hashes keep their fields in insertion order, keys expire when
 read at or after their time, a number argument becomes its integer text.
 
@@ -189,6 +190,10 @@ _KEYSPACE = r"""function(unmodeled)
     now_ms = ms
     return unpack(keyspace.call('HMGET', key, ...))
   end
+  function keyspace.get(ms, key)
+    now_ms = ms
+    return commands.GET(key)
+  end
   function keyspace.dump()  -- every key, expired ones too: key -> value or {field, value, ...}, key -> ms
     local out = {}
     for key, value in pairs(data) do
@@ -238,6 +243,11 @@ class LeaseKeyspace:
         found = found if type(found) is tuple else (found,)
         return [None if value is False else value for value in found]
 
+    def get(self, key: str) -> str | None:
+        """GET, as the build before the shared lease reads its lease key on every scrape."""
+        found = self.lua.get(int(self.clock_s() * 1000), key)
+        return None if found is False else str(found)
+
     def dump(self) -> tuple[dict[str, Any], dict[str, int]]:
         """Every key as keyspace.py holds it (str, or dict in field order) and its expiry in ms."""
         data, expires = self.lua.dump()
@@ -261,3 +271,6 @@ class LeaseScripts(Scripts):
 
     async def hmget(self, key: str, fields: list[str]) -> list[str | None]:
         return self.leases.hmget(key, fields)
+
+    async def get(self, key: str) -> str | None:
+        return self.leases.get(key)
