@@ -13,6 +13,14 @@ target's next scrape, failed or empty; a target dropped from discovery keeps it 
 markers are written, just over two intervals after its last scrape). So `sum()` never adds two exporters.
 At the end, faults healed: exactly one target's series visible. In the rollout profile (SIGTERMs and
 replacements only): no gap in business series longer than one interval plus the lease poll and latency.
+
+In the releases profile (rollouts only) the fleet starts on the build before the shared lease, its own
+code from git, and each rollout replaces it, pod by pod, with another release (tests/sim/releases.py):
+this one (an upgrade), back to that build (a rollback), or this one built with a key layout one apart; the
+same checks hold across them. There a new pod has run a lease round before the old one is stopped: that
+build releases by deleting its key, and this release, finding no record at all, exports at once. And no
+faults: that build exports without its wait after a take whose reply was lost (the next round finds the
+key its own), which the search finds beside this release too; 31c0ac1 fixed it, not for that build.
 """
 
 from __future__ import annotations
@@ -26,8 +34,8 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from streams.exporter import LEASE_ERRORS, POLL_S, Exporter
-from tables.lease import LeaseStore
+from streams.exporter import LEASE_ERRORS, POLL_S
+from tests.sim import releases
 from tests.sim.lease_keyspace import LeaseKeyspace, LeaseScripts
 from tests.sim.loop import VirtualTimeLoop, run_virtually
 
@@ -48,15 +56,24 @@ class Profile:
     cuts: bool = True
     redis_faults: bool = True
     rollout_gap: bool = False  # check the gap bound (only meaningful without the other faults)
+    # The fleet starts on the build before the shared lease; each rollout moves it to another release
+    # (tests/sim/releases.py): an upgrade, a rollback, a layout apart.
+    releases: bool = False
 
 
-PROFILES = (Profile(), Profile(kills=False, cuts=False, redis_faults=False, rollout_gap=True))
+PROFILES = (
+    Profile(),
+    Profile(kills=False, cuts=False, redis_faults=False, rollout_gap=True),
+    Profile(kills=False, cuts=False, redis_faults=False, releases=True),
+)
 
 
 @dataclass
 class Replica:
     rid: str
-    exporter: Exporter
+    exporter: releases.Exporting
+    client: Client
+    release: str = releases.THIS
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     alive: bool = True
     cut: bool = False
@@ -102,6 +119,10 @@ class Client(LeaseScripts):
         await self._gate()
         return self.keyspace.hmget(key, fields)
 
+    async def get(self, key: str) -> str | None:
+        await self._gate()
+        return self.leases.get(key)
+
 
 class ExporterWorld:
     def __init__(self, seed: int, steps: int, profile: Profile) -> None:
@@ -116,6 +137,7 @@ class ExporterWorld:
         self.redis_down = False
         self.healed = False
         self.next_id = 0
+        self.release = releases.OLD if profile.releases else releases.THIS  # what new pods run
         self.trace: list[str] = []
         # (seconds without business series, after a dropped target, exporters stopped meanwhile)
         self.gaps_s: list[tuple[float, bool, int]] = []
@@ -133,17 +155,20 @@ class ExporterWorld:
         raise self.violation
 
     # Replicas ---------------------------------------------------------------------------------------
+    def build(self, release: str, rid: str, client: Client) -> releases.Exporting:
+        return releases.build(release, rid, client, TTL_S, self.fallback_s, self.interval_s, self.now_s)
+
     def start(self, rid: str | None = None) -> Replica:
         if rid is None:
             rid, self.next_id = f"r{self.next_id}", self.next_id + 1
         client = Client(self, None, self.keyspace)
-        replica = Replica(rid, Exporter(LeaseStore(client, "sim"), rid, TTL_S, self.fallback_s, self.now_s))
+        replica = Replica(rid, self.build(self.release, rid, client), client, self.release)
         client.replica = replica
         self.replicas[rid] = replica
         replica.tasks.append(asyncio.create_task(replica.exporter.run()))
         for scraper in self.scrapers:
             replica.tasks.append(asyncio.create_task(self.scrape_loop(scraper, replica)))
-        self.trace.append(f"t={self.now_s() - START_S:.2f} start {rid}")
+        self.trace.append(f"t={self.now_s() - START_S:.2f} start {rid} ({self.release})")
         return replica
 
     def kill(self, replica: Replica) -> None:
@@ -264,10 +289,15 @@ class ExporterWorld:
 
     async def rollout(self, olds: list[Replica], background: list[asyncio.Task[Any]]) -> None:
         """A Deployment's rolling update with surge: a new pod, once ready the oldest old one is stopped."""
-        self.trace.append(f"rollout of {[r.rid for r in olds]}")
+        if self.profile.releases:
+            self.release = self.rng.choice([r for r in releases.releases() if r != self.release])
+        self.trace.append(f"rollout of {[r.rid for r in olds]} to {self.release}")
         for old in olds:
             self.start()
-            await asyncio.sleep(self.rng.choice([0.0, 1.0, 5.0, 20.0]))  # until the new pod is ready
+            ready_s = self.rng.choice([0.0, 1.0, 5.0, 20.0])  # until the new pod is ready
+            # Beside the build before the shared lease a new pod runs a lease round before the old one stops:
+            # that build's release leaves no record, and a replica finding none exports at once.
+            await asyncio.sleep(max(ready_s, 1.0) if self.profile.releases else ready_s)
             background.append(asyncio.create_task(self.sigterm(old, self.rng.random() < 0.5)))
         # The next rollout comes later: a term the last one handed to a new pod is scraped before it ends.
         await asyncio.sleep(2 * self.interval_s)
@@ -278,7 +308,7 @@ class ExporterWorld:
 
     def restart_in_place(self, replica: Replica) -> None:
         self.trace.append(f"restart {replica.rid}")
-        exporter = Exporter(replica.exporter.leases, replica.rid, TTL_S, self.fallback_s, self.now_s)
+        exporter = self.build(replica.release, replica.rid, replica.client)
         replica.exporter, replica.alive = exporter, True
         replica.tasks[0] = asyncio.create_task(exporter.run())
 

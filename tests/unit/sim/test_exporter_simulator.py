@@ -1,18 +1,32 @@
 """The exporter hand-over's simulator (tests/sim/exporters.py): a slice of its schedules, and proof that it
-sees: each rule of the hand-over taken out is found within a few schedules.
+sees: each rule of the hand-over taken out is found within a few schedules. Beside it, the build before
+the shared lease as the search runs it (tests/sim/releases.py): its own code from git, on the same keys.
 
 The full search runs in ./scripts/test as part of `python -m tests.sim`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import streams.exporter
+import tables.keys
 import tables.lease
-from tests.sim.exporters import PROFILES, Violation, simulate_exporters
+from streams.exporter import Exporter
+from tables.lease import Lease, LeaseStore, lease_key, legacy_lease_key
+from tests.sim import releases
+from tests.sim.exporters import PROFILES, Profile, Violation, simulate_exporters
+from tests.sim.keyspace import Keyspace
+from tests.sim.lease_keyspace import LeaseKeyspace, LeaseScripts
+from tests.sim.loop import run_virtually
+from tests.sim.lua_redis import Scripts
+
+RELEASES = PROFILES[2]
 
 SEARCH_BUDGET = 40  # each mutant below is found within its first few schedules; this leaves room
 
@@ -23,28 +37,43 @@ def test_schedules_pass_and_hand_over(seed: int) -> None:
     assert world.replicas, "the schedule started replicas"
     if world.profile is PROFILES[1]:
         assert world.gaps_s, "a rollout profile hands the lease over at least once"
+    if world.profile is RELEASES:
+        shown = {world.replicas[rid].release for (_, rid), seen in world.seen.items() if seen.exported_at}
+        assert releases.OLD in shown and len(shown) > 1, f"exporters of one release only: {shown}"
 
 
-def _first_violation() -> str | None:
+def _first_violation(profile: Profile | None = None) -> str | None:
     for seed in range(SEARCH_BUDGET):
         try:
-            simulate_exporters(seed)
+            simulate_exporters(seed, profile=profile)
         except Violation as exc:
             return str(exc)
     return None
+
+
+def _in_the_layout(name: str) -> Callable[[str], str]:
+    """A lease key named as the layout's state keys are: another layout's build holds another key."""
+    return lambda app_id: "{" + app_id + "}" + f":v{tables.keys.LAYOUT_VERSION}:{name}"
+
+
+def _lease_keys_in_the_layout(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(tables.lease, "lease_key", _in_the_layout("exporter"))
+    # Layout 3's own name for the key older builds hold: the same text in this layout, another in the others.
+    mp.setattr(tables.lease, "legacy_lease_key", _in_the_layout("leader"))
 
 
 async def _no_drain(self: streams.exporter.Exporter, budget_s: float, poll_s: float = 0.1) -> None:
     self.draining = True
 
 
-MUTANTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
+MUTANTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str, Profile | None]] = {
     # A lapsed lease taken without the grace: the crashed exporter's last samples are still shown.
     "no-grace-after-a-crash": (
         lambda mp: mp.setattr(
             tables.lease, "HOLD_LUA", tables.lease.HOLD_LUA.replace("untl + (tonumber(h[5]) or 0)", "untl")
         ),
         "at once",
+        None,
     ),
     # A released lease taken without waiting for the releaser's visibility bound.
     "release-visibility-ignored": (
@@ -57,16 +86,104 @@ MUTANTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {
             ),
         ),
         "at once",
+        None,
     ),
     # No drain: the release must then cover every scraper, and rollouts leave long gaps.
-    "no-drain": (lambda mp: mp.setattr(streams.exporter.Exporter, "drain", _no_drain), "rollout left"),
+    "no-drain": (lambda mp: mp.setattr(streams.exporter.Exporter, "drain", _no_drain), "rollout left", None),
+    # The build before the shared lease holds layout 3's key and reads nothing else: a round that does not
+    # read it takes the shared lease while that build exports.
+    "legacy-lease-ignored": (
+        lambda mp: mp.setattr(tables.lease, "HOLD_LUA", tables.lease.HOLD_LUA.replace("older[#older + 1] = 2\n", "")),
+        "at once",
+        RELEASES,
+    ),
+    # Replicas of two layouts on two leases. (The shared lease's key alone in the layout is not found: the
+    # key layout 3's builds hold, taken beside it by every replica, still keeps one exporter.)
+    "lease-keys-in-the-layout": (_lease_keys_in_the_layout, "at once", RELEASES),
 }
 
 
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_the_simulator_finds_each_rule_taken_out(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    mutate, symptom = MUTANTS[name]
+    mutate, symptom, profile = MUTANTS[name]
     mutate(monkeypatch)
-    found = _first_violation()
+    found = _first_violation(profile)
     assert found is not None, f"{name}: no violation within {SEARCH_BUDGET} schedules"
     assert symptom in found.splitlines()[0]
+
+
+class _PythonClient(Scripts):
+    async def get(self, key: str) -> str | None:
+        found = self.keyspace.call("GET", key)
+        return None if found is None else str(found)
+
+
+def _old_store(client: Any) -> Any:
+    old = releases.OldExporter(client, "x", 10.0, 2.0, lambda: 0.0)
+    return old.sidecar.store
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_old_builds_lease_scripts_answer_alike_on_both_simulated_keyspaces(seed: int) -> None:
+    """Its GET, SET PX, PEXPIRE and DEL on the Lua keyspace as on keyspace.py (held to a real redis-server)."""
+    rng, now = random.Random(seed), [1_790_000_000.0]
+    python_ks, lua_ks = Keyspace(lambda: now[0]), LeaseKeyspace(lambda: now[0])
+    python, lua = _old_store(_PythonClient(python_ks, shared=True)), _old_store(LeaseScripts(lua_ks))
+    key = legacy_lease_key(releases.APP)
+    assert python.keys.leader == key  # the old build's own name for it
+
+    async def rounds() -> list[Any]:
+        replies = []
+        for _ in range(200):
+            roll, rid = rng.random(), f"r{rng.randrange(3)}"
+            if roll < 0.5:
+                ttl_ms = rng.choice([1, 3000, 10000])
+                replies.append((await python.hold_lease(rid, ttl_ms), await lua.hold_lease(rid, ttl_ms)))
+            elif roll < 0.65:
+                replies.append((await python.release_lease(rid), await lua.release_lease(rid)))
+            elif roll < 0.8:
+                replies.append((await python.lease_holder(), await lua.lease_holder()))
+            else:
+                now[0] += rng.choice([0.001, 1.0, 3.4, 9.999, 11.0])
+            data, expires = lua_ks.dump()
+            assert python_ks.data.get(key) == data.get(key) and python_ks.expires_ms.get(key) == expires.get(key)
+        return replies
+
+    replies = asyncio.run(rounds())
+    assert all(a == b for a, b in replies)
+    assert {r for r, _ in replies} >= {0, 1, 2, None, "r0"}, "every reply of the old lease was met"
+
+
+def test_an_old_replica_waits_its_hand_over_and_this_release_waits_out_its_series() -> None:
+    """The old build's own code: it takes layout 3's key, exports after its hand-over wait, and deletes the
+    key at its stop; this release's replica is kept out while it holds it, then waits out its series."""
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        keyspace = LeaseKeyspace(lambda: 1_790_000_000.0 + loop.time())
+        old = releases.OldExporter(LeaseScripts(keyspace), "r0", 10.0, 5.0, loop.time)
+        rounds = asyncio.create_task(old.run())
+        await asyncio.sleep(1.0)
+        seen["held, before its wait"] = (old.held, await old.serves("p"))
+        await asyncio.sleep(5.0)
+        seen["after its wait"] = await old.serves("p")
+        new = Exporter(LeaseStore(LeaseScripts(keyspace), releases.APP), "r1", 10.0, 1.0, loop.time)
+        seen["this release beside it"] = await new.hold()
+        assert keyspace.hmget(lease_key(releases.APP), ["holder"]) == ["v3:r0"]
+        await old.hand_over(20.0, asyncio.sleep(0.3), rounds)
+        seen["key after its stop"] = keyspace.get(legacy_lease_key(releases.APP))
+        seen["this release at once"] = await new.hold()
+        await asyncio.sleep(13.5 - loop.time())
+        seen["this release later"] = (await new.hold(), new.starts_in_s(loop.time()))
+
+    run_virtually(main())
+    assert seen["held, before its wait"] == (True, False)
+    assert seen["after its wait"] is True
+    assert seen["this release beside it"] == Lease.LOST
+    assert seen["key after its stop"] is None
+    # Recorded for it: held until its key's end as last read (renewed at 3.333 s for 10 s), then twice the
+    # grace of this replica's (1.1 intervals of 1 s, + 1 s): from 17.533 s.
+    assert seen["this release at once"] == Lease.LOST
+    lease, wait_s = seen["this release later"]
+    assert lease == Lease.TAKEN and wait_s == pytest.approx(17.533 - 13.5, abs=0.002)
