@@ -14,13 +14,13 @@ markers are written, just over two intervals after its last scrape). So `sum()` 
 At the end, faults healed: exactly one target's series visible. In the rollout profile (SIGTERMs and
 replacements only): no gap in business series longer than one interval plus the lease poll and latency.
 
-In the releases profile (rollouts only) the fleet starts on the build before the shared lease, its own
-code from git, and each rollout replaces it, pod by pod, with another release (tests/sim/releases.py):
-this one (an upgrade), back to that build (a rollback), or this one built with a key layout one apart; the
-same checks hold across them. There a new pod has run a lease round before the old one is stopped: that
-build releases by deleting its key, and this release, finding no record at all, exports at once. And no
-faults: that build exports without its wait after a take whose reply was lost (the next round finds the
-key its own), which the search finds beside this release too; 31c0ac1 fixed it, not for that build.
+In the releases profile the fleet starts on the build before the shared lease, its own code from git,
+and each rollout replaces it, pod by pod, with another release (tests/sim/releases.py): this one (an
+upgrade), back to that build (a rollback), or this one built with a key layout one apart; the same checks
+hold across them. Rollouts only, each new pod running a lease round a second before an old one is stopped,
+because of two limits of that build (docs/guarantees.md): it leaves no record when its term ends (its key
+deleted at SIGTERM, or lapsed), so a replica of this release that never saw it hold the key takes the
+lease as never held; and after a take whose reply was lost it exports without its own wait.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ names, so the few definitions are taken out of its files' syntax trees and compi
 namespace whose `time.time` is the simulation's clock; the rest of the Sidecar (the tap, the eviction
 check, the snapshot after the decision) is left out. CI clones the whole history, as
 tests/integration/test_upgrade.py needs too; a checkout without that commit stops the search with a
-message saying so rather than skip the scenario.
+message saying so rather than skip the scenario. tests/unit/sim/test_exporter_simulator.py runs its lease
+scripts on both simulated keyspaces alike, and one replica of it through a take, its wait and its stop.
 
 Its scripts run on the simulated keyspace (tests/sim/lease_keyspace.py, which has GET, SET PX, PEXPIRE and
 DEL on Redis's virtual clock). Its one setting that matters, `STREAMS_EXPORTER_HANDOVER_SECONDS` (the wait
