@@ -73,8 +73,10 @@ def releases() -> tuple[str, ...]:
     return (OLD, THIS, f"layout {tables.keys.LAYOUT_VERSION - 1}", f"layout {tables.keys.LAYOUT_VERSION + 1}")
 
 
-def build(release: str, rid: str, client: Any, ttl_s: float, fallback_s: float, interval_s: float,
-          clock: Callable[[], float]) -> Exporting:  # fmt: skip
+def build(
+    release: str, rid: str, client: Any, ttl_s: float, fallback_s: float, interval_s: float, clock: Callable[[], float]
+) -> Exporting:
+    """A replica's exporter as `release` runs it; `interval_s` the real scrape interval, for the old build's wait."""
     if release == OLD:
         return OldExporter(client, rid, ttl_s, 2.2 * interval_s + 1.0, clock)
     with _layout(int(release.removeprefix("layout ")) if release != THIS else tables.keys.LAYOUT_VERSION):
@@ -116,7 +118,9 @@ def _members(tree: ast.Module, names: set[str], within: str | None = None) -> li
         if (isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and n.name in names)
         or (isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id in names for t in n.targets))
     ]
-    missing = names - {ast.unparse(n.targets[0]) if isinstance(n, ast.Assign) else n.name for n in found}  # type: ignore[attr-defined]
+    missing = names - {
+        ast.unparse(n.targets[0]) if isinstance(n, ast.Assign) else getattr(n, "name", "") for n in found
+    }
     if missing:
         raise RuntimeError(f"{OLD_COMMIT[:7]} has no {sorted(missing)}: tests/sim/releases.py reads another build")
     return found
