@@ -79,7 +79,7 @@ async def test_partitions_not_read_from_their_expected_offset_are_left_alone(why
             await asyncio.sleep(10)
             return 110
 
-        consumer.position = waits_for_a_reset  # type: ignore[method-assign]
+        consumer.position = waits_for_a_reset  # type: ignore[method-assign,assignment]
     await tap.pass_invisible()
     await tap._drain()
     assert store.writes == []
