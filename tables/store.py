@@ -117,8 +117,9 @@ class RedisStore:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def ping(self) -> bool:
-        return bool(await self.client.ping())
+    async def ping(self) -> None:
+        """Raises when Redis cannot be reached; PONG itself tells nothing more."""
+        await self.client.ping()
 
     async def load_offsets(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
         wanted = list(partitions)
