@@ -4,6 +4,7 @@ script before running it stay Redis errors (retried)."""
 
 from __future__ import annotations
 
+from asyncio import CancelledError
 from typing import Any
 
 import orjson
@@ -13,11 +14,13 @@ from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     ClusterDownError,
+    ConnectionError,
     MovedError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
     ResponseError,
+    TimeoutError,
     TryAgainError,
 )
 
@@ -118,6 +121,18 @@ async def test_a_script_refused_before_it_ran_stays_a_redis_error(error: Respons
     assert raised.value is error
 
 
+@pytest.mark.parametrize(
+    "error",
+    [ConnectionError("Connection reset by peer"), TimeoutError("Timeout reading from socket"), CancelledError()],
+    ids=["connection", "timeout", "cancelled"],
+)
+async def test_an_error_that_is_no_script_reply_is_raised_as_it_came(error: BaseException) -> None:
+    # The write may have landed or not: retried (or the task stopped), never read as the script's refusal.
+    with pytest.raises(type(error)) as raised:
+        await _apply(error)
+    assert raised.value is error
+
+
 async def test_a_slot_moving_is_a_retried_redis_error_not_a_refusal() -> None:
     with pytest.raises(SlotMoving) as raised:
         await _apply([5, "3999"])
@@ -156,4 +171,5 @@ async def test_a_user_that_may_not_run_cluster_nodes_is_a_named_refusal_not_a_sk
     with pytest.raises(ClusterStateHidden) as raised:
         await _apply([6, "NOPERM this user has no permissions to run the 'cluster|nodes' command"])
     assert raised.value.reason == "cluster_nodes_refused" and isinstance(raised.value, WriteRefused)
+    assert raised.value.key == "{s}:v3:offsets"
     assert "cluster|nodes" in raised.value.detail
