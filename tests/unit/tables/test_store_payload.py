@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streams.settings import Settings
 from tables.delta import NANO, Delta, add, pair
 from tables.keys import AMOUNT_BASE, REMAINDER_SUFFIX, Keys, join_amount, split_amount
 from tables.labels import OTHER
@@ -69,6 +70,64 @@ def test_payload_of_one_batch() -> None:
     # Label admission rides on the write, capped, with the fold bucket's name never admitted.
     assert [k.labels("org_id"), "1", [OTHER, "o1"]] in payload["admit"]
     assert payload["other"] == OTHER
+
+
+def test_payload_of_every_section_with_each_key_expiring_by_its_type() -> None:
+    # Tokens in without tokens out on a day, and a model's energy from two providers.
+    k, day, today = Keys("app"), "2026-11-27", "2026-11-28"
+    delta = Delta()
+    delta.delay_buckets[3] = 2
+    delta.kwh_nano[day] = {"o1": 5}
+    delta.tokens_in[today] = {"o1": 7}
+    delta.model_kwh_nano[day] = {("openai", "m1"): 3, ("anthropic", "m2"): 4, ("openai", "m2"): 1}
+    delta.orgs[today] = {"o1"}
+    delta.users[today] = {pair("o1", "u")}
+    payload = _store().build_payload(delta, [])
+    ttl = str(3 * 86_400)
+
+    def hashes(*keys: str) -> list[list[str]]:
+        return [entry for key in keys for entry in ([key, ttl, "hash"], [key + REMAINDER_SUFFIX, ttl, "hash"])]
+
+    models = k.day(day, "model_energy")
+    openai, anthropic = k.provider_energy(day, "openai"), k.provider_energy(day, "anthropic")
+    assert payload == {
+        "off": [],
+        "hincr": [[k.key("delay"), "b3", "2"], [k.activity("org_id"), "o1", "0"]],
+        "amount": [
+            [k.day(day, "kwh"), "o1", "0", "5"],
+            [k.day(day, "totals"), "kwh", "0", "5"],
+            [k.day(today, "tokens"), "i:o1", "0", "7"],
+            [k.day(today, "totals"), "tokens_in", "0", "7"],
+            [k.day(today, "totals"), "tokens_out", "0", "0"],
+            [openai, "k:m1", "0", "3"],
+            [anthropic, "k:m2", "0", "4"],
+            [openai, "k:m2", "0", "1"],
+            [models, "k:m1", "0", "3"],
+            [models, "k:m2", "0", "5"],
+        ],
+        "lo": REMAINDER_SUFFIX,
+        "base": AMOUNT_BASE,
+        "sadd": [[k.day(today, "orgs"), ["o1"]]],
+        "usersadd": [
+            [k.day(today, "users"), k.day(today, "org_users"), [pair("o1", "u")], [["o1", 1]], 739_948],
+        ],
+        "win": None,  # no raw record folded
+        "hmax": [],
+        # The script checks each key's type by the one named here before its first write.
+        "expire": [
+            *hashes(k.day(day, "kwh"), k.day(day, "totals"), k.day(today, "tokens"), models, anthropic, openai),
+            [k.day(today, "orgs"), ttl, "set"],
+            [k.day(today, "users"), ttl, "set"],
+            [k.day(today, "org_users"), ttl, "hash"],
+        ],
+        # A store given no caps admits as many values as a sidecar of default settings.
+        "admit": [
+            [k.labels("org_id"), str(Settings.max_org_series), ["o1"]],
+            [k.labels("provider"), str(Settings.max_label_values), ["anthropic", "openai"]],
+            [k.labels("model"), str(Settings.max_label_values), ["m1", "m2"]],
+        ],
+        "other": OTHER,
+    }
 
 
 _ids = st.text(max_size=3, alphabet="ab:1" + chr(0x10FFFF))
