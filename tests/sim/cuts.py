@@ -43,20 +43,28 @@ class Cuts:
         self.recreate_rng = random.Random(seed ^ 0xDE1)  # apart again: cut schedules draw as before
 
     def maybe_cut(self, world: World) -> None:
-        tp = self.rng.choice(world.partitions)
-        log = world.logs[tp]
         stored = world.redis.data.get(world.store.keys.offsets, {})
         # A cut below an open transaction would need the coordinator's view of it; elections are rare
-        # enough that leaving those out loses nothing the checker needs.
-        if log.open_txns or log.end <= log.start or f"{tp.topic}:{tp.partition}" not in stored:
+        # enough that leaving those out loses nothing the checker needs. Chosen among the partitions it can
+        # cut: drawn among all, most draws found nothing to cut (an empty or truncated log, nothing stored).
+        eligible = [
+            tp
+            for tp, log in world.logs.items()
+            if not log.open_txns and log.end > log.start and f"{tp.topic}:{tp.partition}" in stored
+        ]
+        if not eligible:
             return
-        at = keeping_markers(log.entries, self.rng.randint(log.start, log.end - 1))
+        tp = self.rng.choice(eligible)
+        log = world.logs[tp]
+        drawn = self.rng.randint(log.start, log.end - 1)
+        at = keeping_markers(log.entries, drawn)
         if at < log.start:
             return
         self.histories.setdefault(tp, []).append(log.entries)
         self.points.setdefault(tp, []).append(at)
         log.entries = log.entries[:at]
-        world.trace.append(f"log cut {tp.topic}/{tp.partition} at {at} (was {len(self.histories[tp][-1])})")
+        lowered = f", lowered from {drawn} to keep a transaction whole" if at < drawn else ""
+        world.trace.append(f"log cut {tp.topic}/{tp.partition} at {at} (was {len(self.histories[tp][-1])}){lowered}")
         if log.unreadable_at is not None and log.unreadable_at >= at:
             log.unreadable_at = None
             world.trace.append("the unreadable batch was cut away")

@@ -488,7 +488,7 @@ class World:
             else:
                 self.redis.down = True
                 self.trace.append("redis down")
-        elif roll < 0.92 and f.truncation:
+        elif roll < (0.98 if f.log_cuts else 0.92) and f.truncation:  # cuts need logs stored and not empty
             self.truncate()
             if f.log_cuts:
                 self.cuts.maybe_cut(self)
