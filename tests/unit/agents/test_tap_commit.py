@@ -4,6 +4,7 @@ that fails sends it back to the offsets its tables hold."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -39,6 +40,57 @@ def test_the_mirror_commit_is_sent_only_when_the_offsets_moved() -> None:
         return consumer.commits
 
     assert asyncio.run(scenario()) == [{tp: 5}, {tp: 9}]
+
+
+def test_the_mirror_commit_waits_a_full_interval_unless_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    consumer = _Consumer()
+    agent = TapAgent(Settings(), None, Status(replica_id="r"), consumer)  # type: ignore[arg-type]
+    tp = TopicPartition("events.raw", 0)
+    clock = [100.0]
+    steps = [(5, 100.0, True), (6, 100.5, False), (7, 100.5, True), (8, 101.2, False), (8, 101.5, False)]
+
+    async def scenario() -> None:
+        monkeypatch.setattr(asyncio.get_running_loop(), "time", lambda: clock[0])
+        for offset, at, force in steps:
+            agent.applied[tp], clock[0] = offset, at
+            await (agent._commit(force=True) if force else agent._commit())
+
+    asyncio.run(scenario())
+    # 6 is not sent half an interval after 5; 7 is, forced (a revocation, the stop); 8 waits a full
+    # interval after that.
+    assert consumer.commits == [{tp: 5}, {tp: 7}, {tp: 8}]
+
+
+class _RefusingConsumer(_Consumer):
+    """Refuses the first commit (the group is rebalancing), then takes them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusals = 1
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise KafkaError("the group is rebalancing")
+        await super().commit(offsets)
+
+
+def test_a_mirror_commit_that_fails_is_logged_and_sent_again(caplog: pytest.LogCaptureFixture) -> None:
+    consumer = _RefusingConsumer()
+    agent = TapAgent(Settings(), None, Status(replica_id="r"), consumer)  # type: ignore[arg-type]
+    tp = TopicPartition("events.raw", 0)
+    agent.applied[tp] = 5
+
+    async def scenario() -> None:
+        with caplog.at_level(logging.DEBUG, logger="agents.tap"):
+            await agent._commit(force=True)
+        await agent._commit(force=True)  # the same offsets: not sent before, so not skipped as sent
+
+    asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records] == [
+        "offset mirror commit skipped: KafkaError: the group is rebalancing"
+    ]
+    assert consumer.commits == [{tp: 5}]
 
 
 class _FetchingConsumer:
