@@ -85,15 +85,15 @@ class TapAgent(Rebalance, Unreadable, LogChanges, Invisible, Shutdown):
         self.unpositioned: list[TopicPartition] = []  # assigned, but on_assigned failed to seek them
         self._position_at = 0.0
         self._position_delays = POSITIONING.delays()
-        # Every series the log-change alerts read exists from the start at 0: `increase()` cannot see the
-        # first count of a series that appears with it.
+        # Every series the log-change alerts read exists from the start at 0 (`increase()` cannot see the
+        # first count of a series that appears with it); a tap built again on the same status keeps its counts.
         for reason in WRITE_REFUSALS:
-            status.writes_refused[reason] += 0
+            status.writes_refused.setdefault(reason, 0)
         for topic in (settings.raw_topic, settings.enriched_topic):
-            status.topics_recreated[topic] += 0
-            status.records_skipped[topic] += 0
+            status.topics_recreated.setdefault(topic, 0)
+            status.records_skipped.setdefault(topic, 0)
             for reason in RESET_REASONS:
-                status.offset_resets[(topic, reason)] += 0
+                status.offset_resets.setdefault((topic, reason), 0)
 
     async def start(self) -> None:
         if self.dead_letters is not None:
