@@ -1,4 +1,4 @@
-"""Run many random schedules of the simulator: `python -m tests.sim --schedules 10000 [--seed S]`.
+"""Run many random schedules of the simulator: `python -m tests.sim --schedules 10000 [--seconds S] [--seed S]`.
 
 Each schedule's seed is the base seed plus its index; the base seed is printed first, so any failure
 replays with `python -m tests.sim --replay SEED`. Runs on every core.
