@@ -74,6 +74,7 @@ def test_aborted_transactions_are_not_counted_and_markers_leave_no_lag(  # type:
 ) -> None:
     make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=1)
     plan = [(True, _events("kept_a", 40)), (False, _events("aborted", 25)), (True, _events("kept_b", 30))]
+    plan.append((False, _events("aborted", 5)))  # the log ends in an aborted transaction and its marker
     asyncio.run(_transactions(broker.bootstrap, names.raw, plan))
     # The worker commits right after its last record: one below the end, where the commit marker sits.
     last = asyncio.run(_last_record_offset(broker.bootstrap, names.raw))
@@ -94,8 +95,37 @@ def test_aborted_transactions_are_not_counted_and_markers_leave_no_lag(  # type:
         )
         assert lag
         assert value(proc.scrape(), "ecomind_worker_kafka_lag", topic=names.raw, partition="0") == 0.0
+        # The sidecar's own group: its stored and committed offsets pass the markers and the aborted tail.
+        end = asyncio.run(_log_end(broker.bootstrap, names.raw))
+        assert end == last + 1 + 1 + 5 + 1  # kept_b's marker, the aborted tail, its marker
+        wait_until(
+            lambda: asyncio.run(_own_committed(broker.bootstrap, names.app_id, names.raw)) == end,
+            30,
+            what="the sidecar's committed offset at the log's end",
+        )
     finally:
         proc.stop()
+
+
+async def _log_end(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)  # read_uncommitted: the high watermark
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
+
+
+async def _own_committed(bootstrap: str, group: str, topic: str) -> int | None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        meta = (await admin.list_consumer_group_offsets(group, partitions=[tp])).get(tp)
+        return None if meta is None or meta.offset < 0 else int(meta.offset)
+    finally:
+        await admin.close()
 
 
 async def _delete_before(bootstrap: str, topic: str, offset: int) -> None:
