@@ -5,6 +5,7 @@ batch script does."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -78,3 +79,25 @@ class OffsetsStore:
 
     async def load_offsets(self, partitions: Any) -> dict[tuple[str, int], int | None]:
         return {p: self.stored[TopicPartition(*p)] for p in partitions}
+
+
+def run_until_cancelled(agent: Any, monkeypatch: Any) -> list[float]:
+    """Run the tap's loop until its consumer cancels it; the sleeps it asked for, none of them waited."""
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await real_sleep(0)
+
+    async def scenario() -> None:
+        with monkeypatch.context() as patched:
+            patched.setattr(asyncio, "sleep", recorded_sleep)
+            try:
+                await agent.run()
+            except asyncio.CancelledError:
+                return
+            raise AssertionError("the loop ended without being cancelled")
+
+    asyncio.run(scenario())
+    return slept

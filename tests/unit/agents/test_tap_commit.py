@@ -15,6 +15,7 @@ from agents import tap, unreadable
 from agents.tap import TapAgent
 from core.status import Status
 from streams.settings import Settings
+from tests.unit.agents.fakes import run_until_cancelled
 
 
 class _Consumer:
@@ -121,20 +122,7 @@ def _run_until_cancelled(
     consumer = _FetchingConsumer(errors)
     agent = TapAgent(Settings(), None, Status(replica_id="r"), consumer)  # type: ignore[arg-type]
     agent.expected = {TopicPartition("events.raw", 0): 7, TopicPartition("events.raw", 1): 3}
-    slept: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def recorded_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        await real_sleep(0)
-
-    async def scenario() -> None:
-        with monkeypatch.context() as patched:
-            patched.setattr(asyncio, "sleep", recorded_sleep)
-            with pytest.raises(asyncio.CancelledError):
-                await agent.run()
-
-    asyncio.run(scenario())
+    slept = run_until_cancelled(agent, monkeypatch)
     return agent, consumer, slept
 
 

@@ -19,7 +19,7 @@ from agents.tap import TapAgent
 from agents.unreadable import FETCH_RETRY_S, WRITE_REFUSALS
 from core.status import Status
 from streams.settings import Settings
-from tests.unit.agents.fakes import PositionsConsumer
+from tests.unit.agents.fakes import PositionsConsumer, run_until_cancelled
 
 TP = TopicPartition("events.raw", 0)
 SETTINGS = dataclasses.replace(Settings(), batch_max_records=123, batch_timeout_ms=456)
@@ -44,22 +44,7 @@ class _Consumer(PositionsConsumer):
 
 
 def _run(agent: TapAgent, monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Run the loop until the consumer cancels it; the sleeps it asked for, none of them waited."""
-    slept: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def recorded_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        await real_sleep(0)
-
-    async def scenario() -> None:
-        with monkeypatch.context() as patched:
-            patched.setattr(asyncio, "sleep", recorded_sleep)
-            with pytest.raises(asyncio.CancelledError):
-                await agent.run()
-
-    asyncio.run(scenario())
-    return slept
+    return run_until_cancelled(agent, monkeypatch)
 
 
 def _agent(consumer: _Consumer, status: Status | None = None) -> TapAgent:
