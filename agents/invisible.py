@@ -3,10 +3,11 @@
 A batch claims offsets up to its last record, so a partition whose log ends in a transaction marker (every
 committed transaction does) or in an aborted transaction keeps its stored offset, and Kafka's committed
 offset that mirrors it, short of the log's end: the sidecar's own group shows a lag of one, or of the whole
-aborted tail, forever. When a fetch brings nothing, positions past the expected offsets are stored as moves
-with no records: nothing visible lies in between, since the records before a position were all handed
-over (aiokafka moves a position as it hands records out, and skips those it never will) and every batch
-moves its partitions' expected offsets to its end or seeks them back.
+aborted tail, forever. Once a second, after a batch has been handed on, positions past the expected offsets
+are stored as moves with no records: nothing visible lies in between, since the records before a position
+were all handed over (aiokafka moves a position as it hands records out, and past those it never will;
+records fetched and not handed out leave it where it was) and every batch moves its partitions' expected
+offsets to its end or seeks them back. An idle partition beside busy ones is passed as well.
 """
 
 from __future__ import annotations
@@ -47,14 +48,16 @@ class Invisible:
         def _move(self, tp: TopicPartition, stored: int | None, resume: int) -> OffsetMove: ...
 
     async def pass_invisible(self) -> None:
-        """From the tap's loop after a fetch that brought nothing, at most once a second."""
+        """From the tap's loop after each fetch (and its batch's fold), at most once a second."""
         now = asyncio.get_running_loop().time()
-        # Never waits on the lock: a reload or a rebalance holding it may be waiting for fetches to go on.
-        if now - self._last_pass < PASS_INTERVAL_S or self.lock.locked():
+        # Never waits, neither on the lock (a reload or a rebalance holding it may be waiting for fetches to
+        # go on) nor on a write in flight (the next batch folds meanwhile): tried again on a later fetch.
+        inflight = self._inflight is not None and not self._inflight.done()
+        if now - self._last_pass < PASS_INTERVAL_S or self.lock.locked() or inflight:
             return
         self._last_pass = now
         async with self.lock:
-            await self._drain()
+            await self._drain()  # done already: collects its outcome (a refusal reloads and seeks back)
             held = self.consumer.assignment()
             moves = []
             for tp, offset in self.expected.items():

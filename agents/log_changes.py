@@ -65,7 +65,10 @@ class LogChanges:
             self.ids_due.update(tps)
             return False
         for tp in tps:
-            self.topic_ids[tp] = ids.get(tp.topic)
+            if tp.topic not in ids:  # not named: deleted, and not created again yet
+                self.ids_due.add(tp)
+                continue
+            self.topic_ids[tp] = ids[tp.topic]
             self.ids_due.discard(tp)
         return True
 
@@ -83,8 +86,13 @@ class LogChanges:
         from their new topic's start, whatever offset the old one reached. Every owned partition of the
         topics asked about is checked: one topic ID covers them all."""
         tps = self._owned_of({tp.topic for tp in tps})
+        known = {tp: self.topic_ids.get(tp) for tp in tps}
         if not tps or not await self._learn_topic_ids(tps):
             return
+        # Never written, but the ID the tap read it under changed: its position may be the old topic's.
+        unwritten = [tp for tp in tps if self.expected.get(tp) is None and recreated(known[tp], self.topic_ids.get(tp))]
+        if unwritten:
+            await self._reload(unwritten)
         changed = [tp for tp in tps if recreated(self.stored_ids.get(tp), self.topic_ids.get(tp))]
         if not changed:
             return
@@ -111,9 +119,12 @@ class LogChanges:
     def ask_topic_ids(self, batch: Batch) -> asyncio.Future[dict[str, str | None]] | None:
         """The IDs of the batch's topics, asked once its fetch has answered (`same_topics` reads them).
 
-        Only topics whose ID is known: a broker without IDs is not asked for each batch."""
-        topics = {tp.topic for tp in batch if self.topic_ids.get(tp) is not None}
+        Only topics with an ID, known or stored: a broker without IDs is not asked for each batch."""
+        topics = {tp.topic for tp in batch if self._has_id(tp)}
         return asyncio.ensure_future(self.consumer.topic_ids(topics)) if topics else None
+
+    def _has_id(self, tp: TopicPartition) -> bool:
+        return self.topic_ids.get(tp) is not None or self.stored_ids.get(tp) is not None
 
     async def same_topics(self, asked: asyncio.Future[dict[str, str | None]] | None, tps: list[TopicPartition]) -> bool:
         """Whether a fetched batch may be written: its topics' IDs after the fetch are those known before it.
@@ -131,10 +142,13 @@ class LogChanges:
             log.warning("topic IDs unavailable after a fetch; its records are read again once known: %s", exc)
             self.ids_due.update(tps)
             return False
+        # Not named: deleted and not created again yet (or a broker that does not know it yet).
+        missing = [tp for tp in tps if self._has_id(tp) and tp.topic not in ids]
+        self.ids_due.update(missing)
         changed = [tp for tp in tps if tp.topic in ids and ids[tp.topic] != self.topic_ids.get(tp)]
         if not changed:
-            return True
-        # Deleted and not yet created again: nothing to compare with until the broker names an ID.
+            return not missing
+        # Named without an ID where one was known: nothing to compare with until the broker names one.
         self.ids_due.update(tp for tp in changed if ids[tp.topic] is None)
         renamed = [tp for tp in changed if ids[tp.topic] is not None]
         for tp in renamed:

@@ -137,8 +137,7 @@ class TapAgent(Rebalance, Unreadable, LogChanges, Invisible, Shutdown):
                 continue
             if batch:
                 await self.process(batch, epoch)
-            else:
-                await self.pass_invisible()
+            await self.pass_invisible()
             await self._commit()
             await self._check_rewind()
             if self.unpositioned:  # positioned in part (the fetch did not fail): the rest when due

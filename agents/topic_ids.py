@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from aiokafka.client import ConnectionGroup
 from aiokafka.errors import IncompatibleBrokerVersion
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Boolean, CompactArray, CompactString, Int16, Int32, Schema, TaggedFields
@@ -119,9 +120,12 @@ async def fetch_topic_ids(client: Any, topics: Iterable[str]) -> dict[str, str |
         return {}
     node = client.get_random_node()
     try:
-        response = await client.send(node, TopicMetadata(wanted))
+        # Not on the fetcher's connection: a broker answers a connection's requests in order, so there it
+        # would wait behind a long-polling fetch (up to fetch_max_wait_ms) while the batch that asked
+        # waits for it. The coordination connections carry heartbeats and commits, answered at once.
+        response = await client.send(node, TopicMetadata(wanted), group=ConnectionGroup.COORDINATION)
     except (IncompatibleBrokerVersion, NotImplementedError):
         log.info("the broker does not answer Metadata v12: topics are known by name only")
         return dict.fromkeys(wanted)
     found = topic_ids_of(response)
-    return {name: found.get(name) for name in wanted}
+    return {name: found[name] for name in wanted if name in found}

@@ -141,7 +141,11 @@ class Cuts:
         if twice:
             raise Violation(f"{tp.topic}:{tp.partition}: records counted twice after a log cut, offsets {twice[:5]}")
         windows = []
+        # The final log is the topic made at the last re-creation: windows of cuts before it were other topics'.
+        newest = max(self.recreations.get(tp, ()), default=-1)
         for k, at in enumerate(self.points[tp]):
+            if k < newest:
+                continue
             # Where the tap went on in the new history: its first claim there, or (none yet, as when the
             # log grew back to the stored offset before a fetch saw it short) where the old one stopped.
             reached = max((end for _, end, _, gen in claimed if gen <= k), default=at)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+from types import SimpleNamespace
 
 import pytest
 from aiokafka import TopicPartition
 
 from tables.writes import OffsetMove
-from tests.sim.cuts import keeping_markers
+from tests.sim.cuts import Cuts, keeping_markers
 from tests.sim.kafka import Entry
 from tests.sim.mutants import Mutant
 from tests.sim.world import PROFILES, Violation, first_violation, simulate
@@ -252,3 +253,27 @@ def test_a_re_created_topic_is_read_from_its_start() -> None:
     world = simulate(25, steps=40, faults=PROFILES[25 % len(PROFILES)])
     assert any(" deleted and created again" in t for t in world.trace)
     assert sum(r.agent.status.topics_recreated[t] for r in world.replicas.values() for t in ("raw", "enriched")) >= 1
+
+
+RAW0 = TopicPartition("raw", 0)
+
+
+def _history(n: int, tag: int) -> list[Entry]:
+    return [Entry(i, f"{tag}:{i}".encode(), 0) for i in range(n)]
+
+
+def test_a_cut_window_does_not_excuse_a_loss_in_a_topic_created_again_after_it() -> None:
+    """Cut at 0 (the tap went on at 90 in the cut log), then the topic is deleted and created again with
+    120 records; a tap that resumes the new topic at 90 never counts its records 0-89."""
+    cuts = Cuts(0)
+    gen0 = _history(100, 0)
+    gen1 = _history(100, 1)  # the cut log, written again from 0
+    new = _history(120, 2)  # the re-created topic
+    cuts.histories[RAW0] = [gen0, gen1]
+    cuts.points[RAW0] = [0, 0]
+    cuts.recreations[RAW0] = {1}
+    log = SimpleNamespace(entries=new, start=0, visible=lambda e: True)
+    world = SimpleNamespace(logs={RAW0: log})
+    claimed = [(0, 90, "counted", 0), (90, 100, "counted", 1), (90, 120, "counted", 2)]
+    with pytest.raises(Violation):
+        cuts.check(world, RAW0, claimed)  # type: ignore[arg-type]
