@@ -565,6 +565,8 @@ class World:
             at = int(stored.get(f"{tp.topic}:{tp.partition}", -1))
             if at <= last or (tp in self.cuts.points and at > log.end):
                 return False  # a cut log is read once the tap has found the cut and resumed in it
+            if tp in self.cuts.recreations and stored.get(f"{tp.topic}:{tp.partition}:id") != self.topic_ids[tp.topic]:
+                return False  # a new topic whose log ends where the old one was read: found by the ID check
         return not any(p.kind == "redis.write" for p in self.pending())
 
     def check_truth(self) -> None:
