@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from io import BytesIO
@@ -277,3 +278,45 @@ async def test_a_batch_asks_for_its_topic_id_only_where_the_broker_gives_ids(kno
     await tap._drain()
     assert consumer.asked - before == asked
     assert store.applied == [[OffsetMove("events.raw", 0, 100, 101, known, known)]]
+
+
+class _SlowIds(_Consumer):
+    """Its ID answer comes a little after the fold: still pending when the batch is checked."""
+
+    def __init__(self, ids: dict[str, str | None]) -> None:
+        super().__init__(ids)
+        self.cancelled = 0
+
+    async def topic_ids(self, topics: Any) -> dict[str, str | None]:
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return await super().topic_ids(topics)
+
+
+async def test_a_slow_id_answer_is_awaited_not_cancelled() -> None:
+    consumer, store = _SlowIds({"events.raw": "A"}), _Store(100, "A")
+    tap = _tap(consumer, store)
+    await tap.on_assigned({TP})
+    await tap.process({TP: [raw_record(TP, 100)]}, tap.epoch)
+    await tap._drain()
+    assert store.applied == [[OffsetMove("events.raw", 0, 100, 101, "A", "A")]] and consumer.cancelled == 0
+
+
+@pytest.mark.parametrize("known", ["A", None])
+async def test_a_batch_whose_epoch_moved_while_it_folded_drops_its_id_question(known: str | None) -> None:
+    consumer, store = _SlowIds({"events.raw": known}), _Store(100, known)
+    tap: TapAgent
+
+    async def reloaded_meanwhile() -> None:
+        await asyncio.sleep(0)  # the question is on its way
+        tap.epoch += 1  # a refused write's reload sought the partition back while this batch folded
+
+    tap = TapAgent(Settings(), store, Status(replica_id="r"), consumer, pause=reloaded_meanwhile)  # type: ignore[arg-type]
+    await tap.on_assigned({TP})
+    await tap.process({TP: [raw_record(TP, 100)]}, tap.epoch)
+    await asyncio.sleep(0.1)
+    assert store.applied == [] and consumer.positions[TP] == 100
+    assert consumer.cancelled == (1 if known else 0)
