@@ -8,7 +8,10 @@ until `until_ms + grace_ms`). A term's holder may export from `start_ms`: the le
 renewal, so a reply lost on the way never shortens the wait. So `sum()` over replicas never counts two
 exporters at once:
 
-- never held: at once; the holder's own id again (same Prometheus series): from its term's start;
+- never held (no record, no state of layout 3): at once; the holder's own id again (same Prometheus
+  series): from its term's start;
+- no record beside state (the term of a build before the shared lease, or a record lost): as after such
+  a build's lapse, two graces;
 - released: until the releaser's last exported samples are stale (often already);
 - lapsed: until the lease's end plus the holder's grace (one scrape interval and a margin).
 
@@ -22,16 +25,19 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from tables.keys import state_prefix
+
 # ARGV: replica id, ttl ms, grace ms (how long this holder's exports stay visible after its last scrape),
 # poll ms (how often replicas without the lease look for it), the scrape interval ms this replica measured
 # (0: none yet). The reply: Lease, ms to wait, 1 if the lease was in this id's name, the interval last
 # measured by any holder (0: none), 1 if there was no record at all.
 # KEYS: the lease hash; the lease key of layout 3's releases (a string with PX), held alongside so that
 # replicas of that release see the lease taken and never export beside this one; the members hash
-# (replica id -> "first seen ms:last seen ms"), whose newest member is offered a freed lease first; then
-# the lease keys of older layouts' builds (never held by a release with this lease), ARGV[6...] their
-# tags: one held means such a build exports (it came back after a rebuild took over its state), so the
-# lease is recorded as its own, as for layout 3's key.
+# (replica id -> "first seen ms:last seen ms"), whose newest member is offered a freed lease first; the
+# offsets hash of layout 3 (only read: is there state); then the lease keys of older layouts' builds
+# (never held by a release with this lease), ARGV[6...] their tags: one held means such a build exports
+# (it came back after a rebuild took over its state), so the lease is recorded as its own, as for
+# layout 3's key.
 HOLD_LUA = """#!lua flags=allow-oom
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -51,7 +57,7 @@ for i = 1, #members, 2 do
 end
 local current = redis.call('HGET', KEYS[1], 'holder')
 local older = {}
-for k = 4, #KEYS do older[#older + 1] = k end
+for k = 5, #KEYS do older[#older + 1] = k end
 older[#older + 1] = 2
 for _, k in ipairs(older) do
   local legacy = redis.call('GET', KEYS[k])
@@ -62,8 +68,8 @@ for _, k in ipairs(older) do
     local left = redis.call('PTTL', KEYS[k])
     if left < 0 then left = ttl end
     local tag = 'v3:'
-    if k > 3 then
-      tag = ARGV[k + 2]
+    if k > 4 then
+      tag = ARGV[k + 1]
       -- The holder it displaces kept layout 3's key in its own name: that term is over too.
       if current and redis.call('GET', KEYS[2]) == current then redis.call('DEL', KEYS[2]) end
     end
@@ -92,9 +98,16 @@ elseif holder then
   if state == 'released' then visible = tonumber(h[4]) or 0 end
   if visible > now then start = visible end
 end
+-- The build before the shared lease writes no record: between the record's term and now it may have held
+-- layout 3's key and let it go (deleted at SIGTERM, or lapsed). Every term of this release keeps that key
+-- in its holder's name until its series are stale, so while it is there no such build held the lease
+-- since; once it is gone (or there is no record), only a fresh install (no state) is safe at once, and
+-- otherwise the taker waits as after such a build's lapse, its late staleness markers included.
+local witness = holder and redis.call('GET', KEYS[2]) == (string.match(holder, '^v%d+:(.*)$') or holder)
+if holder ~= id and not witness and redis.call('PTTL', KEYS[4]) ~= -2 then start = math.max(start, now + 2 * grace) end
 redis.call('HSET', KEYS[1], 'holder', id, 'until_ms', now + ttl, 'state', 'held', 'grace_ms', grace, 'start_ms', start)
 redis.call('PEXPIRE', KEYS[1], math.max(ttl + grace, start - now) + 60000)
-redis.call('SET', KEYS[2], id, 'PX', ttl)
+redis.call('SET', KEYS[2], id, 'PX', ttl + grace)
 if learned > 0 then redis.call('HSET', KEYS[1], 'interval_ms', learned) end
 local inherited, interval = 0, tonumber(redis.call('HGET', KEYS[1], 'interval_ms')) or 0
 if holder == id then inherited = 1 end
@@ -105,7 +118,8 @@ return {kind, 0, inherited, interval, fresh}
 """
 
 # ARGV: replica id, ms from now until this holder's exports are stale everywhere. Records outlive what
-# they protect by a minute, then go: a taker after that finds no record, which is then as safe as it is fast.
+# they protect by a minute, then go: a taker after that finds no record, and waits as for a record lost
+# (two graces) unless there is no state at all (a fresh install).
 RELEASE_LUA = """#!lua flags=allow-oom
 if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
 local t = redis.call('TIME')
@@ -113,7 +127,16 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local visible = math.max(now + tonumber(ARGV[2]), tonumber(redis.call('HGET', KEYS[1], 'start_ms')) or 0)
 redis.call('HSET', KEYS[1], 'state', 'released', 'visible_ms', visible, 'freed_ms', now)
 redis.call('PEXPIRE', KEYS[1], visible - now + 60000)
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+-- Layout 3's key stays in this name until the series are stale and at least to its term's end: the build
+-- before the shared lease takes it only then, so even a take whose reply it lost (it then sees the key
+-- as kept, and exports without its wait) comes after them; and this release's takers meanwhile read it,
+-- in the released holder's name, as this release's own (they wait for `visible_ms`, no more).
+local legacy = redis.call('GET', KEYS[2])
+if legacy == ARGV[1] then
+  if visible - now > redis.call('PTTL', KEYS[2]) then redis.call('PEXPIRE', KEYS[2], visible - now) end
+elseif not legacy and visible > now then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', visible - now)
+end
 return 1
 """
 
@@ -130,7 +153,9 @@ class Hold:
     wait_s: float  # until this term's series may appear: 0 unless the lease came from another lately
     inherited: bool = False  # the lease was in this id's name already: an earlier process of this replica
     fleet_interval_s: float = 0.0  # the scrape interval a holder measured last (0: none measured)
-    fresh: bool = False  # no record at all: never held, or Redis lost it (restarted, flushed, failed over)
+    # No record at all: never held, or Redis lost it (restarted, flushed, failed over). With layout 3's
+    # state present the script already made the taker wait (`wait_s`); without, only the caller can tell.
+    fresh: bool = False
 
 
 def lease_key(app_id: str) -> str:
@@ -149,6 +174,12 @@ def legacy_lease_key(app_id: str) -> str:
     return "{" + app_id + "}:v3:leader"
 
 
+def legacy_offsets_key(app_id: str) -> str:
+    """The offsets hash of layout 3, which its builds before the shared lease write: state there means the
+    lease may have been held, record or not."""
+    return state_prefix(app_id, 3) + ":offsets"
+
+
 # Builds of layouts 1 and 2 held a lease key of their own and read no other: tag, key after the hash tag.
 OLDER_LEASES = (("v2:", ":v2:leader"), ("v1:", ":leader"))
 
@@ -157,7 +188,7 @@ class LeaseStore:
     def __init__(self, client: Any, app_id: str) -> None:
         self.client = client
         self.lease_key, self.legacy_key = lease_key(app_id), legacy_lease_key(app_id)
-        self.keys = [self.lease_key, self.legacy_key, members_key(app_id)]
+        self.keys = [self.lease_key, self.legacy_key, members_key(app_id), legacy_offsets_key(app_id)]
         self.keys += ["{" + app_id + "}" + suffix for _, suffix in OLDER_LEASES]
         self.tags = [tag for tag, _ in OLDER_LEASES]
         self._hold = client.register_script(HOLD_LUA)
