@@ -233,9 +233,11 @@ class Exporter:
         """Stop exporting and wait, within the budget, until every scraper owed one has scraped again."""
         self.draining = True
         deadline_s = self.clock() + budget_s
-        if self.held:
+        # The longer grace on record now, in case Redis is gone by the release; also after a round whose
+        # reply was lost (the term may still be ours, with the shorter grace on record).
+        if self.held or self.export_from_s is not None:
             with contextlib.suppress(*LEASE_ERRORS):
-                await self.hold()  # the longer grace on record now, in case Redis is gone by the release
+                await self.hold()
         while (owed := self.owed()) and self.clock() < deadline_s:
             due_s = max(s.last_export_s or s.last_s for s in owed) + grace_s(self.interval_s)
             if self.clock() >= due_s:

@@ -275,3 +275,13 @@ async def test_a_long_wait_keeps_its_record_for_as_long() -> None:
     assert client.keyspace.call("HGET", "{app}:exporter", "start_ms") is not None
     await ex["a-again"].hold()
     assert ex["a-again"].starts_in_s(clock()) == pytest.approx(65.0, abs=0.01)
+
+
+async def test_a_drain_after_a_lost_renewal_still_puts_the_longer_grace_on_record() -> None:
+    clock = Clock()
+    client, ex = fleet(clock)
+    await scraped_every(ex["a"], clock, 15.0, 3)
+    ex["a"].lapse()  # the last renewal ran in Redis, but its reply was lost
+    await ex["a"].drain(budget_s=0.0)
+    grace_ms = client.keyspace.hmget("{app}:exporter", ["grace_ms"])[0]
+    assert grace_ms == str(int(ex["a"].grace_s * 1000)) and ex["a"].grace_s > grace_s(15.0)
