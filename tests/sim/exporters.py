@@ -15,12 +15,13 @@ At the end, faults healed: exactly one target's series visible. In the rollout p
 replacements only): no gap in business series longer than one interval plus the lease poll and latency.
 
 In the releases profile the fleet starts on the build before the shared lease, its own code from git,
-and each rollout replaces it, pod by pod, with another release (tests/sim/releases.py): this one (an
-upgrade), back to that build (a rollback), or this one built with a key layout one apart; the same checks
-hold across them. Rollouts only, each new pod running a lease round a second before an old one is stopped,
-because of two limits of that build (docs/guarantees.md): it leaves no record when its term ends (its key
-deleted at SIGTERM, or lapsed), so a replica of this release that never saw it hold the key takes the
-lease as never held; and after a take whose reply was lost it exports without its own wait.
+and each rollout replaces it with another release (tests/sim/releases.py): this one (an upgrade), back to
+that build (a rollback), or this one built with a key layout one apart; the same checks hold across them.
+A rollout goes pod by pod, or (Recreate, maxSurge 0) stops every old pod before a new one starts; pods
+are killed too; and the old build's takes after a term of another release lose their reply half the time
+(it then exports without its own wait). Schedules start with the app's state in Redis (always in the
+releases profile, half the time in the others: no state is a fresh install, where a lease without a record
+is taken at once).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.exporter import LEASE_ERRORS, POLL_S
+from tables.lease import legacy_lease_key, legacy_offsets_key
 from tests.sim import releases
 from tests.sim.lease_keyspace import LeaseKeyspace, LeaseScripts
 from tests.sim.loop import VirtualTimeLoop, run_virtually
@@ -59,12 +61,16 @@ class Profile:
     # The fleet starts on the build before the shared lease; each rollout moves it to another release
     # (tests/sim/releases.py): an upgrade, a rollback, a layout apart.
     releases: bool = False
+    # How often the app's state is in Redis from the start (else a fresh install: no record is then never
+    # held). The build before the shared lease always ran with state: a fresh install of it is upgraded
+    # before any record or state exists only in the seconds before its first batch.
+    state: float = 1.0
 
 
 PROFILES = (
-    Profile(),
-    Profile(kills=False, cuts=False, redis_faults=False, rollout_gap=True),
-    Profile(kills=False, cuts=False, redis_faults=False, releases=True),
+    Profile(state=0.5),
+    Profile(kills=False, cuts=False, redis_faults=False, rollout_gap=True, state=0.5),
+    Profile(cuts=False, redis_faults=False, releases=True),
 )
 
 
@@ -105,8 +111,12 @@ class Client(LeaseScripts):
         return self.world.profile.redis_faults and not self.world.healed and self.world.rng.random() < 0.03
 
     def register_script(self, source: str) -> Any:
+        old_take = self.world.profile.releases and source == releases.old_lease_lua()
+
         async def gated(keys: list[str], args: list[Any]) -> Any:
             lose_reply = await self._gate()
+            lose_reply = self.world.lose_old_take() if old_take else lose_reply
+            self.world.note_legacy_holder()
             reply = self.run(source, keys, args)  # what Scripts.register_script's coroutine does, at once
             if lose_reply:
                 raise RedisTimeoutError("simulated: the script ran, its reply was lost")
@@ -131,6 +141,7 @@ class ExporterWorld:
         self.interval_s = self.rng.choice([1.0, 5.0, 15.0, 30.0, 60.0])
         self.fallback_s = self.rng.choice([self.interval_s, 60.0])  # the setting: right, or the default
         self.scrapers = [f"prom{i}" for i in range(self.rng.choice([1, 1, 2]))]
+        self.state = self.rng.random() < profile.state
         self.keyspace = LeaseKeyspace(self.now_s)
         self.replicas: dict[str, Replica] = {}
         self.seen: dict[tuple[str, str], Seen] = {}
@@ -142,6 +153,7 @@ class ExporterWorld:
         # (seconds without business series, after a dropped target, exporters stopped meanwhile)
         self.gaps_s: list[tuple[float, bool, int]] = []
         self.hand_overs: list[float] = []  # when an exporter was told to stop
+        self.legacy_last: str | None = None  # the release of the last holder of layout 3's key
         self.dropped_at_sigterm: set[str] = set()
         self.loop: VirtualTimeLoop | None = None
         self.violation: Violation | None = None  # raised in a scrape's task; the driver raises it again
@@ -153,6 +165,18 @@ class ExporterWorld:
     def violate(self, message: str) -> None:
         self.violation = self.violation or Violation(f"{message} at t={self.now_s() - START_S:.3f}")
         raise self.violation
+
+    def note_legacy_holder(self) -> None:
+        """Who held layout 3's key last, read before each script: every change of it is a script's."""
+        holder = self.keyspace.get(legacy_lease_key(releases.APP))
+        if holder is not None and holder in self.replicas:
+            self.legacy_last = self.replicas[holder].release
+
+    def lose_old_take(self) -> bool:
+        """The old build's take loses its reply half the time after a term of another release: it then sees
+        the key as kept next round and exports without its wait (after a term of its own, it double-counts
+        by its own rules, which no later release can change)."""
+        return not self.healed and self.legacy_last not in (None, releases.OLD) and self.rng.random() < 0.5
 
     # Replicas ---------------------------------------------------------------------------------------
     def build(self, release: str, rid: str, client: Client) -> releases.Exporting:
@@ -291,13 +315,16 @@ class ExporterWorld:
         """A Deployment's rolling update with surge: a new pod, once ready the oldest old one is stopped."""
         if self.profile.releases:
             self.release = self.rng.choice([r for r in releases.releases() if r != self.release])
-        self.trace.append(f"rollout of {[r.rid for r in olds]} to {self.release}")
-        for old in olds:
+        recreate = self.profile.releases and self.rng.random() < 0.3
+        self.trace.append(f"rollout of {[r.rid for r in olds]} to {self.release}{' (recreate)' if recreate else ''}")
+        if recreate:
+            # Recreate (or no surge): every old pod has stopped before a new one starts.
+            await asyncio.gather(*(self.sigterm(old, self.rng.random() < 0.5) for old in olds))
+            for _ in olds:
+                self.start()
+        for old in [] if recreate else olds:
             self.start()
-            ready_s = self.rng.choice([0.0, 1.0, 5.0, 20.0])  # until the new pod is ready
-            # Beside the build before the shared lease a new pod runs a lease round before the old one stops:
-            # that build's release leaves no record, and a replica finding none exports at once.
-            await asyncio.sleep(max(ready_s, 1.0) if self.profile.releases else ready_s)
+            await asyncio.sleep(self.rng.choice([0.0, 1.0, 5.0, 20.0]))  # until the new pod is ready
             background.append(asyncio.create_task(self.sigterm(old, self.rng.random() < 0.5)))
         # The next rollout comes later: a term the last one handed to a new pod is scraped before it ends.
         await asyncio.sleep(2 * self.interval_s)
@@ -315,6 +342,11 @@ class ExporterWorld:
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()  # type: ignore[assignment]
         background: list[asyncio.Task[Any]] = []
+        if self.state:
+            # The fleet has state: a lease without a record, or whose layout 3 key is gone, is no fresh install.
+            LeaseScripts(self.keyspace).run(
+                "return redis.call('HSET', KEYS[1], 'events', '0')", [legacy_offsets_key(releases.APP)], []
+            )
         for _ in range(2):
             self.start()
         for _ in range(self.steps):

@@ -183,6 +183,13 @@ def _old_keys() -> types.ModuleType:
     return module
 
 
+@functools.cache
+def old_lease_lua() -> str:
+    """The old build's lease script, as its RedisStore registers it."""
+    script: str = old_namespace(lambda: 0.0)["_LEASE_LUA"]
+    return script
+
+
 def old_namespace(clock: Callable[[], float]) -> dict[str, Any]:
     """The old build's lease code, its `time.time` the simulation's clock."""
     namespace: dict[str, Any] = {
