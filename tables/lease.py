@@ -10,8 +10,9 @@ exporters at once:
 
 - never held (no record, no state of layout 3): at once; the holder's own id again (same Prometheus
   series): from its term's start;
-- no record beside state (the term of a build before the shared lease, or a record lost): as after such
-  a build's lapse, two graces;
+- unknown, with state: no record (the term of a build before the shared lease, or a record lost), or a
+  record whose holder no longer holds layout 3's key (such a build may have held it since): as after
+  such a build's lapse, two graces;
 - released: until the releaser's last exported samples are stale (often already);
 - lapsed: until the lease's end plus the holder's grace (one scrape interval and a margin).
 
