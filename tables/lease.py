@@ -26,8 +26,6 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from tables.keys import state_prefix
-
 # ARGV: replica id, ttl ms, grace ms (how long this holder's exports stay visible after its last scrape),
 # poll ms (how often replicas without the lease look for it), the scrape interval ms this replica measured
 # (0: none yet). The reply: Lease, ms to wait, 1 if the lease was in this id's name, the interval last
@@ -178,7 +176,7 @@ def legacy_lease_key(app_id: str) -> str:
 def legacy_offsets_key(app_id: str) -> str:
     """The offsets hash of layout 3, which its builds before the shared lease write: state there means the
     lease may have been held, record or not."""
-    return state_prefix(app_id, 3) + ":offsets"
+    return "{" + app_id + "}:v3:offsets"
 
 
 # Builds of layouts 1 and 2 held a lease key of their own and read no other: tag, key after the hash tag.
