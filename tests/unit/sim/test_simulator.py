@@ -1,6 +1,6 @@
 """The deterministic simulator of the tap: fixed regression seeds and a slice of random schedules.
 
-The full search (random schedules for 75 s, seed printed) runs as its own step of ./scripts/test:
+The full search (random schedules for 80 s, seed printed) runs as its own step of ./scripts/test:
 `python -m tests.sim`. Each seed here replays exactly.
 """
 
