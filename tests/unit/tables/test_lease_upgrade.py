@@ -108,12 +108,17 @@ async def test_a_lapsed_term_is_taken_after_its_grace_while_its_key_stays() -> N
     assert (taken.lease, taken.wait_s) == (Lease.TAKEN, 1.5)
 
 
-async def test_a_release_leaves_an_old_builds_key_alone() -> None:
+async def _held_by_pod_a() -> tuple[list[float], LayoutRedis, LeaseStore, str]:
+    """pod-a holds the lease (and layout 3's key beside it) on a clock the test moves."""
     clock = [1_000.0]
     redis = layout_redis(clock)
     leases = LeaseStore(redis, APP)
-    key = legacy_lease_key(APP)
     await leases.hold("pod-a", TTL_MS, GRACE_MS, POLL_MS, 0)
+    return clock, redis, leases, legacy_lease_key(APP)
+
+
+async def test_a_release_leaves_an_old_builds_key_alone() -> None:
+    _, redis, leases, key = await _held_by_pod_a()
     redis.keyspace.call("DEL", key)
     redis.keyspace.call("SET", key, "old-0", "PX", "7000")  # an old build took it after the key lapsed, say
     assert await leases.release("pod-a", 3_000)
@@ -121,11 +126,7 @@ async def test_a_release_leaves_an_old_builds_key_alone() -> None:
 
 
 async def test_a_release_after_the_key_lapsed_puts_it_back_until_the_bound() -> None:
-    clock = [1_000.0]
-    redis = layout_redis(clock)
-    leases = LeaseStore(redis, APP)
-    key = legacy_lease_key(APP)
-    await leases.hold("pod-a", TTL_MS, GRACE_MS, POLL_MS, 0)
+    clock, redis, leases, key = await _held_by_pod_a()
     clock[0] += 12.5
     assert redis.keyspace.call("GET", key) is None
     assert await leases.release("pod-a", 3_000)
