@@ -20,8 +20,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY requirements/build.txt requirements/runtime.txt requirements/msk-iam.txt requirements/
 # Every locked runtime dependency has a CPython 3.11 manylinux wheel (or a pure-Python one), and
-# --only-binary keeps it so: nothing is compiled, so neither stage needs a compiler. The lock the
-# image is made of goes to /wheels with the wheels, for the runtime stage to install from.
+# --only-binary keeps it so: no dependency is compiled. The lock the image is made of goes to /wheels
+# with the wheels, for the runtime stage to install from. build.txt brings mypy, whose mypyc compiles
+# the project's hot path (core/compiled.py) into its wheel with this stage's gcc; the runtime stage gets
+# the wheel and no compiler.
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 RUN case "${EXTRAS}" in \
       "") lock=requirements/runtime.txt ;; \
       msk-iam) lock=requirements/msk-iam.txt ;; \
@@ -30,12 +35,13 @@ RUN case "${EXTRAS}" in \
  && python -m pip install --require-hashes --only-binary=:all: -r requirements/build.txt \
  && python -m pip download --require-hashes --only-binary=:all: --dest /wheels/deps -r "$lock" \
  && cp "$lock" /wheels/requirements.txt
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY core ./core
 COPY streams ./streams
 COPY agents ./agents
 COPY tables ./tables
-RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wheels/project .
+RUN ECOMIND_STREAMS_COMPILE=1 python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wheels/project . \
+ && python -m zipfile --list /wheels/project/*.whl | grep -q 'agents/fold\.cpython-.*\.so'
 
 FROM ${BASE_IMAGE} AS runtime
 ARG BASE_IMAGE

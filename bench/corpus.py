@@ -82,11 +82,11 @@ def fold(calendar: DayCalendar, raw_parts: Parts, enriched_parts: Parts) -> Delt
     return delta
 
 
-def payload(delta: Delta, raw_parts: Parts, enriched_parts: Parts) -> bytes:
+def payload(delta: Delta, raw_parts: Parts, enriched_parts: Parts, store_class: type[RedisStore] = RedisStore) -> bytes:
     """The batch's write, as tables/store.py `apply` builds it before Redis sees it: the script's payload
     for the Delta (nothing seen before: every member is sent) and its JSON encoding."""
     # A client object only: constructing it connects to nothing, and build_payload never uses it.
-    store = RedisStore(redis_async.Redis(), "gate", DEFAULTS.days_kept, seen_cache_entries=DEFAULTS.seen_cache_entries)
+    store = store_class(redis_async.Redis(), "gate", DEFAULTS.days_kept, seen_cache_entries=DEFAULTS.seen_cache_entries)
     moves = [
         OffsetMove(topic, partition, None, len(records))
         for topic, parts in ((RAW_TOPIC, raw_parts), (ENRICHED_TOPIC, enriched_parts))

@@ -143,7 +143,11 @@ def child(corpus_path: Path) -> None:
 def environment() -> dict[str, str]:
     valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True, check=True).stdout.strip()
     pkgs = {pkg: version(pkg) for pkg in ("aiokafka", "msgspec", "orjson")}
-    return {"python": platform.python_version(), "machine": platform.machine(), "valgrind": valgrind, **pkgs}
+    # The child runs the same checkout: the compiled hot path (core/compiled.py) or the sources.
+    from core.compiled import hot_path
+
+    built = {"hot_path": hot_path()}
+    return {"python": platform.python_version(), "machine": platform.machine(), "valgrind": valgrind, **pkgs, **built}
 
 
 def write_baseline(now: Counts, path: Path = BASELINE) -> None:
@@ -166,7 +170,15 @@ def report(now: Counts, gate: bool, path: Path = BASELINE) -> int:
     stored = json.loads(path.read_text()) if path.exists() else {"rows": {}}
     lines = compare(stored["rows"], now)
     print(table(lines))
-    if "environment" in stored and stored["environment"] != environment():
+    here = environment()
+    counted_on = stored.get("environment", {}).get("hot_path")
+    if gate and counted_on and counted_on != here["hot_path"]:
+        # The compiled build executes a fraction of the sources' instructions: comparing one with the other
+        # would pass anything or fail everything.
+        print(f"the baseline was counted on the {counted_on} hot path and this run is on the {here['hot_path']} one:")
+        print("  ./scripts/compile builds it (or ./scripts/compile --clean runs the sources), then check again")
+        return 1
+    if "environment" in stored and stored["environment"] != here:
         # Another Python, library or valgrind may execute other instructions: say so beside the verdict.
         print(f"note: the baseline was counted in another environment: {stored['environment']}")
     bad = failed(lines)

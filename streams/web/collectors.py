@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core.compiled import hot_path
 from core.status import Status
 from streams.exposition import RowsFamily
 from tables.delta import DELAY_BUCKETS_SECONDS
@@ -161,13 +162,11 @@ class ReplicaCollector(Collector):
         st = self.status
         info = GaugeMetricFamily(
             "ecomind_streams_build_info",
-            "Build of this replica; always 1.",
-            labels=["version", "python_version", "faust_version", "aiokafka_version"],
+            "Build of this replica (hot_path: compiled by mypyc, or the Python sources); always 1.",
+            labels=["version", "python_version", "faust_version", "aiokafka_version", "hot_path"],
         )
-        info.add_metric(
-            [_version("ecomind-streams"), platform.python_version(), _version("faust-streaming"), _version("aiokafka")],
-            1,
-        )
+        versions = [_version("ecomind-streams"), platform.python_version(), _version("faust-streaming")]
+        info.add_metric([*versions, _version("aiokafka"), hot_path()], 1)
         yield info
         for name, doc, value in (
             (

@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from bench.first_value import FirstValue, Progress, _problems, table, verdict
+from bench.first_value import (
+    FOLDING_SCRAPE_INTERVAL_S,
+    SCRAPE_INTERVAL_S,
+    FirstValue,
+    Progress,
+    _problems,
+    _scrape_interval_s,
+    table,
+    verdict,
+)
 from bench.runners import Topics
 from bench.workload_rows import FIRST_VALUE_ROWS, ROWS, SMOKE_ROWS, select
 from streams.local.workload import Truth
@@ -94,3 +103,17 @@ def test_compressed_rows_are_first_value_rows_only() -> None:
     assert "zstd-compressed" in select("iso-4-zstd", FIRST_VALUE_ROWS)[0].title
     with pytest.raises(ValueError, match="unknown rows"):
         select("iso-4-lz4")  # the instruction gate's rows: its corpus is the fold's input, never compressed
+
+
+@pytest.mark.parametrize(
+    ("answered", "settled", "interval_s"),
+    [
+        (False, False, SCRAPE_INTERVAL_S),  # the first answer is timed to the poll
+        (False, True, SCRAPE_INTERVAL_S),
+        (True, False, FOLDING_SCRAPE_INTERVAL_S),  # folding: no value can be exact yet
+        (True, True, SCRAPE_INTERVAL_S),  # every event in the tables, or none moving: check at once
+    ],
+)
+def test_scrapes_are_sparse_only_while_the_tables_still_move(answered: bool, settled: bool, interval_s: float) -> None:
+    assert _scrape_interval_s(answered, settled) == interval_s
+    assert SCRAPE_INTERVAL_S < FOLDING_SCRAPE_INTERVAL_S <= 15.0  # never sparser than a Prometheus default

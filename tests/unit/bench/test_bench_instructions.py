@@ -12,6 +12,7 @@ import pytest
 from bench.corpus import ENRICHED_TOPIC, RAW_TOPIC, corpus, default_calendar, fold, payload, read_records
 from bench.instructions import PARTS, Line, compare, failed, report, table, totals
 from bench.workload_rows import ROWS, select
+from core.compiled import hot_path
 
 
 def test_the_corpus_is_the_same_bytes_every_time() -> None:
@@ -75,3 +76,22 @@ def test_the_committed_baseline_covers_every_row() -> None:
     stored = json.loads((Path(__file__).resolve().parents[3] / "bench" / "instructions_baseline.json").read_text())
     assert set(stored["rows"]) == {r.key for r in ROWS}
     assert all(set(parts) == set(PARTS) for parts in stored["rows"].values())
+
+
+def test_a_baseline_counted_on_the_other_hot_path_fails_the_check_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    here = hot_path()
+    other = "python" if here == "compiled" else "compiled"
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"environment": {"hot_path": other}, "rows": {"a": {"fold": 100.0}}}))
+    # Within the tolerance, and still refused: the figures were counted on other code.
+    assert report({"a": {"fold": 100.0}}, gate=True, path=baseline) == 1
+    assert f"counted on the {other} hot path and this run is on the {here} one" in capsys.readouterr().out
+    baseline.write_text(json.dumps({"environment": {"hot_path": here}, "rows": {"a": {"fold": 100.0}}}))
+    assert report({"a": {"fold": 100.0}}, gate=True, path=baseline) == 0
+
+
+def test_the_committed_baseline_was_counted_on_the_compiled_hot_path() -> None:
+    stored = json.loads((Path(__file__).resolve().parents[3] / "bench" / "instructions_baseline.json").read_text())
+    assert stored["environment"]["hot_path"] == "compiled"

@@ -152,8 +152,24 @@ def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_else() -
     for source in sources:
         assert (ROOT / source).exists(), source
         assert in_context(source), f"{source} is copied but .dockerignore leaves it out"
-    for private in (".venv/bin/python", ".git/HEAD", "ops/alertmanager/secrets/x", "tests/unit/deploy/test_image.py"):
+    assert in_context("setup.py")
+    private_files = (".venv/bin/python", ".git/HEAD", "ops/alertmanager/secrets/x", "tests/unit/deploy/test_image.py")
+    # A checkout's own build of the hot path (./scripts/compile) stays out: the image compiles its own.
+    built = ("agents/fold.cpython-311-x86_64-linux-gnu.so", "abc123__mypyc.cpython-311-x86_64-linux-gnu.so")
+    for private in (*private_files, *built):
         assert not in_context(private), private
+
+
+def test_the_build_stage_compiles_the_hot_path_into_the_wheel_and_checks_it_did() -> None:
+    build = " ".join(_runs("build"))
+    assert "apt-get install --yes --no-install-recommends gcc libc6-dev" in build
+    wheel = next(r for r in _runs("build") if "pip wheel" in r)
+    assert wheel.startswith("ECOMIND_STREAMS_COMPILE=1 python -m pip wheel --no-deps --no-build-isolation")
+    # A wheel without the build would still install and run, slower: the stage fails instead.
+    assert "grep -q 'agents/fold\\.cpython-.*\\.so'" in wheel
+    # mypyc comes from the hash-checked build lock, which the stage installs before the wheel.
+    assert re.search(r"^mypy==2\.4\.1 ", (ROOT / "requirements" / "build.txt").read_text(), re.MULTILINE)
+    assert ("COPY", "pyproject.toml setup.py README.md LICENSE ./") in STAGES["build"]
 
 
 def test_the_image_copies_every_package_the_wheel_ships() -> None:

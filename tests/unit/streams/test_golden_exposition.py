@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from importlib.metadata import version
 
+from core.compiled import hot_path
 from streams.exposition import render
 from tests.golden.exposition import GOLDEN_FILE, HOSTILE_ORGS, PINNED_VERSION, REGENERATE, collectors, golden
 
@@ -43,6 +44,7 @@ def test_only_build_info_versions_are_pinned() -> None:
     installed = {
         "aiokafka_version": version("aiokafka"),
         "faust_version": version("faust-streaming"),
+        "hot_path": hot_path(),
         "python_version": platform.python_version(),
         "version": version("ecomind-streams"),
     }
