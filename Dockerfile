@@ -18,10 +18,10 @@ FROM ${BASE_IMAGE} AS build
 ARG EXTRAS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY requirements/build.txt requirements/runtime.txt requirements/msk-iam.txt requirements/
+COPY requirements/build.txt requirements/compile.txt requirements/runtime.txt requirements/msk-iam.txt requirements/
 # Every locked runtime dependency has a CPython 3.11 manylinux wheel (or a pure-Python one), and
 # --only-binary keeps it so: no dependency is compiled. The lock the image is made of goes to /wheels
-# with the wheels, for the runtime stage to install from. build.txt brings mypy, whose mypyc compiles
+# with the wheels, for the runtime stage to install from. compile.txt brings mypy, whose mypyc compiles
 # the project's hot path (core/compiled.py) into its wheel with this stage's gcc; the runtime stage gets
 # the wheel and no compiler.
 RUN apt-get update \
@@ -32,7 +32,7 @@ RUN case "${EXTRAS}" in \
       msk-iam) lock=requirements/msk-iam.txt ;; \
       *) echo "EXTRAS=${EXTRAS}: expected msk-iam or nothing" >&2; exit 1 ;; \
     esac \
- && python -m pip install --require-hashes --only-binary=:all: -r requirements/build.txt \
+ && python -m pip install --require-hashes --only-binary=:all: -r requirements/build.txt -r requirements/compile.txt \
  && python -m pip download --require-hashes --only-binary=:all: --dest /wheels/deps -r "$lock" \
  && cp "$lock" /wheels/requirements.txt
 COPY pyproject.toml setup.py README.md LICENSE ./

@@ -13,7 +13,7 @@ if os.environ.get("ECOMIND_STREAMS_COMPILE") == "1":
         from mypyc.build import mypycify
     except ImportError:
         raise SystemExit(
-            "ECOMIND_STREAMS_COMPILE=1 needs mypy (mypyc) where the wheel is built: install requirements/build.txt "
+            "ECOMIND_STREAMS_COMPILE=1 needs mypy (mypyc) where the wheel is built: install requirements/compile.txt "
             "and build with --no-build-isolation"
         ) from None
 

@@ -88,7 +88,9 @@ def test_the_default_image_ships_the_runtime_lock_and_extras_their_own_lock() ->
         refused = _lock_for(wrong)
         assert refused.returncode == 1 and f"EXTRAS={wrong}: expected msk-iam or nothing" in refused.stderr
     copied = [a.split()[:-1] for k, a in STAGES["build"] if k == "COPY" and "requirements/" in a]
-    assert copied == [["requirements/build.txt", "requirements/runtime.txt", "requirements/msk-iam.txt"]]
+    assert copied == [
+        ["requirements/build.txt", "requirements/compile.txt", "requirements/runtime.txt", "requirements/msk-iam.txt"]
+    ]
 
 
 def test_the_final_stage_keeps_no_wheels_caches_compilers_or_packaging_tools() -> None:
@@ -167,8 +169,9 @@ def test_the_build_stage_compiles_the_hot_path_into_the_wheel_and_checks_it_did(
     assert wheel.startswith("ECOMIND_STREAMS_COMPILE=1 python -m pip wheel --no-deps --no-build-isolation")
     # A wheel without the build would still install and run, slower: the stage fails instead.
     assert "grep -q 'agents/fold\\.cpython-.*\\.so'" in wheel
-    # mypyc comes from the hash-checked build lock, which the stage installs before the wheel.
-    assert re.search(r"^mypy==2\.4\.1 ", (ROOT / "requirements" / "build.txt").read_text(), re.MULTILINE)
+    # mypyc comes from the hash-checked compile lock, which the stage installs before the wheel.
+    assert "-r requirements/build.txt -r requirements/compile.txt" in build
+    assert re.search(r"^mypy==2\.4\.1 ", (ROOT / "requirements" / "compile.txt").read_text(), re.MULTILINE)
     assert ("COPY", "pyproject.toml setup.py README.md LICENSE ./") in STAGES["build"]
 
 

