@@ -60,11 +60,13 @@ WORKDIR /app
 # wheel go last: the image then holds exactly the packages of the lock (the SBOM's list: runtime.txt's,
 # or the extra's lock) and the project.
 # The zone check fails the build unless every zone loads (Debian's tzdata in the base, with the locked
-# tzdata wheel as Python's fallback), so any IANA name in STREAMS_TIMEZONE works.
+# tzdata wheel as Python's fallback), so any IANA name in STREAMS_TIMEZONE works. `core.compiled --stale`
+# fails it unless the installed hot path is the compiled build of the sources beside it.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /wheels/deps \
       --require-hashes --only-binary=:all: -r /wheels/requirements.txt \
  && python -m pip install --no-cache-dir --disable-pip-version-check --no-index --no-deps /wheels/project/*.whl \
+ && python -m core.compiled --stale \
  && python -m pip uninstall --yes --disable-pip-version-check pip setuptools wheel \
  && rm -rf /root/.cache \
  && python -c "import zoneinfo as z; n = z.available_timezones(); assert len(n) > 400, n; [z.ZoneInfo(k) for k in n]" \

@@ -33,6 +33,20 @@ apt_need() {
   quietly $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# Like apt_need, for packages that bring files rather than a command: file:package pairs.
+apt_need_files() {
+  local pair missing=()
+  for pair in "$@"; do
+    [ -e "${pair%%:*}" ] || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} = 0 ] && return
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  step "Debian packages: installing ${missing[*]} with apt-get"
+  quietly $sudo apt-get update -qq
+  quietly $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
 # The interpreter a new virtualenv is made with. The locks are resolved for CPython 3.11 (scripts/lock),
 # so another version is refused unless PYTHON names it on purpose.
 python_for_venv() {

@@ -14,6 +14,7 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
+from core.compiled import stale, stale_message
 from tests.sim.exporters import Violation as ExporterViolation
 from tests.sim.exporters import simulate_exporters
 from tests.sim.world import PROFILES, Violation, simulate
@@ -46,6 +47,10 @@ def _run_exporters(args: tuple[int, int]) -> list[str]:
 
 
 def main() -> int:
+    modules = stale()
+    if modules:  # the search would run code that is not the checkout's
+        print(f"tests.sim: {stale_message(modules)}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="python -m tests.sim")
     parser.add_argument("--schedules", type=int, default=10_000, help="the tap's schedules (at most, with --seconds)")
     # A time budget, as fuzzers run in CI: no new schedules are begun after it, so the step's length holds

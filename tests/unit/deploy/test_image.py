@@ -157,7 +157,7 @@ def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_else() -
     assert in_context("setup.py")
     private_files = (".venv/bin/python", ".git/HEAD", "ops/alertmanager/secrets/x", "tests/unit/deploy/test_image.py")
     # A checkout's own build of the hot path (./scripts/compile) stays out: the image compiles its own.
-    built = ("agents/fold.cpython-311-x86_64-linux-gnu.so", "abc123__mypyc.cpython-311-x86_64-linux-gnu.so")
+    built = ("agents/fold.cpython-311-x86_64-linux-gnu.so", "core/hot_path__mypyc.cpython-311-x86_64-linux-gnu.so")
     for private in (*private_files, *built):
         assert not in_context(private), private
 
@@ -173,6 +173,8 @@ def test_the_build_stage_compiles_the_hot_path_into_the_wheel_and_checks_it_did(
     assert "-r requirements/build.txt -r requirements/compile.txt" in build
     assert re.search(r"^mypy==2\.4\.1 ", (ROOT / "requirements" / "compile.txt").read_text(), re.MULTILINE)
     assert ("COPY", "pyproject.toml setup.py README.md LICENSE ./") in STAGES["build"]
+    # And the image refuses to be built with a hot path that is not the build of the sources it ships.
+    assert "python -m core.compiled --stale" in " ".join(_runs(FINAL))
 
 
 def test_the_image_copies_every_package_the_wheel_ships() -> None:
