@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 from setuptools import setup
 
@@ -21,12 +22,12 @@ if os.environ.get("ECOMIND_STREAMS_COMPILE") == "1":
             "ECOMIND_STREAMS_COMPILE=1 needs mypy (mypyc) where the wheel is built: install requirements/compile.txt "
             "and build with --no-build-isolation"
         ) from None
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here))
     from core.compiled import DIGEST_MODULE, HOT_MODULES, source_path, write_digest_module
 
-    write_digest_module()
-    sources = [str(source_path(m).relative_to(os.path.dirname(os.path.abspath(__file__)))) for m in HOT_MODULES]
-    sources.append(str(source_path(DIGEST_MODULE).relative_to(os.path.dirname(os.path.abspath(__file__)))))
+    write_digest_module(here)
+    sources = [str(source_path(m, here).relative_to(here)) for m in (*HOT_MODULES, DIGEST_MODULE)]
     # The modules' shared library inside a package of the project (core/hot_path__mypyc.*.so), not at the top
     # level, where an editable install or a wheel's neighbours could not import or would clash with it.
     ext_modules = mypycify(sources, opt_level="3", group_name="core.hot_path")

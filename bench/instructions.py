@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from core.compiled import hot_path, stale_reason
+
 BASELINE = Path(__file__).resolve().parent / "instructions_baseline.json"
 TOLERANCE = 0.15  # a row more than this over its baseline fails the check
 PARTS = ("record path", "fold", "payload")  # the measured regions of each row, in the order the child runs them
@@ -144,8 +146,6 @@ def environment() -> dict[str, str]:
     valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True, check=True).stdout.strip()
     pkgs = {pkg: version(pkg) for pkg in ("aiokafka", "msgspec", "orjson")}
     # The child runs the same checkout: the compiled hot path (core/compiled.py) or the sources.
-    from core.compiled import hot_path
-
     built = {"hot_path": hot_path()}
     return {"python": platform.python_version(), "machine": platform.machine(), "valgrind": valgrind, **pkgs, **built}
 
@@ -202,6 +202,9 @@ def main() -> None:
     if args.child:
         child(args.child)
         return
+    stale = stale_reason()
+    if stale:  # counts of code that is not the checkout's would pass or move the baseline wrongly
+        raise SystemExit(f"bench.instructions: {stale}")
     now = measure(args.rows)
     if args.update:
         write_baseline(now)

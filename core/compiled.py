@@ -10,9 +10,10 @@ A build is an extension module beside each source, which Python imports before t
 edited after its build would be shadowed by old code, silently. The build therefore carries what it was
 compiled from: setup.py writes DIGEST_MODULE (the SHA-256 of every source mypyc read: the hot modules and
 everything of the project they import, whose types it compiled against) and compiles it with them. A
-build whose digest is missing or differs from the sources beside it is stale: `stale()` says so, the
-worker and the test suite refuse to start on it, and `./scripts/compile` rebuilds it. The same holds in
-a checkout and in an installed wheel, whose sources ship beside the build.
+build whose digest is missing or differs from the sources beside it is stale: `stale_reason()` says so,
+the worker, the test suite, the simulator and the instruction gate refuse to start on it, and
+`./scripts/compile` rebuilds it. The same holds in a checkout and in an installed wheel, whose sources ship
+beside the build.
 
 python -m core.compiled            # each module's state: compiled, python (no build) or stale
 python -m core.compiled --stale    # exit 1 unless a build is present and matches the sources
@@ -88,7 +89,11 @@ def write_digest_module(root: Path = ROOT) -> Path:
 
 
 def _built_digest(root: Path) -> str | None:
-    """The digest compiled into the build under `root`, read without importing it; None when absent."""
+    """The digest compiled into the build under `root`; None when the build has none.
+
+    This process's own tree is asked by importing the build's digest module (a constant, nothing more). A
+    tree elsewhere (the tests' made-up ones) cannot be imported here: the digest module's generated source,
+    which its build writes beside it, stands for it."""
     if root == ROOT:
         try:
             module = importlib.import_module(DIGEST_MODULE)
@@ -114,24 +119,22 @@ def state(root: Path = ROOT) -> str:
     return "compiled" if _built_digest(root) == sources_digest(root) else "stale"
 
 
-def stale(root: Path = ROOT) -> list[str]:
-    """The hot modules a stale build would shadow; empty when the build matches or there is none."""
-    return list(HOT_MODULES) if state(root) == "stale" else []
-
-
-def stale_message(modules: list[str]) -> str:
+def stale_reason(root: Path = ROOT) -> str | None:
+    """What to tell someone about to run a stale build; None when the build matches or there is none."""
+    if state(root) != "stale":
+        return None
     return (
-        f"the compiled hot path does not match its sources ({', '.join(modules)} or what they import): run "
+        f"the compiled hot path does not match its sources ({', '.join(HOT_MODULES)} or what they import): run "
         "./scripts/compile to rebuild it, or ./scripts/compile --clean to run the sources as written"
     )
 
 
 @cache
 def hot_path() -> str:
-    """What runs the hot path in this process: "compiled", "python" (the sources) or "mixed"."""
-    modules = stale()
-    if modules:
-        raise RuntimeError(stale_message(modules))
+    """What runs the hot path in this process: "compiled", "python" (the sources) or "mixed".
+
+    What is loaded, not whether it is current: that is `stale_reason`'s, asked once where a process starts
+    (the worker, the tests, the simulator, the gate), not at a scrape, which must not read and hash files."""
     compiled = {_is_extension(importlib.import_module(name).__file__) for name in HOT_MODULES}
     return "mixed" if len(compiled) > 1 else "compiled" if compiled == {True} else "python"
 

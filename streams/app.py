@@ -14,7 +14,7 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
-from core.compiled import stale, stale_message
+from core.compiled import stale_reason
 from streams.auth.sasl_token import TokenError, TokenRejected
 from streams.runtime import tune_gc
 from streams.settings import Settings, SettingsError
@@ -47,10 +47,10 @@ def create_app(settings: Settings | None = None) -> StreamsApp:
     @app.on_configured.connect
     def _configure(sender: Any, /, *args: Any, **kwargs: Any) -> None:
         conf = args[0]
-        modules = stale()
-        if modules:
+        stale = stale_reason()
+        if stale:
             # Stale builds would run code that is not in the checkout, silently; refuse, as for a bad setting.
-            print(f"ecomind-streams: {stale_message(modules)}", file=sys.stderr)
+            print(f"ecomind-streams: {stale}", file=sys.stderr)
             raise SystemExit(2)
         try:
             chosen = settings if settings is not None else Settings.from_env()

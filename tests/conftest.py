@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.compiled import stale, stale_message
+from core.compiled import stale_reason
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    modules = stale()
-    if modules:
-        pytest.exit(stale_message(modules), returncode=2)
+    stale = stale_reason()
+    if stale:
+        pytest.exit(stale, returncode=2)

@@ -14,7 +14,7 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
-from core.compiled import stale, stale_message
+from core.compiled import stale_reason
 from tests.sim.exporters import Violation as ExporterViolation
 from tests.sim.exporters import simulate_exporters
 from tests.sim.world import PROFILES, Violation, simulate
@@ -47,9 +47,9 @@ def _run_exporters(args: tuple[int, int]) -> list[str]:
 
 
 def main() -> int:
-    modules = stale()
-    if modules:  # the search would run code that is not the checkout's
-        print(f"tests.sim: {stale_message(modules)}", file=sys.stderr)
+    stale = stale_reason()
+    if stale:  # the search would run code that is not the checkout's
+        print(f"tests.sim: {stale}", file=sys.stderr)
         return 2
     parser = argparse.ArgumentParser(prog="python -m tests.sim")
     parser.add_argument("--schedules", type=int, default=10_000, help="the tap's schedules (at most, with --seconds)")

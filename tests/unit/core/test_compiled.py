@@ -36,7 +36,7 @@ from core.compiled import (
     compiled_from,
     hot_path,
     source_path,
-    stale,
+    stale_reason,
     state,
     write_digest_module,
 )
@@ -148,14 +148,18 @@ def _build(root: Path, name: str) -> None:
 def test_a_build_is_current_only_while_every_source_it_was_compiled_from_is(tmp_path: Path) -> None:
     _checkout(tmp_path)
     assert compiled_from(tmp_path) == ["agents.fold", "core.calendar", "core.decode", "tables.windows"]
-    assert state(tmp_path) == "python" and stale(tmp_path) == []
+    assert state(tmp_path) == "python" and stale_reason(tmp_path) is None
     for name in (*HOT_MODULES, GROUP, DIGEST_MODULE):
         _build(tmp_path, name)
     write_digest_module(tmp_path)
     assert state(tmp_path) == "compiled"
     # An import of a hot module edited after the build: stale, though no hot module changed.
     source_path("core.calendar", tmp_path).write_text("# edited after the build\n")
-    assert state(tmp_path) == "stale" and stale(tmp_path) == list(HOT_MODULES)
+    assert state(tmp_path) == "stale"
+    assert stale_reason(tmp_path) == (
+        "the compiled hot path does not match its sources (agents.fold, core.decode, tables.windows or what they "
+        "import): run ./scripts/compile to rebuild it, or ./scripts/compile --clean to run the sources as written"
+    )
     write_digest_module(tmp_path)  # rebuilt
     assert state(tmp_path) == "compiled"
     # A build without its digest (an old one, or one left by a module since dropped from the list).
