@@ -67,7 +67,7 @@ class Sidecar:
         }
         self.store = RedisStore(self.redis, settings.app_id, settings.days_kept, caps, settings.seen_cache_entries)
         self.leases = LeaseStore(self.redis, settings.app_id)
-        self.layouts = LayoutStore(self.redis, settings.app_id)
+        self.layouts = LayoutStore(self.redis, settings.app_id, shards=settings.redis_shards)
         self._layout_ready = asyncio.Event()
         self._layout_recorded_s = -float("inf")
         # Renewed every third of a lease, or each check while refused: a replica that died counts as

@@ -28,26 +28,36 @@ from redis.exceptions import ResponseError
 
 from tables.keys import LAYOUT_VERSION, state_prefix
 from tables.lease import lease_key, legacy_lease_key
+from tables.shards import marker_value, parse_marker, shards_refusal
 
 REFUSED, OK, TOOK_OVER, WAITING, BROKEN = 0, 1, 2, 3, 4
 
 # KEYS: the marker, the shared lease hash, this layout's offsets, then per older layout (newest first) its
-# offsets and its own lease key. ARGV: this layout, "1" to take the state over, the older layouts' numbers
+# offsets and its own lease key. ARGV: this layout's marker value (with the shard count when over one:
+# tables/shards.py), "1" to take the state over, the older layouts' numbers
 # (as KEYS). HGETALL tells a hash's existence: the offsets hash holds two fields per partition, and the
 # check runs at start and every few seconds while refused, never per batch. allow-oom: at maxmemory
 # under noeviction the check must still pass (it writes one short key at most), or the replica never starts.
 CHECK_LUA = """#!lua flags=allow-oom
 local want = ARGV[1]
+local plain = string.match(want, '^%d+')  -- the layout alone: one shard's marker (tables/shards.py)
 local marked = redis.call('GET', KEYS[1])
-if marked and not string.match(marked, '^[1-9]%d*$') then return {4, marked} end
+if marked and not (string.match(marked, '^[1-9]%d*$') or string.match(marked, '^[1-9]%d*:s[1-9]%d*$')) then
+  return {4, marked}
+end
 local found, at = marked, nil
-if not found and #redis.call('HGETALL', KEYS[3]) == 0 then
-  for i = 4, #KEYS, 2 do
-    if #redis.call('HGETALL', KEYS[i]) > 0 then found, at = ARGV[i / 2 + 1], i; break end
+if not found then
+  if #redis.call('HGETALL', KEYS[3]) == 0 then
+    for i = 4, #KEYS, 2 do
+      if #redis.call('HGETALL', KEYS[i]) > 0 then found, at = ARGV[i / 2 + 1], i; break end
+    end
+  elseif plain ~= want then
+    found = plain  -- this layout's state, in one shard, before the marker: not the count wanted
   end
 end
 if found and found ~= want then
-  if ARGV[2] ~= '1' then return {0, found} end
+  -- Another shard count of the same layout is never taken over: its shards' keys are this count's too.
+  if ARGV[2] ~= '1' or string.match(found, '^%d+') == plain then return {0, found} end
   if at then
     -- An exporter of that layout's releases holds a lease this release does not share.
     local holder = redis.call('GET', KEYS[at + 1])
@@ -147,6 +157,13 @@ class Check:
     found: int  # the layout the state was found in (this one's when OK; 0 when BROKEN)
     layout: int = LAYOUT_VERSION
     problem: str = ""  # BROKEN: what Redis holds that no release writes
+    found_shards: int = 1  # the shard count the state was found in (STREAMS_REDIS_SHARDS)
+    shards: int = 1  # this replica's
+
+    @property
+    def shard_change(self) -> bool:
+        """Refused for the shard count alone: the same layout, kept in another number of shards."""
+        return self.outcome == REFUSED and self.found == self.layout and self.found_shards != self.shards
 
     @property
     def runs(self) -> bool:
@@ -155,6 +172,8 @@ class Check:
     @property
     def reason(self) -> str:
         """For the log: why the tap and the exporter wait."""
+        if self.shard_change:
+            return f"state kept in {self.found_shards} shard(s), this replica is set to {self.shards}"
         if self.outcome == REFUSED:
             side = "an older" if self.found < self.layout else "a newer"
             return f"state in {side} key layout ({self.found}, this release writes {self.layout})"
@@ -167,17 +186,19 @@ class Check:
         """For /ready, the status page and the log: the reason and what the operator can do."""
         if self.outcome == BROKEN:
             return self.problem
+        if self.shard_change:
+            return shards_refusal(self.found_shards, self.shards)
         return "" if self.runs else f"{self.reason}: {_advice(self.outcome, self.found, self.layout)}"
 
 
 class LayoutStore:
-    def __init__(self, client: Any, app_id: str, layout: int = LAYOUT_VERSION) -> None:
-        self.client, self.app_id, self.layout = client, app_id, layout
+    def __init__(self, client: Any, app_id: str, layout: int = LAYOUT_VERSION, shards: int = 1) -> None:
+        self.client, self.app_id, self.layout, self.shards = client, app_id, layout, shards
         older = list(range(layout - 1, 0, -1))
         self.keys = [marker_key(app_id), lease_key(app_id), offsets_key(app_id, layout)]
         for old in older:
             self.keys += [offsets_key(app_id, old), own_lease_key(app_id, old)]
-        self.args = [str(layout), "0", *(str(old) for old in older)]
+        self.args = [marker_value(layout, shards), "0", *(str(old) for old in older)]
         self._check = client.register_script(CHECK_LUA)
         self._seen = client.register_script(SEEN_LUA)
 
@@ -189,9 +210,10 @@ class LayoutStore:
             if not str(exc).startswith("WRONGTYPE"):
                 raise
             return Check(BROKEN, 0, self.layout, await wrong_types(self.client, self.keys))
-        if int(outcome) == BROKEN:
+        parsed = parse_marker(_text(found))
+        if int(outcome) == BROKEN or parsed is None:
             return Check(BROKEN, 0, self.layout, bad_marker(self.app_id, found))
-        return Check(int(outcome), int(found), self.layout)
+        return Check(int(outcome), parsed[0], self.layout, found_shards=parsed[1], shards=self.shards)
 
     async def seen(self, replica_id: str, live_ms: int) -> None:
         """Records this replica as running this layout for `live_ms` from now; 0: it stopped."""
