@@ -4,7 +4,8 @@ Replies: {1, ''} written; {0, field} an offset is not the expected one; {2, key}
 type; {3, key} the writer's lineage count is not the one it expects; {4, key, field} a stored value the
 batch increments or compares is not a number; {5, slot} the state's slot is moving between cluster
 primaries; {6, error} the Redis user may not run CLUSTER NODES, so a moving slot cannot be
-told; {7, key, moves} a batch before this one stopped halfway (see below). Nothing is written unless 1.
+told; {7, key, moves} a batch before this one stopped halfway (see below); {8, field, watermark} a member
+shard of sharded state lacks members below where this write starts (below). Nothing is written unless 1.
 
 The shebang makes Redis (7.0 and later) refuse the script whole when it is over maxmemory, instead of
 failing at a write halfway. Redis never rolls a script back, so every other check that can fail
@@ -27,6 +28,15 @@ b > t, so a scrape sums the fields b > t of at most n small hashes, whatever the
 Days dropped by compaction are only ever the first of a pair whose second is not after today: no later
 scrape counts them. A subject whose last day left the 30-day reach is forgotten (and pruned by the
 sweep, one bucket per write).
+
+Sharded state (tables/shards.py, docs/design.md "Sharded state") runs this same script for both of its
+writes: a partition shard's payload is a one-shard payload without members; a member shard's has no sums
+and no offset moves but a `wm` section, [field, from, to] per partition of the batch, in its KEYS[1] (the
+shard's watermarks hash). A watermark claims that every member of the partition's records below it is in
+the shard: a write of the records [from, to) keeps that true only when from is '' (never written) or the
+watermark is at least from, and then moves it to the larger of the two; otherwise the shard went back
+(a failover, an older snapshot) and the write is refused (reply 8) so that the range is read again.
+One-shard payloads have no `wm` section.
 """
 
 from __future__ import annotations
@@ -67,6 +77,14 @@ for _, o in ipairs(p.off) do
   elseif cur ~= o[2] then
     return {0, o[1]}
   end
+end
+-- A member shard's watermarks (the module's doc): refused unless nothing is missing below the write.
+local wm = p.wm
+if wm == cjson.null then wm = nil end
+for _, m in ipairs(wm or {}) do
+  local at = redis.call('HGET', KEYS[1], m[1])
+  if at and not string.find(at, '^%d+$') then return {4, KEYS[1], m[1]} end
+  if m[2] ~= '' and not (at and tonumber(at) >= tonumber(m[2])) then return {8, m[1], at or ''} end
 end
 -- The writer's lineage (tables/seen.py): it left out members it wrote before, so every write it made
 -- since must still be here. A missing or older count means Redis lost some: refuse, it sends in full.
@@ -197,6 +215,7 @@ end
 -- The first write: the marker, naming the offsets this batch moves (field from>to), deleted by the last.
 local moves = {}
 for _, o in ipairs(p.off) do moves[#moves + 1] = o[1] .. ' ' .. o[2] .. '>' .. o[3] end
+for _, m in ipairs(wm or {}) do moves[#moves + 1] = m[1] .. ' members ' .. m[2] .. '>' .. m[3] end
 redis.call('SET', writing, table.concat(moves, ', '))
 if w then redis.call('HSET', w.state, 'sweep', (cursor + 1) % w.buckets) end
 for _, h in ipairs(p.hincr) do redis.call('HINCRBY', h[1], h[2], h[3]) end
@@ -264,6 +283,11 @@ for _, a in ipairs(p.admit) do
   end
 end
 if lin then redis.call('SET', lin[1], lin[3], 'EX', lin[4]) end
+for _, m in ipairs(wm or {}) do
+  if tonumber(m[3]) > tonumber(redis.call('HGET', KEYS[1], m[1]) or '-1') then
+    redis.call('HSET', KEYS[1], m[1], m[3])
+  end
+end
 for _, o in ipairs(p.off) do redis.call('HSET', KEYS[1], o[1], o[3]) end
 -- Last, after the offsets: a DEL refused here leaves a whole batch marked, which refuses (safe), where a
 -- marker deleted before an offsets write that failed would let the batch's first part count twice.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from itertools import repeat
 from operator import itemgetter
@@ -64,6 +64,7 @@ from tables.writes import (
     ClusterStateHidden,
     Conflict,
     InvalidStoredValue,
+    MembersBehind,
     OffsetMove,
     PartialWrite,
     SlotMoving,
@@ -78,6 +79,7 @@ LINEAGE_TTL_SECONDS = 3 * 86_400
 # Script replies other than 1 (written): refused for an offset, for a key's type, for the lineage, for a
 # stored value that is not a number, for the state's cluster slot moving.
 _CONFLICT, _WRONG_TYPE, _LINEAGE, _INVALID_VALUE, _SLOT_MOVING, _CLUSTER_UNSEEN, _PARTIAL = 0, 2, 3, 4, 5, 6, 7
+_MEMBERS_BEHIND = 8  # sharded state only: a member shard went back (tables/script.py)
 
 _SECOND = itemgetter(1)
 
@@ -95,13 +97,14 @@ class RedisStore:
         days_kept: int,
         label_caps: dict[str, int] | None = None,
         seen_cache_entries: int = 0,
+        keys: Keys | None = None,
     ) -> None:
         self.client = client
         # Label values get their own series first come, first served, in the batch that first carries
         # them: admission is part of the state write, so the scrape only reads and a value never moves
         # from "__other__" to a series of its own (which would make the "__other__" counter go down).
         self.label_caps = label_caps or {"org_id": 500, "provider": 100, "model": 100}
-        self.keys = Keys(app_id)
+        self.keys = keys or Keys(app_id)  # one shard's of sharded state (tables/shards.py): its own hash tag
         self.day_ttl_seconds = (days_kept + 1) * 86_400
         self._apply = client.register_script(APPLY_LUA)
         # In a cluster the script checks that the state's slot is not moving (tables/script.py).
@@ -155,9 +158,18 @@ class RedisStore:
         """maxmemory-policy where the state lives (tables/eviction.py)."""
         return await eviction_policy(self.client, self.keys.offsets)
 
-    async def apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
+    async def apply(
+        self,
+        delta: Delta,
+        moves: list[OffsetMove],
+        edit: Callable[[dict[str, object]], None] | None = None,
+        target: str | None = None,
+    ) -> None:
         """Write the batch and its offsets atomically, or raise: Conflict or WriteRefused having written
-        nothing, ScriptFailed having maybe written part (never expected: every value is checked first)."""
+        nothing, ScriptFailed having maybe written part (never expected: every value is checked first).
+        Sharded state's member writes (tables/sharded_store.py) change each payload (`edit`) and name the
+        shard's watermarks hash as the script's first key (`target`) instead of the offsets."""
+        first_key = target or self.keys.offsets
         self.seen.prune(delta.today_index)
         while True:
             trusted = self._lineage_expected is not None and self.seen.max_entries > 0
@@ -170,15 +182,17 @@ class RedisStore:
                 written,
                 str(min(self.day_ttl_seconds, LINEAGE_TTL_SECONDS)),
             ]
+            if edit is not None:
+                edit(payload_dict)
             args: list[bytes | str] = [orjson.dumps(payload_dict)]
             if self._slot is not None:
                 args.append(self._slot)
             try:
-                reply = await self._apply(keys=[self.keys.offsets], args=args)
+                reply = await self._apply(keys=[first_key], args=args)
             except BaseException as exc:
                 # The write may or may not have landed: nothing learnt since can be trusted.
                 self._forget()
-                failed = script_failed(exc, self.keys.offsets) if isinstance(exc, ResponseError) else None
+                failed = script_failed(exc, first_key) if isinstance(exc, ResponseError) else None
                 if failed is not None:
                     raise failed from exc
                 raise
@@ -193,11 +207,14 @@ class RedisStore:
             if status == _WRONG_TYPE:
                 raise WrongKeyType(str(detail))
             if status == _SLOT_MOVING:
-                raise SlotMoving(f"TRYAGAIN slot {detail} of {self.keys.offsets} is moving between primaries")
+                raise SlotMoving(f"TRYAGAIN slot {detail} of {first_key} is moving between primaries")
             if status == _CLUSTER_UNSEEN:
-                raise ClusterStateHidden(self.keys.offsets, detail=detail)
+                raise ClusterStateHidden(first_key, detail=detail)
             if status == _PARTIAL:
                 raise PartialWrite(detail, detail=f"the batch that stopped moved {reply[2]!s}")
+            if status == _MEMBERS_BEHIND:
+                self._forget()  # the shard went back: what this store knew it holds may be gone with it
+                raise MembersBehind(detail, int(reply[2]) if str(reply[2]) else None)
             self._lineage_expected = written
             self.seen.learn(delta.today_index, delta.users, delta.orgs)
             return

@@ -43,6 +43,18 @@ class Conflict(Exception):
         self.field = field
 
 
+class MembersBehind(Exception):
+    """A member shard of sharded state lacks members of a partition's records below where the write starts
+    (the script's reply 8): it went back (a failover, an older snapshot). `watermark` is where its members
+    of that partition end (None: it has none); the records from there on are read again for their members.
+    Nothing was written."""
+
+    def __init__(self, field: str, watermark: int | None) -> None:
+        super().__init__(f"{field} at {watermark}")
+        self.field = field
+        self.watermark = watermark
+
+
 class WriteRefused(Exception):
     """The batch cannot be written as the tables stand: sending it again would fail again. `reason` is a
     bounded label value, `key` (and `field`) what an operator has to look at."""
