@@ -3,8 +3,11 @@ shard's payload holds, held to the one-shard payload builder's own sections."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from tables.delta import Delta
 from tables.keys import Keys
 from tables.shard_split import (
     activity_values,
@@ -27,12 +30,16 @@ def _store(keys: Keys | None = None) -> RedisStore:
     return RedisStore(Redis(), APP, 2, dict(CAPS), keys=keys)  # type: ignore[arg-type]
 
 
+def _payload(store: RedisStore, delta: Delta, moves: list[OffsetMove]) -> dict[str, Any]:
+    return store.build_payload(delta, moves)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_the_label_values_are_those_the_one_shard_payload_admits(seed: int) -> None:
     store = _store()
     for batch in batches(seed, 200):
         delta = fold(batch.records)
-        admitted = {entry[0].rsplit(":", 1)[1]: set(entry[2]) for entry in store.build_payload(delta, [])["admit"]}
+        admitted = {entry[0].rsplit(":", 1)[1]: set(entry[2]) for entry in _payload(store, delta, [])["admit"]}
         assert {label: values for label, values in batch_label_values(delta).items() if values} == admitted
 
 
@@ -43,7 +50,7 @@ def test_the_activity_values_are_the_fields_the_one_shard_payload_counts(seed: i
     for batch in batches(seed, 200):
         delta = fold(batch.records)
         counted: dict[str, set[str]] = {label: set() for label in labels.values()}
-        for key, field, _ in store.build_payload(delta, [])["hincr"]:
+        for key, field, _ in _payload(store, delta, [])["hincr"]:
             if key in labels:
                 counted[labels[key]].add(field)
         assert activity_values(delta) == counted
@@ -55,8 +62,8 @@ def test_a_partition_shards_payload_is_the_one_shard_payload_without_members(see
     whole, shard = _store(keys), _store(keys)
     for batch in batches(seed, 200):
         delta = fold(batch.records)
-        full = whole.build_payload(delta, batch.moves)
-        sums = shard.build_payload(counter_part(delta), batch.moves)
+        full = _payload(whole, delta, batch.moves)
+        sums = _payload(shard, counter_part(delta), batch.moves)
         partition_edit(sums)
         assert sums["usersadd"] == [] and sums["sadd"] == [] and sums["win"] is None and sums["admit"] == []
         for section in ("off", "hincr", "amount", "hmax"):
@@ -100,7 +107,7 @@ def test_only_the_global_shard_admits_and_records_the_values_seen(seed: int) -> 
     delta = fold(batch.records)
     for shard in (0, 1):
         keys = ShardKeys(APP, shard)
-        payload = _store(keys).build_payload(member_parts([delta], 2)[shard], [])
+        payload = _payload(_store(keys), member_parts([delta], 2)[shard], [])
         sadd_before = len(payload["sadd"])
         member_edit(keys, batch.moves, [delta], dict(CAPS) if shard == 0 else None)(payload)
         assert payload["wm"] == watermarks(batch.moves)
