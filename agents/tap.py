@@ -232,15 +232,21 @@ class TapAgent(Rebalance, Unreadable, LogChanges, Invisible, Shutdown):
         else:
             self.consumer.seek(tp, offset)
 
-    async def _fold(self, batch: Batch) -> Delta:
+    def _fold_context(self) -> FoldContext:
         s = self.settings
-        ctx = FoldContext(
+        return FoldContext(
             calendar=self.calendar,
             now_ms=int(self.clock() * 1000),
             days_kept=s.days_kept,
             max_future_ms=s.max_future_seconds * 1000,
             max_payload_bytes=s.max_payload_bytes,
         )
+
+    async def _fold(self, batch: Batch, ctx: FoldContext | None = None) -> Delta:
+        """One Delta for `batch`; `ctx`: one context shared by several folds of one batch (sharded state's
+        per-shard folds must agree on the day)."""
+        s = self.settings
+        ctx = ctx or self._fold_context()
         delta = Delta()
         for tp, records in batch.items():
             fold = fold_raw if tp.topic == s.raw_topic else fold_enriched
@@ -273,6 +279,10 @@ class TapAgent(Rebalance, Unreadable, LogChanges, Invisible, Shutdown):
         except WriteRefused as exc:
             await self._refused(exc, moves)
             return
+        self._settle(moves)
+
+    def _settle(self, moves: list[OffsetMove]) -> None:
+        """What a write Redis acknowledged moved: the partitions' applied offsets, topic IDs, re-reads, stalls."""
         self.status.batches += 1
         self.status.last_batch_at_s = self.clock()
         for m in moves:

@@ -1,0 +1,253 @@
+"""The tap over sharded state (STREAMS_REDIS_SHARDS > 1): the one-shard tap, with a batch folded into one
+Delta per partition shard, a write that may land on some shards and not others, and the member-only
+re-read of a member shard that went back. docs/design.md, "Sharded state", says why each step is exact.
+
+The one-shard tap (agents/tap.py) is left as it is: with one shard the sidecar runs it, not this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from agents.fold import FoldContext
+from agents.ports import Batch
+from agents.rebalance import REDIS_ERRORS
+from agents.tap import TapAgent
+from core.retry import retry
+from tables.delta import Delta
+from tables.sharded_store import ShardedStore, ShardWritesFailed
+from tables.shards import partition_shard
+from tables.writes import Conflict, InvalidStoredValue, MembersBehind, OffsetMove, WriteRefused
+
+log = logging.getLogger("agents.tap")  # the tap's lines under one logger, whichever module of it logs
+
+
+class ShardedDelta(Delta):
+    """A batch folded per partition shard: `parts[k]` holds the partitions of shard k. Its own fields hold
+    only the rejections of every part (the dead letters are sent once per batch)."""
+
+    def __init__(self, parts: dict[int, Delta]) -> None:
+        super().__init__()
+        self.parts = parts
+        for part in parts.values():
+            self.rejections.extend(part.rejections)
+
+
+class ShardedTapAgent(TapAgent):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        assert isinstance(self.store, ShardedStore)
+        self.sharded: ShardedStore = self.store
+        # A member-only re-read per partition: the offset below which its sums are stored but some member
+        # shard lacks members (its stored offset when the gap was found), and where the re-read stands
+        # (None: from the log start).
+        self.members_until: dict[TopicPartition, int] = {}
+        self.members_from: dict[TopicPartition, int | None] = {}
+
+    # The fold and the write ---------------------------------------------------------------------------
+    async def _fold(self, batch: Batch, ctx: FoldContext | None = None) -> Delta:
+        ctx = ctx or self._fold_context()  # one day for every shard's part
+        by_shard: dict[int, Batch] = {}
+        for tp, records in batch.items():
+            by_shard.setdefault(partition_shard(tp.partition, self.sharded.shards), {})[tp] = records
+        return ShardedDelta({k: await TapAgent._fold(self, part, ctx) for k, part in sorted(by_shard.items())})
+
+    async def _write(self, delta: Delta, moves: list[OffsetMove]) -> None:
+        assert isinstance(delta, ShardedDelta)
+
+        def count(exc: BaseException) -> None:
+            self.status.redis_errors += 1
+
+        # Phase 1's errors are retried whole (its writes are idempotent); phase 2's come as ShardWritesFailed.
+        await retry(
+            lambda: self.sharded.apply(delta.parts, moves), REDIS_ERRORS, what="state write", log=log, on_error=count
+        )
+
+    async def _apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
+        try:
+            await super()._apply(delta, moves)
+        except ShardWritesFailed as exc:
+            by_shard = self.sharded.split(moves).moves
+            written = [m for k in exc.written for m in by_shard.get(k, [])]
+            if written:
+                self._settle(written)
+            for k, failure in sorted(exc.failed.items()):
+                await self._shard_failed(failure, by_shard.get(k, []))
+        except MembersBehind as exc:
+            # Nothing moved: the batch is read again from the stored offsets, and what a member shard lacks
+            # below them is read for its members first.
+            log.warning("a member shard lacks members of %s below %s; re-reading them", exc.field, exc.watermark)
+            partitions = [TopicPartition(m.topic, m.partition) for m in moves]
+            await self._reload(partitions)
+            await self._members_check(partitions)
+
+    async def _shard_failed(self, failure: BaseException, moves: list[OffsetMove]) -> None:
+        """One partition shard's write failed while others landed: its partitions only, as the one-shard tap
+        handles a whole batch (a refusal pauses them; otherwise they are read again from what is stored)."""
+        if isinstance(failure, WriteRefused):
+            await self._refused(failure, moves)
+            return
+        if isinstance(failure, Conflict):
+            self.status.batch_conflicts += 1
+        elif isinstance(failure, REDIS_ERRORS):
+            self.status.redis_errors += 1  # it may have landed: what is stored says
+        else:
+            raise failure
+        log.warning("a shard's write failed (%s: %s); reloading its offsets", type(failure).__name__, failure)
+        await self._reload([TopicPartition(m.topic, m.partition) for m in moves])
+
+    # Member-only re-reads ------------------------------------------------------------------------------
+    async def process(self, batch: Batch, epoch: int) -> None:
+        if self.members_until:
+            async with self.lock:
+                if epoch != self.epoch:
+                    await self._resync()
+                    return
+                rest = await self._catch_up(batch, epoch)
+            if rest is None:
+                return
+            batch = rest
+        await super().process(batch, epoch)
+
+    async def _catch_up(self, batch: Batch, epoch: int) -> Batch | None:
+        """Write the members of the records below each partition's `members_until` (callers hold the lock);
+        the records from there on are returned for the usual write. None: the batch is dropped (re-read)."""
+        members: Batch = {}
+        rest: Batch = {}
+        for tp, records in batch.items():
+            until = self.members_until.get(tp)
+            below = [r for r in records if until is not None and r.offset < until]
+            if below:
+                members[tp] = below
+            if len(below) < len(records):
+                rest[tp] = records[len(below) :]
+        if not members:
+            return rest
+        self.status.records_folded += sum(len(records) for records in members.values())
+        delta = await self._fold(members)
+        assert isinstance(delta, ShardedDelta)
+        await self._drain()
+        if epoch != self.epoch:
+            await self._resync()
+            return None
+        moves = [
+            OffsetMove(tp.topic, tp.partition, self.members_from[tp], r[-1].offset + 1) for tp, r in members.items()
+        ]
+        try:
+            await retry(
+                lambda: self.sharded.apply_members(delta.parts, moves), REDIS_ERRORS, what="member re-read", log=log
+            )
+        except MembersBehind:
+            await self._members_check(list(members))  # further behind than it was: from there
+            return None
+        except WriteRefused as exc:
+            await self._refused(exc, moves)
+            return None
+        for m in moves:
+            tp = TopicPartition(m.topic, m.partition)
+            self.members_from[tp] = m.next_offset
+            if m.next_offset >= self.members_until[tp]:
+                if self.catching_up.get(tp, 0) <= self.members_until[tp]:
+                    self.catching_up.pop(tp, None)  # else a full re-read beyond it is still due
+                del self.members_until[tp], self.members_from[tp]
+                log.info("member re-read of %s done", tp)
+        self.status.rewound_partitions = len(self.catching_up)
+        return rest
+
+    async def _members_check(self, partitions: list[TopicPartition], patient: bool = True) -> None:
+        """Start a member-only re-read of each owned partition some member shard lacks members of below its
+        stored offset (runs under the lock, or inside the write in flight, which lock holders drain).
+        `patient`: Redis's errors are waited out; else they skip the check (the periodic one)."""
+        owned = [tp for tp in partitions if tp in self.expected]
+        keys = [(tp.topic, tp.partition) for tp in owned]
+        if patient:
+            stored = await retry(lambda: self.sharded.load_offsets(keys), REDIS_ERRORS, what="offsets", log=log)
+            marks = await retry(lambda: self.sharded.load_watermarks(keys), REDIS_ERRORS, what="watermarks", log=log)
+        else:
+            stored = await self.sharded.load_offsets(keys)
+            marks = await self.sharded.load_watermarks(keys)
+        behind = []
+        for tp, key in zip(owned, keys, strict=True):
+            at = stored[key]
+            if at is None:
+                continue  # never written: its first read writes everything
+            found = marks[key]
+            lowest = None if None in found else min(m for m in found if m is not None)
+            if lowest is not None and lowest >= at:
+                continue
+            started = self.members_from.get(tp) if tp in self.members_until else -1
+            if tp in self.members_until and (started is None or (lowest is not None and lowest >= started)):
+                continue  # the re-read under way covers it: the gap is the part not yet re-read
+            was = self.members_from.get(tp, lowest) if tp in self.members_until else lowest
+            self.members_from[tp] = None if was is None or lowest is None else min(was, lowest)
+            self.members_until[tp] = max(at, self.members_until.get(tp, at))
+            self.catching_up[tp] = max(self.catching_up.get(tp, at), self.members_until[tp])
+            behind.append(tp)
+        if not behind:
+            return
+        log.warning("member shards went back under %s; re-reading their members", ", ".join(map(str, behind)))
+        self.status.state_rewinds += 1
+        self.status.rewound_partitions = len(self.catching_up)
+        self.epoch += 1
+        held = self.consumer.assignment()
+        for tp in behind:
+            if tp in held:
+                await self._seek_expected(tp)
+        self.epoch += 1
+
+    async def _seek_expected(self, tp: TopicPartition) -> None:
+        if tp not in self.members_until:
+            await super()._seek_expected(tp)
+        elif (start := self.members_from[tp]) is None:
+            await self.consumer.seek_to_beginning(tp)
+        else:
+            self.consumer.seek(tp, start)
+
+    async def _reload(self, partitions: Any) -> None:
+        await super()._reload(partitions)
+        again = []
+        for tp in partitions:
+            if tp not in self.members_until:
+                continue
+            expected = self.expected.get(tp)
+            start = self.members_from[tp]
+            # A partition shard that went back too: its full re-read from there writes the members as well.
+            until = min(self.members_until[tp], expected) if expected is not None else None
+            if until is None or (start is not None and start >= until):
+                del self.members_until[tp], self.members_from[tp]
+            else:
+                self.members_until[tp] = until
+                again.append(tp)
+        if again:
+            self.epoch += 1
+            for tp in again:
+                if tp in self.consumer.assignment():
+                    await self._seek_expected(tp)
+            self.epoch += 1
+
+    async def _check_rewind(self, force: bool = False) -> None:
+        now = asyncio.get_running_loop().time()
+        due = force or now - self._last_rewind_check >= self.settings.lag_interval_seconds
+        await super()._check_rewind(force)
+        if not due:
+            return
+        async with self.lock:
+            await self._drain()
+            try:
+                await self._members_check(list(self.applied), patient=False)
+            except REDIS_ERRORS as exc:
+                log.debug("member check skipped: %s", exc)
+            except InvalidStoredValue as exc:
+                log.warning("member check skipped: a stored value is not a number: %s %s", exc, exc.detail)
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        try:
+            await super().on_revoked(revoked)
+        finally:
+            for tp in revoked:
+                self.members_until.pop(tp, None)
+                self.members_from.pop(tp, None)
