@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from agents.dead_letters import DeadLetters
+from agents.sharded_tap import ShardedTapAgent
 from agents.tap import TapAgent
 from core.calendar import DayCalendar
 from core.deadline import LOCAL_CLOSE_S, Deadline
@@ -38,6 +39,8 @@ from tables.eviction import SAFE as SAFE_EVICTION_POLICY
 from tables.eviction import is_safe
 from tables.layout import TOOK_OVER, LayoutStore
 from tables.lease import Lease, LeaseStore
+from tables.shard_reads import sharded_snapshot
+from tables.sharded_store import ShardedStore
 from tables.snapshot import Snapshot, consistent_tables, decode
 from tables.store import RedisStore
 
@@ -65,7 +68,18 @@ class Sidecar:
             "provider": settings.max_label_values,
             "model": settings.max_label_values,
         }
-        self.store = RedisStore(self.redis, settings.app_id, settings.days_kept, caps, settings.seen_cache_entries)
+        self.store: RedisStore | ShardedStore = (
+            RedisStore(self.redis, settings.app_id, settings.days_kept, caps, settings.seen_cache_entries)
+            if settings.redis_shards == 1
+            else ShardedStore(
+                self.redis,
+                settings.app_id,
+                settings.redis_shards,
+                settings.days_kept,
+                caps,
+                settings.seen_cache_entries,
+            )
+        )
         self.leases = LeaseStore(self.redis, settings.app_id)
         self.layouts = LayoutStore(self.redis, settings.app_id, shards=settings.redis_shards)
         self._layout_ready = asyncio.Event()
@@ -212,7 +226,9 @@ class Sidecar:
         if s.dead_letter_topic:
             dead_letters = DeadLetters(s.dead_letter_topic, clients.dead_letter_producer(s), self.status)
         consumer = clients.tap_consumer(s, self.status.replica_id)
-        self.agent = TapAgent(s, self.store, self.status, consumer, dead_letters)
+        # Sharded state's tap folds per shard (docs/design.md, Sharded state); one shard's is the tap itself.
+        tap = TapAgent if isinstance(self.store, RedisStore) else ShardedTapAgent
+        self.agent = tap(s, self.store, self.status, consumer, dead_letters)  # type: ignore[arg-type]
         try:
             await self.agent.start()
             await self.agent.run()
@@ -279,5 +295,7 @@ class Sidecar:
         if not await self.exporter.serves(scraper):
             return None
         today = self.calendar.today(int(time.time() * 1000))
+        if isinstance(self.store, ShardedStore):
+            return await sharded_snapshot(self.redis, self.store.shard_keys, today, self.settings.raw_topic)
         raw = await consistent_tables(self.redis, self.store.keys, today)
         return decode(raw, self.settings.raw_topic)

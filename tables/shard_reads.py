@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from tables.checked import readable
 from tables.reads import Reads
 from tables.shards import GLOBAL_SHARD, ShardKeys
-from tables.snapshot import LABELS, RawTables, label_members, read_tables
+from tables.snapshot import LABELS, RawTables, Snapshot, decode, label_members, read_tables
 
 Parts = tuple[str | None, str | None]
 
@@ -57,6 +57,15 @@ async def sharded_tables(
         for table, n in bad.items():
             unreadable[table] = unreadable.get(table, 0) + n
     return merge(cleaned, seen, stale), unreadable
+
+
+async def sharded_snapshot(client: aioredis.Redis, keys: Sequence[ShardKeys], today: str, raw_topic: str) -> Snapshot:
+    """What a scrape of sharded state exports: the merged tables decoded, with every shard's unreadable
+    values counted (they were left out per shard, before the merge)."""
+    raw, unreadable = await sharded_tables(client, keys, today)
+    snap = decode(raw, raw_topic)
+    snap.unreadable = unreadable
+    return snap
 
 
 def merge(raws: Sequence[RawTables], values_seen: dict[str, int], stale: bool = False) -> RawTables:

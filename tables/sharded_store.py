@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from tables.delta import Delta
+from tables.eviction import is_safe
 from tables.keys import offset_field
 from tables.shard_split import counter_part, member_edit, member_parts, partition_edit
 from tables.shards import GLOBAL_SHARD, ShardKeys, partition_shard, shard_keys
@@ -62,6 +63,22 @@ class ShardedStore:
             for keys in shard_keys(app_id, shards)
         ]
         self.label_caps = self.stores[GLOBAL_SHARD].label_caps
+
+    async def close(self) -> None:
+        await self.stores[GLOBAL_SHARD].close()  # one client for every shard
+
+    async def ping(self) -> None:
+        await self.stores[GLOBAL_SHARD].ping()
+
+    async def eviction_policy(self) -> str:
+        """The first unsafe policy where a shard's keys live (each shard's primary must answer), else the
+        global shard's answer. One shard after another: a periodic check, never on the write path."""
+        found = [await store.eviction_policy() for store in self.stores]
+        return next((policy for policy in found if not is_safe(policy)), found[GLOBAL_SHARD])
+
+    @property
+    def shard_keys(self) -> list[ShardKeys]:
+        return [self.keys(shard) for shard in range(self.shards)]
 
     def keys(self, shard: int) -> ShardKeys:
         found = self.stores[shard].keys
