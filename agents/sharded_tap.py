@@ -57,15 +57,19 @@ class ShardedTapAgent(TapAgent):
         return ShardedDelta({k: await TapAgent._fold(self, part, ctx) for k, part in sorted(by_shard.items())})
 
     async def _write(self, delta: Delta, moves: list[OffsetMove]) -> None:
-        assert isinstance(delta, ShardedDelta)
+        if isinstance(delta, ShardedDelta):
+            parts = delta.parts
+        else:
+            # Offsets moved over records with nothing to count (agents/invisible.py, agents/log_changes.py):
+            # an empty part for each shard whose partitions move.
+            assert delta == Delta(), "a batch with changes must be folded per shard"
+            parts = {partition_shard(m.partition, self.sharded.shards): Delta() for m in moves}
 
         def count(exc: BaseException) -> None:
             self.status.redis_errors += 1
 
         # Phase 1's errors are retried whole (its writes are idempotent); phase 2's come as ShardWritesFailed.
-        await retry(
-            lambda: self.sharded.apply(delta.parts, moves), REDIS_ERRORS, what="state write", log=log, on_error=count
-        )
+        await retry(lambda: self.sharded.apply(parts, moves), REDIS_ERRORS, what="state write", log=log, on_error=count)
 
     async def _apply(self, delta: Delta, moves: list[OffsetMove]) -> None:
         try:
@@ -143,9 +147,11 @@ class ShardedTapAgent(TapAgent):
             )
         except MembersBehind:
             await self._members_check(list(members))  # further behind than it was: from there
+            await self._resync()  # the whole batch is read again: every partition back where it stands
             return None
         except WriteRefused as exc:
             await self._refused(exc, moves)
+            await self._resync()
             return None
         for m in moves:
             tp = TopicPartition(m.topic, m.partition)

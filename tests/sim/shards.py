@@ -1,0 +1,265 @@
+"""The simulator over sharded state (docs/design.md, "Sharded state"): the world of tests/sim/world.py with
+every replica running the sharded tap and store over S hash tags of the one simulated keyspace.
+
+What changes against the one-shard world:
+- faults: besides Redis restarting whole, **one shard** restarts (empty or from the last snapshot), its
+  tag's keys alone going back; kill -9 lands between two shards' writes as between any two points (each
+  shard's script call is a point of its own); foreign values (a profile) refuse one shard's write;
+- the write check: a partition shard's write must be exactly the sums of the records its offsets claim
+  (the one-shard payload of their fold, without members), and its claims go into a ledger kept under that
+  shard's tag, so that a shard going back takes its part of the ledger back too; a member write claims no
+  offsets and is checked at the end, through the export;
+- the end: every partition's stored offset at its log's end and **every member shard's watermark** at
+  least there (the tap re-reads what a member shard lost); the merged export equals the oracle's own fold
+  of the counted records (tests/sim/oracle.py), and every series of it equals the one-shard export of the
+  same records written in one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import random
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from agents.sharded_tap import ShardedTapAgent
+from core.status import Status
+from tables.checked import readable
+from tables.delta import Delta
+from tables.keys import Keys
+from tables.shard_reads import merge
+from tables.shard_split import counter_part, partition_edit
+from tables.sharded_store import ShardedStore
+from tables.shards import GLOBAL_SHARD, ShardKeys, partition_shard, shard_tag
+from tables.snapshot import LABELS, RawTables, Snapshot, consistent_tables, decode, label_members, read_tables
+from tables.store import RedisStore
+from tables.writes import OffsetMove
+from tests.sim.calendar_oracle import fold_instants
+from tests.sim.kafka import Entry, SimConsumer
+from tests.sim.keyspace import Keyspace
+from tests.sim.loop import run_virtually
+from tests.sim.lua_redis import Scripts
+from tests.sim.oracle import Folded, differences, exported_day, exported_totals, fold
+from tests.sim.oracle_contract import local_day
+from tests.sim.scrape import ReadClient, _now
+from tests.sim.store_redis import SimRedis
+from tests.sim.world import REPLICA, Faults, Replica, Violation, World, normalize
+
+APP = "sim"
+RANGES, FOLD_TIMES = ":__sim_ranges__", ":__sim_fold_times__"  # after a shard's tag: its part of the ledger
+# The profiles the sharded search rotates through: the one-shard search's faults without truncation and
+# log cuts (their ledger rules are the one-shard world's), then with foreign values refusing one shard.
+SHARDED_PROFILES = (
+    Faults(truncation=False),
+    Faults(transactions=False, kills=False),
+    Faults(foreign_values=True),
+)
+
+
+class ShardedSimRedis(SimRedis):
+    """Restarts go back whole or one shard at a time: the keys of one tag from the last snapshot."""
+
+    def __init__(self, world: ShardedWorld) -> None:
+        super().__init__(world)
+        self.shards = world.shards
+        self.shard_rng = random.Random(world.seed ^ 0x5A4D)  # apart from the schedule's draws
+
+    def restart(self, from_snapshot: bool) -> None:
+        if self.shard_rng.random() < 0.3:
+            super().restart(from_snapshot)
+            return
+        shard = self.shard_rng.randrange(self.shards)
+        tag = shard_tag(APP, shard)
+        saved, saved_expiry = copy.deepcopy(self.snapshots[-1]) if from_snapshot and self.snapshots else ({}, {})
+        data, expires = self.keyspace.data, self.keyspace.expires_ms
+        for key in [k for k in data if k.startswith(tag)]:
+            del data[key]
+            expires.pop(key, None)
+        for key, value in saved.items():
+            if key.startswith(tag):
+                data[key] = value
+                if key in saved_expiry:
+                    expires[key] = saved_expiry[key]
+        self.world.trace.append(f"  only shard {shard} went back")
+
+
+class ShardedWorld(World):
+    def __init__(self, seed: int, steps: int = 60, faults: Faults | None = None, replicas: int = 2, shards: int = 2):
+        self.shards = shards
+        super().__init__(seed, steps, faults, replicas)
+        assert not self.faults.truncation, "the sharded ledger has no rule for truncated logs"
+        self.redis = ShardedSimRedis(self)
+        self.store = RedisStore(self.redis, APP, self.settings.days_kept)  # type: ignore[arg-type]
+        # The checker's stores (they never write): each shard's payload builder.
+        self.sharded = ShardedStore(self.redis, APP, shards, self.settings.days_kept)  # type: ignore[arg-type]
+
+    def start_replica(self) -> None:
+        index = self.next_replica
+        self.next_replica += 1
+        consumer = SimConsumer(self, index)
+        store = ShardedStore(
+            self.redis,  # type: ignore[arg-type]
+            APP,
+            self.shards,
+            self.settings.days_kept,
+            seen_cache_entries=self.seen_cache_entries,
+        )
+        agent = ShardedTapAgent(
+            self.settings,
+            store,
+            Status(replica_id=f"r{index}"),
+            consumer,
+            clock=self.now_s,
+            pause=lambda: self.pause(index),
+        )
+        replica = Replica(index, agent, consumer)
+        self.replicas[index] = replica
+        REPLICA.set(index)
+        try:
+            replica.tasks.append(asyncio.ensure_future(self._run(replica)))
+        finally:
+            REPLICA.set(None)
+        self.trace.append(f"start r{index}")
+
+    # The write check ---------------------------------------------------------------------------------
+    def check_write(self, payload: dict[str, Any]) -> None:
+        if "wm" in payload:
+            return  # a member write: no offsets move; its members are checked at the end, in the export
+        claims = []
+        for field_name, expected, nxt in payload["off"]:
+            if field_name.endswith(":id"):
+                continue
+            topic, _, part = field_name.rpartition(":")
+            tp = TopicPartition(topic, int(part))
+            claims.append((field_name, tp, int(expected) if expected else None, int(nxt)))
+        shards = {partition_shard(tp.partition, self.shards) for _, tp, _, _ in claims}
+        if len(shards) != 1:
+            self._violate(f"a partition write claims partitions of shards {sorted(shards)}: {payload['off']}")
+        (shard,) = shards
+        for now_ms in fold_instants(self.clock, int(self.now_s() * 1000)):
+            delta, moves = Delta(), []
+            for _, tp, expected, end in claims:
+                log = self.logs[tp]
+                moves.append(OffsetMove(tp.topic, tp.partition, expected, end))
+                start = expected if expected is not None else log.start
+                self._fold(delta, tp, log.records(start, end), now_ms)
+            built = self.sharded.stores[shard].build_payload(counter_part(delta), moves)
+            partition_edit(built)
+            if normalize(built) == normalize(payload):
+                tag = shard_tag(APP, shard)
+                ranges = self.redis.data.setdefault(tag + RANGES, {})
+                folded = self.redis.data.setdefault(tag + FOLD_TIMES, {})
+                for field_name, tp, expected, end in claims:
+                    start = expected if expected is not None else self.logs[tp].start
+                    ranges.setdefault(field_name, []).append((start, end, "counted", 0))
+                    folded.setdefault(field_name, []).append((start, end, 0, now_ms))
+                return
+        self._violate(f"a partition write claims {payload['off']} but its sums are not the fold of those records")
+
+    # The end -----------------------------------------------------------------------------------------
+    def caught_up(self, left_out: Any = frozenset()) -> bool:
+        stored: dict[str, str] = {}
+        marks: list[dict[str, str]] = []
+        for shard in range(self.shards):
+            keys = ShardKeys(APP, shard)
+            stored.update(self.redis.data.get(keys.offsets, {}))
+            marks.append(self.redis.data.get(keys.watermarks, {}))
+        for tp, log in self.logs.items():
+            if tp in left_out:
+                continue
+            last = max((e.offset for e in log.entries[log.start :] if log.visible(e)), default=None)
+            if last is None:
+                continue
+            name = f"{tp.topic}:{tp.partition}"
+            at = int(stored.get(name, -1))
+            if at <= last or any(int(found.get(name, -1)) < at for found in marks):
+                return False
+        return not any(p.kind == "redis.write" for p in self.pending())
+
+    def check_truth(self) -> None:
+        self.redis.keyspace.expire_all()
+        ranges: dict[str, list[Any]] = {}
+        fold_times: dict[str, list[Any]] = {}
+        for shard in range(self.shards):
+            tag = shard_tag(APP, shard)
+            ranges.update(self.redis.data.get(tag + RANGES, {}))
+            fold_times.update(self.redis.data.get(tag + FOLD_TIMES, {}))
+        counted: dict[TopicPartition, list[Entry]] = {}
+        folded_at: dict[int, int] = {}
+        for tp, log in self.logs.items():
+            name = f"{tp.topic}:{tp.partition}"
+            claimed = ranges.get(name, [])
+            if not claimed:
+                if log.records(log.start, log.end):
+                    raise Violation(f"{name} holds records and none was ever counted")
+                continue
+            if claimed[0][0] != 0:
+                raise Violation(f"{name}: counting started at {claimed[0][0]}, not at the log's first offset")
+            for (_, prev_end, _, _), (start, _, _, _) in itertools.pairwise(claimed):
+                if start != prev_end:
+                    raise Violation(f"{name}: ranges {claimed} leave a gap or overlap")
+            counted[tp] = [e for start, end, _, _ in claimed for e in log.entries[start:end] if log.visible(e)]
+            for start, end, _, now_ms in fold_times.get(name, []):
+                for e in log.entries[start:end]:
+                    folded_at[id(e)] = now_ms
+        end_ms = int(self.now_s() * 1000)
+        self._check_export(counted, folded_at, end_ms)
+
+    def _check_export(self, counted: dict[TopicPartition, list[Entry]], folded_at: dict[int, int], end_ms: int) -> None:
+        s = self.settings
+        zone = self.settings.zone
+        records = [
+            Folded(tp.topic, e.timestamp, e.value, folded_at.get(id(e), end_ms))
+            for tp, entries in counted.items()
+            for e in entries
+        ]
+        truth = fold(records, s.raw_topic, zone, s.days_kept, (s.max_future_seconds * 1000, s.max_payload_bytes))
+        today = local_day(end_ms, zone)
+        exported = self.scrape(today.isoformat())
+        found = differences({**exported_totals(truth, today), **exported_day(truth, today)}, exported)
+        if found:
+            raise Violation(
+                "the merged export differs from the oracle's fold of the counted records: " + "; ".join(found[:3])
+            )
+        # Every series, the delay histogram and the folded counts too: the one-shard export of the same
+        # records, written in one batch per day folded on.
+        one = Scripts(Keyspace(self.now_s))
+        store = RedisStore(one, APP, s.days_kept)  # type: ignore[arg-type]
+        # As the one-shard checker folds the truth: one Delta, each record on the day it was folded, the
+        # days in order (the windows' today is the last one's).
+        groups: dict[tuple[int, int], list[Entry]] = {}
+        tps = list(counted)
+        for i, entries in enumerate(counted.values()):
+            for e in entries:
+                groups.setdefault((folded_at.get(id(e), end_ms), i), []).append(e)
+        delta = Delta()
+        for (now_ms, i), entries in sorted(groups.items()):
+            self._fold(delta, tps[i], self.logs[tps[i]].records(0, len(entries), entries), now_ms)
+        _now(store.apply(delta, []))
+        raw = _now(consistent_tables(ReadClient(one.keyspace), Keys(APP), today.isoformat()))  # type: ignore[arg-type]
+        if decode(raw, s.raw_topic) != exported:
+            raise Violation("the merged export differs from the one-shard export of the counted records")
+
+    def scrape(self, today: str) -> Snapshot:
+        """tables/shard_reads.py's sharded_tables, its reads one after another (the checker cannot wait)."""
+        client = ReadClient(self.redis.keyspace)
+        keys = [ShardKeys(APP, shard) for shard in range(self.shards)]
+        members = _now(label_members(client, keys[GLOBAL_SHARD]))  # type: ignore[arg-type]
+        raws: list[RawTables] = [_now(read_tables(client, k, today, members)) for k in keys]  # type: ignore[arg-type]
+        seen = {label: len(self.redis.data.get(keys[GLOBAL_SHARD].label_values(label), set())) for label in LABELS}
+        cleaned = [readable(raw)[0] for raw in raws]
+        return decode(merge(cleaned, seen), self.settings.raw_topic)
+
+
+def simulate_sharded(seed: int, steps: int = 40, faults: Faults | None = None, shards: int = 2) -> ShardedWorld:
+    world = ShardedWorld(seed, steps, faults or SHARDED_PROFILES[seed % len(SHARDED_PROFILES)], shards=shards)
+    try:
+        run_virtually(world.run())
+    except Violation as exc:
+        raise Violation(
+            f"seed {seed}: {exc}\ntrace (last 40 of {len(world.trace)}):\n  " + "\n  ".join(world.trace[-40:])
+        ) from exc
+    return world
