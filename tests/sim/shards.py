@@ -66,6 +66,14 @@ class ShardedSimRedis(SimRedis):
         super().__init__(world)
         self.shards = world.shards
         self.shard_rng = random.Random(world.seed ^ 0x5A4D)  # apart from the schedule's draws
+        self.scale_rng = random.Random(world.seed ^ 0xF5CA)  # and from the restarts'
+
+    def _foreign_value(self, payload: dict[str, Any]) -> Any:
+        # A sharded batch makes up to 2 S script calls where one shard's batch makes one: the same chance
+        # per call would refuse most batches, and their back-off would outgrow the heal's wait.
+        if self.scale_rng.random() >= 1 / self.shards:
+            return None
+        return super()._foreign_value(payload)
 
     def restart(self, from_snapshot: bool) -> None:
         if self.shard_rng.random() < 0.3:
