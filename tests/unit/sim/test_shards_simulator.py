@@ -35,6 +35,12 @@ def test_random_schedules(first: int) -> None:
         simulate_sharded(seed)
 
 
+def test_random_schedules_over_three_shards_one_without_partitions() -> None:
+    """Three partitions over three shards: shard 2 holds members only (no partition is 2 mod 3)."""
+    for seed in range(2000, 2050):
+        simulate_sharded(seed, shards=3)
+
+
 def _first_violation(seeds: range) -> str | None:
     for seed in seeds:
         try:
