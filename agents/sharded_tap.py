@@ -14,6 +14,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from agents.fold import FoldContext
+from agents.log_changes import TOPIC_ID_ERRORS
 from agents.ports import Batch
 from agents.rebalance import REDIS_ERRORS
 from agents.tap import TapAgent
@@ -153,15 +154,7 @@ class ShardedTapAgent(TapAgent):
             await self._refused(exc, moves)
             await self._resync()
             return None
-        for m in moves:
-            tp = TopicPartition(m.topic, m.partition)
-            self.members_from[tp] = m.next_offset
-            if m.next_offset >= self.members_until[tp]:
-                if self.catching_up.get(tp, 0) <= self.members_until[tp]:
-                    self.catching_up.pop(tp, None)  # else a full re-read beyond it is still due
-                del self.members_until[tp], self.members_from[tp]
-                log.info("member re-read of %s done", tp)
-        self.status.rewound_partitions = len(self.catching_up)
+        self._members_moved(moves)
         return rest
 
     async def _members_check(self, partitions: list[TopicPartition], patient: bool = True) -> None:
@@ -249,6 +242,60 @@ class ShardedTapAgent(TapAgent):
                 log.debug("member check skipped: %s", exc)
             except InvalidStoredValue as exc:
                 log.warning("member check skipped: a stored value is not a number: %s %s", exc, exc.detail)
+
+    async def out_of_range(self, positions: dict[TopicPartition, int]) -> None:
+        """Besides the one-shard rule for the stored offsets: a member re-read whose records retention has
+        removed meanwhile. Their sums are stored, their members are gone from the shard that went back and
+        from the log: the watermarks are moved over them (as offsets move over records retention removed
+        unread) and the re-read goes on from the log start, else it would be sought below it for good."""
+        gone = [tp for tp in positions if tp in self.members_until]
+        if gone:
+            async with self.lock:
+                await self._drain()
+                try:
+                    starts = await self.consumer.beginning_offsets(gone)
+                except TOPIC_ID_ERRORS as exc:
+                    log.warning("a member re-read is out of range, but the log start is unavailable: %s", exc)
+                else:
+                    await self._skip_members({tp: starts[tp] for tp in gone if tp in starts})
+        await super().out_of_range(positions)
+
+    async def _skip_members(self, starts: dict[TopicPartition, int]) -> None:
+        moves = []
+        for tp, start in starts.items():
+            first, until = self.members_from[tp], self.members_until[tp]
+            if first is not None and first >= start:
+                continue  # the re-read is in the log: the stored offset's rule applies, not this
+            end = min(start, until)
+            log.error(
+                "%s: records %s to %d left the log (retention) before a member shard that went back had their "
+                "members again: its distinct counts lack them; the member re-read goes on from %d",
+                tp,
+                "its first" if first is None else first,
+                end,
+                end,
+            )
+            moves.append(OffsetMove(tp.topic, tp.partition, first, end))
+        if not moves:
+            return
+        try:
+            await retry(lambda: self.sharded.apply_members({}, moves), REDIS_ERRORS, what="member skip", log=log)
+        except MembersBehind:
+            await self._members_check([TopicPartition(m.topic, m.partition) for m in moves])
+            return
+        self._members_moved(moves)
+
+    def _members_moved(self, moves: list[OffsetMove]) -> None:
+        """Member writes (or skips) acknowledged: each re-read goes on from their end, or is done."""
+        for m in moves:
+            tp = TopicPartition(m.topic, m.partition)
+            self.members_from[tp] = m.next_offset
+            if m.next_offset >= self.members_until[tp]:
+                if self.catching_up.get(tp, 0) <= self.members_until[tp]:
+                    self.catching_up.pop(tp, None)  # else a full re-read beyond it is still due
+                del self.members_until[tp], self.members_from[tp]
+                log.info("member re-read of %s done", tp)
+        self.status.rewound_partitions = len(self.catching_up)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         try:

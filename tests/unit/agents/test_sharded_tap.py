@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agents.sharded_tap import ShardedTapAgent
@@ -33,9 +34,13 @@ class LogConsumer(PositionsConsumer):
         super().__init__(set(logs))
         self.logs = logs
         self.rng = random.Random(seed)
+        self.starts: dict[TopicPartition, int] = {}  # log starts moved by retention
 
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         out = {}
+        below = {tp: at for tp, at in self.positions.items() if tp not in self.paused and at < self.starts.get(tp, 0)}
+        if below:
+            raise OffsetOutOfRangeError(below)
         for tp in sorted(self.assigned):
             if tp in self.paused:
                 continue
@@ -45,6 +50,16 @@ class LogConsumer(PositionsConsumer):
                 out[tp] = found
                 self.positions[tp] = found[-1].offset + 1
         return out
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        for tp in partitions:
+            self.positions[tp] = self.starts.get(tp, 0)
+
+    async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.starts.get(tp, 0) for tp in partitions}
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.logs[tp]) for tp in partitions}
 
     def done(self) -> bool:
         return all(self.positions.get(tp, 0) >= len(log) for tp, log in self.logs.items())
@@ -76,7 +91,11 @@ async def _rounds(agent: ShardedTapAgent, rounds: int, check: bool = True) -> No
     assert isinstance(consumer, LogConsumer)
     for _ in range(rounds):
         epoch = agent.epoch
-        batch = await consumer.getmany()
+        try:
+            batch = await consumer.getmany()
+        except OffsetOutOfRangeError as exc:  # as the tap's loop answers it
+            await agent.out_of_range(exc.args[0])
+            continue
         if batch:
             await agent.process(batch, epoch)
         async with agent.lock:
@@ -144,3 +163,36 @@ async def test_a_shard_back_from_an_older_snapshot_ends_exact(seed: int, check: 
     await _to_the_end(agent)
     assert await scrape_sharded(redis, 2) == await _expected(logs)
     assert agent.status.state_rewinds > 0
+
+
+async def test_a_member_re_read_whose_records_retention_removed_moves_over_them() -> None:
+    """Shard 1 back from an older snapshot, and retention then removes what shard 0's partitions stored
+    below their offsets: the members shard 1 lacks of them are gone with the records. The re-read moves the
+    watermarks over the gap instead of seeking below the log start for good; every sum stays exact."""
+    logs = _logs(7, 400)
+    redis = Redis()
+    agent = _tap(redis, 2, logs, 7)
+    consumer = agent.consumer
+    assert isinstance(consumer, LogConsumer)
+    await agent.on_assigned(set(logs))
+    await _rounds(agent, 3, check=False)
+    saved = redis.snapshot("{app:s1}")
+    await _rounds(agent, 12, check=False)
+    redis.restore("{app:s1}", saved)
+    stored = await agent.sharded.load_offsets([(tp.topic, tp.partition) for tp in logs])
+    for tp in logs:
+        if tp.partition % 2 == 0 and stored[(tp.topic, tp.partition)]:
+            consumer.starts[tp] = stored[(tp.topic, tp.partition)]  # everything it stored is gone
+    await _to_the_end(agent)
+    found, expected = await scrape_sharded(redis, 2), await _expected(logs)
+    assert isinstance(expected, type(found))
+    assert (found.processed, found.ingested, found.kwh, found.tokens) == (
+        expected.processed,
+        expected.ingested,
+        expected.kwh,
+        expected.tokens,
+    )
+    assert found.active_users <= expected.active_users
+    marks = await agent.sharded.load_watermarks([(tp.topic, tp.partition) for tp in logs])
+    final = await agent.sharded.load_offsets([(tp.topic, tp.partition) for tp in logs])
+    assert all(m is not None and m >= final[key] for key, found_marks in marks.items() for m in found_marks)
