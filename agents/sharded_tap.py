@@ -140,7 +140,8 @@ class ShardedTapAgent(TapAgent):
             await self._resync()
             return None
         moves = [
-            OffsetMove(tp.topic, tp.partition, self.members_from[tp], r[-1].offset + 1) for tp, r in members.items()
+            OffsetMove(tp.topic, tp.partition, self.members_from[tp], r[-1].offset + 1, *self._ids(tp))
+            for tp, r in members.items()
         ]
         try:
             await retry(
@@ -164,14 +165,17 @@ class ShardedTapAgent(TapAgent):
         owned = [tp for tp in partitions if tp in self.expected]
         keys = [(tp.topic, tp.partition) for tp in owned]
         if patient:
-            stored = await retry(lambda: self.sharded.load_offsets(keys), REDIS_ERRORS, what="offsets", log=log)
-            marks = await retry(lambda: self.sharded.load_watermarks(keys), REDIS_ERRORS, what="watermarks", log=log)
+            stored = await retry(lambda: self.sharded.load_stored(keys), REDIS_ERRORS, what="offsets", log=log)
         else:
-            stored = await self.sharded.load_offsets(keys)
-            marks = await self.sharded.load_watermarks(keys)
+            stored = await self.sharded.load_stored(keys)
+        ids = {key: stored[key][1] for key in keys}  # a watermark of another topic ID holds nothing of this one
+        if patient:
+            marks = await retry(lambda: self.sharded.load_watermarks(keys, ids), REDIS_ERRORS, what="marks", log=log)
+        else:
+            marks = await self.sharded.load_watermarks(keys, ids)
         behind = []
         for tp, key in zip(owned, keys, strict=True):
-            at = stored[key]
+            at = stored[key][0]
             if at is None:
                 continue  # never written: its first read writes everything
             found = marks[key]
@@ -275,7 +279,7 @@ class ShardedTapAgent(TapAgent):
                 end,
                 end,
             )
-            moves.append(OffsetMove(tp.topic, tp.partition, first, end))
+            moves.append(OffsetMove(tp.topic, tp.partition, first, end, *self._ids(tp)))
         if not moves:
             return
         try:
@@ -284,6 +288,11 @@ class ShardedTapAgent(TapAgent):
             await self._members_check([TopicPartition(m.topic, m.partition) for m in moves])
             return
         self._members_moved(moves)
+
+    def _ids(self, tp: TopicPartition) -> tuple[str | None, str | None]:
+        """A member re-read's topic ID, twice (no re-creation move): its watermarks are kept with it."""
+        topic_id = self.topic_ids.get(tp)
+        return topic_id, topic_id
 
     def _members_moved(self, moves: list[OffsetMove]) -> None:
         """Member writes (or skips) acknowledged: each re-read goes on from their end, or is done."""

@@ -31,11 +31,15 @@ sweep, one bucket per write).
 
 Sharded state (tables/shards.py, docs/design.md "Sharded state") runs this same script for both of its
 writes: a partition shard's payload is a one-shard payload without members; a member shard's has no sums
-and no offset moves but a `wm` section, [field, from, to] per partition of the batch, in its KEYS[1] (the
-shard's watermarks hash). A watermark claims that every member of the partition's records below it is in
-the shard: a write of the records [from, to) keeps that true only when from is '' (never written) or the
-watermark is at least from, and then moves it to the larger of the two; otherwise the shard went back
-(a failover, an older snapshot) and the write is refused (reply 8) so that the range is read again.
+and no offset moves but a `wm` section, [field, from, to, topic ID, reset] per partition of the batch, in
+its KEYS[1] (the shard's watermarks hash). A watermark claims that every member of the partition's records
+below it is in the shard: a write of the records [from, to) keeps that true only when from is '' (never
+written) or the watermark is at least from, and then moves it to the larger of the two; otherwise the
+shard went back (a failover, an older snapshot) and the write is refused (reply 8) so that the range is
+read again. The topic ID (when the broker gives one) is kept beside it (field + ':id'): a watermark of
+another ID is of a topic since deleted, and holds nothing of this one (reply 8, from its start). The move
+to a re-created topic ('1' in reset), and a write from the log start over a watermark of another ID, set
+the watermark and its ID whatever they were: nothing of the new topic lies below where they start.
 One-shard payloads have no `wm` section.
 """
 
@@ -84,7 +88,11 @@ if wm == cjson.null then wm = nil end
 for _, m in ipairs(wm or {}) do
   local at = redis.call('HGET', KEYS[1], m[1])
   if at and not string.find(at, '^%d+$') then return {4, KEYS[1], m[1]} end
-  if m[2] ~= '' and not (at and tonumber(at) >= tonumber(m[2])) then return {8, m[1], at or ''} end
+  if m[5] ~= '1' and m[2] ~= '' then
+    local id = redis.call('HGET', KEYS[1], m[1] .. ':id')
+    if m[4] ~= '' and id and id ~= m[4] then return {8, m[1], ''} end
+    if not (at and tonumber(at) >= tonumber(m[2])) then return {8, m[1], at or ''} end
+  end
 end
 -- The writer's lineage (tables/seen.py): it left out members it wrote before, so every write it made
 -- since must still be here. A missing or older count means Redis lost some: refuse, it sends in full.
@@ -284,9 +292,12 @@ for _, a in ipairs(p.admit) do
 end
 if lin then redis.call('SET', lin[1], lin[3], 'EX', lin[4]) end
 for _, m in ipairs(wm or {}) do
-  if tonumber(m[3]) > tonumber(redis.call('HGET', KEYS[1], m[1]) or '-1') then
+  local id = redis.call('HGET', KEYS[1], m[1] .. ':id')
+  local other = m[4] ~= '' and id and id ~= m[4]  -- from '' here (else refused above): from the log start
+  if m[5] == '1' or other or tonumber(m[3]) > tonumber(redis.call('HGET', KEYS[1], m[1]) or '-1') then
     redis.call('HSET', KEYS[1], m[1], m[3])
   end
+  if m[4] ~= '' then redis.call('HSET', KEYS[1], m[1] .. ':id', m[4]) end
 end
 for _, o in ipairs(p.off) do redis.call('HSET', KEYS[1], o[1], o[3]) end
 -- Last, after the offsets: a DEL refused here leaves a whole batch marked, which refuses (safe), where a

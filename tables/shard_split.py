@@ -90,9 +90,16 @@ def activity_values(delta: Delta) -> dict[str, set[str]]:
 
 
 def watermarks(moves: Sequence[OffsetMove]) -> list[list[str]]:
-    """The `wm` section of every member shard's payload: [partition field, from ('' never written), to]."""
+    """The `wm` section of every member shard's payload: [partition field, from ('' never written), to,
+    topic ID ('' unknown), '1' when the move is to a re-created topic (tables/script.py)]."""
     return [
-        [offset_field(m.topic, m.partition), "" if m.expected is None else str(m.expected), str(m.next_offset)]
+        [
+            offset_field(m.topic, m.partition),
+            "" if m.expected is None else str(m.expected),
+            str(m.next_offset),
+            m.topic_id or "",
+            "1" if m.topic_id and m.expected_topic_id and m.topic_id != m.expected_topic_id else "",
+        ]
         for m in moves
     ]
 

@@ -147,19 +147,24 @@ class ShardedStore:
             found.update(await self.stores[shard].load_stored(wanted))
         return found
 
-    async def load_watermarks(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, list[int | None]]:
-        """Each partition's watermark in every member shard, in shard order (None: that shard has none):
-        the rewind check compares them with what this replica applied (docs/design.md)."""
+    async def load_watermarks(
+        self, partitions: Iterable[TopicPartition], ids: Mapping[TopicPartition, str | None] | None = None
+    ) -> dict[TopicPartition, list[int | None]]:
+        """Each partition's watermark in every member shard, in shard order (None: that shard has none, or
+        one of another topic ID than `ids` gives, a topic since deleted): the rewind check compares them
+        with the stored offsets (docs/design.md)."""
         wanted = list(partitions)
         found: dict[TopicPartition, list[int | None]] = {tp: [] for tp in wanted}
         if not wanted:
             return found
-        fields = [offset_field(t, p) for t, p in wanted]
+        fields = [f for t, p in wanted for f in (offset_field(t, p), offset_field(t, p) + ":id")]
         for shard in range(self.shards):
             key = self.keys(shard).watermarks
             values = await self.stores[shard].client.hmget(key, fields)
-            for tp, field, value in zip(wanted, fields, values, strict=True):
-                found[tp].append(_number(key, field, value))
+            for tp, field, value, wm_id in zip(wanted, fields[0::2], values[0::2], values[1::2], strict=True):
+                topic_id = (ids or {}).get(tp)
+                other = wm_id is not None and topic_id is not None and str(wm_id) != topic_id
+                found[tp].append(None if other else _number(key, field, value))
         return found
 
     def _by_shard(self, partitions: Iterable[TopicPartition]) -> dict[int, list[TopicPartition]]:

@@ -53,7 +53,7 @@ def test_a_watermark_moves_only_over_what_the_shard_holds(
     redis = Redis()
     if stored is not None:
         redis.keyspace.call("HSET", WM, "raw:0", stored)
-    assert _run(redis, [["raw:0", start, end]], ["u1"]) == reply
+    assert _run(redis, [["raw:0", start, end, "", ""]], ["u1"]) == reply
     assert redis.keyspace.call("HGET", WM, "raw:0") == after
     written = redis.keyspace.data.get(KEYS.day(TODAY, "users"), set())
     assert written == (set() if reply[0] == 8 else {pair("o1", "u1")}), "refused whole, or written"
@@ -62,20 +62,20 @@ def test_a_watermark_moves_only_over_what_the_shard_holds(
 def test_one_partition_behind_refuses_the_others_too() -> None:
     redis = Redis()
     redis.keyspace.call("HSET", WM, "raw:0", "5", "raw:1", "3")
-    assert _run(redis, [["raw:0", "5", "8"], ["raw:1", "4", "6"]]) == [8, "raw:1", "3"]
+    assert _run(redis, [["raw:0", "5", "8", "", ""], ["raw:1", "4", "6", "", ""]]) == [8, "raw:1", "3"]
     assert redis.keyspace.call("HGETALL", WM) == ["raw:0", "5", "raw:1", "3"]
 
 
 def test_a_watermark_that_is_not_a_number_is_refused_by_name() -> None:
     redis = Redis()
     redis.keyspace.call("HSET", WM, "raw:0", "5x")
-    assert _run(redis, [["raw:0", "5", "8"]]) == [4, WM, "raw:0"]
+    assert _run(redis, [["raw:0", "5", "8", "", ""]]) == [4, WM, "raw:0"]
 
 
 def test_a_write_stopped_halfway_names_its_watermark_moves() -> None:
     redis = Redis()
     redis.keyspace.call("SET", WM + ":writing", "raw:0 members 5>8")
-    assert _run(redis, [["raw:0", "5", "8"]]) == [7, WM + ":writing", "raw:0 members 5>8"]
+    assert _run(redis, [["raw:0", "5", "8", "", ""]]) == [7, WM + ":writing", "raw:0 members 5>8"]
 
 
 async def test_the_store_raises_members_behind_and_forgets_what_it_knew() -> None:
@@ -84,7 +84,7 @@ async def test_the_store_raises_members_behind_and_forgets_what_it_knew() -> Non
     redis.keyspace.call("HSET", WM, "raw:0", "5")
 
     def edit(payload: dict[str, object]) -> None:
-        payload["wm"] = [["raw:0", "7", "9"]]
+        payload["wm"] = [["raw:0", "7", "9", "", ""]]
 
     delta = Delta(today_index=today_index())
     delta.users[TODAY] = {pair("o1", "u1")}
@@ -92,3 +92,25 @@ async def test_the_store_raises_members_behind_and_forgets_what_it_knew() -> Non
         await store.apply(delta, [], edit, WM)
     assert (behind.value.field, behind.value.watermark) == ("raw:0", 5)
     assert store.seen.size == 0 and store._lineage_expected is None
+
+
+@pytest.mark.parametrize(
+    ("stored_id", "entry", "reply", "after"),
+    [
+        ("A", ["raw:0", "5", "14", "A", ""], [1, ""], ("14", "A")),  # the same topic
+        (None, ["raw:0", "5", "9", "A", ""], [1, ""], ("12", "A")),  # the first ID learnt (never lowered)
+        ("A", ["raw:0", "5", "14", "", ""], [1, ""], ("14", "A")),  # a broker without IDs: not compared
+        ("A", ["raw:0", "5", "9", "B", ""], [8, "raw:0", ""], ("12", "A")),  # of a deleted topic: from its start
+        ("A", ["raw:0", "", "3", "B", ""], [1, ""], ("3", "B")),  # from the new topic's start: set, not max
+        ("A", ["raw:0", "12", "0", "B", "1"], [1, ""], ("0", "B")),  # the move to the re-created topic
+    ],
+)
+def test_a_watermark_is_of_one_topic_id(
+    stored_id: str | None, entry: list[str], reply: list[Any], after: tuple[str, str]
+) -> None:
+    redis = Redis()
+    redis.keyspace.call("HSET", WM, "raw:0", "12")
+    if stored_id is not None:
+        redis.keyspace.call("HSET", WM, "raw:0:id", stored_id)
+    assert _run(redis, [entry]) == reply
+    assert (redis.keyspace.call("HGET", WM, "raw:0"), redis.keyspace.call("HGET", WM, "raw:0:id")) == after

@@ -97,8 +97,18 @@ def test_the_parts_of_several_partition_shards_deltas_are_merged() -> None:
 
 
 def test_the_watermarks_name_every_move_of_the_batch() -> None:
-    moves = [OffsetMove("raw", 0, None, 5), OffsetMove("enriched", 3, 7, 9, topic_id="X")]
-    assert watermarks(moves) == [["raw:0", "", "5"], ["enriched:3", "7", "9"]]
+    moves = [
+        OffsetMove("raw", 0, None, 5),
+        OffsetMove("enriched", 3, 7, 9, topic_id="X", expected_topic_id="X"),
+        OffsetMove("raw", 1, 40, 0, topic_id="Y", expected_topic_id="X"),  # to a re-created topic
+        OffsetMove("raw", 2, 4, 6, topic_id="Y"),  # the first ID learnt
+    ]
+    assert watermarks(moves) == [
+        ["raw:0", "", "5", "", ""],
+        ["enriched:3", "7", "9", "X", ""],
+        ["raw:1", "40", "0", "Y", "1"],
+        ["raw:2", "4", "6", "Y", ""],
+    ]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
