@@ -90,6 +90,25 @@ class ShardedTapAgent(TapAgent):
             await self._reload(partitions)
             await self._members_check(partitions)
 
+    async def _write_moves(self, moves: list[OffsetMove]) -> None:
+        """Offsets moved over records with nothing to count (agents/log_changes.py), whose callers reload
+        the partitions afterwards: what failed on some shards is left to that reload, as a conflict is."""
+        try:
+            await super()._write_moves(moves)
+        except ShardWritesFailed as exc:
+            by_shard = self.sharded.split(moves).moves
+            for k, failure in sorted(exc.failed.items()):
+                if isinstance(failure, WriteRefused):
+                    await self._refused(failure, by_shard.get(k, []))
+                elif isinstance(failure, Conflict):
+                    self.status.batch_conflicts += 1
+                elif isinstance(failure, REDIS_ERRORS):
+                    self.status.redis_errors += 1
+                else:
+                    raise failure from exc
+        except MembersBehind:
+            await self._members_check([TopicPartition(m.topic, m.partition) for m in moves])
+
     async def _shard_failed(self, failure: BaseException, moves: list[OffsetMove]) -> None:
         """One partition shard's write failed while others landed: its partitions only, as the one-shard tap
         handles a whole batch (a refusal pauses them; otherwise they are read again from what is stored)."""

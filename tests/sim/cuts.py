@@ -43,7 +43,7 @@ class Cuts:
         self.recreate_rng = random.Random(seed ^ 0xDE1)  # apart again: cut schedules draw as before
 
     def maybe_cut(self, world: World) -> None:
-        stored = world.redis.data.get(world.store.keys.offsets, {})
+        stored = world.stored_offsets()
         # A cut below an open transaction would need the coordinator's view of it; elections are rare
         # enough that leaving those out loses nothing the checker needs. Chosen among the partitions it can
         # cut: drawn among all, most draws found nothing to cut (an empty or truncated log, nothing stored).
@@ -79,7 +79,7 @@ class Cuts:
             return
         topic = self.recreate_rng.choice(sorted({tp.topic for tp in world.partitions}))
         tps = [tp for tp in world.partitions if tp.topic == topic]
-        stored = world.redis.data.get(world.store.keys.offsets, {})
+        stored = world.stored_offsets()
         if not any(f"{tp.topic}:{tp.partition}" in stored for tp in tps):
             return
         # Open transactions on it end with it: their producers are fenced, nothing of them is ever read.

@@ -50,13 +50,15 @@ from tests.sim.world import REPLICA, Faults, Replica, Violation, World, normaliz
 
 APP = "sim"
 RANGES, FOLD_TIMES = ":__sim_ranges__", ":__sim_fold_times__"  # after a shard's tag: its part of the ledger
-# The profiles the sharded search rotates through: the one-shard search's faults without truncation and
-# log cuts (their ledger rules are the one-shard world's), then with foreign values refusing one shard.
+# The profiles the sharded search rotates through: the one-shard search's first and third, then foreign
+# values refusing one shard's write; and apart, its second (truncation and log cuts, without restarts).
 SHARDED_PROFILES = (
-    Faults(truncation=False),
+    Faults(),
     Faults(transactions=False, kills=False),
     Faults(foreign_values=True),
 )
+LOG_CHANGES = Faults(truncation=True, redis_restarts=False, log_cuts=True)
+TRUNCATION = Faults(truncation=True, redis_restarts=False)
 
 
 class ShardedSimRedis(SimRedis):
@@ -98,7 +100,11 @@ class ShardedWorld(World):
     def __init__(self, seed: int, steps: int = 60, faults: Faults | None = None, replicas: int = 2, shards: int = 2):
         self.shards = shards
         super().__init__(seed, steps, faults, replicas)
-        assert not self.faults.truncation, "the sharded ledger has no rule for truncated logs"
+        # With restarts, one shard may go back alone: its part of the ledger must go back with it, so the
+        # ledger is kept per shard. Truncation and cuts run without restarts (as in the one-shard search),
+        # with the one-shard world's ledger and its rules for skipped ranges and cut logs.
+        self.ledger_per_shard = self.faults.redis_restarts
+        assert not (self.ledger_per_shard and self.faults.truncation), "no rule for both (tests/sim/world.py)"
         self.redis = ShardedSimRedis(self)
         self.store = RedisStore(self.redis, APP, self.settings.days_kept)  # type: ignore[arg-type]
         # The checker's stores (they never write): each shard's payload builder.
@@ -133,9 +139,18 @@ class ShardedWorld(World):
         self.trace.append(f"start r{index}")
 
     # The write check ---------------------------------------------------------------------------------
+    def stored_offsets(self) -> dict[str, str]:
+        stored: dict[str, str] = {}
+        for shard in range(self.shards):
+            stored.update(self.redis.data.get(ShardKeys(APP, shard).offsets, {}))
+        return stored
+
     def check_write(self, payload: dict[str, Any]) -> None:
         if "wm" in payload:
             return  # a member write: no offsets move; its members are checked at the end, in the export
+        if not self.ledger_per_shard:
+            super().check_write(payload)  # through _matches below
+            return
         claims = []
         for field_name, expected, nxt in payload["off"]:
             if field_name.endswith(":id"):
@@ -167,30 +182,46 @@ class ShardedWorld(World):
                 return
         self._violate(f"a partition write claims {payload['off']} but its sums are not the fold of those records")
 
+    def _matches(
+        self, payload: dict[str, Any], claims: list[Any], gens: dict[TopicPartition, Any], now_ms: int
+    ) -> list[str] | None:
+        """The one-shard world's rule (tests/sim/world.py), for a partition shard's write: the sums of the
+        claimed records, without members."""
+        delta, moves, kinds = Delta(), [], []
+        for _, tp, expected, _, end in claims:
+            log = self.logs[tp]
+            moves.append(OffsetMove(tp.topic, tp.partition, expected, end))
+            records = [r for s, e, g in gens[tp] for r in log.records(s, e, self.cuts.entries(self, tp, g))]
+            skipping = bool(records) and end <= log.start and not payload["hincr"]
+            if not skipping:
+                self._fold(delta, tp, records, now_ms)
+            kinds.append("skipped" if skipping else "counted")
+        shards = {partition_shard(c[1].partition, self.shards) for c in claims}
+        if len(shards) != 1:
+            self._violate(f"a partition write claims partitions of shards {sorted(shards)}: {payload['off']}")
+        built = self.sharded.stores[shards.pop()].build_payload(counter_part(delta), moves)
+        partition_edit(built)
+        return kinds if normalize(built) == normalize(payload) else None
+
     # The end -----------------------------------------------------------------------------------------
     def caught_up(self, left_out: Any = frozenset()) -> bool:
-        stored: dict[str, str] = {}
-        marks: list[dict[str, str]] = []
-        for shard in range(self.shards):
-            keys = ShardKeys(APP, shard)
-            stored.update(self.redis.data.get(keys.offsets, {}))
-            marks.append(self.redis.data.get(keys.watermarks, {}))
+        """The one-shard rule over every shard's offsets, and every member shard's watermarks there too."""
+        if not super().caught_up(left_out):
+            return False
+        stored = self.stored_offsets()
+        marks = [self.redis.data.get(ShardKeys(APP, shard).watermarks, {}) for shard in range(self.shards)]
         for tp, log in self.logs.items():
-            if tp in left_out:
-                continue
-            last = max((e.offset for e in log.entries[log.start :] if log.visible(e)), default=None)
-            if last is None:
-                continue
             name = f"{tp.topic}:{tp.partition}"
-            at = int(stored.get(name, -1))
-            if at <= last or any(int(found.get(name, -1)) < at for found in marks):
+            if tp in left_out or name not in stored or not log.records(log.start, log.end):
+                continue
+            if any(int(found.get(name, -1)) < int(stored[name]) for found in marks):
                 return False
-        return not any(p.kind == "redis.write" for p in self.pending())
+        return True
 
     def check_truth(self) -> None:
         self.redis.keyspace.expire_all()
-        ranges: dict[str, list[Any]] = {}
-        fold_times: dict[str, list[Any]] = {}
+        ranges: dict[str, list[Any]] = dict(self.redis.data.get("__sim_ranges__", {}))
+        fold_times: dict[str, list[Any]] = dict(self.redis.data.get("__sim_fold_times__", {}))
         for shard in range(self.shards):
             tag = shard_tag(APP, shard)
             ranges.update(self.redis.data.get(tag + RANGES, {}))
@@ -204,15 +235,24 @@ class ShardedWorld(World):
                 if log.records(log.start, log.end):
                     raise Violation(f"{name} holds records and none was ever counted")
                 continue
-            if claimed[0][0] != 0:
+            for start, end, gen, now_ms in fold_times.get(name, []):
+                for e in self.cuts.entries(self, tp, gen)[start:end]:
+                    folded_at[id(e)] = now_ms
+            if tp in self.cuts.points:
+                counted[tp] = self.cuts.check(self, tp, claimed)
+                continue
+            if claimed[0][0] != 0 and tp not in self.truncated:
                 raise Violation(f"{name}: counting started at {claimed[0][0]}, not at the log's first offset")
             for (_, prev_end, _, _), (start, _, _, _) in itertools.pairwise(claimed):
                 if start != prev_end:
                     raise Violation(f"{name}: ranges {claimed} leave a gap or overlap")
-            counted[tp] = [e for start, end, _, _ in claimed for e in log.entries[start:end] if log.visible(e)]
-            for start, end, _, now_ms in fold_times.get(name, []):
-                for e in log.entries[start:end]:
-                    folded_at[id(e)] = now_ms
+            counted[tp] = [
+                e
+                for start, end, kind, _ in claimed
+                if kind == "counted"
+                for e in log.entries[start:end]
+                if log.visible(e)
+            ]
         end_ms = int(self.now_s() * 1000)
         self._check_export(counted, folded_at, end_ms)
 

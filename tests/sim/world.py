@@ -499,7 +499,7 @@ class World:
         log = self.logs[tp]
         # Only where something was stored: a first write claims "from the log start", which must not move
         # under it (the simulator's checker reads the log start when the write lands).
-        stored = self.redis.data.get(self.store.keys.offsets, {})
+        stored = self.stored_offsets()
         if log.end > log.start and f"{tp.topic}:{tp.partition}" in stored:
             log.start = self.rng.randint(log.start, log.end)
             self.truncated.add(tp)
@@ -554,8 +554,12 @@ class World:
             await asyncio.sleep(0.2)  # lets backoff timers fire
         raise Violation(failure)
 
+    def stored_offsets(self) -> dict[str, str]:
+        """The offsets hash as Redis holds it now (sharded state: every shard's, tests/sim/shards.py)."""
+        return self.redis.data.get(self.store.keys.offsets, {})  # type: ignore[no-any-return]
+
     def caught_up(self, left_out: set[TopicPartition] | frozenset[TopicPartition] = frozenset()) -> bool:
-        stored = self.redis.data.get(self.store.keys.offsets, {})
+        stored = self.stored_offsets()
         for tp, log in self.logs.items():
             if tp in left_out:
                 continue
