@@ -7,7 +7,7 @@ import pytest
 
 from agents import sharded_tap
 from tables import shard_split, sharded_store
-from tests.sim.shards import simulate_sharded
+from tests.sim.shards import LOG_CHANGES, TRUNCATION, simulate_sharded
 from tests.sim.world import Violation
 
 REGRESSIONS = [
@@ -39,6 +39,23 @@ def test_random_schedules_over_three_shards_one_without_partitions() -> None:
     """Three partitions over three shards: shard 2 holds members only (no partition is 2 mod 3)."""
     for seed in range(2000, 2050):
         simulate_sharded(seed, shards=3)
+
+
+def test_random_schedules_with_truncated_logs() -> None:
+    for seed in range(3000, 3060):
+        simulate_sharded(seed, faults=TRUNCATION)
+
+
+def test_random_schedules_with_log_cuts_and_re_created_topics() -> None:
+    for seed in range(3000, 3060):
+        simulate_sharded(seed, faults=LOG_CHANGES)
+
+
+@pytest.mark.xfail(strict=True, raises=Violation, reason="known limit: docs/design.md, Sharded state, log changes")
+def test_members_of_a_batch_whose_records_left_the_log_before_it_was_counted_stay_counted() -> None:
+    """A partition write that failed (Redis down) after its member writes landed, then the topic re-created:
+    the old records are never counted, their members stay in the day sets (at most one batch's)."""
+    simulate_sharded(229, faults=LOG_CHANGES)
 
 
 def _first_violation(seeds: range) -> str | None:
