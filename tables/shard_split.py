@@ -142,3 +142,14 @@ def member_edit(
 def partition_edit(payload: dict[str, object]) -> None:
     """A partition shard admits nothing: admission is the global shard's, in the batch's member writes."""
     payload["admit"] = []
+
+
+class ShardedDelta(Delta):
+    """A batch folded per partition shard: `parts[k]` holds the partitions of shard k. Its own fields hold
+    only the rejections of every part (the dead letters are sent once per batch)."""
+
+    def __init__(self, parts: dict[int, Delta]) -> None:
+        super().__init__()
+        self.parts = parts
+        for part in parts.values():
+            self.rejections.extend(part.rejections)
