@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from agents.invisible import PASS_INTERVAL_S, POSITION_TIMEOUT_S
 from agents.log_changes import TOPIC_ID_ERRORS
 from agents.ports import Batch
 from agents.rebalance import REDIS_ERRORS
@@ -53,14 +54,20 @@ class MemberRereadTap(TapAgent):
         the records from there on are returned for the usual write. None: the batch is dropped (re-read)."""
         members: Batch = {}
         rest: Batch = {}
+        ends: dict[TopicPartition, int] = {}  # where each re-read stands after this batch
         for tp, records in batch.items():
             until = self.members_until.get(tp)
-            below = [r for r in records if until is not None and r.offset < until]
+            if until is None or self.identity_unsettled(tp):  # the one-shard path puts the latter back
+                rest[tp] = records
+                continue
+            below = [r for r in records if r.offset < until]
             if below:
-                members[tp] = below
+                members[tp], ends[tp] = below, below[-1].offset + 1
             if len(below) < len(records):
-                rest[tp] = records[len(below) :]
-        if not members:
+                # The fetch went past it: nothing visible lay between (records come in order), so the
+                # re-read is done even where invisible records (an aborted transaction) end the range.
+                rest[tp], ends[tp] = records[len(below) :], until
+        if not ends:
             return rest
         self.status.records_folded += sum(len(records) for records in members.values())
         delta = await self._fold(members)
@@ -70,8 +77,7 @@ class MemberRereadTap(TapAgent):
             await self._resync()
             return None
         moves = [
-            OffsetMove(tp.topic, tp.partition, self.members_from[tp], r[-1].offset + 1, *self._ids(tp))
-            for tp, r in members.items()
+            OffsetMove(tp.topic, tp.partition, self.members_from[tp], end, *self._ids(tp)) for tp, end in ends.items()
         ]
         try:
             await retry(
@@ -194,6 +200,44 @@ class MemberRereadTap(TapAgent):
                     await self._skip_members({tp: starts[tp] for tp in gone if tp in starts})
         await super().out_of_range(positions)
 
+    async def pass_invisible(self) -> None:
+        """Besides the one-shard pass over the stored offsets: a member re-read whose position has gone past
+        its cursor without a record (an aborted transaction, a marker) moves its watermarks there, else a
+        range ending in invisible records would never be done. Under the one-shard pass's rules."""
+        now = asyncio.get_running_loop().time()
+        inflight = self._inflight is not None and not self._inflight.done()
+        if self.members_until and now - self._last_pass >= PASS_INTERVAL_S and not self.lock.locked() and not inflight:
+            async with self.lock:
+                await self._drain()
+                held = self.consumer.assignment()
+                moves = []
+                for tp in [tp for tp in self.members_until if tp in held and tp not in self.stalls.paused]:
+                    try:
+                        position = await asyncio.wait_for(self.consumer.position(tp), POSITION_TIMEOUT_S)
+                    except Exception as exc:  # a timeout, or revoked meanwhile: tried again next time
+                        log.debug("%s: position unavailable: %s", tp, exc)
+                        continue
+                    first = self.members_from[tp]
+                    if first is None or position > first:
+                        end = min(position, self.members_until[tp])
+                        moves.append(OffsetMove(tp.topic, tp.partition, first, end, *self._ids(tp)))
+                await self._write_member_moves(moves)
+        await super().pass_invisible()
+
+    async def _write_member_moves(self, moves: list[OffsetMove]) -> None:
+        """Watermark moves over records with no member to write (callers hold the lock)."""
+        if not moves:
+            return
+        try:
+            await retry(lambda: self.sharded.apply_members({}, moves), REDIS_ERRORS, what="member skip", log=log)
+        except MembersBehind:
+            await self._members_check([TopicPartition(m.topic, m.partition) for m in moves])
+            return
+        except WriteRefused as exc:
+            log.warning("watermark move refused, tried again later: %s", exc)
+            return
+        self._members_moved(moves)
+
     async def _skip_members(self, starts: dict[TopicPartition, int]) -> None:
         moves = []
         for tp, start in starts.items():
@@ -210,14 +254,7 @@ class MemberRereadTap(TapAgent):
                 end,
             )
             moves.append(OffsetMove(tp.topic, tp.partition, first, end, *self._ids(tp)))
-        if not moves:
-            return
-        try:
-            await retry(lambda: self.sharded.apply_members({}, moves), REDIS_ERRORS, what="member skip", log=log)
-        except MembersBehind:
-            await self._members_check([TopicPartition(m.topic, m.partition) for m in moves])
-            return
-        self._members_moved(moves)
+        await self._write_member_moves(moves)
 
     def _ids(self, tp: TopicPartition) -> tuple[str | None, str | None]:
         """A member re-read's topic ID, twice (no re-creation move): its watermarks are kept with it."""

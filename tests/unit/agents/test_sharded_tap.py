@@ -35,6 +35,7 @@ class LogConsumer(PositionsConsumer):
         self.logs = logs
         self.rng = random.Random(seed)
         self.starts: dict[TopicPartition, int] = {}  # log starts moved by retention
+        self.ends: dict[TopicPartition, int] = {}  # log ends past the last record: invisible ones there
 
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None) -> Any:
         out = {}
@@ -45,10 +46,13 @@ class LogConsumer(PositionsConsumer):
             if tp in self.paused:
                 continue
             at = self.positions.get(tp, 0)
-            found = [r for r in self.logs[tp] if r.offset >= at][: self.rng.randrange(0, 12)]
+            left = [r for r in self.logs[tp] if r.offset >= at]
+            found = left[: self.rng.randrange(0, 12)]
             if found:
                 out[tp] = found
                 self.positions[tp] = found[-1].offset + 1
+            if len(found) == len(left) and tp in self.ends:
+                self.positions[tp] = max(at, self.ends[tp])  # read_committed: past an aborted tail, no record
         return out
 
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
@@ -59,7 +63,7 @@ class LogConsumer(PositionsConsumer):
         return {tp: self.starts.get(tp, 0) for tp in partitions}
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: len(self.logs[tp]) for tp in partitions}
+        return {tp: self.ends.get(tp, len(self.logs[tp])) for tp in partitions}
 
     def done(self) -> bool:
         return all(self.positions.get(tp, 0) >= len(log) for tp, log in self.logs.items())
@@ -98,6 +102,8 @@ async def _rounds(agent: ShardedTapAgent, rounds: int, check: bool = True) -> No
             continue
         if batch:
             await agent.process(batch, epoch)
+        agent._last_pass = -1e9  # the pass over invisible records every round, not once a second
+        await agent.pass_invisible()
         async with agent.lock:
             await agent._drain()
         if check:
@@ -197,3 +203,25 @@ async def test_a_member_re_read_whose_records_retention_removed_moves_over_them(
     marks = await agent.sharded.load_watermarks([(tp.topic, tp.partition) for tp in logs])
     final = await agent.sharded.load_offsets([(tp.topic, tp.partition) for tp in logs])
     assert all(m is not None and m >= (final[key] or 0) for key, found_marks in marks.items() for m in found_marks)
+
+
+async def test_a_member_re_read_of_a_range_ending_in_invisible_records_is_done() -> None:
+    """Every log ends in two invisible offsets (an aborted transaction's record and its marker), which the
+    stored offsets pass (agents/invisible.py): a member re-read up to such an offset has no record there
+    to end on, and ends all the same."""
+    logs = _logs(11, 400)
+    redis = Redis()
+    agent = _tap(redis, 2, logs, 11)
+    consumer = agent.consumer
+    assert isinstance(consumer, LogConsumer)
+    consumer.ends = {tp: recs[-1].offset + 3 for tp, recs in logs.items()}
+    await agent.on_assigned(set(logs))
+    await _rounds(agent, 4, check=False)
+    saved = redis.snapshot("{app:s1}")
+    await _to_the_end(agent)
+    stored = await agent.sharded.load_offsets([(tp.topic, tp.partition) for tp in logs])
+    assert stored == {(tp.topic, tp.partition): consumer.ends[tp] for tp in logs}, "offsets past the tails"
+    redis.restore("{app:s1}", saved)
+    await _to_the_end(agent)
+    assert not agent.members_until and agent.status.state_rewinds > 0
+    assert await scrape_sharded(redis, 2) == await _expected(logs)
