@@ -36,9 +36,6 @@ from streams.redis_settings import RedisSettings, redis_settings
 from tables.shards import MAX_SHARDS
 
 log = logging.getLogger(__name__)
-# Until the tap writes per shard (NOTES.md on the shards-wip branch), a count over 1 is refused at start:
-# the layout marker would name shards that the one-shard store then does not write.
-SHARDED_WRITES_WIRED = False
 
 
 @dataclass(frozen=True)
@@ -182,11 +179,6 @@ class Settings:
             raise SettingsError("STREAMS_RAW_TOPIC and STREAMS_ENRICHED_TOPIC must name different topics")
         if settings.dead_letter_topic in (settings.raw_topic, settings.enriched_topic):
             raise SettingsError("STREAMS_DEAD_LETTER_TOPIC must differ from the input topics")
-        if settings.redis_shards > 1 and not SHARDED_WRITES_WIRED:
-            raise SettingsError(
-                f"STREAMS_REDIS_SHARDS={settings.redis_shards}: this build writes one shard only (1, the default); "
-                "sharded state is designed (docs/design.md, Sharded state), its writes are not wired into the tap yet"
-            )
         check_sasl(settings.kafka)
         return settings
 
