@@ -17,7 +17,21 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from core.compiled import stale_reason
 from tests.sim.exporters import Violation as ExporterViolation
 from tests.sim.exporters import simulate_exporters
+from tests.sim.shards import LOG_CHANGES, SHARDED_PROFILES, TRUNCATION, simulate_sharded
 from tests.sim.world import PROFILES, Violation, simulate
+
+# One seed in SHARDED_EVERY runs the sharded world (tests/sim/shards.py) over 2 or 3 shards, its profiles
+# in turn; the others the one-shard world. The seed alone decides, so --replay runs the same schedule.
+SHARDED_EVERY = 4
+SHARDED_SEARCH = (*SHARDED_PROFILES, TRUNCATION, LOG_CHANGES)
+
+
+def schedule(seed: int, steps: int) -> None:
+    if seed % SHARDED_EVERY == SHARDED_EVERY - 1:
+        turn = seed // SHARDED_EVERY
+        simulate_sharded(seed, steps, SHARDED_SEARCH[turn % len(SHARDED_SEARCH)], shards=2 + turn % 2)
+    else:
+        simulate(seed, steps=steps, faults=PROFILES[seed % len(PROFILES)])
 
 
 def _run(args: tuple[int, int, int]) -> list[str]:
@@ -25,9 +39,8 @@ def _run(args: tuple[int, int, int]) -> list[str]:
     first, count, steps = args
     failures = []
     for seed in range(first, first + count):
-        profile = PROFILES[seed % len(PROFILES)]
         try:
-            simulate(seed, steps=steps, faults=profile)
+            schedule(seed, steps)
         except Violation as exc:
             failures.append(str(exc))
     return failures
