@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import redis
 
 from streams.local.scrape import Samples, series, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
@@ -21,7 +22,10 @@ pytestmark = pytest.mark.integration
 DAY_MS = 86_400_000
 
 
-def test_every_metric_has_its_exact_value(broker, redis_server, names: Names, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+# 3 shards over 2 partitions: shard 2 holds members only (docs/design.md, "Sharded state"); one Redis holds
+# the three hash tags, which a cluster would spread (tests/integration/test_redis_cluster_shards.py).
+@pytest.mark.parametrize("shards", [1, 3])
+def test_every_metric_has_its_exact_value(broker, redis_server, names: Names, workdir: Path, shards: int) -> None:  # type: ignore[no-untyped-def]
     make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=2)
     now = int(time.time() * 1000)
     old = now - 120_000  # record time of the first records on partition 0: their age is the lag
@@ -49,10 +53,16 @@ def test_every_metric_has_its_exact_value(broker, redis_server, names: Names, wo
     produce(broker.bootstrap, names.enriched, enriched)
     commit_group(broker.bootstrap, names.watch_group, names.raw, {0: 2})
 
-    proc = SidecarProc(workdir / names.app_id, sidecar_env(broker, redis_server, names)).start()
+    env = sidecar_env(broker, redis_server, names, STREAMS_REDIS_SHARDS=str(shards))
+    proc = SidecarProc(workdir / names.app_id, env).start()
     try:
         proc.wait_ready()
         m = wait_until(lambda: _caught_up(proc), 60, what="all records folded")
+        stored = redis.Redis.from_url(redis_server.url, decode_responses=True).keys(f"{{{names.app_id}*")
+        # The exporter lease and the layout marker stay under the app's own tag (`{app}:v3:leader`).
+        tags = {key.split("}")[0] + "}" for key in stored if ":v3:" in key and not key.endswith(":v3:leader")}
+        want = {f"{{{names.app_id}}}"} if shards == 1 else {f"{{{names.app_id}:s{k}}}" for k in range(shards)}
+        assert tags == want
         assert series(m, "ecomind_events_ingested_total") == {
             frozenset({("org_id", "org_a"), ("provider", "openai")}): 3.0,
             frozenset({("org_id", "org_b"), ("provider", "anthropic")}): 2.0,
