@@ -212,3 +212,24 @@ class LocalCluster(_Topology):
             if int(low) <= slot <= int(high):
                 return next(n for n in self.nodes if n.port == int(primary[1]))
         raise RuntimeError(f"no node serves slot {slot}")
+
+    def move_slot(self, first: str, target: _Node, steps: int = 30) -> None:
+        """Moves `first`'s slot to `target` as `redis-cli --cluster reshard` does, a few keys at a time over
+        about `steps` tenths of a second, so that writes meet the slot half moved. `first` goes first: the
+        one key a script declares (a state's offsets hash), from then on the source answers that script with
+        ASK. An empty slot moves at once, as an operator places a slot before any key exists."""
+        source = self.primary_of(first)
+        src, dst = source.client(self.password), target.client(self.password)
+        slot = int(src.cluster("keyslot", first))
+        src_id, dst_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        per_step = max(1, int(src.execute_command("CLUSTER COUNTKEYSINSLOT", slot)) // steps)
+        auth = ["AUTH", self.password] if self.password else []
+        migrate = ["MIGRATE", "127.0.0.1", target.port, "", 0, 5000, *auth, "KEYS"]
+        src.execute_command(*migrate, first)  # NOKEY when it does not exist yet
+        while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, per_step):
+            src.execute_command(*migrate, *keys)
+            time.sleep(0.1)
+        for node in (target, source, *self.primaries()):
+            node.client(self.password).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)

@@ -36,14 +36,16 @@ def stream_through(
     seed: int,
     what: str,
     raw_events: int = RAW_EVENTS,
+    extra_env: dict[str, str] | None = None,
 ) -> Recovery:  # type: ignore[no-untyped-def]
     """Runs the workload through `topology`, calls `fault` once a third of it is folded, and returns the
-    measured recovery once the figures are exact against the workload's truth."""
+    measured recovery once the figures are exact against the workload's truth. `extra_env`: more of the
+    sidecar's settings (STREAMS_REDIS_SHARDS)."""
     make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=4)
     raws, enriched, truth = build(seed=seed, raw_events=raw_events, enriched_every=3)
     total = truth.raw_count + truth.enriched_count
     # Small batches: several writes a second, so one is likely in flight when the fault comes.
-    env = {**sidecar_env(broker, topology, names, STREAMS_BATCH_MAX_RECORDS="500"), **topology.env}
+    env = {**sidecar_env(broker, topology, names, STREAMS_BATCH_MAX_RECORDS="500"), **topology.env, **(extra_env or {})}
     proc = SidecarProc(home, env).start()
     producer = BackgroundProducer(broker.bootstrap, [(names.raw, raws), (names.enriched, enriched)], RATE_PER_S)
     try:
