@@ -213,6 +213,12 @@ class LocalCluster(_Topology):
                 return next(n for n in self.nodes if n.port == int(primary[1]))
         raise RuntimeError(f"no node serves slot {slot}")
 
+    def replica_of(self, primary: _Node) -> _Node:
+        """A node replicating `primary` now."""
+        linked = primary.client(self.password).info("replication")
+        ports = {int(v["port"]) for k, v in linked.items() if k.startswith("slave") and isinstance(v, dict)}
+        return next(n for n in self.nodes if n.port in ports)
+
     def move_slot(self, first: str, target: _Node, steps: int = 30) -> None:
         """Moves `first`'s slot to `target` as `redis-cli --cluster reshard` does, a few keys at a time over
         about `steps` tenths of a second, so that writes meet the slot half moved. `first` goes first: the
