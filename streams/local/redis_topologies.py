@@ -227,15 +227,19 @@ class LocalCluster(_Topology):
         source = self.primary_of(first)
         src, dst = source.client(self.password), target.client(self.password)
         slot = int(src.cluster("keyslot", first))
-        src_id, dst_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
-        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
-        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
-        per_step = max(1, int(src.execute_command("CLUSTER COUNTKEYSINSLOT", slot)) // steps)
+        src_id, dst_id = _run(src, "CLUSTER MYID"), _run(dst, "CLUSTER MYID")
+        _run(dst, "CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+        _run(src, "CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        per_step = max(1, int(_run(src, "CLUSTER COUNTKEYSINSLOT", slot)) // steps)
         auth = ["AUTH", self.password] if self.password else []
         migrate = ["MIGRATE", "127.0.0.1", target.port, "", 0, 5000, *auth, "KEYS"]
-        src.execute_command(*migrate, first)  # NOKEY when it does not exist yet
-        while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, per_step):
-            src.execute_command(*migrate, *keys)
+        _run(src, *migrate, first)  # NOKEY when it does not exist yet
+        while keys := _run(src, "CLUSTER GETKEYSINSLOT", slot, per_step):
+            _run(src, *migrate, *keys)
             time.sleep(0.1)
         for node in (target, source, *self.primaries()):
-            node.client(self.password).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+            _run(node.client(self.password), "CLUSTER SETSLOT", slot, "NODE", dst_id)
+
+
+def _run(client: redis.Redis, *command: Any) -> Any:
+    return client.execute_command(*command)  # type: ignore[no-untyped-call]

@@ -13,10 +13,12 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
 import redis
+from redis.crc import key_slot
 
 from streams.local.redis_topologies import LocalCluster
 from streams.local.scrape import value
@@ -96,7 +98,7 @@ def assert_placed(cluster: LocalCluster, app_id: str, placement: dict[int, int])
 
 def stored_offsets(cluster: LocalCluster, app_id: str, shard: int) -> dict[str, str]:
     offsets = ShardKeys(app_id, shard).offsets
-    stored = cluster.primary_of(offsets).client(PASSWORD).hgetall(offsets)
+    stored = cast(dict[str, str], cluster.primary_of(offsets).client(PASSWORD).hgetall(offsets))
     return {field: n for field, n in stored.items() if not field.endswith(":id")}  # topic IDs aside
 
 
@@ -180,7 +182,7 @@ def test_one_shards_slot_moved_to_another_primary_mid_stream_ends_exact(  # type
     stream_through(broker, cluster, names, home, reshard, 89, "one shard's slot moved", extra_env=ENV)
     assert_placed(cluster, names.app_id, {**placement, 1: placement[2]})
     # Shard 1's own script saw its own slot moving (reply 5) and refused; no other shard's slot was seen so.
-    slot = cluster._alive().cluster("keyslot", moving)
+    slot = key_slot(moving.encode())
     moving_seen = set(re.findall(r"slot (\d+) of (\S+) is moving", (home / "sidecar.log").read_text()))
     assert moving_seen and {s for s, _ in moving_seen} == {str(slot)}, moving_seen
     assert all(key.startswith(shard_tag(names.app_id, 1)) for _, key in moving_seen), moving_seen
@@ -198,7 +200,8 @@ def test_kill_9_of_one_shards_primary_mid_stream_ends_exact(  # type: ignore[no-
 
     home = workdir / names.app_id
     recovery = stream_through(broker, cluster, names, home, crash, 97, "one shard's primary killed", extra_env=ENV)
-    wait_until(lambda: cluster._alive().cluster("info")["cluster_state"] == "ok", 10, what="cluster ok")
+    ok = lambda: all(n.client(PASSWORD).cluster("info")["cluster_state"] == "ok" for n in cluster.primaries())  # noqa: E731
+    wait_until(ok, 10, what="cluster ok")
     promoted = cluster.primary_of(victim).port
     assert promoted != placement[0]
     assert_placed(cluster, names.app_id, {**placement, 0: promoted})
