@@ -28,7 +28,7 @@ from tables.lease import legacy_lease_key
 from tables.shards import ShardKeys, shard_tag
 from tests.integration.conftest import Names
 from tests.integration.failover_run import crash_ahead_of_the_replica, stream_through
-from tests.integration.topology_run import assert_exact, produce_truth, start_sidecar
+from tests.integration.topology_run import assert_exact, assert_policy_refused, produce_truth, start_sidecar
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka_only]  # the tests kill and reshard their own cluster
 PASSWORD = "shards-pw"
@@ -85,15 +85,20 @@ def keys_by_primary(cluster: LocalCluster, app_id: str) -> dict[int, dict[int, s
 
 def assert_placed(cluster: LocalCluster, app_id: str, placement: dict[int, int]) -> None:
     """Each primary holds exactly the keys of the shards placed on it, every shard its offsets and
-    watermarks, and no primary any one-shard state (`{app}:v3:...`, but for layout 3's lease key)."""
+    watermarks, and no primary any one-shard state."""
     found = keys_by_primary(cluster, app_id)
     for port, by_shard in found.items():
         assert set(by_shard) == {k for k, p in placement.items() if p == port}, (port, placement, by_shard)
     for k, port in placement.items():
         keys = ShardKeys(app_id, k)
         assert {keys.offsets, keys.watermarks} <= found[port][k], found[port][k]
-    one_shard = {k for n in cluster.primaries() for k in n.client(PASSWORD).scan_iter(match="{" + app_id + "}:v*")}
-    assert one_shard == {legacy_lease_key(app_id)}, "one-shard state beside the shards"  # the lease is no state
+    assert one_shard_state(cluster, app_id) == set(), "one-shard state beside the shards"
+
+
+def one_shard_state(cluster: LocalCluster, app_id: str) -> set[str]:
+    """Keys of one-shard state (`{app}:v3:...`) on any primary, but for layout 3's lease key (no state)."""
+    found = {k for n in cluster.primaries() for k in n.client(PASSWORD).scan_iter(match="{" + app_id + "}:v*")}
+    return found - {legacy_lease_key(app_id)}
 
 
 def stored_offsets(cluster: LocalCluster, app_id: str, shard: int) -> dict[str, str]:
@@ -122,6 +127,9 @@ def test_each_shard_on_its_own_primary_ends_exact_and_another_count_is_refused( 
     try:
         proc.wait_ready()
         assert_exact(proc, names)
+        # Each shard's primary must be noeviction: the last shard's, which holds no label set, too.
+        last = next(n for n in cluster.primaries() if n.port == placement[SHARDS - 1])
+        assert_policy_refused(proc, last.client(PASSWORD), f"volatile-lru (primary 127.0.0.1:{last.port})")
     finally:
         proc.stop()
     assert_placed(cluster, names.app_id, placement)
@@ -146,11 +154,11 @@ def test_each_shard_on_its_own_primary_ends_exact_and_another_count_is_refused( 
             assert _layout_refusal(two) == reason
             assert dumps(cluster, names.app_id) == before, "nothing written by the refused replica"
             time.sleep(2)
-        assert (two.scrape()[("ecomind_streams_layout_refused", frozenset())]) == 1.0
+        assert value(two.scrape(), "ecomind_streams_layout_refused") == 1.0
     finally:
         two.stop()
-    assert dumps(cluster, names.app_id) == before
-    # Back to 3 shards, the state is the one left: exact again, nothing re-read.
+    assert dumps(cluster, names.app_id) == before and one_shard_state(cluster, names.app_id) == set()
+    # Back to 3 shards, the state is the one left: exact again (a partition read again would count twice).
     again = start_sidecar(broker, cluster, names, workdir / f"{names.app_id}-again", STREAMS_REDIS_SHARDS="3")
     try:
         again.wait_ready()
