@@ -212,3 +212,34 @@ class LocalCluster(_Topology):
             if int(low) <= slot <= int(high):
                 return next(n for n in self.nodes if n.port == int(primary[1]))
         raise RuntimeError(f"no node serves slot {slot}")
+
+    def replica_of(self, primary: _Node) -> _Node:
+        """A node replicating `primary` now."""
+        linked = primary.client(self.password).info("replication")
+        ports = {int(v["port"]) for k, v in linked.items() if k.startswith("slave") and isinstance(v, dict)}
+        return next(n for n in self.nodes if n.port in ports)
+
+    def move_slot(self, first: str, target: _Node, steps: int = 30) -> None:
+        """Moves `first`'s slot to `target` as `redis-cli --cluster reshard` does, a few keys at a time over
+        about `steps` tenths of a second, so that writes meet the slot half moved. `first` goes first: the
+        one key a script declares (a state's offsets hash), from then on the source answers that script with
+        ASK. An empty slot moves at once, as an operator places a slot before any key exists."""
+        source = self.primary_of(first)
+        src, dst = source.client(self.password), target.client(self.password)
+        slot = int(src.cluster("keyslot", first))
+        src_id, dst_id = _run(src, "CLUSTER MYID"), _run(dst, "CLUSTER MYID")
+        _run(dst, "CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+        _run(src, "CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        per_step = max(1, int(_run(src, "CLUSTER COUNTKEYSINSLOT", slot)) // steps)
+        auth = ["AUTH", self.password] if self.password else []
+        migrate = ["MIGRATE", "127.0.0.1", target.port, "", 0, 5000, *auth, "KEYS"]
+        _run(src, *migrate, first)  # NOKEY when it does not exist yet
+        while keys := _run(src, "CLUSTER GETKEYSINSLOT", slot, per_step):
+            _run(src, *migrate, *keys)
+            time.sleep(0.1)
+        for node in (target, source, *self.primaries()):
+            _run(node.client(self.password), "CLUSTER SETSLOT", slot, "NODE", dst_id)
+
+
+def _run(client: redis.Redis, *command: Any) -> Any:
+    return client.execute_command(*command)  # type: ignore[no-untyped-call]

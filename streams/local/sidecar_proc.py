@@ -18,6 +18,16 @@ from streams.local.scrape import Samples, parse
 
 T = TypeVar("T")
 FAUST = str(Path(sys.executable).parent / "faust")
+CHECKOUT = Path(__file__).resolve().parents[2]  # the tree whose `streams` this module is
+
+
+def _with_tree(pythonpath: str, tree: Path) -> str:
+    """PYTHONPATH with `tree` on it (after what is there already). `faust -A streams` has the working
+    directory on sys.path only while importing `streams`: the packages it imports later (tables, agents,
+    core) would come from wherever the venv's editable install points, another checkout than a worktree's
+    or an older release's tree. PYTHONPATH is searched before that install's finder."""
+    entries = [entry for entry in pythonpath.split(os.pathsep) if entry]
+    return os.pathsep.join(entries if str(tree) in entries else [*entries, str(tree)])
 
 
 def wait_until(check: Callable[[], T | None], timeout_s: float = 60.0, interval_s: float = 0.2, what: str = "") -> T:
@@ -62,6 +72,7 @@ class SidecarProc:
             "STREAMS_WEB_PORT": str(self.port),
             "STREAMS_WEB_BIND": "127.0.0.1",
         }
+        self.env["PYTHONPATH"] = _with_tree(self.env.get("PYTHONPATH", ""), cwd or CHECKOUT)
         self.server: Server | None = None
 
     @property

@@ -4,6 +4,8 @@ from the fault to the first batch written after it and to exact figures is measu
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,14 +38,16 @@ def stream_through(
     seed: int,
     what: str,
     raw_events: int = RAW_EVENTS,
+    extra_env: dict[str, str] | None = None,
 ) -> Recovery:  # type: ignore[no-untyped-def]
     """Runs the workload through `topology`, calls `fault` once a third of it is folded, and returns the
-    measured recovery once the figures are exact against the workload's truth."""
+    measured recovery once the figures are exact against the workload's truth. `extra_env`: more of the
+    sidecar's settings (STREAMS_REDIS_SHARDS)."""
     make_topics(broker.bootstrap, [names.raw, names.enriched], partitions=4)
     raws, enriched, truth = build(seed=seed, raw_events=raw_events, enriched_every=3)
     total = truth.raw_count + truth.enriched_count
     # Small batches: several writes a second, so one is likely in flight when the fault comes.
-    env = {**sidecar_env(broker, topology, names, STREAMS_BATCH_MAX_RECORDS="500"), **topology.env}
+    env = {**sidecar_env(broker, topology, names, STREAMS_BATCH_MAX_RECORDS="500"), **topology.env, **(extra_env or {})}
     proc = SidecarProc(home, env).start()
     producer = BackgroundProducer(broker.bootstrap, [(names.raw, raws), (names.enriched, enriched)], RATE_PER_S)
     try:
@@ -78,6 +82,21 @@ def stream_through(
         return Recovery(fault_s, first_write_s, exact_s, final)
     finally:
         proc.stop()
+
+
+def crash_ahead_of_the_replica(primary, replica, password: str | None) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 of `primary` (a node of streams/local/redis_topologies.py) with writes it acknowledged that
+    `replica` never received, as with any lag of asynchronous replication: the replica frozen and its link
+    cut just before the crash (freezing alone loses nothing on loopback: the kernel's socket buffers hand the
+    replica what was sent). Thawed at once, it is still electable."""
+    assert replica.server is not None and replica.server.proc is not None
+    os.kill(replica.server.proc.pid, signal.SIGSTOP)
+    try:
+        primary.client(password).client_kill_filter(_type="replica")
+        time.sleep(0.5)
+        primary.kill()
+    finally:
+        os.kill(replica.server.proc.pid, signal.SIGCONT)
 
 
 def _batches(m: Samples) -> float:

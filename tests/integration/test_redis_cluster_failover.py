@@ -7,7 +7,6 @@ BUSYKEY); the recovery times are printed (docs/operations.md)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def test_the_slot_moved_to_another_primary_mid_stream_ends_exact(
     def reshard() -> None:
         source = cluster.primary_of(tag)
         target = next(n for n in cluster.primaries() if n.port != source.port)
-        move_slot(cluster, tag, source, target)
+        cluster.move_slot(tag + ":v3:offsets", target)
         moved_to.append(target.port)
 
     stream_through(broker, cluster, names, workdir / names.app_id, reshard, 73, "slot migration")
@@ -63,23 +62,3 @@ def test_kill_9_of_the_slot_primary_mid_stream_ends_exact(
     assert cluster.primary_of(tag).port != killed[0]
     # cluster-node-timeout 2 s, then the replica's election: seconds.
     assert recovery.first_write_s < 30
-
-
-def move_slot(cluster: LocalCluster, tag: str, source, target, steps: int = 30) -> None:  # type: ignore[no-untyped-def]
-    """Moves `tag`'s slot from `source` to `target` as `redis-cli --cluster reshard` does, a few keys at a
-    time over about `steps` tenths of a second, so that batch writes meet the slot half moved."""
-    src, dst = source.client(PASSWORD), target.client(PASSWORD)
-    slot = int(src.cluster("keyslot", tag))
-    src_id, dst_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
-    dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
-    src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
-    per_step = max(1, int(src.execute_command("CLUSTER COUNTKEYSINSLOT", slot)) // steps)
-    # The offsets hash first, the one key the batch script declares: from then on the source answers the
-    # script with ASK, and on the target the keys still on the source would read as missing.
-    offsets = tag + ":v3:offsets"
-    src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "AUTH", PASSWORD, "KEYS", offsets)
-    while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, per_step):
-        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "AUTH", PASSWORD, "KEYS", *keys)
-        time.sleep(0.1)
-    for node in (target, source, *cluster.primaries()):
-        node.client(PASSWORD).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)

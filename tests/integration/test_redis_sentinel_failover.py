@@ -6,9 +6,6 @@ on the new primary, never counted as refused. The recovery times are printed (do
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,7 @@ from streams.local.redis_topologies import SERVICE, LocalSentinel
 from streams.local.scrape import value
 from streams.local.sidecar_proc import wait_until
 from tests.integration.conftest import Names
-from tests.integration.failover_run import stream_through
+from tests.integration.failover_run import crash_ahead_of_the_replica, stream_through
 
 WHAT, MANUAL = "Sentinel failover", "SENTINEL FAILOVER"
 pytestmark = [pytest.mark.integration, pytest.mark.kafka_only]  # the test kills its own Redis
@@ -28,21 +25,10 @@ def test_kill_9_of_the_primary_mid_stream_ends_exact(broker, names: Names, workd
     try:
         old, new = setup.primary, setup.replica
 
-        def crash_ahead_of_the_replica() -> None:
-            # The replica frozen and its link cut just before the crash: the writes the primary acknowledges
-            # meanwhile never reach it, as with any lag of asynchronous replication (freezing alone loses
-            # nothing on loopback: the kernel's socket buffers hand the replica what was sent). Thawed at
-            # once, it is still electable.
-            assert new.server is not None and new.server.proc is not None
-            os.kill(new.server.proc.pid, signal.SIGSTOP)
-            try:
-                old.client("data-pw").client_kill_filter(_type="replica")
-                time.sleep(0.5)
-                old.kill()
-            finally:
-                os.kill(new.server.proc.pid, signal.SIGCONT)
+        def crash() -> None:
+            crash_ahead_of_the_replica(old, new, "data-pw")
 
-        recovery = stream_through(broker, setup, names, workdir / names.app_id, crash_ahead_of_the_replica, 71, WHAT)
+        recovery = stream_through(broker, setup, names, workdir / names.app_id, crash, 71, WHAT)
         sentinel = setup.sentinels[0].client(None)
         promoted: tuple[str, int] = sentinel.sentinel_get_master_addr_by_name(SERVICE)  # type: ignore[assignment]
         assert int(promoted[1]) == new.port and new.client("data-pw").info("replication")["role"] == "master"

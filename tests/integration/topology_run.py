@@ -23,10 +23,12 @@ ORGS_USERS = [("org_a", "u1"), ("org_a", "u2"), ("org_a", "u1"), ("org_b", "u1")
 ORGS_USERS += [("org_c", "u4"), ("org_c", "u4")]
 
 
-def produce_truth(bootstrap: str, names: Names) -> int:
-    make_topics(bootstrap, [names.raw, names.enriched], partitions=2)
+def produce_truth(bootstrap: str, names: Names, partitions: int = 2) -> int:
+    """The truth's raw events spread round-robin over `partitions` (sharded state puts partition p in
+    shard p mod S: as many partitions as shards give every shard offsets and sums of its own)."""
+    make_topics(bootstrap, [names.raw, names.enriched], partitions=partitions)
     now = int(time.time() * 1000)
-    raws = [Out(raw_event(org, user, now - 1000 + i), i % 2) for i, (org, user) in enumerate(ORGS_USERS)]
+    raws = [Out(raw_event(org, user, now - 1000 + i), i % partitions) for i, (org, user) in enumerate(ORGS_USERS)]
     produce(bootstrap, names.raw, raws)
     enriched = [
         Out(raw_event("org_a", "u1", now - 1000, kwh=0.25, co2_kg=0.125), 0),
@@ -36,8 +38,8 @@ def produce_truth(bootstrap: str, names: Names) -> int:
     return now
 
 
-def start_sidecar(broker, topology, names: Names, home: Path, url: str | None = None) -> SidecarProc:  # type: ignore[no-untyped-def]
-    env = {**sidecar_env(broker, topology, names), **topology.env, **({"REDIS_URL": url} if url else {})}
+def start_sidecar(broker, topology, names: Names, home: Path, url: str | None = None, **extra: str) -> SidecarProc:  # type: ignore[no-untyped-def]
+    env = {**sidecar_env(broker, topology, names, **extra), **topology.env, **({"REDIS_URL": url} if url else {})}
     return SidecarProc(home, env).start()
 
 
