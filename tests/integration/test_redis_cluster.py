@@ -1,6 +1,7 @@
 """The sidecar on a Redis Cluster (three primaries with a replica each, on loopback) over TLS with a
 password: exact figures, the state in the slot of its hash tag, every primary's eviction policy checked,
-an unreachable cluster refused at once rather than hanging, and the layout tool on the app's slot and on four shards' slots."""
+an unreachable cluster refused at once rather than hanging, and the layout tool on the app's slot and on
+four shards' slots."""
 
 from __future__ import annotations
 
