@@ -9,7 +9,7 @@ its exporter only when that layout is its own:
 - no marker: the state of releases before 0.2.0 is recognised by its offsets hash; with none of an older
   layout (or with this layout's own, which then is the one in use) the replica claims the marker;
 - the marker names another layout, or only an older layout's offsets exist: refused, checked again every
-  few seconds; the operator either removes the other layout (`purge`, below) or opts in to rebuild
+  few seconds; the operator either removes the other layout (`purge`, tables/purge.py) or opts in to rebuild
   from the topics (STREAMS_LAYOUT_UPGRADE=reread), which moves the marker to this layout;
 - even when opted in, a replica waits while an exporter of an older layout that had its own lease key
   (layouts 1 and 2) is alive; once running, the lease itself keeps it from exporting beside one that
@@ -23,11 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from tables.keys import LAYOUT_VERSION, state_prefix
-from tables.lease import lease_key, legacy_lease_key
+from tables.lease import lease_key
 from tables.shards import marker_value, parse_marker, shards_refusal
 
 REFUSED, OK, TOOK_OVER, WAITING, BROKEN = 0, 1, 2, 3, 4
@@ -86,30 +85,6 @@ for i = 1, #members, 2 do
 end
 if last > now then redis.call('PEXPIRE', KEYS[1], last - now) end
 return 1
-"""
-
-# KEYS: the marker, the members hash, the layout's own lease key. ARGV: the layout to purge, the layout of
-# the release running the purge, "1" for a dry run, "1" when that lease key is the one every holder takes
-# (layout 3's). The reply: {0, marker} may go on; else {why, detail}. The marker is deleted here, when it
-# names the layout, so that no replica of another layout reads it between the check and the deletion.
-PURGE_LUA = """#!lua flags=allow-oom
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local layout = ARGV[1]
-local marked = redis.call('GET', KEYS[1])
-if marked and not string.match(marked, '^[1-9]%d*$') then return {4, marked} end
-if not marked and layout == ARGV[2] then return {1, ''} end
-local members = redis.call('HGETALL', KEYS[2])
-for i = 1, #members, 2 do
-  local l, untl = string.match(members[i + 1], '^(%d+):(%d+)$')
-  if l == layout and tonumber(untl) > now then return {2, members[i] .. ':' .. (tonumber(untl) - now)} end
-end
-if ARGV[4] ~= '1' then
-  local holder = redis.call('GET', KEYS[3])
-  if holder then return {3, holder} end
-end
-if marked == layout and ARGV[3] ~= '1' then redis.call('DEL', KEYS[1]) end
-return {0, marked or ''}
 """
 
 
@@ -233,82 +208,6 @@ async def wrong_types(client: Any, keys: list[str]) -> str:
     found = {k: _text(await client.type(k)) for k in keys}
     wrong = [f"{k} is a {t}, not a {wanted[k]}" for k, t in found.items() if t not in ("none", wanted[k])]
     return f"keys no release writes: {'; '.join(wrong) or 'one of ' + ', '.join(keys)} (delete or rename them)"
-
-
-class PurgeRefused(Exception):
-    """The layout asked for must not be deleted; the message says why."""
-
-
-@dataclass(frozen=True)
-class Purge:
-    keys: int  # deleted, or that would be with a dry run
-    in_use: int | None  # the layout the marker named
-    marker_cleared: bool = False  # the marker named the purged layout, and is gone with it
-
-
-def scan_pattern(app_id: str, layout: int) -> str:
-    """Every key of one layout: its prefix and a ':' (so layout 3 never matches layout 30's keys)."""
-    literal = state_prefix(app_id, layout) + ":"
-    return "".join("\\" + c if c in "*?[]\\" else c for c in literal) + "*"
-
-
-async def purge(client: Any, app_id: str, layout: int, dry_run: bool = False, batch: int = 500) -> Purge:
-    """Delete every key of `layout` (SCAN by its prefix, UNLINK in batches). Refused while a replica of it
-    runs, for layout 1 (its keys carry no version to tell them apart) and, with no marker yet, for the
-    layout of the release running it. The marker goes too when it names `layout`."""
-    if layout < 2:
-        raise PurgeRefused("layout 1 keys carry no version to tell them from other layouts' keys")
-    lease = own_lease_key(app_id, layout)
-    # Layout 3's lease key is also held by newer releases beside the shared lease: it is not that layout's.
-    shared = lease == legacy_lease_key(app_id)
-    keys = [marker_key(app_id), members_key(app_id), lease]
-    args = [str(layout), str(LAYOUT_VERSION), "1" if dry_run else "0", "1" if shared else "0"]
-    try:
-        why, detail = await client.register_script(PURGE_LUA)(keys=keys, args=args)
-    except ResponseError as exc:
-        if not str(exc).startswith("WRONGTYPE"):
-            raise
-        raise PurgeRefused(await wrong_types(client, keys)) from exc
-    _refuse(int(why), _text(detail), app_id, layout, lease)
-    marked = _text(detail)
-    in_use = int(marked) if marked else None
-    count, pending, cursor = 0, [], 0
-    while True:
-        cursor, found = await _scan(client, cursor, scan_pattern(app_id, layout), batch, marker_key(app_id))
-        pending += [k for k in found if not (shared and _text(k) == lease)]
-        while len(pending) >= batch or (cursor == 0 and pending):
-            chunk, pending = pending[:batch], pending[batch:]
-            count += len(chunk) if dry_run else await client.unlink(*chunk)
-        if cursor == 0:
-            return Purge(count, in_use, in_use == layout and not dry_run)
-
-
-async def _scan(client: Any, cursor: int, match: str, count: int, slot_key: str) -> tuple[int, list[Any]]:
-    """One SCAN page; in a Redis Cluster, of the primary holding the app's slot, where all its keys are."""
-    if not isinstance(client, RedisCluster):
-        return await client.scan(cursor, match=match, count=count)  # type: ignore[no-any-return]
-    await client.initialize()
-    node = client.get_node_from_key(slot_key)
-    assert node is not None  # after initialize, every slot has a primary (or initialize raised)
-    # One node asked, yet a cluster client answers as for many: {node name: cursor}, keys.
-    cursors: Any
-    cursors, found = await client.scan(cursor, match=match, count=count, target_nodes=node)
-    return int(cursors[node.name]), list(found)
-
-
-def _refuse(why: int, detail: str, app_id: str, layout: int, lease: str) -> None:
-    if why == 1:
-        raise PurgeRefused(f"layout {layout} is the one in use (no marker yet: this release says so)")
-    if why == 2:
-        replica, left_ms = detail.rsplit(":", 1)
-        raise PurgeRefused(
-            f"replica {replica} of layout {layout} is running (it counts as running for {int(left_ms) / 1000:.0f}s "
-            "more unless it renews): stop every replica of that layout first"
-        )
-    if why == 3:
-        raise PurgeRefused(f"a replica of layout {layout} holds its exporter lease ({lease}): stop it first")
-    if why == BROKEN:
-        raise PurgeRefused(bad_marker(app_id, detail))
 
 
 def _text(value: Any) -> str:

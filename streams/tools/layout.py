@@ -4,7 +4,9 @@
     python -m streams.tools.layout purge-layout --app-id X --layout N [--dry-run]
 
 Redis is REDIS_URL (and REDIS_PASSWORD), as the sidecar reads them; the app id defaults to STREAMS_APP_ID.
-UPGRADING.md says when to run which. Exit codes: 0 done, 1 refused, 2 a bad argument or setting.
+Status lists, for sharded state (STREAMS_REDIS_SHARDS), each shard's hash tag, slot and primary, and warns
+when shards share a primary. UPGRADING.md says when to run which. Exit codes: 0 done, 1 refused (status: a
+marker no release writes, or a partial write refusing writes), 2 a bad argument or setting.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
 from streams import clients
 from streams.env_reader import SettingsError, check_name
 from streams.settings import Settings
+from streams.tools.shard_status import crowding, partial_writes, places, shards_with_state
 from tables.keys import LAYOUT_VERSION
-from tables.layout import PurgeRefused, bad_marker, marker_key, members_key, offsets_key, purge, wrong_types
+from tables.layout import bad_marker, marker_key, members_key, offsets_key, wrong_types
+from tables.purge import PurgeRefused, purge
+from tables.shards import parse_marker
 
 
 async def _status(settings: Settings, app_id: str) -> int:
@@ -35,13 +41,17 @@ async def _status(settings: Settings, app_id: str) -> int:
             print(f"layout problem: {await wrong_types(client, [marker_key(app_id)])}", file=sys.stderr)
             return 1
         in_use = "none yet" if marked is None else marked.decode() if isinstance(marked, bytes) else marked
-        print(f"layout in use (marker {marker_key(app_id)}): {in_use}")
-        if marked is not None and not in_use.isdigit():
+        parsed = None if marked is None else parse_marker(in_use)
+        kept = f" (layout {parsed[0]} in {parsed[1]} shards)" if parsed and parsed[1] > 1 else ""
+        print(f"layout in use (marker {marker_key(app_id)}): {in_use}{kept}")
+        problem = 0
+        if marked is not None and parsed is None:
             print(f"layout problem: {bad_marker(app_id, marked)}", file=sys.stderr)
-            return 1
+            problem = 1
         for layout in range(LAYOUT_VERSION + 3, 0, -1):
             if await client.exists(offsets_key(app_id, layout)):
                 print(f"layout {layout}: state present ({offsets_key(app_id, layout)})")
+        problem |= await _shards(client, settings, app_id, parsed)
         running = await client.hgetall(members_key(app_id))
         for replica, record in sorted(running.items()):
             layout_of = (record.decode() if isinstance(record, bytes) else record).split(":")[0]
@@ -49,7 +59,41 @@ async def _status(settings: Settings, app_id: str) -> int:
             print(f"replica {name}: layout {layout_of} (seen lately)")
     finally:
         await client.aclose()
-    return 0
+    return problem
+
+
+async def _shards(client: Any, settings: Settings, app_id: str, parsed: tuple[int, int] | None) -> int:
+    """Where each shard of the state in use lives (the count the marker names, else STREAMS_REDIS_SHARDS
+    here), shards holding state, partial-write markers (1: writes are refused) and crowded primaries."""
+    shards = parsed[1] if parsed and parsed[0] == LAYOUT_VERSION else settings.redis_shards
+    if shards != settings.redis_shards:
+        print(
+            f"STREAMS_REDIS_SHARDS here is {settings.redis_shards}, the state is kept in {shards} shard(s): "
+            "replicas set so refuse it (RUNBOOK.md, A shard count refused)"
+        )
+    held = await shards_with_state(client, app_id)
+    found = await places(client, app_id, shards)
+    for place in found:
+        state = "" if place.shard < 0 else " (state present)" if place.shard in held else " (no state yet)"
+        print(place.line() + state)
+    if stray := [k for k in held if shards == 1 or k >= shards]:
+        print(
+            f"shard(s) {', '.join(map(str, stray))} hold state beside the {shards} shard(s) in use: left by another "
+            f"shard count; only a rebuild removes it (`purge-layout --layout {LAYOUT_VERSION}` with every replica "
+            "stopped deletes all of this layout's state: RUNBOOK.md, A shard count refused)",
+            file=sys.stderr,
+        )
+    problem = 0
+    for key, value, refuses in await partial_writes(client, app_id, shards):
+        print(
+            f"partial write: {key} holds {value!r}: {refuses} refused until an operator repairs it "
+            "(RUNBOOK.md, StateWritesRefused)",
+            file=sys.stderr,
+        )
+        problem = 1
+    for warning in crowding(found):
+        print(f"warning: {warning}", file=sys.stderr)
+    return problem
 
 
 async def _purge(settings: Settings, app_id: str, layout: int, dry_run: bool) -> int:

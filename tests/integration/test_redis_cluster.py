@@ -1,6 +1,7 @@
 """The sidecar on a Redis Cluster (three primaries with a replica each, on loopback) over TLS with a
 password: exact figures, the state in the slot of its hash tag, every primary's eviction policy checked,
-an unreachable cluster refused at once rather than hanging, and the layout tool on the app's slot."""
+an unreachable cluster refused at once rather than hanging, and the layout tool on the app's slot and on
+four shards' slots."""
 
 from __future__ import annotations
 
@@ -85,6 +86,37 @@ def test_the_layout_tool_finds_and_purges_an_old_layout_in_the_app_slot(cluster:
     command = [sys.executable, "-m", "streams.tools.redis_command", "GET", f"{tag}:v3:kept"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "1\n"), done
+
+
+def test_the_layout_tool_places_each_shard_and_purges_them_all(cluster: LocalCluster, names: Names) -> None:
+    """Four shards on three primaries: at least two share one, which status must name from the cluster's own
+    slot map; the purge finds each shard's keys on its primary."""
+    app, shards = names.app_id, 4
+    tags = ["{" + f"{app}:s{k}" + "}" for k in range(shards)]
+    cluster.primary_of("{" + app + "}").client("data-pw").set("{" + app + "}:layout", f"3:s{shards}")
+    for k, tag in enumerate(tags):
+        holder = cluster.primary_of(tag).client("data-pw")
+        holder.hset(f"{tag}:v3:offsets", f"t:{k}", "5")
+        for i in range(300):
+            holder.set(f"{tag}:v3:k{i}", "1")
+    env = {**os.environ, **cluster.env, "PYTHONPATH": str(ROOT), "STREAMS_REDIS_SHARDS": str(shards)}
+    status = _layout(env, "status", "--app-id", app)
+    assert status.returncode == 0 and f"(layout 3 in {shards} shards)" in status.stdout, status
+    by_port: dict[int, list[int]] = {}
+    for k, tag in enumerate(tags):
+        node = cluster.primary_of(tag)
+        slot = int(node.client("data-pw").cluster("keyslot", tag))
+        assert f"shard {k}: hash tag {tag}, slot {slot}, primary 127.0.0.1:{node.port} (state present)" in status.stdout
+        by_port.setdefault(node.port, []).append(k)
+    crowded = [f"shards {', '.join(map(str, ks))} sit on one primary (127.0.0.1:{p})" for p, ks in by_port.items()]
+    warned = [line.split(": ")[1] for line in status.stderr.splitlines() if line.startswith("warning: ")]
+    assert sorted(warned) == sorted(c for c, ks in zip(crowded, by_port.values(), strict=True) if len(ks) > 1)
+    assert warned, "four shards on three primaries: one holds two"
+    purged = _layout(env, "purge-layout", "--app-id", app, "--layout", "3")
+    assert purged.returncode == 0 and f"deleted {shards * 301} keys" in purged.stdout, purged
+    assert "cleared the marker" in purged.stdout
+    for node in cluster.primaries():
+        assert node.client("data-pw").keys("{" + app + "*") == []
 
 
 def _layout(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

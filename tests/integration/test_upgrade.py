@@ -26,8 +26,9 @@ from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.topics import make_topics
 from streams.local.workload import build
 from tables.keys import LAYOUT_VERSION
-from tables.layout import marker_key, scan_pattern
+from tables.layout import marker_key
 from tables.lease import lease_key, legacy_lease_key
+from tables.purge import scan_pattern
 from tests.integration.conftest import Names, all_folded, processed, sidecar_env
 from tests.integration.kafka_io import Out, produce
 

@@ -198,6 +198,7 @@ def test_deployment_env_probes_port_and_secret_files_agree_with_the_sidecar(whic
     if "STREAMS_WEB_CONFIG_FILE" in local:
         Path(local["STREAMS_WEB_CONFIG_FILE"]).write_text("basic_auth_users: {}\n")
     settings = Settings.from_env(local)
+    assert settings.redis_shards == (3 if which == "all-options" else 1)  # streams.redisShards
     # The chart mounts no Secret or ConfigMap that no variable names a file of (extraVolumes are the operator's).
     own = {m for m in mounts if m.startswith("/etc/ecomind-streams/")}
     assert {m for path in file_vars.values() for m in mounts if path.startswith(m + "/")} == own

@@ -1,5 +1,5 @@
 """The layout scripts' Redis for unit tests: the real Lua scripts over the simulated keyspace, and the few
-commands the callers send themselves (SCAN with Redis's paging, UNLINK, TYPE, CONFIG GET)."""
+commands the callers send themselves (SCAN with Redis's paging, UNLINK, TYPE, EXISTS, HGETALL, CONFIG GET)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,13 @@ class LayoutRedis(Scripts):
 
     async def get(self, key: str) -> str | None:
         return self.keyspace.call("GET", key)  # type: ignore[no-any-return]
+
+    async def exists(self, *keys: str) -> int:
+        return sum(1 for key in keys if self.keyspace.call("TYPE", key) != "none")
+
+    async def hgetall(self, key: str) -> dict[str, str]:
+        flat = self.keyspace.call("HGETALL", key)
+        return dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def scan(self, cursor: int, match: str, count: int) -> tuple[int, list[str]]:
         # Pages of `count` keys in name order, MATCH applied per page as Redis does; a cursor is where the

@@ -10,25 +10,22 @@ import re
 
 import pytest
 
-from tables import layout as layout_module
+from tables import purge as purge_module
 from tables.keys import LAYOUT_VERSION, Keys
 from tables.layout import (
     BROKEN,
     CHECK_LUA,
     OK,
-    PURGE_LUA,
     REFUSED,
     SEEN_LUA,
     TOOK_OVER,
     WAITING,
     LayoutStore,
-    PurgeRefused,
     marker_key,
     members_key,
-    purge,
-    scan_pattern,
 )
 from tables.lease import Lease, LeaseStore, lease_key, legacy_lease_key
+from tables.purge import PURGE_LUA, PurgeRefused, purge, scan_pattern
 from tests.unit.tables.layout_redis import APP, fleet, layout_redis, stored_offsets
 
 
@@ -200,7 +197,7 @@ async def test_stop_purge_start_clears_the_marker_of_a_layout_no_replica_runs(mo
     await old.seen("old-pod:6066", 20_000)
     new = LayoutStore(redis, APP, layout=4)
     assert (await new.check(take_over=False)).outcome == REFUSED
-    monkeypatch.setattr(layout_module, "LAYOUT_VERSION", 4)  # the purge run from the new release's image
+    monkeypatch.setattr(purge_module, "LAYOUT_VERSION", 4)  # the purge run from the new release's image
     with pytest.raises(
         PurgeRefused, match=r"replica old-pod:6066 of layout 3 is running \(it counts as running for 20s"
     ):

@@ -305,6 +305,8 @@ relabelings:
   value: {{ .Values.streams.watchGroup | quote }}
 - name: STREAMS_TIMEZONE
   value: {{ .Values.streams.timezone | quote }}
+- name: STREAMS_REDIS_SHARDS
+  value: {{ .Values.streams.redisShards | quote }}
 - name: STREAMS_WEB_PORT
   value: {{ .Values.port | quote }}
 - name: STREAMS_SCRAPE_INTERVAL_SECONDS
