@@ -27,7 +27,7 @@ from redis.exceptions import ResponseError
 
 from tables.keys import LAYOUT_VERSION, state_prefix
 from tables.lease import lease_key
-from tables.shards import marker_value, parse_marker, shards_refusal
+from tables.shards import MAX_SHARDS, ShardKeys, marker_value, parse_marker, shards_refusal
 
 REFUSED, OK, TOOK_OVER, WAITING, BROKEN = 0, 1, 2, 3, 4
 
@@ -178,6 +178,11 @@ class LayoutStore:
         self._seen = client.register_script(SEEN_LUA)
 
     async def check(self, take_over: bool) -> Check:
+        orphaned = await self._shards_without_marker()
+        if orphaned and orphaned != self.shards:
+            # The shards' keys sit in slots of their own, out of the script's reach: looked for here, so that
+            # a marker deleted by hand (or by a purge cut short) is not claimed over them for another count.
+            return Check(REFUSED, self.layout, self.layout, found_shards=orphaned, shards=self.shards)
         args = [self.args[0], "1" if take_over else "0", *self.args[2:]]
         try:
             outcome, found = await self._check(keys=self.keys, args=args)
@@ -190,6 +195,18 @@ class LayoutStore:
             return Check(BROKEN, 0, self.layout, bad_marker(self.app_id, found))
         return Check(int(outcome), parsed[0], self.layout, found_shards=parsed[1], shards=self.shards)
 
+    async def _shards_without_marker(self) -> int:
+        """With no marker: how many shards this layout's sharded state was kept in (the highest shard holding
+        offsets or watermarks, plus one), 0 if none. Read at start and while refused, never per batch."""
+        if await self.client.get(self.keys[0]) is not None:
+            return 0
+        found = 0
+        for shard in range(MAX_SHARDS):
+            keys = ShardKeys(self.app_id, shard)
+            if await self.client.exists(keys.offsets, keys.watermarks):
+                found = shard + 1
+        return found
+
     async def seen(self, replica_id: str, live_ms: int) -> None:
         """Records this replica as running this layout for `live_ms` from now; 0: it stopped."""
         await self._seen(keys=[members_key(self.app_id)], args=[replica_id, str(self.layout), str(live_ms)])
@@ -198,7 +215,9 @@ class LayoutStore:
 def bad_marker(app_id: str, value: Any) -> str:
     return (
         f"the layout marker {marker_key(app_id)} holds {_text(value)!r}, not a layout number: "
-        f"`redis-cli SET '{marker_key(app_id)}' <layout>` with the layout the app's state is in, or delete it"
+        f"`redis-cli SET '{marker_key(app_id)}' <layout>` with the layout the app's state is in (`<layout>:s<S>` "
+        "if it is kept in S shards, STREAMS_REDIS_SHARDS; `python -m streams.tools.layout status` lists them), "
+        "or delete it"
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from tables.keys import LAYOUT_VERSION, Keys
 from tables.layout import BROKEN, OK, REFUSED, TOOK_OVER, LayoutStore, marker_key
+from tables.shards import ShardKeys
 from tests.unit.tables.layout_redis import APP, layout_redis, stored_offsets
 
 SHARDED = f"{LAYOUT_VERSION}:s3"
@@ -81,3 +82,23 @@ async def test_a_marker_of_neither_form_is_a_layout_problem_named(value: str) ->
     check = await LayoutStore(redis, APP, shards=2).check(take_over=True)
     assert (check.outcome, check.runs) == (BROKEN, False)
     assert check.refusal.startswith(f"the layout marker {{app}}:layout holds {value!r}, not a layout number")
+
+
+@pytest.mark.parametrize("shards", [1, 2, 4])
+async def test_sharded_state_without_its_marker_is_refused_for_another_count(shards: int) -> None:
+    """The marker deleted by hand, or by a purge cut short: the shards' keys (in slots of their own) still
+    tell the count, and no other count claims the marker over them."""
+    redis = layout_redis()
+    redis.keyspace.call("HSET", ShardKeys(APP, 0).watermarks, "raw:0", "5")
+    redis.keyspace.call("HSET", ShardKeys(APP, 2).offsets, "raw:2", "7")
+    check = await LayoutStore(redis, APP, shards=shards).check(take_over=True)
+    assert (check.outcome, check.found_shards, check.shard_change) == (REFUSED, 3, True)
+    assert redis.keyspace.call("GET", marker_key(APP)) is None, "nothing written"
+
+
+async def test_sharded_state_without_its_marker_is_claimed_again_by_its_own_count() -> None:
+    redis = layout_redis()
+    redis.keyspace.call("HSET", ShardKeys(APP, 2).watermarks, "raw:0", "5")
+    check = await LayoutStore(redis, APP, shards=3).check(take_over=False)
+    assert (check.outcome, check.found_shards) == (OK, 3)
+    assert redis.keyspace.call("GET", marker_key(APP)) == SHARDED
