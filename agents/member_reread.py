@@ -57,8 +57,15 @@ class MemberRereadTap(TapAgent):
         ends: dict[TopicPartition, int] = {}  # where each re-read stands after this batch
         for tp, records in batch.items():
             until = self.members_until.get(tp)
-            if until is None or self.identity_unsettled(tp):  # the one-shard path puts the latter back
+            if until is None:
                 rest[tp] = records
+                continue
+            if self.identity_unsettled(tp):
+                # Read again once its ID is settled, from where the re-read stands: the one-shard path
+                # would seek to the stored offset, and the pass over invisible records would then take the
+                # position past the re-read's range for a range with nothing visible in it.
+                self.ids_due.add(tp)
+                await self._seek_expected(tp)
                 continue
             below = [r for r in records if r.offset < until]
             if below:
@@ -211,7 +218,7 @@ class MemberRereadTap(TapAgent):
                 await self._drain()
                 held = self.consumer.assignment()
                 moves = []
-                for tp in [tp for tp in self.members_until if tp in held and tp not in self.stalls.paused]:
+                for tp in [tp for tp in self.members_until if tp in held and not self._pass_skips(tp)]:
                     try:
                         position = await asyncio.wait_for(self.consumer.position(tp), POSITION_TIMEOUT_S)
                     except Exception as exc:  # a timeout, or revoked meanwhile: tried again next time
@@ -223,6 +230,10 @@ class MemberRereadTap(TapAgent):
                         moves.append(OffsetMove(tp.topic, tp.partition, first, end, *self._ids(tp)))
                 await self._write_member_moves(moves)
         await super().pass_invisible()
+
+    def _pass_skips(self, tp: TopicPartition) -> bool:
+        """As the one-shard pass: a position that may not be the re-read's own is never taken as one."""
+        return tp in self.stalls.paused or tp in self.unpositioned or self.identity_unsettled(tp)
 
     async def _write_member_moves(self, moves: list[OffsetMove]) -> None:
         """Watermark moves over records with no member to write (callers hold the lock)."""
