@@ -9,6 +9,7 @@ shard the app does not use, down and not failed over, cannot make every replica 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -18,13 +19,15 @@ SAFE = "noeviction"
 NODE_TIMEOUT_S = 2.0  # every primary at once: the check runs beside the lease rounds and must end soon
 
 
-async def eviction_policy(client: Any, state_key: str) -> str:
-    """ "noeviction", or the unsafe policy found (in a cluster, with the primary that has it)."""
+async def eviction_policy(client: Any, state_key: str | Sequence[str]) -> str:
+    """ "noeviction", or the unsafe policy found (in a cluster, with the primary that has it). Sharded
+    state names a key of each shard: every primary is still asked once, and each shard's must answer."""
     if not isinstance(client, RedisCluster):
         found = await client.config_get("maxmemory-policy")
         return str(found.get("maxmemory-policy", ""))
     await client.initialize()  # the slot map, once: the primaries are known after it
-    home = client.get_node_from_key(state_key)
+    keys = [state_key] if isinstance(state_key, str) else list(state_key)
+    homes = {home.name for home in map(client.get_node_from_key, keys) if home is not None}
     nodes = sorted(client.get_primaries(), key=lambda n: n.name)
 
     async def ask(node: Any) -> str:
@@ -36,9 +39,7 @@ async def eviction_policy(client: Any, state_key: str) -> str:
     silent: list[str] = []
     for node, answer in zip(nodes, answers, strict=True):
         if isinstance(answer, BaseException):
-            if not isinstance(answer, RedisError | OSError | TimeoutError) or (
-                home is not None and node.name == home.name
-            ):
+            if not isinstance(answer, RedisError | OSError | TimeoutError) or node.name in homes:
                 raise answer
             silent.append(node.name)
         elif answer != SAFE:

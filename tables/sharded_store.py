@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from tables.delta import Delta
-from tables.eviction import is_safe
+from tables.eviction import eviction_policy
 from tables.keys import offset_field
 from tables.shard_split import counter_part, member_edit, member_parts, partition_edit
 from tables.shards import GLOBAL_SHARD, ShardKeys, partition_shard, shard_keys
@@ -71,10 +71,9 @@ class ShardedStore:
         await self.stores[GLOBAL_SHARD].ping()
 
     async def eviction_policy(self) -> str:
-        """The first unsafe policy where a shard's keys live (each shard's primary must answer), else the
-        global shard's answer. One shard after another: a periodic check, never on the write path."""
-        found = [await store.eviction_policy() for store in self.stores]
-        return next((policy for policy in found if not is_safe(policy)), found[GLOBAL_SHARD])
+        """The first unsafe policy where a shard's keys live: every primary asked once, at once, and each
+        shard's primary must answer (tables/eviction.py)."""
+        return await eviction_policy(self.stores[GLOBAL_SHARD].client, [store.keys.offsets for store in self.stores])
 
     @property
     def shard_keys(self) -> list[ShardKeys]:
