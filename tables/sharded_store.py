@@ -57,9 +57,11 @@ class ShardedStore:
         assert shards > 1, "one shard is RedisStore itself"
         self.shards = shards
         # Each shard's store has its own keys, slot check, lineage and seen cache: a shard that lost writes
-        # refuses its own lineage, and only its members are sent again in full.
+        # refuses its own lineage, and only its members are sent again in full. The caches share the one
+        # budget STREAMS_SEEN_CACHE_ENTRIES sets (each shard holds about 1/S of the members).
+        per_shard = -(-seen_cache_entries // shards)
         self.stores = [
-            RedisStore(client, app_id, days_kept, label_caps, seen_cache_entries, keys=keys)
+            RedisStore(client, app_id, days_kept, label_caps, per_shard, keys=keys)
             for keys in shard_keys(app_id, shards)
         ]
         self.label_caps = self.stores[GLOBAL_SHARD].label_caps
