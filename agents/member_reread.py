@@ -245,7 +245,9 @@ class MemberRereadTap(TapAgent):
             await self._members_check([TopicPartition(m.topic, m.partition) for m in moves])
             return
         except WriteRefused as exc:
-            log.warning("watermark move refused, tried again later: %s", exc)
+            # Paused with the back-off as any refused write: a move out of range would else be tried again
+            # on every fetch of a position below the log start.
+            await self._refused(exc, moves)
             return
         self._members_moved(moves)
 

@@ -10,7 +10,7 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 
 from agents.member_reread import MemberRereadTap
-from tables.writes import OffsetMove
+from tables.writes import OffsetMove, WrongKeyType
 from tests.unit.agents.test_sharded_tap import _expected, _logs, _rounds, _tap, _to_the_end
 from tests.unit.tables.sharded_world import Redis, scrape_sharded
 
@@ -59,3 +59,32 @@ async def test_a_member_re_read_survives_a_failed_topic_id_lookup(lookup_fails: 
     await agent.check_identity_due()
     await _to_the_end(agent)
     assert await scrape_sharded(redis, 2) == await _expected(logs)
+
+
+async def test_a_refused_watermark_move_pauses_its_partitions_with_the_back_off() -> None:
+    """A member re-read out of range (retention) whose watermark move a shard refuses: paused and written
+    again after the back-off, not tried on every fetch of a position below the log start."""
+    logs = _logs(4, 400)
+    redis = Redis()
+    agent = _tap(redis, 2, logs, 4)
+    assert isinstance(agent, MemberRereadTap)
+    await agent.on_assigned(set(logs))
+    await _rounds(agent, 6)
+    saved = redis.snapshot("{app:s1}")
+    await _rounds(agent, 10)
+    redis.restore("{app:s1}", saved)
+    await agent._check_rewind(force=True)
+    behind = sorted(agent.members_until)
+    assert behind
+
+    async def refuse(parts: Any, moves: Any) -> None:
+        raise WrongKeyType("{app:s1}:v3:watermarks")
+
+    agent.sharded.apply_members = refuse  # type: ignore[method-assign]
+    moves = [OffsetMove(tp.topic, tp.partition, agent.members_from[tp], agent.members_until[tp]) for tp in behind]
+    async with agent.lock:
+        await agent._write_member_moves(moves)
+    assert set(behind) <= agent.consumer.paused
+    assert set(behind) <= set(agent.stalls.paused)
+    assert agent.status.writes_refused["wrong_type"] == 1
+    assert sorted(agent.members_until) == behind, "the re-reads stay due"
