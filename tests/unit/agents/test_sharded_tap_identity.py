@@ -80,11 +80,11 @@ async def test_a_refused_watermark_move_pauses_its_partitions_with_the_back_off(
     async def refuse(parts: Any, moves: Any) -> None:
         raise WrongKeyType("{app:s1}:v3:watermarks")
 
-    agent.sharded.apply_members = refuse  # type: ignore[method-assign]
+    agent.sharded.apply_members = refuse  # type: ignore[method-assign,assignment]
     moves = [OffsetMove(tp.topic, tp.partition, agent.members_from[tp], agent.members_until[tp]) for tp in behind]
     async with agent.lock:
         await agent._write_member_moves(moves)
-    assert set(behind) <= agent.consumer.paused
+    assert set(behind) <= agent.consumer.paused  # type: ignore[attr-defined]
     assert set(behind) <= set(agent.stalls.paused)
     assert agent.status.writes_refused["wrong_type"] == 1
     assert sorted(agent.members_until) == behind, "the re-reads stay due"
