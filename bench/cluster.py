@@ -10,7 +10,8 @@ no replicas, as the one Redis has none: each primary's CPU is its own commands' 
 of each primary's process from /proc, from the moment the stopped sidecar is let go on its backlog until
 the tables hold every event (bench/fleet.py's method); /metrics is checked against the workload's truth.
 Then the render time of /metrics with `--orgs` orgs in every labelled family, one shard on one Redis and
-S = 3 on the cluster (every org in every shard: producers that do not key events by org).
+S = 3 on the cluster, with every org in every shard (producers that do not key events by org) and with
+each org in one shard (producers keying by org).
 """
 
 from __future__ import annotations
@@ -160,6 +161,10 @@ def measure(
         rows.append(worst_case(workdir, bootstrap, cluster, pids, name, SHARDS, app_id, work))
         note = f"{SHARDS}-primary cluster, S = {SHARDS}"
         scrape_rows.append(scrape_time(workdir, bootstrap, cluster, orgs, scrapes, shards=SHARDS, note=note))
+        if not smoke:
+            note += ", producers keying events by org"
+            row = scrape_time(workdir, bootstrap, cluster, orgs, scrapes, shards=SHARDS, note=note, keyed_by_org=True)
+            scrape_rows.append(row)
     finally:
         cluster.stop()
     return rows, scrape_rows

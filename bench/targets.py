@@ -110,10 +110,11 @@ def scrape_time(
     scrapes: int,
     shards: int = 1,
     note: str = "",
+    keyed_by_org: bool = False,
 ) -> str:
     """Render time of /metrics over HTTP with `orgs` orgs in every labelled family (in every shard)."""
     app_id = f"scrape-{uuid.uuid4().hex[:6]}"
-    asyncio.run(_seed_shards(redis, app_id, orgs, shards))
+    asyncio.run(_seed_shards(redis, app_id, orgs, shards, keyed_by_org))
     topics = f"scrape.raw.{app_id}", f"scrape.enriched.{app_id}"
     proc = _sidecar(workdir, bootstrap, redis, *topics, app_id, STREAMS_REDIS_SHARDS=str(shards))
     try:
@@ -137,11 +138,13 @@ def scrape_time(
 
 async def _seed_orgs(url: str, app_id: str, orgs: int) -> None:
     store = RedisStore(redis_async.from_url(url, decode_responses=True), app_id, days_kept=2)
-    await store.apply(_orgs_delta(orgs), [])
+    await store.apply(_orgs_delta(range(orgs)), [])
     await store.close()
 
 
-async def _seed_shards(redis: LocalRedis | LocalCluster, app_id: str, orgs: int, shards: int) -> None:
+async def _seed_shards(
+    redis: LocalRedis | LocalCluster, app_id: str, orgs: int, shards: int, keyed_by_org: bool = False
+) -> None:
     if shards == 1 and isinstance(redis, LocalRedis):
         return await _seed_orgs(redis.url, app_id, orgs)
     client: redis_async.Redis = (
@@ -151,19 +154,20 @@ async def _seed_shards(redis: LocalRedis | LocalCluster, app_id: str, orgs: int,
     )
     if shards == 1:
         store = RedisStore(client, app_id, days_kept=2)
-        await store.apply(_orgs_delta(orgs), [])
+        await store.apply(_orgs_delta(range(orgs)), [])
         return await store.close()
-    # Every org in every partition shard, as when producers do not key events by org: each shard's read
-    # then holds every org, the scrape's most work.
+    # Unkeyed producers spread every org's events over every partition, so every shard's read holds every
+    # org: the scrape's most work. Keyed by org, an org's sums lie in one partition shard.
     sharded = ShardedStore(client, app_id, shards, days_kept=2)
-    await sharded.apply({k: _orgs_delta(orgs) for k in range(shards)}, [])
+    parts = {k: range(k, orgs, shards) if keyed_by_org else range(orgs) for k in range(shards)}
+    await sharded.apply({k: _orgs_delta(part) for k, part in parts.items()}, [])
     await sharded.close()
 
 
-def _orgs_delta(orgs: int) -> Delta:
+def _orgs_delta(orgs: range) -> Delta:
     delta = Delta()
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    for i in range(orgs):
+    for i in orgs:
         org = f"org_{i:06d}"
         for provider, model in (("openai", "gpt-4o"), ("anthropic", "claude"), ("google", "gemini")):
             add(delta.ingested, (org, provider), i + 1)
