@@ -5,7 +5,8 @@ python -m bench.cluster --events 50000 --orgs 1000
 
 Rows (one sidecar each, 12 partitions so that every one of three shards holds four): one Redis with one
 shard (today's layout, `redis://`), the same Redis with STREAMS_REDIS_SHARDS=3 (what sharding itself
-costs, all shards on one thread), and three primaries with S = 3, one shard tag on each. The cluster has
+costs, all shards on one thread), three primaries with S = 3, one shard tag on each, and the same cluster
+with one shard (cluster mode's own cost: one primary does all the work). The cluster has
 no replicas, as the one Redis has none: each primary's CPU is its own commands' only. CPU is utime + stime
 of each primary's process from /proc, from the moment the stopped sidecar is let go on its backlog until
 the tables hold every event (bench/fleet.py's method); /metrics is checked against the workload's truth.
@@ -159,6 +160,10 @@ def measure(
         pids = [cluster.pid_of(port) for port in tag_owners(ranges, app_id, SHARDS)]
         name = f"{SHARDS}-primary cluster, S = {SHARDS}"
         rows.append(worst_case(workdir, bootstrap, cluster, pids, name, SHARDS, app_id, work))
+        if not smoke:  # today's layout on the cluster: one primary holds it all, at cluster mode's cost
+            every = [cluster.pid_of(port) for port in sorted({node for _, _, node in ranges})]
+            name = f"{SHARDS}-primary cluster, one shard (cluster mode's own cost)"
+            rows.append(worst_case(workdir, bootstrap, cluster, every, name, 1, "shards-cluster-one", work))
         note = f"{SHARDS}-primary cluster, S = {SHARDS}"
         scrape_rows.append(scrape_time(workdir, bootstrap, cluster, orgs, scrapes, shards=SHARDS, note=note))
         if not smoke:
