@@ -3,7 +3,8 @@
 python -m bench.run                 # Apache Kafka, 1,000,000 raw + 1,000,000 enriched events, 3 runs
 python -m bench.run --broker tansu  # the embedded broker
 python -m bench.run --smoke         # 20,000 events, one run: what CI runs so that this cannot rot
-python -m bench.run --no-capacity   # without the capacity sections (bench/cost.py, fleet.py, state.py)
+python -m bench.run --no-capacity   # without the capacity sections (bench/cost.py, fleet.py, cluster.py, state.py)
+python -m bench.run --cluster-only  # only the sharded rows: one Redis against a 3-primary cluster (bench/cluster.py)
 python -m bench.run --first-value-only --rows iso-4,epoch-ms-16   # only what users see, on chosen rows
 """
 
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import cost, first_value, fleet, noise, runners, state, targets, windows
+from bench import cluster, cost, first_value, fleet, noise, runners, state, targets, windows
 from bench.runners import Row, Topics
 from bench.workload_rows import FIRST_VALUE_ROWS, SMOKE_ROWS
 from streams.local.brokers import LocalKafka, LocalTansu
@@ -98,7 +99,12 @@ def main() -> None:
     p.add_argument(
         "--first-value-only", action="store_true", help="only the first-value section (bench/first_value.py)"
     )
+    p.add_argument(
+        "--cluster-only", action="store_true", help="only the sharded rows and their scrape (bench/cluster.py)"
+    )
     args = p.parse_args()
+    if args.cluster_only and args.write_docs:
+        p.error("--cluster-only prints its rows; the table between the markers is the whole benchmark's")
     if args.smoke:
         args.events, args.runs, args.naive_events, args.quix_events = 10_000, 1, 4_000, 4_000
     args.rows = args.rows or (",".join(SMOKE_ROWS) if args.smoke else "all")
@@ -136,6 +142,9 @@ def run(
     if args.first_value_only:
         users_see = first_value.section(args, workdir, broker.bootstrap, redis)
         return "\n".join([_machine(broker), "", users_see, "", noise.cpu_noise(2.0 if args.smoke else 10.0)])
+    if args.cluster_only:
+        sharded = cluster.section(workdir, broker.bootstrap, args.smoke)
+        return "\n".join([_machine(broker), "", sharded, "", noise.cpu_noise(2.0 if args.smoke else 10.0)])
     uid = uuid.uuid4().hex[:6]
     t = Topics(broker.bootstrap, f"bench.raw.{uid}", f"bench.enriched.{uid}", 2 * args.events)
     make_topics(broker.bootstrap, [t.raw, t.enriched], partitions=8)
@@ -177,6 +186,8 @@ def run(
             cost.section(workdir, broker.bootstrap, redis, args.smoke),
             "",
             fleet.section(workdir, broker.bootstrap, redis, args.smoke),
+            "",
+            cluster.section(workdir, broker.bootstrap, args.smoke),
             "",
             state.section(workdir, None, args.smoke),
         ]

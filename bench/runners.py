@@ -17,6 +17,7 @@ import redis as redis_sync
 from bench.procstat import cpu_seconds, peak_rss_mb
 from streams.local.proc import Server
 from streams.local.redis_server import LocalRedis
+from streams.local.redis_topologies import LocalCluster
 from streams.local.scrape import Samples, value
 from streams.local.sidecar_proc import SidecarProc, wait_until
 from streams.local.workload import Truth
@@ -141,11 +142,17 @@ def _progress_run(name: str, argv: list[str], extra_env: dict[str, str], t: Topi
         server.stop()
 
 
+# The checkout this benchmark runs from. The venv's `faust` may be an editable install of another checkout
+# (a git worktree shares its venv): PYTHONPATH puts this one's packages ahead of that install's finder.
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def sidecar_env(
-    bootstrap: str, redis: LocalRedis, app_id: str, raw: str, enriched: str, **extra: str
+    bootstrap: str, redis: LocalRedis | LocalCluster, app_id: str, raw: str, enriched: str, **extra: str
 ) -> dict[str, str]:
     """The sidecar's settings in every benchmark: defaults, but for where its inputs and state are."""
     return {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "REDIS_URL": redis.url,
         "STREAMS_APP_ID": app_id,
