@@ -25,6 +25,12 @@ class LeaseRedis(Scripts):
     async def hmget(self, key: str, fields: list[str]) -> list[str | None]:
         return self.keyspace.hmget(key, fields)
 
+    async def get(self, key: str) -> str | None:
+        return self.keyspace.call("GET", key)  # type: ignore[no-any-return]
+
+    async def exists(self, *keys: str) -> int:
+        return sum(1 for key in keys if self.keyspace.call("TYPE", key) != "none")
+
     async def config_get(self, name: str) -> dict[str, str]:
         if self.config_hangs:
             await asyncio.Event().wait()
