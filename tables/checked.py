@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tables.snapshot")
 _warn = RateLimitedLog(log)
+
+
+def _numbers(values: Iterable[Any], check: Any = int) -> bool:
+    """Every value reads with `check` (int, float, or a field name's reader)."""
+    try:
+        deque(map(check, values), maxlen=0)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
 
 
 def readable(raw: RawTables) -> tuple[RawTables, dict[str, int]]:
@@ -33,23 +44,28 @@ def readable(raw: RawTables) -> tuple[RawTables, dict[str, int]]:
             )
             return False
 
+    # Each table is first checked whole in one C loop (a scrape reads every org's fields, in every shard):
+    # only a table holding a value that is not a number is gone through value by value.
     def flat(table: str, values: dict[str, str], check: Any = int, name_check: Any = str) -> dict[str, str]:
+        if _numbers(values.values(), check) and (name_check is str or _numbers(values, name_check)):
+            return values
         return {f: v for f, v in values.items() if ok(table, f, f, name_check) and ok(table, f, v, check)}
 
     def parts(table: str, values: dict[str, tuple[str | None, str | None]]) -> dict[str, tuple[str | None, str | None]]:
+        if _numbers([v for pair in values.values() for v in pair if v is not None]):
+            return values
         return {
             name: pair if all(v is None or ok(table, name, v) for v in pair) else (None, None)
             for name, pair in values.items()
         }
 
     def optional(table: str, values: dict[str, str | None]) -> dict[str, str | None]:
+        if _numbers([v for v in values.values() if v is not None]):
+            return values
         return {name: v if v is None or ok(table, name, v) else None for name, v in values.items()}
 
     def pairs(table: str, by_day: dict[int, dict[str, str]]) -> dict[int, dict[str, str]]:
-        return {
-            day: {b: n for b, n in found.items() if ok(table, b, b) and ok(table, b, n)}
-            for day, found in by_day.items()
-        }
+        return {day: flat(table, found, int, int) for day, found in by_day.items()}
 
     cleaned = replace(
         raw,

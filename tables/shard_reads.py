@@ -131,15 +131,15 @@ def _latest(hashes: Sequence[dict[str, str]]) -> dict[str, str]:
 
 def _optional(values: Sequence[dict[str, str | None]]) -> dict[str, str | None]:
     """Sums of values that may be absent (HMGET): absent where every shard lacks it."""
-    out: dict[str, str | None] = {}
+    out: dict[str, int | None] = {}
     for found in values:
         for name, value in found.items():
-            if value is None:
-                out.setdefault(name, None)
-            else:
+            if value is not None:
                 before = out.get(name)
-                out[name] = str(int(value) + (int(before) if before is not None else 0))
-    return out
+                out[name] = int(value) if before is None else before + int(value)
+            elif name not in out:
+                out[name] = None
+    return {name: None if n is None else str(n) for name, n in out.items()}
 
 
 def _parts(values: Sequence[dict[str, Parts]]) -> dict[str, Parts]:
