@@ -60,12 +60,13 @@ async def _refuses(url: str) -> None:
     client = redis_async.from_url(url, decode_responses=True)
     script = client.register_script(READ_LUA)
     with pytest.raises(ResponseError, match="unknown read"):
-        await script(keys=["k"], args=["D", "[]"])
+        await script(keys=["k"], args=["D", "[]", '["k"]'])
     # The shebang's no-writes flag: Redis itself refuses a write from this script body.
-    body = READ_LUA.replace("redis.call('SCARD', KEYS[i])", "redis.call('SADD', KEYS[i], 'x')")
+    body = READ_LUA.replace("redis.call('SCARD', names[i])", "redis.call('SADD', names[i], 'x')")
+    assert body != READ_LUA
     writer = client.register_script(body)
     with pytest.raises(ResponseError, match="not allowed from read-only scripts"):
-        await writer(keys=["k"], args=["S", "[]"])
+        await writer(keys=["k"], args=["S", "[]", '["k"]'])
     await client.aclose()
 
 

@@ -90,9 +90,10 @@ class ReadClient:
 
     async def _reads(self, keys: list[str], args: list[Any]) -> list[Any]:
         """READ_LUA's replies: per key, the command its op names (G, S, L, or M and a field list's number)."""
-        lists = orjson.loads(args[1])
+        lists, names = orjson.loads(args[1]), orjson.loads(args[2])
+        assert keys == names[:1], "the first key read is the one declared"
         out: list[Any] = []
-        for key, op in zip(keys, str(args[0]).split(), strict=True):
+        for key, op in zip(names, str(args[0]).split(), strict=True):
             command = _READS.get(op)
             if command is not None and type(key) is str:
                 out.append(self.keyspace.run(command, (key,)))  # Keyspace.call's steps for one key as text
