@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import cast
 
 import redis.asyncio as aioredis
 
@@ -112,12 +113,13 @@ def merge(raws: Sequence[RawTables], values_seen: dict[str, int], stale: bool = 
 
 
 def _flat(hashes: Sequence[dict[str, str]]) -> dict[str, str]:
-    """Field-wise sums of integer hashes; a field present in any shard is present."""
+    """Field-wise sums of integer hashes; a field present in any shard is present. The sums stay integers:
+    `decode` reads every merged value with int(), as it reads a reply's text (a scrape merges thousands)."""
     out: dict[str, int] = {}
     for found in hashes:
         for name, value in found.items():
             out[name] = out.get(name, 0) + int(value)
-    return {name: str(n) for name, n in out.items()}
+    return cast("dict[str, str]", out)
 
 
 def _latest(hashes: Sequence[dict[str, str]]) -> dict[str, str]:
@@ -139,7 +141,7 @@ def _optional(values: Sequence[dict[str, str | None]]) -> dict[str, str | None]:
                 out[name] = int(value) if before is None else before + int(value)
             elif name not in out:
                 out[name] = None
-    return {name: None if n is None else str(n) for name, n in out.items()}
+    return cast("dict[str, str | None]", out)  # integers, as _flat's
 
 
 def _parts(values: Sequence[dict[str, Parts]]) -> dict[str, Parts]:
