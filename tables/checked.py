@@ -8,6 +8,7 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import replace
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from core.ratelog import RateLimitedLog
@@ -75,7 +76,11 @@ def readable(raw: RawTables) -> tuple[RawTables, dict[str, int]]:
         last_ts=flat("last_ts", raw.last_ts, _timestamp),
         delay=flat("delay", raw.delay),
         delay_remainder=flat("delay", raw.delay_remainder),
-        org_fields={org: flat("org_fields", fields) for org, fields in raw.org_fields.items()},
+        org_fields=(
+            raw.org_fields
+            if _numbers(chain.from_iterable(fields.values() for fields in raw.org_fields.values()))
+            else {org: flat("org_fields", fields) for org, fields in raw.org_fields.items()}
+        ),
         kwh=parts("kwh", raw.kwh),
         co2=parts("co2", raw.co2),
         totals=flat("totals", raw.totals),
