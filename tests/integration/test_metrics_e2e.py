@@ -58,7 +58,8 @@ def test_every_metric_has_its_exact_value(broker, redis_server, names: Names, wo
     try:
         proc.wait_ready()
         m = wait_until(lambda: _caught_up(proc), 60, what="all records folded")
-        stored = redis.Redis.from_url(redis_server.url, decode_responses=True).keys(f"{{{names.app_id}*")
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        stored: list[str] = client.keys(f"{{{names.app_id}*")  # type: ignore[assignment]
         # The exporter lease and the layout marker stay under the app's own tag (`{app}:v3:leader`).
         tags = {key.split("}")[0] + "}" for key in stored if ":v3:" in key and not key.endswith(":v3:leader")}
         want = {f"{{{names.app_id}}}"} if shards == 1 else {f"{{{names.app_id}:s{k}}}" for k in range(shards)}

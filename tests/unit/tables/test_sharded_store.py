@@ -104,8 +104,8 @@ async def test_a_member_shard_gone_back_is_found_and_read_again_for_its_members_
     except MembersBehind as exc:
         behind = exc
     assert behind is not None, "shard 1 lacks members its watermarks no longer cover"
-    # The recovery the tap makes (agents/member_reread.py), done by hand here: every partition read again from what its own
-    # shard stores, and what lies below the applied offsets written for members only.
+    # The recovery the tap makes (agents/member_reread.py), done by hand here: every partition read again
+    # from what its own shard stores, and what lies below the applied offsets written for members only.
     redis_after = await _recover(store, redis, all_batches, upto=8, shards=shards)
     for batch in all_batches[8:]:
         await store.apply(fold_by_shard(batch, shards), batch.moves)
