@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import itertools
 import random
 from typing import Any
 
@@ -235,21 +234,7 @@ class ShardedWorld(World):
             for start, end, gen, now_ms in fold_times.get(name, []):
                 for e in self.cuts.entries(self, tp, gen)[start:end]:
                     folded_at[id(e)] = now_ms
-            if tp in self.cuts.points:
-                counted[tp] = self.cuts.check(self, tp, claimed)
-                continue
-            if claimed[0][0] != 0 and tp not in self.truncated:
-                raise Violation(f"{name}: counting started at {claimed[0][0]}, not at the log's first offset")
-            for (_, prev_end, _, _), (start, _, _, _) in itertools.pairwise(claimed):
-                if start != prev_end:
-                    raise Violation(f"{name}: ranges {claimed} leave a gap or overlap")
-            counted[tp] = [
-                e
-                for start, end, kind, _ in claimed
-                if kind == "counted"
-                for e in log.entries[start:end]
-                if log.visible(e)
-            ]
+            counted[tp] = self.counted_entries(tp, claimed)
         end_ms = int(self.now_s() * 1000)
         self._check_export(counted, folded_at, end_ms)
 

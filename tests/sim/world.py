@@ -573,6 +573,21 @@ class World:
                 return False  # a new topic whose log ends where the old one was read: found by the ID check
         return not any(p.kind == "redis.write" for p in self.pending())
 
+    def counted_entries(self, tp: TopicPartition, claimed: list[Any]) -> list[Entry]:
+        """The entries a partition's ledger of writes counted: once each, from the log's first offset, with
+        no gap and no overlap (a cut log by its own rules, tests/sim/cuts.py)."""
+        if tp in self.cuts.points:
+            return self.cuts.check(self, tp, claimed)
+        name, log = f"{tp.topic}:{tp.partition}", self.logs[tp]
+        if claimed[0][0] != 0 and tp not in self.truncated:
+            raise Violation(f"{name}: counting started at {claimed[0][0]}, not at the log's first offset")
+        for (_, prev_end, _, _), (start, _, _, _) in itertools.pairwise(claimed):
+            if start != prev_end:
+                raise Violation(f"{name}: ranges {claimed} leave a gap or overlap")
+        return [
+            e for start, end, kind, _ in claimed if kind == "counted" for e in log.entries[start:end] if log.visible(e)
+        ]
+
     def check_truth(self) -> None:
         """Every committed record is counted exactly once, except records retention removed unread.
 
@@ -591,22 +606,7 @@ class World:
                 if log.records(log.start, log.end):
                     raise Violation(f"{name} holds records and none was ever counted")
                 continue
-            if tp in self.cuts.points:
-                counted[tp] = self.cuts.check(self, tp, claimed)
-                moves.append(OffsetMove(tp.topic, tp.partition, None, log.end))
-                continue
-            if claimed[0][0] != 0 and tp not in self.truncated:
-                raise Violation(f"{name}: counting started at {claimed[0][0]}, not at the log's first offset")
-            for (_, prev_end, _, _), (start, _, _, _) in itertools.pairwise(claimed):
-                if start != prev_end:
-                    raise Violation(f"{name}: ranges {claimed} leave a gap or overlap")
-            counted[tp] = [
-                e
-                for start, end, kind, _ in claimed
-                if kind == "counted"
-                for e in log.entries[start:end]
-                if log.visible(e)
-            ]
+            counted[tp] = self.counted_entries(tp, claimed)
             moves.append(OffsetMove(tp.topic, tp.partition, None, log.end))
         # Each record folded on the day it was (a write before midnight kept what one after it drops), the
         # days in order, so that the windows' today is the last one's.

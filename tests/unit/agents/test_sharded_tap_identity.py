@@ -15,8 +15,8 @@ from tests.unit.agents.test_sharded_tap import _expected, _logs, _rounds, _tap, 
 from tests.unit.tables.sharded_world import Redis, scrape_sharded
 
 
-@pytest.mark.parametrize("lookup_fails", [True, False])
-async def test_a_member_re_read_survives_a_failed_topic_id_lookup(lookup_fails: bool) -> None:
+async def _shard_back() -> tuple[Any, Redis, MemberRereadTap]:
+    """Two shards; shard 1 back from a snapshot 10 rounds old, found by the rewind check."""
     logs = _logs(4, 400)
     redis = Redis()
     agent = _tap(redis, 2, logs, 4)
@@ -27,6 +27,12 @@ async def test_a_member_re_read_survives_a_failed_topic_id_lookup(lookup_fails: 
     await _rounds(agent, 10)
     redis.restore("{app:s1}", saved)
     await agent._check_rewind(force=True)
+    return logs, redis, agent
+
+
+@pytest.mark.parametrize("lookup_fails", [True, False])
+async def test_a_member_re_read_survives_a_failed_topic_id_lookup(lookup_fails: bool) -> None:
+    logs, redis, agent = await _shard_back()
     ranges = {tp: (agent.members_from[tp], until) for tp, until in agent.members_until.items()}
     assert ranges, "shard 1 went back: a member re-read starts"
     real = agent.consumer.topic_ids
@@ -64,16 +70,7 @@ async def test_a_member_re_read_survives_a_failed_topic_id_lookup(lookup_fails: 
 async def test_a_refused_watermark_move_pauses_its_partitions_with_the_back_off() -> None:
     """A member re-read out of range (retention) whose watermark move a shard refuses: paused and written
     again after the back-off, not tried on every fetch of a position below the log start."""
-    logs = _logs(4, 400)
-    redis = Redis()
-    agent = _tap(redis, 2, logs, 4)
-    assert isinstance(agent, MemberRereadTap)
-    await agent.on_assigned(set(logs))
-    await _rounds(agent, 6)
-    saved = redis.snapshot("{app:s1}")
-    await _rounds(agent, 10)
-    redis.restore("{app:s1}", saved)
-    await agent._check_rewind(force=True)
+    _, _, agent = await _shard_back()
     behind = sorted(agent.members_until)
     assert behind
 
