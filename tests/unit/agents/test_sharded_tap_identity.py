@@ -10,12 +10,13 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 
 from agents.member_reread import MemberRereadTap
+from agents.sharded_tap import ShardedTapAgent
 from tables.writes import OffsetMove, WrongKeyType
 from tests.unit.agents.test_sharded_tap import _expected, _logs, _rounds, _tap, _to_the_end
 from tests.unit.tables.sharded_world import Redis, scrape_sharded
 
 
-async def _shard_back() -> tuple[Any, Redis, MemberRereadTap]:
+async def _shard_back() -> tuple[Any, Redis, ShardedTapAgent]:
     """Two shards; shard 1 back from a snapshot 10 rounds old, found by the rewind check."""
     logs = _logs(4, 400)
     redis = Redis()
