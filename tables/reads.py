@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 # The fields HMGET asks for travel as lists, each sent once however many keys use it, all in one JSON
 # argument that Redis's cjson decodes in C: packing a command costs the client per argument, and a
@@ -19,6 +20,18 @@ import redis.asyncio as aioredis
 # HMGET in chunks: Lua's unpack() is bounded by the C stack (about 8,000 values), and a label cap or a
 # field list (tokens: two fields per org) can be larger than that.
 READ_LUA = """#!lua flags=no-writes
+if ARGV[4] then
+  -- A cluster (ARGV[4] names the slot): only KEYS[1] is declared, so under ASKING on a slot's target the
+  -- keys still on its source would read as empty. Never read a moving slot: TRYAGAIN, which the cluster
+  -- client retries with its back-off, as it would a multi-key command on a slot half moved.
+  local nodes = redis.pcall('CLUSTER', 'NODES')
+  if type(nodes) ~= 'string' then
+    return redis.error_reply('cluster state hidden (CLUSTER NODES): ' .. tostring(nodes['err']))
+  end
+  if string.find(nodes, '[' .. ARGV[4] .. '-', 1, true) then
+    return redis.error_reply('TRYAGAIN slot ' .. ARGV[4] .. ' is moving')
+  end
+end
 local lists = cjson.decode(ARGV[2])
 local names = cjson.decode(ARGV[3])
 local out, i = {}, 0
@@ -87,7 +100,9 @@ class Reads:
         # The keys travel as one JSON argument too, the first declared for routing: every key read at once
         # shares its hash tag (one shard's, or the app's), and a cluster client would else hash each of the
         # thousand keys to check their slot, per scrape. The script reads keys of that one slot only, as the
-        # batch script does.
+        # batch script does, and refuses while that slot moves.
+        if isinstance(client, RedisCluster):
+            args.append(str(client.keyslot(self._keys[0])))
         replies = await client.register_script(READ_LUA)(keys=self._keys[:1], args=args)
         return [_as_dict(r) if op == "G" else r for r, op in zip(replies, self._ops, strict=True)]
 

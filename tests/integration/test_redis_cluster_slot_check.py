@@ -15,10 +15,13 @@ import orjson
 import pytest
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import RedisError
 
 from streams.local.redis_topologies import LocalCluster
 from tables.delta import Delta
+from tables.reads import Reads
 from tables.script import APPLY_LUA
 from tables.store import RedisStore
 from tables.writes import ClusterStateHidden, OffsetMove, SlotMoving
@@ -111,5 +114,47 @@ def test_a_moving_slot_is_refused_on_both_sides_and_a_hidden_cluster_state_is_na
 
         for store in (home, away):
             await store.client.aclose()
+
+    asyncio.run(run())
+
+
+def test_the_scrape_read_never_reads_a_moving_slot(cluster: LocalCluster) -> None:
+    """The read script declares only its first key (tables/reads.py): while the slot moves, a read routed to
+    the target under ASKING would find only the keys already moved there, and one routed to the source would
+    meet the moved ones missing. It answers TRYAGAIN on both sides instead, and reads whole again once moved."""
+    tag = "{read-check}"
+    keys = [f"{tag}:v3:processed", f"{tag}:v3:org:o1", f"{tag}:v3:org:o2"]
+    slot = str(key_slot(keys[0].encode()))
+    assert slot != str(key_slot(f"{{{APP}}}".encode())), "a slot of its own, apart from the other test's"
+    source = cluster.primary_of(keys[0])
+    target = next(n for n in cluster.primaries() if n.port != source.port)
+    src, dst = source.client(None), target.client(None)
+    for key in keys:
+        src.hset(key, mapping={"f": "7"})
+
+    async def read(client: RedisCluster, order: list[str]) -> list[object]:
+        reads = Reads()
+        for key in order:
+            reads.hgetall(key)
+        return await reads.execute(client)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        client = RedisCluster("127.0.0.1", source.port, decode_responses=True)
+        assert await read(client, keys) == [{"f": "7"}] * 3
+        src_id, dst_id = src.execute_command("CLUSTER", "MYID"), dst.execute_command("CLUSTER", "MYID")
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        with pytest.raises(RedisError, match=r"TTL exhausted|TRYAGAIN|is moving"):  # the source side
+            await read(client, keys)
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", keys[0])
+        with pytest.raises(RedisError, match=r"TTL exhausted|TRYAGAIN|is moving"):  # ASK to the target
+            await read(client, keys)
+        with pytest.raises(RedisError):  # the first key still on the source, a later one moved
+            await read(client, [keys[1], keys[0], keys[2]])
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys[1:])
+        for node in (dst, src):
+            node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        assert await read(client, keys) == [{"f": "7"}] * 3
+        await client.aclose()
 
     asyncio.run(run())

@@ -41,6 +41,7 @@ class Cuts:
         self.points: dict[TopicPartition, list[int]] = {}  # each cut's offset, in order
         self.recreations: dict[TopicPartition, set[int]] = {}  # which of a partition's cuts were new topics
         self.recreate_rng = random.Random(seed ^ 0xDE1)  # apart again: cut schedules draw as before
+        self.history_ids: dict[TopicPartition, list[str]] = {}  # the topic ID of each history replaced
 
     def maybe_cut(self, world: World) -> None:
         stored = world.stored_offsets()
@@ -61,6 +62,7 @@ class Cuts:
         if at < log.start:
             return
         self.histories.setdefault(tp, []).append(log.entries)
+        self.history_ids.setdefault(tp, []).append(world.topic_ids[tp.topic])
         self.points.setdefault(tp, []).append(at)
         log.entries = log.entries[:at]
         lowered = f", lowered from {drawn} to keep a transaction whole" if at < drawn else ""
@@ -85,10 +87,12 @@ class Cuts:
         # Open transactions on it end with it: their producers are fenced, nothing of them is ever read.
         for txn in [txn for txn, tp in world.open_txns.items() if tp.topic == topic]:
             del world.open_txns[txn]
+        replaced = world.topic_ids[topic]
         world.topic_ids[topic] = f"{topic}-id-{self.recreate_rng.randrange(10**6)}"
         for tp in tps:
             log = world.logs[tp]
             self.histories.setdefault(tp, []).append(log.entries)
+            self.history_ids.setdefault(tp, []).append(replaced)
             self.points.setdefault(tp, []).append(0)
             self.recreations.setdefault(tp, set()).add(len(self.points[tp]) - 1)
             old = log.end
@@ -101,6 +105,12 @@ class Cuts:
                 for _ in range(self.recreate_rng.randint(0, old + 3)):
                     log.append(world.event(topic, ts_ms), ts_ms, None)
         world.trace.append(f"topic {topic} deleted and created again as {world.topic_ids[topic]}")
+
+    def topic_id(self, world: World, tp: TopicPartition, gen: int) -> str:
+        """The ID of the topic that history `gen` of the partition belonged to (cuts keep it, a re-creation
+        makes a new one)."""
+        past = self.history_ids.get(tp, [])
+        return past[gen] if gen < len(past) else world.topic_ids[tp.topic]
 
     def generation(self, tp: TopicPartition) -> int:
         return len(self.histories.get(tp, []))

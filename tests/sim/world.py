@@ -198,10 +198,18 @@ class World:
             tp = TopicPartition(topic, int(part))
             start = int(expected) if expected else self.logs[tp].start
             claims.append((field_name, tp, int(expected) if expected else None, start, int(nxt)))
+        # A write stores the ID of the topic it read: a history of another topic cannot be what it read (an
+        # offset-only move over a marker of the old topic would else match an open transaction's records of
+        # the new one, which count once committed).
+        ids = {
+            field_name.removesuffix(":id"): nxt for field_name, _, nxt in payload["off"] if field_name.endswith(":id")
+        }
         first: Violation | None = None
         # The batch was folded before this write, maybe on the day before: each local date since the start.
         for now_ms in fold_instants(self.clock, int(self.now_s() * 1000)):
             for gens in self.cuts.candidates([(c[1], c[3], c[4]) for c in claims]):
+                if not self._possible(gens, ids):
+                    continue
                 try:
                     kinds = self._matches(payload, claims, gens, now_ms)
                 except Violation as exc:  # this history does not hold what the write left out; another may
@@ -222,6 +230,19 @@ class World:
             f"a write claims {payload['off']} but its changes are not the fold of those records"
         )
         raise self.violation
+
+    def _possible(self, gens: dict[TopicPartition, Reading], ids: dict[str, Any]) -> bool:
+        """A reading the tap could have made: of the topic whose ID the write stores, and in the partition's
+        present history never past its last stable offset (read_committed stops there; an offset-only move
+        over an old history's marker would else match an open transaction's records, which count later)."""
+        for tp, reading in gens.items():
+            newest = self.cuts.generation(tp)
+            for _, end, gen in reading:
+                if ids.get(f"{tp.topic}:{tp.partition}") not in (None, self.cuts.topic_id(self, tp, gen)):
+                    return False
+                if gen == newest and end > self.logs[tp].stable_end:
+                    return False
+        return True
 
     def _matches(
         self, payload: dict[str, Any], claims: list[Any], gens: dict[TopicPartition, Reading], now_ms: int
