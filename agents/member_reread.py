@@ -205,6 +205,9 @@ class MemberRereadTap(TapAgent):
                     log.warning("a member re-read is out of range, but the log start is unavailable: %s", exc)
                 else:
                     await self._skip_members({tp: starts[tp] for tp in gone if tp in starts})
+            # A skip refused has paused its partition with the back-off: the one-shard rule would clear that
+            # pause's record and leave the partition paused with nothing to resume it. It comes back here.
+            positions = {tp: at for tp, at in positions.items() if tp not in self.stalls.paused}
         await super().out_of_range(positions)
 
     async def pass_invisible(self) -> None:

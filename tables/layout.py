@@ -200,12 +200,10 @@ class LayoutStore:
         offsets or watermarks, plus one), 0 if none. Read at start and while refused, never per batch."""
         if await self.client.get(self.keys[0]) is not None:
             return 0
-        # Every sharded write moves every shard's watermarks, shard 0's too: without them there is none
-        # (a new install asks two questions, not MAX_SHARDS).
-        if not await self.client.exists(ShardKeys(self.app_id, 0).offsets, ShardKeys(self.app_id, 0).watermarks):
-            return 0
-        found = 1
-        for shard in range(1, MAX_SHARDS):
+        # Every shard is asked, shard 0 included: a purge cut short may have removed some shards' keys and
+        # not others. Only without a marker: a new install, or state whose marker went.
+        found = 0
+        for shard in range(MAX_SHARDS):
             keys = ShardKeys(self.app_id, shard)
             if await self.client.exists(keys.offsets, keys.watermarks):
                 found = shard + 1

@@ -86,3 +86,27 @@ async def test_a_refused_watermark_move_pauses_its_partitions_with_the_back_off(
     assert set(behind) <= set(agent.stalls.paused)
     assert agent.status.writes_refused["wrong_type"] == 1
     assert sorted(agent.members_until) == behind, "the re-reads stay due"
+
+
+async def test_a_refused_skip_out_of_range_stays_held_for_its_retry() -> None:
+    """Retention past both a member re-read and the stored offset, the watermark skip refused: the partition
+    stays paused and recorded as held (its back-off resumes it), not paused with nothing to resume it."""
+    _, _, agent = await _shard_back()
+    assert isinstance(agent, MemberRereadTap)
+    tp = sorted(agent.members_until)[0]
+    stored = agent.expected[tp]
+    assert stored is not None
+    agent.consumer.starts[tp] = stored + 5  # type: ignore[attr-defined]
+    skip_from = agent.members_from[tp]
+    real = agent.sharded.apply_members
+
+    async def refuse_the_skip(parts: Any, moves: list[OffsetMove]) -> None:
+        # The member skip refused (a shard's watermarks marker), the offsets' own move after it accepted.
+        if any(m.expected == skip_from and m.next_offset <= stored for m in moves):
+            raise WrongKeyType("{app:s1}:v3:watermarks")
+        await real(parts, moves)
+
+    agent.sharded.apply_members = refuse_the_skip  # type: ignore[method-assign,assignment]
+    await agent.out_of_range({tp: skip_from or 0})
+    assert tp in agent.consumer.paused  # type: ignore[attr-defined]
+    assert tp in agent.stalls.paused, "held, so that the back-off resumes it"

@@ -102,3 +102,12 @@ async def test_sharded_state_without_its_marker_is_claimed_again_by_its_own_coun
     check = await LayoutStore(redis, APP, shards=3).check(take_over=False)
     assert (check.outcome, check.found_shards) == (OK, 3)
     assert redis.keyspace.call("GET", marker_key(APP)) == SHARDED
+
+
+async def test_a_purge_cut_short_after_shard_0_is_still_refused_for_another_count() -> None:
+    """The purge deletes the marker first, then keys in scan order: shard 0's may be gone, shard 2's not."""
+    redis = layout_redis()
+    redis.keyspace.call("HSET", ShardKeys(APP, 2).offsets, "raw:2", "7")
+    check = await LayoutStore(redis, APP, shards=2).check(take_over=False)
+    assert (check.outcome, check.found_shards) == (REFUSED, 3)
+    assert redis.keyspace.call("GET", marker_key(APP)) is None
