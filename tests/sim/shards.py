@@ -17,7 +17,6 @@ What changes against the one-shard world:
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import random
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from agents.sharded_tap import ShardedTapAgent
+from agents.tap import TapAgent
 from core.status import Status
 from tables.checked import readable
 from tables.delta import Delta
@@ -41,7 +41,7 @@ from tests.sim.loop import run_virtually
 from tests.sim.scrape import ReadClient, _now
 from tests.sim.shard_end import check_export
 from tests.sim.store_redis import SimRedis
-from tests.sim.world import REPLICA, Faults, Replica, Violation, World, normalize
+from tests.sim.world import Faults, Violation, World, normalize
 
 APP = "sim"
 RANGES, FOLD_TIMES = ":__sim_ranges__", ":__sim_fold_times__"  # after a shard's tag: its part of the ledger
@@ -106,10 +106,7 @@ class ShardedWorld(World):
         self.sharded = ShardedStore(self.redis, APP, shards, self.settings.days_kept)  # type: ignore[arg-type]
         self.members_over = False  # the end found the one inexact case's members (check by _outside)
 
-    def start_replica(self) -> None:
-        index = self.next_replica
-        self.next_replica += 1
-        consumer = SimConsumer(self, index)
+    def make_agent(self, index: int, consumer: SimConsumer) -> TapAgent:
         store = ShardedStore(
             self.redis,  # type: ignore[arg-type]
             APP,
@@ -117,7 +114,7 @@ class ShardedWorld(World):
             self.settings.days_kept,
             seen_cache_entries=self.seen_cache_entries,
         )
-        agent = ShardedTapAgent(
+        return ShardedTapAgent(
             self.settings,
             store,
             Status(replica_id=f"r{index}"),
@@ -125,14 +122,6 @@ class ShardedWorld(World):
             clock=self.now_s,
             pause=lambda: self.pause(index),
         )
-        replica = Replica(index, agent, consumer)
-        self.replicas[index] = replica
-        REPLICA.set(index)
-        try:
-            replica.tasks.append(asyncio.ensure_future(self._run(replica)))
-        finally:
-            REPLICA.set(None)
-        self.trace.append(f"start r{index}")
 
     # The write check ---------------------------------------------------------------------------------
     def stored_offsets(self) -> dict[str, str]:

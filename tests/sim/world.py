@@ -321,18 +321,7 @@ class World:
         index = self.next_replica
         self.next_replica += 1
         consumer = SimConsumer(self, index)
-        status = Status(replica_id=f"r{index}")
-        # Each process has its own store, so its own cache of members written (tiny here, to hit the cap).
-        store = RedisStore(self.redis, "sim", self.settings.days_kept, seen_cache_entries=self.seen_cache_entries)  # type: ignore[arg-type]
-        agent = TapAgent(
-            self.settings,
-            store,
-            status,
-            consumer,  # type: ignore[arg-type]
-            clock=self.now_s,
-            pause=lambda: self.pause(index),
-        )
-        replica = Replica(index, agent, consumer)
+        replica = Replica(index, self.make_agent(index, consumer), consumer)
         self.replicas[index] = replica
         REPLICA.set(index)
         try:
@@ -340,6 +329,18 @@ class World:
         finally:
             REPLICA.set(None)
         self.trace.append(f"start r{index}")
+
+    def make_agent(self, index: int, consumer: SimConsumer) -> TapAgent:
+        # Each process has its own store, so its own cache of members written (tiny here, to hit the cap).
+        store = RedisStore(self.redis, "sim", self.settings.days_kept, seen_cache_entries=self.seen_cache_entries)  # type: ignore[arg-type]
+        return TapAgent(
+            self.settings,
+            store,
+            Status(replica_id=f"r{index}"),
+            consumer,  # type: ignore[arg-type]
+            clock=self.now_s,
+            pause=lambda: self.pause(index),
+        )
 
     async def _run(self, replica: Replica) -> None:
         await replica.agent.start()
