@@ -47,6 +47,11 @@ class Invisible:
         def identity_unsettled(self, tp: TopicPartition) -> bool: ...
         def _move(self, tp: TopicPartition, stored: int | None, resume: int) -> OffsetMove: ...
 
+    def _pass_skips(self, tp: TopicPartition) -> bool:
+        """A position that may not be the tables' own is never taken as one: a partition not yet sought
+        back, paused, or whose stored topic ID is settled first (agents/log_changes.py)."""
+        return tp in self.unpositioned or tp in self.stalls.paused or self.identity_unsettled(tp)
+
     async def pass_invisible(self) -> None:
         """From the tap's loop after each fetch (and its batch's fold), at most once a second."""
         now = asyncio.get_running_loop().time()
@@ -62,10 +67,8 @@ class Invisible:
             moves = []
             for tp, offset in self.expected.items():
                 # Never written: nothing to mirror yet, and its first batch claims from the log start.
-                if offset is None or tp not in held or tp in self.unpositioned or tp in self.stalls.paused:
+                if offset is None or tp not in held or self._pass_skips(tp):
                     continue
-                if self.identity_unsettled(tp):
-                    continue  # its stored ID is settled first (agents/log_changes.py)
                 try:
                     position = await asyncio.wait_for(self.consumer.position(tp), POSITION_TIMEOUT_S)
                 except Exception as exc:  # a timeout, or revoked meanwhile: tried again next time

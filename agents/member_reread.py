@@ -238,10 +238,6 @@ class MemberRereadTap(TapAgent):
                 await self._write_member_moves(moves)
         await super().pass_invisible()
 
-    def _pass_skips(self, tp: TopicPartition) -> bool:
-        """As the one-shard pass: a position that may not be the re-read's own is never taken as one."""
-        return tp in self.stalls.paused or tp in self.unpositioned or self.identity_unsettled(tp)
-
     async def _write_member_moves(self, moves: list[OffsetMove]) -> None:
         """Watermark moves over records with no member to write (callers hold the lock)."""
         if not moves:

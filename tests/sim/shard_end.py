@@ -15,15 +15,13 @@ from tests.sim.lua_redis import Scripts
 from tests.sim.oracle import Folded, differences, exported_day, exported_totals, fold
 from tests.sim.oracle_contract import local_day
 from tests.sim.scrape import ReadClient, _now
-from tests.sim.world import Violation
+from tests.sim.world import APP, Violation
 
 if TYPE_CHECKING:
     from aiokafka import TopicPartition
 
     from tests.sim.kafka import Entry
     from tests.sim.shards import ShardedWorld
-
-APP = "sim"
 
 
 def check_export(

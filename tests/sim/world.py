@@ -81,6 +81,9 @@ class Replica:
     stopping: bool = False
 
 
+APP = "sim"  # the simulated app: every world keeps its state under its tag
+
+
 @dataclass
 class Faults:
     """Which kinds of events a run may inject, so that scenarios can be aimed."""
@@ -150,7 +153,7 @@ class World:
         # The checker's calendar: one per run, so that its days' bounds are computed once, not per fold.
         self.calendar = DayCalendar(self.settings.zone)
         # The checker's store: builds the full payloads a write is compared with (it never writes).
-        self.store = RedisStore(self.redis, "sim", self.settings.days_kept)  # type: ignore[arg-type]
+        self.store = RedisStore(self.redis, APP, self.settings.days_kept)  # type: ignore[arg-type]
         # Drawn apart from self.rng, so that the fixed regression seeds still replay their schedules.
         self.seen_cache_entries = random.Random(seed ^ 0x5EE7).choice((0, 4, 10_000))
         self.replicas: dict[int, Replica] = {}
@@ -332,7 +335,7 @@ class World:
 
     def make_agent(self, index: int, consumer: SimConsumer) -> TapAgent:
         # Each process has its own store, so its own cache of members written (tiny here, to hit the cap).
-        store = RedisStore(self.redis, "sim", self.settings.days_kept, seen_cache_entries=self.seen_cache_entries)  # type: ignore[arg-type]
+        store = RedisStore(self.redis, APP, self.settings.days_kept, seen_cache_entries=self.seen_cache_entries)  # type: ignore[arg-type]
         return TapAgent(
             self.settings,
             store,
@@ -596,9 +599,14 @@ class World:
                 return False  # a new topic whose log ends where the old one was read: found by the ID check
         return not any(p.kind == "redis.write" for p in self.pending())
 
-    def counted_entries(self, tp: TopicPartition, claimed: list[Any]) -> list[Entry]:
+    def counted_entries(self, tp: TopicPartition, claimed: list[Any]) -> list[Entry] | None:
         """The entries a partition's ledger of writes counted: once each, from the log's first offset, with
-        no gap and no overlap (a cut log by its own rules, tests/sim/cuts.py)."""
+        no gap and no overlap (a cut log by its own rules, tests/sim/cuts.py). None: never written, which
+        only a partition without a record may be."""
+        if not claimed:
+            if self.logs[tp].records(self.logs[tp].start, self.logs[tp].end):
+                raise Violation(f"{tp.topic}:{tp.partition} holds records and none was ever counted")
+            return None
         if tp in self.cuts.points:
             return self.cuts.check(self, tp, claimed)
         name, log = f"{tp.topic}:{tp.partition}", self.logs[tp]
@@ -623,13 +631,10 @@ class World:
         counted: dict[TopicPartition, list[Entry]] = {}
         ranges = self.redis.data.get("__sim_ranges__", {})
         for tp, log in self.logs.items():
-            name = f"{tp.topic}:{tp.partition}"
-            claimed = ranges.get(name, [])
-            if not claimed:
-                if log.records(log.start, log.end):
-                    raise Violation(f"{name} holds records and none was ever counted")
+            entries = self.counted_entries(tp, ranges.get(f"{tp.topic}:{tp.partition}", []))
+            if entries is None:
                 continue
-            counted[tp] = self.counted_entries(tp, claimed)
+            counted[tp] = entries
             moves.append(OffsetMove(tp.topic, tp.partition, None, log.end))
         # Each record folded on the day it was (a write before midnight kept what one after it drops), the
         # days in order, so that the windows' today is the last one's.
