@@ -41,8 +41,9 @@ from tables.layout import TOOK_OVER, LayoutStore
 from tables.lease import Lease, LeaseStore
 from tables.shard_reads import sharded_snapshot
 from tables.sharded_store import ShardedStore
-from tables.snapshot import Snapshot, consistent_tables, decode
+from tables.snapshot import Snapshot, decode
 from tables.store import RedisStore
+from tables.table_reads import consistent_tables
 
 log = logging.getLogger(__name__)
 # Any other policy lets Redis drop day sets (actives undercounted) or the offsets (everything re-read).

@@ -15,7 +15,7 @@ from core.ratelog import RateLimitedLog
 from tables.delta import unpair
 
 if TYPE_CHECKING:
-    from tables.snapshot import RawTables
+    from tables.table_reads import RawTables
 
 log = logging.getLogger("tables.snapshot")
 _warn = RateLimitedLog(log)

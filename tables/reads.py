@@ -72,8 +72,16 @@ class Reads:
         self._keys: list[str] = []
         self._ops: list[str] = []
         self._lists: dict[int, tuple[int, list[str]]] = {}  # id of a field list -> (its number, the list)
+        self.largest: set[int] = set()  # reads whose values merge across shards by their largest, not sum
 
-    def hgetall(self, key: str) -> None:
+    @property
+    def ops(self) -> list[str]:
+        """Each read's kind, in order: G (HGETALL), M<n> (HMGET of field list n), S (SCARD), L (HLEN)."""
+        return self._ops
+
+    def hgetall(self, key: str, largest: bool = False) -> None:
+        if largest:
+            self.largest.add(len(self._ops))
         self._keys.append(key)
         self._ops.append("G")
 
@@ -93,6 +101,14 @@ class Reads:
         self._ops.append("L")
 
     async def execute(self, client: aioredis.Redis) -> list[Any]:
+        return self.as_read(await self.replies(client))
+
+    def as_read(self, replies: list[Any]) -> list[Any]:
+        """The script's replies as each command answers: HGETALL's flat list as a dict."""
+        return [_as_dict(r) if op == "G" else r for r, op in zip(replies, self._ops, strict=True)]
+
+    async def replies(self, client: aioredis.Redis) -> list[Any]:
+        """The script's replies as sent: HGETALL's as flat lists of field, value."""
         if not self._keys:
             return []
         lists = [fields for _, fields in sorted(self._lists.values(), key=lambda entry: entry[0])]
@@ -103,8 +119,7 @@ class Reads:
         # batch script does, and refuses while that slot moves.
         if isinstance(client, RedisCluster):
             args.append(str(client.keyslot(self._keys[0])))
-        replies = await client.register_script(READ_LUA)(keys=self._keys[:1], args=args)
-        return [_as_dict(r) if op == "G" else r for r, op in zip(replies, self._ops, strict=True)]
+        return list(await client.register_script(READ_LUA)(keys=self._keys[:1], args=args))
 
 
 def _as_dict(flat: list[Any]) -> dict[Any, Any]:

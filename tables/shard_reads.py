@@ -1,5 +1,5 @@
-"""The scrape of sharded state: every shard read with the one-shard read (tables/snapshot.py), the replies
-merged into one RawTables, decoded as one shard's are. Read-only, like the one-shard read.
+"""The scrape of sharded state: every shard read with the one-shard reads (tables/table_reads.py), the
+replies merged into one RawTables, decoded as one shard's are. Read-only, like the one-shard read.
 
 Everything a shard holds is a sum over shards: counters, amounts (whole units and remainders apart: the
 joined amount is linear in both), distinct counts (each member lives in one shard), per-org users, the
@@ -13,14 +13,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
 from tables.checked import readable
 from tables.reads import Reads
+from tables.reply_merge import merged_replies
 from tables.shards import GLOBAL_SHARD, ShardKeys
-from tables.snapshot import LABELS, RawTables, Snapshot, decode, label_members, read_tables
+from tables.snapshot import Snapshot, decode_readable
+from tables.table_reads import (
+    LABELS,
+    RawTables,
+    ReadLayout,
+    label_members,
+    labels_grew,
+    read_layout,
+    table_reads,
+    tables_from,
+)
 
 Parts = tuple[str | None, str | None]
 
@@ -34,12 +45,14 @@ async def sharded_tables(
     have parts in a shard's totals that were not read as labelled, so the read is made again (as the
     one-shard read does within its script)."""
     global_keys = keys[GLOBAL_SHARD]
-    raws: list[RawTables] = []
+    replies: list[list[Any]] = []
     seen: dict[str, int] = {}
     stale = False
     for _ in range(max(1, tries)):
         members = await label_members(client, global_keys)
-        raws = list(await asyncio.gather(*(read_tables(client, k, today, members) for k in keys)))
+        layout = read_layout(today, members)
+        reads = [table_reads(k, layout) for k in keys]
+        replies = list(await asyncio.gather(*(r.replies(client) for r in reads)))
         sizes = Reads()
         for label in LABELS:
             sizes.scard(global_keys.labels(label))
@@ -50,21 +63,49 @@ async def sharded_tables(
         seen = dict(zip(LABELS, found[len(LABELS) :], strict=True))
         if not stale:
             break
+    return merged_tables(reads, replies, layout, seen, stale)
+
+
+def merged_tables(
+    reads: Sequence[Reads], replies: Sequence[list[Any]], layout: ReadLayout, seen: dict[str, int], stale: bool
+) -> tuple[RawTables, dict[str, int]]:
+    """Every shard's replies (`Reads.replies` of `reads`, in shard order) as one RawTables, and how many
+    stored values were left out as not numbers, per table. `seen`: per label, the values ever seen;
+    `stale`: the label sets grew while the shards were read."""
+    # Only the global shard holds label sets: the others' own check compares empty sets.
+    stale = stale or labels_grew(replies[GLOBAL_SHARD][-len(LABELS) :], layout.members)
+    merged = _merged(reads[0], replies, layout, seen, stale)
+    if merged is not None:
+        return merged, {}
     cleaned: list[RawTables] = []
     unreadable: dict[str, int] = {}
-    for raw in raws:
-        clean, bad = readable(raw)
+    for read, reply in zip(reads, replies, strict=True):
+        clean, bad = readable(tables_from(read.as_read(reply), layout))
         cleaned.append(clean)
         for table, n in bad.items():
             unreadable[table] = unreadable.get(table, 0) + n
     return merge(cleaned, seen, stale), unreadable
 
 
+def _merged(
+    reads: Reads, replies: Sequence[list[Any]], layout: ReadLayout, seen: dict[str, int], stale: bool
+) -> RawTables | None:
+    """The shards' replies merged before they are named (tables/reply_merge.py): the scrape's usual way.
+    None where a stored value is not a number, which each shard's tables are then checked for apart."""
+    try:
+        raw = tables_from(merged_replies(reads, replies), layout)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    raw = replace(raw, members_stale=stale, activity_sizes=dict(seen))
+    _, bad = readable(raw)
+    return None if bad else raw
+
+
 async def sharded_snapshot(client: aioredis.Redis, keys: Sequence[ShardKeys], today: str, raw_topic: str) -> Snapshot:
     """What a scrape of sharded state exports: the merged tables decoded, with every shard's unreadable
     values counted (they were left out per shard, before the merge)."""
     raw, unreadable = await sharded_tables(client, keys, today)
-    snap = decode(raw, raw_topic)
+    snap = decode_readable(raw, raw_topic)  # every shard's values were checked before the merge
     snap.unreadable = unreadable
     return snap
 

@@ -17,7 +17,8 @@ from streams.local.redis_server import LocalRedis
 from tables.keys import Keys
 from tables.labels import OTHER
 from tables.reads import READ_LUA, Reads
-from tables.snapshot import consistent_tables, decode, label_members, read_tables
+from tables.snapshot import decode
+from tables.table_reads import consistent_tables, label_members, read_tables
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """The exporter's read path over the simulated keyspace: what a scrape at the end of a schedule exports.
 
-The sidecar's `exporting_snapshot` reads the tables with `tables.snapshot.consistent_tables` (a pipeline of
+The sidecar's `exporting_snapshot` reads the tables with `tables.table_reads.consistent_tables` (a pipeline of
 SMEMBERS, then the read-only script of tables/reads.py) and decodes them with `tables.snapshot.decode`.
 `ReadClient` gives those two calls what they need from a redis-py client, over the simulator's keyspace,
 outside the schedule: the checker reads after everything has been written, so no read is a point the
@@ -20,7 +20,8 @@ from redis.exceptions import ResponseError
 
 from tables.keys import Keys
 from tables.reads import READ_LUA
-from tables.snapshot import Snapshot, consistent_tables, decode
+from tables.snapshot import Snapshot, decode
+from tables.table_reads import consistent_tables
 from tests.sim.keyspace import Keyspace
 from tests.sim.lua_redis import Scripts
 

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from tables.delta import Delta
 from tables.keys import Keys
-from tables.snapshot import Snapshot, consistent_tables, decode
+from tables.snapshot import Snapshot, decode
 from tables.store import RedisStore
+from tables.table_reads import consistent_tables
 from tests.sim.keyspace import Keyspace
 from tests.sim.lua_redis import Scripts
 from tests.sim.oracle import Folded, differences, exported_day, exported_totals, fold

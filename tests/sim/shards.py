@@ -26,14 +26,14 @@ from aiokafka import TopicPartition
 from agents.sharded_tap import ShardedTapAgent
 from agents.tap import TapAgent
 from core.status import Status
-from tables.checked import readable
 from tables.delta import Delta
-from tables.shard_reads import merge
+from tables.shard_reads import merged_tables
 from tables.shard_split import counter_part, partition_edit
 from tables.sharded_store import ShardedStore
 from tables.shards import GLOBAL_SHARD, ShardKeys, partition_shard, shard_tag
-from tables.snapshot import LABELS, RawTables, Snapshot, decode, label_members, read_tables
+from tables.snapshot import Snapshot, decode_readable
 from tables.store import RedisStore
+from tables.table_reads import LABELS, label_members, read_layout, table_reads
 from tables.writes import OffsetMove
 from tests.sim.calendar_oracle import fold_instants
 from tests.sim.kafka import Entry, SimConsumer
@@ -232,10 +232,14 @@ class ShardedWorld(World):
         client = ReadClient(self.redis.keyspace)
         keys = [ShardKeys(APP, shard) for shard in range(self.shards)]
         members = _now(label_members(client, keys[GLOBAL_SHARD]))  # type: ignore[arg-type]
-        raws: list[RawTables] = [_now(read_tables(client, k, today, members)) for k in keys]  # type: ignore[arg-type]
+        layout = read_layout(today, members)
+        reads = [table_reads(k, layout) for k in keys]
+        replies = [_now(r.replies(client)) for r in reads]  # type: ignore[arg-type]
         seen = {label: len(self.redis.data.get(keys[GLOBAL_SHARD].label_values(label), set())) for label in LABELS}
-        cleaned = [readable(raw)[0] for raw in raws]
-        return decode(merge(cleaned, seen), self.settings.raw_topic)
+        raw, unreadable = merged_tables(reads, replies, layout, seen, stale=False)
+        snap = decode_readable(raw, self.settings.raw_topic)
+        snap.unreadable = unreadable
+        return snap
 
 
 def simulate_sharded(seed: int, steps: int = 40, faults: Faults | None = None, shards: int = 2) -> ShardedWorld:

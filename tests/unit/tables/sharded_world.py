@@ -18,7 +18,8 @@ from tables.delta import Delta
 from tables.keys import Keys
 from tables.shard_reads import sharded_tables
 from tables.shards import ShardKeys, partition_shard
-from tables.snapshot import Snapshot, consistent_tables, decode
+from tables.snapshot import Snapshot, decode
+from tables.table_reads import consistent_tables
 from tables.writes import OffsetMove
 from tests.sim.keyspace import Keyspace
 from tests.sim.lua_redis import Scripts

@@ -21,7 +21,8 @@ from tables.keys import NO_NEXT_DAY, ORGS, USERS, WINDOW_DAYS, Keys, active_buck
 from tables.labels import OTHER
 from tables.script import APPLY_LUA
 from tables.seen import SeenCache
-from tables.snapshot import RawTables, active_in_window, decode
+from tables.snapshot import active_in_window, decode
+from tables.table_reads import RawTables
 from tables.windows import users_by_org, window_section
 from tests.sim.lua_redis import Keyspace, Scripts
 

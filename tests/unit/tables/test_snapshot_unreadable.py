@@ -15,7 +15,8 @@ from core.ratelog import RateLimitedLog
 from tables import checked
 from tables.delta import pair
 from tables.keys import NO_NEXT_DAY, ORGS, USERS
-from tables.snapshot import RawTables, decode
+from tables.snapshot import decode
+from tables.table_reads import RawTables
 
 TODAY = 740_000
 BAD = "x1"

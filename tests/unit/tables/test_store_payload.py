@@ -13,8 +13,9 @@ from streams.settings import Settings
 from tables.delta import NANO, Delta, add, pair
 from tables.keys import AMOUNT_BASE, REMAINDER_SUFFIX, Keys, join_amount, split_amount
 from tables.labels import OTHER
-from tables.snapshot import RawTables, decode
+from tables.snapshot import decode
 from tables.store import RedisStore
+from tables.table_reads import RawTables
 from tables.writes import OffsetMove
 
 
