@@ -38,11 +38,11 @@ def merged_replies(reads: Reads, replies: Sequence[list[Any]]) -> list[Any]:
 def _sums(flats: Sequence[list[str]]) -> dict[str, int]:
     """Field-wise sums of HGETALL replies (flat field, value lists); a field in any shard is present."""
     pairs = iter(flats[0])
-    out = dict(zip(pairs, map(int, pairs)))  # one C loop for the first shard's
+    out = dict(zip(pairs, map(int, pairs), strict=True))  # one C loop for the first shard's
     get = out.get
     for flat in flats[1:]:
         pairs = iter(flat)
-        for name, value in zip(pairs, map(int, pairs)):
+        for name, value in zip(pairs, map(int, pairs), strict=True):
             out[name] = get(name, 0) + value
     return out
 
