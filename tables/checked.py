@@ -30,8 +30,9 @@ def _numbers(values: Iterable[Any], check: Any = int) -> bool:
     return True
 
 
-def readable(raw: RawTables) -> tuple[RawTables, dict[str, int]]:
-    """`raw` without the values `decode` cannot read as numbers, and how many were left out per table."""
+def readable(raw: RawTables, warn: bool = True) -> tuple[RawTables, dict[str, int]]:
+    """`raw` without the values `decode` cannot read as numbers, and how many were left out per table.
+    `warn=False` only asks: what is left out is not logged (the caller checks again where it counts)."""
     bad: dict[str, int] = {}
 
     def ok(table: str, name: object, value: object, check: Any = int) -> bool:
@@ -40,9 +41,10 @@ def readable(raw: RawTables) -> tuple[RawTables, dict[str, int]]:
             return True
         except (TypeError, ValueError, OverflowError):
             bad[table] = bad.get(table, 0) + 1
-            _warn.warning(
-                table, "scrape: %s field %r holds %r, not a number: its series is left out", table, name, value
-            )
+            if warn:
+                _warn.warning(
+                    table, "scrape: %s field %r holds %r, not a number: its series is left out", table, name, value
+                )
             return False
 
     # Each table is first checked whole in one C loop (a scrape reads every org's fields, in every shard):

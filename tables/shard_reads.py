@@ -97,7 +97,9 @@ def _merged(
     except (TypeError, ValueError, OverflowError):
         return None
     raw = replace(raw, members_stale=stale, activity_sizes=dict(seen))
-    _, bad = readable(raw)
+    # Only asks: a field name that is not readable (values raise in the merge) is logged once, per shard,
+    # by the check that counts it. Such state costs the merge and then that check, every scrape.
+    _, bad = readable(raw, warn=False)
     return None if bad else raw
 
 

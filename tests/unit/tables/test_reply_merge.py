@@ -4,12 +4,15 @@ fallback taken, with values left out counted per shard, where a stored value is 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 
+from core.ratelog import RateLimitedLog
+from tables import checked
 from tables.checked import readable
-from tables.keys import INVALID, LAST_TS, PROCESSED
+from tables.keys import DAY_KWH, DAY_ORG_USERS, INVALID, LAST_TS, PROCESSED
 from tables.reads import Reads
 from tables.reply_merge import merged_replies
 from tables.shard_reads import merge, merged_tables
@@ -86,7 +89,7 @@ async def _world(seed: int, shards: int) -> Redis:
     return redis
 
 
-async def _both(redis: Redis, shards: int) -> tuple[Any, Any]:
+async def _both(redis: Redis, shards: int, stale: bool = False) -> tuple[Any, Any]:
     """The shards' replies merged by merged_tables, and by naming, checking and merging each shard's."""
     client = ReadClient(redis.keyspace)
     keys = [ShardKeys(APP, shard) for shard in range(shards)]
@@ -95,12 +98,12 @@ async def _both(redis: Redis, shards: int) -> tuple[Any, Any]:
     replies = [await r.replies(client) for r in reads]  # type: ignore[arg-type]
     seen = {label: len(redis.keyspace.data.get(keys[GLOBAL_SHARD].label_values(label), set())) for label in LABELS}
     checked = [readable(tables_from(r.as_read(reply), layout)) for r, reply in zip(reads, replies, strict=True)]
-    named = merge([clean for clean, _ in checked], seen)
+    named = merge([clean for clean, _ in checked], seen, stale)
     left_out: dict[str, int] = {}
     for _, bad in checked:
         for table, n in bad.items():
             left_out[table] = left_out.get(table, 0) + n
-    return merged_tables(reads, replies, layout, seen, stale=False), (named, left_out)
+    return merged_tables(reads, replies, layout, seen, stale), (named, left_out)
 
 
 @pytest.mark.parametrize("shards", [2, 3])
@@ -110,6 +113,12 @@ async def test_the_merged_replies_are_the_merged_named_tables(seed: int, shards:
     (found, left_out), (expected, expected_left_out) = await _both(redis, shards)
     assert found == expected and left_out == expected_left_out == {}
     assert found.active_users > 0 and found.org_fields and found.last_ts
+
+
+async def test_a_stale_read_is_stale_in_the_merged_tables_too() -> None:
+    redis = await _world(3, 3)
+    (found, _), (expected, _) = await _both(redis, 3, stale=True)
+    assert found == expected and found.members_stale
 
 
 @pytest.mark.parametrize(
@@ -129,3 +138,27 @@ async def test_a_value_that_is_not_a_number_is_left_out_and_counted_per_shard(
     (found, left_out), (expected, expected_left_out) = await _both(redis, 2)
     assert found == expected and left_out == expected_left_out
     assert left_out[table] == 1
+
+
+@pytest.mark.parametrize("name", [DAY_KWH, DAY_ORG_USERS])
+async def test_a_value_read_by_field_that_is_not_a_number_is_left_out_and_counted(name: str) -> None:
+    redis = await _world(2, 2)
+    org = sorted(redis.keyspace.data[ShardKeys(APP, GLOBAL_SHARD).labels("org_id")])[0]
+    redis.keyspace.data.setdefault(ShardKeys(APP, 1).day(TODAY, name), {})[org] = "many"
+    (found, left_out), (expected, expected_left_out) = await _both(redis, 2)
+    assert found == expected and left_out == expected_left_out and sum(left_out.values()) == 1
+
+
+async def test_a_name_that_is_not_readable_in_two_shards_is_counted_twice_and_logged_per_shard(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checked, "_warn", RateLimitedLog(checked.log, interval_s=0))  # every line kept
+    redis = await _world(2, 2)
+    for shard in (0, 1):
+        redis.keyspace.data.setdefault(ShardKeys(APP, shard).key(INVALID), {})[f"nopair{shard}"] = "2"
+    with caplog.at_level(logging.WARNING, logger="tables.snapshot"):
+        (found, left_out), (expected, expected_left_out) = await _both(redis, 2)
+    assert found == expected and left_out == expected_left_out == {"invalid": 2}
+    # Each name once by merged_tables' per-shard check and once by this test's own; the check of the
+    # merged tables, which holds both names, only asks (it would log two more).
+    assert sum("nopair" in r.getMessage() for r in caplog.records) == 4
