@@ -102,8 +102,13 @@ def readable(raw: RawTables, warn: bool = True) -> tuple[RawTables, dict[str, in
     return cleaned, bad
 
 
-def _timestamp(value: str) -> int:
+def finite(value: str) -> float:
+    """A stored `last_ts` as a number: any float text but infinities and NaN (ValueError)."""
     found = float(value)
     if not math.isfinite(found):
         raise ValueError(value)
-    return int(found)
+    return found
+
+
+def _timestamp(value: str) -> int:
+    return int(finite(value))

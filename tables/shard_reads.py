@@ -73,7 +73,7 @@ def merged_tables(
     stored values were left out as not numbers, per table. `seen`: per label, the values ever seen;
     `stale`: the label sets grew while the shards were read."""
     # Only the global shard holds label sets: the others' own check compares empty sets.
-    stale = stale or labels_grew(replies[GLOBAL_SHARD][-len(LABELS) :], layout.members)
+    stale = stale or labels_grew(replies[GLOBAL_SHARD], layout.members)
     merged = _merged(reads[0], replies, layout, seen, stale)
     if merged is not None:
         return merged, {}

@@ -172,9 +172,11 @@ def table_reads(keys: Keys, layout: ReadLayout) -> Reads:
     return reads
 
 
-def labels_grew(label_sizes: list[Any], members: dict[str, set[str]]) -> bool:
-    """The label sets' sizes read last (the last reads of `table_reads`) differ from the members read."""
-    return any(int(n) != len(members[label]) for label, n in zip(LABELS, label_sizes, strict=True))
+def labels_grew(replies: list[Any], members: dict[str, set[str]]) -> bool:
+    """The label sets' sizes, read last by `table_reads` (`replies` are its replies), differ from the
+    members read."""
+    sizes = replies[-len(LABELS) :]
+    return any(int(n) != len(members[label]) for label, n in zip(LABELS, sizes, strict=True))
 
 
 def tables_from(replies: list[Any], layout: ReadLayout) -> RawTables:
@@ -195,7 +197,7 @@ def tables_from(replies: list[Any], layout: ReadLayout) -> RawTables:
     energy = take(2 * len(providers))
     model_energy, model_energy_rem = take(2)
     return RawTables(
-        members_stale=labels_grew(take(len(LABELS)), layout.members),
+        members_stale=labels_grew(replies, layout.members),
         members={"org_id": orgs, "provider": providers, "model": models},
         processed=processed,
         invalid=invalid,

@@ -18,12 +18,8 @@ DAY_MS = 86_400_000
 MIN_TS_MS = 946_684_800_000  # the contract's floor: 2000-01-01
 
 
-def _ago_ms(back_ms: int) -> int:
-    return int(time.time() * 1000) - back_ms
-
-
-def _ahead_ms(ahead_ms: int) -> int:
-    return int(time.time() * 1000) + ahead_ms
+def _from_now_ms(delta_ms: int) -> int:
+    return int(time.time() * 1000) + delta_ms
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ valid_raw = st.fixed_dictionaries(
         "model": st.sampled_from(["gpt-4o", "claude", "gemini"]),
         "tokens_in": st.integers(0, 10**9),
         "tokens_out": st.integers(0, 10**9),
-        "ts": st.integers(0, 60_000).map(_ago_ms),  # read when drawn: the test's day, not the import's
+        "ts": st.integers(-60_000, 0).map(_from_now_ms),  # read when drawn: the test's day, not the import's
     }
 )
 
@@ -78,7 +74,7 @@ _bad_ts_numbers = st.one_of(
     # numbers in between are seconds after 2000, some of them valid, so they are not drawn here.
     st.integers(-(10**15), MIN_TS_MS // 1000 - 1),
     st.integers(EPOCH_MS_THRESHOLD, MIN_TS_MS - 1),
-    st.integers(3 * DAY_MS, 10**17 - 2 * 10**12).map(_ahead_ms),  # far future
+    st.integers(3 * DAY_MS, 10**17 - 2 * 10**12).map(_from_now_ms),  # far future
 )
 
 
